@@ -1,0 +1,131 @@
+//! Validation errors that name the field and the reason.
+
+use core::fmt;
+
+/// Which field of the configuration a problem is about, written the way the TOML file spells it
+/// (`partition[1].memory[0].size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub partition: Option<usize>,
+    pub list: Option<(&'static str, usize)>,
+    pub name: &'static str,
+}
+
+impl Field {
+    pub const fn board(name: &'static str) -> Self {
+        Self {
+            partition: None,
+            list: None,
+            name,
+        }
+    }
+    pub const fn partition(index: usize, name: &'static str) -> Self {
+        Self {
+            partition: Some(index),
+            list: None,
+            name,
+        }
+    }
+    pub const fn item(index: usize, list: &'static str, item: usize, name: &'static str) -> Self {
+        Self {
+            partition: Some(index),
+            list: Some((list, item)),
+            name,
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.partition {
+            None => write!(f, "board.")?,
+            Some(i) => write!(f, "partition[{i}].")?,
+        }
+        if let Some((list, i)) = self.list {
+            write!(f, "{list}[{i}].")?;
+        }
+        write!(f, "{}", self.name)
+    }
+}
+
+/// Why a field is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    UnsupportedVersion { found: u32, expected: u32 },
+    Empty,
+    NotPageAligned { value: u64 },
+    OutOfRange { value: u64, min: u64, max: u64 },
+    Overlaps { other_partition: usize, other_item: usize },
+    OverlapsHypervisor,
+    OutsideRam,
+    DuplicateName { other: usize },
+    CpuTaken { cpu: u8, other: usize },
+    NoSuchCpu { cpu: u8, cpus: u8 },
+    TooManyVcpus { max: usize },
+    NotInMemory { value: u64 },
+    Reserved { value: u64 },
+    ArchMismatch,
+    BootTablesUnmapped,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Problem::UnsupportedVersion { found, expected } => {
+                write!(f, "format version {found} is not supported (expected {expected})")
+            }
+            Problem::Empty => write!(f, "must not be empty"),
+            Problem::NotPageAligned { value } => {
+                write!(f, "{value:#x} is not a multiple of 4 KiB")
+            }
+            Problem::OutOfRange { value, min, max } => {
+                write!(f, "{value:#x} is outside the allowed range {min:#x}..={max:#x}")
+            }
+            Problem::Overlaps {
+                other_partition,
+                other_item,
+            } => write!(
+                f,
+                "overlaps an earlier range (partition[{other_partition}], entry {other_item})"
+            ),
+            Problem::OverlapsHypervisor => write!(f, "overlaps the hypervisor's own memory"),
+            Problem::OutsideRam => write!(f, "is not inside the board's RAM"),
+            Problem::DuplicateName { other } => {
+                write!(f, "the same name is already used by partition[{other}]")
+            }
+            Problem::CpuTaken { cpu, other } => {
+                write!(f, "CPU {cpu} is already given to partition[{other}]")
+            }
+            Problem::NoSuchCpu { cpu, cpus } => {
+                write!(f, "CPU {cpu} does not exist (the board has {cpus})")
+            }
+            Problem::TooManyVcpus { max } => {
+                write!(f, "this architecture supports at most {max} vCPU(s) per partition")
+            }
+            Problem::NotInMemory { value } => {
+                write!(f, "{value:#x} is not inside the partition's memory")
+            }
+            Problem::Reserved { value } => {
+                write!(f, "{value:#x} is reserved by the hypervisor")
+            }
+            Problem::ArchMismatch => write!(f, "does not exist on this board's architecture"),
+            Problem::BootTablesUnmapped => write!(
+                f,
+                "must contain GPA 0x0..0x7000: x86_64 guests start with boot page tables there"
+            ),
+        }
+    }
+}
+
+/// A configuration error: the field and what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: Field,
+    pub problem: Problem,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}

@@ -1,0 +1,13 @@
+//! The board and partition configuration as data.
+//!
+//! The host tool (`xtask`) parses the TOML files, resolves defaults, validates the result with
+//! [`validate`] and embeds it in the image as a postcard blob; the hypervisor decodes and validates
+//! the same blob again at boot, so a corrupt image is refused instead of half-applied.
+
+mod error;
+mod model;
+mod validate;
+
+pub use error::{ConfigError, Field, Problem};
+pub use model::*;
+pub use validate::validate;

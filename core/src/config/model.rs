@@ -1,0 +1,170 @@
+//! The resolved configuration model shared by the host tool and the hypervisor.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::addr::{GuestPhysAddr, HostPhysAddr};
+
+/// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MAX_PARTITIONS: usize = 8;
+pub const MAX_CPUS: usize = 8;
+pub const MAX_REGIONS: usize = 8;
+pub const MAX_PORT_RANGES: usize = 8;
+pub const NAME_LEN: usize = 16;
+pub const ARGS_LEN: usize = 64;
+pub const PAGE_SIZE: u64 = 4096;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+/// A physical address range.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysRange {
+    pub base: HostPhysAddr,
+    pub size: u64,
+}
+
+impl PhysRange {
+    pub fn end(&self) -> u64 {
+        self.base.raw().saturating_add(self.size)
+    }
+    pub fn overlaps(&self, other: &PhysRange) -> bool {
+        self.base.raw() < other.end() && other.base.raw() < self.end()
+    }
+    pub fn contains(&self, other: &PhysRange) -> bool {
+        self.base.raw() <= other.base.raw() && other.end() <= self.end()
+    }
+}
+
+/// How the board's UARTs are reached.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uart {
+    /// A 16550 in x86 port space.
+    Pio16550 { port: u16 },
+    /// A PL011 at a physical address.
+    Pl011 { base: HostPhysAddr },
+}
+
+/// How a run ends the machine, so emulators can report a status.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitDevice {
+    /// Bochs: magic breakpoint (`xchg bx,bx`) for success, the 0x8900 shutdown port for failure.
+    Bochs,
+    /// QEMU `isa-debug-exit` at this port.
+    QemuDebugExit { port: u16 },
+    /// Arm semihosting `SYS_EXIT`.
+    Semihosting,
+    /// Real hardware: halt.
+    Halt,
+}
+
+/// Facts about the machine the hypervisor runs on.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub name: String<32>,
+    pub arch: Arch,
+    pub cpus: u8,
+    pub ram: PhysRange,
+    /// Where the hypervisor image, its frames and the ledger live; no partition may touch it.
+    pub hypervisor: PhysRange,
+    /// Frequency of the time source (TSC, generic counter), when the board states it.
+    pub timer_hz: Option<u64>,
+    pub console: Uart,
+    /// The UART that carries the hypervisor's own (defmt) log.
+    pub log: Uart,
+    pub exit: ExitDevice,
+}
+
+/// One guest-physical memory region backed by host memory.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRegion {
+    pub gpa: GuestPhysAddr,
+    pub hpa: HostPhysAddr,
+    pub size: u64,
+    pub executable: bool,
+}
+
+impl MemoryRegion {
+    pub fn host_range(&self) -> PhysRange {
+        PhysRange {
+            base: self.hpa,
+            size: self.size,
+        }
+    }
+    pub fn contains_gpa(&self, gpa: GuestPhysAddr, len: u64) -> bool {
+        match gpa.offset_from(self.gpa) {
+            Some(off) => off.checked_add(len).is_some_and(|end| end <= self.size),
+            None => false,
+        }
+    }
+}
+
+/// What a partition's access to a granted port range does.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// The guest reaches the physical port directly (no exit).
+    Passthrough,
+    /// Reads return all ones and writes are dropped, without reporting.
+    Ignore,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub base: u16,
+    pub count: u16,
+    pub mode: PortMode,
+}
+
+impl PortRange {
+    pub fn end(&self) -> u32 {
+        u32::from(self.base) + u32::from(self.count)
+    }
+    pub fn contains(&self, port: u16) -> bool {
+        port >= self.base && u32::from(port) < self.end()
+    }
+}
+
+/// The guest image a partition boots.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Image {
+    /// Index of the image in the bundle embedded next to the config.
+    pub index: u8,
+    /// Where its bytes are copied in guest-physical space.
+    pub load: GuestPhysAddr,
+    pub entry: GuestPhysAddr,
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String<NAME_LEN>,
+    /// Physical CPUs, one vCPU each, in vCPU order.
+    pub cpus: Vec<u8, MAX_CPUS>,
+    pub memory: Vec<MemoryRegion, MAX_REGIONS>,
+    pub image: Image,
+    pub ports: Vec<PortRange, MAX_PORT_RANGES>,
+    /// A free-form argument string the guest reads through the `PARTITION_INFO` hypercall.
+    pub args: String<ARGS_LEN>,
+}
+
+impl Partition {
+    /// The memory region holding `len` bytes at `gpa`, if one does entirely.
+    pub fn region_for(&self, gpa: GuestPhysAddr, len: u64) -> Option<&MemoryRegion> {
+        self.memory.iter().find(|r| r.contains_gpa(gpa, len))
+    }
+    pub fn memory_size(&self) -> u64 {
+        self.memory.iter().map(|r| r.size).sum()
+    }
+}
+
+/// The whole system: one board, its partitions.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct System {
+    pub version: u32,
+    pub board: Board,
+    pub partitions: Vec<Partition, MAX_PARTITIONS>,
+}

@@ -1,0 +1,306 @@
+//! The rules a configuration must keep. Run by the host tool before embedding a config and by the
+//! hypervisor on the embedded copy before it touches any hardware.
+
+use super::error::{ConfigError, Field, Problem};
+use super::model::*;
+use crate::addr::GuestPhysAddr;
+use crate::devices::uart16550::{COM1_BASE, COM1_PORTS};
+
+/// Guest-physical addresses must stay below 512 GiB: one top-level EPT / stage-2 entry's reach.
+pub const MAX_GPA: u64 = 1 << 39;
+/// x86_64 guests enter in long mode with boot page tables in these guest-physical pages.
+pub const X86_BOOT_TABLES: core::ops::Range<u64> = 0x1000..0x7000;
+const X86_MAX_VCPUS: usize = 1;
+
+type Result<T = ()> = core::result::Result<T, ConfigError>;
+
+fn err(field: Field, problem: Problem) -> ConfigError {
+    ConfigError { field, problem }
+}
+
+/// Checks every rule; returns the first broken one.
+pub fn validate(sys: &System) -> Result {
+    if sys.version != FORMAT_VERSION {
+        return Err(err(
+            Field::board("version"),
+            Problem::UnsupportedVersion {
+                found: sys.version,
+                expected: FORMAT_VERSION,
+            },
+        ));
+    }
+    validate_board(&sys.board)?;
+    if sys.partitions.is_empty() {
+        return Err(err(Field::board("partition"), Problem::Empty));
+    }
+    for (i, p) in sys.partitions.iter().enumerate() {
+        validate_partition(sys, i, p)?;
+    }
+    Ok(())
+}
+
+fn page_aligned(field: Field, value: u64) -> Result {
+    if value % PAGE_SIZE == 0 {
+        Ok(())
+    } else {
+        Err(err(field, Problem::NotPageAligned { value }))
+    }
+}
+
+fn validate_board(b: &Board) -> Result {
+    if b.cpus == 0 || usize::from(b.cpus) > MAX_CPUS {
+        return Err(err(
+            Field::board("cpus"),
+            Problem::OutOfRange {
+                value: b.cpus.into(),
+                min: 1,
+                max: MAX_CPUS as u64,
+            },
+        ));
+    }
+    page_aligned(Field::board("ram.base"), b.ram.base.raw())?;
+    page_aligned(Field::board("ram.size"), b.ram.size)?;
+    if b.ram.size == 0 {
+        return Err(err(Field::board("ram.size"), Problem::Empty));
+    }
+    page_aligned(Field::board("hypervisor.base"), b.hypervisor.base.raw())?;
+    page_aligned(Field::board("hypervisor.size"), b.hypervisor.size)?;
+    if !b.ram.contains(&b.hypervisor) {
+        return Err(err(Field::board("hypervisor"), Problem::OutsideRam));
+    }
+    let uarts_fit = |u: Uart| match (b.arch, u) {
+        (Arch::X86_64, Uart::Pio16550 { .. }) | (Arch::Aarch64, Uart::Pl011 { .. }) => Ok(()),
+        _ => Err(Problem::ArchMismatch),
+    };
+    uarts_fit(b.console).map_err(|p| err(Field::board("console"), p))?;
+    uarts_fit(b.log).map_err(|p| err(Field::board("log"), p))?;
+    Ok(())
+}
+
+fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
+    let b = &sys.board;
+    if p.name.is_empty() {
+        return Err(err(Field::partition(i, "name"), Problem::Empty));
+    }
+    if let Some(other) = sys.partitions[..i].iter().position(|q| q.name == p.name) {
+        return Err(err(
+            Field::partition(i, "name"),
+            Problem::DuplicateName { other },
+        ));
+    }
+    validate_cpus(sys, i, p)?;
+    if p.memory.is_empty() {
+        return Err(err(Field::partition(i, "memory"), Problem::Empty));
+    }
+    for (j, r) in p.memory.iter().enumerate() {
+        validate_region(sys, i, j, r)?;
+    }
+    if b.arch == Arch::X86_64 && p.region_for(GuestPhysAddr::new(0), X86_BOOT_TABLES.end).is_none() {
+        return Err(err(
+            Field::partition(i, "memory"),
+            Problem::BootTablesUnmapped,
+        ));
+    }
+    validate_image(b.arch, i, p)?;
+    for (j, r) in p.ports.iter().enumerate() {
+        validate_ports(sys, i, j, r)?;
+    }
+    Ok(())
+}
+
+fn validate_cpus(sys: &System, i: usize, p: &Partition) -> Result {
+    let field = Field::partition(i, "cpus");
+    if p.cpus.is_empty() {
+        return Err(err(field, Problem::Empty));
+    }
+    if sys.board.arch == Arch::X86_64 && p.cpus.len() > X86_MAX_VCPUS {
+        return Err(err(field, Problem::TooManyVcpus { max: X86_MAX_VCPUS }));
+    }
+    for (k, &cpu) in p.cpus.iter().enumerate() {
+        if cpu >= sys.board.cpus {
+            return Err(err(
+                field,
+                Problem::NoSuchCpu {
+                    cpu,
+                    cpus: sys.board.cpus,
+                },
+            ));
+        }
+        if p.cpus[..k].contains(&cpu) {
+            return Err(err(field, Problem::CpuTaken { cpu, other: i }));
+        }
+        if let Some(other) = sys.partitions[..i]
+            .iter()
+            .position(|q| q.cpus.contains(&cpu))
+        {
+            return Err(err(field, Problem::CpuTaken { cpu, other }));
+        }
+    }
+    Ok(())
+}
+
+fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result {
+    let field = |name| Field::item(i, "memory", j, name);
+    page_aligned(field("gpa"), r.gpa.raw())?;
+    page_aligned(field("hpa"), r.hpa.raw())?;
+    page_aligned(field("size"), r.size)?;
+    if r.size == 0 {
+        return Err(err(field("size"), Problem::Empty));
+    }
+    if r.gpa.raw().checked_add(r.size).is_none_or(|end| end > MAX_GPA) {
+        return Err(err(
+            field("gpa"),
+            Problem::OutOfRange {
+                value: r.gpa.raw(),
+                min: 0,
+                max: MAX_GPA - r.size,
+            },
+        ));
+    }
+    let host = r.host_range();
+    if !sys.board.ram.contains(&host) {
+        return Err(err(field("hpa"), Problem::OutsideRam));
+    }
+    if host.overlaps(&sys.board.hypervisor) {
+        return Err(err(field("hpa"), Problem::OverlapsHypervisor));
+    }
+    // Host ranges are exclusive across the whole system; guest ranges within one partition.
+    for (pi, q) in sys.partitions[..=i].iter().enumerate() {
+        let earlier = if pi == i { &q.memory[..j] } else { &q.memory[..] };
+        for (qj, other) in earlier.iter().enumerate() {
+            if host.overlaps(&other.host_range()) {
+                return Err(err(
+                    field("hpa"),
+                    Problem::Overlaps {
+                        other_partition: pi,
+                        other_item: qj,
+                    },
+                ));
+            }
+            let guest_overlap = r.gpa.raw() < other.gpa.raw() + other.size
+                && other.gpa.raw() < r.gpa.raw() + r.size;
+            if pi == i && guest_overlap {
+                return Err(err(
+                    field("gpa"),
+                    Problem::Overlaps {
+                        other_partition: pi,
+                        other_item: qj,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_image(arch: Arch, i: usize, p: &Partition) -> Result {
+    let img = &p.image;
+    let field = |name| Field::partition(i, name);
+    if img.size == 0 {
+        return Err(err(field("image"), Problem::Empty));
+    }
+    if p.region_for(img.load, img.size).is_none() {
+        return Err(err(
+            field("load"),
+            Problem::NotInMemory {
+                value: img.load.raw(),
+            },
+        ));
+    }
+    let boot_tables_hit = arch == Arch::X86_64
+        && img.load.raw() < X86_BOOT_TABLES.end
+        && X86_BOOT_TABLES.start < img.load.raw() + img.size;
+    if boot_tables_hit {
+        return Err(err(
+            field("load"),
+            Problem::Reserved {
+                value: img.load.raw(),
+            },
+        ));
+    }
+    let entry_inside = img
+        .entry
+        .offset_from(img.load)
+        .is_some_and(|off| off < img.size);
+    if !entry_inside {
+        return Err(err(
+            field("entry"),
+            Problem::NotInMemory {
+                value: img.entry.raw(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn board_ports(b: &Board) -> impl Iterator<Item = PortRange> {
+    let uart = |u: Uart| match u {
+        Uart::Pio16550 { port } => Some(PortRange {
+            base: port,
+            count: COM1_PORTS,
+            mode: PortMode::Passthrough,
+        }),
+        Uart::Pl011 { .. } => None,
+    };
+    let exit = match b.exit {
+        ExitDevice::Bochs => Some(PortRange {
+            base: 0x8900,
+            count: 1,
+            mode: PortMode::Passthrough,
+        }),
+        ExitDevice::QemuDebugExit { port } => Some(PortRange {
+            base: port,
+            count: 4,
+            mode: PortMode::Passthrough,
+        }),
+        ExitDevice::Semihosting | ExitDevice::Halt => None,
+    };
+    [uart(b.console), uart(b.log), exit].into_iter().flatten()
+}
+
+fn validate_ports(sys: &System, i: usize, j: usize, r: &PortRange) -> Result {
+    let field = |name| Field::item(i, "ports", j, name);
+    if sys.board.arch != Arch::X86_64 {
+        return Err(err(field("base"), Problem::ArchMismatch));
+    }
+    if r.count == 0 || r.end() > 0x1_0000 {
+        return Err(err(
+            field("count"),
+            Problem::OutOfRange {
+                value: r.count.into(),
+                min: 1,
+                max: 0x1_0000 - u64::from(r.base),
+            },
+        ));
+    }
+    let overlaps = |a: &PortRange, b: &PortRange| a.base < b.base.saturating_add(b.count) && b.base < a.base.saturating_add(a.count);
+    let virtual_uart = PortRange {
+        base: COM1_BASE,
+        count: COM1_PORTS,
+        mode: PortMode::Ignore,
+    };
+    if overlaps(r, &virtual_uart) {
+        return Err(err(field("base"), Problem::Reserved { value: r.base.into() }));
+    }
+    if r.mode == PortMode::Passthrough {
+        if let Some(hv) = board_ports(&sys.board).find(|hv| overlaps(r, hv)) {
+            return Err(err(field("base"), Problem::Reserved { value: hv.base.into() }));
+        }
+        for (pi, q) in sys.partitions[..=i].iter().enumerate() {
+            let earlier = if pi == i { &q.ports[..j] } else { &q.ports[..] };
+            if let Some(qj) = earlier
+                .iter()
+                .position(|o| o.mode == PortMode::Passthrough && overlaps(r, o))
+            {
+                return Err(err(
+                    field("base"),
+                    Problem::Overlaps {
+                        other_partition: pi,
+                        other_item: qj,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}

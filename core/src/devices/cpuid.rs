@@ -1,0 +1,86 @@
+//! The CPUID a partition sees: the physical CPU's answers with virtualization hidden, features
+//! the partition cannot use removed, and a hypervisor leaf naming Tandem.
+
+use crate::hypercall::ABI_VERSION;
+
+pub const HYPERVISOR_LEAF: u32 = 0x4000_0000;
+/// `CPUID.40000000h:EBX,ECX,EDX`.
+pub const SIGNATURE: [u8; 12] = *b"TandemHV\0\0\0\0";
+
+mod leaf1 {
+    pub const ECX_MONITOR: u32 = 1 << 3;
+    pub const ECX_VMX: u32 = 1 << 5;
+    pub const ECX_SMX: u32 = 1 << 6;
+    pub const ECX_PDCM: u32 = 1 << 15;
+    pub const ECX_X2APIC: u32 = 1 << 21;
+    pub const ECX_TSC_DEADLINE: u32 = 1 << 24;
+    pub const ECX_HYPERVISOR: u32 = 1 << 31;
+    pub const EDX_APIC: u32 = 1 << 9;
+}
+
+fn sig_word(i: usize) -> u32 {
+    u32::from_le_bytes([
+        SIGNATURE[4 * i],
+        SIGNATURE[4 * i + 1],
+        SIGNATURE[4 * i + 2],
+        SIGNATURE[4 * i + 3],
+    ])
+}
+
+/// Filters the host's `[eax, ebx, ecx, edx]` for `leaf` as seen by vCPU `vcpu`.
+pub fn filter(leaf: u32, host: [u32; 4], vcpu: u32) -> [u32; 4] {
+    let [eax, ebx, ecx, edx] = host;
+    match leaf {
+        1 => {
+            // No LAPIC, MONITOR/MWAIT or VMX is given to partitions (SDM Vol. 2A, CPUID leaf 01H).
+            let ecx = (ecx
+                & !(leaf1::ECX_MONITOR
+                    | leaf1::ECX_VMX
+                    | leaf1::ECX_SMX
+                    | leaf1::ECX_PDCM
+                    | leaf1::ECX_X2APIC
+                    | leaf1::ECX_TSC_DEADLINE))
+                | leaf1::ECX_HYPERVISOR;
+            let ebx = (ebx & 0x00ff_ffff) | (vcpu << 24);
+            [eax, ebx, ecx, edx & !leaf1::EDX_APIC]
+        }
+        // MONITOR/MWAIT parameters and architectural performance monitoring: not offered.
+        5 | 0xa => [0; 4],
+        0xb | 0x1f => [eax, ebx, ecx, vcpu],
+        HYPERVISOR_LEAF => [HYPERVISOR_LEAF + 1, sig_word(0), sig_word(1), sig_word(2)],
+        0x4000_0001 => [ABI_VERSION as u32, 0, 0, 0],
+        0x4000_0002..=0x4fff_ffff => [0; 4],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_vmx_and_announces_a_hypervisor() {
+        let [_, ebx, ecx, edx] = filter(1, [0, 0x0500_0000, u32::MAX, u32::MAX], 1);
+        assert_eq!(ecx & leaf1::ECX_VMX, 0);
+        assert_ne!(ecx & leaf1::ECX_HYPERVISOR, 0);
+        assert_eq!(edx & leaf1::EDX_APIC, 0);
+        assert_eq!(ebx >> 24, 1, "APIC id is the vCPU index");
+    }
+
+    #[test]
+    fn hypervisor_leaf_names_tandem() {
+        let [max, b, c, d] = filter(HYPERVISOR_LEAF, [0; 4], 0);
+        assert_eq!(max, HYPERVISOR_LEAF + 1);
+        let mut sig = Vec::new();
+        for w in [b, c, d] {
+            sig.extend_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(&sig[..8], b"TandemHV");
+        assert_eq!(filter(0x4000_0001, [0; 4], 0)[0], ABI_VERSION as u32);
+    }
+
+    #[test]
+    fn other_leaves_pass_through() {
+        assert_eq!(filter(0, [0xd, 1, 2, 3], 0), [0xd, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,7 @@
+//! Virtual devices and CPU feature models. Each is plain `#[repr(C)]` data so it can live in the
+//! ledger and survive a microreboot.
+
+pub mod cpuid;
+pub mod msr;
+pub mod uart16550;
+pub mod vtimer;

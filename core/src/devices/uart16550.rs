@@ -1,0 +1,149 @@
+//! A virtual 16550 UART at the COM1 ports: transmit only, line buffered.
+//!
+//! The guest sees a UART that is always ready to send. Bytes are collected into lines and handed
+//! out whole so two partitions' output never interleaves within a line.
+
+pub const COM1_BASE: u16 = 0x3f8;
+pub const COM1_PORTS: u16 = 8;
+/// A line longer than this is emitted in pieces.
+pub const LINE_MAX: usize = 120;
+
+const LCR_DLAB: u8 = 0x80;
+/// Transmitter holding register empty and transmitter empty.
+const LSR_IDLE: u8 = 0x60;
+/// No interrupt pending.
+const IIR_NONE: u8 = 0x01;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Uart16550 {
+    ier: u8,
+    lcr: u8,
+    mcr: u8,
+    scr: u8,
+    dll: u8,
+    dlm: u8,
+    len: u16,
+    line: [u8; LINE_MAX],
+}
+
+impl Default for Uart16550 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Uart16550 {
+    pub const fn new() -> Self {
+        Self {
+            ier: 0,
+            lcr: 0,
+            mcr: 0,
+            scr: 0,
+            dll: 0,
+            dlm: 0,
+            len: 0,
+            line: [0; LINE_MAX],
+        }
+    }
+
+    pub fn handles(port: u16) -> bool {
+        (COM1_BASE..COM1_BASE + COM1_PORTS).contains(&port)
+    }
+
+    pub fn read(&self, port: u16) -> u8 {
+        let dlab = self.lcr & LCR_DLAB != 0;
+        match port - COM1_BASE {
+            0 if dlab => self.dll,
+            1 if dlab => self.dlm,
+            0 => 0,
+            1 => self.ier,
+            2 => IIR_NONE,
+            3 => self.lcr,
+            4 => self.mcr,
+            5 => LSR_IDLE,
+            6 => 0,
+            _ => self.scr,
+        }
+    }
+
+    /// Handles a register write. Returns true when a whole line is ready in [`Uart16550::line`].
+    pub fn write(&mut self, port: u16, value: u8) -> bool {
+        let dlab = self.lcr & LCR_DLAB != 0;
+        match port - COM1_BASE {
+            0 if dlab => self.dll = value,
+            1 if dlab => self.dlm = value,
+            0 => return self.push(value),
+            1 => self.ier = value & 0x0f,
+            3 => self.lcr = value,
+            4 => self.mcr = value & 0x1f,
+            7 => self.scr = value,
+            _ => {}
+        }
+        false
+    }
+
+    fn push(&mut self, byte: u8) -> bool {
+        match byte {
+            b'\r' => false,
+            b'\n' => true,
+            _ => {
+                self.line[usize::from(self.len)] = byte;
+                self.len += 1;
+                usize::from(self.len) == LINE_MAX
+            }
+        }
+    }
+
+    /// The collected line, without its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.line[..usize::from(self.len)]
+    }
+
+    /// Starts a new line once the current one has been printed.
+    pub fn clear_line(&mut self) {
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(u: &mut Uart16550, s: &[u8]) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        for &b in s {
+            if u.write(COM1_BASE, b) {
+                lines.push(u.line().to_vec());
+                u.clear_line();
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn collects_lines_and_drops_carriage_returns() {
+        let mut u = Uart16550::new();
+        assert_eq!(send(&mut u, b"hello\r\nworld\n"), vec![b"hello".to_vec(), b"world".to_vec()]);
+    }
+
+    #[test]
+    fn long_lines_are_split() {
+        let mut u = Uart16550::new();
+        let lines = send(&mut u, &[b'x'; LINE_MAX + 3]);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), LINE_MAX);
+        assert_eq!(u.line(), b"xxx");
+    }
+
+    #[test]
+    fn divisor_latch_does_not_transmit() {
+        let mut u = Uart16550::new();
+        u.write(COM1_BASE + 3, 0x83);
+        assert!(!u.write(COM1_BASE, 1));
+        u.write(COM1_BASE + 3, 0x03);
+        assert_eq!(u.read(COM1_BASE + 3), 0x03);
+        assert_eq!(u.line(), b"");
+        assert_eq!(u.read(COM1_BASE + 5), LSR_IDLE);
+    }
+}

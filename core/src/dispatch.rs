@@ -1,0 +1,245 @@
+//! Exit handling: what each exit means for the partition, computed before anything guest-visible
+//! changes. The caller applies the returned completion last, so a handler cut short can run again.
+
+use crate::addr::GuestPhysAddr;
+use crate::config::PortMode;
+use crate::devices::uart16550::Uart16550;
+use crate::devices::{cpuid, msr};
+use crate::exit::{Access, Exit, ShutdownCause};
+use crate::hypercall::{self, Call, PartitionInfo, Status};
+use crate::partition::VcpuRuntime;
+use crate::platform::Platform;
+use crate::report::{Notice, StopReason};
+use crate::vcpu::{Completion, GuestFault};
+
+/// What the vCPU does after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    WaitForInterrupt,
+    Stop(StopReason),
+}
+
+/// The result of handling one exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub completion: Option<Completion>,
+    pub next: Next,
+}
+
+impl Outcome {
+    fn done(completion: Completion) -> Self {
+        Self {
+            completion: Some(completion),
+            next: Next::Continue,
+        }
+    }
+    fn nothing() -> Self {
+        Self {
+            completion: None,
+            next: Next::Continue,
+        }
+    }
+    fn stop(reason: StopReason) -> Self {
+        Self {
+            completion: None,
+            next: Next::Stop(reason),
+        }
+    }
+}
+
+/// All ones for an access of `size` bytes: what an undecoded port reads as.
+fn all_ones(size: u8) -> u64 {
+    u64::MAX >> (64 - 8 * u32::from(size.clamp(1, 8)))
+}
+
+impl<P: Platform> VcpuRuntime<'_, P> {
+    pub(crate) fn handle(&mut self, exit: Exit, pc: u64) -> Outcome {
+        match exit {
+            Exit::PortRead { port, size } => self.port_read(port, size, pc),
+            Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
+            Exit::MmioRead { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Read, pc)),
+            Exit::MmioWrite { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+            Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
+            Exit::Cpuid { leaf, host, .. } => {
+                Outcome::done(Completion::Cpuid(cpuid::filter(leaf, host, self.vcpu)))
+            }
+            Exit::MsrRead { msr } => match msr::read(msr) {
+                Some(v) => Outcome::done(Completion::Value(v)),
+                None => self.deny_msr(msr, false, pc),
+            },
+            Exit::MsrWrite { msr, value } => {
+                if msr::write(msr, value) {
+                    Outcome::done(Completion::Done)
+                } else {
+                    self.deny_msr(msr, true, pc)
+                }
+            }
+            Exit::Hypercall { nr, args } => self.hypercall(nr, args, pc),
+            Exit::Halt => Outcome {
+                completion: Some(Completion::Done),
+                next: Next::WaitForInterrupt,
+            },
+            Exit::Forbidden { code } => {
+                self.notice(Notice::ForbiddenInstruction { code, pc });
+                Outcome::done(Completion::Fault(GuestFault::InvalidOpcode))
+            }
+            Exit::Shutdown {
+                cause: ShutdownCause::TripleFault,
+            } => Outcome::stop(StopReason::TripleFault { pc }),
+            Exit::Unhandled {
+                code,
+                qualification,
+            } => Outcome::stop(StopReason::UnhandledExit {
+                code,
+                qualification,
+                pc,
+            }),
+            // Asynchronous exits only give the loop a chance to raise due interrupts.
+            Exit::ExternalInterrupt { .. } | Exit::TimerExpired | Exit::InterruptWindow => {
+                Outcome::nothing()
+            }
+        }
+    }
+
+    fn violation(&self, gpa: GuestPhysAddr, access: Access, pc: u64) -> StopReason {
+        StopReason::MemoryViolation { gpa, access, pc }
+    }
+
+    fn port_mode(&self, port: u16) -> Option<PortMode> {
+        self.partition
+            .ports
+            .iter()
+            .find(|r| r.contains(port))
+            .map(|r| r.mode)
+    }
+
+    fn port_read(&mut self, port: u16, size: u8, pc: u64) -> Outcome {
+        if Uart16550::handles(port) {
+            return Outcome::done(Completion::Value(self.record.uart.read(port).into()));
+        }
+        if self.port_mode(port).is_none() {
+            self.notice(Notice::DeniedPort {
+                port,
+                write: false,
+                pc,
+            });
+        }
+        Outcome::done(Completion::Value(all_ones(size)))
+    }
+
+    fn port_write(&mut self, port: u16, size: u8, value: u32, pc: u64) -> Outcome {
+        if Uart16550::handles(port) {
+            // Only the low byte reaches an 8-bit UART register; wider writes hit adjacent ones.
+            for (i, byte) in value.to_le_bytes()[..usize::from(size.min(4))].iter().enumerate() {
+                let p = port.wrapping_add(i as u16);
+                if Uart16550::handles(p) && self.record.uart.write(p, *byte) {
+                    self.platform
+                        .console_line(&self.partition.name, self.record.uart.line());
+                    self.record.uart.clear_line();
+                }
+            }
+        } else if self.port_mode(port).is_none() {
+            self.notice(Notice::DeniedPort {
+                port,
+                write: true,
+                pc,
+            });
+        }
+        Outcome::done(Completion::Done)
+    }
+
+    fn deny_msr(&mut self, msr: u32, write: bool, pc: u64) -> Outcome {
+        self.notice(Notice::DeniedMsr { msr, write, pc });
+        Outcome::done(Completion::Fault(GuestFault::GeneralProtection))
+    }
+
+    fn hypercall(&mut self, nr: u64, args: [u64; 4], pc: u64) -> Outcome {
+        let result = match Call::from_nr(nr) {
+            None => Err(Status::NoSys),
+            Some(Call::AbiVersion) => Ok(hypercall::ABI_VERSION),
+            Some(Call::ConsoleWrite) => self.console_write(args[0], args[1]),
+            Some(Call::PartitionInfo) => self.partition_info(args[0], args[1]),
+            Some(Call::Yield) => Ok(0),
+            Some(Call::Shutdown) => {
+                return Outcome::stop(StopReason::Shutdown { code: args[0] });
+            }
+            Some(Call::TimerSet) => self.timer_set(args[0], args[1]),
+            Some(Call::TimeNow) => Ok(self.partition_now()),
+        };
+        let (status, value) = match result {
+            Ok(value) => (Status::Ok as i64, value),
+            Err(status) => {
+                self.notice(Notice::BadHypercall {
+                    nr,
+                    status: status as i64,
+                    pc,
+                });
+                (status as i64, 0)
+            }
+        };
+        Outcome::done(Completion::Hypercall { status, value })
+    }
+
+    /// The region and offset holding `len` bytes at guest-physical `gpa`.
+    fn guest_range(
+        &self,
+        gpa: u64,
+        len: u64,
+    ) -> Result<(&crate::config::MemoryRegion, u64), Status> {
+        let gpa = GuestPhysAddr::new(gpa);
+        let region = self
+            .partition
+            .region_for(gpa, len)
+            .ok_or(Status::Fault)?;
+        let offset = gpa.offset_from(region.gpa).ok_or(Status::Fault)?;
+        Ok((region, offset))
+    }
+
+    fn console_write(&mut self, gpa: u64, len: u64) -> Result<u64, Status> {
+        if len > hypercall::CONSOLE_WRITE_MAX {
+            return Err(Status::Invalid);
+        }
+        let (region, offset) = self.guest_range(gpa, len)?;
+        let mut buf = [0u8; hypercall::CONSOLE_WRITE_MAX as usize];
+        let buf = &mut buf[..len as usize];
+        self.platform.read_guest(region, offset, buf);
+        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.platform.console_line(&self.partition.name, line);
+        }
+        Ok(len)
+    }
+
+    fn partition_info(&mut self, gpa: u64, len: u64) -> Result<u64, Status> {
+        let size = hypercall::PARTITION_INFO_SIZE as u64;
+        if len < size {
+            return Err(Status::Invalid);
+        }
+        let (region, offset) = self.guest_range(gpa, size)?;
+        let mut info = PartitionInfo {
+            abi_version: hypercall::ABI_VERSION as u32,
+            id: self.id,
+            vcpus: self.partition.cpus.len() as u32,
+            reserved: 0,
+            memory_bytes: self.partition.memory_size(),
+            name: [0; 16],
+            args: [0; 64],
+        };
+        info.name[..self.partition.name.len()].copy_from_slice(self.partition.name.as_bytes());
+        info.args[..self.partition.args.len()].copy_from_slice(self.partition.args.as_bytes());
+        self.platform.write_guest(region, offset, &info.to_bytes());
+        Ok(size)
+    }
+
+    fn timer_set(&mut self, delay_ns: u64, vector: u64) -> Result<u64, Status> {
+        match vector {
+            0 => self.record.timer.disarm(),
+            hypercall::TIMER_VECTOR_MIN..=255 => {
+                let now = self.partition_now();
+                self.record.timer.arm(now, delay_ns, vector as u8);
+            }
+            _ => return Err(Status::Invalid),
+        }
+        Ok(0)
+    }
+}

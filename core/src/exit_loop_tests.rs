@@ -1,0 +1,234 @@
+//! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
+
+use crate::addr::GuestPhysAddr;
+use crate::exit::{Access, Exit};
+use crate::fake::{FakePlatform, MEMORY, run};
+use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
+use crate::report::{Notice, StopReason};
+use crate::vcpu::{Completion, EntryError, GuestFault};
+
+const END: StopReason = StopReason::EntryFailed(EntryError::InstructionFailed { error: 0 });
+
+fn hc(call: u64, args: [u64; 4]) -> Exit {
+    Exit::Hypercall { nr: call, args }
+}
+
+fn status(c: &Completion) -> i64 {
+    match c {
+        Completion::Hypercall { status, .. } => *status,
+        other => panic!("not a hypercall completion: {other:?}"),
+    }
+}
+
+#[test]
+fn uart_writes_become_prefixed_lines() {
+    let p = FakePlatform::new(0);
+    let exits = b"hi\n".iter().map(|&b| Exit::PortWrite {
+        port: 0x3f8,
+        size: 1,
+        value: b.into(),
+    });
+    let (stop, _, record) = run(exits, &p);
+    assert_eq!(stop, END);
+    assert_eq!(*p.lines.borrow(), vec![("guest".into(), "hi".into())]);
+    assert_eq!(record.deterministic_exits, 3);
+}
+
+#[test]
+fn good_hypercalls_succeed() {
+    let p = FakePlatform::new(MEMORY as usize);
+    p.memory.borrow_mut()[0x5000..0x5006].copy_from_slice(b"a\nbc\n\n");
+    let exits = [
+        hc(Call::AbiVersion as u64, [0; 4]),
+        hc(Call::ConsoleWrite as u64, [0x5000, 6, 0, 0]),
+        hc(Call::PartitionInfo as u64, [0x8000, 200, 0, 0]),
+        hc(Call::Yield as u64, [0; 4]),
+    ];
+    let (_, vcpu, _) = run(exits, &p);
+    assert_eq!(
+        vcpu.completions[0],
+        Completion::Hypercall {
+            status: 0,
+            value: ABI_VERSION
+        }
+    );
+    assert!(vcpu.completions.iter().all(|c| status(c) == 0));
+    let lines: Vec<_> = p.lines.borrow().iter().map(|(_, l)| l.clone()).collect();
+    assert_eq!(lines, ["a", "bc"]);
+    let mem = p.memory.borrow();
+    let info = &mem[0x8000..0x8000 + PARTITION_INFO_SIZE];
+    assert_eq!(u32::from_le_bytes(info[4..8].try_into().unwrap()), 3, "partition id");
+    assert_eq!(&info[24..29], b"guest");
+    assert_eq!(&info[40..49], b"mode=test");
+    assert!(p.notices.borrow().is_empty());
+}
+
+#[test]
+fn bad_hypercalls_return_errors_and_the_partition_keeps_running() {
+    let p = FakePlatform::new(MEMORY as usize);
+    let exits = [
+        hc(0xdead_beef, [0; 4]),
+        hc(Call::ConsoleWrite as u64, [MEMORY - 2, 4, 0, 0]),
+        hc(Call::ConsoleWrite as u64, [0, 1 << 40, 0, 0]),
+        hc(Call::ConsoleWrite as u64, [u64::MAX, 2, 0, 0]),
+        hc(Call::PartitionInfo as u64, [0x1000, 8, 0, 0]),
+        hc(Call::PartitionInfo as u64, [1 << 45, 200, 0, 0]),
+        hc(Call::TimerSet as u64, [10, 7, 0, 0]),
+        hc(Call::TimerSet as u64, [10, 256, 0, 0]),
+    ];
+    let (stop, vcpu, _) = run(exits, &p);
+    assert_eq!(stop, END, "no bad hypercall stops the partition");
+    let statuses: Vec<i64> = vcpu.completions.iter().map(status).collect();
+    use Status::*;
+    let expected = [NoSys, Fault, Invalid, Fault, Invalid, Fault, Invalid, Invalid];
+    assert_eq!(statuses, expected.map(|s| s as i64));
+    assert_eq!(p.notices.borrow().len(), expected.len());
+}
+
+#[test]
+fn shutdown_stops_with_the_guest_code() {
+    let p = FakePlatform::new(0);
+    let exits = [hc(Call::Shutdown as u64, [42, 0, 0, 0]), Exit::Halt];
+    let (stop, vcpu, _) = run(exits, &p);
+    assert_eq!(stop, StopReason::Shutdown { code: 42 });
+    assert!(vcpu.completions.is_empty(), "nothing guest-visible after shutdown");
+}
+
+#[test]
+fn memory_violations_stop_with_address_and_pc() {
+    let p = FakePlatform::new(0);
+    let gpa = GuestPhysAddr::new(0x4000_0000);
+    let (stop, _, _) = run(
+        [Exit::PageFault {
+            gpa,
+            access: Access::Write,
+        }],
+        &p,
+    );
+    assert_eq!(
+        stop,
+        StopReason::MemoryViolation {
+            gpa,
+            access: Access::Write,
+            pc: 0x10_0000
+        }
+    );
+}
+
+#[test]
+fn denied_ports_read_all_ones_and_are_reported_once_each() {
+    let p = FakePlatform::new(0);
+    let exits = [
+        Exit::PortRead { port: 0x70, size: 1 },
+        Exit::PortRead { port: 0x80, size: 2 },
+        Exit::PortWrite {
+            port: 0xcf8,
+            size: 4,
+            value: 0x8000_0000,
+        },
+    ];
+    let (_, vcpu, _) = run(exits, &p);
+    assert_eq!(
+        vcpu.completions,
+        [
+            Completion::Value(0xff),
+            Completion::Value(0xffff),
+            Completion::Done
+        ]
+    );
+    let notices = p.notices.borrow();
+    assert_eq!(notices.len(), 2, "the ignored range 0x80 is granted: no notice");
+    assert!(matches!(notices[0], Notice::DeniedPort { port: 0x70, write: false, .. }));
+    assert!(matches!(notices[1], Notice::DeniedPort { port: 0xcf8, write: true, .. }));
+}
+
+#[test]
+fn unknown_msrs_raise_general_protection() {
+    let p = FakePlatform::new(0);
+    let exits = [
+        Exit::MsrRead { msr: 0xc001_0015 },
+        Exit::MsrWrite { msr: 0x10, value: 0 },
+        Exit::MsrRead { msr: 0x1a0 },
+    ];
+    let (_, vcpu, _) = run(exits, &p);
+    let gp = Completion::Fault(GuestFault::GeneralProtection);
+    assert_eq!(vcpu.completions, [gp, gp, Completion::Value(1)]);
+}
+
+#[test]
+fn notices_are_rate_limited() {
+    let p = FakePlatform::new(0);
+    let exits = (0..100).map(|_| Exit::PortRead { port: 0x70, size: 1 });
+    let (_, _, record) = run(exits, &p);
+    assert_eq!(p.notices.borrow().len(), crate::partition::NOTICE_LIMIT as usize);
+    assert_eq!(record.notices, 100);
+}
+
+#[test]
+fn a_halted_guest_sleeps_until_its_timer_and_is_woken_by_the_vector() {
+    let p = FakePlatform::new(0);
+    let start = p.now.get();
+    let exits = [
+        hc(Call::TimerSet as u64, [5_000, 0x20, 0, 0]),
+        Exit::Halt,
+        hc(Call::TimeNow as u64, [0; 4]),
+    ];
+    let (_, vcpu, record) = run(exits, &p);
+    assert_eq!(vcpu.delivered, [0x20]);
+    assert_eq!(p.now.get(), start + 5_000, "the CPU idled exactly to the deadline");
+    assert_eq!(
+        vcpu.completions[2],
+        Completion::Hypercall {
+            status: 0,
+            value: 5_000
+        }
+    );
+    assert_eq!(record.timer.deadline(), None, "one-shot");
+}
+
+#[test]
+fn halting_with_no_wake_source_stops_the_partition() {
+    let p = FakePlatform::new(0);
+    let (stop, _, _) = run([Exit::Halt], &p);
+    assert!(matches!(stop, StopReason::HaltedForever { .. }));
+}
+
+#[test]
+fn halting_with_interrupts_off_stops_even_with_a_timer() {
+    let p = FakePlatform::new(0);
+    let platform = &p;
+    let part = crate::fake::partition();
+    let mut record = crate::partition::VcpuRecord::new(0);
+    let mut vcpu = crate::fake::ScriptedVcpu::new([
+        hc(Call::TimerSet as u64, [5_000, 0x20, 0, 0]),
+        Exit::Halt,
+    ]);
+    vcpu.interrupts_on = false;
+    let stop = crate::partition::VcpuRuntime {
+        partition: &part,
+        id: 0,
+        vcpu: 0,
+        record: &mut record,
+        platform,
+    }
+    .run(&mut vcpu);
+    assert!(matches!(stop, StopReason::HaltedForever { .. }));
+}
+
+#[test]
+fn asynchronous_exits_are_counted_apart() {
+    let p = FakePlatform::new(0);
+    let exits = [
+        Exit::TimerExpired,
+        Exit::ExternalInterrupt { vector: 0x30 },
+        Exit::Cpuid {
+            leaf: 0,
+            subleaf: 0,
+            host: [1, 2, 3, 4],
+        },
+    ];
+    let (_, vcpu, record) = run(exits, &p);
+    assert_eq!(record.asynchronous_exits, 2);
+    assert_eq!(record.deterministic_exits, 1);
+    assert_eq!(vcpu.completions, [Completion::Cpuid([1, 2, 3, 4])]);
+}

@@ -1,0 +1,167 @@
+//! A scripted vCPU and an in-memory platform for host tests of the exit loop.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use crate::addr::{GuestPhysAddr, HostPhysAddr};
+use crate::config::{self, Image, MemoryRegion, PortMode, PortRange};
+use crate::exit::Exit;
+use crate::partition::{VcpuRecord, VcpuRuntime};
+use crate::platform::Platform;
+use crate::report::{Notice, StopReason};
+use crate::vcpu::{Completion, EntryError, Vcpu};
+
+/// Replays a list of exits, recording what the core does with them.
+pub struct ScriptedVcpu {
+    pub exits: VecDeque<Exit>,
+    pub completions: Vec<Completion>,
+    pub delivered: Vec<u8>,
+    pub pending: Option<u8>,
+    pub interrupts_on: bool,
+    pub deadline: Option<u64>,
+    pub pc: u64,
+}
+
+impl ScriptedVcpu {
+    pub fn new(exits: impl IntoIterator<Item = Exit>) -> Self {
+        Self {
+            exits: exits.into_iter().collect(),
+            completions: Vec::new(),
+            delivered: Vec::new(),
+            pending: None,
+            interrupts_on: true,
+            deadline: None,
+            pc: 0x10_0000,
+        }
+    }
+}
+
+impl Vcpu for ScriptedVcpu {
+    fn run(&mut self) -> Result<Exit, EntryError> {
+        if let Some(v) = self.pending.take() {
+            self.delivered.push(v);
+        }
+        self.exits
+            .pop_front()
+            .ok_or(EntryError::InstructionFailed { error: 0 })
+    }
+    fn complete(&mut self, completion: Completion) {
+        self.completions.push(completion);
+        self.pc += 1;
+    }
+    fn raise_interrupt(&mut self, vector: u8) {
+        self.pending = Some(vector);
+    }
+    fn interrupt_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+    fn accepts_interrupts(&self) -> bool {
+        self.interrupts_on
+    }
+    fn set_timer_deadline(&mut self, deadline_ns: Option<u64>) {
+        self.deadline = deadline_ns;
+    }
+    fn pc(&self) -> u64 {
+        self.pc
+    }
+}
+
+/// A platform whose clock only moves when the core waits, and whose guest memory is a vector.
+pub struct FakePlatform {
+    pub now: Cell<u64>,
+    pub lines: RefCell<Vec<(String, String)>>,
+    pub notices: RefCell<Vec<Notice>>,
+    pub memory: RefCell<Vec<u8>>,
+}
+
+impl FakePlatform {
+    pub fn new(memory_size: usize) -> Self {
+        Self {
+            now: Cell::new(1_000),
+            lines: RefCell::new(Vec::new()),
+            notices: RefCell::new(Vec::new()),
+            memory: RefCell::new(vec![0; memory_size]),
+        }
+    }
+}
+
+impl Platform for FakePlatform {
+    fn now_ns(&self) -> u64 {
+        self.now.get()
+    }
+    fn wait_until_ns(&self, deadline_ns: u64) {
+        self.now.set(self.now.get().max(deadline_ns));
+    }
+    fn console_line(&self, partition: &str, line: &[u8]) {
+        self.lines.borrow_mut().push((
+            partition.to_string(),
+            String::from_utf8_lossy(line).into_owned(),
+        ));
+    }
+    fn notice(&self, _partition: &str, notice: Notice) {
+        self.notices.borrow_mut().push(notice);
+    }
+    fn read_guest(&self, _region: &MemoryRegion, offset: u64, buf: &mut [u8]) {
+        let o = offset as usize;
+        buf.copy_from_slice(&self.memory.borrow()[o..o + buf.len()]);
+    }
+    fn write_guest(&self, _region: &MemoryRegion, offset: u64, data: &[u8]) {
+        let o = offset as usize;
+        self.memory.borrow_mut()[o..o + data.len()].copy_from_slice(data);
+    }
+}
+
+pub const MEMORY: u64 = 0x20_0000;
+
+/// A partition with one 2 MiB region at GPA 0 and an ignored port range 0x80..0x84.
+pub fn partition() -> config::Partition {
+    let mut p = config::Partition {
+        name: "guest".try_into().unwrap(),
+        cpus: heapless::Vec::from_slice(&[0]).unwrap(),
+        memory: heapless::Vec::new(),
+        image: Image {
+            index: 0,
+            load: GuestPhysAddr::new(0x10_0000),
+            entry: GuestPhysAddr::new(0x10_0000),
+            size: 0x1000,
+        },
+        ports: heapless::Vec::new(),
+        args: "mode=test".try_into().unwrap(),
+    };
+    p.memory
+        .push(MemoryRegion {
+            gpa: GuestPhysAddr::new(0),
+            hpa: HostPhysAddr::new(0x100_0000),
+            size: MEMORY,
+            executable: true,
+        })
+        .unwrap();
+    p.ports
+        .push(PortRange {
+            base: 0x80,
+            count: 4,
+            mode: PortMode::Ignore,
+        })
+        .unwrap();
+    p
+}
+
+/// Runs `exits` on a fresh vCPU of [`partition`]; the script ends in an entry failure unless it
+/// stops earlier.
+pub fn run(
+    exits: impl IntoIterator<Item = Exit>,
+    platform: &FakePlatform,
+) -> (StopReason, ScriptedVcpu, VcpuRecord) {
+    let part = partition();
+    let mut record = VcpuRecord::new(platform.now_ns());
+    let mut vcpu = ScriptedVcpu::new(exits);
+    let stop = VcpuRuntime {
+        partition: &part,
+        id: 3,
+        vcpu: 0,
+        record: &mut record,
+        platform,
+    }
+    .run(&mut vcpu);
+    (stop, vcpu, record)
+}

@@ -1,0 +1,23 @@
+//! Tandem's portable core.
+//!
+//! Everything here is architecture-free policy: the configuration model and its validation, the
+//! contract an architecture backend implements ([`vcpu::Vcpu`], [`platform::Platform`]), the
+//! portable [`exit::Exit`] enum, the hypercall ABI, the virtual devices and the exit loop that ties
+//! them together. It touches no hardware, so it is unit-tested on the host with a fake vCPU.
+#![cfg_attr(not(test), no_std)]
+
+pub mod addr;
+pub mod config;
+pub mod devices;
+pub mod dispatch;
+pub mod exit;
+pub mod hypercall;
+pub mod partition;
+pub mod platform;
+pub mod report;
+pub mod vcpu;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod exit_loop_tests;

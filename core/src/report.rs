@@ -1,0 +1,39 @@
+//! What the core reports about partitions: why one stopped, and notable guest misbehaviour that
+//! did not stop it.
+
+use crate::addr::GuestPhysAddr;
+use crate::exit::Access;
+use crate::vcpu::EntryError;
+
+/// Why a partition stopped. Every other partition keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StopReason {
+    /// The guest asked to stop through the `SHUTDOWN` hypercall.
+    Shutdown { code: u64 },
+    /// The guest touched guest-physical memory it was not given.
+    MemoryViolation {
+        gpa: GuestPhysAddr,
+        access: Access,
+        pc: u64,
+    },
+    /// The guest's CPU shut down (x86 triple fault).
+    TripleFault { pc: u64 },
+    /// The guest halted with no way to be woken (interrupts off or no timer armed).
+    HaltedForever { pc: u64 },
+    /// The guest caused an exit Tandem has no policy for.
+    UnhandledExit { code: u32, qualification: u64, pc: u64 },
+    /// The hardware refused to run the guest.
+    EntryFailed(EntryError),
+}
+
+/// Guest misbehaviour that is answered (with all-ones, a dropped write or a fault) and reported,
+/// without stopping the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Notice {
+    DeniedPort { port: u16, write: bool, pc: u64 },
+    DeniedMsr { msr: u32, write: bool, pc: u64 },
+    ForbiddenInstruction { code: u32, pc: u64 },
+    BadHypercall { nr: u64, status: i64, pc: u64 },
+}
