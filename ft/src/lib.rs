@@ -1,0 +1,15 @@
+//! Tandem's fault-tolerance engine: deterministic log-and-replay of a partition from a primary to a
+//! backup, with the output rule, failure detection, arbitration, go-live and re-protection.
+//!
+//! The engine is `no_std` and allocation-free. A hypervisor's exit loop drives it: the primary
+//! through [`primary::Primary`], the backup through [`backup::Backup`]. With the `sim` feature,
+//! [`sim`] runs both against a model guest under injected faults and checks the protocol's invariants.
+#![cfg_attr(not(test), no_std)]
+
+#[cfg(feature = "sim")]
+extern crate std;
+
+pub mod frame;
+pub mod point;
+pub mod record;
+pub mod link;

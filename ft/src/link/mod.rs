@@ -1,0 +1,63 @@
+//! Log links: how frames travel from the primary to the backup and acknowledgements come back.
+//!
+//! The primary writes through a [`LogSender`], the backup reads through a [`LogReceiver`]. Both ends
+//! deliver frames in log order, each once; the engine still validates every frame it reads.
+
+pub mod datagram;
+pub mod ring;
+
+/// Why a link refused an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkError {
+    /// The ring or the send window is full: back off and retry after `poll`.
+    Full,
+    /// The frame is larger than the link carries.
+    FrameTooLarge { len: usize, max: usize },
+    /// The caller's buffer cannot hold the next frame.
+    BufferTooSmall { need: usize, have: usize },
+}
+
+/// Counters a link keeps about its own traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Frames handed to the link (first transmissions).
+    pub frames_sent: u64,
+    /// Bytes of those frames.
+    pub bytes_sent: u64,
+    /// Frames sent again after a timeout.
+    pub retransmits: u64,
+    /// Datagrams dropped because their checksum or shape was wrong.
+    pub dropped_corrupt: u64,
+    /// Datagrams dropped because they were already delivered.
+    pub dropped_duplicate: u64,
+    /// Datagrams dropped because they arrived ahead of a missing one.
+    pub dropped_out_of_order: u64,
+}
+
+/// The primary's end of a log link.
+pub trait LogSender {
+    /// Queue one encoded frame; [`LinkError::Full`] means the backup is not keeping up.
+    fn send(&mut self, frame: &[u8]) -> Result<(), LinkError>;
+    /// How many frames the backup has acknowledged (all frames with index below are held there).
+    fn acked(&self) -> u64;
+    /// A counter that moves whenever the backup showed signs of life.
+    fn peer_activity(&self) -> u64;
+    /// Advance timers (retransmission) and absorb acknowledgements; `now` in nanoseconds.
+    fn poll(&mut self, now: u64);
+    /// Traffic counters.
+    fn stats(&self) -> LinkStats;
+}
+
+/// The backup's end of a log link.
+pub trait LogReceiver {
+    /// Copy the next in-order frame into `buf` and return its length, if one has arrived.
+    fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, LinkError>;
+    /// Acknowledge receipt of the first `received` frames; calling it again is the backup's heartbeat.
+    fn ack(&mut self, received: u64);
+    /// A counter that moves whenever the primary showed signs of life.
+    fn peer_activity(&self) -> u64;
+    /// Advance timers; `now` in nanoseconds.
+    fn poll(&mut self, now: u64);
+    /// Traffic counters.
+    fn stats(&self) -> LinkStats;
+}
