@@ -13,3 +13,10 @@ pub mod frame;
 pub mod point;
 pub mod record;
 pub mod link;
+pub mod arbiter;
+pub mod backup;
+pub mod detect;
+pub mod mutant;
+pub mod primary;
+#[cfg(feature = "sim")]
+pub mod sim;

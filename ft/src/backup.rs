@@ -1,0 +1,448 @@
+//! The backup: receives and acknowledges the log, replays it into its copy of the guest, compares
+//! everything it can, and goes live after winning arbitration.
+//!
+//! A hypervisor's exit loop calls [`Backup::poll`] on every pass and, before resuming the guest,
+//! [`Backup::next_event_due`] with the guest's current point: it says whether to inject an event,
+//! run (up to the next deterministic exit, or to a precise stop point), wait, or go live. At a
+//! time/random-read exit it calls [`Backup::on_sync_read`] for the logged value, and when the guest
+//! produces output [`Backup::on_output`], which checks it against the log and suppresses it.
+
+use crate::arbiter::{Arbiter, ArbiterError, Side};
+use crate::detect::{Detector, Health};
+use crate::frame::{FrameReader, MAX_FRAME, RejectCounts};
+use crate::link::{LinkError, LinkStats, LogReceiver};
+use crate::mutant::Mutants;
+use crate::point::{ExecPoint, Position};
+use crate::record::{Event, EventClass, Record};
+
+/// Records the backup holds received but not yet replayed.
+pub const REPLAY_CAPACITY: usize = 128;
+
+/// Backup settings; times in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// Protection epoch (the arbiter decides once per epoch).
+    pub epoch: u32,
+    /// Suspect the primary after this much silence from it.
+    pub suspect_after: u64,
+    /// Re-send the ack at least this often; it doubles as the backup's heartbeat.
+    pub ack_period: u64,
+}
+
+/// Where the backup stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupState {
+    /// Receiving, acknowledging and replaying.
+    Replaying,
+    /// The primary fell silent; asking the arbiter (waiting while it is unreachable).
+    Arbitrating,
+    /// Won arbitration: replaying everything received before going live.
+    CatchingUp,
+    /// Live: this copy is now the partition.
+    Live,
+    /// Lost arbitration: the primary carries on alone, this copy must stop.
+    Stopped,
+    /// Replay diverged from the log: this copy is unusable.
+    Diverged,
+}
+
+/// What the guest may do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Inject this interrupt or input now, then ask again.
+    Deliver(Event),
+    /// Run up to the next deterministic exit; with a precise counter, stop at `stop_at` if set.
+    Run { stop_at: Option<ExecPoint> },
+    /// Hold the guest: the log does not yet cover its next step.
+    Wait,
+    /// Replay is complete: perform the held outputs `perform_from..perform_to` (those without
+    /// `OutputDone`), then run live.
+    GoLive { perform_from: u64, perform_to: u64 },
+}
+
+/// How replay departed from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DivergenceKind {
+    /// The guest reached the event's position with different registers or PC.
+    PointMismatch {
+        expected: ExecPoint,
+        actual: ExecPoint,
+    },
+    /// The guest passed the point of an event it should have received there.
+    RanPast {
+        expected: ExecPoint,
+        actual: ExecPoint,
+    },
+    /// The guest asked for a different kind of event than the log holds next.
+    EventMismatch {
+        expected: EventClass,
+        actual: EventClass,
+    },
+    /// The guest asked for an event where the log shows the primary passed without one.
+    Unlogged { actual: EventClass, at: ExecPoint },
+    /// The guest's output differs from the primary's.
+    OutputMismatch {
+        expected_seq: u64,
+        expected_digest: u64,
+        seq: u64,
+        digest: u64,
+    },
+    /// `OutputDone` for an output other than the next one.
+    OutputDoneOutOfOrder { expected: u64, got: u64 },
+}
+
+/// A detected divergence and the index of the log record where it showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// Log index of the record replay disagreed with.
+    pub index: u64,
+    /// What disagreed.
+    pub kind: DivergenceKind,
+}
+
+/// Why a replay call did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupError {
+    /// Replay diverged from the log (reported once, then the state is `Diverged`).
+    Diverged(Divergence),
+    /// The backup is not replaying (stopped, diverged or live).
+    NotReplaying { state: BackupState },
+    /// The guest reached an exit the log does not cover: it ran without `Due::Run`.
+    NotHeld { at: Position },
+    /// The link failed (not a transient condition).
+    Link(LinkError),
+}
+
+/// Which synchronous read the guest performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRead {
+    /// Time (RDTSC, counter register).
+    Time,
+    /// Random number (RDRAND).
+    Random,
+}
+
+/// The replaying side of a protected partition.
+pub struct Backup<L: LogReceiver, A: Arbiter> {
+    link: L,
+    arbiter: A,
+    config: BackupConfig,
+    mutants: Mutants,
+    state: BackupState,
+    reader: FrameReader,
+    queue: heapless::Deque<Record, REPLAY_CAPACITY>,
+    received: u64,
+    consumed: u64,
+    horizon: Option<Position>,
+    outputs: u64,
+    done: u64,
+    detector: Detector,
+    acked: u64,
+    acked_at: u64,
+    divergence: Option<Divergence>,
+    scratch: [u8; MAX_FRAME],
+}
+
+impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
+    /// A backup starting to replay at time `now` from the start of the log.
+    pub fn new(link: L, arbiter: A, config: BackupConfig, now: u64) -> Self {
+        Self {
+            link,
+            arbiter,
+            config,
+            mutants: Mutants::default(),
+            state: BackupState::Replaying,
+            reader: FrameReader::default(),
+            queue: heapless::Deque::new(),
+            received: 0,
+            consumed: 0,
+            horizon: None,
+            outputs: 0,
+            done: 0,
+            detector: Detector::new(config.suspect_after, now),
+            acked: 0,
+            acked_at: now,
+            divergence: None,
+            scratch: [0; MAX_FRAME],
+        }
+    }
+
+    /// Switch on deliberate bugs (simulator mutant tests only).
+    #[cfg(feature = "sim")]
+    pub fn set_mutants(&mut self, mutants: Mutants) {
+        self.mutants = mutants;
+    }
+
+    /// Current state.
+    pub fn state(&self) -> BackupState {
+        self.state
+    }
+
+    /// Records received (and acknowledged or about to be).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Records replayed.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// The divergence that stopped replay, if any.
+    pub fn divergence(&self) -> Option<&Divergence> {
+        self.divergence.as_ref()
+    }
+
+    /// Frames refused by the record layer.
+    pub fn rejects(&self) -> RejectCounts {
+        self.reader.rejects()
+    }
+
+    /// The link's counters.
+    pub fn link_stats(&self) -> LinkStats {
+        self.link.stats()
+    }
+
+    /// Advance time: receive and acknowledge frames, detect, arbitrate.
+    pub fn poll(&mut self, now: u64) -> Result<BackupState, BackupError> {
+        self.link.poll(now);
+        if matches!(
+            self.state,
+            BackupState::Replaying | BackupState::Arbitrating
+        ) {
+            self.receive()?;
+            if self.received != self.acked || now - self.acked_at >= self.config.ack_period {
+                self.link.ack(self.received);
+                self.acked = self.received;
+                self.acked_at = now;
+            }
+        }
+        if self.state == BackupState::Replaying {
+            if let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now) {
+                self.state = if self.mutants.skip_arbitration {
+                    BackupState::CatchingUp
+                } else {
+                    BackupState::Arbitrating
+                };
+            }
+        }
+        if self.state == BackupState::Arbitrating {
+            self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Backup) {
+                Ok(Side::Backup) => BackupState::CatchingUp,
+                Err(ArbiterError::Unreachable) => BackupState::Arbitrating,
+                Ok(Side::Primary) | Err(_) => BackupState::Stopped,
+            };
+        }
+        Ok(self.state)
+    }
+
+    fn receive(&mut self) -> Result<(), BackupError> {
+        while !self.queue.is_full() {
+            let Some(n) = self.link.recv(&mut self.scratch).map_err(BackupError::Link)? else {
+                return Ok(());
+            };
+            // Refused frames are counted by the reader and otherwise ignored: never trusted.
+            if let Ok(record) = self.reader.accept(&self.scratch[..n]) {
+                let position = record.point.position();
+                self.horizon = Some(self.horizon.map_or(position, |h| h.max(position)));
+                // Cannot fail: the loop runs only while the queue has room.
+                let _ = self.queue.push_back(record);
+                self.received += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the guest, now at `at` (an exit boundary), may do next.
+    pub fn next_event_due(&mut self, at: ExecPoint) -> Result<Due, BackupError> {
+        self.ensure_replaying()?;
+        self.skip_bookkeeping()?;
+        let here = at.position();
+        if let Some(front) = self.queue.front() {
+            let (point, class) = (front.point, front.event.class());
+            // A read or output is consumed at its exit, so the guest is past it once at its
+            // position; an interrupt or input is delivered at its position.
+            let passed = point.position() < here
+                || (class != EventClass::Async && point.position() == here);
+            if passed {
+                self.diverge(
+                    self.consumed,
+                    DivergenceKind::RanPast {
+                        expected: point,
+                        actual: at,
+                    },
+                )?;
+                // Reached only when divergence checks are switched off: drop the stale record.
+                self.take();
+            } else if class == EventClass::Async && point.position() == here {
+                if let Some((index, record)) = self.take() {
+                    self.check_point(index, point, at)?;
+                    return Ok(Due::Deliver(record.event));
+                }
+            }
+        }
+        if self.horizon.is_some_and(|h| h > here) {
+            let stop_at = self
+                .queue
+                .front()
+                .filter(|r| r.event.class() == EventClass::Async)
+                .map(|r| r.point);
+            return Ok(Due::Run { stop_at });
+        }
+        if self.state == BackupState::CatchingUp {
+            self.state = BackupState::Live;
+            let perform_from = if self.mutants.ignore_output_done {
+                0
+            } else {
+                self.done
+            };
+            return Ok(Due::GoLive {
+                perform_from,
+                perform_to: self.outputs,
+            });
+        }
+        Ok(Due::Wait)
+    }
+
+    /// The guest, at exit `at`, reads time or a random number: returns the logged value.
+    pub fn on_sync_read(&mut self, at: ExecPoint, read: SyncRead) -> Result<u64, BackupError> {
+        let Some(record) = self.expect_front(at, EventClass::Sync)? else {
+            return Ok(0);
+        };
+        Ok(match (read, record.event) {
+            (SyncRead::Time, Event::TimeRead { value })
+            | (SyncRead::Random, Event::RandomRead { value }) => value,
+            // A time read where the log has a random read (or the reverse): same class, wrong kind.
+            _ => {
+                self.diverge(
+                    self.consumed - 1,
+                    DivergenceKind::EventMismatch {
+                        expected: EventClass::Sync,
+                        actual: EventClass::Sync,
+                    },
+                )?;
+                0
+            }
+        })
+    }
+
+    /// The guest produced output `digest` at `at`: checks it against the log and returns its
+    /// sequence number. The output is suppressed: the caller keeps it in case of go-live.
+    pub fn on_output(&mut self, at: ExecPoint, digest: u64) -> Result<u64, BackupError> {
+        let record = self.expect_front(at, EventClass::Output)?;
+        let seq = self.outputs;
+        if let Some(Event::Output {
+            seq: logged_seq,
+            digest: logged_digest,
+        }) = record.map(|r| r.event)
+        {
+            if (logged_seq, logged_digest) != (seq, digest) {
+                self.diverge(
+                    self.consumed - 1,
+                    DivergenceKind::OutputMismatch {
+                        expected_seq: logged_seq,
+                        expected_digest: logged_digest,
+                        seq,
+                        digest,
+                    },
+                )?;
+            }
+        }
+        self.outputs += 1;
+        Ok(seq)
+    }
+
+    fn ensure_replaying(&self) -> Result<(), BackupError> {
+        match self.state {
+            BackupState::Replaying | BackupState::Arbitrating | BackupState::CatchingUp => Ok(()),
+            state => Err(BackupError::NotReplaying { state }),
+        }
+    }
+
+    /// Take the front record, which must be of `class` at exactly `at`.
+    /// `None` only when a divergence was swallowed by the `skip_divergence_check` mutant.
+    fn expect_front(
+        &mut self,
+        at: ExecPoint,
+        class: EventClass,
+    ) -> Result<Option<Record>, BackupError> {
+        self.ensure_replaying()?;
+        self.skip_bookkeeping()?;
+        let Some((index, record)) = self.take() else {
+            if self.horizon.is_some_and(|h| h >= at.position()) {
+                self.diverge(self.consumed, DivergenceKind::Unlogged { actual: class, at })?;
+                // Reached only when divergence checks are switched off: carry on regardless.
+                return Ok(None);
+            }
+            return Err(BackupError::NotHeld {
+                at: at.position(),
+            });
+        };
+        let logged = record.event.class();
+        if logged != class {
+            self.diverge(
+                index,
+                DivergenceKind::EventMismatch {
+                    expected: logged,
+                    actual: class,
+                },
+            )?;
+        }
+        self.check_point(index, record.point, at)?;
+        Ok(Some(record))
+    }
+
+    fn skip_bookkeeping(&mut self) -> Result<(), BackupError> {
+        while self
+            .queue
+            .front()
+            .is_some_and(|r| r.event.class() == EventClass::Bookkeeping)
+        {
+            let Some((index, record)) = self.take() else {
+                break;
+            };
+            if let Event::OutputDone { seq } = record.event {
+                if seq != self.done {
+                    self.diverge(
+                        index,
+                        DivergenceKind::OutputDoneOutOfOrder {
+                            expected: self.done,
+                            got: seq,
+                        },
+                    )?;
+                }
+                self.done = seq + 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_point(
+        &mut self,
+        index: u64,
+        expected: ExecPoint,
+        actual: ExecPoint,
+    ) -> Result<(), BackupError> {
+        if expected == actual {
+            return Ok(());
+        }
+        self.diverge(index, DivergenceKind::PointMismatch { expected, actual })
+    }
+
+    /// Remove the front record; returns it with its log index.
+    fn take(&mut self) -> Option<(u64, Record)> {
+        let record = self.queue.pop_front()?;
+        self.consumed += 1;
+        Some((self.consumed - 1, record))
+    }
+
+    fn diverge(&mut self, index: u64, kind: DivergenceKind) -> Result<(), BackupError> {
+        if self.mutants.skip_divergence_check {
+            return Ok(());
+        }
+        let divergence = Divergence { index, kind };
+        self.divergence = Some(divergence.clone());
+        self.state = BackupState::Diverged;
+        Err(BackupError::Diverged(divergence))
+    }
+}

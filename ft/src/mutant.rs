@@ -1,0 +1,15 @@
+//! Deliberate protocol bugs the simulator must catch (compiled only with the `sim` feature).
+//! Each one breaks exactly one invariant; the mutant tests prove the simulator notices.
+
+/// Which bugs to switch on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutants {
+    /// Primary releases outputs without waiting for the backup's ack (loses outputs at a crash).
+    pub release_before_ack: bool,
+    /// Either side goes live on suspicion alone, skipping the arbiter (two live primaries).
+    pub skip_arbitration: bool,
+    /// Backup re-performs every output at go-live, ignoring `OutputDone` (needless duplicates).
+    pub ignore_output_done: bool,
+    /// Backup skips execution-point and output comparison (divergence goes unnoticed).
+    pub skip_divergence_check: bool,
+}

@@ -1,0 +1,361 @@
+//! The primary: records non-deterministic inputs, streams them, holds each external output until
+//! the backup acknowledged the log up to it, logs `OutputDone` once performed, throttles the guest
+//! when the backup lags, and arbitrates when the backup falls silent.
+//!
+//! A hypervisor's exit loop calls [`Primary::on_nondeterministic_input`] for every time/random read
+//! (at the exit) and every interrupt or input it injects (at the injection point),
+//! [`Primary::on_output`] when the guest produces output, and [`Primary::poll`] on every pass; it
+//! performs the outputs [`Primary::next_release`] hands out and reports each with
+//! [`Primary::output_performed`].
+
+use crate::arbiter::{Arbiter, ArbiterError, Side};
+use crate::detect::{Detector, Health};
+use crate::frame::{self, EncodeError, MAX_FRAME};
+use crate::link::{LinkError, LinkStats, LogSender};
+use crate::mutant::Mutants;
+use crate::point::{ExecPoint, Position};
+use crate::record::{Event, EventClass, Record};
+
+/// Outputs that can be held at once waiting for the backup's ack.
+pub const MAX_HELD_OUTPUTS: usize = 64;
+
+/// Primary settings; times in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrimaryConfig {
+    /// Protection epoch (the arbiter decides once per epoch).
+    pub epoch: u32,
+    /// Log a heartbeat when nothing else was sent for this long.
+    pub heartbeat_period: u64,
+    /// Suspect the backup after this much silence from it.
+    pub suspect_after: u64,
+    /// Throttle the guest when this many records are unacknowledged.
+    pub max_lag_records: u64,
+    /// Throttle the guest when acknowledgements have not advanced for this long.
+    pub max_lag_time: u64,
+}
+
+/// Where the primary stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimaryState {
+    /// Streaming to a backup; outputs wait for its acks.
+    Protected,
+    /// The backup fell silent; asking the arbiter (waiting while it is unreachable).
+    Arbitrating,
+    /// Won arbitration: running unprotected, outputs released at once.
+    Alone,
+    /// Lost arbitration: the backup is live, this copy must stop.
+    Stopped,
+}
+
+/// Why a primary call did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimaryError {
+    /// The log link or the held-output queue is full: stall the vCPU and retry after `poll`.
+    Backpressure,
+    /// This copy lost arbitration and must stop.
+    Stopped,
+    /// A point earlier than one already reported: the caller's exit accounting is broken.
+    PointWentBackwards { last: Position, given: Position },
+    /// Only time/random reads, interrupts and input are inputs.
+    NotAnInput { class: EventClass },
+    /// Outputs must be reported performed in the order they were released.
+    OutputOutOfOrder { expected: u64, got: u64 },
+    /// An output reported performed that was never released.
+    OutputNotReleased { seq: u64 },
+    /// A record could not be encoded.
+    Encode(EncodeError),
+    /// The link refused a frame for a reason other than backpressure.
+    Link(LinkError),
+}
+
+/// What `poll` tells the exit loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrimaryStatus {
+    /// Current state.
+    pub state: PrimaryState,
+    /// The backup lags too far (or arbitration is pending): do not resume the guest now.
+    pub throttle: bool,
+}
+
+/// Counters for measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrimaryStats {
+    /// Records logged.
+    pub records: u64,
+    /// Encoded bytes logged.
+    pub log_bytes: u64,
+    /// Heartbeat records among them.
+    pub heartbeats: u64,
+    /// Outputs produced.
+    pub outputs: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    seq: u64,
+    index: u64,
+}
+
+/// The recording side of a protected partition.
+pub struct Primary<L: LogSender, A: Arbiter> {
+    link: L,
+    arbiter: A,
+    config: PrimaryConfig,
+    mutants: Mutants,
+    state: PrimaryState,
+    now: u64,
+    point: ExecPoint,
+    next_index: u64,
+    last_send: u64,
+    held: heapless::Deque<Held, MAX_HELD_OUTPUTS>,
+    next_output: u64,
+    released: u64,
+    done: u64,
+    done_logged: u64,
+    detector: Detector,
+    last_acked: u64,
+    acks_moved_at: u64,
+    stats: PrimaryStats,
+    scratch: [u8; MAX_FRAME],
+}
+
+impl<L: LogSender, A: Arbiter> Primary<L, A> {
+    /// A primary starting protected at time `now`, with an empty log.
+    pub fn new(link: L, arbiter: A, config: PrimaryConfig, now: u64) -> Self {
+        Self {
+            link,
+            arbiter,
+            config,
+            mutants: Mutants::default(),
+            state: PrimaryState::Protected,
+            now,
+            point: ExecPoint::default(),
+            next_index: 0,
+            last_send: now,
+            held: heapless::Deque::new(),
+            next_output: 0,
+            released: 0,
+            done: 0,
+            done_logged: 0,
+            detector: Detector::new(config.suspect_after, now),
+            last_acked: 0,
+            acks_moved_at: now,
+            stats: PrimaryStats::default(),
+            scratch: [0; MAX_FRAME],
+        }
+    }
+
+    /// Switch on deliberate bugs (simulator mutant tests only).
+    #[cfg(feature = "sim")]
+    pub fn set_mutants(&mut self, mutants: Mutants) {
+        self.mutants = mutants;
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PrimaryState {
+        self.state
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PrimaryStats {
+        self.stats
+    }
+
+    /// The link's counters.
+    pub fn link_stats(&self) -> LinkStats {
+        self.link.stats()
+    }
+
+    /// Records logged so far (the next record's index).
+    pub fn log_len(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Record a time/random read (at its exit) or an interrupt/input (at its injection point).
+    /// On [`PrimaryError::Backpressure`] the guest must not see the input yet: retry later.
+    pub fn on_nondeterministic_input(
+        &mut self,
+        point: ExecPoint,
+        event: Event,
+    ) -> Result<(), PrimaryError> {
+        match event.class() {
+            EventClass::Sync | EventClass::Async => {}
+            class => return Err(PrimaryError::NotAnInput { class }),
+        }
+        self.check_point(point)?;
+        self.log(point, event)?;
+        self.point = point;
+        Ok(())
+    }
+
+    /// The guest produced output with content digest `digest` at `point`; returns its sequence
+    /// number. The caller keeps the output until [`Primary::next_release`] hands that number out.
+    pub fn on_output(&mut self, point: ExecPoint, digest: u64) -> Result<u64, PrimaryError> {
+        self.check_point(point)?;
+        if self.held.is_full() {
+            return Err(PrimaryError::Backpressure);
+        }
+        let seq = self.next_output;
+        self.log(point, Event::Output { seq, digest })?;
+        self.point = point;
+        // Cannot fail: fullness was checked above.
+        let _ = self.held.push_back(Held {
+            seq,
+            index: self.next_index.saturating_sub(1),
+        });
+        self.next_output += 1;
+        self.stats.outputs += 1;
+        Ok(seq)
+    }
+
+    /// The next output that may leave now, if any: the backup holds the log up to it (or this
+    /// copy runs alone). Outputs come out in production order.
+    pub fn next_release(&mut self) -> Option<u64> {
+        let front = *self.held.front()?;
+        let may_release = match self.state {
+            PrimaryState::Alone => true,
+            PrimaryState::Protected | PrimaryState::Arbitrating => {
+                front.index < self.link.acked() || self.mutants.release_before_ack
+            }
+            PrimaryState::Stopped => false,
+        };
+        if !may_release {
+            return None;
+        }
+        self.held.pop_front();
+        self.released += 1;
+        Some(front.seq)
+    }
+
+    /// Output `seq` has been performed: log `OutputDone` so a backup going live does not repeat it.
+    pub fn output_performed(&mut self, seq: u64) -> Result<(), PrimaryError> {
+        if seq != self.done {
+            return Err(PrimaryError::OutputOutOfOrder {
+                expected: self.done,
+                got: seq,
+            });
+        }
+        if seq >= self.released {
+            return Err(PrimaryError::OutputNotReleased { seq });
+        }
+        self.done += 1;
+        // A full link only delays the record: `poll` retries it.
+        match self.flush_done() {
+            Err(PrimaryError::Backpressure) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Advance time to `now` with the guest at `at`: absorb acks, detect, arbitrate, heartbeat.
+    pub fn poll(&mut self, now: u64, at: ExecPoint) -> Result<PrimaryStatus, PrimaryError> {
+        self.now = now;
+        self.check_point(at)?;
+        self.point = at;
+        self.link.poll(now);
+        if self.state == PrimaryState::Protected {
+            if let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now) {
+                self.state = if self.mutants.skip_arbitration {
+                    PrimaryState::Alone
+                } else {
+                    PrimaryState::Arbitrating
+                };
+            }
+        }
+        if self.state == PrimaryState::Arbitrating {
+            self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Primary) {
+                Ok(Side::Primary) => PrimaryState::Alone,
+                Err(ArbiterError::Unreachable) => PrimaryState::Arbitrating,
+                Ok(Side::Backup) | Err(_) => PrimaryState::Stopped,
+            };
+        }
+        match self.flush_done() {
+            Ok(()) | Err(PrimaryError::Backpressure) => {}
+            Err(e) => return Err(e),
+        }
+        if self.logging() && now - self.last_send >= self.config.heartbeat_period {
+            match self.log(self.point, Event::Heartbeat { now }) {
+                Ok(()) => self.stats.heartbeats += 1,
+                Err(PrimaryError::Backpressure) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(PrimaryStatus {
+            state: self.state,
+            throttle: self.lagging(),
+        })
+    }
+
+    fn logging(&self) -> bool {
+        matches!(
+            self.state,
+            PrimaryState::Protected | PrimaryState::Arbitrating
+        )
+    }
+
+    fn lagging(&mut self) -> bool {
+        match self.state {
+            PrimaryState::Alone => false,
+            PrimaryState::Stopped => true,
+            PrimaryState::Protected | PrimaryState::Arbitrating => {
+                let acked = self.link.acked();
+                if acked != self.last_acked || acked == self.next_index {
+                    self.last_acked = acked;
+                    self.acks_moved_at = self.now;
+                }
+                self.state == PrimaryState::Arbitrating
+                    || self.next_index - acked > self.config.max_lag_records
+                    || self.now - self.acks_moved_at >= self.config.max_lag_time
+            }
+        }
+    }
+
+    fn check_point(&self, point: ExecPoint) -> Result<(), PrimaryError> {
+        if self.state == PrimaryState::Stopped {
+            return Err(PrimaryError::Stopped);
+        }
+        if point.position() < self.point.position() {
+            return Err(PrimaryError::PointWentBackwards {
+                last: self.point.position(),
+                given: point.position(),
+            });
+        }
+        Ok(())
+    }
+
+    fn flush_done(&mut self) -> Result<(), PrimaryError> {
+        if !self.logging() {
+            self.done_logged = self.done;
+        }
+        while self.done_logged < self.done {
+            self.log(
+                self.point,
+                Event::OutputDone {
+                    seq: self.done_logged,
+                },
+            )?;
+            self.done_logged += 1;
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, point: ExecPoint, event: Event) -> Result<(), PrimaryError> {
+        match self.state {
+            PrimaryState::Stopped => Err(PrimaryError::Stopped),
+            PrimaryState::Alone => Ok(()),
+            PrimaryState::Protected | PrimaryState::Arbitrating => {
+                let record = Record { point, event };
+                let n = frame::encode(self.next_index, &record, &mut self.scratch)
+                    .map_err(PrimaryError::Encode)?;
+                self.link.send(&self.scratch[..n]).map_err(|e| match e {
+                    LinkError::Full => PrimaryError::Backpressure,
+                    e => PrimaryError::Link(e),
+                })?;
+                self.next_index += 1;
+                self.last_send = self.now;
+                self.stats.records += 1;
+                self.stats.log_bytes += n as u64;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The invariants every run must keep, checked against what the simulator observed (the client's
+//! view, the wiretapped log, the two guests' histories), not against the engine's own bookkeeping.
+
+use super::scenario::Who;
+use crate::record::{Event, EventClass, Record};
+use std::collections::{BTreeMap, BTreeSet};
+use std::string::String;
+use std::vec::Vec;
+
+/// An output as the external client received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The guest's output number.
+    pub out_seq: u64,
+    /// Its content.
+    pub value: u64,
+    /// Which copy performed it.
+    pub from: Who,
+    /// Performed by a backup at go-live (re-performing outputs without `OutputDone`).
+    pub at_go_live: bool,
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// The client saw an output the surviving copy never produced, or produced differently.
+    LostOutput { out_seq: u64, value: u64 },
+    /// The client saw an output twice although it was not in flight at the cut.
+    DuplicateOutsideCut { out_seq: u64, times: usize },
+    /// Two copies were live at once.
+    TwoLivePrimaries { at: u64 },
+    /// The backup replayed past a divergence (first differing exit) without reporting it.
+    UndetectedDivergence { exit: u64, checked_up_to: u64 },
+    /// The engine returned an error a correct caller never sees.
+    EngineError { at: u64, what: String },
+}
+
+/// What the final check looks at.
+pub struct Evidence<'a> {
+    /// Everything the client received, in order.
+    pub seen: &'a [Seen],
+    /// The surviving copy's outputs (index = output number), if a copy survived.
+    pub survivor_outputs: Option<&'a [u64]>,
+    /// The log as the primary sent it.
+    pub log: &'a [Record],
+    /// Records the backup held when it went live, if it did.
+    pub go_live_received: Option<u64>,
+    /// Records the backup replayed.
+    pub backup_consumed: u64,
+    /// Guest state at each exit, on the primary and on the backup (up to where it replayed).
+    pub primary_exits: &'a [u64],
+    /// See `primary_exits`.
+    pub backup_exits: &'a [u64],
+    /// Whether the backup reported a divergence.
+    pub divergence_reported: bool,
+}
+
+/// Check the end-of-run invariants.
+pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
+    outputs_survive(e)?;
+    duplicates_only_at_cut(e)?;
+    divergence_detected(e)
+}
+
+fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
+    let Some(outputs) = e.survivor_outputs else {
+        return Ok(());
+    };
+    for s in e.seen {
+        if outputs.get(s.out_seq as usize) != Some(&s.value) {
+            return Err(Violation::LostOutput {
+                out_seq: s.out_seq,
+                value: s.value,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
+    let held = e.go_live_received.unwrap_or(0) as usize;
+    let done_held: BTreeSet<u64> = e.log[..held.min(e.log.len())]
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::OutputDone { seq } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    let mut by_seq: BTreeMap<u64, Vec<&Seen>> = BTreeMap::new();
+    for s in e.seen {
+        by_seq.entry(s.out_seq).or_default().push(s);
+    }
+    for (out_seq, group) in by_seq {
+        if group.len() == 1 {
+            continue;
+        }
+        // Once by the old primary (before or, if it was stalled, even after the cut) and once by
+        // the backup at go-live because it did not hold the output's `OutputDone`.
+        let in_flight_at_cut = group.len() == 2
+            && group.iter().any(|s| s.from == Who::Primary)
+            && group.iter().any(|s| s.at_go_live)
+            && !done_held.contains(&out_seq);
+        if !in_flight_at_cut {
+            return Err(Violation::DuplicateOutsideCut {
+                out_seq,
+                times: group.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
+    if e.divergence_reported {
+        return Ok(());
+    }
+    let first_difference = e
+        .primary_exits
+        .iter()
+        .zip(e.backup_exits)
+        .position(|(p, b)| p != b);
+    let Some(index) = first_difference else {
+        return Ok(());
+    };
+    let exit = index as u64 + 1;
+    let checked_up_to = e.log[..(e.backup_consumed as usize).min(e.log.len())]
+        .iter()
+        .filter(|r| r.event.class() != EventClass::Bookkeeping)
+        .map(|r| r.point.det_exits)
+        .max()
+        .unwrap_or(0);
+    if exit <= checked_up_to {
+        return Err(Violation::UndetectedDivergence {
+            exit,
+            checked_up_to,
+        });
+    }
+    Ok(())
+}

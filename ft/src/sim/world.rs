@@ -1,0 +1,634 @@
+//! One simulated run: primary, backup, arbiter, log link, client and timers, stepped in a single
+//! thread in a fixed order so that a seed reproduces the run exactly.
+
+use super::guest::{Exit, Guest};
+use super::net::Net;
+use super::oracle::{self, Evidence, Seen, Violation};
+use super::rng::Rng;
+use super::scenario::{CrashPoint, LinkKind, Scenario, Who};
+use crate::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
+use crate::backup::{Backup, BackupConfig, BackupError, BackupState, Due, SyncRead};
+use crate::frame;
+use crate::link::{LinkError, LinkStats, LogReceiver, LogSender};
+use crate::primary::{Primary, PrimaryConfig, PrimaryError, PrimaryState};
+use crate::record::{Event, InputData, Record};
+use std::boxed::Box;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::format;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
+use std::vec::Vec;
+
+/// Guest exits the backup may replay per step (replay runs a little faster than recording).
+const REPLAY_BURST: usize = 2;
+/// Inputs a copy queues before dropping more (inputs in flight may be lost).
+const MAX_PENDING: usize = 64;
+/// The timer's interrupt vector.
+const TIMER_VECTOR: u32 = 32;
+
+/// Times of a failover (ns of simulated time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failover {
+    /// When the primary died (if it did).
+    pub crashed_at: Option<u64>,
+    /// When the backup first suspected the primary.
+    pub suspected_at: Option<u64>,
+    /// When the backup won arbitration.
+    pub won_at: Option<u64>,
+    /// When the backup went live (replay finished, held outputs performed).
+    pub live_at: Option<u64>,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// The copy serving at the end, if any.
+    pub survivor: Option<Who>,
+    /// Failover timings, when the backup went live.
+    pub failover: Failover,
+    /// Outputs the client received (duplicates included).
+    pub outputs_seen: usize,
+    /// Outputs the client received twice.
+    pub duplicates: usize,
+    /// The backup reported a divergence.
+    pub divergence_reported: bool,
+    /// Records the primary logged, and of those heartbeats and input/interrupt/read records.
+    pub records: u64,
+    /// See `records`.
+    pub heartbeats: u64,
+    /// See `records`.
+    pub input_records: u64,
+    /// Encoded log bytes.
+    pub log_bytes: u64,
+    /// Log link counters, primary side.
+    pub link: LinkStats,
+    /// Frames the backup's record layer refused.
+    pub rejected_frames: u64,
+    /// Simulated time covered (ns).
+    pub sim_time: u64,
+}
+
+/// Wiretap on the primary's link: keeps the log as sent, for the oracle.
+struct Tap<S> {
+    inner: S,
+    log: Rc<RefCell<Vec<Record>>>,
+    enabled: bool,
+}
+
+impl<S: LogSender> LogSender for Tap<S> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.inner.send(bytes)?;
+        if self.enabled {
+            if let Ok((_, record)) = frame::decode(bytes) {
+                self.log.borrow_mut().push(record);
+            }
+        }
+        Ok(())
+    }
+    fn acked(&self) -> u64 {
+        self.inner.acked()
+    }
+    fn peer_activity(&self) -> u64 {
+        self.inner.peer_activity()
+    }
+    fn poll(&mut self, now: u64) {
+        self.inner.poll(now)
+    }
+    fn stats(&self) -> LinkStats {
+        self.inner.stats()
+    }
+}
+
+/// An arbiter both copies reach unless the scenario cuts their connection to it.
+struct SimArbiter {
+    word: Rc<AtomicU64>,
+    reachable: Rc<Cell<bool>>,
+}
+
+impl Arbiter for SimArbiter {
+    fn test_and_set(&mut self, epoch: u32, me: Side) -> Result<Side, ArbiterError> {
+        if !self.reachable.get() {
+            return Err(ArbiterError::Unreachable);
+        }
+        SharedWordArbiter::new(&self.word).test_and_set(epoch, me)
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    crashed: bool,
+    stopped: bool,
+    live: bool,
+    pending: VecDeque<Event>,
+    /// Outputs produced and not yet performed, by engine sequence number: (output number, content).
+    held: Vec<(u64, u64)>,
+    next_tick: u64,
+}
+
+struct World<S: LogSender, R: LogReceiver> {
+    sc: Scenario,
+    now: u64,
+    rng: Rng,
+    net: Option<Rc<RefCell<Net>>>,
+    log: Rc<RefCell<Vec<Record>>>,
+    p_reach: Rc<Cell<bool>>,
+    b_reach: Rc<Cell<bool>>,
+    primary: Primary<Tap<S>, SimArbiter>,
+    backup: Backup<R, SimArbiter>,
+    pg: Guest,
+    bg: Guest,
+    p: Node,
+    b: Node,
+    seen: Vec<Seen>,
+    next_request: u64,
+    failover: Failover,
+    go_live_received: Option<u64>,
+    backup_replayed_exits: Option<u64>,
+    divergence_reported: bool,
+    diverged_injected: bool,
+}
+
+/// Run `sc` to the end and check every invariant.
+pub fn run(sc: &Scenario) -> Result<Outcome, Violation> {
+    let mut rng = Rng::new(sc.seed.wrapping_mul(0x9E37_79B9));
+    match sc.link {
+        LinkKind::Ring => {
+            let mut ring = Box::new(crate::link::ring::Ring::<64>::default());
+            let (tx, rx) = ring.split();
+            World::new(sc, tx, rx, None, rng).run()
+        }
+        LinkKind::Datagram => {
+            let net = Net::new(sc.faults, rng.fork());
+            let (a, b) = super::net::Port::pair(&net);
+            let config = crate::link::datagram::DatagramConfig {
+                retransmit_after: sc.retransmit_after,
+            };
+            let tx = crate::link::datagram::DatagramSender::<_, 32>::new(a, config);
+            let rx = crate::link::datagram::DatagramReceiver::new(b);
+            World::new(sc, tx, rx, Some(net), rng).run()
+        }
+    }
+}
+
+impl<S: LogSender, R: LogReceiver> World<S, R> {
+    fn new(sc: &Scenario, tx: S, rx: R, net: Option<Rc<RefCell<Net>>>, rng: Rng) -> Box<Self> {
+        let word = Rc::new(AtomicU64::new(0));
+        let p_reach = Rc::new(Cell::new(true));
+        let b_reach = Rc::new(Cell::new(true));
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut primary = Primary::new(
+            Tap {
+                inner: tx,
+                log: log.clone(),
+                enabled: sc.keep_history,
+            },
+            SimArbiter {
+                word: word.clone(),
+                reachable: p_reach.clone(),
+            },
+            PrimaryConfig {
+                epoch: 1,
+                heartbeat_period: sc.heartbeat,
+                suspect_after: sc.suspect_after,
+                max_lag_records: 512,
+                max_lag_time: sc.suspect_after,
+            },
+            0,
+        );
+        primary.set_mutants(sc.mutants);
+        let mut backup = Backup::new(
+            rx,
+            SimArbiter {
+                word,
+                reachable: b_reach.clone(),
+            },
+            BackupConfig {
+                epoch: 1,
+                suspect_after: sc.suspect_after,
+                ack_period: sc.heartbeat,
+            },
+            0,
+        );
+        backup.set_mutants(sc.mutants);
+        Box::new(World {
+            sc: sc.clone(),
+            now: 0,
+            rng,
+            net,
+            log,
+            p_reach,
+            b_reach,
+            primary,
+            backup,
+            pg: Guest::new(sc.keep_history),
+            bg: Guest::new(sc.keep_history),
+            p: Node::default(),
+            b: Node::default(),
+            seen: Vec::new(),
+            next_request: sc.workload.request_every,
+            failover: Failover::default(),
+            go_live_received: None,
+            backup_replayed_exits: None,
+            divergence_reported: false,
+            diverged_injected: false,
+        })
+    }
+
+    fn run(mut self: Box<Self>) -> Result<Outcome, Violation> {
+        while self.now < self.sc.duration {
+            self.step()?;
+            self.now += self.sc.step;
+        }
+        self.finish()
+    }
+
+    fn engine_error(&self, what: impl core::fmt::Debug) -> Violation {
+        Violation::EngineError {
+            at: self.now,
+            what: format!("{what:?}"),
+        }
+    }
+
+    fn step(&mut self) -> Result<(), Violation> {
+        let now = self.now;
+        let cut = self
+            .sc
+            .partition
+            .filter(|p| (p.from..p.until).contains(&now))
+            .map_or(0, |p| p.mask);
+        if let Some(net) = &self.net {
+            let mut net = net.borrow_mut();
+            net.set_now(now);
+            net.partitioned = cut & 1 != 0;
+        }
+        self.p_reach.set(cut & 2 == 0);
+        self.b_reach.set(cut & 4 == 0);
+        self.client();
+        self.timers();
+        if let Some(crash) = self.sc.crash {
+            if matches!(crash.point, CrashPoint::At(t) if t <= now && now < t + self.sc.step) {
+                self.crash(crash.who);
+            }
+        }
+        if !self.paused(Who::Primary) && !self.p.crashed && !self.p.stopped {
+            self.step_primary()?;
+        }
+        if !self.paused(Who::Backup) && !self.b.crashed {
+            if self.b.live {
+                self.step_live_backup();
+            } else if !self.b.stopped {
+                self.step_backup()?;
+            }
+        }
+        let primary_live = !self.p.crashed && self.primary.state() == PrimaryState::Alone;
+        let backup_live = !self.b.crashed && self.b.live;
+        if primary_live && backup_live {
+            return Err(Violation::TwoLivePrimaries { at: now });
+        }
+        Ok(())
+    }
+
+    fn paused(&self, who: Who) -> bool {
+        self.sc
+            .pause
+            .is_some_and(|p| p.who == who && (p.from..p.until).contains(&self.now))
+    }
+
+    /// Kill one copy. A crash is a single failure: it is skipped once protection is already lost
+    /// (the other copy is out, or this one won arbitration), since nothing survives a double failure.
+    fn crash(&mut self, who: Who) -> bool {
+        let protection_lost = match who {
+            Who::Primary => {
+                self.b.crashed
+                    || self.b.stopped
+                    || self.b.live
+                    || self.divergence_reported
+                    || self.primary.state() == PrimaryState::Alone
+            }
+            Who::Backup => {
+                self.p.crashed
+                    || self.p.stopped
+                    || self.b.live
+                    || self.backup.state() == BackupState::CatchingUp
+            }
+        };
+        if protection_lost {
+            return false;
+        }
+        match who {
+            Who::Primary => {
+                self.p.crashed = true;
+                self.failover.crashed_at = Some(self.now);
+            }
+            Who::Backup => self.b.crashed = true,
+        }
+        true
+    }
+
+    fn crash_due(&self, point: CrashPoint) -> bool {
+        self.sc
+            .crash
+            .is_some_and(|c| c.who == Who::Primary && c.point == point)
+    }
+
+    /// The client sends requests to whichever copy serves now; requests to a dead copy are lost.
+    fn client(&mut self) {
+        let w = self.sc.workload;
+        if w.request_every == 0 || self.now < self.next_request {
+            return;
+        }
+        self.next_request = self.now + self.rng.between(1, 2 * w.request_every);
+        let mut data = InputData::new();
+        for _ in 0..w.request_bytes.min(crate::record::MAX_INPUT) {
+            // Cannot overflow: bounded by MAX_INPUT above.
+            let _ = data.push(self.rng.next_u64() as u8);
+        }
+        let event = Event::Input { device: 1, data };
+        let node = if self.b.live && !self.b.crashed {
+            &mut self.b
+        } else if !self.p.crashed && !self.p.stopped {
+            &mut self.p
+        } else {
+            return;
+        };
+        if node.pending.len() < MAX_PENDING {
+            node.pending.push_back(event);
+        }
+    }
+
+    /// Each running copy's own timer ticks; a replaying backup gets its ticks from the log.
+    fn timers(&mut self) {
+        let (tick, now) = (self.sc.workload.tick, self.now);
+        let backup_live = self.b.live;
+        for (node, runs_natively) in [(&mut self.p, true), (&mut self.b, backup_live)] {
+            if runs_natively && now >= node.next_tick {
+                node.next_tick = now + tick;
+                if node.pending.len() < MAX_PENDING {
+                    node.pending.push_back(Event::Interrupt {
+                        vector: TIMER_VECTOR,
+                    });
+                }
+            }
+        }
+    }
+
+    fn step_primary(&mut self) -> Result<(), Violation> {
+        let status = match self.primary.poll(self.now, self.pg.point()) {
+            Ok(status) => status,
+            Err(PrimaryError::Stopped) => {
+                self.p.stopped = true;
+                return Ok(());
+            }
+            Err(e) => return Err(self.engine_error(e)),
+        };
+        if status.state == PrimaryState::Stopped {
+            self.p.stopped = true;
+            return Ok(());
+        }
+        while let Some(seq) = self.primary.next_release() {
+            if self.crash_due(CrashPoint::AckedNotReleased(seq)) && self.crash(Who::Primary) {
+                return Ok(());
+            }
+            let (out_seq, value) = self.p.held[seq as usize];
+            self.seen.push(Seen {
+                out_seq,
+                value,
+                from: Who::Primary,
+                at_go_live: false,
+            });
+            if self.crash_due(CrashPoint::ReleasedNotDone(seq)) && self.crash(Who::Primary) {
+                return Ok(());
+            }
+            self.primary
+                .output_performed(seq)
+                .map_err(|e| self.engine_error(e))?;
+        }
+        if status.throttle {
+            return Ok(());
+        }
+        while let Some(event) = self.p.pending.front() {
+            match self
+                .primary
+                .on_nondeterministic_input(self.pg.point(), event.clone())
+            {
+                Ok(()) => {
+                    self.pg.deliver(event);
+                    self.p.pending.pop_front();
+                }
+                Err(PrimaryError::Backpressure) => break,
+                Err(e) => return Err(self.engine_error(e)),
+            }
+        }
+        if self.pg.halted() {
+            return Ok(());
+        }
+        let (kind, point) = self.pg.peek_exit();
+        let logged = match kind {
+            Exit::TimeRead | Exit::RandomRead => {
+                let (value, event) = if kind == Exit::TimeRead {
+                    (self.now, Event::TimeRead { value: self.now })
+                } else {
+                    let value = self.rng.next_u64();
+                    (value, Event::RandomRead { value })
+                };
+                self.primary
+                    .on_nondeterministic_input(point, event)
+                    .map(|()| value)
+            }
+            Exit::Output => self.primary.on_output(point, self.pg.output_digest()),
+            Exit::Halt | Exit::Plain => Ok(0),
+        };
+        match logged {
+            Ok(value) => {
+                if let Some(output) = self.pg.commit_exit(value) {
+                    let seq = value;
+                    if seq != self.p.held.len() as u64 {
+                        return Err(self.engine_error(format!("output seq {seq} out of step")));
+                    }
+                    self.p.held.push(output);
+                    if self.crash_due(CrashPoint::SentNotAcked(seq)) {
+                        self.crash(Who::Primary);
+                    }
+                }
+                Ok(())
+            }
+            Err(PrimaryError::Backpressure) => Ok(()),
+            Err(PrimaryError::Stopped) => {
+                self.p.stopped = true;
+                Ok(())
+            }
+            Err(e) => Err(self.engine_error(e)),
+        }
+    }
+
+    fn step_backup(&mut self) -> Result<(), Violation> {
+        let state = self
+            .backup
+            .poll(self.now)
+            .map_err(|e| self.engine_error(e))?;
+        if state != BackupState::Replaying && self.failover.suspected_at.is_none() {
+            self.failover.suspected_at = Some(self.now);
+        }
+        if state == BackupState::CatchingUp && self.failover.won_at.is_none() {
+            self.failover.won_at = Some(self.now);
+        }
+        match state {
+            BackupState::Stopped => {
+                self.b.stopped = true;
+                return Ok(());
+            }
+            BackupState::Diverged => return Ok(()),
+            _ => {}
+        }
+        if !self.diverged_injected && self.sc.diverge_at.is_some_and(|t| self.now >= t) {
+            self.diverged_injected = true;
+            self.bg.perturb();
+        }
+        for _ in 0..REPLAY_BURST {
+            let due = self.backup.next_event_due(self.bg.point());
+            match due {
+                Ok(Due::Deliver(event)) => self.bg.deliver(&event),
+                Ok(Due::Run { .. }) => {
+                    if self.bg.halted() {
+                        return Err(self.engine_error("run granted to a halted guest"));
+                    }
+                    let (kind, point) = self.bg.peek_exit();
+                    let value = match kind {
+                        Exit::TimeRead => self.backup.on_sync_read(point, SyncRead::Time),
+                        Exit::RandomRead => self.backup.on_sync_read(point, SyncRead::Random),
+                        Exit::Output => self.backup.on_output(point, self.bg.output_digest()),
+                        Exit::Halt | Exit::Plain => Ok(0),
+                    };
+                    match value {
+                        Ok(value) => {
+                            if let Some(output) = self.bg.commit_exit(value) {
+                                self.b.held.push(output);
+                            }
+                        }
+                        Err(e) => return self.replay_error(e),
+                    }
+                }
+                Ok(Due::Wait) => break,
+                Ok(Due::GoLive {
+                    perform_from,
+                    perform_to,
+                }) => {
+                    self.go_live(perform_from, perform_to);
+                    break;
+                }
+                Err(e) => return self.replay_error(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn replay_error(&mut self, e: BackupError) -> Result<(), Violation> {
+        match e {
+            BackupError::Diverged(_) => {
+                self.divergence_reported = true;
+                Ok(())
+            }
+            e => Err(self.engine_error(e)),
+        }
+    }
+
+    fn go_live(&mut self, from: u64, to: u64) {
+        for seq in from..to {
+            let (out_seq, value) = self.b.held[seq as usize];
+            self.seen.push(Seen {
+                out_seq,
+                value,
+                from: Who::Backup,
+                at_go_live: true,
+            });
+        }
+        self.b.live = true;
+        self.b.next_tick = self.now;
+        self.failover.live_at = Some(self.now);
+        self.go_live_received = Some(self.backup.received());
+        self.backup_replayed_exits = Some(self.bg.det_exits());
+    }
+
+    /// A backup gone live runs the guest natively and performs outputs directly.
+    fn step_live_backup(&mut self) {
+        while let Some(event) = self.b.pending.pop_front() {
+            self.bg.deliver(&event);
+        }
+        if self.bg.halted() {
+            return;
+        }
+        let (kind, _) = self.bg.peek_exit();
+        let value = match kind {
+            Exit::TimeRead => self.now,
+            Exit::RandomRead => self.rng.next_u64(),
+            _ => 0,
+        };
+        if let Some((out_seq, value)) = self.bg.commit_exit(value) {
+            self.seen.push(Seen {
+                out_seq,
+                value,
+                from: Who::Backup,
+                at_go_live: false,
+            });
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Result<Outcome, Violation> {
+        let survivor = if self.b.live && !self.b.crashed {
+            Some(Who::Backup)
+        } else if !self.p.crashed && !self.p.stopped {
+            Some(Who::Primary)
+        } else {
+            None
+        };
+        let survivor_outputs = match survivor {
+            Some(Who::Backup) => Some(&self.bg.outputs[..]),
+            Some(Who::Primary) => Some(&self.pg.outputs[..]),
+            None => None,
+        };
+        let log = self.log.borrow();
+        let replayed = self
+            .backup_replayed_exits
+            .unwrap_or(self.bg.det_exits())
+            .min(self.bg.exit_states.len() as u64) as usize;
+        oracle::check(&Evidence {
+            seen: &self.seen,
+            survivor_outputs,
+            log: &log,
+            go_live_received: self.go_live_received,
+            backup_consumed: self.backup.consumed(),
+            primary_exits: &self.pg.exit_states,
+            backup_exits: &self.bg.exit_states[..replayed],
+            divergence_reported: self.divergence_reported,
+        })?;
+        let mut outs: Vec<u64> = self.seen.iter().map(|s| s.out_seq).collect();
+        let outputs_seen = outs.len();
+        outs.sort_unstable();
+        outs.dedup();
+        let stats = self.primary.stats();
+        let input_records = log
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.event.class(),
+                    crate::record::EventClass::Sync | crate::record::EventClass::Async
+                )
+            })
+            .count() as u64;
+        Ok(Outcome {
+            survivor,
+            failover: self.failover,
+            outputs_seen,
+            duplicates: outputs_seen - outs.len(),
+            divergence_reported: self.divergence_reported,
+            records: stats.records,
+            heartbeats: stats.heartbeats,
+            input_records,
+            log_bytes: stats.log_bytes,
+            link: self.primary.link_stats(),
+            rejected_frames: self.backup.rejects().total(),
+            sim_time: self.now,
+        })
+    }
+}
