@@ -47,6 +47,8 @@ pub enum BackupState {
 }
 
 /// What the guest may do next.
+// Carries an event by value: the engine has no allocator to box it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Due {
     /// Inject this interrupt or input now, then ask again.
@@ -217,14 +219,14 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
                 self.acked_at = now;
             }
         }
-        if self.state == BackupState::Replaying {
-            if let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now) {
-                self.state = if self.mutants.skip_arbitration {
-                    BackupState::CatchingUp
-                } else {
-                    BackupState::Arbitrating
-                };
-            }
+        if self.state == BackupState::Replaying
+            && let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now)
+        {
+            self.state = if self.mutants.skip_arbitration {
+                BackupState::CatchingUp
+            } else {
+                BackupState::Arbitrating
+            };
         }
         if self.state == BackupState::Arbitrating {
             self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Backup) {
@@ -238,7 +240,11 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
 
     fn receive(&mut self) -> Result<(), BackupError> {
         while !self.queue.is_full() {
-            let Some(n) = self.link.recv(&mut self.scratch).map_err(BackupError::Link)? else {
+            let Some(n) = self
+                .link
+                .recv(&mut self.scratch)
+                .map_err(BackupError::Link)?
+            else {
                 return Ok(());
             };
             // Refused frames are counted by the reader and otherwise ignored: never trusted.
@@ -262,8 +268,8 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             let (point, class) = (front.point, front.event.class());
             // A read or output is consumed at its exit, so the guest is past it once at its
             // position; an interrupt or input is delivered at its position.
-            let passed = point.position() < here
-                || (class != EventClass::Async && point.position() == here);
+            let passed =
+                point.position() < here || (class != EventClass::Async && point.position() == here);
             if passed {
                 self.diverge(
                     self.consumed,
@@ -274,11 +280,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
                 )?;
                 // Reached only when divergence checks are switched off: drop the stale record.
                 self.take();
-            } else if class == EventClass::Async && point.position() == here {
-                if let Some((index, record)) = self.take() {
-                    self.check_point(index, point, at)?;
-                    return Ok(Due::Deliver(record.event));
-                }
+            } else if class == EventClass::Async
+                && point.position() == here
+                && let Some((index, record)) = self.take()
+            {
+                self.check_point(index, point, at)?;
+                return Ok(Due::Deliver(record.event));
             }
         }
         if self.horizon.is_some_and(|h| h > here) {
@@ -335,18 +342,17 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             seq: logged_seq,
             digest: logged_digest,
         }) = record.map(|r| r.event)
+            && (logged_seq, logged_digest) != (seq, digest)
         {
-            if (logged_seq, logged_digest) != (seq, digest) {
-                self.diverge(
-                    self.consumed - 1,
-                    DivergenceKind::OutputMismatch {
-                        expected_seq: logged_seq,
-                        expected_digest: logged_digest,
-                        seq,
-                        digest,
-                    },
-                )?;
-            }
+            self.diverge(
+                self.consumed - 1,
+                DivergenceKind::OutputMismatch {
+                    expected_seq: logged_seq,
+                    expected_digest: logged_digest,
+                    seq,
+                    digest,
+                },
+            )?;
         }
         self.outputs += 1;
         Ok(seq)
@@ -370,13 +376,14 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.skip_bookkeeping()?;
         let Some((index, record)) = self.take() else {
             if self.horizon.is_some_and(|h| h >= at.position()) {
-                self.diverge(self.consumed, DivergenceKind::Unlogged { actual: class, at })?;
+                self.diverge(
+                    self.consumed,
+                    DivergenceKind::Unlogged { actual: class, at },
+                )?;
                 // Reached only when divergence checks are switched off: carry on regardless.
                 return Ok(None);
             }
-            return Err(BackupError::NotHeld {
-                at: at.position(),
-            });
+            return Err(BackupError::NotHeld { at: at.position() });
         };
         let logged = record.event.class();
         if logged != class {

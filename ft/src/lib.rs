@@ -9,14 +9,14 @@
 #[cfg(feature = "sim")]
 extern crate std;
 
-pub mod frame;
-pub mod point;
-pub mod record;
-pub mod link;
 pub mod arbiter;
 pub mod backup;
 pub mod detect;
+pub mod frame;
+pub mod link;
 pub mod mutant;
+pub mod point;
 pub mod primary;
+pub mod record;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -252,14 +252,14 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         self.check_point(at)?;
         self.point = at;
         self.link.poll(now);
-        if self.state == PrimaryState::Protected {
-            if let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now) {
-                self.state = if self.mutants.skip_arbitration {
-                    PrimaryState::Alone
-                } else {
-                    PrimaryState::Arbitrating
-                };
-            }
+        if self.state == PrimaryState::Protected
+            && let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now)
+        {
+            self.state = if self.mutants.skip_arbitration {
+                PrimaryState::Alone
+            } else {
+                PrimaryState::Arbitrating
+            };
         }
         if self.state == PrimaryState::Arbitrating {
             self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Primary) {

@@ -17,7 +17,10 @@ fn seed_count() -> u64 {
 }
 
 fn run_shard(shard: u64) -> Vec<Outcome> {
-    if let Some(seed) = env::var("TANDEM_FT_SEED").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(seed) = env::var("TANDEM_FT_SEED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if shard != 0 {
             return Vec::new();
         }
@@ -49,7 +52,10 @@ fn check_coverage(outcomes: &[Outcome]) {
         return;
     }
     // The runs must actually exercise failover, divergence and the cut, not just pass vacuously.
-    let failovers = outcomes.iter().filter(|o| o.failover.live_at.is_some()).count();
+    let failovers = outcomes
+        .iter()
+        .filter(|o| o.failover.live_at.is_some())
+        .count();
     let divergences = outcomes.iter().filter(|o| o.divergence_reported).count();
     let duplicates = outcomes.iter().filter(|o| o.duplicates > 0).count();
     let survived = outcomes.iter().filter(|o| o.survivor.is_some()).count();
@@ -58,10 +64,19 @@ fn check_coverage(outcomes: &[Outcome]) {
         "{} runs: {failovers} failovers, {divergences} divergences reported, {duplicates} with duplicates at the cut, {survived} with a survivor, {outputs} outputs",
         outcomes.len()
     );
-    assert!(failovers * 10 > outcomes.len(), "too few failovers: {failovers}");
-    assert!(divergences * 50 > outcomes.len(), "too few divergences: {divergences}");
+    assert!(
+        failovers * 10 > outcomes.len(),
+        "too few failovers: {failovers}"
+    );
+    assert!(
+        divergences * 50 > outcomes.len(),
+        "too few divergences: {divergences}"
+    );
     assert!(duplicates > 0, "no run duplicated an output at the cut");
-    assert!(survived * 100 > outcomes.len() * 95, "too few survivors: {survived}");
+    assert!(
+        survived * 100 > outcomes.len() * 95,
+        "too few survivors: {survived}"
+    );
 }
 
 #[test]

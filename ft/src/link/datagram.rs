@@ -88,10 +88,14 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
             scratch: [0; MAX_DATAGRAM],
         }
     }
-
 }
 
-fn transmit<T: Datagram>(transport: &mut T, scratch: &mut [u8; MAX_DATAGRAM], seq: u64, frame: &[u8]) {
+fn transmit<T: Datagram>(
+    transport: &mut T,
+    scratch: &mut [u8; MAX_DATAGRAM],
+    seq: u64,
+    frame: &[u8],
+) {
     let n = write_datagram(KIND_DATA, seq, frame, scratch);
     transport.send(&scratch[..n]);
 }
@@ -142,7 +146,12 @@ impl<T: Datagram, const WINDOW: usize> LogSender for DatagramSender<T, WINDOW> {
         }
         if !self.window.is_empty() && now - self.last_progress >= self.config.retransmit_after {
             for (i, frame) in self.window.iter().enumerate() {
-                transmit(&mut self.transport, &mut self.scratch, self.base + i as u64, frame);
+                transmit(
+                    &mut self.transport,
+                    &mut self.scratch,
+                    self.base + i as u64,
+                    frame,
+                );
             }
             self.stats.retransmits += self.window.len() as u64;
             self.last_progress = now;
@@ -249,7 +258,7 @@ mod tests {
         fn send(&mut self, bytes: &[u8]) {
             let mut w = self.out.borrow_mut();
             w.sent += 1;
-            if w.drop_every != 0 && w.sent % w.drop_every == 0 {
+            if w.drop_every != 0 && w.sent.is_multiple_of(w.drop_every) {
                 return;
             }
             w.queue.push_back(bytes.to_vec());

@@ -82,7 +82,7 @@ impl Guest {
     pub fn peek_exit(&self) -> (Exit, ExecPoint) {
         let kind = if self.work == 0 {
             Exit::Halt
-        } else if self.replies_owed > 0 && (self.state >> 7) % 3 == 0 {
+        } else if self.replies_owed > 0 && (self.state >> 7).is_multiple_of(3) {
             Exit::Output
         } else {
             match (self.state >> 11) % 10 {

@@ -26,6 +26,9 @@ pub struct WireFaults {
     pub delay_max: u64,
 }
 
+/// Datagrams on a wire, ordered by delivery time, then by send order.
+type Wire = BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>;
+
 /// Both directions of the log link's network.
 pub struct Net {
     now: u64,
@@ -33,8 +36,7 @@ pub struct Net {
     rng: Rng,
     /// While true nothing crosses.
     pub partitioned: bool,
-    // Ordered by delivery time, then by send order.
-    wires: [BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>; 2],
+    wires: [Wire; 2],
     sent: u64,
 }
 

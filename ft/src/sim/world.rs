@@ -79,10 +79,10 @@ struct Tap<S> {
 impl<S: LogSender> LogSender for Tap<S> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.inner.send(bytes)?;
-        if self.enabled {
-            if let Ok((_, record)) = frame::decode(bytes) {
-                self.log.borrow_mut().push(record);
-            }
+        if self.enabled
+            && let Ok((_, record)) = frame::decode(bytes)
+        {
+            self.log.borrow_mut().push(record);
         }
         Ok(())
     }
@@ -154,7 +154,7 @@ pub fn run(sc: &Scenario) -> Result<Outcome, Violation> {
     let mut rng = Rng::new(sc.seed.wrapping_mul(0x9E37_79B9));
     match sc.link {
         LinkKind::Ring => {
-            let mut ring = Box::new(crate::link::ring::Ring::<64>::default());
+            let mut ring = crate::link::ring::Ring::<64>::default();
             let (tx, rx) = ring.split();
             World::new(sc, tx, rx, None, rng).run()
         }
@@ -235,7 +235,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         })
     }
 
-    fn run(mut self: Box<Self>) -> Result<Outcome, Violation> {
+    fn run(&mut self) -> Result<Outcome, Violation> {
         while self.now < self.sc.duration {
             self.step()?;
             self.now += self.sc.step;
@@ -266,10 +266,10 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         self.b_reach.set(cut & 4 == 0);
         self.client();
         self.timers();
-        if let Some(crash) = self.sc.crash {
-            if matches!(crash.point, CrashPoint::At(t) if t <= now && now < t + self.sc.step) {
-                self.crash(crash.who);
-            }
+        if let Some(crash) = self.sc.crash
+            && matches!(crash.point, CrashPoint::At(t) if t <= now && now < t + self.sc.step)
+        {
+            self.crash(crash.who);
         }
         if !self.paused(Who::Primary) && !self.p.crashed && !self.p.stopped {
             self.step_primary()?;
@@ -574,7 +574,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         }
     }
 
-    fn finish(self: Box<Self>) -> Result<Outcome, Violation> {
+    fn finish(&self) -> Result<Outcome, Violation> {
         let survivor = if self.b.live && !self.b.crashed {
             Some(Who::Backup)
         } else if !self.p.crashed && !self.p.stopped {

@@ -1,0 +1,73 @@
+//! Each invariant has a deliberate bug that breaks it; the simulator must catch every one.
+
+use tandem_ft::mutant::Mutants;
+use tandem_ft::sim::{Scenario, Violation, run};
+
+/// Seeds tried per mutant before concluding the simulator is blind to it.
+const BUDGET: u64 = 3_000;
+
+/// The first seed whose run with `mutants` breaks an invariant the way `expected` says.
+fn first_catch(mutants: Mutants, expected: fn(&Violation) -> bool) -> Option<(u64, Violation)> {
+    (0..BUDGET).find_map(|seed| {
+        let scenario = Scenario {
+            mutants,
+            ..Scenario::from_seed(seed)
+        };
+        match run(&scenario) {
+            Err(v) if expected(&v) => Some((seed, v)),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn releasing_output_before_the_ack_loses_output() {
+    let caught = first_catch(
+        Mutants {
+            release_before_ack: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::LostOutput { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "release before ack went unnoticed");
+}
+
+#[test]
+fn skipping_arbitration_makes_two_live_primaries() {
+    let caught = first_catch(
+        Mutants {
+            skip_arbitration: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::TwoLivePrimaries { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "split brain went unnoticed");
+}
+
+#[test]
+fn ignoring_output_done_duplicates_outside_the_cut() {
+    let caught = first_catch(
+        Mutants {
+            ignore_output_done: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::DuplicateOutsideCut { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "needless duplicates went unnoticed");
+}
+
+#[test]
+fn skipping_divergence_checks_lets_divergence_through() {
+    let caught = first_catch(
+        Mutants {
+            skip_divergence_check: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::UndetectedDivergence { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "undetected divergence went unnoticed");
+}
