@@ -165,3 +165,40 @@ pub fn run(
     .run(&mut vcpu);
     (stop, vcpu, record)
 }
+
+/// A valid two-partition x86_64 system on a 256 MiB board.
+pub fn system() -> config::System {
+    use crate::config::*;
+    let board = Board {
+        name: "test-board".try_into().unwrap(),
+        arch: Arch::X86_64,
+        cpus: 2,
+        ram: PhysRange {
+            base: HostPhysAddr::new(0),
+            size: 256 << 20,
+        },
+        hypervisor: PhysRange {
+            base: HostPhysAddr::new(0x10_0000),
+            size: 15 << 20,
+        },
+        timer_hz: Some(4_000_000),
+        console: Uart::Pio16550 { port: 0x3f8 },
+        log: Uart::Pio16550 { port: 0x2f8 },
+        exit: ExitDevice::Bochs,
+    };
+    let mut a = partition();
+    a.name = "a".try_into().unwrap();
+    let mut b = partition();
+    b.name = "b".try_into().unwrap();
+    b.cpus[0] = 1;
+    b.image.index = 1;
+    b.memory[0].hpa = HostPhysAddr::new(0x200_0000);
+    let mut partitions = heapless::Vec::new();
+    partitions.push(a).unwrap();
+    partitions.push(b).unwrap();
+    System {
+        version: FORMAT_VERSION,
+        board,
+        partitions,
+    }
+}

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod bundle;
 pub mod config;
 pub mod devices;
 pub mod dispatch;

@@ -10,4 +10,7 @@ mod validate;
 
 pub use error::{ConfigError, Field, Problem};
 pub use model::*;
-pub use validate::validate;
+pub use validate::{MAX_GPA, X86_BOOT_TABLES, validate};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! The ledger: per-vCPU state kept in a fixed region at the top of the hypervisor's memory, which
+//! no boot path clears (it is outside the image and its `.bss`). Plain `#[repr(C)]` data only.
+
+use core::mem::size_of;
+
+use tandem_core::config::{MAX_CPUS, PAGE_SIZE};
+use tandem_core::partition::VcpuRecord;
+
+use crate::vmx::GuestRegs;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"TNDMLDGR");
+const VERSION: u32 = 1;
+
+#[repr(C)]
+pub struct VcpuSlot {
+    pub regs: GuestRegs,
+    pub record: VcpuRecord,
+}
+
+#[repr(C)]
+pub struct Ledger {
+    magic: u64,
+    version: u32,
+    cpus: u32,
+    slots: [VcpuSlot; MAX_CPUS],
+}
+
+/// Bytes the ledger occupies, rounded up to whole pages.
+pub const SIZE: u64 = (size_of::<Ledger>() as u64).next_multiple_of(PAGE_SIZE);
+
+/// Formats the ledger at `base` for a cold boot.
+///
+/// # Safety
+/// `base` is the ledger region: page-aligned, identity-mapped, `SIZE` bytes of hypervisor memory
+/// nothing else uses, and no CPU holds a slot yet.
+pub unsafe fn format(base: u64, cpus: u32) {
+    let ledger = base as *mut Ledger;
+    // SAFETY: the caller's contract; every field is plain data for which zero is valid.
+    unsafe {
+        core::ptr::write_bytes(ledger as *mut u8, 0, size_of::<Ledger>());
+        (*ledger).magic = MAGIC;
+        (*ledger).version = VERSION;
+        (*ledger).cpus = cpus;
+    }
+}
+
+/// The slot of CPU `cpu` in the ledger at `base`.
+///
+/// # Safety
+/// The ledger at `base` was formatted, and only CPU `cpu` calls this, once, so the returned
+/// reference is the only one to that slot.
+pub unsafe fn slot(base: u64, cpu: usize) -> &'static mut VcpuSlot {
+    let ledger = base as *mut Ledger;
+    // SAFETY: the caller's contract; the ledger lives for the whole run.
+    unsafe { &mut *(&raw mut (*ledger).slots[cpu]) }
+}

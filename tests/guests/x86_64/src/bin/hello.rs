@@ -1,0 +1,38 @@
+//! Counts and prints, checks what the CPU reveals, and shuts down cleanly: the everyday guest.
+#![no_std]
+#![no_main]
+
+use tandem_guest::cpu::cpuid;
+use tandem_guest::hypercall::{self, arg, partition_info};
+use tandem_guest::println;
+
+tandem_guest::entry!(main);
+
+fn main() -> u64 {
+    let info = partition_info();
+    let count: u32 = arg(info.args(), "count").and_then(|v| v.parse().ok()).unwrap_or(10);
+    println!(
+        "hello from partition {} ({}), {} KiB, {} vCPU",
+        info.id,
+        info.name(),
+        info.memory / 1024,
+        info.vcpus
+    );
+    let [_, b, c, d] = cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    for (i, w) in [b, c, d].iter().enumerate() {
+        sig[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let vmx = cpuid(1)[2] & (1 << 5) != 0;
+    println!(
+        "hypervisor signature {:?}, VMX visible: {}",
+        core::str::from_utf8(&sig[..8]).unwrap_or("?"),
+        vmx
+    );
+    for i in 1..=count {
+        println!("count {i}");
+    }
+    let (status, _) = hypercall::console_write(b"written through CONSOLE_WRITE\n");
+    println!("done (console write status {status})");
+    if vmx { 1 } else { 0 }
+}

@@ -1,0 +1,41 @@
+//! `cargo xtask bench`: costs measured in emulated instructions, which Bochs counts exactly (its
+//! TSC advances once per instruction), so results repeat run after run.
+
+use anyhow::{Context, Result, bail};
+
+use crate::emulator::{self};
+use crate::{Arch, build, guests, root, tools};
+
+fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)> {
+    lines.iter().find_map(|l| {
+        let rest = &l[l.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((l.as_str(), digits.parse().ok()?))
+    })
+}
+
+pub fn run() -> Result<()> {
+    tools::require(tools::BOCHS)?;
+    let guests = guests::build(Arch::X86_64)?;
+    let config = root().join("tests/bench/x86_64.toml");
+    let image = build::build(&config, &guests, "bench-x86_64")?;
+    let iso = build::iso(&image)?;
+    let run = emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?;
+    if !run.success {
+        run.print("  ");
+        bail!("the benchmark run failed (status {:?})", run.status);
+    }
+    let entered = number_after(&run.log, "entered at TSC ").context("no boot TSC in the log")?.1;
+    let first = number_after(&run.log, "enters on CPU 0 at TSC ").context("no guest entry TSC")?.1;
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.contains("bench:"))
+        .context("the bench guest printed no result")?;
+    println!("Bochs corei7_skylake_x, 1 CPU busy; 1 tick = 1 emulated instruction");
+    println!("  boot (reset) to hypervisor entry:        {entered:>10} instructions");
+    println!("  hypervisor entry to first guest entry:   {:>10} instructions", first - entered);
+    println!("  reset to first guest instruction:        {first:>10} instructions");
+    println!("  exit round trips (guest view): {}", line.split("bench:").nth(1).unwrap_or("").trim());
+    Ok(())
+}

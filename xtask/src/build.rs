@@ -1,0 +1,79 @@
+//! Building a hypervisor image for a configuration: bundle, binary, bootable ISO.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use tandem_core::bundle;
+
+use crate::config::{self, Loaded};
+use crate::guests::{self, Guests};
+use crate::tools::{self, run};
+use crate::{Arch, root};
+
+/// A built image and what went into it.
+pub struct Image {
+    pub dir: PathBuf,
+    pub elf: PathBuf,
+    pub config: Loaded,
+}
+
+/// Builds the image for the board's own partitions file, or `config` instead.
+pub fn build_board(board: &str, config: Option<&Path>) -> Result<Image> {
+    let file = config.map_or_else(|| config::board_dir(board).join("partitions.toml"), Path::to_path_buf);
+    let guests = guests::build(Arch::X86_64)?;
+    let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    build(&file, &guests, &format!("{board}-{name}"))
+}
+
+/// Validates `file` and builds its image under `build/<name>`.
+pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
+    let loaded = config::load(file, |g| guests.size(g))?;
+    let dir = root().join("build").join(name);
+    fs::create_dir_all(&dir)?;
+    let encoded = postcard::to_stdvec(&loaded.system).context("encoding the configuration")?;
+    let images: Vec<&[u8]> = loaded.guests.iter().map(|g| guests.image(g)).collect();
+    let mut blob = Vec::new();
+    bundle::encode(&encoded, &images, |b| blob.extend_from_slice(b));
+    let bundle_path = dir.join("bundle.bin");
+    if fs::read(&bundle_path).ok().as_deref() != Some(&blob[..]) {
+        fs::write(&bundle_path, &blob)?;
+    }
+    let (package, target) = ("tandem-x86_64-pc", "x86_64-unknown-none");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .env("TANDEM_BUNDLE", &bundle_path)
+        .env("DEFMT_LOG", "info")
+        .args(["build", "-q", "--release", "-p", package, "--target", target]))?;
+    let elf = dir.join("tandem.elf");
+    fs::copy(root().join("target").join(target).join("release").join(package), &elf)?;
+    Ok(Image {
+        dir,
+        elf,
+        config: loaded,
+    })
+}
+
+/// A GRUB rescue ISO that boots the image through multiboot2.
+pub fn iso(image: &Image) -> Result<PathBuf> {
+    tools::require(tools::BOCHS)?;
+    let tree = image.dir.join("iso");
+    fs::create_dir_all(tree.join("boot/grub"))?;
+    fs::copy(&image.elf, tree.join("boot/tandem.elf"))?;
+    fs::write(
+        tree.join("boot/grub/grub.cfg"),
+        "set timeout=0\nset default=0\nmenuentry \"Tandem\" {\n  multiboot2 /boot/tandem.elf\n  boot\n}\n",
+    )?;
+    let iso = image.dir.join("tandem.iso");
+    let out = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&tree)
+        .output()
+        .context("running grub-mkrescue")?;
+    if !out.status.success() {
+        anyhow::bail!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(iso)
+}

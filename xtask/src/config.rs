@@ -1,0 +1,402 @@
+//! Board and partition files (TOML) turned into the validated configuration model. Every error
+//! names the file, the field and the reason.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tandem_core::addr::{GuestPhysAddr, HostPhysAddr};
+use tandem_core::config::{self as model, FORMAT_VERSION, PAGE_SIZE};
+
+use crate::root;
+
+/// A configuration error: which file, and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.file.strip_prefix(root()).unwrap_or(&self.file);
+        write!(f, "{}: {}", shown.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(file: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// A byte count written as an integer or a string with a K, M or G suffix ("4M").
+#[derive(Debug, Clone, Copy)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(s) => parse_size(&s).map(Size).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a size (use a number of bytes, or a number with K, M or G)"
+                ))
+            }),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, shift) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 10),
+        'M' | 'm' => (&s[..s.len() - 1], 20),
+        'G' | 'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    n.checked_mul(1 << shift)
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchName {
+    X86_64,
+    Aarch64,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EmulatorName {
+    Bochs,
+    Qemu,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum UartFile {
+    Uart16550(u16),
+    Pl011(u64),
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum ExitFile {
+    Bochs,
+    QemuDebugExit(u16),
+    Semihosting,
+    Halt,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RangeFile {
+    base: Size,
+    size: Size,
+}
+
+/// `boards/<name>/board.toml`: facts about the machine.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BoardFile {
+    pub name: String,
+    pub arch: ArchName,
+    /// How xtask runs this board when no hardware is attached.
+    pub emulator: EmulatorName,
+    cpus: u8,
+    timer_hz: Option<u64>,
+    ram: RangeFile,
+    hypervisor: RangeFile,
+    console: UartFile,
+    log: UartFile,
+    exit: ExitFile,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct RegionFile {
+    gpa: Size,
+    size: Size,
+    hpa: Option<Size>,
+    #[serde(default = "yes")]
+    executable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum PortModeFile {
+    Passthrough,
+    Ignore,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct PortsFile {
+    base: u16,
+    count: u16,
+    mode: PortModeFile,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionFile {
+    pub name: String,
+    cpus: Vec<u8>,
+    /// A test guest from `tests/guests/<arch>`.
+    pub guest: String,
+    load: Option<Size>,
+    entry: Option<Size>,
+    #[serde(default)]
+    args: String,
+    memory: Vec<RegionFile>,
+    #[serde(default)]
+    ports: Vec<PortsFile>,
+}
+
+/// A partitions file: which board, and what runs on it.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionsFile {
+    pub board: String,
+    pub partition: Vec<PartitionFile>,
+}
+
+/// A loaded configuration, ready to be bundled with its guest images.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub board: BoardFile,
+    pub system: model::System,
+    /// Guest names in image-index order.
+    pub guests: Vec<String>,
+}
+
+/// Where guests are loaded and entered unless the partition says otherwise.
+pub const DEFAULT_LOAD: u64 = 0x10_0000;
+const HPA_ALIGN: u64 = 2 << 20;
+
+fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| error(file, format!("cannot read the file: {e}")))?;
+    toml::from_str(&text).map_err(|e| error(file, e.to_string().trim_end().to_string()))
+}
+
+pub fn board_dir(board: &str) -> PathBuf {
+    root().join("boards").join(board)
+}
+
+pub fn load_board(name: &str) -> Result<BoardFile, ConfigError> {
+    let file = board_dir(name).join("board.toml");
+    if !file.exists() {
+        return Err(error(&file, format!("there is no board named `{name}`")));
+    }
+    let board: BoardFile = read_toml(&file)?;
+    if board.name != name {
+        return Err(error(
+            &file,
+            format!("name: `{}` does not match the board's folder `{name}`", board.name),
+        ));
+    }
+    Ok(board)
+}
+
+fn heapless_string<const N: usize>(
+    file: &Path,
+    field: &str,
+    s: &str,
+) -> Result<heapless::String<N>, ConfigError> {
+    s.try_into()
+        .map_err(|_| error(file, format!("{field}: `{s}` is longer than {N} bytes")))
+}
+
+/// Loads a partitions file, resolves defaults (host addresses, image placement) and validates
+/// the result with the same rules the hypervisor applies at boot.
+pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Loaded, ConfigError> {
+    let parts: PartitionsFile = read_toml(file)?;
+    let board = load_board(&parts.board)
+        .map_err(|e| error(file, format!("board: {e}")))?;
+    let b = &board;
+    let uart = |u: UartFile| match u {
+        UartFile::Uart16550(port) => model::Uart::Pio16550 { port },
+        UartFile::Pl011(base) => model::Uart::Pl011 {
+            base: HostPhysAddr::new(base),
+        },
+    };
+    let board_model = model::Board {
+        name: heapless_string(file, "board", &b.name)?,
+        arch: match b.arch {
+            ArchName::X86_64 => model::Arch::X86_64,
+            ArchName::Aarch64 => model::Arch::Aarch64,
+        },
+        cpus: b.cpus,
+        ram: model::PhysRange {
+            base: HostPhysAddr::new(b.ram.base.0),
+            size: b.ram.size.0,
+        },
+        hypervisor: model::PhysRange {
+            base: HostPhysAddr::new(b.hypervisor.base.0),
+            size: b.hypervisor.size.0,
+        },
+        timer_hz: b.timer_hz,
+        console: uart(b.console),
+        log: uart(b.log),
+        exit: match b.exit {
+            ExitFile::Bochs => model::ExitDevice::Bochs,
+            ExitFile::QemuDebugExit(port) => model::ExitDevice::QemuDebugExit { port },
+            ExitFile::Semihosting => model::ExitDevice::Semihosting,
+            ExitFile::Halt => model::ExitDevice::Halt,
+        },
+    };
+
+    let mut guests: Vec<String> = Vec::new();
+    let mut partitions = heapless::Vec::new();
+    // Host memory for regions without an explicit `hpa`, right above the hypervisor.
+    let mut next_hpa = (b.hypervisor.base.0 + b.hypervisor.size.0).next_multiple_of(HPA_ALIGN);
+    for (i, p) in parts.partition.iter().enumerate() {
+        let field = |name: &str| format!("partition[{i}].{name}");
+        let size = image_sizes(&p.guest).ok_or_else(|| {
+            error(file, format!("{}: there is no test guest named `{}`", field("guest"), p.guest))
+        })?;
+        let index = match guests.iter().position(|g| g == &p.guest) {
+            Some(idx) => idx,
+            None => {
+                guests.push(p.guest.clone());
+                guests.len() - 1
+            }
+        };
+        let load = p.load.map_or(DEFAULT_LOAD, |s| s.0);
+        let mut memory = heapless::Vec::new();
+        for (j, r) in p.memory.iter().enumerate() {
+            let hpa = match r.hpa {
+                Some(h) => h.0,
+                None => {
+                    let hpa = next_hpa;
+                    next_hpa = (hpa + r.size.0.next_multiple_of(PAGE_SIZE)).next_multiple_of(HPA_ALIGN);
+                    hpa
+                }
+            };
+            memory
+                .push(model::MemoryRegion {
+                    gpa: GuestPhysAddr::new(r.gpa.0),
+                    hpa: HostPhysAddr::new(hpa),
+                    size: r.size.0,
+                    executable: r.executable,
+                })
+                .map_err(|_| {
+                    error(file, format!("{}: more than {} regions", field(&format!("memory[{j}]")), model::MAX_REGIONS))
+                })?;
+        }
+        let mut ports = heapless::Vec::new();
+        for r in &p.ports {
+            ports
+                .push(model::PortRange {
+                    base: r.base,
+                    count: r.count,
+                    mode: match r.mode {
+                        PortModeFile::Passthrough => model::PortMode::Passthrough,
+                        PortModeFile::Ignore => model::PortMode::Ignore,
+                    },
+                })
+                .map_err(|_| error(file, format!("{}: more than {} ranges", field("ports"), model::MAX_PORT_RANGES)))?;
+        }
+        let partition = model::Partition {
+            name: heapless_string(file, &field("name"), &p.name)?,
+            cpus: heapless::Vec::from_slice(&p.cpus)
+                .map_err(|_| error(file, format!("{}: more than {} CPUs", field("cpus"), model::MAX_CPUS)))?,
+            memory,
+            image: model::Image {
+                index: index as u8,
+                load: GuestPhysAddr::new(load),
+                entry: GuestPhysAddr::new(p.entry.map_or(load, |s| s.0)),
+                size,
+            },
+            ports,
+            args: heapless_string(file, &field("args"), &p.args)?,
+        };
+        partitions.push(partition).map_err(|_| {
+            error(file, format!("partition: more than {} partitions", model::MAX_PARTITIONS))
+        })?;
+    }
+    let system = model::System {
+        version: FORMAT_VERSION,
+        board: board_model,
+        partitions,
+    };
+    model::validate(&system).map_err(|e| error(file, e.to_string()))?;
+    Ok(Loaded {
+        board,
+        system,
+        guests,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(name: &str) -> Option<u64> {
+        ["hello", "timer", "hostile", "bench"]
+            .contains(&name)
+            .then_some(0x4000)
+    }
+
+    #[test]
+    fn sizes_accept_suffixes_and_hex() {
+        assert_eq!(parse_size("4M"), Some(4 << 20));
+        assert_eq!(parse_size("0x1000"), Some(0x1000));
+        assert_eq!(parse_size("16k"), Some(16 << 10));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn board_demo_configs_are_valid() {
+        for board in ["bochs-x86_64", "qemu-x86_64"] {
+            let file = board_dir(board).join("partitions.toml");
+            let loaded = load(&file, sizes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.system.partitions.len(), 2);
+            assert_ne!(
+                loaded.system.partitions[0].memory[0].hpa,
+                loaded.system.partitions[1].memory[0].hpa
+            );
+        }
+    }
+
+    /// Every file in `tests/configs/bad` starts with `# expect: <part of the message>`.
+    #[test]
+    fn malformed_configs_are_rejected_with_file_field_and_reason() {
+        let dir = root().join("tests/configs/bad");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
+            let err = load(&path, sizes).expect_err("must be rejected").to_string();
+            let file_name = path.file_name().unwrap().to_str().unwrap();
+            assert!(err.starts_with("tests/configs/bad/"), "{err}");
+            assert!(err.contains(file_name), "{err}");
+            assert!(err.contains(expected), "{file_name}: `{err}` lacks `{expected}`");
+            checked += 1;
+        }
+        assert!(checked >= 5, "only {checked} malformed configs");
+    }
+}

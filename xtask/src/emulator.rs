@@ -1,0 +1,199 @@
+//! Running images: Bochs for VT-x without hardware support, QEMU with KVM where the host exposes
+//! nested VT-x. Each run ends by itself; a deadline catches hangs.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wait_timeout::ChildExt;
+
+use crate::build::{self, Image};
+use crate::config::EmulatorName;
+use crate::{Arch, EmulatorChoice, logs, tools};
+
+/// What a run produced.
+pub struct Run {
+    /// The emulator exited the way the hypervisor signals a finished run.
+    pub success: bool,
+    pub status: Option<i32>,
+    pub timed_out: bool,
+    pub console: Vec<String>,
+    pub log: Vec<String>,
+    pub malformed_frames: usize,
+    pub emulator_log: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Lines for a human: the console, then the hypervisor's log.
+    pub fn print(&self, indent: &str) {
+        for line in &self.console {
+            println!("{indent}{line}");
+        }
+        for line in &self.log {
+            println!("{indent}[tandem] {line}");
+        }
+    }
+}
+
+/// Status QEMU's isa-debug-exit gives for the hypervisor's success code 0x10.
+const QEMU_SUCCESS: i32 = 33;
+
+fn bochsrc(image: &Image, iso: &Path) -> String {
+    let board = &image.config.system.board;
+    let ips = board.timer_hz.unwrap_or(4_000_000);
+    format!(
+        "megs: {megs}
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+cpu: model=corei7_skylake_x, count={cpus}, ips={ips}, reset_on_triple_fault=0
+ata0-master: type=cdrom, path={iso}, status=inserted
+boot: cdrom
+display_library: rfb, options=\"timeout=0\"
+com1: enabled=1, mode=file, dev=console.out
+com2: enabled=1, mode=file, dev=log.bin
+log: bochs.log
+panic: action=fatal
+clock: sync=none, time0=946684800
+magic_break: enabled=1
+",
+        megs = board.ram.size >> 20,
+        cpus = board.cpus,
+        iso = iso.display(),
+    )
+}
+
+fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>, bool, Duration)> {
+    let start = Instant::now();
+    let mut child = cmd
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join("emulator.out"))?)
+        .stderr(File::create(dir.join("emulator.err"))?)
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let status = child.wait_timeout(timeout)?;
+    let timed_out = status.is_none();
+    if timed_out {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))
+}
+
+fn collect(image: &Image, emulator: EmulatorName, status: Option<i32>, timed_out: bool, elapsed: Duration, emulator_log: &str) -> Result<Run> {
+    let dir = &image.dir;
+    let console_bytes = fs::read(dir.join("console.out")).unwrap_or_default();
+    let console = String::from_utf8_lossy(&console_bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let log_bytes = fs::read(dir.join("log.bin")).unwrap_or_default();
+    let (log, malformed_frames) = logs::decode(&fs::read(&image.elf)?, &log_bytes)?;
+    let expected = match emulator {
+        EmulatorName::Bochs => 0,
+        EmulatorName::Qemu => QEMU_SUCCESS,
+    };
+    let text = fs::read_to_string(dir.join(emulator_log)).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    Ok(Run {
+        success: !timed_out && status == Some(expected),
+        status,
+        timed_out,
+        console,
+        log,
+        malformed_frames,
+        emulator_log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        elapsed,
+    })
+}
+
+fn clean(dir: &Path) {
+    for f in ["console.out", "log.bin", "bochs.log", "emulator.out", "emulator.err"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+}
+
+/// Boots `image` in Bochs from its GRUB ISO.
+pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
+    let dir = &image.dir;
+    clean(dir);
+    fs::write(dir.join("bochsrc"), bochsrc(image, iso))?;
+    // The debugger is compiled into Debian's Bochs: continue at once, and quit at the magic
+    // breakpoint the hypervisor executes when every partition has stopped.
+    fs::write(dir.join("bochs.rc"), "c\nquit\n")?;
+    let mut cmd = Command::new("bochs");
+    cmd.args(["-q", "-f", "bochsrc", "-rc", "bochs.rc"]);
+    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
+    collect(image, EmulatorName::Bochs, status, timed_out, elapsed, "bochs.log")
+}
+
+/// Boots `image` with QEMU `-kernel` (PVH) under KVM.
+pub fn qemu(image: &Image, timeout: Duration) -> Result<Run> {
+    tools::require(tools::QEMU_X86)?;
+    let dir = &image.dir;
+    clean(dir);
+    let board = &image.config.system.board;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35", "-accel", "kvm", "-cpu", "host", "-display", "none"])
+        .args(["-nodefaults", "-no-reboot"])
+        .args(["-smp", &board.cpus.to_string(), "-m", &format!("{}M", board.ram.size >> 20)])
+        .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(&image.elf);
+    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
+    collect(image, EmulatorName::Qemu, status, timed_out, elapsed, "emulator.err")
+}
+
+/// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).
+fn kvm_has_vmx() -> bool {
+    Path::new("/dev/kvm").exists()
+        && fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.split_whitespace().any(|f| f == "vmx"))
+}
+
+pub const BOCHS_TIMEOUT: Duration = Duration::from_secs(120);
+pub const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run_image(image: &Image) -> Result<Run> {
+    match image.config.board.emulator {
+        EmulatorName::Bochs => {
+            let iso = build::iso(image)?;
+            bochs(image, &iso, BOCHS_TIMEOUT)
+        }
+        EmulatorName::Qemu => qemu(image, QEMU_TIMEOUT),
+    }
+}
+
+/// `cargo xtask qemu`: the demo on whichever emulator can run it here.
+pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
+    let Arch::X86_64 = arch;
+    let kvm = kvm_has_vmx();
+    let (board, why) = match choice {
+        Some(EmulatorChoice::Qemu) => ("qemu-x86_64", "as asked"),
+        Some(EmulatorChoice::Bochs) => ("bochs-x86_64", "as asked"),
+        None if kvm => ("qemu-x86_64", "KVM exposes nested VT-x"),
+        None => ("bochs-x86_64", "this host's KVM has no nested VT-x"),
+    };
+    let emulator = if board.starts_with("qemu") { "QEMU with KVM" } else { "Bochs (emulated VT-x)" };
+    println!("Running the x86_64 demo in {emulator}: {why}.");
+    if board == "bochs-x86_64" {
+        tools::require(tools::BOCHS)?;
+    }
+    let image = build::build_board(board, None)?;
+    let run = run_image(&image)?;
+    run.print("");
+    if run.success {
+        println!("Every partition stopped; {} exited normally after {:.1}s.", emulator, run.elapsed.as_secs_f64());
+    } else {
+        println!(
+            "The run did not end normally (status {:?}{}). Emulator log tail:\n{}",
+            run.status,
+            if run.timed_out { ", timed out" } else { "" },
+            run.emulator_log
+        );
+    }
+    Ok(run.success)
+}

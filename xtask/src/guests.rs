@@ -1,0 +1,62 @@
+//! Test guests: built once per run for an architecture, flattened to the bytes a partition loads.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::DEFAULT_LOAD;
+use crate::tools::{llvm, run};
+use crate::{Arch, root};
+
+pub struct Guests {
+    images: BTreeMap<String, Vec<u8>>,
+}
+
+impl Guests {
+    pub fn size(&self, name: &str) -> Option<u64> {
+        self.images.get(name).map(|i| i.len() as u64)
+    }
+
+    pub fn image(&self, name: &str) -> &[u8] {
+        &self.images[name]
+    }
+}
+
+fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
+    match arch {
+        Arch::X86_64 => (
+            "tandem-test-guests-x86_64",
+            "x86_64-unknown-none",
+            &["hello", "timer", "hostile", "bench"],
+        ),
+    }
+}
+
+/// The entry point recorded in an ELF64 header.
+fn elf_entry(elf: &[u8]) -> Option<u64> {
+    (elf.get(..4)? == b"\x7fELF").then_some(())?;
+    Some(u64::from_le_bytes(elf.get(24..32)?.try_into().ok()?))
+}
+
+pub fn build(arch: Arch) -> Result<Guests> {
+    let (package, target, bins) = spec(arch);
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["build", "-q", "--release", "-p", package, "--target", target, "--bins"]))?;
+    let objcopy = llvm("llvm-objcopy")?;
+    let out_dir = root().join("target").join(target).join("release");
+    let mut images = BTreeMap::new();
+    for bin in bins {
+        let elf_path = out_dir.join(bin);
+        let elf = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+        if elf_entry(&elf) != Some(DEFAULT_LOAD) {
+            bail!("guest {bin} does not start at {DEFAULT_LOAD:#x}; check its linker script");
+        }
+        let flat: PathBuf = out_dir.join(format!("{bin}.bin"));
+        run(Command::new(&objcopy).args(["-O", "binary"]).arg(&elf_path).arg(&flat))?;
+        images.insert(bin.to_string(), std::fs::read(&flat)?);
+    }
+    Ok(Guests { images })
+}

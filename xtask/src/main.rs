@@ -1,0 +1,92 @@
+//! `cargo xtask`: Tandem's host tool.
+
+mod bench;
+mod build;
+mod config;
+mod emulator;
+mod guests;
+mod logs;
+mod scenario;
+mod test;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test the Tandem hypervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum EmulatorChoice {
+    Bochs,
+    Qemu,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a board's configuration and build its hypervisor image.
+    Build {
+        #[arg(long, default_value = "bochs-x86_64")]
+        board: String,
+        /// A partitions file to use instead of the board's own `partitions.toml`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the demo: two partitions side by side, in QEMU with KVM where the host has nested
+    /// VT-x, otherwise in Bochs.
+    Qemu {
+        #[arg(long, value_enum, default_value = "x86_64")]
+        arch: Arch,
+        #[arg(long, value_enum)]
+        emulator: Option<EmulatorChoice>,
+    },
+    /// Run every host unit test and every integration test; ends with `N passed, N failed`.
+    Test {
+        /// Only run integration tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Measure exit costs and boot time in emulated instructions.
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { board, config } => build::build_board(&board, config.as_deref()).map(|img| {
+            println!("built {}", img.elf.display());
+            true
+        }),
+        Command::Qemu { arch, emulator } => emulator::demo(arch, emulator),
+        Command::Test { filter } => test::run(filter.as_deref()),
+        Command::Bench => bench::run().map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask's parent directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}

@@ -1,0 +1,105 @@
+//! Integration-test expectations: `tests/scenarios/<arch>/<name>.toml` is a partitions file and
+//! `<name>.expect` says what the run must show, one rule per line:
+//!
+//! - `console: TEXT`: some console line contains TEXT;
+//! - `log: TEXT`: some line of the hypervisor's decoded log contains TEXT;
+//! - `absent: TEXT`: no console or log line contains TEXT;
+//! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
+//!   only happens when both run at once.
+//!
+//! Every run must also end normally (every partition stopped, the emulator's success status) with
+//! no hypervisor failure report.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::emulator::Run;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rule {
+    Console(String),
+    Log(String),
+    Absent(String),
+    Interleaved(String, String),
+}
+
+pub fn parse(file: &Path) -> Result<Vec<Rule>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut rules = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((kind, arg)) = line.split_once(':') else {
+            bail!("{}:{}: expected `kind: text`", file.display(), n + 1);
+        };
+        let arg = arg.trim().to_string();
+        rules.push(match kind {
+            "console" => Rule::Console(arg),
+            "log" => Rule::Log(arg),
+            "absent" => Rule::Absent(arg),
+            "interleaved" => match arg.split_once(' ') {
+                Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
+                None => bail!("{}:{}: interleaved needs two partition names", file.display(), n + 1),
+            },
+            other => bail!("{}:{}: unknown rule `{other}`", file.display(), n + 1),
+        });
+    }
+    Ok(rules)
+}
+
+fn interleaved(console: &[String], a: &str, b: &str) -> bool {
+    let (pa, pb) = (format!("[{a}] "), format!("[{b}] "));
+    let first = console.iter().position(|l| l.starts_with(&pa));
+    let last = console.iter().rposition(|l| l.starts_with(&pa));
+    match (first, last) {
+        (Some(f), Some(l)) => console[f..l].iter().any(|x| x.starts_with(&pb)),
+        _ => false,
+    }
+}
+
+/// The rules `run` breaks, as messages; empty when it passes.
+pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
+    let mut failures = Vec::new();
+    if !run.success {
+        failures.push(format!(
+            "the run did not end normally: status {:?}{}",
+            run.status,
+            if run.timed_out { " (timed out)" } else { "" }
+        ));
+    }
+    if run.console.iter().any(|l| l.contains("[tandem] FATAL")) {
+        failures.push("the hypervisor reported a failure".into());
+    }
+    if run.malformed_frames > 0 {
+        failures.push(format!("{} malformed log frames", run.malformed_frames));
+    }
+    let any = |lines: &[String], text: &str| lines.iter().any(|l| l.contains(text));
+    for rule in rules {
+        let ok = match rule {
+            Rule::Console(t) => any(&run.console, t),
+            Rule::Log(t) => any(&run.log, t),
+            Rule::Absent(t) => !any(&run.console, t) && !any(&run.log, t),
+            Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
+        };
+        if !ok {
+            failures.push(format!("expected {rule:?}"));
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_needs_the_other_partition_between_first_and_last_line() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(interleaved(&lines(&["[a] 1", "[b] 1", "[a] 2"]), "a", "b"));
+        assert!(!interleaved(&lines(&["[a] 1", "[a] 2", "[b] 1"]), "a", "b"));
+        assert!(!interleaved(&lines(&["[b] 1"]), "a", "b"));
+    }
+}

@@ -1,0 +1,170 @@
+//! `cargo xtask test`: host unit tests, then every integration scenario booted in an emulator.
+//! Ends with `N passed, N failed`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
+
+use anyhow::{Context, Result};
+
+use crate::build::{self, Image};
+use crate::emulator::{self, Run};
+use crate::scenario::{self, Rule};
+use crate::{Arch, guests, root, tools};
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+/// Sums libtest's `test result:` lines.
+fn count_unit_results(output: &str, tally: &mut Tally) {
+    for line in output.lines().filter(|l| l.starts_with("test result:")) {
+        let number = |word: &str| {
+            line.split(';')
+                .find(|part| part.trim_end().ends_with(word))
+                .and_then(|part| part.split_whitespace().rev().nth(1))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        tally.passed += number("passed");
+        tally.failed += number("failed");
+    }
+}
+
+fn unit_tests(tally: &mut Tally) -> Result<()> {
+    println!("== host unit tests (cargo test)");
+    let out = Command::new("cargo")
+        .current_dir(root())
+        .args(["test", "--workspace", "--exclude", "tandem-arch-x86_64"])
+        .args(["--exclude", "tandem-x86_64-pc", "--exclude", "tandem-test-guests-x86_64"])
+        .output()
+        .context("running cargo test")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let before = tally.failed;
+    count_unit_results(&stdout, tally);
+    for line in stdout.lines().filter(|l| l.starts_with("test result:") || l.contains("FAILED") || l.contains("panicked")) {
+        println!("   {line}");
+    }
+    if !out.status.success() && tally.failed == before {
+        // A build failure runs no test; count it so the run fails.
+        println!("{}", String::from_utf8_lossy(&out.stderr));
+        tally.failed += 1;
+    }
+    Ok(())
+}
+
+struct Scenario {
+    name: String,
+    config: PathBuf,
+    rules: Vec<Rule>,
+}
+
+fn scenarios(arch: Arch, filter: Option<&str>) -> Result<Vec<Scenario>> {
+    let dir = root().join("tests/scenarios").join(match arch {
+        Arch::X86_64 => "x86_64",
+    });
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let name = format!("{}/{stem}", dir.file_name().unwrap().to_string_lossy());
+            if filter.is_some_and(|f| !name.contains(f)) {
+                continue;
+            }
+            let rules = scenario::parse(&path.with_extension("expect"))?;
+            found.push(Scenario {
+                name,
+                config: path,
+                rules,
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+fn report(name: &str, run: Result<Run>, rules: &[Rule], tally: &Mutex<Tally>) {
+    let failures = match &run {
+        Ok(run) => scenario::check(rules, run),
+        Err(e) => vec![format!("{e:#}")],
+    };
+    let mut t = tally.lock().unwrap();
+    let elapsed = run.as_ref().map(|r| r.elapsed.as_secs_f64()).unwrap_or(0.0);
+    if failures.is_empty() {
+        t.passed += 1;
+        println!("test {name} ... ok ({elapsed:.1}s)");
+    } else {
+        t.failed += 1;
+        println!("test {name} ... FAILED ({elapsed:.1}s)");
+        for f in &failures {
+            println!("    {f}");
+        }
+        if let Ok(run) = &run {
+            println!("    --- output");
+            run.print("    ");
+            println!("    --- emulator log tail\n{}", run.emulator_log);
+        }
+    }
+}
+
+fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result<()> {
+    let list = scenarios(arch, filter)?;
+    if list.is_empty() {
+        return Ok(());
+    }
+    println!("== integration tests ({} scenarios, Bochs)", list.len());
+    tools::require(tools::BOCHS)?;
+    let guests = guests::build(arch)?;
+    // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
+    let mut ready: Vec<(String, Result<(Image, PathBuf)>, Vec<Rule>)> = Vec::new();
+    for s in list {
+        let image = build::build(&s.config, &guests, &format!("test-{}", s.name.replace('/', "-")))
+            .and_then(|img| build::iso(&img).map(|iso| (img, iso)));
+        ready.push((s.name, image, s.rules));
+    }
+    let queue = Mutex::new(ready.into_iter());
+    thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap().next();
+                    let Some((name, image, rules)) = next else { break };
+                    let run = image.and_then(|(img, iso)| emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT));
+                    report(&name, run, &rules, tally);
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+pub fn run(filter: Option<&str>) -> Result<bool> {
+    let mut tally = Tally::default();
+    if filter.is_none() {
+        unit_tests(&mut tally)?;
+    }
+    let tally = Mutex::new(tally);
+    integration(Arch::X86_64, filter, &tally)?;
+    let t = tally.into_inner().unwrap();
+    println!("{} passed, {} failed", t.passed, t.failed);
+    Ok(t.failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_summaries_are_summed() {
+        let mut t = Tally::default();
+        count_unit_results(
+            "test result: ok. 33 passed; 0 failed; 0 ignored\ntest result: FAILED. 2 passed; 1 failed; 0 ignored",
+            &mut t,
+        );
+        assert_eq!((t.passed, t.failed), (35, 1));
+    }
+}

@@ -1,0 +1,92 @@
+//! Host tools the commands need: found, installed on Debian when running as root, or named with
+//! the exact command to install them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// A file that proves a Debian package is installed.
+pub struct Need {
+    pub file: &'static str,
+    pub package: &'static str,
+}
+
+pub const BOCHS: &[Need] = &[
+    Need { file: "/usr/bin/bochs", package: "bochs" },
+    Need { file: "/usr/share/bochs/BIOS-bochs-latest", package: "bochsbios" },
+    Need { file: "/usr/share/vgabios/vgabios.bin", package: "vgabios" },
+    Need { file: "/usr/bin/grub-mkrescue", package: "grub-common" },
+    Need { file: "/usr/lib/grub/i386-pc/multiboot2.mod", package: "grub-pc-bin" },
+    Need { file: "/usr/bin/xorriso", package: "xorriso" },
+    Need { file: "/usr/bin/mformat", package: "mtools" },
+];
+
+pub const QEMU_X86: &[Need] = &[Need {
+    file: "/usr/bin/qemu-system-x86_64",
+    package: "qemu-system-x86",
+}];
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure every file in `needs` exists, installing the missing packages with apt-get when
+/// that is possible, and otherwise failing with the command to run.
+pub fn require(needs: &[Need]) -> Result<()> {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|n| !Path::new(n.file).exists())
+        .map(|n| n.package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    if !(is_root() && Path::new("/usr/bin/apt-get").exists()) {
+        bail!("missing host packages: {}. Install them with:\n    sudo sh -c '{command}'", missing.join(", "));
+    }
+    eprintln!("installing {} ...", missing.join(" "));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("`{command}` failed ({status})");
+    }
+    if let Some(n) = needs.iter().find(|n| !Path::new(n.file).exists()) {
+        bail!("{} is still missing after installing {}", n.file, n.package);
+    }
+    Ok(())
+}
+
+/// An LLVM tool from the pinned toolchain's `llvm-tools` component.
+pub fn llvm(tool: &str) -> Result<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(crate::root())
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let path = sysroot.join("lib/rustlib").join(host).join("bin").join(tool);
+    if !path.exists() {
+        bail!("{} is missing; run `rustup component add llvm-tools`", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs `cmd`, failing with its name if it does not succeed.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
