@@ -102,3 +102,16 @@ pub fn load_gdt() {
         )
     }
 }
+
+/// Makes every exception undeliverable, then raises one: a triple fault.
+pub fn triple_fault() -> ! {
+    let empty = DescriptorPointer { limit: 0, base: 0 };
+    // SAFETY: deliberately breaks the guest; only the hypervisor's reaction matters.
+    unsafe { asm!("lidt [{}]", "ud2", in(reg) &empty, options(noreturn)) }
+}
+
+/// Halts with interrupts disabled: nothing can ever wake the vCPU.
+pub fn halt_forever() -> ! {
+    // SAFETY: as `triple_fault`.
+    unsafe { asm!("cli", "hlt", options(noreturn)) }
+}

@@ -1,10 +1,12 @@
 //! Tries what a partition must not do: garbage hypercalls, ports and MSRs it was not given, VMX
 //! instructions, and finally memory outside its own. Every attempt must be refused or contained;
-//! the last one must stop it.
+//! the last one, chosen by `finally=` in its arguments, must stop it.
 #![no_std]
 #![no_main]
 
-use tandem_guest::cpu::{inb, outb, outl, rdmsr, read_u64, vmxon, write_u64, wrmsr};
+use tandem_guest::cpu::{
+    halt_forever, inb, outb, outl, rdmsr, read_u64, triple_fault, vmxon, write_u64, wrmsr,
+};
 use tandem_guest::hypercall::{self, E_FAULT, E_INVALID, E_NOSYS, arg, call, partition_info};
 use tandem_guest::{expect_fault, faults_taken, println};
 
@@ -66,6 +68,14 @@ fn main() -> u64 {
             println!("reading outside my memory at {target:#x}");
             let v = read_u64(target);
             println!("read {v:#x}");
+        }
+        Some("triple-fault") => {
+            println!("making exceptions undeliverable");
+            triple_fault();
+        }
+        Some("halt") => {
+            println!("halting with interrupts off");
+            halt_forever();
         }
         _ => return failures as u64,
     }
