@@ -18,5 +18,6 @@ pub mod mutant;
 pub mod point;
 pub mod primary;
 pub mod record;
+pub mod reprotect;
 #[cfg(feature = "sim")]
 pub mod sim;

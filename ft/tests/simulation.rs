@@ -98,3 +98,14 @@ fn seeds_shard_2() {
 fn seeds_shard_3() {
     check_coverage(&run_shard(3));
 }
+
+#[test]
+fn a_seed_reruns_identically() {
+    for seed in [3, 1_234, 99_999] {
+        assert_eq!(
+            run_seed(seed),
+            run_seed(seed),
+            "seed {seed} is not deterministic"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The engine's rules, one scenario each, over the shared-memory ring.
+
+use core::cell::Cell;
+use core::sync::atomic::AtomicU64;
+use tandem_ft::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
+use tandem_ft::backup::{Backup, BackupConfig, BackupError, BackupState, Due, SyncRead};
+use tandem_ft::link::ring::Ring;
+use tandem_ft::point::ExecPoint;
+use tandem_ft::primary::{Primary, PrimaryConfig, PrimaryState};
+use tandem_ft::record::Event;
+
+const PCFG: PrimaryConfig = PrimaryConfig {
+    epoch: 1,
+    heartbeat_period: 100,
+    suspect_after: 1_000,
+    max_lag_records: 100,
+    max_lag_time: 10_000,
+};
+const BCFG: BackupConfig = BackupConfig {
+    epoch: 1,
+    suspect_after: 1_000,
+    ack_period: 100,
+};
+
+fn at(det_exits: u64) -> ExecPoint {
+    ExecPoint {
+        det_exits,
+        pc: 0x1000 + det_exits,
+        reg_hash: det_exits * 31,
+        precise: None,
+    }
+}
+
+/// An arbiter the test can cut off.
+struct Switch<'a> {
+    word: &'a AtomicU64,
+    reachable: Cell<bool>,
+}
+
+impl Arbiter for &Switch<'_> {
+    fn test_and_set(&mut self, epoch: u32, me: Side) -> Result<Side, ArbiterError> {
+        if self.reachable.get() {
+            SharedWordArbiter::new(self.word).test_and_set(epoch, me)
+        } else {
+            Err(ArbiterError::Unreachable)
+        }
+    }
+}
+
+#[test]
+fn output_waits_for_the_ack_while_the_guest_runs_on() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    let seq = p.on_output(at(1), 77).unwrap();
+    assert_eq!(p.next_release(), None, "released before the backup acked");
+    // The guest keeps running and recording while the output is held.
+    p.on_nondeterministic_input(at(2), Event::TimeRead { value: 5 })
+        .unwrap();
+    assert_eq!(p.next_release(), None);
+    b.poll(1).unwrap();
+    p.poll(2, at(2)).unwrap();
+    assert_eq!(p.next_release(), Some(seq));
+    p.output_performed(seq).unwrap();
+    assert_eq!(
+        p.log_len(),
+        3,
+        "OutputDone logged after the output was performed"
+    );
+}
+
+#[test]
+fn events_arrive_exactly_at_their_point_and_replay_never_runs_ahead() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    assert_eq!(b.next_event_due(at(0)), Ok(Due::Wait), "nothing held: wait");
+    p.on_nondeterministic_input(at(3), Event::Interrupt { vector: 32 })
+        .unwrap();
+    p.on_nondeterministic_input(at(4), Event::TimeRead { value: 9 })
+        .unwrap();
+    b.poll(1).unwrap();
+    for n in 0..3 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    assert_eq!(
+        b.next_event_due(at(3)),
+        Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
+    );
+    assert!(matches!(b.next_event_due(at(3)), Ok(Due::Run { .. })));
+    assert_eq!(b.on_sync_read(at(4), SyncRead::Time), Ok(9));
+    assert_eq!(
+        b.next_event_due(at(4)),
+        Ok(Due::Wait),
+        "ran past the last event held"
+    );
+}
+
+#[test]
+fn divergence_is_reported_with_the_record_index() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    p.on_nondeterministic_input(at(1), Event::TimeRead { value: 1 })
+        .unwrap();
+    p.on_output(at(2), 0xAAAA).unwrap();
+    b.poll(1).unwrap();
+    assert_eq!(b.on_sync_read(at(1), SyncRead::Time), Ok(1));
+    match b.on_output(at(2), 0xBBBB) {
+        Err(BackupError::Diverged(d)) => assert_eq!(d.index, 1),
+        other => panic!("divergence not reported: {other:?}"),
+    }
+    assert_eq!(b.state(), BackupState::Diverged);
+}
+
+#[test]
+fn a_side_that_cannot_reach_the_arbiter_waits_and_the_loser_stops() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let ps = Switch {
+        word: &word,
+        reachable: Cell::new(true),
+    };
+    let bs = Switch {
+        word: &word,
+        reachable: Cell::new(false),
+    };
+    let mut p = Primary::new(tx, &ps, PCFG, 0);
+    let mut b = Backup::new(rx, &bs, BCFG, 0);
+    // Both fall silent to each other; the primary reaches the arbiter, the backup cannot.
+    assert_eq!(p.poll(5_000, at(0)).unwrap().state, PrimaryState::Alone);
+    assert_eq!(b.poll(5_000), Ok(BackupState::Arbitrating));
+    assert_eq!(b.poll(6_000), Ok(BackupState::Arbitrating), "must wait");
+    bs.reachable.set(true);
+    assert_eq!(
+        b.poll(7_000),
+        Ok(BackupState::Stopped),
+        "the loser must stop"
+    );
+}
+
+#[test]
+fn go_live_performs_exactly_the_outputs_without_output_done() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    let first = p.on_output(at(1), 10).unwrap();
+    let second = p.on_output(at(2), 20).unwrap();
+    b.poll(1).unwrap();
+    p.poll(2, at(2)).unwrap();
+    assert_eq!(p.next_release(), Some(first));
+    assert_eq!(p.next_release(), Some(second));
+    p.output_performed(first).unwrap();
+    // The primary dies here: `second` left but its OutputDone was never logged.
+    b.poll(3).unwrap();
+    assert_eq!(b.poll(5_000), Ok(BackupState::CatchingUp));
+    assert!(matches!(b.next_event_due(at(0)), Ok(Due::Run { .. })));
+    assert_eq!(b.on_output(at(1), 10), Ok(0));
+    assert_eq!(b.on_output(at(2), 20), Ok(1));
+    assert_eq!(
+        b.next_event_due(at(2)),
+        Ok(Due::GoLive {
+            perform_from: 1,
+            perform_to: 2
+        })
+    );
+    assert_eq!(b.state(), BackupState::Live);
+}
