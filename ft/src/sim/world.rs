@@ -339,11 +339,13 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             return;
         }
         self.next_request = self.now + self.rng.between(1, 2 * w.request_every);
-        let mut data = InputData::new();
-        for _ in 0..w.request_bytes.min(crate::record::MAX_INPUT) {
-            // Cannot overflow: bounded by MAX_INPUT above.
-            let _ = data.push(self.rng.next_u64() as u8);
+        let mut bytes = [0u8; crate::record::MAX_INPUT];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes()[..chunk.len()]);
         }
+        // Cannot fail: the slice is at most MAX_INPUT long.
+        let data =
+            InputData::from_slice(&bytes[..w.request_bytes.min(bytes.len())]).unwrap_or_default();
         let event = Event::Input { device: 1, data };
         let node = if self.b.live && !self.b.crashed {
             &mut self.b
