@@ -18,12 +18,17 @@ const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 pub enum BundleError {
     BadMagic,
     Truncated,
-    ChecksumMismatch { expected: u32, found: u32 },
+    ChecksumMismatch {
+        expected: u32,
+        found: u32,
+    },
     /// The configuration bytes do not decode.
     BadConfig,
     Invalid(InvalidConfig),
     /// A partition names an image the bundle does not have, or sizes disagree.
-    MissingImage { partition: u8 },
+    MissingImage {
+        partition: u8,
+    },
 }
 
 /// A validation failure, as plain values so it can be logged without formatting machinery.

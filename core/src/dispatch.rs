@@ -131,7 +131,10 @@ impl<P: Platform> VcpuRuntime<'_, P> {
     fn port_write(&mut self, port: u16, size: u8, value: u32, pc: u64) -> Outcome {
         if Uart16550::handles(port) {
             // Only the low byte reaches an 8-bit UART register; wider writes hit adjacent ones.
-            for (i, byte) in value.to_le_bytes()[..usize::from(size.min(4))].iter().enumerate() {
+            for (i, byte) in value.to_le_bytes()[..usize::from(size.min(4))]
+                .iter()
+                .enumerate()
+            {
                 let p = port.wrapping_add(i as u16);
                 if Uart16550::handles(p) && self.record.uart.write(p, *byte) {
                     self.platform
@@ -188,10 +191,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
         len: u64,
     ) -> Result<(&crate::config::MemoryRegion, u64), Status> {
         let gpa = GuestPhysAddr::new(gpa);
-        let region = self
-            .partition
-            .region_for(gpa, len)
-            .ok_or(Status::Fault)?;
+        let region = self.partition.region_for(gpa, len).ok_or(Status::Fault)?;
         let offset = gpa.offset_from(region.gpa).ok_or(Status::Fault)?;
         Ok((region, offset))
     }

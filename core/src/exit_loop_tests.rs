@@ -57,7 +57,11 @@ fn good_hypercalls_succeed() {
     assert_eq!(lines, ["a", "bc"]);
     let mem = p.memory.borrow();
     let info = &mem[0x8000..0x8000 + PARTITION_INFO_SIZE];
-    assert_eq!(u32::from_le_bytes(info[4..8].try_into().unwrap()), 3, "partition id");
+    assert_eq!(
+        u32::from_le_bytes(info[4..8].try_into().unwrap()),
+        3,
+        "partition id"
+    );
     assert_eq!(&info[24..29], b"guest");
     assert_eq!(&info[40..49], b"mode=test");
     assert!(p.notices.borrow().is_empty());
@@ -80,7 +84,9 @@ fn bad_hypercalls_return_errors_and_the_partition_keeps_running() {
     assert_eq!(stop, END, "no bad hypercall stops the partition");
     let statuses: Vec<i64> = vcpu.completions.iter().map(status).collect();
     use Status::*;
-    let expected = [NoSys, Fault, Invalid, Fault, Invalid, Fault, Invalid, Invalid];
+    let expected = [
+        NoSys, Fault, Invalid, Fault, Invalid, Fault, Invalid, Invalid,
+    ];
     assert_eq!(statuses, expected.map(|s| s as i64));
     assert_eq!(p.notices.borrow().len(), expected.len());
 }
@@ -91,7 +97,10 @@ fn shutdown_stops_with_the_guest_code() {
     let exits = [hc(Call::Shutdown as u64, [42, 0, 0, 0]), Exit::Halt];
     let (stop, vcpu, _) = run(exits, &p);
     assert_eq!(stop, StopReason::Shutdown { code: 42 });
-    assert!(vcpu.completions.is_empty(), "nothing guest-visible after shutdown");
+    assert!(
+        vcpu.completions.is_empty(),
+        "nothing guest-visible after shutdown"
+    );
 }
 
 #[test]
@@ -119,8 +128,14 @@ fn memory_violations_stop_with_address_and_pc() {
 fn denied_ports_read_all_ones_and_are_reported_once_each() {
     let p = FakePlatform::new(0);
     let exits = [
-        Exit::PortRead { port: 0x70, size: 1 },
-        Exit::PortRead { port: 0x80, size: 2 },
+        Exit::PortRead {
+            port: 0x70,
+            size: 1,
+        },
+        Exit::PortRead {
+            port: 0x80,
+            size: 2,
+        },
         Exit::PortWrite {
             port: 0xcf8,
             size: 4,
@@ -137,9 +152,27 @@ fn denied_ports_read_all_ones_and_are_reported_once_each() {
         ]
     );
     let notices = p.notices.borrow();
-    assert_eq!(notices.len(), 2, "the ignored range 0x80 is granted: no notice");
-    assert!(matches!(notices[0], Notice::DeniedPort { port: 0x70, write: false, .. }));
-    assert!(matches!(notices[1], Notice::DeniedPort { port: 0xcf8, write: true, .. }));
+    assert_eq!(
+        notices.len(),
+        2,
+        "the ignored range 0x80 is granted: no notice"
+    );
+    assert!(matches!(
+        notices[0],
+        Notice::DeniedPort {
+            port: 0x70,
+            write: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        notices[1],
+        Notice::DeniedPort {
+            port: 0xcf8,
+            write: true,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -147,7 +180,10 @@ fn unknown_msrs_raise_general_protection() {
     let p = FakePlatform::new(0);
     let exits = [
         Exit::MsrRead { msr: 0xc001_0015 },
-        Exit::MsrWrite { msr: 0x10, value: 0 },
+        Exit::MsrWrite {
+            msr: 0x10,
+            value: 0,
+        },
         Exit::MsrRead { msr: 0x1a0 },
     ];
     let (_, vcpu, _) = run(exits, &p);
@@ -158,9 +194,15 @@ fn unknown_msrs_raise_general_protection() {
 #[test]
 fn notices_are_rate_limited() {
     let p = FakePlatform::new(0);
-    let exits = (0..100).map(|_| Exit::PortRead { port: 0x70, size: 1 });
+    let exits = (0..100).map(|_| Exit::PortRead {
+        port: 0x70,
+        size: 1,
+    });
     let (_, _, record) = run(exits, &p);
-    assert_eq!(p.notices.borrow().len(), crate::partition::NOTICE_LIMIT as usize);
+    assert_eq!(
+        p.notices.borrow().len(),
+        crate::partition::NOTICE_LIMIT as usize
+    );
     assert_eq!(record.notices, 100);
 }
 
@@ -175,7 +217,11 @@ fn a_halted_guest_sleeps_until_its_timer_and_is_woken_by_the_vector() {
     ];
     let (_, vcpu, record) = run(exits, &p);
     assert_eq!(vcpu.delivered, [0x20]);
-    assert_eq!(p.now.get(), start + 5_000, "the CPU idled exactly to the deadline");
+    assert_eq!(
+        p.now.get(),
+        start + 5_000,
+        "the CPU idled exactly to the deadline"
+    );
     assert_eq!(
         vcpu.completions[2],
         Completion::Hypercall {

@@ -19,6 +19,6 @@ pub mod report;
 pub mod vcpu;
 
 #[cfg(test)]
-mod fake;
-#[cfg(test)]
 mod exit_loop_tests;
+#[cfg(test)]
+mod fake;

@@ -22,7 +22,11 @@ pub enum StopReason {
     /// The guest halted with no way to be woken (interrupts off or no timer armed).
     HaltedForever { pc: u64 },
     /// The guest caused an exit Tandem has no policy for.
-    UnhandledExit { code: u32, qualification: u64, pc: u64 },
+    UnhandledExit {
+        code: u32,
+        qualification: u64,
+        pc: u64,
+    },
     /// The hardware refused to run the guest.
     EntryFailed(EntryError),
 }

@@ -25,8 +25,12 @@ pub fn run() -> Result<()> {
         run.print("  ");
         bail!("the benchmark run failed (status {:?})", run.status);
     }
-    let entered = number_after(&run.log, "entered at TSC ").context("no boot TSC in the log")?.1;
-    let first = number_after(&run.log, "enters on CPU 0 at TSC ").context("no guest entry TSC")?.1;
+    let entered = number_after(&run.log, "entered at TSC ")
+        .context("no boot TSC in the log")?
+        .1;
+    let first = number_after(&run.log, "enters on CPU 0 at TSC ")
+        .context("no guest entry TSC")?
+        .1;
     let line = run
         .console
         .iter()
@@ -34,8 +38,14 @@ pub fn run() -> Result<()> {
         .context("the bench guest printed no result")?;
     println!("Bochs corei7_skylake_x, 1 CPU busy; 1 tick = 1 emulated instruction");
     println!("  boot (reset) to hypervisor entry:        {entered:>10} instructions");
-    println!("  hypervisor entry to first guest entry:   {:>10} instructions", first - entered);
+    println!(
+        "  hypervisor entry to first guest entry:   {:>10} instructions",
+        first - entered
+    );
     println!("  reset to first guest instruction:        {first:>10} instructions");
-    println!("  exit round trips (guest view): {}", line.split("bench:").nth(1).unwrap_or("").trim());
+    println!(
+        "  exit round trips (guest view): {}",
+        line.split("bench:").nth(1).unwrap_or("").trim()
+    );
     Ok(())
 }

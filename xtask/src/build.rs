@@ -21,7 +21,10 @@ pub struct Image {
 
 /// Builds the image for the board's own partitions file, or `config` instead.
 pub fn build_board(board: &str, config: Option<&Path>) -> Result<Image> {
-    let file = config.map_or_else(|| config::board_dir(board).join("partitions.toml"), Path::to_path_buf);
+    let file = config.map_or_else(
+        || config::board_dir(board).join("partitions.toml"),
+        Path::to_path_buf,
+    );
     let guests = guests::build(Arch::X86_64)?;
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     build(&file, &guests, &format!("{board}-{name}"))
@@ -45,9 +48,24 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
         .current_dir(root())
         .env("TANDEM_BUNDLE", &bundle_path)
         .env("DEFMT_LOG", "info")
-        .args(["build", "-q", "--release", "-p", package, "--target", target]))?;
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            package,
+            "--target",
+            target,
+        ]))?;
     let elf = dir.join("tandem.elf");
-    fs::copy(root().join("target").join(target).join("release").join(package), &elf)?;
+    fs::copy(
+        root()
+            .join("target")
+            .join(target)
+            .join("release")
+            .join(package),
+        &elf,
+    )?;
     Ok(Image {
         dir,
         elf,
@@ -73,7 +91,10 @@ pub fn iso(image: &Image) -> Result<PathBuf> {
         .output()
         .context("running grub-mkrescue")?;
     if !out.status.success() {
-        anyhow::bail!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "grub-mkrescue failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(iso)
 }

@@ -210,7 +210,10 @@ pub fn load_board(name: &str) -> Result<BoardFile, ConfigError> {
     if board.name != name {
         return Err(error(
             &file,
-            format!("name: `{}` does not match the board's folder `{name}`", board.name),
+            format!(
+                "name: `{}` does not match the board's folder `{name}`",
+                board.name
+            ),
         ));
     }
     Ok(board)
@@ -229,8 +232,7 @@ fn heapless_string<const N: usize>(
 /// the result with the same rules the hypervisor applies at boot.
 pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Loaded, ConfigError> {
     let parts: PartitionsFile = read_toml(file)?;
-    let board = load_board(&parts.board)
-        .map_err(|e| error(file, format!("board: {e}")))?;
+    let board = load_board(&parts.board).map_err(|e| error(file, format!("board: {e}")))?;
     let b = &board;
     let uart = |u: UartFile| match u {
         UartFile::Uart16550(port) => model::Uart::Pio16550 { port },
@@ -271,7 +273,14 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
     for (i, p) in parts.partition.iter().enumerate() {
         let field = |name: &str| format!("partition[{i}].{name}");
         let size = image_sizes(&p.guest).ok_or_else(|| {
-            error(file, format!("{}: there is no test guest named `{}`", field("guest"), p.guest))
+            error(
+                file,
+                format!(
+                    "{}: there is no test guest named `{}`",
+                    field("guest"),
+                    p.guest
+                ),
+            )
         })?;
         let index = match guests.iter().position(|g| g == &p.guest) {
             Some(idx) => idx,
@@ -287,7 +296,8 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
                 Some(h) => h.0,
                 None => {
                     let hpa = next_hpa;
-                    next_hpa = (hpa + r.size.0.next_multiple_of(PAGE_SIZE)).next_multiple_of(HPA_ALIGN);
+                    next_hpa =
+                        (hpa + r.size.0.next_multiple_of(PAGE_SIZE)).next_multiple_of(HPA_ALIGN);
                     hpa
                 }
             };
@@ -299,7 +309,14 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
                     executable: r.executable,
                 })
                 .map_err(|_| {
-                    error(file, format!("{}: more than {} regions", field(&format!("memory[{j}]")), model::MAX_REGIONS))
+                    error(
+                        file,
+                        format!(
+                            "{}: more than {} regions",
+                            field(&format!("memory[{j}]")),
+                            model::MAX_REGIONS
+                        ),
+                    )
                 })?;
         }
         let mut ports = heapless::Vec::new();
@@ -313,12 +330,25 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
                         PortModeFile::Ignore => model::PortMode::Ignore,
                     },
                 })
-                .map_err(|_| error(file, format!("{}: more than {} ranges", field("ports"), model::MAX_PORT_RANGES)))?;
+                .map_err(|_| {
+                    error(
+                        file,
+                        format!(
+                            "{}: more than {} ranges",
+                            field("ports"),
+                            model::MAX_PORT_RANGES
+                        ),
+                    )
+                })?;
         }
         let partition = model::Partition {
             name: heapless_string(file, &field("name"), &p.name)?,
-            cpus: heapless::Vec::from_slice(&p.cpus)
-                .map_err(|_| error(file, format!("{}: more than {} CPUs", field("cpus"), model::MAX_CPUS)))?,
+            cpus: heapless::Vec::from_slice(&p.cpus).map_err(|_| {
+                error(
+                    file,
+                    format!("{}: more than {} CPUs", field("cpus"), model::MAX_CPUS),
+                )
+            })?,
             memory,
             image: model::Image {
                 index: index as u8,
@@ -330,7 +360,10 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
             args: heapless_string(file, &field("args"), &p.args)?,
         };
         partitions.push(partition).map_err(|_| {
-            error(file, format!("partition: more than {} partitions", model::MAX_PARTITIONS))
+            error(
+                file,
+                format!("partition: more than {} partitions", model::MAX_PARTITIONS),
+            )
         })?;
     }
     let system = model::System {
@@ -390,11 +423,16 @@ mod tests {
                 .next()
                 .and_then(|l| l.strip_prefix("# expect: "))
                 .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
-            let err = load(&path, sizes).expect_err("must be rejected").to_string();
+            let err = load(&path, sizes)
+                .expect_err("must be rejected")
+                .to_string();
             let file_name = path.file_name().unwrap().to_str().unwrap();
             assert!(err.starts_with("tests/configs/bad/"), "{err}");
             assert!(err.contains(file_name), "{err}");
-            assert!(err.contains(expected), "{file_name}: `{err}` lacks `{expected}`");
+            assert!(
+                err.contains(expected),
+                "{file_name}: `{err}` lacks `{expected}`"
+            );
             checked += 1;
         }
         assert!(checked >= 5, "only {checked} malformed configs");

@@ -83,7 +83,14 @@ fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>
     Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))
 }
 
-fn collect(image: &Image, emulator: EmulatorName, status: Option<i32>, timed_out: bool, elapsed: Duration, emulator_log: &str) -> Result<Run> {
+fn collect(
+    image: &Image,
+    emulator: EmulatorName,
+    status: Option<i32>,
+    timed_out: bool,
+    elapsed: Duration,
+    emulator_log: &str,
+) -> Result<Run> {
     let dir = &image.dir;
     let console_bytes = fs::read(dir.join("console.out")).unwrap_or_default();
     let console = String::from_utf8_lossy(&console_bytes)
@@ -111,7 +118,13 @@ fn collect(image: &Image, emulator: EmulatorName, status: Option<i32>, timed_out
 }
 
 fn clean(dir: &Path) {
-    for f in ["console.out", "log.bin", "bochs.log", "emulator.out", "emulator.err"] {
+    for f in [
+        "console.out",
+        "log.bin",
+        "bochs.log",
+        "emulator.out",
+        "emulator.err",
+    ] {
         let _ = fs::remove_file(dir.join(f));
     }
 }
@@ -127,7 +140,14 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     let mut cmd = Command::new("bochs");
     cmd.args(["-q", "-f", "bochsrc", "-rc", "bochs.rc"]);
     let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
-    collect(image, EmulatorName::Bochs, status, timed_out, elapsed, "bochs.log")
+    collect(
+        image,
+        EmulatorName::Bochs,
+        status,
+        timed_out,
+        elapsed,
+        "bochs.log",
+    )
 }
 
 /// Boots `image` with QEMU `-kernel` (PVH) under KVM.
@@ -137,21 +157,36 @@ pub fn qemu(image: &Image, timeout: Duration) -> Result<Run> {
     clean(dir);
     let board = &image.config.system.board;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "q35", "-accel", "kvm", "-cpu", "host", "-display", "none"])
-        .args(["-nodefaults", "-no-reboot"])
-        .args(["-smp", &board.cpus.to_string(), "-m", &format!("{}M", board.ram.size >> 20)])
-        .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(&image.elf);
+    cmd.args([
+        "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-display", "none",
+    ])
+    .args(["-nodefaults", "-no-reboot"])
+    .args([
+        "-smp",
+        &board.cpus.to_string(),
+        "-m",
+        &format!("{}M", board.ram.size >> 20),
+    ])
+    .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+    .arg("-kernel")
+    .arg(&image.elf);
     let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
-    collect(image, EmulatorName::Qemu, status, timed_out, elapsed, "emulator.err")
+    collect(
+        image,
+        EmulatorName::Qemu,
+        status,
+        timed_out,
+        elapsed,
+        "emulator.err",
+    )
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).
 fn kvm_has_vmx() -> bool {
     Path::new("/dev/kvm").exists()
-        && fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.split_whitespace().any(|f| f == "vmx"))
+        && fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.split_whitespace().any(|f| f == "vmx"))
 }
 
 pub const BOCHS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -177,7 +212,11 @@ pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
         None if kvm => ("qemu-x86_64", "KVM exposes nested VT-x"),
         None => ("bochs-x86_64", "this host's KVM has no nested VT-x"),
     };
-    let emulator = if board.starts_with("qemu") { "QEMU with KVM" } else { "Bochs (emulated VT-x)" };
+    let emulator = if board.starts_with("qemu") {
+        "QEMU with KVM"
+    } else {
+        "Bochs (emulated VT-x)"
+    };
     println!("Running the x86_64 demo in {emulator}: {why}.");
     if board == "bochs-x86_64" {
         tools::require(tools::BOCHS)?;
@@ -186,7 +225,11 @@ pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
     let run = run_image(&image)?;
     run.print("");
     if run.success {
-        println!("Every partition stopped; {} exited normally after {:.1}s.", emulator, run.elapsed.as_secs_f64());
+        println!(
+            "Every partition stopped; {} exited normally after {:.1}s.",
+            emulator,
+            run.elapsed.as_secs_f64()
+        );
     } else {
         println!(
             "The run did not end normally (status {:?}{}). Emulator log tail:\n{}",

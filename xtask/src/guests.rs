@@ -42,20 +42,31 @@ fn elf_entry(elf: &[u8]) -> Option<u64> {
 
 pub fn build(arch: Arch) -> Result<Guests> {
     let (package, target, bins) = spec(arch);
-    run(Command::new("cargo")
-        .current_dir(root())
-        .args(["build", "-q", "--release", "-p", package, "--target", target, "--bins"]))?;
+    run(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        package,
+        "--target",
+        target,
+        "--bins",
+    ]))?;
     let objcopy = llvm("llvm-objcopy")?;
     let out_dir = root().join("target").join(target).join("release");
     let mut images = BTreeMap::new();
     for bin in bins {
         let elf_path = out_dir.join(bin);
-        let elf = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+        let elf =
+            std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
         if elf_entry(&elf) != Some(DEFAULT_LOAD) {
             bail!("guest {bin} does not start at {DEFAULT_LOAD:#x}; check its linker script");
         }
         let flat: PathBuf = out_dir.join(format!("{bin}.bin"));
-        run(Command::new(&objcopy).args(["-O", "binary"]).arg(&elf_path).arg(&flat))?;
+        run(Command::new(&objcopy)
+            .args(["-O", "binary"])
+            .arg(&elf_path)
+            .arg(&flat))?;
         images.insert(bin.to_string(), std::fs::read(&flat)?);
     }
     Ok(Guests { images })

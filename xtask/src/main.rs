@@ -65,10 +65,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { board, config } => build::build_board(&board, config.as_deref()).map(|img| {
-            println!("built {}", img.elf.display());
-            true
-        }),
+        Command::Build { board, config } => {
+            build::build_board(&board, config.as_deref()).map(|img| {
+                println!("built {}", img.elf.display());
+                true
+            })
+        }
         Command::Qemu { arch, emulator } => emulator::demo(arch, emulator),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench => bench::run().map(|()| true),

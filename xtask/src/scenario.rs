@@ -25,7 +25,8 @@ pub enum Rule {
 }
 
 pub fn parse(file: &Path) -> Result<Vec<Rule>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut rules = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -42,7 +43,11 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "absent" => Rule::Absent(arg),
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
-                None => bail!("{}:{}: interleaved needs two partition names", file.display(), n + 1),
+                None => bail!(
+                    "{}:{}: interleaved needs two partition names",
+                    file.display(),
+                    n + 1
+                ),
             },
             other => bail!("{}:{}: unknown rule `{other}`", file.display(), n + 1),
         });

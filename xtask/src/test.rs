@@ -39,13 +39,21 @@ fn unit_tests(tally: &mut Tally) -> Result<()> {
     let out = Command::new("cargo")
         .current_dir(root())
         .args(["test", "--workspace", "--exclude", "tandem-arch-x86_64"])
-        .args(["--exclude", "tandem-x86_64-pc", "--exclude", "tandem-test-guests-x86_64"])
+        .args([
+            "--exclude",
+            "tandem-x86_64-pc",
+            "--exclude",
+            "tandem-test-guests-x86_64",
+        ])
         .output()
         .context("running cargo test")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let before = tally.failed;
     count_unit_results(&stdout, tally);
-    for line in stdout.lines().filter(|l| l.starts_with("test result:") || l.contains("FAILED") || l.contains("panicked")) {
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("test result:") || l.contains("FAILED") || l.contains("panicked"))
+    {
         println!("   {line}");
     }
     if !out.status.success() && tally.failed == before {
@@ -122,8 +130,12 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
     let mut ready: Vec<(String, Result<(Image, PathBuf)>, Vec<Rule>)> = Vec::new();
     for s in list {
-        let image = build::build(&s.config, &guests, &format!("test-{}", s.name.replace('/', "-")))
-            .and_then(|img| build::iso(&img).map(|iso| (img, iso)));
+        let image = build::build(
+            &s.config,
+            &guests,
+            &format!("test-{}", s.name.replace('/', "-")),
+        )
+        .and_then(|img| build::iso(&img).map(|iso| (img, iso)));
         ready.push((s.name, image, s.rules));
     }
     let queue = Mutex::new(ready.into_iter());
@@ -132,8 +144,12 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap().next();
-                    let Some((name, image, rules)) = next else { break };
-                    let run = image.and_then(|(img, iso)| emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT));
+                    let Some((name, image, rules)) = next else {
+                        break;
+                    };
+                    let run = image.and_then(|(img, iso)| {
+                        emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT)
+                    });
                     report(&name, run, &rules, tally);
                 }
             });

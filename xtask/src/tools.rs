@@ -13,13 +13,34 @@ pub struct Need {
 }
 
 pub const BOCHS: &[Need] = &[
-    Need { file: "/usr/bin/bochs", package: "bochs" },
-    Need { file: "/usr/share/bochs/BIOS-bochs-latest", package: "bochsbios" },
-    Need { file: "/usr/share/vgabios/vgabios.bin", package: "vgabios" },
-    Need { file: "/usr/bin/grub-mkrescue", package: "grub-common" },
-    Need { file: "/usr/lib/grub/i386-pc/multiboot2.mod", package: "grub-pc-bin" },
-    Need { file: "/usr/bin/xorriso", package: "xorriso" },
-    Need { file: "/usr/bin/mformat", package: "mtools" },
+    Need {
+        file: "/usr/bin/bochs",
+        package: "bochs",
+    },
+    Need {
+        file: "/usr/share/bochs/BIOS-bochs-latest",
+        package: "bochsbios",
+    },
+    Need {
+        file: "/usr/share/vgabios/vgabios.bin",
+        package: "vgabios",
+    },
+    Need {
+        file: "/usr/bin/grub-mkrescue",
+        package: "grub-common",
+    },
+    Need {
+        file: "/usr/lib/grub/i386-pc/multiboot2.mod",
+        package: "grub-pc-bin",
+    },
+    Need {
+        file: "/usr/bin/xorriso",
+        package: "xorriso",
+    },
+    Need {
+        file: "/usr/bin/mformat",
+        package: "mtools",
+    },
 ];
 
 pub const QEMU_X86: &[Need] = &[Need {
@@ -48,7 +69,10 @@ pub fn require(needs: &[Need]) -> Result<()> {
     }
     let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
     if !(is_root() && Path::new("/usr/bin/apt-get").exists()) {
-        bail!("missing host packages: {}. Install them with:\n    sudo sh -c '{command}'", missing.join(", "));
+        bail!(
+            "missing host packages: {}. Install them with:\n    sudo sh -c '{command}'",
+            missing.join(", ")
+        );
     }
     eprintln!("installing {} ...", missing.join(" "));
     let status = Command::new("sh")
@@ -75,9 +99,16 @@ pub fn llvm(tool: &str) -> Result<PathBuf> {
         .context("running rustc --print sysroot")?;
     let sysroot = PathBuf::from(String::from_utf8(out.stdout)?.trim());
     let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-    let path = sysroot.join("lib/rustlib").join(host).join("bin").join(tool);
+    let path = sysroot
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin")
+        .join(tool);
     if !path.exists() {
-        bail!("{} is missing; run `rustup component add llvm-tools`", path.display());
+        bail!(
+            "{} is missing; run `rustup component add llvm-tools`",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -155,7 +155,12 @@ struct DescriptorPointer {
 pub fn descriptor_bases(cpu: usize) -> (u64, u64, u64) {
     let local = PER_CPU.0[cpu].get();
     // SAFETY: only addresses are taken.
-    let (gdt, tss) = unsafe { (&raw const (*local).gdt as u64, &raw const (*local).tss as u64) };
+    let (gdt, tss) = unsafe {
+        (
+            &raw const (*local).gdt as u64,
+            &raw const (*local).tss as u64,
+        )
+    };
     (gdt, tss, IDT.0.get() as u64)
 }
 
@@ -172,12 +177,38 @@ pub struct ExceptionFrame {
 }
 
 const NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 error", "alignment check", "machine check", "SIMD error", "virtualization",
-    "control protection", "reserved", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "hypervisor injection", "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 error",
+    "alignment check",
+    "machine check",
+    "SIMD error",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 #[unsafe(no_mangle)]

@@ -171,11 +171,18 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
     // SAFETY: each CPU takes its own slot, once.
     let VcpuSlot { regs, record } = unsafe { ledger::slot(booted.ledger, cpu) };
     let vpid = (index + 1) as u16;
-    let mut vcpu = VmxVcpu::new(&booted.caps, cpu, partition, &booted.tables[index], vpid, regs)
-        .unwrap_or_else(|e| {
-            defmt::error!("CPU {=usize}: VMCS setup failed: {}", cpu, e);
-            fail("VMCS setup failed")
-        });
+    let mut vcpu = VmxVcpu::new(
+        &booted.caps,
+        cpu,
+        partition,
+        &booted.tables[index],
+        vpid,
+        regs,
+    )
+    .unwrap_or_else(|e| {
+        defmt::error!("CPU {=usize}: VMCS setup failed: {}", cpu, e);
+        fail("VMCS setup failed")
+    });
     *record = VcpuRecord::new(time::now_ns());
     defmt::info!(
         "partition {=str}: vCPU 0 enters on CPU {=usize} at TSC {=u64}",
@@ -207,7 +214,11 @@ fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
     );
     match stop {
         StopReason::Shutdown { code } => {
-            defmt::info!("partition {=str} stopped: shutdown with code {=u64}", name, code)
+            defmt::info!(
+                "partition {=str} stopped: shutdown with code {=u64}",
+                name,
+                code
+            )
         }
         StopReason::MemoryViolation { gpa, access, pc } => defmt::warn!(
             "partition {=str} stopped: memory violation: {} at GPA {=u64:#x}, RIP {=u64:#x}",
@@ -217,7 +228,11 @@ fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
             pc
         ),
         StopReason::TripleFault { pc } => {
-            defmt::warn!("partition {=str} stopped: triple fault at RIP {=u64:#x}", name, pc)
+            defmt::warn!(
+                "partition {=str} stopped: triple fault at RIP {=u64:#x}",
+                name,
+                pc
+            )
         }
         StopReason::HaltedForever { pc } => defmt::warn!(
             "partition {=str} stopped: halted with no wake-up source at RIP {=u64:#x}",

@@ -4,8 +4,8 @@
 //! hands the embedded bundle to [`hypervisor::primary_main`].
 #![no_std]
 
-pub mod boot;
 mod apic;
+pub mod boot;
 mod console;
 mod cpu;
 mod frames;

@@ -4,10 +4,6 @@ use crate::{apic, console, machine};
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    console::emergency(format_args!(
-        "panic on CPU {}: {}",
-        apic::cpu_index(),
-        info
-    ));
+    console::emergency(format_args!("panic on CPU {}: {}", apic::cpu_index(), info));
     machine::exit(false)
 }

@@ -37,7 +37,9 @@ pub fn now_ns() -> u64 {
 /// The TSC value at `ns` after boot.
 pub fn tsc_at(ns: u64) -> u64 {
     let ticks = u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000;
-    TSC_AT_BOOT.load(Ordering::Relaxed).saturating_add(ticks as u64)
+    TSC_AT_BOOT
+        .load(Ordering::Relaxed)
+        .saturating_add(ticks as u64)
 }
 
 pub fn spin_until_ns(deadline: u64) {

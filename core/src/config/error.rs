@@ -51,19 +51,45 @@ impl fmt::Display for Field {
 /// Why a field is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
-    UnsupportedVersion { found: u32, expected: u32 },
+    UnsupportedVersion {
+        found: u32,
+        expected: u32,
+    },
     Empty,
-    NotPageAligned { value: u64 },
-    OutOfRange { value: u64, min: u64, max: u64 },
-    Overlaps { other_partition: usize, other_item: usize },
+    NotPageAligned {
+        value: u64,
+    },
+    OutOfRange {
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    Overlaps {
+        other_partition: usize,
+        other_item: usize,
+    },
     OverlapsHypervisor,
     OutsideRam,
-    DuplicateName { other: usize },
-    CpuTaken { cpu: u8, other: usize },
-    NoSuchCpu { cpu: u8, cpus: u8 },
-    TooManyVcpus { max: usize },
-    NotInMemory { value: u64 },
-    Reserved { value: u64 },
+    DuplicateName {
+        other: usize,
+    },
+    CpuTaken {
+        cpu: u8,
+        other: usize,
+    },
+    NoSuchCpu {
+        cpu: u8,
+        cpus: u8,
+    },
+    TooManyVcpus {
+        max: usize,
+    },
+    NotInMemory {
+        value: u64,
+    },
+    Reserved {
+        value: u64,
+    },
     ArchMismatch,
     BootTablesUnmapped,
 }
@@ -72,14 +98,20 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Problem::UnsupportedVersion { found, expected } => {
-                write!(f, "format version {found} is not supported (expected {expected})")
+                write!(
+                    f,
+                    "format version {found} is not supported (expected {expected})"
+                )
             }
             Problem::Empty => write!(f, "must not be empty"),
             Problem::NotPageAligned { value } => {
                 write!(f, "{value:#x} is not a multiple of 4 KiB")
             }
             Problem::OutOfRange { value, min, max } => {
-                write!(f, "{value:#x} is outside the allowed range {min:#x}..={max:#x}")
+                write!(
+                    f,
+                    "{value:#x} is outside the allowed range {min:#x}..={max:#x}"
+                )
             }
             Problem::Overlaps {
                 other_partition,
@@ -100,7 +132,10 @@ impl fmt::Display for Problem {
                 write!(f, "CPU {cpu} does not exist (the board has {cpus})")
             }
             Problem::TooManyVcpus { max } => {
-                write!(f, "this architecture supports at most {max} vCPU(s) per partition")
+                write!(
+                    f,
+                    "this architecture supports at most {max} vCPU(s) per partition"
+                )
             }
             Problem::NotInMemory { value } => {
                 write!(f, "{value:#x} is not inside the partition's memory")

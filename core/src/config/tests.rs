@@ -5,7 +5,9 @@ use crate::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::fake::system;
 
 fn message(sys: &System) -> String {
-    validate(sys).expect_err("config should be rejected").to_string()
+    validate(sys)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -43,7 +45,10 @@ fn unaligned_sizes_and_missing_ram_are_rejected() {
     );
     let mut sys = system();
     sys.partitions[1].memory[0].hpa = HostPhysAddr::new(0x1000_0000);
-    assert_eq!(message(&sys), "partition[1].memory[0].hpa: is not inside the board's RAM");
+    assert_eq!(
+        message(&sys),
+        "partition[1].memory[0].hpa: is not inside the board's RAM"
+    );
 }
 
 #[test]
@@ -56,7 +61,10 @@ fn cpus_must_exist_and_be_exclusive() {
     );
     let mut sys = system();
     sys.partitions[1].cpus[0] = 5;
-    assert_eq!(message(&sys), "partition[1].cpus: CPU 5 does not exist (the board has 2)");
+    assert_eq!(
+        message(&sys),
+        "partition[1].cpus: CPU 5 does not exist (the board has 2)"
+    );
     let mut sys = system();
     sys.partitions[1].cpus.push(0).unwrap();
     assert!(message(&sys).contains("at most 1 vCPU"));
@@ -83,7 +91,10 @@ fn image_must_fit_and_not_cover_the_boot_tables() {
     let mut sys = system();
     sys.partitions[0].image.load = GuestPhysAddr::new(0x2000);
     sys.partitions[0].image.entry = GuestPhysAddr::new(0x2000);
-    assert_eq!(message(&sys), "partition[0].load: 0x2000 is reserved by the hypervisor");
+    assert_eq!(
+        message(&sys),
+        "partition[0].load: 0x2000 is reserved by the hypervisor"
+    );
     let mut sys = system();
     sys.partitions[0].memory[0].gpa = GuestPhysAddr::new(0x10_0000);
     assert!(message(&sys).starts_with("partition[0].memory: must contain GPA 0x0..0x7000"));
@@ -97,9 +108,15 @@ fn passthrough_ports_may_not_reach_hypervisor_devices() {
         count: 8,
         mode: PortMode::Passthrough,
     };
-    assert_eq!(message(&sys), "partition[0].ports[0].base: 0x2f8 is reserved by the hypervisor");
+    assert_eq!(
+        message(&sys),
+        "partition[0].ports[0].base: 0x2f8 is reserved by the hypervisor"
+    );
     sys.partitions[0].ports[0].base = 0x3f8;
-    assert_eq!(message(&sys), "partition[0].ports[0].base: 0x3f8 is reserved by the hypervisor");
+    assert_eq!(
+        message(&sys),
+        "partition[0].ports[0].base: 0x3f8 is reserved by the hypervisor"
+    );
 }
 
 #[test]

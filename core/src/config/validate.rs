@@ -95,7 +95,10 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     for (j, r) in p.memory.iter().enumerate() {
         validate_region(sys, i, j, r)?;
     }
-    if b.arch == Arch::X86_64 && p.region_for(GuestPhysAddr::new(0), X86_BOOT_TABLES.end).is_none() {
+    if b.arch == Arch::X86_64
+        && p.region_for(GuestPhysAddr::new(0), X86_BOOT_TABLES.end)
+            .is_none()
+    {
         return Err(err(
             Field::partition(i, "memory"),
             Problem::BootTablesUnmapped,
@@ -147,7 +150,11 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     if r.size == 0 {
         return Err(err(field("size"), Problem::Empty));
     }
-    if r.gpa.raw().checked_add(r.size).is_none_or(|end| end > MAX_GPA) {
+    if r.gpa
+        .raw()
+        .checked_add(r.size)
+        .is_none_or(|end| end > MAX_GPA)
+    {
         return Err(err(
             field("gpa"),
             Problem::OutOfRange {
@@ -166,7 +173,11 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     }
     // Host ranges are exclusive across the whole system; guest ranges within one partition.
     for (pi, q) in sys.partitions[..=i].iter().enumerate() {
-        let earlier = if pi == i { &q.memory[..j] } else { &q.memory[..] };
+        let earlier = if pi == i {
+            &q.memory[..j]
+        } else {
+            &q.memory[..]
+        };
         for (qj, other) in earlier.iter().enumerate() {
             if host.overlaps(&other.host_range()) {
                 return Err(err(
@@ -273,18 +284,30 @@ fn validate_ports(sys: &System, i: usize, j: usize, r: &PortRange) -> Result {
             },
         ));
     }
-    let overlaps = |a: &PortRange, b: &PortRange| a.base < b.base.saturating_add(b.count) && b.base < a.base.saturating_add(a.count);
+    let overlaps = |a: &PortRange, b: &PortRange| {
+        a.base < b.base.saturating_add(b.count) && b.base < a.base.saturating_add(a.count)
+    };
     let virtual_uart = PortRange {
         base: COM1_BASE,
         count: COM1_PORTS,
         mode: PortMode::Ignore,
     };
     if overlaps(r, &virtual_uart) {
-        return Err(err(field("base"), Problem::Reserved { value: r.base.into() }));
+        return Err(err(
+            field("base"),
+            Problem::Reserved {
+                value: r.base.into(),
+            },
+        ));
     }
     if r.mode == PortMode::Passthrough {
         if let Some(hv) = board_ports(&sys.board).find(|hv| overlaps(r, hv)) {
-            return Err(err(field("base"), Problem::Reserved { value: hv.base.into() }));
+            return Err(err(
+                field("base"),
+                Problem::Reserved {
+                    value: hv.base.into(),
+                },
+            ));
         }
         for (pi, q) in sys.partitions[..=i].iter().enumerate() {
             let earlier = if pi == i { &q.ports[..j] } else { &q.ports[..] };

@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn collects_lines_and_drops_carriage_returns() {
         let mut u = Uart16550::new();
-        assert_eq!(send(&mut u, b"hello\r\nworld\n"), vec![b"hello".to_vec(), b"world".to_vec()]);
+        assert_eq!(
+            send(&mut u, b"hello\r\nworld\n"),
+            vec![b"hello".to_vec(), b"world".to_vec()]
+        );
     }
 
     #[test]

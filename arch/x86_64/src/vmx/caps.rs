@@ -60,9 +60,14 @@ pub enum Unsupported {
     NoVmx,
     DisabledByFirmware,
     /// A control Tandem needs is not offered: which MSR, and the bits missing.
-    MissingControl { msr: u32, bits: u32 },
+    MissingControl {
+        msr: u32,
+        bits: u32,
+    },
     /// An EPT/VPID capability is missing (IA32_VMX_EPT_VPID_CAP bits).
-    MissingEptCapability { bits: u64 },
+    MissingEptCapability {
+        bits: u64,
+    },
 }
 
 /// The control values for every vCPU on this CPU, adjusted to what the CPU allows.

@@ -57,7 +57,8 @@ pub fn enable(caps: &Caps) -> Result<(), EnableError> {
     // SAFETY: the fixed-bit MSRs exist on VMX CPUs; forcing their bits keeps CR0/CR4 valid for
     // VMX operation, and the hypervisor's own paging and protection bits are among them.
     unsafe {
-        let cr0 = (read_cr0() | rdmsr(caps::IA32_VMX_CR0_FIXED0)) & rdmsr(caps::IA32_VMX_CR0_FIXED1);
+        let cr0 =
+            (read_cr0() | rdmsr(caps::IA32_VMX_CR0_FIXED0)) & rdmsr(caps::IA32_VMX_CR0_FIXED1);
         write_cr0(cr0);
         let cr4 = (read_cr4() | CR4_VMXE | rdmsr(caps::IA32_VMX_CR4_FIXED0))
             & rdmsr(caps::IA32_VMX_CR4_FIXED1);

@@ -155,9 +155,11 @@ impl VmxVcpu {
             Some((info, error, len))
         } else if let Some(fault) = self.fault.take() {
             Some(match fault {
-                GuestFault::GeneralProtection => {
-                    (13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID, 0, 0)
-                }
+                GuestFault::GeneralProtection => (
+                    13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID,
+                    0,
+                    0,
+                ),
                 GuestFault::InvalidOpcode => (6 | TYPE_HARDWARE_EXCEPTION | EVENT_VALID, 0, 0),
             })
         } else {
@@ -173,7 +175,10 @@ impl VmxVcpu {
         if let Some(vector) = self.interrupt {
             if Self::can_take_interrupt() {
                 // External interrupt, type 0 (SDM Vol. 3C, 26.8.3).
-                let _ = vmcs::write(ctrl::ENTRY_INTERRUPTION_INFO, u64::from(vector) | EVENT_VALID);
+                let _ = vmcs::write(
+                    ctrl::ENTRY_INTERRUPTION_INFO,
+                    u64::from(vector) | EVENT_VALID,
+                );
                 self.interrupt = None;
                 self.set_window_exiting(false);
             } else {

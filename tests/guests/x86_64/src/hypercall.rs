@@ -68,7 +68,10 @@ impl Info {
 
 pub fn partition_info() -> Info {
     let mut buf = [0u8; 104];
-    let (status, _) = call(PARTITION_INFO, [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0]);
+    let (status, _) = call(
+        PARTITION_INFO,
+        [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0],
+    );
     assert_eq!(status, 0, "PARTITION_INFO failed");
     let word = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
     Info {

@@ -2,7 +2,7 @@
 //! report; vectors 32 and up count timer ticks.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::cpu::DescriptorPointer;
 use crate::hypercall;

@@ -10,7 +10,9 @@ tandem_guest::entry!(main);
 
 fn main() -> u64 {
     let info = partition_info();
-    let count: u32 = arg(info.args(), "count").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let count: u32 = arg(info.args(), "count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     println!(
         "hello from partition {} ({}), {} KiB, {} vCPU",
         info.id,

@@ -21,11 +21,36 @@ fn main() -> u64 {
 
     let attempts: [(&str, u64, [u64; 4], i64); 6] = [
         ("unknown call", 0x7777, [0; 4], E_NOSYS),
-        ("console write outside memory", hypercall::CONSOLE_WRITE, [0x4000_0000, 16, 0, 0], E_FAULT),
-        ("console write too long", hypercall::CONSOLE_WRITE, [0x1000, 1 << 30, 0, 0], E_INVALID),
-        ("console write wrapping", hypercall::CONSOLE_WRITE, [u64::MAX - 4, 16, 0, 0], E_FAULT),
-        ("partition info buffer too small", hypercall::PARTITION_INFO, [0x1000, 8, 0, 0], E_INVALID),
-        ("timer on an exception vector", hypercall::TIMER_SET, [1000, 13, 0, 0], E_INVALID),
+        (
+            "console write outside memory",
+            hypercall::CONSOLE_WRITE,
+            [0x4000_0000, 16, 0, 0],
+            E_FAULT,
+        ),
+        (
+            "console write too long",
+            hypercall::CONSOLE_WRITE,
+            [0x1000, 1 << 30, 0, 0],
+            E_INVALID,
+        ),
+        (
+            "console write wrapping",
+            hypercall::CONSOLE_WRITE,
+            [u64::MAX - 4, 16, 0, 0],
+            E_FAULT,
+        ),
+        (
+            "partition info buffer too small",
+            hypercall::PARTITION_INFO,
+            [0x1000, 8, 0, 0],
+            E_INVALID,
+        ),
+        (
+            "timer on an exception vector",
+            hypercall::TIMER_SET,
+            [1000, 13, 0, 0],
+            E_INVALID,
+        ),
     ];
     for (what, nr, args, expected) in attempts {
         let (status, _) = call(nr, args);
@@ -34,7 +59,10 @@ fn main() -> u64 {
             failures += 1;
         }
     }
-    println!("bad hypercalls rejected with errors: {}", attempts.len() - failures);
+    println!(
+        "bad hypercalls rejected with errors: {}",
+        attempts.len() - failures
+    );
 
     let cmos = inb(0x71);
     outb(0x70, 0x8f);

@@ -9,8 +9,12 @@ tandem_guest::entry!(main);
 
 fn main() -> u64 {
     let info = partition_info();
-    let sleeps: u64 = arg(info.args(), "sleeps").and_then(|v| v.parse().ok()).unwrap_or(10);
-    let period_us: u64 = arg(info.args(), "period_us").and_then(|v| v.parse().ok()).unwrap_or(500);
+    let sleeps: u64 = arg(info.args(), "sleeps")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let period_us: u64 = arg(info.args(), "period_us")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     println!("sleeping {sleeps} times for {period_us} us");
     let mut early = 0;
     for i in 1..=sleeps {
@@ -24,6 +28,15 @@ fn main() -> u64 {
             println!("woke {i} times (last sleep {} us)", slept / 1000);
         }
     }
-    println!("timer ticks {} of {} sleeps, {} woke early", ticks(), sleeps, early);
-    if ticks() == sleeps && early == 0 { 0 } else { 1 }
+    println!(
+        "timer ticks {} of {} sleeps, {} woke early",
+        ticks(),
+        sleeps,
+        early
+    );
+    if ticks() == sleeps && early == 0 {
+        0
+    } else {
+        1
+    }
 }
