@@ -64,6 +64,13 @@ fn unit_tests(tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
+/// A scenario whose image is built (or failed to build), waiting for an emulator.
+struct Prepared {
+    name: String,
+    image: Result<(Image, PathBuf)>,
+    rules: Vec<Rule>,
+}
+
 struct Scenario {
     name: String,
     config: PathBuf,
@@ -128,29 +135,30 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     tools::require(tools::BOCHS)?;
     let guests = guests::build(arch)?;
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
-    let mut ready: Vec<(String, Result<(Image, PathBuf)>, Vec<Rule>)> = Vec::new();
-    for s in list {
-        let image = build::build(
-            &s.config,
-            &guests,
-            &format!("test-{}", s.name.replace('/', "-")),
-        )
-        .and_then(|img| build::iso(&img).map(|iso| (img, iso)));
-        ready.push((s.name, image, s.rules));
-    }
+    let ready: Vec<Prepared> = list
+        .into_iter()
+        .map(|s| Prepared {
+            image: build::build(
+                &s.config,
+                &guests,
+                &format!("test-{}", s.name.replace('/', "-")),
+            )
+            .and_then(|img| build::iso(&img).map(|iso| (img, iso))),
+            name: s.name,
+            rules: s.rules,
+        })
+        .collect();
     let queue = Mutex::new(ready.into_iter());
     thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap().next();
-                    let Some((name, image, rules)) = next else {
-                        break;
-                    };
-                    let run = image.and_then(|(img, iso)| {
+                    let Some(p) = next else { break };
+                    let run = p.image.and_then(|(img, iso)| {
                         emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT)
                     });
-                    report(&name, run, &rules, tally);
+                    report(&p.name, run, &p.rules, tally);
                 }
             });
         }

@@ -52,5 +52,5 @@ pub unsafe fn format(base: u64, cpus: u32) {
 pub unsafe fn slot(base: u64, cpu: usize) -> &'static mut VcpuSlot {
     let ledger = base as *mut Ledger;
     // SAFETY: the caller's contract; the ledger lives for the whole run.
-    unsafe { &mut *(&raw mut (*ledger).slots[cpu]) }
+    unsafe { &mut (*ledger).slots[cpu] }
 }

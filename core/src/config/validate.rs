@@ -40,7 +40,7 @@ pub fn validate(sys: &System) -> Result {
 }
 
 fn page_aligned(field: Field, value: u64) -> Result {
-    if value % PAGE_SIZE == 0 {
+    if value.is_multiple_of(PAGE_SIZE) {
         Ok(())
     } else {
         Err(err(field, Problem::NotPageAligned { value }))

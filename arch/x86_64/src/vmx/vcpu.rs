@@ -151,20 +151,18 @@ impl VmxVcpu {
 
     /// At most one event per entry: a re-injection first, then a fault, then an interrupt.
     fn prepare_event(&mut self) {
-        let event = if let Some((info, error, len)) = self.reinject.take() {
-            Some((info, error, len))
-        } else if let Some(fault) = self.fault.take() {
-            Some(match fault {
-                GuestFault::GeneralProtection => (
-                    13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID,
-                    0,
-                    0,
-                ),
-                GuestFault::InvalidOpcode => (6 | TYPE_HARDWARE_EXCEPTION | EVENT_VALID, 0, 0),
-            })
-        } else {
-            None
+        let fault_event = |fault| match fault {
+            GuestFault::GeneralProtection => (
+                13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID,
+                0,
+                0,
+            ),
+            GuestFault::InvalidOpcode => (6 | TYPE_HARDWARE_EXCEPTION | EVENT_VALID, 0, 0),
         };
+        let event = self
+            .reinject
+            .take()
+            .or_else(|| self.fault.take().map(fault_event));
         if let Some((info, error, len)) = event {
             let _ = vmcs::write(ctrl::ENTRY_INTERRUPTION_INFO, info);
             let _ = vmcs::write(ctrl::ENTRY_EXCEPTION_ERROR, error);
