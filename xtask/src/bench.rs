@@ -44,7 +44,7 @@ pub fn run() -> Result<()> {
     );
     println!("  reset to first guest instruction:        {first:>10} instructions");
     println!(
-        "  exit round trips (guest view): {}",
+        "  exit round trip (exiting instruction, VM exit, hypervisor, VM entry): {}",
         line.split("bench:").nth(1).unwrap_or("").trim()
     );
     Ok(())
