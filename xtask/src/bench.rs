@@ -19,7 +19,7 @@ pub fn run() -> Result<()> {
     let guests = guests::build(Arch::X86_64)?;
     let config = root().join("tests/bench/x86_64.toml");
     let image = build::build(&config, &guests, "bench-x86_64")?;
-    let iso = build::iso(&image)?;
+    let iso = build::iso(&image, "")?;
     let run = emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?;
     if !run.success {
         run.print("  ");

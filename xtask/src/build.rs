@@ -73,15 +73,17 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
     })
 }
 
-/// A GRUB rescue ISO that boots the image through multiboot2.
-pub fn iso(image: &Image) -> Result<PathBuf> {
+/// A GRUB rescue ISO that boots the image through multiboot2 with `cmdline`.
+pub fn iso(image: &Image, cmdline: &str) -> Result<PathBuf> {
     tools::require(tools::BOCHS)?;
     let tree = image.dir.join("iso");
     fs::create_dir_all(tree.join("boot/grub"))?;
     fs::copy(&image.elf, tree.join("boot/tandem.elf"))?;
     fs::write(
         tree.join("boot/grub/grub.cfg"),
-        "set timeout=0\nset default=0\nmenuentry \"Tandem\" {\n  multiboot2 /boot/tandem.elf\n  boot\n}\n",
+        format!(
+            "set timeout=0\nset default=0\nmenuentry \"Tandem\" {{\n  multiboot2 /boot/tandem.elf {cmdline}\n  boot\n}}\n"
+        ),
     )?;
     let iso = image.dir.join("tandem.iso");
     let out = Command::new("grub-mkrescue")

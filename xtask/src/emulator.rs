@@ -17,6 +17,8 @@ use crate::{Arch, EmulatorChoice, logs, tools};
 pub struct Run {
     /// The emulator exited the way the hypervisor signals a finished run.
     pub success: bool,
+    /// The emulator exited the way the hypervisor signals its own failure.
+    pub failed_cleanly: bool,
     pub status: Option<i32>,
     pub timed_out: bool,
     pub console: Vec<String>,
@@ -38,8 +40,9 @@ impl Run {
     }
 }
 
-/// Status QEMU's isa-debug-exit gives for the hypervisor's success code 0x10.
+/// Statuses QEMU's isa-debug-exit gives for the hypervisor's codes 0x10 (success) and 0x11.
 const QEMU_SUCCESS: i32 = 33;
+const QEMU_FAILURE: i32 = 35;
 
 fn bochsrc(image: &Image, iso: &Path) -> String {
     let board = &image.config.system.board;
@@ -99,14 +102,16 @@ fn collect(
         .collect();
     let log_bytes = fs::read(dir.join("log.bin")).unwrap_or_default();
     let (log, malformed_frames) = logs::decode(&fs::read(&image.elf)?, &log_bytes)?;
-    let expected = match emulator {
-        EmulatorName::Bochs => 0,
-        EmulatorName::Qemu => QEMU_SUCCESS,
+    // Bochs exits 0 at the magic breakpoint and 1 at its shutdown port.
+    let (success, failure) = match emulator {
+        EmulatorName::Bochs => (0, 1),
+        EmulatorName::Qemu => (QEMU_SUCCESS, QEMU_FAILURE),
     };
     let text = fs::read_to_string(dir.join(emulator_log)).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
     Ok(Run {
-        success: !timed_out && status == Some(expected),
+        success: !timed_out && status == Some(success),
+        failed_cleanly: !timed_out && status == Some(failure),
         status,
         timed_out,
         console,
@@ -150,8 +155,8 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     )
 }
 
-/// Boots `image` with QEMU `-kernel` (PVH) under KVM.
-pub fn qemu(image: &Image, timeout: Duration) -> Result<Run> {
+/// Boots `image` with QEMU `-kernel` (PVH) under KVM, passing `cmdline`.
+pub fn qemu(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
     tools::require(tools::QEMU_X86)?;
     let dir = &image.dir;
     clean(dir);
@@ -170,7 +175,8 @@ pub fn qemu(image: &Image, timeout: Duration) -> Result<Run> {
     .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
     .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
     .arg("-kernel")
-    .arg(&image.elf);
+    .arg(&image.elf)
+    .args(["-append", cmdline]);
     let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
     collect(
         image,
@@ -195,10 +201,10 @@ pub const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn run_image(image: &Image) -> Result<Run> {
     match image.config.board.emulator {
         EmulatorName::Bochs => {
-            let iso = build::iso(image)?;
+            let iso = build::iso(image, "")?;
             bochs(image, &iso, BOCHS_TIMEOUT)
         }
-        EmulatorName::Qemu => qemu(image, QEMU_TIMEOUT),
+        EmulatorName::Qemu => qemu(image, "", QEMU_TIMEOUT),
     }
 }
 

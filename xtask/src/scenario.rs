@@ -5,10 +5,12 @@
 //! - `log: TEXT`: some line of the hypervisor's decoded log contains TEXT;
 //! - `absent: TEXT`: no console or log line contains TEXT;
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
-//!   only happens when both run at once.
+//!   only happens when both run at once;
+//! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
+//! - `ends: failure`: the hypervisor must stop the machine with its failure signal.
 //!
-//! Every run must also end normally (every partition stopped, the emulator's success status) with
-//! no hypervisor failure report.
+//! Unless `ends: failure` is given, every run must end normally (every partition stopped, the
+//! emulator's success status) with no hypervisor failure report.
 
 use std::path::Path;
 
@@ -22,6 +24,20 @@ pub enum Rule {
     Log(String),
     Absent(String),
     Interleaved(String, String),
+    Boot(String),
+    EndsInFailure,
+}
+
+/// The boot command line the rules ask for.
+pub fn cmdline(rules: &[Rule]) -> String {
+    rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::Boot(args) => Some(args.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn parse(file: &Path) -> Result<Vec<Rule>> {
@@ -41,6 +57,8 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "console" => Rule::Console(arg),
             "log" => Rule::Log(arg),
             "absent" => Rule::Absent(arg),
+            "boot" => Rule::Boot(arg),
+            "ends" if arg == "failure" => Rule::EndsInFailure,
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
                 None => bail!(
@@ -68,14 +86,25 @@ fn interleaved(console: &[String], a: &str, b: &str) -> bool {
 /// The rules `run` breaks, as messages; empty when it passes.
 pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
     let mut failures = Vec::new();
-    if !run.success {
+    let expect_failure = rules.contains(&Rule::EndsInFailure);
+    let ended_as_expected = if expect_failure {
+        run.failed_cleanly
+    } else {
+        run.success
+    };
+    if !ended_as_expected {
         failures.push(format!(
-            "the run did not end normally: status {:?}{}",
+            "the run did not end {}: status {:?}{}",
+            if expect_failure {
+                "with the hypervisor's failure signal"
+            } else {
+                "normally"
+            },
             run.status,
             if run.timed_out { " (timed out)" } else { "" }
         ));
     }
-    if run.console.iter().any(|l| l.contains("[tandem] FATAL")) {
+    if !expect_failure && run.console.iter().any(|l| l.contains("[tandem] FATAL")) {
         failures.push("the hypervisor reported a failure".into());
     }
     if run.malformed_frames > 0 {
@@ -88,6 +117,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             Rule::Log(t) => any(&run.log, t),
             Rule::Absent(t) => !any(&run.console, t) && !any(&run.log, t),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
+            Rule::Boot(_) | Rule::EndsInFailure => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));

@@ -143,7 +143,7 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
                 &guests,
                 &format!("test-{}", s.name.replace('/', "-")),
             )
-            .and_then(|img| build::iso(&img).map(|iso| (img, iso))),
+            .and_then(|img| build::iso(&img, &scenario::cmdline(&s.rules)).map(|iso| (img, iso))),
             name: s.name,
             rules: s.rules,
         })

@@ -11,6 +11,8 @@ use tandem_core::config::{MAX_PARTITIONS, System, Uart};
 use tandem_core::partition::{VcpuRecord, VcpuRuntime};
 use tandem_core::report::StopReason;
 
+use crate::bootinfo::BootInfo;
+use crate::inject::Injection;
 use crate::io::{halt_forever, outb, rdtsc};
 use crate::ledger::{self, VcpuSlot};
 use crate::platform::PcPlatform;
@@ -41,19 +43,6 @@ fn fail(what: &str) -> ! {
     machine::exit(false)
 }
 
-fn loader_name(magic: u32, info: u64) -> &'static str {
-    if magic == boot::MULTIBOOT2_MAGIC {
-        "multiboot2"
-    } else if info != 0
-        // SAFETY: on the PVH path `info` points at `hvm_start_info`, whose first word is its magic.
-        && unsafe { (info as *const u32).read() } == boot::PVH_MAGIC
-    {
-        "PVH"
-    } else {
-        "an unknown loader"
-    }
-}
-
 /// Masks both 8259 PICs: the hypervisor takes no device interrupts, and a pending one would turn
 /// every VM entry into an immediate external-interrupt exit.
 fn mask_pic() {
@@ -67,6 +56,7 @@ fn mask_pic() {
 /// Entry from the board's `board_main` on the bootstrap CPU.
 pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
     let boot_tsc = rdtsc();
+    let boot = BootInfo::parse(magic, info);
     let bundle = match Bundle::parse(bundle) {
         Ok(b) => b,
         Err(e) => {
@@ -85,13 +75,16 @@ pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
         "Tandem {=str} on {=str}: booted by {=str}, {=u8} CPUs, TSC {=u64} Hz, entered at TSC {=u64}",
         env!("CARGO_PKG_VERSION"),
         sys.board.name.as_str(),
-        loader_name(magic, info),
+        boot.loader_name(),
         sys.board.cpus,
         hz,
         boot_tsc
     );
     cpu::init_idt();
     cpu::init(0);
+    if let Some(injection) = Injection::from_cmdline(boot.cmdline()) {
+        injection.fire();
+    }
     let caps = vmx::probe().unwrap_or_else(|e| {
         defmt::error!("VT-x is not usable: {}", e);
         fail("VT-x is not usable")

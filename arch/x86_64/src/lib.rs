@@ -6,11 +6,13 @@
 
 mod apic;
 pub mod boot;
+mod bootinfo;
 mod console;
 mod cpu;
 mod frames;
 mod guest_load;
 pub mod hypervisor;
+mod inject;
 mod io;
 mod ledger;
 mod logger;
