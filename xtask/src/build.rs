@@ -9,7 +9,7 @@ use tandem_core::bundle;
 
 use crate::config::{self, Loaded};
 use crate::guests::{self, Guests};
-use crate::tools::{self, run};
+use crate::tools;
 use crate::{Arch, root};
 
 /// A built image and what went into it.
@@ -44,28 +44,17 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
         fs::write(&bundle_path, &blob)?;
     }
     let (package, target) = ("tandem-x86_64-pc", "x86_64-unknown-none");
-    run(Command::new("cargo")
-        .current_dir(root())
-        .env("TANDEM_BUNDLE", &bundle_path)
-        .env("DEFMT_LOG", "info")
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            package,
-            "--target",
-            target,
-        ]))?;
-    let elf = dir.join("tandem.elf");
-    fs::copy(
-        root()
-            .join("target")
-            .join(target)
-            .join("release")
-            .join(package),
-        &elf,
+    let out_dir = tools::cargo_build(
+        package,
+        target,
+        &[],
+        &[
+            ("TANDEM_BUNDLE", bundle_path.as_os_str()),
+            ("DEFMT_LOG", "info".as_ref()),
+        ],
     )?;
+    let elf = dir.join("tandem.elf");
+    fs::copy(out_dir.join(package), &elf)?;
     Ok(Image {
         dir,
         elf,

@@ -6,9 +6,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::Arch;
 use crate::config::DEFAULT_LOAD;
-use crate::tools::{llvm, run};
-use crate::{Arch, root};
+use crate::tools::{cargo_build, llvm, run};
 
 pub struct Guests {
     images: BTreeMap<String, Vec<u8>>,
@@ -42,18 +42,8 @@ fn elf_entry(elf: &[u8]) -> Option<u64> {
 
 pub fn build(arch: Arch) -> Result<Guests> {
     let (package, target, bins) = spec(arch);
-    run(Command::new("cargo").current_dir(root()).args([
-        "build",
-        "-q",
-        "--release",
-        "-p",
-        package,
-        "--target",
-        target,
-        "--bins",
-    ]))?;
+    let out_dir = cargo_build(package, target, &["--bins"], &[])?;
     let objcopy = llvm("llvm-objcopy")?;
-    let out_dir = root().join("target").join(target).join("release");
     let mut images = BTreeMap::new();
     for bin in bins {
         let elf_path = out_dir.join(bin);

@@ -113,6 +113,33 @@ pub fn llvm(tool: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `cargo build --release` of a bare-metal `package` for `target`, with extra arguments and
+/// environment; returns the directory its artifacts land in.
+pub fn cargo_build(
+    package: &str,
+    target: &str,
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(crate::root())
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            package,
+            "--target",
+            target,
+        ])
+        .args(extra);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    run(&mut cmd)?;
+    Ok(crate::root().join("target").join(target).join("release"))
+}
+
 /// Runs `cmd`, failing with its name if it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
