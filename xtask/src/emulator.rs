@@ -155,15 +155,28 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     )
 }
 
-/// Boots `image` with QEMU `-kernel` (PVH) under KVM, passing `cmdline`.
-pub fn qemu(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
+/// How QEMU executes the guest machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM with the host CPU: VT-x when the host exposes nested VMX.
+    Kvm,
+    /// Software emulation: `-cpu max` offers no VMX, so the hypervisor must refuse to start.
+    Tcg,
+}
+
+/// Boots `image` with QEMU `-kernel` (PVH), passing `cmdline`.
+pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Result<Run> {
     tools::require(tools::QEMU_X86)?;
     let dir = &image.dir;
     clean(dir);
     let board = &image.config.system.board;
     let mut cmd = Command::new("qemu-system-x86_64");
+    let (accel, cpu) = match accel {
+        Accel::Kvm => ("kvm", "host"),
+        Accel::Tcg => ("tcg", "max"),
+    };
     cmd.args([
-        "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-display", "none",
+        "-machine", "q35", "-accel", accel, "-cpu", cpu, "-display", "none",
     ])
     .args(["-nodefaults", "-no-reboot"])
     .args([
@@ -189,7 +202,7 @@ pub fn qemu(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).
-fn kvm_has_vmx() -> bool {
+pub fn kvm_has_vmx() -> bool {
     Path::new("/dev/kvm").exists()
         && fs::read_to_string("/proc/cpuinfo")
             .is_ok_and(|c| c.split_whitespace().any(|f| f == "vmx"))
@@ -204,7 +217,13 @@ pub fn run_image(image: &Image) -> Result<Run> {
             let iso = build::iso(image, "")?;
             bochs(image, &iso, BOCHS_TIMEOUT)
         }
-        EmulatorName::Qemu => qemu(image, "", QEMU_TIMEOUT),
+        EmulatorName::Qemu if kvm_has_vmx() => qemu(image, "", Accel::Kvm, QEMU_TIMEOUT),
+        EmulatorName::Qemu => {
+            println!(
+                "No KVM with nested VT-x here: QEMU emulates a CPU without VMX, so Tandem will refuse to start."
+            );
+            qemu(image, "", Accel::Tcg, QEMU_TIMEOUT)
+        }
     }
 }
 

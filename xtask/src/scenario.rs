@@ -7,7 +7,8 @@
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
-//! - `ends: failure`: the hypervisor must stop the machine with its failure signal.
+//! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
+//! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM.
 //!
 //! Unless `ends: failure` is given, every run must end normally (every partition stopped, the
 //! emulator's success status) with no hypervisor failure report.
@@ -26,6 +27,7 @@ pub enum Rule {
     Interleaved(String, String),
     Boot(String),
     EndsInFailure,
+    QemuTcg,
 }
 
 /// The boot command line the rules ask for.
@@ -59,6 +61,7 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "absent" => Rule::Absent(arg),
             "boot" => Rule::Boot(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
+            "qemu" if arg == "tcg" => Rule::QemuTcg,
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
                 None => bail!(
@@ -117,7 +120,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             Rule::Log(t) => any(&run.log, t),
             Rule::Absent(t) => !any(&run.console, t) && !any(&run.log, t),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
-            Rule::Boot(_) | Rule::EndsInFailure => true,
+            Rule::Boot(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));

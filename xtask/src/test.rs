@@ -9,7 +9,8 @@ use std::thread;
 use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
-use crate::emulator::{self, Run};
+use crate::config::EmulatorName;
+use crate::emulator::{self, Accel, Run};
 use crate::scenario::{self, Rule};
 use crate::{Arch, guests, root, tools};
 
@@ -64,11 +65,46 @@ fn unit_tests(tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
-/// A scenario whose image is built (or failed to build), waiting for an emulator.
+/// A scenario whose image is built (or failed to build), waiting for an emulator: Bochs boots
+/// an ISO, QEMU the ELF itself.
 struct Prepared {
     name: String,
-    image: Result<(Image, PathBuf)>,
+    image: Result<(Image, Option<PathBuf>)>,
     rules: Vec<Rule>,
+}
+
+impl Prepared {
+    fn new(s: Scenario, guests: &guests::Guests) -> Self {
+        let cmdline = scenario::cmdline(&s.rules);
+        let image = build::build(
+            &s.config,
+            guests,
+            &format!("test-{}", s.name.replace('/', "-")),
+        )
+        .and_then(|img| match img.config.board.emulator {
+            EmulatorName::Bochs => build::iso(&img, &cmdline).map(|iso| (img, Some(iso))),
+            EmulatorName::Qemu => Ok((img, None)),
+        });
+        Self {
+            name: s.name,
+            image,
+            rules: s.rules,
+        }
+    }
+
+    fn run(self, tally: &Mutex<Tally>) {
+        let cmdline = scenario::cmdline(&self.rules);
+        let accel = if self.rules.contains(&Rule::QemuTcg) {
+            Accel::Tcg
+        } else {
+            Accel::Kvm
+        };
+        let run = self.image.and_then(|(img, iso)| match iso {
+            Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
+            None => emulator::qemu(&img, &cmdline, accel, emulator::QEMU_TIMEOUT),
+        });
+        report(&self.name, run, &self.rules, tally);
+    }
 }
 
 struct Scenario {
@@ -131,22 +167,13 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     if list.is_empty() {
         return Ok(());
     }
-    println!("== integration tests ({} scenarios, Bochs)", list.len());
+    println!("== integration tests ({} scenarios)", list.len());
     tools::require(tools::BOCHS)?;
     let guests = guests::build(arch)?;
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
     let ready: Vec<Prepared> = list
         .into_iter()
-        .map(|s| Prepared {
-            image: build::build(
-                &s.config,
-                &guests,
-                &format!("test-{}", s.name.replace('/', "-")),
-            )
-            .and_then(|img| build::iso(&img, &scenario::cmdline(&s.rules)).map(|iso| (img, iso))),
-            name: s.name,
-            rules: s.rules,
-        })
+        .map(|s| Prepared::new(s, &guests))
         .collect();
     let queue = Mutex::new(ready.into_iter());
     thread::scope(|scope| {
@@ -155,10 +182,7 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
                 loop {
                     let next = queue.lock().unwrap().next();
                     let Some(p) = next else { break };
-                    let run = p.image.and_then(|(img, iso)| {
-                        emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT)
-                    });
-                    report(&p.name, run, &p.rules, tally);
+                    p.run(tally);
                 }
             });
         }

@@ -32,8 +32,8 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 fn port(uart: Uart) -> u16 {
     match uart {
         Uart::Pio16550 { port } => port,
-        // Validation rejects PL011s on x86 boards.
-        Uart::Pl011 { .. } => 0x3f8,
+        // Validation rejects PL011s and semihosting on x86 boards.
+        Uart::Pl011 { .. } | Uart::Semihosting => 0x3f8,
     }
 }
 
@@ -80,6 +80,9 @@ pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
         hz,
         boot_tsc
     );
+    if !boot.cmdline().is_empty() {
+        defmt::info!("boot command line: \"{=str}\"", boot.cmdline());
+    }
     cpu::init_idt();
     cpu::init(0);
     if let Some(injection) = Injection::from_cmdline(boot.cmdline()) {
@@ -246,6 +249,11 @@ fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
         StopReason::EntryFailed(e) => {
             defmt::error!("partition {=str} stopped: VM entry failed: {}", name, e)
         }
+        // Only aarch64 guests can ask for these (PSCI, accesses without syndrome).
+        StopReason::UndecodedAccess { .. }
+        | StopReason::PoweredOff
+        | StopReason::ResetRequested
+        | StopReason::VcpuOff => defmt::warn!("partition {=str} stopped: {}", name, stop),
     }
 }
 
