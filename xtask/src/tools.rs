@@ -55,6 +55,21 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Backported packages that Debian 12's QEMU declares it breaks (`qemu-utils` 10 from
+/// bookworm-backports): apt refuses to install QEMU beside them. Tandem uses none of them.
+const CONFLICTING: &[&str] = &["qemu-utils"];
+
+fn apt(args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .context("running apt-get")?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), text))
+}
+
 /// Makes sure every file in `needs` exists, installing the missing packages with apt-get when
 /// that is possible, and otherwise failing with the command to run.
 pub fn require(needs: &[Need]) -> Result<()> {
@@ -67,7 +82,10 @@ pub fn require(needs: &[Need]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    let command = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
     if !(is_root() && Path::new("/usr/bin/apt-get").exists()) {
         bail!(
             "missing host packages: {}. Install them with:\n    sudo sh -c '{command}'",
@@ -75,14 +93,30 @@ pub fn require(needs: &[Need]) -> Result<()> {
         );
     }
     eprintln!("installing {} ...", missing.join(" "));
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(&command)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("`{command}` failed ({status})");
+    let (updated, log) = apt(&["update"])?;
+    if !updated {
+        bail!("apt-get update failed:\n{log}");
+    }
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    let (mut ok, mut log) = apt(&args)?;
+    // apt reports them as " qemu-utils : Breaks: qemu-system-common (< 1:8.0...)".
+    let blockers: Vec<&str> = CONFLICTING
+        .iter()
+        .copied()
+        .filter(|p| log.contains(&format!("{p} : Breaks")))
+        .collect();
+    let removals: Vec<String> = blockers.iter().map(|p| format!("{p}-")).collect();
+    if !ok && !blockers.is_empty() {
+        eprintln!(
+            "note: removing {} (a backported version that Debian 12's QEMU conflicts with)",
+            blockers.join(", ")
+        );
+        args.extend(removals.iter().map(String::as_str));
+        (ok, log) = apt(&args)?;
+    }
+    if !ok {
+        bail!("`apt-get {}` failed:\n{log}", args.join(" "));
     }
     if let Some(n) = needs.iter().find(|n| !Path::new(n.file).exists()) {
         bail!("{} is still missing after installing {}", n.file, n.package);
