@@ -17,6 +17,12 @@ pub const BOCHS: &[Need] = &[
         file: "/usr/bin/bochs",
         package: "bochs",
     },
+    // Bochs needs one display plugin package; naming the terminal one keeps apt from choosing
+    // the wxWidgets one. Runs use the built-in headless VNC display.
+    Need {
+        file: "/usr/lib/x86_64-linux-gnu/bochs/plugins/libbx_term_gui.so",
+        package: "bochs-term",
+    },
     Need {
         file: "/usr/share/bochs/BIOS-bochs-latest",
         package: "bochsbios",
