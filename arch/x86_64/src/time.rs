@@ -5,8 +5,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::io::{inb, outb, rdtsc};
 
-static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick and ticks per nanosecond as 32.32 fixed point, so converting on the
+/// exit path is a multiply and a shift instead of a 128-bit division.
+static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
+static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
+const FRACTION_BITS: u32 = 32;
 
 const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 10 ms of PIT channel 2.
@@ -15,31 +19,30 @@ const CALIBRATION_TICKS: u16 = (PIT_HZ / 100) as u16;
 /// Sets the TSC frequency, measuring it when the board does not state it.
 pub fn init(board_hz: Option<u64>) -> u64 {
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
-    let hz = board_hz.unwrap_or_else(calibrate_with_pit);
-    TSC_HZ.store(hz, Ordering::Relaxed);
+    let hz = board_hz.unwrap_or_else(calibrate_with_pit).max(1);
+    let ns_per_tick = (1_000_000_000u128 << FRACTION_BITS) / u128::from(hz);
+    let ticks_per_ns = (u128::from(hz) << FRACTION_BITS) / 1_000_000_000;
+    NS_PER_TICK.store(ns_per_tick.min(u64::MAX.into()) as u64, Ordering::Relaxed);
+    TICKS_PER_NS.store(ticks_per_ns.min(u64::MAX.into()) as u64, Ordering::Relaxed);
     hz
 }
 
-pub fn tsc_hz() -> u64 {
-    TSC_HZ.load(Ordering::Relaxed)
+fn fixed_mul(value: u64, factor: &AtomicU64) -> u64 {
+    let product = u128::from(value) * u128::from(factor.load(Ordering::Relaxed));
+    (product >> FRACTION_BITS).min(u64::MAX.into()) as u64
 }
 
 /// Nanoseconds since [`init`]; 0 before it.
 pub fn now_ns() -> u64 {
-    let hz = tsc_hz();
-    if hz == 0 {
-        return 0;
-    }
     let ticks = rdtsc().saturating_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
+    fixed_mul(ticks, &NS_PER_TICK)
 }
 
 /// The TSC value at `ns` after boot.
 pub fn tsc_at(ns: u64) -> u64 {
-    let ticks = u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000;
     TSC_AT_BOOT
         .load(Ordering::Relaxed)
-        .saturating_add(ticks as u64)
+        .saturating_add(fixed_mul(ns, &TICKS_PER_NS))
 }
 
 pub fn spin_until_ns(deadline: u64) {
