@@ -102,7 +102,7 @@ pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
     frames::init(image_end, ledger_base);
     // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
     // frame pool, and no CPU uses it yet.
-    unsafe { ledger::format(ledger_base, sys.board.cpus.into()) };
+    unsafe { ledger::format(ledger_base) };
 
     let mut tables = Vec::new();
     for p in &sys.partitions {

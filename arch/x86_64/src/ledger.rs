@@ -6,10 +6,9 @@ use core::mem::size_of;
 use tandem_core::config::{MAX_CPUS, PAGE_SIZE};
 use tandem_core::partition::VcpuRecord;
 
-use crate::vmx::GuestRegs;
+use tandem_recovery::ledger::Header;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"TNDMLDGR");
-const VERSION: u32 = 1;
+use crate::vmx::GuestRegs;
 
 #[repr(C)]
 pub struct VcpuSlot {
@@ -19,9 +18,7 @@ pub struct VcpuSlot {
 
 #[repr(C)]
 pub struct Ledger {
-    magic: u64,
-    version: u32,
-    cpus: u32,
+    header: Header,
     slots: [VcpuSlot; MAX_CPUS],
 }
 
@@ -33,14 +30,12 @@ pub const SIZE: u64 = (size_of::<Ledger>() as u64).next_multiple_of(PAGE_SIZE);
 /// # Safety
 /// `base` is the ledger region: page-aligned, identity-mapped, `SIZE` bytes of hypervisor memory
 /// nothing else uses, and no CPU holds a slot yet.
-pub unsafe fn format(base: u64, cpus: u32) {
+pub unsafe fn format(base: u64) {
     let ledger = base as *mut Ledger;
     // SAFETY: the caller's contract; every field is plain data for which zero is valid.
     unsafe {
         core::ptr::write_bytes(ledger as *mut u8, 0, size_of::<Ledger>());
-        (*ledger).magic = MAGIC;
-        (*ledger).version = VERSION;
-        (*ledger).cpus = cpus;
+        (*ledger).header = Header::formatted(MAX_CPUS as u32, size_of::<VcpuSlot>() as u32);
     }
 }
 

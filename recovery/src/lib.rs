@@ -1,0 +1,5 @@
+//! Hypervisor self-recovery. Today: the ledger's header, which says whether a memory region
+//! holds preserved state this build can re-attach after a microreboot, or must be formatted.
+#![cfg_attr(not(test), no_std)]
+
+pub mod ledger;
