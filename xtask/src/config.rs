@@ -384,7 +384,7 @@ mod tests {
     use super::*;
 
     fn sizes(name: &str) -> Option<u64> {
-        ["hello", "timer", "hostile", "bench"]
+        ["hello", "timer", "hostile", "ports", "bench"]
             .contains(&name)
             .then_some(0x4000)
     }

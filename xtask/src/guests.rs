@@ -29,7 +29,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
         Arch::X86_64 => (
             "tandem-test-guests-x86_64",
             "x86_64-unknown-none",
-            &["hello", "timer", "hostile", "bench"],
+            &["hello", "timer", "hostile", "ports", "bench"],
         ),
     }
 }
