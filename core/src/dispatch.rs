@@ -61,9 +61,13 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             Exit::MmioRead { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Read, pc)),
             Exit::MmioWrite { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Write, pc)),
             Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
-            Exit::Cpuid { leaf, host, .. } => {
-                Outcome::done(Completion::Cpuid(cpuid::filter(leaf, host, self.vcpu)))
-            }
+            Exit::Cpuid {
+                leaf,
+                subleaf,
+                host,
+            } => Outcome::done(Completion::Cpuid(cpuid::filter(
+                leaf, subleaf, host, self.vcpu,
+            ))),
             Exit::MsrRead { msr } => match msr::read(msr) {
                 Some(v) => Outcome::done(Completion::Value(v)),
                 None => self.deny_msr(msr, false, pc),
