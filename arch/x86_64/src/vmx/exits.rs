@@ -65,24 +65,26 @@ pub fn decode(reason: u32, regs: &GuestRegs) -> Exit {
             msr: regs.rcx as u32,
             value: (regs.rdx << 32) | (regs.rax & 0xffff_ffff),
         },
-        EPT_VIOLATION => {
-            // Qualification bit 1: write; bit 2: instruction fetch (SDM Vol. 3C, Table 29-7).
-            let access = if qualification & 0b010 != 0 {
-                Access::Write
-            } else if qualification & 0b100 != 0 {
-                Access::Execute
-            } else {
-                Access::Read
-            };
-            Exit::PageFault {
-                gpa: GuestPhysAddr::new(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS)),
-                access,
-            }
-        }
+        EPT_VIOLATION => Exit::PageFault {
+            gpa: GuestPhysAddr::new(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS)),
+            access: ept_access(qualification),
+        },
         _ => Exit::Unhandled {
             code: reason,
             qualification,
         },
+    }
+}
+
+/// The access an EPT violation reports: qualification bit 1 write, bit 2 instruction fetch
+/// (SDM Vol. 3C, Table 29-7).
+pub fn ept_access(qualification: u64) -> Access {
+    if qualification & 0b010 != 0 {
+        Access::Write
+    } else if qualification & 0b100 != 0 {
+        Access::Execute
+    } else {
+        Access::Read
     }
 }
 

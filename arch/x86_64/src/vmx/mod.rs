@@ -5,6 +5,7 @@ mod caps;
 mod entry;
 mod ept;
 mod exits;
+mod guest_paging;
 mod vcpu;
 mod vmcs;
 

@@ -1,12 +1,16 @@
 //! One vCPU on VT-x: its VMCS, the guest entry state, interrupt and fault injection, and how
 //! exits are completed.
 
-use tandem_core::config::Partition;
-use tandem_core::exit::Exit;
+use heapless::Vec;
+use tandem_core::addr::GuestPhysAddr;
+use tandem_core::config::{MAX_REGIONS, MemoryRegion, Partition};
+use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, Vcpu};
+use tandem_x86_insn::{self as insn, Operand, Reg};
 
 use super::caps::{Caps, proc};
 use super::exits;
+use super::guest_paging::GuestMemory;
 use super::vmcs::{self, VmFail, ctrl, guest, host, ro};
 use super::{GuestRegs, entry};
 use crate::frames::{self, OutOfFrames};
@@ -68,8 +72,33 @@ impl PartitionTables {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
     Nothing,
-    PortRead { size: u8 },
+    /// IN: AL/AX merge, EAX zero-extends into RAX.
+    PortRead {
+        size: u8,
+    },
+    /// RDMSR: EDX:EAX.
     MsrRead,
+    /// A decoded MMIO load: the value goes to `dst`, `dst_size` bytes wide.
+    MmioLoad {
+        dst: Reg,
+        dst_size: u8,
+    },
+}
+
+const RAX: Reg = Reg {
+    index: 0,
+    high_byte: false,
+};
+const RSP_INDEX: u8 = 4;
+
+/// `value` truncated to `size` bytes.
+fn truncate(value: u64, size: u8) -> u64 {
+    match size {
+        1 => value & 0xff,
+        2 => value & 0xffff,
+        4 => value & 0xffff_ffff,
+        _ => value,
+    }
 }
 
 pub struct VmxVcpu {
@@ -86,6 +115,7 @@ pub struct VmxVcpu {
     exit_instruction_len: u64,
     window_exiting: bool,
     proc_controls: u32,
+    memory: Vec<MemoryRegion, MAX_REGIONS>,
 }
 
 fn w(field: u32, value: u64) -> Result<(), SetupError> {
@@ -124,6 +154,7 @@ impl VmxVcpu {
             exit_instruction_len: 0,
             window_exiting: false,
             proc_controls: caps.proc,
+            memory: partition.memory.clone(),
         };
         write_controls(caps, tables, vpid)?;
         write_host_state(cpu)?;
@@ -207,6 +238,119 @@ impl VmxVcpu {
         }
     }
 
+    /// General register `index` in encoding order (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..).
+    fn gpr(&self, index: u8) -> u64 {
+        let r = &*self.regs;
+        match index {
+            0 => r.rax,
+            1 => r.rcx,
+            2 => r.rdx,
+            3 => r.rbx,
+            RSP_INDEX => vmcs::read(guest::RSP),
+            5 => r.rbp,
+            6 => r.rsi,
+            7 => r.rdi,
+            8 => r.r8,
+            9 => r.r9,
+            10 => r.r10,
+            11 => r.r11,
+            12 => r.r12,
+            13 => r.r13,
+            14 => r.r14,
+            _ => r.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, index: u8, value: u64) {
+        let r = &mut *self.regs;
+        let slot = match index {
+            0 => &mut r.rax,
+            1 => &mut r.rcx,
+            2 => &mut r.rdx,
+            3 => &mut r.rbx,
+            RSP_INDEX => {
+                let _ = vmcs::write(guest::RSP, value);
+                return;
+            }
+            5 => &mut r.rbp,
+            6 => &mut r.rsi,
+            7 => &mut r.rdi,
+            8 => &mut r.r8,
+            9 => &mut r.r9,
+            10 => &mut r.r10,
+            11 => &mut r.r11,
+            12 => &mut r.r12,
+            13 => &mut r.r13,
+            14 => &mut r.r14,
+            _ => &mut r.r15,
+        };
+        *slot = value;
+    }
+
+    fn read_reg(&self, reg: Reg, size: u8) -> u64 {
+        let value = self.gpr(reg.index);
+        if reg.high_byte {
+            (value >> 8) & 0xff
+        } else {
+            truncate(value, size)
+        }
+    }
+
+    /// Writes `value` to `reg` as an instruction with a `size`-byte destination would: 8- and
+    /// 16-bit writes merge, 32-bit writes zero-extend (SDM Vol. 1, 3.4.1.1).
+    fn write_reg(&mut self, reg: Reg, size: u8, value: u64) {
+        let old = self.gpr(reg.index);
+        let new = match (size, reg.high_byte) {
+            (1, true) => (old & !0xff00) | ((value & 0xff) << 8),
+            (1, false) => (old & !0xff) | (value & 0xff),
+            (2, _) => (old & !0xffff) | (value & 0xffff),
+            _ => truncate(value, size),
+        };
+        self.set_gpr(reg.index, new);
+    }
+
+    /// An EPT violation on a data access, decoded into an MMIO exit when the instruction is one
+    /// the device path emulates; otherwise a page fault the core reports.
+    fn ept_violation(&mut self) -> Exit {
+        let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
+        let gpa = GuestPhysAddr::new(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS));
+        let access = exits::ept_access(qualification);
+        let fault = Exit::PageFault { gpa, access };
+        if access == Access::Execute {
+            return fault;
+        }
+        let memory = GuestMemory {
+            regions: &self.memory,
+        };
+        let (bytes, len) = memory.fetch_instruction(vmcs::read(guest::RIP));
+        let Some(insn) = insn::decode(&bytes[..len]) else {
+            return fault;
+        };
+        self.exit_instruction_len = insn.len.into();
+        match insn.access {
+            insn::Access::Load { dst, dst_size } if access == Access::Read => {
+                self.pending = Pending::MmioLoad { dst, dst_size };
+                Exit::MmioRead {
+                    gpa,
+                    size: insn.size,
+                }
+            }
+            insn::Access::Store { src } if access == Access::Write => {
+                let value = match src {
+                    Operand::Reg(reg) => self.read_reg(reg, insn.size),
+                    Operand::Imm(imm) => truncate(imm, insn.size),
+                };
+                Exit::MmioWrite {
+                    gpa,
+                    size: insn.size,
+                    value,
+                }
+            }
+            // The decoded direction disagrees with the hardware's: do not emulate.
+            _ => fault,
+        }
+    }
+
     fn advance(&mut self) {
         let rip = vmcs::read(guest::RIP) + self.exit_instruction_len;
         let _ = vmcs::write(guest::RIP, rip);
@@ -242,6 +386,10 @@ impl Vcpu for VmxVcpu {
             self.set_window_exiting(false);
         }
         self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
+        self.pending = Pending::Nothing;
+        if basic == exits::EPT_VIOLATION {
+            return Ok(self.ept_violation());
+        }
         let exit = exits::decode(basic, self.regs);
         self.pending = match exit {
             Exit::PortRead { size, .. } => Pending::PortRead { size },
@@ -252,29 +400,27 @@ impl Vcpu for VmxVcpu {
     }
 
     fn complete(&mut self, completion: Completion) {
-        let regs = &mut *self.regs;
         match completion {
             Completion::Done => {}
             Completion::Value(v) => match self.pending {
-                // IN writes AL/AX (merging) or EAX (zero-extending into RAX).
-                Pending::PortRead { size: 1 } => regs.rax = (regs.rax & !0xff) | (v & 0xff),
-                Pending::PortRead { size: 2 } => regs.rax = (regs.rax & !0xffff) | (v & 0xffff),
-                Pending::PortRead { .. } => regs.rax = v & 0xffff_ffff,
+                Pending::PortRead { size } => self.write_reg(RAX, size, v),
                 Pending::MsrRead => {
-                    regs.rax = v & 0xffff_ffff;
-                    regs.rdx = v >> 32;
+                    self.regs.rax = v & 0xffff_ffff;
+                    self.regs.rdx = v >> 32;
                 }
+                Pending::MmioLoad { dst, dst_size } => self.write_reg(dst, dst_size, v),
                 Pending::Nothing => {}
             },
             Completion::Cpuid([a, b, c, d]) => {
+                let regs = &mut *self.regs;
                 regs.rax = a.into();
                 regs.rbx = b.into();
                 regs.rcx = c.into();
                 regs.rdx = d.into();
             }
             Completion::Hypercall { status, value } => {
-                regs.rax = status as u64;
-                regs.rdx = value;
+                self.regs.rax = status as u64;
+                self.regs.rdx = value;
             }
             Completion::Fault(fault) => {
                 self.fault = Some(fault);
