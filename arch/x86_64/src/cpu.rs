@@ -62,10 +62,16 @@ static PER_CPU: PerCpu = PerCpu([const { UnsafeCell::new(CpuLocal::ZERO) }; MAX_
 #[derive(Clone, Copy)]
 struct IdtEntry([u64; 2]);
 
-struct Idt(UnsafeCell<[IdtEntry; 32]>);
+/// The local APIC's timer wakes an idle CPU with this vector (see `apic::sleep_until`).
+pub const WAKE_VECTOR: u8 = 32;
+/// The local APIC's spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 33;
+const VECTORS: usize = 34;
+
+struct Idt(UnsafeCell<[IdtEntry; VECTORS]>);
 // SAFETY: written once by the BSP in `init_idt` before any other CPU starts; read-only after.
 unsafe impl Sync for Idt {}
-static IDT: Idt = Idt(UnsafeCell::new([IdtEntry([0; 2]); 32]));
+static IDT: Idt = Idt(UnsafeCell::new([IdtEntry([0; 2]); VECTORS]));
 
 /// Top of the stack CPU `cpu` runs on after the trampoline (APs only; the BSP keeps its boot stack).
 pub fn ap_stack_top(cpu: usize) -> u64 {
@@ -76,6 +82,8 @@ pub fn ap_stack_top(cpu: usize) -> u64 {
 
 unsafe extern "C" {
     static exception_stubs: [u64; 32];
+    fn wake_stub();
+    fn spurious_stub();
 }
 
 /// Fills the shared IDT. Runs once on the BSP before any AP starts.
@@ -83,8 +91,12 @@ pub fn init_idt() {
     // SAFETY: no CPU has loaded the IDT yet, so nothing reads it concurrently.
     let idt = unsafe { &mut *IDT.0.get() };
     for (vector, entry) in idt.iter_mut().enumerate() {
-        // SAFETY: `exception_stubs` is a table of 32 addresses built by the assembly below.
-        let handler = unsafe { exception_stubs[vector] };
+        let handler = match vector as u8 {
+            WAKE_VECTOR => wake_stub as *const () as u64,
+            SPURIOUS_VECTOR => spurious_stub as *const () as u64,
+            // SAFETY: `exception_stubs` is a table of 32 addresses built by the assembly below.
+            _ => unsafe { exception_stubs[vector] },
+        };
         // NMI, #DF and #MC switch to IST1 so they run on a known-good stack.
         let ist: u64 = if matches!(vector, 2 | 8 | 18) { 1 } else { 0 };
         let low = (handler & 0xffff)
@@ -117,7 +129,7 @@ pub fn init(cpu: usize) {
         base: local.gdt.as_ptr() as u64,
     };
     let idt_ptr = DescriptorPointer {
-        limit: (size_of::<[IdtEntry; 32]>() - 1) as u16,
+        limit: (size_of::<[IdtEntry; VECTORS]>() - 1) as u16,
         base: IDT.0.get() as u64,
     };
     // SAFETY: the GDT keeps the boot code and data selectors, so reloading the segment registers
@@ -229,6 +241,45 @@ extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     ));
     machine::exit(false)
 }
+
+#[unsafe(no_mangle)]
+extern "C" fn wake_interrupt() {
+    apic::end_of_interrupt();
+}
+
+// The wake-up interrupt only has to be acknowledged; the spurious vector needs no EOI
+// (SDM Vol. 3A, 12.9). The stubs keep every register the interrupted code may be using.
+global_asm!(
+    r#"
+    .section .text.wake, "ax"
+    .balign 16
+    .global wake_stub, spurious_stub
+wake_stub:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    call wake_interrupt
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+    .balign 16
+spurious_stub:
+    iretq
+"#
+);
 
 // Vectors 8, 10-14, 17, 21, 29 and 30 push an error code; the others get a zero so every frame
 // has the same layout.

@@ -17,7 +17,7 @@ use crate::io::{halt_forever, outb, rdtsc};
 use crate::ledger::{self, VcpuSlot};
 use crate::platform::PcPlatform;
 use crate::vmx::{self, Caps, PartitionTables, VmxVcpu};
-use crate::{boot, console, cpu, frames, guest_load, logger, machine, smp, time};
+use crate::{apic, boot, console, cpu, frames, guest_load, logger, machine, smp, time};
 
 struct Booted {
     system: System,
@@ -180,18 +180,26 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
         fail("VMCS setup failed")
     });
     *record = VcpuRecord::new(time::now_ns());
+    let platform = PcPlatform {
+        can_halt: apic::init_wakeup(),
+    };
     defmt::info!(
-        "partition {=str}: vCPU 0 enters on CPU {=usize} at TSC {=u64}",
+        "partition {=str}: vCPU 0 enters on CPU {=usize} at TSC {=u64}, idles by {=str}",
         partition.name.as_str(),
         cpu,
-        rdtsc()
+        rdtsc(),
+        if platform.can_halt {
+            "halting"
+        } else {
+            "spinning"
+        }
     );
     let stop = VcpuRuntime {
         partition,
         id: index as u32,
         vcpu: 0,
         record,
-        platform: &PcPlatform,
+        platform: &platform,
     }
     .run(&mut vcpu);
     report(partition.name.as_str(), stop, record);

@@ -4,9 +4,12 @@ use tandem_core::config::MemoryRegion;
 use tandem_core::platform::Platform;
 use tandem_core::report::Notice;
 
-use crate::{console, time};
+use crate::{apic, console, time};
 
-pub struct PcPlatform;
+pub struct PcPlatform {
+    /// This CPU can halt until a deadline (APIC timer in TSC-deadline mode) instead of spinning.
+    pub can_halt: bool,
+}
 
 /// Host address of `len` bytes at `offset` in `region`, if they lie inside it.
 fn host(region: &MemoryRegion, offset: u64, len: usize) -> Option<u64> {
@@ -20,7 +23,11 @@ impl Platform for PcPlatform {
     }
 
     fn wait_until_ns(&self, deadline_ns: u64) {
-        time::spin_until_ns(deadline_ns);
+        if self.can_halt {
+            apic::sleep_until(time::tsc_at(deadline_ns));
+        } else {
+            time::spin_until_ns(deadline_ns);
+        }
     }
 
     fn console_line(&self, partition: &str, line: &[u8]) {

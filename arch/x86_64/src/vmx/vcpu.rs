@@ -15,7 +15,7 @@ use super::vmcs::{self, VmFail, ctrl, guest, host, ro};
 use super::{GuestRegs, entry};
 use crate::frames::{self, OutOfFrames};
 use crate::io::{rdmsr, rdtsc, read_cr0, read_cr3, read_cr4};
-use crate::{cpu, time};
+use crate::{apic, cpu, time};
 
 const RFLAGS_IF: u64 = 1 << 9;
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).
@@ -381,6 +381,9 @@ impl Vcpu for VmxVcpu {
             });
         }
         let basic = reason & 0xffff;
+        if basic == exits::EXTERNAL_INTERRUPT {
+            apic::take_pending_interrupts();
+        }
         self.save_interrupted_event();
         if basic == exits::INTERRUPT_WINDOW {
             self.set_window_exiting(false);
