@@ -4,11 +4,12 @@
 use crate::addr::GuestPhysAddr;
 use crate::config::PortMode;
 use crate::devices::uart16550::Uart16550;
-use crate::devices::{cpuid, msr};
+use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
 use crate::partition::VcpuRuntime;
 use crate::platform::Platform;
+use crate::power::{self, PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
 use crate::vcpu::{Completion, GuestFault};
 
@@ -58,9 +59,19 @@ impl<P: Platform> VcpuRuntime<'_, P> {
         match exit {
             Exit::PortRead { port, size } => self.port_read(port, size, pc),
             Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
-            Exit::MmioRead { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Read, pc)),
-            Exit::MmioWrite { gpa, .. } => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+            Exit::MmioRead { gpa, .. } => match self.uart_offset(gpa) {
+                Some(offset) => {
+                    Outcome::done(Completion::Value(self.record.pl011.read(offset).into()))
+                }
+                None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
+            },
+            Exit::MmioWrite { gpa, value, .. } => match self.uart_offset(gpa) {
+                Some(offset) => self.uart_mmio_write(offset, value as u32),
+                None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+            },
             Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
+            Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
+            Exit::Power(request) => self.power(request, pc),
             Exit::Cpuid {
                 leaf,
                 subleaf,
@@ -108,6 +119,69 @@ impl<P: Platform> VcpuRuntime<'_, P> {
 
     fn violation(&self, gpa: GuestPhysAddr, access: Access, pc: u64) -> StopReason {
         StopReason::MemoryViolation { gpa, access, pc }
+    }
+
+    /// The register offset of `gpa` in the partition's memory-mapped UART, if it is one.
+    fn uart_offset(&self, gpa: GuestPhysAddr) -> Option<u64> {
+        let base = self.platform.uart_mmio()?;
+        gpa.offset_from(base).filter(|&off| off < pl011::SIZE)
+    }
+
+    fn uart_mmio_write(&mut self, offset: u64, value: u32) -> Outcome {
+        if self.record.pl011.write(offset, value) {
+            self.platform
+                .console_line(&self.partition.name, self.record.pl011.line());
+            self.record.pl011.clear_line();
+        }
+        Outcome::done(Completion::Done)
+    }
+
+    fn power(&mut self, request: PowerRequest, pc: u64) -> Outcome {
+        let status = |s: PowerStatus| Outcome::done(Completion::Value(s as i32 as i64 as u64));
+        let vcpus = self.partition.cpus.len() as u64;
+        match request {
+            PowerRequest::Version => Outcome::done(Completion::Value(power::VERSION)),
+            PowerRequest::Features { implemented: true } => status(PowerStatus::Success),
+            PowerRequest::Features { implemented: false } => status(PowerStatus::NotSupported),
+            PowerRequest::CpuOn {
+                target,
+                entry,
+                context,
+            } => {
+                let result = if target >= vcpus {
+                    PowerStatus::InvalidParameters
+                } else if target == u64::from(self.vcpu) {
+                    PowerStatus::AlreadyOn
+                } else {
+                    self.platform
+                        .start_vcpu(self.id, target as u32, entry, context)
+                };
+                if result != PowerStatus::Success {
+                    self.notice(Notice::RefusedPowerCall {
+                        status: result as i32,
+                        target,
+                        pc,
+                    });
+                }
+                status(result)
+            }
+            PowerRequest::AffinityInfo { target } => {
+                if target >= vcpus {
+                    return status(PowerStatus::InvalidParameters);
+                }
+                let on = target == u64::from(self.vcpu)
+                    || self.platform.vcpu_running(self.id, target as u32);
+                Outcome::done(Completion::Value(if on {
+                    power::AFFINITY_ON
+                } else {
+                    power::AFFINITY_OFF
+                }))
+            }
+            PowerRequest::CpuOff => Outcome::stop(StopReason::VcpuOff),
+            PowerRequest::SystemOff => Outcome::stop(StopReason::PoweredOff),
+            PowerRequest::SystemReset => Outcome::stop(StopReason::ResetRequested),
+            PowerRequest::Unknown { .. } => status(PowerStatus::NotSupported),
+        }
     }
 
     fn port_mode(&self, port: u16) -> Option<PortMode> {
@@ -224,7 +298,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             abi_version: hypercall::ABI_VERSION as u32,
             id: self.id,
             vcpus: self.partition.cpus.len() as u32,
-            reserved: 0,
+            resets: self.record.resets,
             memory_bytes: self.partition.memory_size(),
             name: [0; 16],
             args: [0; 64],

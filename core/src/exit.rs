@@ -5,6 +5,7 @@
 //! microreboot commit rule both rest on that difference, so it is part of the type.
 
 use crate::addr::GuestPhysAddr;
+use crate::power::PowerRequest;
 
 /// The kind of a guest memory access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,13 @@ pub enum Exit {
         gpa: GuestPhysAddr,
         access: Access,
     },
+    /// A trapped memory access whose size, register or direction the hardware did not report and
+    /// the backend could not decode (aarch64: a data abort with ESR_EL2.ISV = 0).
+    UndecodedAccess {
+        gpa: GuestPhysAddr,
+    },
+    /// A power-management call (aarch64: PSCI over HVC or SMC).
+    Power(PowerRequest),
     /// A privileged instruction the partition may not execute (VMX instructions, ...).
     Forbidden {
         code: u32,

@@ -2,8 +2,9 @@
 
 use crate::addr::GuestPhysAddr;
 use crate::exit::{Access, Exit};
-use crate::fake::{FakePlatform, MEMORY, run};
+use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
+use crate::power::{PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
 use crate::vcpu::{Completion, EntryError, GuestFault};
 
@@ -277,4 +278,172 @@ fn asynchronous_exits_are_counted_apart() {
     assert_eq!(record.asynchronous_exits, 2);
     assert_eq!(record.deterministic_exits, 1);
     assert_eq!(vcpu.completions, [Completion::Cpuid([1, 2, 3, 4])]);
+}
+
+#[test]
+fn mmio_uart_writes_become_lines_and_other_mmio_stops_the_partition() {
+    let mut p = FakePlatform::new(0);
+    let base = GuestPhysAddr::new(0x0900_0000);
+    p.uart_mmio = Some(base);
+    let mut exits: Vec<Exit> = b"ok\n"
+        .iter()
+        .map(|&b| Exit::MmioWrite {
+            gpa: base,
+            size: 4,
+            value: b.into(),
+        })
+        .collect();
+    exits.push(Exit::MmioRead {
+        gpa: base + 0x18,
+        size: 4,
+    });
+    exits.push(Exit::MmioWrite {
+        gpa: base + 0x1000,
+        size: 4,
+        value: 0,
+    });
+    let (stop, vcpu, _) = run(exits, &p);
+    assert_eq!(*p.lines.borrow(), vec![("guest".into(), "ok".into())]);
+    assert_eq!(
+        vcpu.completions[3],
+        Completion::Value(0x90),
+        "flags: both FIFOs empty"
+    );
+    assert_eq!(
+        stop,
+        StopReason::MemoryViolation {
+            gpa: base + 0x1000,
+            access: Access::Write,
+            pc: 0x10_0004,
+        }
+    );
+}
+
+#[test]
+fn mmio_is_a_violation_where_the_machine_has_no_mmio_uart() {
+    let p = FakePlatform::new(0);
+    let gpa = GuestPhysAddr::new(0x0900_0000);
+    let (stop, _, _) = run([Exit::MmioRead { gpa, size: 1 }], &p);
+    assert_eq!(
+        stop,
+        StopReason::MemoryViolation {
+            gpa,
+            access: Access::Read,
+            pc: 0x10_0000
+        }
+    );
+}
+
+#[test]
+fn undecoded_accesses_stop_the_partition_with_the_address() {
+    let p = FakePlatform::new(0);
+    let gpa = GuestPhysAddr::new(0x0800_0000);
+    let (stop, _, _) = run([Exit::UndecodedAccess { gpa }], &p);
+    assert_eq!(stop, StopReason::UndecodedAccess { gpa, pc: 0x10_0000 });
+}
+
+fn power(r: PowerRequest) -> Exit {
+    Exit::Power(r)
+}
+
+#[test]
+fn cpu_on_is_refused_outside_the_partition_and_forwarded_inside_it() {
+    let p = FakePlatform::new(0);
+    let mut part = crate::fake::partition();
+    part.cpus.push(5).unwrap();
+    let exits = [
+        power(PowerRequest::Version),
+        power(PowerRequest::CpuOn {
+            target: 2,
+            entry: 0x4000,
+            context: 7,
+        }),
+        power(PowerRequest::CpuOn {
+            target: 0,
+            entry: 0x4000,
+            context: 7,
+        }),
+        power(PowerRequest::CpuOn {
+            target: 1,
+            entry: 0x4000,
+            context: 7,
+        }),
+        power(PowerRequest::AffinityInfo { target: 9 }),
+        power(PowerRequest::Unknown {
+            function: 0x8400_00ff,
+        }),
+    ];
+    let (_, vcpu, _) = run_on(&part, ScriptedVcpu::new(exits), &p);
+    let value = |s: PowerStatus| Completion::Value(s as i32 as i64 as u64);
+    assert_eq!(
+        vcpu.completions,
+        [
+            Completion::Value(crate::power::VERSION),
+            value(PowerStatus::InvalidParameters),
+            value(PowerStatus::AlreadyOn),
+            value(PowerStatus::Success),
+            value(PowerStatus::InvalidParameters),
+            value(PowerStatus::NotSupported),
+        ]
+    );
+    assert_eq!(*p.started.borrow(), [(3, 1, 0x4000, 7)]);
+    assert!(matches!(
+        p.notices.borrow()[0],
+        Notice::RefusedPowerCall {
+            status: -2,
+            target: 2,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn system_off_and_reset_stop_the_partition_with_their_reason() {
+    let p = FakePlatform::new(0);
+    assert_eq!(
+        run([power(PowerRequest::SystemOff)], &p).0,
+        StopReason::PoweredOff
+    );
+    assert_eq!(
+        run([power(PowerRequest::SystemReset)], &p).0,
+        StopReason::ResetRequested
+    );
+    assert_eq!(
+        run([power(PowerRequest::CpuOff)], &p).0,
+        StopReason::VcpuOff
+    );
+}
+
+#[test]
+fn a_halted_guest_sleeps_until_its_own_timer() {
+    let p = FakePlatform::new(0);
+    let mut vcpu = ScriptedVcpu::new([Exit::Halt]);
+    vcpu.wake = Some(5_000);
+    let (stop, _, _) = run_on(&crate::fake::partition(), vcpu, &p);
+    assert_eq!(stop, END, "woken, then the script ends");
+    assert_eq!(p.now.get(), 5_000);
+    let (stop, _, _) = run([Exit::Halt], &p);
+    assert!(matches!(stop, StopReason::HaltedForever { .. }));
+}
+
+#[test]
+fn partition_info_reports_resets() {
+    let p = FakePlatform::new(MEMORY as usize);
+    let part = crate::fake::partition();
+    let mut record = crate::partition::VcpuRecord::new(0);
+    record.resets = 2;
+    let mut vcpu = ScriptedVcpu::new([hc(Call::PartitionInfo as u64, [0x8000, 104, 0, 0])]);
+    crate::partition::VcpuRuntime {
+        partition: &part,
+        id: 0,
+        vcpu: 0,
+        record: &mut record,
+        platform: &p,
+    }
+    .run(&mut vcpu);
+    let mem = p.memory.borrow();
+    assert_eq!(
+        u32::from_le_bytes(mem[0x800c..0x8010].try_into().unwrap()),
+        2
+    );
 }

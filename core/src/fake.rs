@@ -8,6 +8,7 @@ use crate::config::{self, Image, MemoryRegion, PortMode, PortRange};
 use crate::exit::Exit;
 use crate::partition::{VcpuRecord, VcpuRuntime};
 use crate::platform::Platform;
+use crate::power::PowerStatus;
 use crate::report::{Notice, StopReason};
 use crate::vcpu::{Completion, EntryError, Vcpu};
 
@@ -19,6 +20,8 @@ pub struct ScriptedVcpu {
     pub pending: Option<u8>,
     pub interrupts_on: bool,
     pub deadline: Option<u64>,
+    /// When the guest's own timer would fire ([`Vcpu::wake_deadline`]).
+    pub wake: Option<u64>,
     pub pc: u64,
 }
 
@@ -31,6 +34,7 @@ impl ScriptedVcpu {
             pending: None,
             interrupts_on: true,
             deadline: None,
+            wake: None,
             pc: 0x10_0000,
         }
     }
@@ -64,6 +68,9 @@ impl Vcpu for ScriptedVcpu {
     fn pc(&self) -> u64 {
         self.pc
     }
+    fn wake_deadline(&self) -> Option<u64> {
+        self.wake
+    }
 }
 
 /// A platform whose clock only moves when the core waits, and whose guest memory is a vector.
@@ -72,6 +79,9 @@ pub struct FakePlatform {
     pub lines: RefCell<Vec<(String, String)>>,
     pub notices: RefCell<Vec<Notice>>,
     pub memory: RefCell<Vec<u8>>,
+    pub uart_mmio: Option<GuestPhysAddr>,
+    /// vCPUs started through [`Platform::start_vcpu`]: (partition, vCPU, entry, context).
+    pub started: RefCell<Vec<(u32, u32, u64, u64)>>,
 }
 
 impl FakePlatform {
@@ -81,6 +91,8 @@ impl FakePlatform {
             lines: RefCell::new(Vec::new()),
             notices: RefCell::new(Vec::new()),
             memory: RefCell::new(vec![0; memory_size]),
+            uart_mmio: None,
+            started: RefCell::new(Vec::new()),
         }
     }
 }
@@ -108,6 +120,15 @@ impl Platform for FakePlatform {
     fn write_guest(&self, _region: &MemoryRegion, offset: u64, data: &[u8]) {
         let o = offset as usize;
         self.memory.borrow_mut()[o..o + data.len()].copy_from_slice(data);
+    }
+    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+        self.uart_mmio
+    }
+    fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+        self.started
+            .borrow_mut()
+            .push((partition, vcpu, entry, context));
+        PowerStatus::Success
     }
 }
 
@@ -152,11 +173,18 @@ pub fn run(
     exits: impl IntoIterator<Item = Exit>,
     platform: &FakePlatform,
 ) -> (StopReason, ScriptedVcpu, VcpuRecord) {
-    let part = partition();
+    run_on(&partition(), ScriptedVcpu::new(exits), platform)
+}
+
+/// Runs `vcpu` as vCPU 0 of `part`.
+pub fn run_on(
+    part: &config::Partition,
+    mut vcpu: ScriptedVcpu,
+    platform: &FakePlatform,
+) -> (StopReason, ScriptedVcpu, VcpuRecord) {
     let mut record = VcpuRecord::new(platform.now_ns());
-    let mut vcpu = ScriptedVcpu::new(exits);
     let stop = VcpuRuntime {
-        partition: &part,
+        partition: part,
         id: 3,
         vcpu: 0,
         record: &mut record,

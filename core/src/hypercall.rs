@@ -72,7 +72,8 @@ pub struct PartitionInfo {
     pub abi_version: u32,
     pub id: u32,
     pub vcpus: u32,
-    pub reserved: u32,
+    /// How many times the partition was restarted at its own request.
+    pub resets: u32,
     pub memory_bytes: u64,
     /// NUL-padded.
     pub name: [u8; 16],
@@ -89,7 +90,7 @@ impl PartitionInfo {
         out[0..4].copy_from_slice(&self.abi_version.to_le_bytes());
         out[4..8].copy_from_slice(&self.id.to_le_bytes());
         out[8..12].copy_from_slice(&self.vcpus.to_le_bytes());
-        out[12..16].copy_from_slice(&self.reserved.to_le_bytes());
+        out[12..16].copy_from_slice(&self.resets.to_le_bytes());
         out[16..24].copy_from_slice(&self.memory_bytes.to_le_bytes());
         out[24..40].copy_from_slice(&self.name);
         out[40..104].copy_from_slice(&self.args);

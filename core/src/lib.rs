@@ -12,9 +12,11 @@ pub mod config;
 pub mod devices;
 pub mod dispatch;
 pub mod exit;
+pub mod fdt;
 pub mod hypercall;
 pub mod partition;
 pub mod platform;
+pub mod power;
 pub mod report;
 pub mod vcpu;
 

@@ -1,6 +1,7 @@
 //! A vCPU of a partition at run time: its preserved record and the exit loop.
 
 use crate::config;
+use crate::devices::pl011::Pl011;
 use crate::devices::uart16550::Uart16550;
 use crate::devices::vtimer::VirtualTimer;
 use crate::dispatch::Next;
@@ -23,8 +24,10 @@ pub struct VcpuRecord {
     pub asynchronous_exits: u64,
     pub start_ns: u64,
     pub notices: u32,
-    pub reserved: u32,
+    /// How many times the partition was restarted at its own request; reported to the guest.
+    pub resets: u32,
     pub uart: Uart16550,
+    pub pl011: Pl011,
     pub timer: VirtualTimer,
 }
 
@@ -35,8 +38,9 @@ impl VcpuRecord {
             asynchronous_exits: 0,
             start_ns,
             notices: 0,
-            reserved: 0,
+            resets: 0,
             uart: Uart16550::new(),
+            pl011: Pl011::new(),
             timer: VirtualTimer::new(),
         }
     }
@@ -117,9 +121,17 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             if !vcpu.accepts_interrupts() {
                 return Err(StopReason::HaltedForever { pc });
             }
-            match self.absolute_deadline() {
-                None => return Err(StopReason::HaltedForever { pc }),
-                Some(deadline) => self.platform.wait_until_ns(deadline),
+            match (self.absolute_deadline(), vcpu.wake_deadline()) {
+                (None, None) => return Err(StopReason::HaltedForever { pc }),
+                // The guest's own timer comes first: the hardware raises its interrupt once the
+                // guest runs again.
+                (core_deadline, Some(own)) if core_deadline.is_none_or(|d| own <= d) => {
+                    self.platform.wait_until_ns(own);
+                    return Ok(());
+                }
+                (Some(deadline), _) | (None, Some(deadline)) => {
+                    self.platform.wait_until_ns(deadline)
+                }
             }
             self.raise_due_timer(vcpu);
         }

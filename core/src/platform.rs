@@ -1,6 +1,8 @@
 //! What a physical CPU provides to the portable exit loop besides the vCPU itself.
 
+use crate::addr::GuestPhysAddr;
 use crate::config::MemoryRegion;
+use crate::power::PowerStatus;
 use crate::report::Notice;
 
 /// Time, idling, guest memory and console output of the machine.
@@ -18,4 +20,20 @@ pub trait Platform {
     fn read_guest(&self, region: &MemoryRegion, offset: u64, buf: &mut [u8]);
     /// Copies `data` into `region` at `offset`, under the same rule as [`Platform::read_guest`].
     fn write_guest(&self, region: &MemoryRegion, offset: u64, data: &[u8]);
+    /// Where this machine puts each partition's memory-mapped UART (a PL011), if it gives them one
+    /// instead of a port-mapped 16550.
+    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+        None
+    }
+    /// Starts vCPU `vcpu` of partition `partition` at `entry` with `context` in its first argument
+    /// register, on the physical CPU the partition owns for it.
+    fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+        let _ = (partition, vcpu, entry, context);
+        PowerStatus::NotSupported
+    }
+    /// Whether vCPU `vcpu` of partition `partition` is running.
+    fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
+        let _ = (partition, vcpu);
+        false
+    }
 }

@@ -29,6 +29,14 @@ pub enum StopReason {
     },
     /// The hardware refused to run the guest.
     EntryFailed(EntryError),
+    /// The guest accessed memory in a way that could not be decoded or emulated.
+    UndecodedAccess { gpa: GuestPhysAddr, pc: u64 },
+    /// The guest powered its partition off (PSCI SYSTEM_OFF).
+    PoweredOff,
+    /// The guest asked for its partition to restart from its image (PSCI SYSTEM_RESET).
+    ResetRequested,
+    /// The guest stopped this vCPU (PSCI CPU_OFF); the partition's other vCPUs keep running.
+    VcpuOff,
 }
 
 /// Guest misbehaviour that is answered (with all-ones, a dropped write or a fault) and reported,
@@ -36,8 +44,30 @@ pub enum StopReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Notice {
-    DeniedPort { port: u16, write: bool, pc: u64 },
-    DeniedMsr { msr: u32, write: bool, pc: u64 },
-    ForbiddenInstruction { code: u32, pc: u64 },
-    BadHypercall { nr: u64, status: i64, pc: u64 },
+    DeniedPort {
+        port: u16,
+        write: bool,
+        pc: u64,
+    },
+    DeniedMsr {
+        msr: u32,
+        write: bool,
+        pc: u64,
+    },
+    ForbiddenInstruction {
+        code: u32,
+        pc: u64,
+    },
+    BadHypercall {
+        nr: u64,
+        status: i64,
+        pc: u64,
+    },
+    /// A power-management call refused with a negative status (e.g. CPU_ON of a CPU the partition
+    /// does not own).
+    RefusedPowerCall {
+        status: i32,
+        target: u64,
+        pc: u64,
+    },
 }

@@ -53,4 +53,10 @@ pub trait Vcpu {
     fn set_timer_deadline(&mut self, deadline_ns: Option<u64>);
     /// The guest's program counter, for reports and execution points.
     fn pc(&self) -> u64;
+    /// When a timer the guest drives itself (aarch64: the EL1 virtual timer) will raise an
+    /// interrupt, in platform nanoseconds; `None` if it is off or masked. A halted vCPU sleeps until
+    /// then instead of being stopped as halted forever.
+    fn wake_deadline(&self) -> Option<u64> {
+        None
+    }
 }

@@ -25,7 +25,8 @@ pub fn build_board(board: &str, config: Option<&Path>) -> Result<Image> {
         || config::board_dir(board).join("partitions.toml"),
         Path::to_path_buf,
     );
-    let guests = guests::build(Arch::X86_64)?;
+    let arch = config::load_board(board)?.arch.into();
+    let guests = guests::build(arch)?;
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     build(&file, &guests, &format!("{board}-{name}"))
 }
@@ -43,7 +44,11 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
     if fs::read(&bundle_path).ok().as_deref() != Some(&blob[..]) {
         fs::write(&bundle_path, &blob)?;
     }
-    let (package, target) = ("tandem-x86_64-pc", "x86_64-unknown-none");
+    // aarch64 hypervisor code is soft-float: it never touches the guests' FP/SIMD registers.
+    let (package, target) = match Arch::from(loaded.board.arch) {
+        Arch::X86_64 => ("tandem-x86_64-pc", "x86_64-unknown-none"),
+        Arch::Aarch64 => ("tandem-aarch64-virt", "aarch64-unknown-none-softfloat"),
+    };
     let out_dir = tools::cargo_build(
         package,
         target,

@@ -78,6 +78,15 @@ pub enum ArchName {
     Aarch64,
 }
 
+impl From<ArchName> for crate::Arch {
+    fn from(a: ArchName) -> Self {
+        match a {
+            ArchName::X86_64 => crate::Arch::X86_64,
+            ArchName::Aarch64 => crate::Arch::Aarch64,
+        }
+    }
+}
+
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EmulatorName {
@@ -90,6 +99,7 @@ pub enum EmulatorName {
 enum UartFile {
     Uart16550(u16),
     Pl011(u64),
+    Semihosting,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -187,8 +197,14 @@ pub struct Loaded {
     pub guests: Vec<String>,
 }
 
-/// Where guests are loaded and entered unless the partition says otherwise.
-pub const DEFAULT_LOAD: u64 = 0x10_0000;
+/// Where guests are loaded and entered unless the partition says otherwise: 1 MiB on x86_64;
+/// 1 MiB into RAM at 1 GiB on aarch64 (as on QEMU `virt`), leaving room for the device tree.
+pub fn default_load(arch: crate::Arch) -> u64 {
+    match arch {
+        crate::Arch::X86_64 => 0x10_0000,
+        crate::Arch::Aarch64 => 0x4010_0000,
+    }
+}
 const HPA_ALIGN: u64 = 2 << 20;
 
 fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
@@ -239,6 +255,7 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
         UartFile::Pl011(base) => model::Uart::Pl011 {
             base: HostPhysAddr::new(base),
         },
+        UartFile::Semihosting => model::Uart::Semihosting,
     };
     let board_model = model::Board {
         name: heapless_string(file, "board", &b.name)?,
@@ -289,7 +306,7 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
                 guests.len() - 1
             }
         };
-        let load = p.load.map_or(DEFAULT_LOAD, |s| s.0);
+        let load = p.load.map_or(default_load(b.arch.into()), |s| s.0);
         let mut memory = heapless::Vec::new();
         for (j, r) in p.memory.iter().enumerate() {
             let hpa = match r.hpa {
@@ -399,7 +416,7 @@ mod tests {
 
     #[test]
     fn board_demo_configs_are_valid() {
-        for board in ["bochs-x86_64", "qemu-x86_64"] {
+        for board in ["bochs-x86_64", "qemu-x86_64", "qemu-virt-aarch64"] {
             let file = board_dir(board).join("partitions.toml");
             let loaded = load(&file, sizes).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(loaded.system.partitions.len(), 2);

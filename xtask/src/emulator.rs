@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use wait_timeout::ChildExt;
 
 use crate::build::{self, Image};
-use crate::config::EmulatorName;
+use crate::config::{ArchName, EmulatorName};
 use crate::{Arch, EmulatorChoice, logs, tools};
 
 /// What a run produced.
@@ -102,10 +102,11 @@ fn collect(
         .collect();
     let log_bytes = fs::read(dir.join("log.bin")).unwrap_or_default();
     let (log, malformed_frames) = logs::decode(&fs::read(&image.elf)?, &log_bytes)?;
-    // Bochs exits 0 at the magic breakpoint and 1 at its shutdown port.
-    let (success, failure) = match emulator {
-        EmulatorName::Bochs => (0, 1),
-        EmulatorName::Qemu => (QEMU_SUCCESS, QEMU_FAILURE),
+    // Bochs exits 0 at the magic breakpoint and 1 at its shutdown port; QEMU aarch64 with the
+    // semihosting SYS_EXIT status, 0 or 1.
+    let (success, failure) = match (image.config.board.arch, emulator) {
+        (ArchName::Aarch64, _) | (_, EmulatorName::Bochs) => (0, 1),
+        (ArchName::X86_64, EmulatorName::Qemu) => (QEMU_SUCCESS, QEMU_FAILURE),
     };
     let text = fs::read_to_string(dir.join(emulator_log)).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
@@ -201,6 +202,35 @@ pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Re
     )
 }
 
+/// Boots `image` on QEMU `virt` at EL2 (emulators.md section 5): deterministic instruction
+/// counting, the PL011 to `console.out`, semihosting for the log file `log.bin` (opened by the
+/// hypervisor, relative to the run's directory) and the exit status.
+pub fn qemu_aarch64(image: &Image, timeout: Duration) -> Result<Run> {
+    tools::require(tools::QEMU_AARCH64)?;
+    let dir = &image.dir;
+    clean(dir);
+    let board = &image.config.system.board;
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"])
+        .args(["-display", "none", "-nodefaults", "-no-reboot"])
+        .args(["-smp", &board.cpus.to_string()])
+        .args(["-m", &format!("{}M", board.ram.size >> 20)])
+        .args(["-icount", "shift=0,sleep=off"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(["-serial", "file:console.out"])
+        .arg("-kernel")
+        .arg(&image.elf);
+    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
+    collect(
+        image,
+        EmulatorName::Qemu,
+        status,
+        timed_out,
+        elapsed,
+        "emulator.err",
+    )
+}
+
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).
 pub fn kvm_has_vmx() -> bool {
     Path::new("/dev/kvm").exists()
@@ -212,6 +242,9 @@ pub const BOCHS_TIMEOUT: Duration = Duration::from_secs(120);
 pub const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run_image(image: &Image) -> Result<Run> {
+    if image.config.board.arch == ArchName::Aarch64 {
+        return qemu_aarch64(image, QEMU_TIMEOUT);
+    }
     match image.config.board.emulator {
         EmulatorName::Bochs => {
             let iso = build::iso(image, "")?;
@@ -229,7 +262,9 @@ pub fn run_image(image: &Image) -> Result<Run> {
 
 /// `cargo xtask qemu`: the demo on whichever emulator can run it here.
 pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
-    let Arch::X86_64 = arch;
+    if arch == Arch::Aarch64 {
+        return demo_aarch64();
+    }
     let kvm = kvm_has_vmx();
     let (board, why) = match choice {
         Some(EmulatorChoice::Qemu) => ("qemu-x86_64", "as asked"),
@@ -253,6 +288,28 @@ pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
         println!(
             "Every partition stopped; {} exited normally after {:.1}s.",
             emulator,
+            run.elapsed.as_secs_f64()
+        );
+    } else {
+        println!(
+            "The run did not end normally (status {:?}{}). Emulator log tail:\n{}",
+            run.status,
+            if run.timed_out { ", timed out" } else { "" },
+            run.emulator_log
+        );
+    }
+    Ok(run.success)
+}
+
+/// `cargo xtask qemu --arch aarch64`: the demo on QEMU `virt` at EL2.
+fn demo_aarch64() -> Result<bool> {
+    println!("Running the aarch64 demo in QEMU virt (EL2, GICv3, TCG with -icount shift=0).");
+    let image = build::build_board("qemu-virt-aarch64", None)?;
+    let run = run_image(&image)?;
+    run.print("");
+    if run.success {
+        println!(
+            "Every partition stopped; QEMU exited normally after {:.1}s.",
             run.elapsed.as_secs_f64()
         );
     } else {

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::Arch;
-use crate::config::DEFAULT_LOAD;
+use crate::config::default_load;
 use crate::tools::{cargo_build, llvm, run};
 
 pub struct Guests {
@@ -31,6 +31,12 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
             "x86_64-unknown-none",
             &["hello", "timer", "hostile", "ports", "bench"],
         ),
+        // Guests may use FP/SIMD: the hypervisor never touches those registers.
+        Arch::Aarch64 => (
+            "tandem-test-guests-aarch64",
+            "aarch64-unknown-none",
+            &["hello", "timer", "hostile", "bench"],
+        ),
     }
 }
 
@@ -49,8 +55,9 @@ pub fn build(arch: Arch) -> Result<Guests> {
         let elf_path = out_dir.join(bin);
         let elf =
             std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
-        if elf_entry(&elf) != Some(DEFAULT_LOAD) {
-            bail!("guest {bin} does not start at {DEFAULT_LOAD:#x}; check its linker script");
+        let load = default_load(arch);
+        if elf_entry(&elf) != Some(load) {
+            bail!("guest {bin} does not start at {load:#x}; check its linker script");
         }
         let flat: PathBuf = out_dir.join(format!("{bin}.bin"));
         run(Command::new(&objcopy)

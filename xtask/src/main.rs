@@ -26,6 +26,20 @@ struct Cli {
 pub enum Arch {
     #[value(name = "x86_64")]
     X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The folder name used under `tests/` and in test names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -44,8 +58,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Run the demo: two partitions side by side, in QEMU with KVM where the host has nested
-    /// VT-x, otherwise in Bochs.
+    /// Run the demo: two partitions side by side. x86_64: QEMU with KVM where the host has nested
+    /// VT-x, otherwise Bochs. aarch64: QEMU `virt` at EL2.
     Qemu {
         #[arg(long, value_enum, default_value = "x86_64")]
         arch: Arch,

@@ -9,7 +9,7 @@ use std::thread;
 use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
-use crate::config::EmulatorName;
+use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Run};
 use crate::scenario::{self, Rule};
 use crate::{Arch, guests, root, tools};
@@ -96,6 +96,9 @@ impl Prepared {
         };
         let run = self.image.and_then(|(img, iso)| match iso {
             Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
+            None if img.config.board.arch == ArchName::Aarch64 => {
+                emulator::qemu_aarch64(&img, emulator::QEMU_TIMEOUT)
+            }
             None => emulator::qemu(&img, &cmdline, accel, emulator::QEMU_TIMEOUT),
         });
         report(&self.name, run, &self.rules, tally);
@@ -109,9 +112,7 @@ struct Scenario {
 }
 
 fn scenarios(arch: Arch, filter: Option<&str>) -> Result<Vec<Scenario>> {
-    let dir = root().join("tests/scenarios").join(match arch {
-        Arch::X86_64 => "x86_64",
-    });
+    let dir = root().join("tests/scenarios").join(arch.name());
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
@@ -162,8 +163,15 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     if list.is_empty() {
         return Ok(());
     }
-    println!("== integration tests ({} scenarios)", list.len());
-    tools::require(tools::BOCHS)?;
+    println!(
+        "== {} integration tests ({} scenarios)",
+        arch.name(),
+        list.len()
+    );
+    tools::require(match arch {
+        Arch::X86_64 => tools::BOCHS,
+        Arch::Aarch64 => tools::QEMU_AARCH64,
+    })?;
     let guests = guests::build(arch)?;
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
     let ready: Vec<Prepared> = list
@@ -191,7 +199,9 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
         unit_tests(&mut tally)?;
     }
     let tally = Mutex::new(tally);
-    integration(Arch::X86_64, filter, &tally)?;
+    for arch in Arch::ALL {
+        integration(arch, filter, &tally)?;
+    }
     let t = tally.into_inner().unwrap();
     println!("{} passed, {} failed", t.passed, t.failed);
     Ok(t.failed == 0)

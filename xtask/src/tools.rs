@@ -54,6 +54,13 @@ pub const QEMU_X86: &[Need] = &[Need {
     package: "qemu-system-x86",
 }];
 
+/// QEMU `virt` with EL2 for the aarch64 backend; its package conflicts with backported
+/// `qemu-utils` like QEMU x86's does (see [`CONFLICTING`]).
+pub const QEMU_AARCH64: &[Need] = &[Need {
+    file: "/usr/bin/qemu-system-aarch64",
+    package: "qemu-system-arm",
+}];
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -32,8 +32,8 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 fn port(uart: Uart) -> u16 {
     match uart {
         Uart::Pio16550 { port } => port,
-        // Validation rejects PL011s on x86 boards.
-        Uart::Pl011 { .. } => 0x3f8,
+        // Validation rejects PL011s and semihosting on x86 boards.
+        Uart::Pl011 { .. } | Uart::Semihosting => 0x3f8,
     }
 }
 
@@ -257,6 +257,11 @@ fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
         StopReason::EntryFailed(e) => {
             defmt::error!("partition {=str} stopped: VM entry failed: {}", name, e)
         }
+        // Only aarch64 guests can ask for these (PSCI, accesses without syndrome).
+        StopReason::UndecodedAccess { .. }
+        | StopReason::PoweredOff
+        | StopReason::ResetRequested
+        | StopReason::VcpuOff => defmt::warn!("partition {=str} stopped: {}", name, stop),
     }
 }
 

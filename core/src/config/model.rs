@@ -47,6 +47,9 @@ pub enum Uart {
     Pio16550 { port: u16 },
     /// A PL011 at a physical address.
     Pl011 { base: HostPhysAddr },
+    /// Not a UART: Arm semihosting writes the bytes to a file the emulator opens on the host
+    /// (only for the log, on boards whose machine has a single UART).
+    Semihosting,
 }
 
 /// How a run ends the machine, so emulators can report a status.

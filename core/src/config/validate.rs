@@ -68,12 +68,13 @@ fn validate_board(b: &Board) -> Result {
     if !b.ram.contains(&b.hypervisor) {
         return Err(err(Field::board("hypervisor"), Problem::OutsideRam));
     }
-    let uarts_fit = |u: Uart| match (b.arch, u) {
+    let uarts_fit = |u: Uart, log: bool| match (b.arch, u) {
         (Arch::X86_64, Uart::Pio16550 { .. }) | (Arch::Aarch64, Uart::Pl011 { .. }) => Ok(()),
+        (Arch::Aarch64, Uart::Semihosting) if log => Ok(()),
         _ => Err(Problem::ArchMismatch),
     };
-    uarts_fit(b.console).map_err(|p| err(Field::board("console"), p))?;
-    uarts_fit(b.log).map_err(|p| err(Field::board("log"), p))?;
+    uarts_fit(b.console, false).map_err(|p| err(Field::board("console"), p))?;
+    uarts_fit(b.log, true).map_err(|p| err(Field::board("log"), p))?;
     Ok(())
 }
 
@@ -251,7 +252,7 @@ fn board_ports(b: &Board) -> impl Iterator<Item = PortRange> {
             count: COM1_PORTS,
             mode: PortMode::Passthrough,
         }),
-        Uart::Pl011 { .. } => None,
+        Uart::Pl011 { .. } | Uart::Semihosting => None,
     };
     let exit = match b.exit {
         ExitDevice::Bochs => Some(PortRange {

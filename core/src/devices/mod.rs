@@ -3,5 +3,7 @@
 
 pub mod cpuid;
 pub mod msr;
+pub mod pl011;
 pub mod uart16550;
+pub mod vintc;
 pub mod vtimer;

@@ -1,0 +1,130 @@
+//! The first instructions, at EL2 with the MMU off (QEMU `-kernel` ELF: X0 = 0, DTB at the base of
+//! RAM). Secondary CPUs come in at `secondary_entry` from PSCI CPU_ON with their index in X0.
+//!
+//! With the MMU off every data access is Device-nGnRnE (Arm ARM D8.2.11): unaligned accesses
+//! fault and exclusives are IMPLEMENTATION DEFINED. So before any Rust code runs, each CPU turns
+//! the EL2 MMU on with one identity map: the first GiB (devices: GIC, PL011) as Device-nGnRnE, the
+//! next three GiB (RAM) as Normal write-back, all as level-1 blocks of a 39-bit address space.
+//! Then it takes its own stack and calls `board_main` (bootstrap CPU) or `secondary_main`.
+
+use core::arch::global_asm;
+
+/// Stack size of each CPU.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// CPUs the boot code has stacks for.
+pub const MAX_CPUS: usize = tandem_core::config::MAX_CPUS;
+
+/// MAIR_EL2: attribute 0 = Device-nGnRnE, attribute 1 = Normal, inner/outer write-back
+/// read/write-allocate (Arm ARM D19.2.98).
+const MAIR: u64 = 0xff << 8;
+/// TCR_EL2 (E2H = 0, Arm ARM D19.2.139): T0SZ = 25 (39-bit VA, walks start at level 1), inner and
+/// outer write-back, inner shareable, 4 KiB granule, PS = 40 bits, RES1 bits 23 and 31.
+const TCR: u64 = 25 | 1 << 8 | 1 << 10 | 3 << 12 | 2 << 16 | 1 << 23 | 1 << 31;
+/// SCTLR_EL2: RES1 bits (Arm ARM D19.2.118) plus M (MMU), C (data cache), I (instruction cache).
+const SCTLR: u64 = 0x30c5_0830 | 1 | 1 << 2 | 1 << 12;
+/// Level-1 block descriptors: valid block, AF; device blocks execute-never.
+const BLOCK_DEVICE: u64 = 0b01 | 1 << 10 | 1 << 54;
+const BLOCK_NORMAL: u64 = 0b01 | 1 << 10 | 3 << 8 | 1 << 2;
+
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    msr daifset, #0xf
+    /* Clear .bss (the boot CPU only; it holds the page table and the stacks). */
+    adrp x1, __bss_start
+    add x1, x1, :lo12:__bss_start
+    adrp x2, __bss_end
+    add x2, x2, :lo12:__bss_end
+1:  cmp x1, x2
+    b.hs 2f
+    str xzr, [x1], #8
+    b 1b
+2:  /* The identity map, shared by every CPU. */
+    adrp x1, boot_l1
+    ldr x2, ={device}
+    str x2, [x1]
+    mov x3, #1
+3:  lsl x4, x3, #30
+    ldr x2, ={normal}
+    orr x2, x2, x4
+    str x2, [x1, x3, lsl #3]
+    add x3, x3, #1
+    cmp x3, #4
+    b.lo 3b
+    mov x19, #0
+    b boot_common
+
+    .global secondary_entry
+secondary_entry:
+    msr daifset, #0xf
+    mov x19, x0
+
+boot_common:
+    ldr x1, ={mair}
+    msr mair_el2, x1
+    ldr x1, ={tcr}
+    msr tcr_el2, x1
+    adrp x1, boot_l1
+    msr ttbr0_el2, x1
+    dsb sy
+    tlbi alle2
+    dsb sy
+    isb
+    ldr x1, ={sctlr}
+    msr sctlr_el2, x1
+    isb
+    /* Stack: the top of this CPU's slot. */
+    adrp x1, boot_stacks
+    add x1, x1, :lo12:boot_stacks
+    add x2, x19, #1
+    mov x3, #{stack}
+    madd x1, x2, x3, x1
+    mov sp, x1
+    adrp x1, el2_vectors
+    add x1, x1, :lo12:el2_vectors
+    msr vbar_el2, x1
+    isb
+    mov x0, x19
+    cbnz x19, 4f
+    bl board_main
+4:  bl secondary_main
+5:  wfe
+    b 5b
+
+    .section .bss.boot, "aw", @nobits
+    .balign 4096
+boot_l1:
+    .skip 4096
+    .balign 16
+boot_stacks:
+    .skip {stack} * {cpus}
+"#,
+    device = const BLOCK_DEVICE,
+    normal = const BLOCK_NORMAL,
+    mair = const MAIR,
+    tcr = const TCR,
+    sctlr = const SCTLR,
+    stack = const STACK_SIZE,
+    cpus = const MAX_CPUS,
+);
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    fn secondary_entry();
+}
+
+/// The physical range the loaded image occupies (code, data and `.bss`).
+pub fn image_range() -> (u64, u64) {
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}
+
+/// Where PSCI CPU_ON starts a secondary CPU (physical = virtual: the map is the identity).
+pub fn secondary_entry_point() -> u64 {
+    secondary_entry as *const () as u64
+}

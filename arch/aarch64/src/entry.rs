@@ -1,0 +1,173 @@
+//! The EL2 vector table and the world switch.
+//!
+//! `guest_enter` saves the hypervisor's callee-saved registers and the guest-register pointer on
+//! the current CPU's stack, loads the guest's general registers, ELR_EL2 and SPSR_EL2, and ERETs.
+//! An exception from the guest (lower EL, AArch64) lands on the same stack (SP_EL2), stores the
+//! guest's registers back and returns the exception kind to `guest_enter`'s caller. EL1 system
+//! registers are never switched: each vCPU owns its physical CPU. The hypervisor uses no FP/SIMD
+//! (softfloat target), so the guest's FP registers are left as they are.
+//!
+//! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`.
+
+use core::arch::global_asm;
+
+/// What brought the CPU back from the guest (the vector's index; 2 is FIQ and 3 SError).
+pub const KIND_SYNC: u64 = 0;
+pub const KIND_IRQ: u64 = 1;
+
+/// The guest's general registers, PC (ELR_EL2) and PSTATE (SPSR_EL2) while it is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct GuestRegs {
+    pub x: [u64; 31],
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+// The assembly below addresses the fields by offset.
+const _: () = assert!(core::mem::offset_of!(GuestRegs, pc) == 248);
+const _: () = assert!(core::mem::offset_of!(GuestRegs, pstate) == 256);
+
+impl GuestRegs {
+    pub const fn zeroed() -> Self {
+        Self {
+            x: [0; 31],
+            pc: 0,
+            pstate: 0,
+        }
+    }
+}
+
+global_asm!(
+    r#"
+    .macro VENTRY label
+    .balign 128
+    b \label
+    .endm
+
+    .macro GUEST kind
+    .balign 128
+    stp x0, x1, [sp, #-16]!
+    mov x0, #\kind
+    b guest_exit
+    .endm
+
+    .macro FAULT kind
+    .balign 128
+    mov x0, #\kind
+    b hypervisor_fault_entry
+    .endm
+
+    .section .text.vectors, "ax"
+    .balign 2048
+    .global el2_vectors
+el2_vectors:
+    /* Current EL with SP_EL0: never used. */
+    FAULT 0
+    FAULT 1
+    FAULT 2
+    FAULT 3
+    /* Current EL with SP_EL2: a failure of the hypervisor. */
+    FAULT 0
+    FAULT 1
+    FAULT 2
+    FAULT 3
+    /* Lower EL, AArch64: the guest. */
+    GUEST 0
+    GUEST 1
+    GUEST 2
+    GUEST 3
+    /* Lower EL, AArch32: guests cannot enter AArch32 (HCR_EL2.RW = 1 and no AArch32 EL1). */
+    FAULT 0
+    FAULT 1
+    FAULT 2
+    FAULT 3
+
+hypervisor_fault_entry:
+    mrs x1, esr_el2
+    mrs x2, elr_el2
+    mrs x3, far_el2
+    bl hypervisor_fault
+6:  wfe
+    b 6b
+
+    .text
+    .global guest_enter
+guest_enter:
+    stp x29, x30, [sp, #-112]!
+    stp x19, x20, [sp, #16]
+    stp x21, x22, [sp, #32]
+    stp x23, x24, [sp, #48]
+    stp x25, x26, [sp, #64]
+    stp x27, x28, [sp, #80]
+    str x0, [sp, #96]
+    ldp x1, x2, [x0, #248]
+    msr elr_el2, x1
+    msr spsr_el2, x2
+    ldp x2, x3, [x0, #16]
+    ldp x4, x5, [x0, #32]
+    ldp x6, x7, [x0, #48]
+    ldp x8, x9, [x0, #64]
+    ldp x10, x11, [x0, #80]
+    ldp x12, x13, [x0, #96]
+    ldp x14, x15, [x0, #112]
+    ldp x16, x17, [x0, #128]
+    ldp x18, x19, [x0, #144]
+    ldp x20, x21, [x0, #160]
+    ldp x22, x23, [x0, #176]
+    ldp x24, x25, [x0, #192]
+    ldp x26, x27, [x0, #208]
+    ldp x28, x29, [x0, #224]
+    ldr x30, [x0, #240]
+    ldp x0, x1, [x0]
+    eret
+
+guest_exit:
+    ldr x1, [sp, #16 + 96]
+    stp x2, x3, [x1, #16]
+    stp x4, x5, [x1, #32]
+    stp x6, x7, [x1, #48]
+    stp x8, x9, [x1, #64]
+    stp x10, x11, [x1, #80]
+    stp x12, x13, [x1, #96]
+    stp x14, x15, [x1, #112]
+    stp x16, x17, [x1, #128]
+    stp x18, x19, [x1, #144]
+    stp x20, x21, [x1, #160]
+    stp x22, x23, [x1, #176]
+    stp x24, x25, [x1, #192]
+    stp x26, x27, [x1, #208]
+    stp x28, x29, [x1, #224]
+    str x30, [x1, #240]
+    ldp x2, x3, [sp], #16
+    stp x2, x3, [x1]
+    mrs x2, elr_el2
+    mrs x3, spsr_el2
+    stp x2, x3, [x1, #248]
+    ldp x19, x20, [sp, #16]
+    ldp x21, x22, [sp, #32]
+    ldp x23, x24, [sp, #48]
+    ldp x25, x26, [sp, #64]
+    ldp x27, x28, [sp, #80]
+    ldp x29, x30, [sp], #112
+    ret
+"#
+);
+
+unsafe extern "C" {
+    /// Runs the guest until its next exception to EL2 and returns its kind (`KIND_*`).
+    ///
+    /// # Safety
+    /// EL2 is set up for a guest on this CPU (HCR_EL2, stage 2, vectors), `regs` stays valid for the
+    /// call, and `regs.pstate` names EL1 or EL0 in AArch64 state.
+    pub fn guest_enter(regs: *mut GuestRegs) -> u64;
+}
+
+/// An exception taken at EL2: the hypervisor itself failed.
+#[unsafe(no_mangle)]
+extern "C" fn hypervisor_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    crate::panic::fatal(format_args!(
+        "exception in the hypervisor on CPU {}: kind {kind}, ESR_EL2 {esr:#x}, ELR_EL2 {elr:#x}, FAR_EL2 {far:#x}",
+        crate::sysreg::cpu_index()
+    ))
+}

@@ -1,0 +1,38 @@
+//! Physical 4 KiB frames for VMX structures and EPT tables, bump-allocated from the hypervisor's
+//! memory between the end of the image and the ledger. Nothing is ever freed: every structure
+//! lives as long as the partitions do.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use tandem_core::addr::HostPhysAddr;
+use tandem_core::config::PAGE_SIZE;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+static END: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub struct OutOfFrames;
+
+pub fn init(start: u64, end: u64) {
+    NEXT.store(start.next_multiple_of(PAGE_SIZE), Ordering::Relaxed);
+    END.store(end, Ordering::Relaxed);
+}
+
+/// A zeroed frame.
+pub fn alloc() -> Result<HostPhysAddr, OutOfFrames> {
+    let frame = NEXT.fetch_add(PAGE_SIZE, Ordering::Relaxed);
+    if frame + PAGE_SIZE > END.load(Ordering::Relaxed) {
+        return Err(OutOfFrames);
+    }
+    // SAFETY: the frame lies in the hypervisor's own range (see `init`), is identity-mapped and
+    // was handed out to no one else (the bump pointer only moves forward).
+    unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE_SIZE as usize) };
+    Ok(HostPhysAddr::new(frame))
+}
+
+/// The remaining frames, for the boot report.
+pub fn remaining() -> u64 {
+    END.load(Ordering::Relaxed)
+        .saturating_sub(NEXT.load(Ordering::Relaxed))
+        / PAGE_SIZE
+}

@@ -1,0 +1,61 @@
+//! Preparing a partition's memory before its first instruction (and again when it asks to be
+//! reset): zeroed, the image copied in, its device tree written, and the whole range cleaned to
+//! the point of coherency, because the guest starts with its MMU and caches off (Arm ARM D7.4.9).
+
+use tandem_core::addr::GuestPhysAddr;
+use tandem_core::config::Partition;
+
+use crate::dt;
+use crate::sysreg::{dsb_ish, read_sysreg};
+
+/// Host address backing `gpa`; the configuration guarantees the range lies in one region.
+fn host(p: &Partition, gpa: u64, len: u64) -> Option<u64> {
+    let region = p.region_for(GuestPhysAddr::new(gpa), len)?;
+    Some(region.hpa.raw() + (gpa - region.gpa.raw()))
+}
+
+/// Cleans `[start, start + len)` from the data cache to the point of coherency.
+fn clean_to_poc(start: u64, len: u64) {
+    // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: cleaning a line has no architectural effect on memory contents.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr, options(nostack)) };
+        addr += line;
+    }
+    dsb_ish();
+}
+
+/// Why a partition's memory could not be prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum LoadError {
+    /// The device tree does not fit between the start of the image's region and the image.
+    NoRoomForDeviceTree,
+}
+
+/// Loads `image` and the device tree into partition `p` (index `id`); returns the device tree's
+/// guest-physical address. Runs before any vCPU of the partition does.
+pub fn load(p: &Partition, id: u32, image: &[u8]) -> Result<u64, LoadError> {
+    for r in &p.memory {
+        // SAFETY: the region is the partition's own host memory (validated: inside RAM, not the
+        // hypervisor's, exclusive), identity-mapped, and no vCPU of it runs.
+        unsafe { core::ptr::write_bytes(r.hpa.raw() as *mut u8, 0, r.size as usize) };
+    }
+    let dst = host(p, p.image.load.raw(), image.len() as u64).unwrap_or(0);
+    // SAFETY: as above; the image fits in its region (validated against `image.size`).
+    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), dst as *mut u8, image.len()) };
+    let region = p
+        .region_for(p.image.load, 1)
+        .ok_or(LoadError::NoRoomForDeviceTree)?;
+    let dt_gpa = region.gpa.raw();
+    let room = p.image.load.raw() - dt_gpa;
+    // SAFETY: `room` bytes from the region's start lie below the image, inside the region.
+    let buf =
+        unsafe { core::slice::from_raw_parts_mut(region.hpa.raw() as *mut u8, room as usize) };
+    dt::write(p, id, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
+    for r in &p.memory {
+        clean_to_poc(r.hpa.raw(), r.size);
+    }
+    Ok(dt_gpa)
+}

@@ -1,0 +1,30 @@
+//! Tandem's aarch64 backend: EL2 boot, MMU, GICv3 and its virtual interface, stage 2, PSCI and
+//! exits, for QEMU `virt` with `virtualization=on,gic-version=3`.
+//!
+//! The board's binary provides `board_main`, which the boot code calls on the bootstrap CPU, and
+//! hands the embedded bundle to [`hypervisor::primary_main`]. Hypervisor code is built for
+//! `aarch64-unknown-none-softfloat`: it never touches FP/SIMD registers, so guests' stay theirs.
+#![no_std]
+
+pub mod boot;
+mod console;
+mod dt;
+mod entry;
+mod frames;
+mod gic;
+mod guest_load;
+pub mod hypervisor;
+mod ledger;
+mod logger;
+mod lr;
+mod machine;
+mod panic;
+mod pl011;
+mod platform;
+mod psci;
+mod semihosting;
+mod stage2;
+mod sysreg;
+mod time;
+mod vcpu;
+mod vgic;

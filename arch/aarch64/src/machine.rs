@@ -1,0 +1,32 @@
+//! Ending a run: QEMU exits with the status the hypervisor gives through semihosting SYS_EXIT.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use tandem_core::config::ExitDevice;
+
+use crate::{console, logger, semihosting};
+
+static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
+
+pub fn init(dev: ExitDevice) {
+    SEMIHOSTING.store(dev == ExitDevice::Semihosting, Ordering::Relaxed);
+}
+
+/// Stops the machine after draining the UART: exit status 0 on success, 1 on failure. Without
+/// semihosting (real hardware) the CPU parks.
+pub fn exit(success: bool) -> ! {
+    logger::drain();
+    console::drain();
+    if SEMIHOSTING.load(Ordering::Relaxed) {
+        semihosting::exit(if success { 0 } else { 1 })
+    }
+    park()
+}
+
+/// Parks this CPU for good.
+pub fn park() -> ! {
+    loop {
+        // SAFETY: WFE only waits; interrupts are masked at EL2, so nothing runs afterwards.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) }
+    }
+}

@@ -1,0 +1,103 @@
+//! The portable core's view of this machine.
+
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use tandem_core::addr::GuestPhysAddr;
+use tandem_core::config::{MAX_CPUS, MemoryRegion};
+use tandem_core::platform::Platform;
+use tandem_core::power::PowerStatus;
+use tandem_core::report::Notice;
+
+use crate::{console, time};
+
+/// Where each partition finds its PL011: QEMU `virt`'s address, named in its device tree.
+pub const GUEST_UART: u64 = 0x0900_0000;
+
+pub struct VirtPlatform;
+
+/// Host address of `len` bytes at `offset` in `region`, if they lie inside it.
+fn host(region: &MemoryRegion, offset: u64, len: usize) -> Option<u64> {
+    let end = offset.checked_add(len as u64)?;
+    (end <= region.size).then(|| region.hpa.raw() + offset)
+}
+
+/// A vCPU's power state, per physical CPU, for PSCI CPU_ON between vCPUs of one partition.
+pub const OFF: u8 = 0;
+pub const STARTING: u8 = 1;
+pub const ON: u8 = 2;
+
+pub struct Mailbox {
+    pub state: AtomicU8,
+    pub entry: AtomicU64,
+    pub context: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const IDLE: Mailbox = Mailbox {
+    state: AtomicU8::new(OFF),
+    entry: AtomicU64::new(0),
+    context: AtomicU64::new(0),
+};
+pub static MAILBOXES: [Mailbox; MAX_CPUS] = [IDLE; MAX_CPUS];
+
+impl Platform for VirtPlatform {
+    fn now_ns(&self) -> u64 {
+        time::now_ns()
+    }
+
+    fn wait_until_ns(&self, deadline_ns: u64) {
+        time::wait_until_ns(deadline_ns);
+    }
+
+    fn console_line(&self, partition: &str, line: &[u8]) {
+        console::partition_line(partition, line);
+    }
+
+    fn notice(&self, partition: &str, notice: Notice) {
+        defmt::warn!("partition {=str}: {}", partition, notice);
+    }
+
+    fn read_guest(&self, region: &MemoryRegion, offset: u64, buf: &mut [u8]) {
+        if let Some(src) = host(region, offset, buf.len()) {
+            // SAFETY: the range lies inside one of the partition's regions (checked above), which
+            // is identity-mapped host memory the partition owns.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) }
+        }
+    }
+
+    fn write_guest(&self, region: &MemoryRegion, offset: u64, data: &[u8]) {
+        if let Some(dst) = host(region, offset, data.len()) {
+            // SAFETY: as in `read_guest`.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) }
+        }
+    }
+
+    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+        Some(GuestPhysAddr::new(GUEST_UART))
+    }
+
+    fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+        let Some(cpu) = crate::hypervisor::cpu_of(partition, vcpu) else {
+            return PowerStatus::InvalidParameters;
+        };
+        let mailbox = &MAILBOXES[cpu];
+        mailbox.entry.store(entry, Ordering::Relaxed);
+        mailbox.context.store(context, Ordering::Relaxed);
+        match mailbox
+            .state
+            .compare_exchange(OFF, STARTING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // SAFETY: SEV only wakes CPUs waiting in WFE.
+                unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
+                PowerStatus::Success
+            }
+            Err(_) => PowerStatus::AlreadyOn,
+        }
+    }
+
+    fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
+        crate::hypervisor::cpu_of(partition, vcpu)
+            .is_some_and(|cpu| MAILBOXES[cpu].state.load(Ordering::Acquire) != OFF)
+    }
+}

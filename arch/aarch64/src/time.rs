@@ -1,0 +1,66 @@
+//! Time from the generic counter (CNTPCT_EL0 at CNTFRQ_EL0 Hz; 62.5 MHz on QEMU `virt`).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sysreg::{isb, read_sysreg, write_sysreg};
+
+static FREQ: AtomicU64 = AtomicU64::new(0);
+static AT_BOOT: AtomicU64 = AtomicU64::new(0);
+
+pub fn counter() -> u64 {
+    read_sysreg!("cntpct_el0")
+}
+
+/// Records the boot time; the frequency comes from CNTFRQ_EL0 unless the board states it.
+pub fn init(board_hz: Option<u64>) -> u64 {
+    AT_BOOT.store(counter(), Ordering::Relaxed);
+    let hz = board_hz.unwrap_or_else(|| read_sysreg!("cntfrq_el0"));
+    FREQ.store(hz, Ordering::Relaxed);
+    hz
+}
+
+fn hz() -> u64 {
+    FREQ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds since [`init`]; 0 before it.
+pub fn now_ns() -> u64 {
+    ticks_to_ns(counter().saturating_sub(AT_BOOT.load(Ordering::Relaxed)))
+}
+
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    match hz() {
+        0 => 0,
+        hz => (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64,
+    }
+}
+
+/// The counter value `ns` after boot.
+pub fn counter_at(ns: u64) -> u64 {
+    let ticks = u128::from(ns) * u128::from(hz()) / 1_000_000_000;
+    AT_BOOT.load(Ordering::Relaxed).saturating_add(ticks as u64)
+}
+
+/// Nanoseconds after boot at which the counter reaches `value`.
+pub fn ns_at(value: u64) -> u64 {
+    ticks_to_ns(value.saturating_sub(AT_BOOT.load(Ordering::Relaxed)))
+}
+
+/// Idles this CPU until `deadline`: WFI with the EL2 physical timer set to it. Its interrupt
+/// (masked at EL2, so never taken here) still ends the WFI (Arm ARM D1.16.2), and a CPU that
+/// halts lets an emulator run the other CPUs meanwhile instead of this one spinning.
+pub fn wait_until_ns(deadline: u64) {
+    while now_ns() < deadline {
+        // SAFETY: the EL2 physical timer belongs to the hypervisor; the vCPU re-arms it for its
+        // own deadline before the next entry.
+        unsafe {
+            write_sysreg!("cnthp_cval_el2", counter_at(deadline));
+            write_sysreg!("cnthp_ctl_el2", 1);
+            isb();
+            core::arch::asm!("wfi", options(nomem, nostack));
+        }
+    }
+    // SAFETY: as above; disarming drops the timer's (level) interrupt.
+    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
+    isb();
+}

@@ -1,0 +1,154 @@
+//! A virtual Arm PL011 UART: transmit only, line buffered, at whatever guest-physical address the
+//! machine puts it (see [`crate::platform::Platform::uart_mmio`]).
+//!
+//! The guest sees a UART whose transmit FIFO is never full and whose receive FIFO is always empty.
+//! Registers and identification values follow the PL011 Technical Reference Manual (DDI 0183),
+//! section 3.2, so that drivers probing the primecell IDs (Linux's amba-pl011) accept it.
+
+use crate::devices::uart16550::LINE_MAX;
+
+/// Size of the register window.
+pub const SIZE: u64 = 0x1000;
+
+const DR: u64 = 0x000;
+const FR: u64 = 0x018;
+const IBRD: u64 = 0x024;
+const FBRD: u64 = 0x028;
+const LCR_H: u64 = 0x02c;
+const CR: u64 = 0x030;
+const IFLS: u64 = 0x034;
+const IMSC: u64 = 0x038;
+const RIS: u64 = 0x03c;
+const MIS: u64 = 0x040;
+const PERIPH_ID: u64 = 0xfe0;
+
+/// FR: receive FIFO empty, transmit FIFO empty; never busy or full.
+const FR_IDLE: u32 = 1 << 4 | 1 << 7;
+/// PeriphID0..3 then PCellID0..3 (TRM 3.3.14-3.3.15): part 0x011, designer Arm, revision r1p5.
+const IDS: [u32; 8] = [0x11, 0x10, 0x34, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
+/// CR after reset: transmit and receive enabled, UART disabled.
+const CR_RESET: u32 = 0x300;
+const IFLS_RESET: u32 = 0x12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Pl011 {
+    ibrd: u32,
+    fbrd: u32,
+    lcr_h: u32,
+    cr: u32,
+    ifls: u32,
+    imsc: u32,
+    len: u32,
+    line: [u8; LINE_MAX],
+}
+
+impl Default for Pl011 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pl011 {
+    pub const fn new() -> Self {
+        Self {
+            ibrd: 0,
+            fbrd: 0,
+            lcr_h: 0,
+            cr: CR_RESET,
+            ifls: IFLS_RESET,
+            imsc: 0,
+            len: 0,
+            line: [0; LINE_MAX],
+        }
+    }
+
+    /// The value a read of the register at `offset` returns.
+    pub fn read(&self, offset: u64) -> u32 {
+        match offset {
+            FR => FR_IDLE,
+            IBRD => self.ibrd,
+            FBRD => self.fbrd,
+            LCR_H => self.lcr_h,
+            CR => self.cr,
+            IFLS => self.ifls,
+            IMSC => self.imsc,
+            // Nothing is ever received and the transmit interrupt is not modelled.
+            RIS | MIS => 0,
+            PERIPH_ID..SIZE => IDS[((offset - PERIPH_ID) / 4) as usize % IDS.len()],
+            _ => 0,
+        }
+    }
+
+    /// Handles a register write. Returns true when a whole line is ready in [`Pl011::line`].
+    pub fn write(&mut self, offset: u64, value: u32) -> bool {
+        match offset {
+            DR => return self.push(value as u8),
+            IBRD => self.ibrd = value & 0xffff,
+            FBRD => self.fbrd = value & 0x3f,
+            LCR_H => self.lcr_h = value & 0xff,
+            CR => self.cr = value & 0xff87,
+            IFLS => self.ifls = value & 0x3f,
+            IMSC => self.imsc = value & 0x7ff,
+            _ => {}
+        }
+        false
+    }
+
+    fn push(&mut self, byte: u8) -> bool {
+        match byte {
+            b'\r' => false,
+            b'\n' => true,
+            _ => {
+                self.line[self.len as usize] = byte;
+                self.len += 1;
+                self.len as usize == LINE_MAX
+            }
+        }
+    }
+
+    /// The collected line, without its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.line[..self.len as usize]
+    }
+
+    /// Starts a new line once the current one has been printed.
+    pub fn clear_line(&mut self) {
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_lines_from_the_data_register() {
+        let mut u = Pl011::new();
+        let mut lines = Vec::new();
+        for &b in b"ab\r\ncd\n" {
+            if u.write(DR, b.into()) {
+                lines.push(u.line().to_vec());
+                u.clear_line();
+            }
+        }
+        assert_eq!(lines, vec![b"ab".to_vec(), b"cd".to_vec()]);
+    }
+
+    #[test]
+    fn is_always_ready_and_identifies_as_a_pl011() {
+        let u = Pl011::new();
+        assert_eq!(u.read(FR) & (1 << 5), 0, "transmit FIFO never full");
+        let ids: Vec<u32> = (0..8).map(|i| u.read(PERIPH_ID + 4 * i)).collect();
+        assert_eq!(ids, IDS);
+    }
+
+    #[test]
+    fn control_registers_read_back() {
+        let mut u = Pl011::new();
+        assert!(!u.write(CR, 0x301));
+        assert!(!u.write(LCR_H, 0x70));
+        assert_eq!((u.read(CR), u.read(LCR_H)), (0x301, 0x70));
+        assert_eq!(u.line(), b"");
+    }
+}

@@ -1,0 +1,59 @@
+//! Counts and prints, checks the device tree and PSCI it was given, and shuts down cleanly: the
+//! everyday guest. With `reset=N` it first restarts its partition N times (PSCI SYSTEM_RESET);
+//! with `off=1` it ends with PSCI SYSTEM_OFF instead of the SHUTDOWN hypercall.
+#![no_std]
+#![no_main]
+
+use tandem_guest::hypercall::{
+    self, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION, arg, partition_info, psci,
+};
+use tandem_guest::{device_tree, println};
+
+tandem_guest::entry!(main);
+
+fn be32(addr: u64) -> u32 {
+    // SAFETY: the device tree lies in the partition's memory, at the address given in X0.
+    u32::from_be(unsafe { core::ptr::read_volatile(addr as *const u32) })
+}
+
+fn main() -> u64 {
+    let info = partition_info();
+    let number = |key| arg(info.args(), key).and_then(|v: &str| v.parse::<u32>().ok());
+    let count = number("count").unwrap_or(10);
+    println!(
+        "hello from partition {} ({}), {} KiB, {} vCPU, boot {} (after {} resets)",
+        info.id,
+        info.name(),
+        info.memory / 1024,
+        info.vcpus,
+        info.resets + 1,
+        info.resets
+    );
+    if info.resets < number("reset").unwrap_or(0) {
+        println!("asking for a reset");
+        psci(PSCI_SYSTEM_RESET, [0; 3]);
+        println!("ERROR: SYSTEM_RESET returned");
+        return 1;
+    }
+    let dt = device_tree();
+    let version = psci(PSCI_VERSION, [0; 3]);
+    println!(
+        "device tree at {dt:#x}: magic {:#x}, {} bytes; PSCI {}.{}",
+        be32(dt),
+        be32(dt + 4),
+        version >> 16,
+        version & 0xffff
+    );
+    for i in 1..=count {
+        println!("count {i}");
+    }
+    let (status, _) = hypercall::console_write(b"written through CONSOLE_WRITE\n");
+    println!("done (console write status {status})");
+    if number("off") == Some(1) {
+        println!("powering off");
+        psci(PSCI_SYSTEM_OFF, [0; 3]);
+        println!("ERROR: SYSTEM_OFF returned");
+        return 1;
+    }
+    0
+}

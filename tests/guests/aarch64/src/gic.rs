@@ -1,0 +1,46 @@
+//! The guest's side of the GICv3: its redistributor and distributor (emulated by Tandem at the
+//! addresses the device tree names) and the CPU interface's system registers (which the
+//! hardware virtualizes).
+
+use core::arch::asm;
+
+use crate::cpu::{mmio_read32, mmio_write32};
+
+const GICD: u64 = 0x0800_0000;
+const GICR: u64 = 0x080a_0000;
+const GICR_WAKER: u64 = GICR + 0x14;
+const GICR_ISENABLER0: u64 = GICR + 0x1_0000 + 0x100;
+const GICR_IPRIORITYR: u64 = GICR + 0x1_0000 + 0x400;
+
+pub const VTIMER: u32 = 27;
+
+/// Wakes the redistributor, enables `ppi` at priority 0x80 and Group 1 in the distributor and
+/// the CPU interface.
+pub fn enable_ppi(ppi: u32) {
+    mmio_write32(GICR_WAKER, mmio_read32(GICR_WAKER) & !(1 << 1));
+    let prio = GICR_IPRIORITYR + u64::from(ppi & !3);
+    let shift = 8 * (ppi & 3);
+    mmio_write32(prio, (mmio_read32(prio) & !(0xff << shift)) | 0x80 << shift);
+    mmio_write32(GICR_ISENABLER0, 1 << ppi);
+    mmio_write32(GICD, mmio_read32(GICD) | 1 << 1);
+    // SAFETY: the guest's own (virtual) CPU interface: all priorities, Group 1 on.
+    unsafe {
+        asm!("msr icc_pmr_el1, {}", in(reg) 0xffu64, options(nomem, nostack));
+        asm!("msr icc_igrpen1_el1, {}", in(reg) 1u64, options(nomem, nostack));
+        asm!("isb", options(nomem, nostack));
+    }
+}
+
+/// Acknowledges the highest-priority pending interrupt.
+pub fn acknowledge() -> u32 {
+    let v: u64;
+    // SAFETY: reading ICC_IAR1_EL1 acknowledges an interrupt, which the caller handles.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) v, options(nomem, nostack)) };
+    v as u32
+}
+
+/// Ends (drops priority and deactivates) an acknowledged interrupt.
+pub fn end(intid: u32) {
+    // SAFETY: EOImode 0: ends the interrupt this CPU acknowledged.
+    unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack)) }
+}
