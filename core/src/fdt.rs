@@ -52,7 +52,7 @@ impl<'a> FdtWriter<'a> {
     }
 
     fn pad(&mut self) {
-        while self.len % 4 != 0 {
+        while !self.len.is_multiple_of(4) {
             self.bytes(&[0]);
         }
     }

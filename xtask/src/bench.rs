@@ -15,6 +15,35 @@ fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)>
 }
 
 pub fn run() -> Result<()> {
+    x86_64()?;
+    aarch64()
+}
+
+/// QEMU `virt` at EL2 with `-icount shift=0`: the guest's PMU cycle counter, counting at EL1 and
+/// EL2, advances once per instruction (emulators.md 5.6).
+fn aarch64() -> Result<()> {
+    let guests = guests::build(Arch::Aarch64)?;
+    let config = root().join("tests/bench/aarch64.toml");
+    let image = build::build(&config, &guests, "bench-aarch64")?;
+    let run = emulator::qemu_aarch64(&image, emulator::QEMU_TIMEOUT)?;
+    if !run.success {
+        run.print("  ");
+        bail!("the aarch64 benchmark run failed (status {:?})", run.status);
+    }
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.contains("bench:"))
+        .context("the aarch64 bench guest printed no result")?;
+    println!("QEMU virt -cpu max at EL2, -icount shift=0; 1 cycle = 1 instruction (EL1 + EL2)");
+    println!(
+        "  exit round trip (exiting instruction, exception to EL2, hypervisor, ERET): {}",
+        line.split("bench:").nth(1).unwrap_or("").trim()
+    );
+    Ok(())
+}
+
+fn x86_64() -> Result<()> {
     tools::require(tools::BOCHS)?;
     let guests = guests::build(Arch::X86_64)?;
     let config = root().join("tests/bench/x86_64.toml");

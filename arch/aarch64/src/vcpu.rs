@@ -51,7 +51,7 @@ const ISS_SSE: u64 = 1 << 21;
 const ISS_SF: u64 = 1 << 15;
 const ISS_WNR: u64 = 1 << 6;
 /// DFSC translation fault, levels 0-3.
-const DFSC_TRANSLATION: u64 = 0b0001_00;
+const DFSC_TRANSLATION: u64 = 0b00_0100;
 
 /// What the last exit needs from its completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

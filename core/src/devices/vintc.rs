@@ -88,7 +88,7 @@ impl VirtualInterrupts {
 
     fn word(bits: &[u64; WORDS], first: u32) -> u32 {
         match bit(first) {
-            Some((w, _)) => (bits[w] >> (first % 64 & !31)) as u32,
+            Some((w, _)) => (bits[w] >> ((first % 64) & !31)) as u32,
             None => 0,
         }
     }
