@@ -1,10 +1,8 @@
-//! The physical console: partitions' lines, whole and prefixed, plus an emergency path for
-//! failures of the hypervisor itself.
+//! The physical console on the PL011: see `tandem_hw::console`.
 
-use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
+use tandem_hw::console as shared;
 
 use crate::pl011::Pl011;
 
@@ -12,7 +10,6 @@ use crate::pl011::Pl011;
 const DEFAULT_BASE: u64 = 0x0900_0000;
 
 static BASE: AtomicU64 = AtomicU64::new(DEFAULT_BASE);
-static LOCK: Mutex<()> = Mutex::new(());
 
 fn uart() -> Pl011 {
     Pl011::new(BASE.load(Ordering::Relaxed))
@@ -23,24 +20,12 @@ pub fn init(base: u64) {
     uart().init();
 }
 
-/// Prints `[partition] line`; lines from different CPUs never interleave.
 pub fn partition_line(partition: &str, line: &[u8]) {
-    let _guard = LOCK.lock();
-    let u = uart();
-    u.write(b"[");
-    u.write(partition.as_bytes());
-    u.write(b"] ");
-    u.write(line);
-    u.write(b"\n");
+    shared::partition_line(&mut uart(), partition, line);
 }
 
-/// Writes a hypervisor failure report without taking the console lock, which the failing CPU may
-/// hold. Lines may interleave with another CPU's, but they get out.
 pub fn emergency(args: core::fmt::Arguments<'_>) {
-    let mut u = uart();
-    let _ = u.write_str("[tandem] FATAL: ");
-    let _ = u.write_fmt(args);
-    let _ = u.write_str("\n");
+    shared::emergency(&mut uart(), args);
 }
 
 pub fn drain() {

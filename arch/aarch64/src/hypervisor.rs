@@ -11,10 +11,12 @@ use tandem_core::config::{MAX_PARTITIONS, System, Uart};
 use tandem_core::partition::{VcpuRecord, VcpuRuntime};
 use tandem_core::report::StopReason;
 
-use crate::ledger::{self, VcpuSlot};
+use crate::ledger::VcpuSlot;
 use crate::platform::{MAILBOXES, OFF, ON, STARTING, VirtPlatform};
 use crate::vcpu::{self, El2Vcpu};
-use crate::{boot, console, frames, gic, guest_load, logger, machine, psci, stage2, time};
+use crate::{boot, console, gic, guest_load, logger, machine, psci, stage2, time};
+use tandem_hw::frames;
+use tandem_hw::report::{self, Vocabulary};
 
 struct Prepared {
     root: u64,
@@ -78,14 +80,14 @@ pub fn primary_main(bundle: &'static [u8]) -> ! {
 
     let hv = sys.board.hypervisor;
     let (_, image_end) = boot::image_range();
-    let ledger_base = hv.end() - ledger::SIZE;
+    let ledger_base = hv.end() - tandem_hw::ledger::size::<VcpuSlot>();
     if image_end > ledger_base {
         fail("the hypervisor image does not fit its memory range");
     }
     frames::init(image_end, ledger_base);
     // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
     // frame pool, and no CPU uses it yet.
-    unsafe { ledger::format(ledger_base) };
+    unsafe { tandem_hw::ledger::format::<VcpuSlot>(ledger_base) };
 
     let mut partitions = Vec::new();
     let mut image_bytes = Vec::new();
@@ -178,7 +180,8 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
     let partition = &booted.system.partitions[index];
     let prepared = &booted.partitions[index];
     // SAFETY: each CPU takes its own slot, once.
-    let VcpuSlot { regs, vgic, record } = unsafe { ledger::slot(booted.ledger, cpu) };
+    let VcpuSlot { regs, vgic, record } =
+        unsafe { tandem_hw::ledger::slot::<VcpuSlot>(booted.ledger, cpu) };
     // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
     unsafe { vcpu::configure(prepared.root, (index + 1) as u16, vcpu_index as u64) };
     let mut vcpu = El2Vcpu::new(regs, vgic, vcpu_index as u64, partition.cpus.len() as u64);
@@ -239,7 +242,7 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
             }
             _ => {}
         }
-        report(partition.name.as_str(), stop, record);
+        report::stop(partition.name.as_str(), stop, record, &WORDS);
         MAILBOXES[cpu].state.store(OFF, Ordering::Release);
         if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1
             && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1
@@ -250,69 +253,12 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
     }
 }
 
-fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
-    defmt::info!(
-        "partition {=str} stopped after {=u64} deterministic and {=u64} asynchronous exits",
-        name,
-        record.deterministic_exits,
-        record.asynchronous_exits
-    );
-    match stop {
-        StopReason::Shutdown { code } => {
-            defmt::info!(
-                "partition {=str} stopped: shutdown with code {=u64}",
-                name,
-                code
-            )
-        }
-        StopReason::MemoryViolation { gpa, access, pc } => defmt::warn!(
-            "partition {=str} stopped: memory violation: {} at GPA {=u64:#x}, PC {=u64:#x}",
-            name,
-            access,
-            gpa.raw(),
-            pc
-        ),
-        StopReason::UndecodedAccess { gpa, pc } => defmt::warn!(
-            "partition {=str} stopped: access without syndrome (ESR_EL2.ISV = 0) at GPA {=u64:#x}, PC {=u64:#x}",
-            name,
-            gpa.raw(),
-            pc
-        ),
-        StopReason::HaltedForever { pc } => defmt::warn!(
-            "partition {=str} stopped: WFI with no wake-up source at PC {=u64:#x}",
-            name,
-            pc
-        ),
-        StopReason::UnhandledExit {
-            code,
-            qualification,
-            pc,
-        } => defmt::warn!(
-            "partition {=str} stopped: unhandled exception class {=u32:#x} (ESR_EL2 {=u64:#x}) at PC {=u64:#x}",
-            name,
-            code,
-            qualification,
-            pc
-        ),
-        StopReason::PoweredOff => {
-            defmt::info!(
-                "partition {=str} stopped: powered off (PSCI SYSTEM_OFF)",
-                name
-            )
-        }
-        StopReason::VcpuOff => defmt::info!(
-            "partition {=str} stopped: its last vCPU turned off (PSCI CPU_OFF)",
-            name
-        ),
-        StopReason::ResetRequested => defmt::warn!(
-            "partition {=str} stopped: SYSTEM_RESET while other vCPUs run is not supported",
-            name
-        ),
-        StopReason::TripleFault { .. } | StopReason::EntryFailed(_) => {
-            defmt::error!("partition {=str} stopped: {}", name, stop)
-        }
-    }
-}
+const WORDS: Vocabulary = Vocabulary {
+    pc: "PC",
+    halt: "WFI",
+    exit: "exception class",
+    detail: "ESR_EL2",
+};
 
 fn finish() -> ! {
     defmt::info!("all partitions stopped");

@@ -10,7 +10,6 @@ pub mod boot;
 mod console;
 mod dt;
 mod entry;
-mod frames;
 mod gic;
 mod guest_load;
 pub mod hypervisor;

@@ -57,3 +57,9 @@ impl core::fmt::Write for Pl011 {
         Ok(())
     }
 }
+
+impl tandem_hw::console::Sink for Pl011 {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}

@@ -3,6 +3,8 @@
 //! `-semihosting`; it works from EL2. Tandem uses it to end a run with a status and to write the
 //! defmt log to a host file, since the `virt` machine has a single UART.
 
+use core::ffi::CStr;
+
 const SYS_OPEN: u64 = 0x01;
 const SYS_WRITE: u64 = 0x05;
 const SYS_EXIT: u64 = 0x18;
@@ -22,11 +24,17 @@ fn call(op: u64, params: &[u64]) -> u64 {
     result
 }
 
-/// Opens `name` (a path on the host) for binary writing; `None` if the host refused.
-pub fn open_for_writing(name: &str) -> Option<u64> {
+/// Opens `name` (a path on the host) for binary writing; `None` if the host refused. The name
+/// must be NUL-terminated even though its length is passed too: QEMU reads length + 1 bytes and
+/// refuses a name whose last byte is not NUL.
+pub fn open_for_writing(name: &CStr) -> Option<u64> {
     let handle = call(
         SYS_OPEN,
-        &[name.as_ptr() as u64, MODE_WRITE_BINARY, name.len() as u64],
+        &[
+            name.as_ptr() as u64,
+            MODE_WRITE_BINARY,
+            name.count_bytes() as u64,
+        ],
     );
     (handle as i64 >= 0).then_some(handle)
 }

@@ -6,7 +6,7 @@
 
 use tandem_core::config::{MemoryRegion, PAGE_SIZE};
 
-use crate::frames::{self, OutOfFrames};
+use tandem_hw::frames::{self, OutOfFrames};
 
 /// VTCR_EL2 (Arm ARM D19.2.183): T0SZ = 25, SL0 = 1 (level 1), inner/outer write-back, inner
 /// shareable, TG0 = 4 KiB, PS = 40 bits, RES1 bit 31.

@@ -9,15 +9,16 @@ use spin::Once;
 use tandem_core::bundle::Bundle;
 use tandem_core::config::{MAX_PARTITIONS, System, Uart};
 use tandem_core::partition::{VcpuRecord, VcpuRuntime};
-use tandem_core::report::StopReason;
 
 use crate::bootinfo::BootInfo;
 use crate::inject::Injection;
 use crate::io::{halt_forever, outb, rdtsc};
-use crate::ledger::{self, VcpuSlot};
+use crate::ledger::VcpuSlot;
 use crate::platform::PcPlatform;
 use crate::vmx::{self, Caps, PartitionTables, VmxVcpu};
-use crate::{apic, boot, console, cpu, frames, guest_load, logger, machine, smp, time};
+use crate::{apic, boot, console, cpu, guest_load, logger, machine, smp, time};
+use tandem_hw::frames;
+use tandem_hw::report::{self, Vocabulary};
 
 struct Booted {
     system: System,
@@ -95,14 +96,14 @@ pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
 
     let hv = sys.board.hypervisor;
     let (_, image_end) = boot::image_range();
-    let ledger_base = hv.end() - ledger::SIZE;
+    let ledger_base = hv.end() - tandem_hw::ledger::size::<VcpuSlot>();
     if image_end > ledger_base {
         fail("the hypervisor image does not fit its memory range");
     }
     frames::init(image_end, ledger_base);
     // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
     // frame pool, and no CPU uses it yet.
-    unsafe { ledger::format(ledger_base) };
+    unsafe { tandem_hw::ledger::format::<VcpuSlot>(ledger_base) };
 
     let mut tables = Vec::new();
     for p in &sys.partitions {
@@ -165,7 +166,8 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
     }
     let partition = &booted.system.partitions[index];
     // SAFETY: each CPU takes its own slot, once.
-    let VcpuSlot { regs, record } = unsafe { ledger::slot(booted.ledger, cpu) };
+    let VcpuSlot { regs, record } =
+        unsafe { tandem_hw::ledger::slot::<VcpuSlot>(booted.ledger, cpu) };
     let vpid = (index + 1) as u16;
     let mut vcpu = VmxVcpu::new(
         &booted.caps,
@@ -202,68 +204,19 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
         platform: &platform,
     }
     .run(&mut vcpu);
-    report(partition.name.as_str(), stop, record);
+    report::stop(partition.name.as_str(), stop, record, &WORDS);
     if RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
         finish()
     }
     halt_forever()
 }
 
-fn report(name: &str, stop: StopReason, record: &VcpuRecord) {
-    defmt::info!(
-        "partition {=str} stopped after {=u64} deterministic and {=u64} asynchronous exits",
-        name,
-        record.deterministic_exits,
-        record.asynchronous_exits
-    );
-    match stop {
-        StopReason::Shutdown { code } => {
-            defmt::info!(
-                "partition {=str} stopped: shutdown with code {=u64}",
-                name,
-                code
-            )
-        }
-        StopReason::MemoryViolation { gpa, access, pc } => defmt::warn!(
-            "partition {=str} stopped: memory violation: {} at GPA {=u64:#x}, RIP {=u64:#x}",
-            name,
-            access,
-            gpa.raw(),
-            pc
-        ),
-        StopReason::TripleFault { pc } => {
-            defmt::warn!(
-                "partition {=str} stopped: triple fault at RIP {=u64:#x}",
-                name,
-                pc
-            )
-        }
-        StopReason::HaltedForever { pc } => defmt::warn!(
-            "partition {=str} stopped: halted with no wake-up source at RIP {=u64:#x}",
-            name,
-            pc
-        ),
-        StopReason::UnhandledExit {
-            code,
-            qualification,
-            pc,
-        } => defmt::warn!(
-            "partition {=str} stopped: unhandled exit {=u32} (qualification {=u64:#x}) at RIP {=u64:#x}",
-            name,
-            code,
-            qualification,
-            pc
-        ),
-        StopReason::EntryFailed(e) => {
-            defmt::error!("partition {=str} stopped: VM entry failed: {}", name, e)
-        }
-        // Only aarch64 guests can ask for these (PSCI, accesses without syndrome).
-        StopReason::UndecodedAccess { .. }
-        | StopReason::PoweredOff
-        | StopReason::ResetRequested
-        | StopReason::VcpuOff => defmt::warn!("partition {=str} stopped: {}", name, stop),
-    }
-}
+const WORDS: Vocabulary = Vocabulary {
+    pc: "RIP",
+    halt: "halted",
+    exit: "exit",
+    detail: "qualification",
+};
 
 fn finish() -> ! {
     defmt::info!("all partitions stopped");

@@ -9,7 +9,6 @@ pub mod boot;
 mod bootinfo;
 mod console;
 mod cpu;
-mod frames;
 mod guest_load;
 pub mod hypervisor;
 mod inject;

@@ -11,12 +11,6 @@ pub struct PcPlatform {
     pub can_halt: bool,
 }
 
-/// Host address of `len` bytes at `offset` in `region`, if they lie inside it.
-fn host(region: &MemoryRegion, offset: u64, len: usize) -> Option<u64> {
-    let end = offset.checked_add(len as u64)?;
-    (end <= region.size).then(|| region.hpa.raw() + offset)
-}
-
 impl Platform for PcPlatform {
     fn now_ns(&self) -> u64 {
         time::now_ns()
@@ -35,21 +29,14 @@ impl Platform for PcPlatform {
     }
 
     fn notice(&self, partition: &str, notice: Notice) {
-        defmt::warn!("partition {=str}: {}", partition, notice);
+        tandem_hw::report::notice(partition, notice);
     }
 
     fn read_guest(&self, region: &MemoryRegion, offset: u64, buf: &mut [u8]) {
-        if let Some(src) = host(region, offset, buf.len()) {
-            // SAFETY: the range lies inside one of the partition's regions (checked above), which
-            // is identity-mapped host memory the partition owns.
-            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) }
-        }
+        tandem_hw::guest_memory::read(region, offset, buf);
     }
 
     fn write_guest(&self, region: &MemoryRegion, offset: u64, data: &[u8]) {
-        if let Some(dst) = host(region, offset, data.len()) {
-            // SAFETY: as in `read_guest`.
-            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) }
-        }
+        tandem_hw::guest_memory::write(region, offset, data);
     }
 }

@@ -64,3 +64,9 @@ impl core::fmt::Write for Uart {
         Ok(())
     }
 }
+
+impl tandem_hw::console::Sink for Uart {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}

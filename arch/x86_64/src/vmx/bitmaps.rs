@@ -3,7 +3,7 @@
 
 use tandem_core::config::{PortMode, PortRange};
 
-use crate::frames::{self, OutOfFrames};
+use tandem_hw::frames::{self, OutOfFrames};
 
 /// MSRs partitions own without exits: segment bases, SYSCALL/SYSENTER targets (VT-x saves
 /// SYSENTER; the hypervisor uses neither SYSCALL nor SWAPGS), and EFER and PAT, which the

@@ -3,7 +3,7 @@
 
 use tandem_core::config::MemoryRegion;
 
-use crate::frames::{self, OutOfFrames};
+use tandem_hw::frames::{self, OutOfFrames};
 
 const READ: u64 = 1 << 0;
 const WRITE: u64 = 1 << 1;

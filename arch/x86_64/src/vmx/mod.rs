@@ -13,8 +13,8 @@ pub use caps::{Caps, probe};
 pub use vcpu::{PartitionTables, VmxVcpu};
 pub use vmcs::VmFail;
 
-use crate::frames::{self, OutOfFrames};
 use crate::io::{rdmsr, read_cr0, read_cr4, write_cr0, write_cr4};
+use tandem_hw::frames::{self, OutOfFrames};
 
 /// A guest's general registers while it is not running. RSP and RIP live in the VMCS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

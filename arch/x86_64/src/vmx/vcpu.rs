@@ -13,9 +13,9 @@ use super::exits;
 use super::guest_paging::GuestMemory;
 use super::vmcs::{self, VmFail, ctrl, guest, host, ro};
 use super::{GuestRegs, entry};
-use crate::frames::{self, OutOfFrames};
 use crate::io::{rdmsr, rdtsc, read_cr0, read_cr3, read_cr4};
 use crate::{apic, cpu, time};
+use tandem_hw::frames::{self, OutOfFrames};
 
 const RFLAGS_IF: u64 = 1 << 9;
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).

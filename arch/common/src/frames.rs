@@ -1,6 +1,6 @@
-//! Physical 4 KiB frames for VMX structures and EPT tables, bump-allocated from the hypervisor's
-//! memory between the end of the image and the ledger. Nothing is ever freed: every structure
-//! lives as long as the partitions do.
+//! Physical 4 KiB frames for virtualization structures and EPT / stage-2 tables, bump-allocated
+//! from the hypervisor's memory between the end of the image and the ledger. Nothing is ever
+//! freed: every structure lives as long as the partitions do.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

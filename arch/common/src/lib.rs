@@ -1,0 +1,12 @@
+//! The hardware layer both backends share. Everything here touches memory the configuration or
+//! the board gave the hypervisor (identity-mapped), or the hypervisor's own output lines; what
+//! differs between x86_64 and aarch64 (how bytes reach a UART, which registers a report names)
+//! comes in as a parameter.
+#![no_std]
+
+pub mod console;
+pub mod frames;
+pub mod guest_memory;
+pub mod ledger;
+pub mod log;
+pub mod report;
