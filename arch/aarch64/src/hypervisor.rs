@@ -78,16 +78,12 @@ pub fn primary_main(bundle: &'static [u8]) -> ! {
         fail("no GIC redistributor for the bootstrap CPU");
     }
 
-    let hv = sys.board.hypervisor;
     let (_, image_end) = boot::image_range();
-    let ledger_base = hv.end() - tandem_hw::ledger::size::<VcpuSlot>();
-    if image_end > ledger_base {
-        fail("the hypervisor image does not fit its memory range");
-    }
-    frames::init(image_end, ledger_base);
-    // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
-    // frame pool, and no CPU uses it yet.
-    unsafe { tandem_hw::ledger::format::<VcpuSlot>(ledger_base) };
+    // SAFETY: the validated hypervisor range holds the image, which ends at `image_end`; only
+    // this CPU runs.
+    let ledger_base =
+        unsafe { tandem_hw::ledger::lay_out::<VcpuSlot>(&sys.board.hypervisor, image_end) }
+            .unwrap_or_else(|_| fail("the hypervisor image does not fit its memory range"));
 
     let mut partitions = Vec::new();
     let mut image_bytes = Vec::new();

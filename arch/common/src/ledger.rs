@@ -4,8 +4,10 @@
 
 use core::mem::size_of;
 
-use tandem_core::config::{MAX_CPUS, PAGE_SIZE};
+use tandem_core::config::{MAX_CPUS, PAGE_SIZE, PhysRange};
 use tandem_recovery::ledger::Header;
+
+use crate::frames;
 
 #[repr(C)]
 struct Ledger<S> {
@@ -42,4 +44,28 @@ pub unsafe fn slot<S>(base: u64, cpu: usize) -> &'static mut S {
     let ledger = base as *mut Ledger<S>;
     // SAFETY: the caller's contract; the ledger lives for the whole run.
     unsafe { &mut (*ledger).slots[cpu] }
+}
+
+/// The image leaves no room for the ledger in the hypervisor's memory range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoesNotFit;
+
+/// Lays out the hypervisor's own memory: the frame pool from the end of the image up to the
+/// ledger at the top of `hypervisor`, which is formatted for a cold boot. Returns the ledger's
+/// base.
+///
+/// # Safety
+/// `hypervisor` is the board's (validated) hypervisor range, identity-mapped and owned by the
+/// hypervisor; `image_end` is where the loaded image ends inside it; runs once, on the bootstrap
+/// CPU, before any other CPU starts; `S` is as for [`format`].
+pub unsafe fn lay_out<S>(hypervisor: &PhysRange, image_end: u64) -> Result<u64, DoesNotFit> {
+    let base = hypervisor.end() - size::<S>();
+    if image_end > base {
+        return Err(DoesNotFit);
+    }
+    frames::init(image_end, base);
+    // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
+    // frame pool, and no CPU uses it yet (the caller's contract).
+    unsafe { format::<S>(base) };
+    Ok(base)
 }
