@@ -9,19 +9,46 @@ use crate::cpu::{mmio_read32, mmio_write32};
 const GICD: u64 = 0x0800_0000;
 const GICR: u64 = 0x080a_0000;
 const GICR_WAKER: u64 = GICR + 0x14;
-const GICR_ISENABLER0: u64 = GICR + 0x1_0000 + 0x100;
-const GICR_IPRIORITYR: u64 = GICR + 0x1_0000 + 0x400;
+/// The redistributor's SGI frame, laid out like the distributor for INTIDs 0-31.
+const GICR_SGI: u64 = GICR + 0x1_0000;
+const ISENABLER: u64 = 0x100;
+const ISPENDR: u64 = 0x200;
+const IPRIORITYR: u64 = 0x400;
 
 pub const VTIMER: u32 = 27;
+/// The shared peripheral interrupt the guests ask `TIMER_SET` to raise.
+pub const HYPERCALL_TIMER: u32 = 48;
 
-/// Wakes the redistributor, enables `ppi` at priority 0x80 and Group 1 in the distributor and
-/// the CPU interface.
+/// Wakes the redistributor and enables `ppi` at priority 0x80, with Group 1 interrupts.
 pub fn enable_ppi(ppi: u32) {
     mmio_write32(GICR_WAKER, mmio_read32(GICR_WAKER) & !(1 << 1));
-    let prio = GICR_IPRIORITYR + u64::from(ppi & !3);
-    let shift = 8 * (ppi & 3);
-    mmio_write32(prio, (mmio_read32(prio) & !(0xff << shift)) | 0x80 << shift);
-    mmio_write32(GICR_ISENABLER0, 1 << ppi);
+    enable(GICR_SGI, ppi, 0x80);
+}
+
+/// Enables the shared peripheral interrupt `spi` at `priority`, with Group 1 interrupts.
+pub fn enable_spi(spi: u32, priority: u8) {
+    enable(GICD, spi, priority);
+}
+
+/// Makes the shared peripheral interrupts whose bits are set in `bits`, from `first` (a multiple
+/// of 32), pending with one write.
+pub fn set_pending(first: u32, bits: u32) {
+    mmio_write32(GICD + ISPENDR + u64::from(first / 32) * 4, bits);
+}
+
+/// Sets `intid`'s priority and enable bit in the frame at `base`, then enables Group 1 in the
+/// distributor and the CPU interface.
+fn enable(base: u64, intid: u32, priority: u8) {
+    let prio = base + IPRIORITYR + u64::from(intid & !3);
+    let shift = 8 * (intid & 3);
+    mmio_write32(
+        prio,
+        (mmio_read32(prio) & !(0xff << shift)) | u32::from(priority) << shift,
+    );
+    mmio_write32(
+        base + ISENABLER + u64::from(intid / 32) * 4,
+        1 << (intid % 32),
+    );
     mmio_write32(GICD, mmio_read32(GICD) | 1 << 1);
     // SAFETY: the guest's own (virtual) CPU interface: all priorities, Group 1 on.
     unsafe {

@@ -1,15 +1,23 @@
 //! A tiny runtime for aarch64 test guests: entry at EL1 with the device tree in X0, FP enabled,
 //! an identity-mapped MMU, exception vectors, a console on the PL011, the hypercall ABI over HVC,
-//! PSCI, and the virtual timer through the GICv3 virtual CPU interface.
+//! PSCI (including starting a second vCPU), and timers and other interrupts through the GICv3
+//! virtual CPU interface.
 #![no_std]
 
 pub mod console;
 pub mod cpu;
 pub mod gic;
 pub mod hypercall;
+mod irq;
+mod sleep;
+mod smp;
 mod vectors;
 
-pub use vectors::{expect_fault, faults_taken, sleep_ns, ticks};
+pub use irq::{taken, ticks};
+pub use sleep::{sleep_hypercall_ns, sleep_ns};
+pub use smp::start_cpu;
+pub use tandem_guest_common::{self as common, Runtime, arg};
+pub use vectors::{expect_fault, faults_taken};
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +27,12 @@ static DEVICE_TREE: AtomicU64 = AtomicU64::new(0);
 /// The guest-physical address of the device tree the hypervisor passed in X0.
 pub fn device_tree() -> u64 {
     DEVICE_TREE.load(Ordering::Relaxed)
+}
+
+tandem_guest_common::runtime! {
+    hypercall: hypercall::call,
+    console_byte: console::put_byte,
+    ticks: ticks,
 }
 
 /// Defines the guest's entry: `entry!(main)` runs `main` after the runtime is set up.
@@ -69,6 +83,32 @@ _start:
     ldr x2, ={normal}
     orr x2, x2, #0x40000000
     str x2, [x1, #8]
+    bl guest_mmu_on
+    adrp x1, guest_stack_top
+    add x1, x1, :lo12:guest_stack_top
+    mov sp, x1
+    mov x0, x19
+    bl guest_main
+3:  wfi
+    b 3b
+
+    /* PSCI CPU_ON entry of another vCPU, MMU off, context ID in X0: the same translation and
+       vectors as the first, and the secondary stack. */
+    .global guest_secondary_start
+guest_secondary_start:
+    mov x19, x0
+    bl guest_mmu_on
+    adrp x1, guest_secondary_stack_top
+    add x1, x1, :lo12:guest_secondary_stack_top
+    mov sp, x1
+    mov x0, x19
+    bl guest_secondary
+4:  wfi
+    b 4b
+
+    /* Turns on this vCPU's MMU over the identity map in guest_l1, FP and the vectors. */
+guest_mmu_on:
+    adrp x1, guest_l1
     ldr x2, ={mair}
     msr mair_el1, x2
     ldr x2, ={tcr}
@@ -86,13 +126,7 @@ _start:
     ldr x2, ={sctlr}
     msr sctlr_el1, x2
     isb
-    adrp x1, guest_stack_top
-    add x1, x1, :lo12:guest_stack_top
-    mov sp, x1
-    mov x0, x19
-    bl guest_main
-3:  wfi
-    b 3b
+    ret
 
     .section .bss.tables, "aw", @nobits
     .balign 4096
@@ -101,6 +135,9 @@ guest_l1:
     .balign 16
     .skip 65536
 guest_stack_top:
+    .balign 16
+    .skip 16384
+guest_secondary_stack_top:
 "#,
     device = const BLOCK_DEVICE,
     normal = const BLOCK_NORMAL,

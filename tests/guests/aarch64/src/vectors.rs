@@ -1,13 +1,11 @@
 //! The guest's EL1 exception vectors: synchronous exceptions either were expected (counted and
-//! skipped) or end the guest with a report; IRQs count virtual timer ticks.
+//! skipped) or end the guest with a report; IRQs go to [`crate::irq`].
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::cpu::{counter_frequency, virtual_count};
-use crate::{gic, hypercall, println};
+use crate::{hypercall, println};
 
-static TICKS: AtomicU64 = AtomicU64::new(0);
 static EXPECTING: AtomicBool = AtomicBool::new(false);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 
@@ -18,36 +16,6 @@ pub fn expect_fault() {
 
 pub fn faults_taken() -> u64 {
     FAULTS.load(Ordering::SeqCst)
-}
-
-pub fn ticks() -> u64 {
-    TICKS.load(Ordering::SeqCst)
-}
-
-/// Sleeps until the virtual timer fires `ns` from now: arm CNTV, then WFI with IRQs masked (WFI
-/// still wakes on a pending interrupt), unmask to take it, and repeat until it was the timer.
-pub fn sleep_ns(ns: u64) {
-    let start = ticks();
-    let deadline = virtual_count()
-        + (u128::from(ns) * u128::from(counter_frequency())).div_ceil(1_000_000_000) as u64;
-    // SAFETY: the guest's own virtual timer: compare value, then enabled and unmasked.
-    unsafe {
-        asm!("msr cntv_cval_el0, {}", in(reg) deadline, options(nomem, nostack));
-        asm!("msr cntv_ctl_el0, {}", in(reg) 1u64, options(nomem, nostack));
-        asm!("isb", options(nomem, nostack));
-    }
-    while ticks() == start {
-        // SAFETY: masking, waiting and unmasking IRQs only changes when the handler runs.
-        unsafe {
-            asm!(
-                "msr daifset, #2",
-                "wfi",
-                "msr daifclr, #2",
-                "isb",
-                options(nomem, nostack)
-            )
-        };
-    }
 }
 
 #[repr(C)]
@@ -68,20 +36,6 @@ extern "C" fn guest_sync(frame: &mut Frame) {
         frame.esr, frame.elr
     );
     hypercall::shutdown(0xe0)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn guest_irq() {
-    let intid = gic::acknowledge();
-    if intid == gic::VTIMER {
-        // Disabling the timer drops its interrupt line before the end of interrupt.
-        // SAFETY: the guest's own virtual timer.
-        unsafe { asm!("msr cntv_ctl_el0, xzr", options(nomem, nostack)) };
-        TICKS.fetch_add(1, Ordering::SeqCst);
-    }
-    if intid < 1020 {
-        gic::end(intid);
-    }
 }
 
 global_asm!(

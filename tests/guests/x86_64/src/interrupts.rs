@@ -5,8 +5,7 @@ use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::cpu::DescriptorPointer;
-use crate::hypercall;
-use crate::println;
+use crate::{Guest, Runtime, hypercall, println};
 
 pub const TIMER_VECTOR: u64 = 32;
 const VECTORS: usize = 48;
@@ -70,7 +69,7 @@ pub fn ticks() -> u64 {
 /// Sleeps until the virtual timer fires `ns` from now, halting in between.
 pub fn sleep_ns(ns: u64) {
     let start = ticks();
-    let (status, _) = hypercall::timer_set(ns, TIMER_VECTOR);
+    let (status, _) = Guest::timer_set(ns, TIMER_VECTOR);
     assert_eq!(status, 0, "TIMER_SET refused");
     loop {
         // SAFETY: `sti; hlt` is atomic with respect to interrupts (STI shadow), so the tick that

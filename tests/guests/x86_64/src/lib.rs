@@ -8,6 +8,7 @@ pub mod hypercall;
 mod interrupts;
 
 pub use interrupts::{expect_fault, faults_taken, sleep_ns, ticks};
+pub use tandem_guest_common::{self as common, Runtime, arg};
 
 use core::arch::global_asm;
 
@@ -22,6 +23,12 @@ macro_rules! entry {
             $crate::hypercall::shutdown(code)
         }
     };
+}
+
+tandem_guest_common::runtime! {
+    hypercall: hypercall::call,
+    console_byte: console::put_byte,
+    ticks: ticks,
 }
 
 /// Loads the guest's own GDT and IDT; called by [`entry!`] before `main`.

@@ -7,8 +7,9 @@
 
 use core::arch::asm;
 
+use tandem_guest::common::abi::YIELD;
 use tandem_guest::cpu::mmio_write32;
-use tandem_guest::hypercall::{YIELD, call};
+use tandem_guest::hypercall::call;
 use tandem_guest::{gic, println, ticks};
 
 tandem_guest::entry!(main);

@@ -4,10 +4,8 @@
 #![no_std]
 #![no_main]
 
-use tandem_guest::hypercall::{
-    self, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION, arg, partition_info, psci,
-};
-use tandem_guest::{device_tree, println};
+use tandem_guest::hypercall::{PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION, psci};
+use tandem_guest::{Guest, Runtime, device_tree, println};
 
 tandem_guest::entry!(main);
 
@@ -17,9 +15,8 @@ fn be32(addr: u64) -> u32 {
 }
 
 fn main() -> u64 {
-    let info = partition_info();
-    let number = |key| arg(info.args(), key).and_then(|v: &str| v.parse::<u32>().ok());
-    let count = number("count").unwrap_or(10);
+    let info = Guest::partition_info();
+    let count: u32 = info.number("count").unwrap_or(10);
     println!(
         "hello from partition {} ({}), {} KiB, {} vCPU, boot {} (after {} resets)",
         info.id,
@@ -29,7 +26,7 @@ fn main() -> u64 {
         info.resets + 1,
         info.resets
     );
-    if info.resets < number("reset").unwrap_or(0) {
+    if info.resets < info.number("reset").unwrap_or(0) {
         println!("asking for a reset");
         psci(PSCI_SYSTEM_RESET, [0; 3]);
         println!("ERROR: SYSTEM_RESET returned");
@@ -47,9 +44,9 @@ fn main() -> u64 {
     for i in 1..=count {
         println!("count {i}");
     }
-    let (status, _) = hypercall::console_write(b"written through CONSOLE_WRITE\n");
+    let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
-    if number("off") == Some(1) {
+    if info.number("off") == Some(1) {
         println!("powering off");
         psci(PSCI_SYSTEM_OFF, [0; 3]);
         println!("ERROR: SYSTEM_OFF returned");

@@ -5,14 +5,13 @@
 #![no_std]
 #![no_main]
 
+use tandem_guest::common::checks::{access_outside, bad_hypercalls};
 use tandem_guest::cpu::{
     halt_forever, read_physical_timer, read_u64, write_physical_timer, write_u64,
     write_with_writeback,
 };
-use tandem_guest::hypercall::{
-    self, E_FAULT, E_INVALID, E_NOSYS, PSCI_CPU_ON, arg, call, partition_info, psci, psci_smc,
-};
-use tandem_guest::{expect_fault, faults_taken, println};
+use tandem_guest::hypercall::{PSCI_CPU_ON, psci, psci_smc};
+use tandem_guest::{Guest, Runtime, arg, expect_fault, faults_taken, println};
 
 tandem_guest::entry!(main);
 
@@ -20,53 +19,8 @@ const PSCI_INVALID_PARAMETERS: i64 = -2;
 const SMCCC_UNKNOWN: i64 = -1;
 
 fn main() -> u64 {
-    let info = partition_info();
-    let mut failures: usize = 0;
-
-    let attempts: [(&str, u64, [u64; 4], i64); 6] = [
-        ("unknown call", 0x7777, [0; 4], E_NOSYS),
-        (
-            "console write outside memory",
-            hypercall::CONSOLE_WRITE,
-            [0x1000_0000, 16, 0, 0],
-            E_FAULT,
-        ),
-        (
-            "console write too long",
-            hypercall::CONSOLE_WRITE,
-            [0x4000_1000, 1 << 30, 0, 0],
-            E_INVALID,
-        ),
-        (
-            "console write wrapping",
-            hypercall::CONSOLE_WRITE,
-            [u64::MAX - 4, 16, 0, 0],
-            E_FAULT,
-        ),
-        (
-            "partition info buffer too small",
-            hypercall::PARTITION_INFO,
-            [0x4000_1000, 8, 0, 0],
-            E_INVALID,
-        ),
-        (
-            "timer on an exception vector",
-            hypercall::TIMER_SET,
-            [1000, 13, 0, 0],
-            E_INVALID,
-        ),
-    ];
-    for (what, nr, args, expected) in attempts {
-        let (status, _) = call(nr, args);
-        if status != expected {
-            println!("FAIL: {what}: status {status}, expected {expected}");
-            failures += 1;
-        }
-    }
-    println!(
-        "bad hypercalls rejected with errors: {}",
-        attempts.len() - failures
-    );
+    let info = Guest::partition_info();
+    let mut failures = bad_hypercalls::<Guest>(0x1000_0000, 0x4000_1000);
 
     let entry = main as *const () as u64;
     let hvc = psci(PSCI_CPU_ON, [1, entry, 0]);
@@ -91,26 +45,19 @@ fn main() -> u64 {
         failures += 1;
     }
 
-    let target = 0x1000_0000;
-    match arg(info.args(), "finally") {
-        Some("write") => {
-            println!("writing outside my memory at {target:#x}");
-            write_u64(target, 0x6666);
+    let finally = arg(info.args(), "finally").unwrap_or_default();
+    if !access_outside::<Guest>(finally, read_u64, write_u64) {
+        match finally {
+            "writeback" => {
+                println!("writing the UART with post-index writeback");
+                write_with_writeback(tandem_guest::console::UART, 0x41);
+            }
+            "halt" => {
+                println!("halting with interrupts off");
+                halt_forever();
+            }
+            _ => return failures as u64,
         }
-        Some("read") => {
-            println!("reading outside my memory at {target:#x}");
-            let v = read_u64(target);
-            println!("read {v:#x}");
-        }
-        Some("writeback") => {
-            println!("writing the UART with post-index writeback");
-            write_with_writeback(tandem_guest::console::UART, 0x41);
-        }
-        Some("halt") => {
-            println!("halting with interrupts off");
-            halt_forever();
-        }
-        _ => return failures as u64,
     }
     println!("ERROR: the access was not stopped");
     99

@@ -3,8 +3,9 @@
 #![no_std]
 #![no_main]
 
+use tandem_guest::common::abi::YIELD;
 use tandem_guest::cpu::{cpuid, outb, rdtsc};
-use tandem_guest::hypercall::{YIELD, call};
+use tandem_guest::hypercall::call;
 use tandem_guest::println;
 
 tandem_guest::entry!(main);

@@ -3,16 +3,13 @@
 #![no_main]
 
 use tandem_guest::cpu::cpuid;
-use tandem_guest::hypercall::{self, arg, partition_info};
-use tandem_guest::println;
+use tandem_guest::{Guest, Runtime, println};
 
 tandem_guest::entry!(main);
 
 fn main() -> u64 {
-    let info = partition_info();
-    let count: u32 = arg(info.args(), "count")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let info = Guest::partition_info();
+    let count: u32 = info.number("count").unwrap_or(10);
     println!(
         "hello from partition {} ({}), {} KiB, {} vCPU",
         info.id,
@@ -34,7 +31,7 @@ fn main() -> u64 {
     for i in 1..=count {
         println!("count {i}");
     }
-    let (status, _) = hypercall::console_write(b"written through CONSOLE_WRITE\n");
+    let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
     if vmx { 1 } else { 0 }
 }

@@ -4,11 +4,11 @@
 #![no_std]
 #![no_main]
 
+use tandem_guest::common::checks::{access_outside, bad_hypercalls};
 use tandem_guest::cpu::{
     halt_forever, inb, outb, outl, rdmsr, read_u64, triple_fault, vmxon, write_u64, wrmsr,
 };
-use tandem_guest::hypercall::{self, E_FAULT, E_INVALID, E_NOSYS, arg, call, partition_info};
-use tandem_guest::{expect_fault, faults_taken, println};
+use tandem_guest::{Guest, Runtime, arg, expect_fault, faults_taken, println};
 
 tandem_guest::entry!(main);
 
@@ -16,53 +16,8 @@ const GP: u8 = 13;
 const UD: u8 = 6;
 
 fn main() -> u64 {
-    let info = partition_info();
-    let mut failures: usize = 0;
-
-    let attempts: [(&str, u64, [u64; 4], i64); 6] = [
-        ("unknown call", 0x7777, [0; 4], E_NOSYS),
-        (
-            "console write outside memory",
-            hypercall::CONSOLE_WRITE,
-            [0x4000_0000, 16, 0, 0],
-            E_FAULT,
-        ),
-        (
-            "console write too long",
-            hypercall::CONSOLE_WRITE,
-            [0x1000, 1 << 30, 0, 0],
-            E_INVALID,
-        ),
-        (
-            "console write wrapping",
-            hypercall::CONSOLE_WRITE,
-            [u64::MAX - 4, 16, 0, 0],
-            E_FAULT,
-        ),
-        (
-            "partition info buffer too small",
-            hypercall::PARTITION_INFO,
-            [0x1000, 8, 0, 0],
-            E_INVALID,
-        ),
-        (
-            "timer on an exception vector",
-            hypercall::TIMER_SET,
-            [1000, 13, 0, 0],
-            E_INVALID,
-        ),
-    ];
-    for (what, nr, args, expected) in attempts {
-        let (status, _) = call(nr, args);
-        if status != expected {
-            println!("FAIL: {what}: status {status}, expected {expected}");
-            failures += 1;
-        }
-    }
-    println!(
-        "bad hypercalls rejected with errors: {}",
-        attempts.len() - failures
-    );
+    let info = Guest::partition_info();
+    let mut failures = bad_hypercalls::<Guest>(0x4000_0000, 0x1000);
 
     let cmos = inb(0x71);
     outb(0x70, 0x8f);
@@ -86,26 +41,19 @@ fn main() -> u64 {
         failures += 1;
     }
 
-    let target = 0x1000_0000;
-    match arg(info.args(), "finally") {
-        Some("write") => {
-            println!("writing outside my memory at {target:#x}");
-            write_u64(target, 0x6666);
+    let finally = arg(info.args(), "finally").unwrap_or_default();
+    if !access_outside::<Guest>(finally, read_u64, write_u64) {
+        match finally {
+            "triple-fault" => {
+                println!("making exceptions undeliverable");
+                triple_fault();
+            }
+            "halt" => {
+                println!("halting with interrupts off");
+                halt_forever();
+            }
+            _ => return failures as u64,
         }
-        Some("read") => {
-            println!("reading outside my memory at {target:#x}");
-            let v = read_u64(target);
-            println!("read {v:#x}");
-        }
-        Some("triple-fault") => {
-            println!("making exceptions undeliverable");
-            triple_fault();
-        }
-        Some("halt") => {
-            println!("halting with interrupts off");
-            halt_forever();
-        }
-        _ => return failures as u64,
     }
     println!("ERROR: the access outside my memory was not stopped");
     99

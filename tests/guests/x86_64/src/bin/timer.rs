@@ -2,41 +2,10 @@
 #![no_std]
 #![no_main]
 
-use tandem_guest::hypercall::{arg, partition_info, time_now};
-use tandem_guest::{println, sleep_ns, ticks};
+use tandem_guest::{Guest, sleep_ns};
 
 tandem_guest::entry!(main);
 
 fn main() -> u64 {
-    let info = partition_info();
-    let sleeps: u64 = arg(info.args(), "sleeps")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let period_us: u64 = arg(info.args(), "period_us")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    println!("sleeping {sleeps} times for {period_us} us");
-    let mut early = 0;
-    for i in 1..=sleeps {
-        let before = time_now();
-        sleep_ns(period_us * 1000);
-        let slept = time_now() - before;
-        if slept < period_us * 1000 {
-            early += 1;
-        }
-        if i % 5 == 0 || i == sleeps {
-            println!("woke {i} times (last sleep {} us)", slept / 1000);
-        }
-    }
-    println!(
-        "timer ticks {} of {} sleeps, {} woke early",
-        ticks(),
-        sleeps,
-        early
-    );
-    if ticks() == sleeps && early == 0 {
-        0
-    } else {
-        1
-    }
+    tandem_guest::common::checks::timer_guest::<Guest>("", sleep_ns)
 }

@@ -1,0 +1,49 @@
+//! The guest's IRQ handler: timer interrupts count as ticks, any other interrupt is recorded in
+//! the order it was taken.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::gic;
+
+const LOG: usize = 32;
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static TAKEN: [AtomicU32; LOG] = [const { AtomicU32::new(0) }; LOG];
+static TAKEN_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Timer interrupts taken: the virtual timer's and the one `TIMER_SET` raises.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::SeqCst)
+}
+
+/// The other interrupts taken so far, in order (the first 32).
+pub fn taken() -> impl Iterator<Item = u32> {
+    let n = TAKEN_COUNT.load(Ordering::SeqCst).min(LOG);
+    TAKEN[..n].iter().map(|t| t.load(Ordering::SeqCst))
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn guest_irq() {
+    let intid = gic::acknowledge();
+    match intid {
+        gic::VTIMER => {
+            // Disabling the timer drops its interrupt line before the end of interrupt.
+            // SAFETY: the guest's own virtual timer.
+            unsafe { asm!("msr cntv_ctl_el0, xzr", options(nomem, nostack)) };
+            TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+        gic::HYPERCALL_TIMER => {
+            TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {
+            let n = TAKEN_COUNT.fetch_add(1, Ordering::SeqCst);
+            if let Some(slot) = TAKEN.get(n) {
+                slot.store(intid, Ordering::SeqCst);
+            }
+        }
+    }
+    if intid < 1020 {
+        gic::end(intid);
+    }
+}

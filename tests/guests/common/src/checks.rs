@@ -1,0 +1,9 @@
+//! Test bodies that are the same on every architecture.
+
+mod bad_hypercalls;
+mod outside;
+mod sleeps;
+
+pub use bad_hypercalls::bad_hypercalls;
+pub use outside::access_outside;
+pub use sleeps::timer_guest;
