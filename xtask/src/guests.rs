@@ -35,7 +35,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
         Arch::Aarch64 => (
             "tandem-test-guests-aarch64",
             "aarch64-unknown-none",
-            &["hello", "timer", "hostile", "bench"],
+            &["hello", "timer", "hostile", "burst", "smp", "bench"],
         ),
     }
 }
