@@ -192,7 +192,10 @@ impl El2Vcpu {
                     continue;
                 }
                 // Underflow: the next flush refills the list registers.
-                INTID_MAINTENANCE => gic::deactivate(intid),
+                INTID_MAINTENANCE => {
+                    VgicState::quiesce_underflow();
+                    gic::deactivate(intid);
+                }
                 other => gic::deactivate(other),
             }
             if exit != Exit::TimerExpired {

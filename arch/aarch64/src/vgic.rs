@@ -243,6 +243,16 @@ impl VgicState {
         unsafe { write_sysreg!("ich_hcr_el2", hcr) };
     }
 
+    /// Turns the underflow maintenance interrupt off until the next [`VgicState::flush`]. It is
+    /// level-sensitive and stays asserted while UIE is set and at most one list register is
+    /// valid (GICv3 architecture specification, ICH_HCR_EL2.UIE), so EL2 must clear UIE when it
+    /// takes it, or it is taken again at once, forever.
+    pub fn quiesce_underflow() {
+        // SAFETY: the virtual interface's controls for the vCPU this CPU runs; the next flush
+        // sets UIE again if interrupts still wait for a free list register.
+        unsafe { write_sysreg!("ich_hcr_el2", HCR_EN) };
+    }
+
     /// Whether a virtual interrupt waits for the guest, in a list register or in the model.
     pub fn pending(&self, lrs: usize) -> bool {
         self.interrupts.deliverable()
