@@ -2,6 +2,7 @@
 //! nested VT-x. Each run ends by itself; a deadline catches hangs.
 
 use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ vgaromimage: file=/usr/share/vgabios/vgabios.bin
 cpu: model=corei7_skylake_x, count={cpus}, ips={ips}, reset_on_triple_fault=0
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
-display_library: rfb, options=\"timeout=0\"
+display_library: term
 com1: enabled=1, mode=file, dev=console.out
 com2: enabled=1, mode=file, dev=log.bin
 log: bochs.log
@@ -71,6 +72,8 @@ magic_break: enabled=1
 fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>, bool, Duration)> {
     let start = Instant::now();
     let mut child = cmd
+        // Its own process group, so a deadline stops the emulator and any wrapper around it.
+        .process_group(0)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(File::create(dir.join("emulator.out"))?)
@@ -80,7 +83,9 @@ fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>
     let status = child.wait_timeout(timeout)?;
     let timed_out = status.is_none();
     if timed_out {
-        let _ = child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
         let _ = child.wait();
     }
     Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))
@@ -143,8 +148,12 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     // The debugger is compiled into Debian's Bochs: continue at once, and quit at the magic
     // breakpoint the hypervisor executes when every partition has stopped.
     fs::write(dir.join("bochs.rc"), "c\nquit\n")?;
-    let mut cmd = Command::new("bochs");
-    cmd.args(["-q", "-f", "bochsrc", "-rc", "bochs.rc"]);
+    // The text display needs a terminal: `script` gives it a pseudo-terminal and passes Bochs's
+    // exit status through. (The headless VNC display listens on TCP ports, and two instances
+    // starting at once could both fail to get one.)
+    let mut cmd = Command::new("script");
+    cmd.env("TERM", "xterm")
+        .args(["-qec", "bochs -q -f bochsrc -rc bochs.rc", "/dev/null"]);
     let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
     collect(
         image,

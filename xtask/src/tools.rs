@@ -17,8 +17,8 @@ pub const BOCHS: &[Need] = &[
         file: "/usr/bin/bochs",
         package: "bochs",
     },
-    // Bochs needs one display plugin package; naming the terminal one keeps apt from choosing
-    // the wxWidgets one. Runs use the built-in headless VNC display.
+    // Runs use Bochs's text display (under `script`, from the essential bsdutils); naming its
+    // package also keeps apt from choosing the wxWidgets one to satisfy Bochs's display need.
     Need {
         file: "/usr/lib/x86_64-linux-gnu/bochs/plugins/libbx_term_gui.so",
         package: "bochs-term",
