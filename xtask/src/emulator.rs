@@ -292,22 +292,7 @@ pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
     }
     let image = build::build_board(board, None)?;
     let run = run_image(&image)?;
-    run.print("");
-    if run.success {
-        println!(
-            "Every partition stopped; {} exited normally after {:.1}s.",
-            emulator,
-            run.elapsed.as_secs_f64()
-        );
-    } else {
-        println!(
-            "The run did not end normally (status {:?}{}). Emulator log tail:\n{}",
-            run.status,
-            if run.timed_out { ", timed out" } else { "" },
-            run.emulator_log
-        );
-    }
-    Ok(run.success)
+    Ok(show_demo(&run, emulator))
 }
 
 /// `cargo xtask qemu --arch aarch64`: the demo on QEMU `virt` at EL2.
@@ -315,10 +300,15 @@ fn demo_aarch64() -> Result<bool> {
     println!("Running the aarch64 demo in QEMU virt (EL2, GICv3, TCG with -icount shift=0).");
     let image = build::build_board("qemu-virt-aarch64", None)?;
     let run = run_image(&image)?;
+    Ok(show_demo(&run, "QEMU"))
+}
+
+/// Prints a demo run and how it ended; true if it ended normally.
+fn show_demo(run: &Run, emulator: &str) -> bool {
     run.print("");
     if run.success {
         println!(
-            "Every partition stopped; QEMU exited normally after {:.1}s.",
+            "Every partition stopped; {emulator} exited normally after {:.1}s.",
             run.elapsed.as_secs_f64()
         );
     } else {
@@ -329,5 +319,5 @@ fn demo_aarch64() -> Result<bool> {
             run.emulator_log
         );
     }
-    Ok(run.success)
+    run.success
 }

@@ -2,6 +2,7 @@
 //! ledger and survive a microreboot.
 
 pub mod cpuid;
+pub mod line;
 pub mod msr;
 pub mod pl011;
 pub mod uart16550;

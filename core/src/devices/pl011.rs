@@ -5,7 +5,7 @@
 //! Registers and identification values follow the PL011 Technical Reference Manual (DDI 0183),
 //! section 3.2, so that drivers probing the primecell IDs (Linux's amba-pl011) accept it.
 
-use crate::devices::uart16550::LINE_MAX;
+use super::line::LineBuffer;
 
 /// Size of the register window.
 pub const SIZE: u64 = 0x1000;
@@ -39,8 +39,7 @@ pub struct Pl011 {
     cr: u32,
     ifls: u32,
     imsc: u32,
-    len: u32,
-    line: [u8; LINE_MAX],
+    out: LineBuffer,
 }
 
 impl Default for Pl011 {
@@ -58,8 +57,7 @@ impl Pl011 {
             cr: CR_RESET,
             ifls: IFLS_RESET,
             imsc: 0,
-            len: 0,
-            line: [0; LINE_MAX],
+            out: LineBuffer::new(),
         }
     }
 
@@ -83,7 +81,7 @@ impl Pl011 {
     /// Handles a register write. Returns true when a whole line is ready in [`Pl011::line`].
     pub fn write(&mut self, offset: u64, value: u32) -> bool {
         match offset {
-            DR => return self.push(value as u8),
+            DR => return self.out.push(value as u8),
             IBRD => self.ibrd = value & 0xffff,
             FBRD => self.fbrd = value & 0x3f,
             LCR_H => self.lcr_h = value & 0xff,
@@ -95,26 +93,14 @@ impl Pl011 {
         false
     }
 
-    fn push(&mut self, byte: u8) -> bool {
-        match byte {
-            b'\r' => false,
-            b'\n' => true,
-            _ => {
-                self.line[self.len as usize] = byte;
-                self.len += 1;
-                self.len as usize == LINE_MAX
-            }
-        }
-    }
-
     /// The collected line, without its newline.
     pub fn line(&self) -> &[u8] {
-        &self.line[..self.len as usize]
+        self.out.line()
     }
 
     /// Starts a new line once the current one has been printed.
     pub fn clear_line(&mut self) {
-        self.len = 0;
+        self.out.clear();
     }
 }
 

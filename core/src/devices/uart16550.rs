@@ -3,10 +3,10 @@
 //! The guest sees a UART that is always ready to send. Bytes are collected into lines and handed
 //! out whole so two partitions' output never interleaves within a line.
 
+use super::line::LineBuffer;
+
 pub const COM1_BASE: u16 = 0x3f8;
 pub const COM1_PORTS: u16 = 8;
-/// A line longer than this is emitted in pieces.
-pub const LINE_MAX: usize = 120;
 
 const LCR_DLAB: u8 = 0x80;
 /// Transmitter holding register empty and transmitter empty.
@@ -23,8 +23,7 @@ pub struct Uart16550 {
     scr: u8,
     dll: u8,
     dlm: u8,
-    len: u16,
-    line: [u8; LINE_MAX],
+    out: LineBuffer,
 }
 
 impl Default for Uart16550 {
@@ -42,8 +41,7 @@ impl Uart16550 {
             scr: 0,
             dll: 0,
             dlm: 0,
-            len: 0,
-            line: [0; LINE_MAX],
+            out: LineBuffer::new(),
         }
     }
 
@@ -73,7 +71,7 @@ impl Uart16550 {
         match port - COM1_BASE {
             0 if dlab => self.dll = value,
             1 if dlab => self.dlm = value,
-            0 => return self.push(value),
+            0 => return self.out.push(value),
             1 => self.ier = value & 0x0f,
             3 => self.lcr = value,
             4 => self.mcr = value & 0x1f,
@@ -83,32 +81,21 @@ impl Uart16550 {
         false
     }
 
-    fn push(&mut self, byte: u8) -> bool {
-        match byte {
-            b'\r' => false,
-            b'\n' => true,
-            _ => {
-                self.line[usize::from(self.len)] = byte;
-                self.len += 1;
-                usize::from(self.len) == LINE_MAX
-            }
-        }
-    }
-
     /// The collected line, without its newline.
     pub fn line(&self) -> &[u8] {
-        &self.line[..usize::from(self.len)]
+        self.out.line()
     }
 
     /// Starts a new line once the current one has been printed.
     pub fn clear_line(&mut self) {
-        self.len = 0;
+        self.out.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::line::LINE_MAX;
 
     fn send(u: &mut Uart16550, s: &[u8]) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
