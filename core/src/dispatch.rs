@@ -3,6 +3,7 @@
 
 use crate::addr::GuestPhysAddr;
 use crate::config::PortMode;
+use crate::devices::line::LineBuffer;
 use crate::devices::uart16550::Uart16550;
 use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ShutdownCause};
@@ -52,6 +53,13 @@ impl Outcome {
 /// All ones for an access of `size` bytes: what an undecoded port reads as.
 fn all_ones(size: u8) -> u64 {
     u64::MAX >> (64 - 8 * u32::from(size.clamp(1, 8)))
+}
+
+/// Prints the line a UART model completed, prefixed with the partition's name, and starts the
+/// next one.
+fn print_line<P: Platform>(platform: &P, partition: &str, out: &mut LineBuffer) {
+    platform.console_line(partition, out.line());
+    out.clear();
 }
 
 impl<P: Platform> VcpuRuntime<'_, P> {
@@ -129,9 +137,11 @@ impl<P: Platform> VcpuRuntime<'_, P> {
 
     fn uart_mmio_write(&mut self, offset: u64, value: u32) -> Outcome {
         if self.record.pl011.write(offset, value) {
-            self.platform
-                .console_line(&self.partition.name, self.record.pl011.line());
-            self.record.pl011.clear_line();
+            print_line(
+                self.platform,
+                &self.partition.name,
+                self.record.pl011.output(),
+            );
         }
         Outcome::done(Completion::Done)
     }
@@ -215,9 +225,11 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             {
                 let p = port.wrapping_add(i as u16);
                 if Uart16550::handles(p) && self.record.uart.write(p, *byte) {
-                    self.platform
-                        .console_line(&self.partition.name, self.record.uart.line());
-                    self.record.uart.clear_line();
+                    print_line(
+                        self.platform,
+                        &self.partition.name,
+                        self.record.uart.output(),
+                    );
                 }
             }
         } else if self.port_mode(port).is_none() {

@@ -200,7 +200,12 @@ pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Re
     .arg("-kernel")
     .arg(&image.elf)
     .args(["-append", cmdline]);
-    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
+    run_qemu(cmd, image, timeout)
+}
+
+/// Runs a QEMU command line for `image` under `timeout` and collects what it produced.
+fn run_qemu(cmd: Command, image: &Image, timeout: Duration) -> Result<Run> {
+    let (status, timed_out, elapsed) = spawn(cmd, &image.dir, timeout)?;
     collect(
         image,
         EmulatorName::Qemu,
@@ -229,15 +234,7 @@ pub fn qemu_aarch64(image: &Image, timeout: Duration) -> Result<Run> {
         .args(["-serial", "file:console.out"])
         .arg("-kernel")
         .arg(&image.elf);
-    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
-    collect(
-        image,
-        EmulatorName::Qemu,
-        status,
-        timed_out,
-        elapsed,
-        "emulator.err",
-    )
+    run_qemu(cmd, image, timeout)
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).

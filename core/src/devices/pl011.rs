@@ -93,14 +93,9 @@ impl Pl011 {
         false
     }
 
-    /// The collected line, without its newline.
-    pub fn line(&self) -> &[u8] {
-        self.out.line()
-    }
-
-    /// Starts a new line once the current one has been printed.
-    pub fn clear_line(&mut self) {
-        self.out.clear();
+    /// The transmitted bytes, collected into lines.
+    pub fn output(&mut self) -> &mut LineBuffer {
+        &mut self.out
     }
 }
 
@@ -114,8 +109,8 @@ mod tests {
         let mut lines = Vec::new();
         for &b in b"ab\r\ncd\n" {
             if u.write(DR, b.into()) {
-                lines.push(u.line().to_vec());
-                u.clear_line();
+                lines.push(u.output().line().to_vec());
+                u.output().clear();
             }
         }
         assert_eq!(lines, vec![b"ab".to_vec(), b"cd".to_vec()]);
@@ -135,6 +130,6 @@ mod tests {
         assert!(!u.write(CR, 0x301));
         assert!(!u.write(LCR_H, 0x70));
         assert_eq!((u.read(CR), u.read(LCR_H)), (0x301, 0x70));
-        assert_eq!(u.line(), b"");
+        assert_eq!(u.output().line(), b"");
     }
 }

@@ -81,14 +81,9 @@ impl Uart16550 {
         false
     }
 
-    /// The collected line, without its newline.
-    pub fn line(&self) -> &[u8] {
-        self.out.line()
-    }
-
-    /// Starts a new line once the current one has been printed.
-    pub fn clear_line(&mut self) {
-        self.out.clear();
+    /// The transmitted bytes, collected into lines.
+    pub fn output(&mut self) -> &mut LineBuffer {
+        &mut self.out
     }
 }
 
@@ -101,8 +96,8 @@ mod tests {
         let mut lines = Vec::new();
         for &b in s {
             if u.write(COM1_BASE, b) {
-                lines.push(u.line().to_vec());
-                u.clear_line();
+                lines.push(u.output().line().to_vec());
+                u.output().clear();
             }
         }
         lines
@@ -123,7 +118,7 @@ mod tests {
         let lines = send(&mut u, &[b'x'; LINE_MAX + 3]);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].len(), LINE_MAX);
-        assert_eq!(u.line(), b"xxx");
+        assert_eq!(u.output().line(), b"xxx");
     }
 
     #[test]
@@ -133,7 +128,7 @@ mod tests {
         assert!(!u.write(COM1_BASE, 1));
         u.write(COM1_BASE + 3, 0x03);
         assert_eq!(u.read(COM1_BASE + 3), 0x03);
-        assert_eq!(u.line(), b"");
+        assert_eq!(u.output().line(), b"");
         assert_eq!(u.read(COM1_BASE + 5), LSR_IDLE);
     }
 }
