@@ -8,10 +8,10 @@ use crate::devices::uart16550::Uart16550;
 use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
-use crate::partition::VcpuRuntime;
 use crate::platform::Platform;
 use crate::power::{self, PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
+use crate::runtime::VcpuRuntime;
 use crate::vcpu::{Completion, GuestFault};
 
 /// What the vCPU does after an exit.

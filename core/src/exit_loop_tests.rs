@@ -6,7 +6,7 @@ use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
 use crate::power::{PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
-use crate::vcpu::{Completion, EntryError, GuestFault};
+use crate::vcpu::{Completion, EntryError, GuestFault, Vcpu};
 
 const END: StopReason = StopReason::EntryFailed(EntryError::InstructionFailed { error: 0 });
 
@@ -202,7 +202,7 @@ fn notices_are_rate_limited() {
     let (_, _, record) = run(exits, &p);
     assert_eq!(
         p.notices.borrow().len(),
-        crate::partition::NOTICE_LIMIT as usize
+        crate::runtime::NOTICE_LIMIT as usize
     );
     assert_eq!(record.notices, 100);
 }
@@ -245,13 +245,13 @@ fn halting_with_interrupts_off_stops_even_with_a_timer() {
     let p = FakePlatform::new(0);
     let platform = &p;
     let part = crate::fake::partition();
-    let mut record = crate::partition::VcpuRecord::new(0);
+    let mut record = crate::record::VcpuRecord::new(0);
     let mut vcpu = crate::fake::ScriptedVcpu::new([
         hc(Call::TimerSet as u64, [5_000, 0x20, 0, 0]),
         Exit::Halt,
     ]);
     vcpu.interrupts_on = false;
-    let stop = crate::partition::VcpuRuntime {
+    let stop = crate::runtime::VcpuRuntime {
         partition: &part,
         id: 0,
         vcpu: 0,
@@ -430,10 +430,10 @@ fn a_halted_guest_sleeps_until_its_own_timer() {
 fn partition_info_reports_resets() {
     let p = FakePlatform::new(MEMORY as usize);
     let part = crate::fake::partition();
-    let mut record = crate::partition::VcpuRecord::new(0);
+    let mut record = crate::record::VcpuRecord::new(0);
     record.resets = 2;
     let mut vcpu = ScriptedVcpu::new([hc(Call::PartitionInfo as u64, [0x8000, 104, 0, 0])]);
-    crate::partition::VcpuRuntime {
+    crate::runtime::VcpuRuntime {
         partition: &part,
         id: 0,
         vcpu: 0,
@@ -446,4 +446,38 @@ fn partition_info_reports_resets() {
         u32::from_le_bytes(mem[0x800c..0x8010].try_into().unwrap()),
         2
     );
+}
+
+#[test]
+fn execution_point_counts_committed_exits_and_sees_registers() {
+    let p = FakePlatform::new(0);
+    let part = crate::fake::partition();
+    let mut record = crate::record::VcpuRecord::new(0);
+    let mut vcpu = crate::fake::ScriptedVcpu::new([
+        Exit::Cpuid {
+            leaf: 0,
+            subleaf: 0,
+            host: [0; 4],
+        },
+        Exit::TimerExpired,
+        hc(Call::Yield as u64, [0; 4]),
+    ]);
+    let mut runtime = crate::runtime::VcpuRuntime {
+        partition: &part,
+        id: 0,
+        vcpu: 0,
+        record: &mut record,
+        platform: &p,
+    };
+    let start = runtime.execution_point(&vcpu);
+    assert_eq!(start.det_exits, 0);
+    // The script ends with a failed entry, after three exits of which two commit as deterministic.
+    runtime.run(&mut vcpu);
+    let point = runtime.execution_point(&vcpu);
+    assert_eq!(point.det_exits, 2);
+    assert_eq!(point.pc, vcpu.pc);
+    assert_ne!(point.reg_hash, start.reg_hash, "the PC moved");
+    vcpu.set_gpr(3, 0xdead).unwrap();
+    assert_ne!(runtime.execution_point(&vcpu).reg_hash, point.reg_hash);
+    assert!(vcpu.set_gpr(16, 0).is_err());
 }

@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::config::{self, Image, MemoryRegion, PortMode, PortRange};
 use crate::exit::Exit;
-use crate::partition::{VcpuRecord, VcpuRuntime};
 use crate::platform::Platform;
 use crate::power::PowerStatus;
+use crate::record::VcpuRecord;
 use crate::report::{Notice, StopReason};
-use crate::vcpu::{Completion, EntryError, Vcpu};
+use crate::runtime::VcpuRuntime;
+use crate::vcpu::{Completion, EntryError, NoSuchRegister, Vcpu};
 
 /// Replays a list of exits, recording what the core does with them.
 pub struct ScriptedVcpu {
@@ -23,6 +24,7 @@ pub struct ScriptedVcpu {
     /// When the guest's own timer would fire ([`Vcpu::wake_deadline`]).
     pub wake: Option<u64>,
     pub pc: u64,
+    pub regs: [u64; 16],
 }
 
 impl ScriptedVcpu {
@@ -36,11 +38,14 @@ impl ScriptedVcpu {
             deadline: None,
             wake: None,
             pc: 0x10_0000,
+            regs: [0; 16],
         }
     }
 }
 
 impl Vcpu for ScriptedVcpu {
+    const GPRS: usize = 16;
+
     fn run(&mut self) -> Result<Exit, EntryError> {
         if let Some(v) = self.pending.take() {
             self.delivered.push(v);
@@ -67,6 +72,17 @@ impl Vcpu for ScriptedVcpu {
     }
     fn pc(&self) -> u64 {
         self.pc
+    }
+    fn set_pc(&mut self, pc: u64) {
+        self.pc = pc;
+    }
+    fn gpr(&self, index: usize) -> Option<u64> {
+        self.regs.get(index).copied()
+    }
+    fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister> {
+        let reg = self.regs.get_mut(index).ok_or(NoSuchRegister { index })?;
+        *reg = value;
+        Ok(())
     }
     fn wake_deadline(&self) -> Option<u64> {
         self.wake

@@ -14,10 +14,12 @@ pub mod dispatch;
 pub mod exit;
 pub mod fdt;
 pub mod hypercall;
-pub mod partition;
 pub mod platform;
+pub mod point;
 pub mod power;
+pub mod record;
 pub mod report;
+pub mod runtime;
 pub mod vcpu;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The contract an architecture backend implements for one virtual CPU.
 
 use crate::exit::Exit;
+use crate::point;
 
 /// What finishing an exit does to the guest. The backend applies it as the last step of the exit
 /// (register write and PC advance together), so a handler cut short can be run again.
@@ -37,8 +38,25 @@ pub enum EntryError {
     InstructionFailed { error: u32 },
 }
 
+/// A register index [`Vcpu::set_gpr`] does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NoSuchRegister {
+    /// The index asked for.
+    pub index: usize,
+}
+
 /// One virtual CPU, pinned to the physical CPU that runs it.
+///
+/// Besides running the guest, it gives portable access to the guest's general registers and PC,
+/// so fault tolerance (execution points, replayed reads) and recovery (rolling an exit back) need
+/// nothing backend-specific.
 pub trait Vcpu {
+    /// How many general-purpose registers [`Vcpu::gpr`] indexes: x86_64 16, in the SDM's register
+    /// number order (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8–R15; SDM Vol. 2A, 2.1.5), aarch64 31
+    /// (x0–x30).
+    const GPRS: usize;
+
     /// Enters the guest and returns at its next exit.
     fn run(&mut self) -> Result<Exit, EntryError>;
     /// Applies the result of the exit last returned by [`Vcpu::run`].
@@ -53,6 +71,21 @@ pub trait Vcpu {
     fn set_timer_deadline(&mut self, deadline_ns: Option<u64>);
     /// The guest's program counter, for reports and execution points.
     fn pc(&self) -> u64;
+    /// Moves the guest's program counter (rolling an exit back, or replaying one).
+    fn set_pc(&mut self, pc: u64);
+    /// General register `index` (< [`Vcpu::GPRS`]), or `None` past the last one.
+    fn gpr(&self, index: usize) -> Option<u64>;
+    /// Writes general register `index`.
+    fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister>;
+    /// A hash of the general registers and the PC: the part of an execution point that catches a
+    /// replay that diverged without changing the exit count.
+    fn register_hash(&self) -> u64 {
+        point::register_hash(
+            (0..Self::GPRS)
+                .filter_map(|i| self.gpr(i))
+                .chain([self.pc()]),
+        )
+    }
     /// When a timer the guest drives itself (aarch64: the EL1 virtual timer) will raise an
     /// interrupt, in platform nanoseconds; `None` if it is off or masked. A halted vCPU sleeps until
     /// then instead of being stopped as halted forever.

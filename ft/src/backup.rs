@@ -12,8 +12,8 @@ use crate::detect::{Detector, Health};
 use crate::frame::{FrameReader, MAX_FRAME, RejectCounts};
 use crate::link::{LinkError, LinkStats, LogReceiver};
 use crate::mutant::Mutants;
-use crate::point::{ExecPoint, Position};
 use crate::record::{Event, EventClass, Record};
+use tandem_core::point::{ExecPoint, Position};
 
 /// Records the backup holds received but not yet replayed.
 pub const REPLAY_CAPACITY: usize = 128;

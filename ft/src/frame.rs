@@ -201,8 +201,8 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::ExecPoint;
     use crate::record::{Control, Event, InputData};
+    use tandem_core::point::ExecPoint;
 
     fn point() -> ExecPoint {
         ExecPoint {

@@ -15,7 +15,6 @@ pub mod detect;
 pub mod frame;
 pub mod link;
 pub mod mutant;
-pub mod point;
 pub mod primary;
 pub mod record;
 pub mod reprotect;

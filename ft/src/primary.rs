@@ -13,8 +13,8 @@ use crate::detect::{Detector, Health};
 use crate::frame::{self, EncodeError, MAX_FRAME};
 use crate::link::{LinkError, LinkStats, LogSender};
 use crate::mutant::Mutants;
-use crate::point::{ExecPoint, Position};
 use crate::record::{Event, EventClass, Record};
+use tandem_core::point::{ExecPoint, Position};
 
 /// Outputs that can be held at once waiting for the backup's ack.
 pub const MAX_HELD_OUTPUTS: usize = 64;

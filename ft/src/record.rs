@@ -1,7 +1,7 @@
 //! What the log holds: one record per non-deterministic input, output or control event.
 
-use crate::point::ExecPoint;
 use serde::{Deserialize, Serialize};
+use tandem_core::point::ExecPoint;
 
 /// Largest device input carried by one record; a device model splits larger input.
 pub const MAX_INPUT: usize = 256;

@@ -2,10 +2,10 @@
 
 use core::cell::Cell;
 use core::sync::atomic::AtomicU64;
+use tandem_core::point::ExecPoint;
 use tandem_ft::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use tandem_ft::backup::{Backup, BackupConfig, BackupError, BackupState, Due, SyncRead};
 use tandem_ft::link::ring::Ring;
-use tandem_ft::point::ExecPoint;
 use tandem_ft::primary::{Primary, PrimaryConfig, PrimaryState};
 use tandem_ft::record::Event;
 

@@ -2,18 +2,19 @@
 //! exits, for QEMU `virt` with `virtualization=on,gic-version=3`.
 //!
 //! The board's binary provides `board_main`, which the boot code calls on the bootstrap CPU, and
-//! hands the embedded bundle to [`hypervisor::primary_main`]. Hypervisor code is built for
-//! `aarch64-unknown-none-softfloat`: it never touches FP/SIMD registers, so guests' stay theirs.
+//! hands the embedded bundle to [`backend::primary_main`]; bring-up itself is shared
+//! (`tandem_hw::bringup`), this crate provides its hooks ([`backend::VirtBackend`]). Hypervisor
+//! code is built for `aarch64-unknown-none-softfloat`: it never touches FP/SIMD registers, so
+//! guests' stay theirs.
 #![no_std]
 
+pub mod backend;
 pub mod boot;
 mod console;
 mod dt;
 mod entry;
 mod gic;
 mod guest_load;
-pub mod hypervisor;
-mod ledger;
 mod logger;
 mod lr;
 mod machine;
@@ -26,4 +27,5 @@ mod stage2;
 mod sysreg;
 mod time;
 mod vcpu;
+mod vcpu_state;
 mod vgic;

@@ -1,12 +1,11 @@
 //! The portable core's view of this machine.
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::{MAX_CPUS, MemoryRegion};
+use tandem_core::config::MemoryRegion;
 use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
+use tandem_hw::bringup;
 
 use crate::{console, time};
 
@@ -14,25 +13,6 @@ use crate::{console, time};
 pub const GUEST_UART: u64 = 0x0900_0000;
 
 pub struct VirtPlatform;
-
-/// A vCPU's power state, per physical CPU, for PSCI CPU_ON between vCPUs of one partition.
-pub const OFF: u8 = 0;
-pub const STARTING: u8 = 1;
-pub const ON: u8 = 2;
-
-pub struct Mailbox {
-    pub state: AtomicU8,
-    pub entry: AtomicU64,
-    pub context: AtomicU64,
-}
-
-#[allow(clippy::declare_interior_mutable_const)]
-const IDLE: Mailbox = Mailbox {
-    state: AtomicU8::new(OFF),
-    entry: AtomicU64::new(0),
-    context: AtomicU64::new(0),
-};
-pub static MAILBOXES: [Mailbox; MAX_CPUS] = [IDLE; MAX_CPUS];
 
 impl Platform for VirtPlatform {
     fn now_ns(&self) -> u64 {
@@ -64,27 +44,15 @@ impl Platform for VirtPlatform {
     }
 
     fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
-        let Some(cpu) = crate::hypervisor::cpu_of(partition, vcpu) else {
-            return PowerStatus::InvalidParameters;
-        };
-        let mailbox = &MAILBOXES[cpu];
-        mailbox.entry.store(entry, Ordering::Relaxed);
-        mailbox.context.store(context, Ordering::Relaxed);
-        match mailbox
-            .state
-            .compare_exchange(OFF, STARTING, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                // SAFETY: SEV only wakes CPUs waiting in WFE.
-                unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
-                PowerStatus::Success
-            }
-            Err(_) => PowerStatus::AlreadyOn,
+        let status = bringup::start_vcpu(partition, vcpu, entry, context);
+        if status == PowerStatus::Success {
+            // SAFETY: SEV only wakes CPUs waiting in WFE.
+            unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
         }
+        status
     }
 
     fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
-        crate::hypervisor::cpu_of(partition, vcpu)
-            .is_some_and(|cpu| MAILBOXES[cpu].state.load(Ordering::Acquire) != OFF)
+        bringup::vcpu_running(partition, vcpu)
     }
 }

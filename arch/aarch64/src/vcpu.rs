@@ -3,7 +3,7 @@
 
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::exit::{Access, Exit};
-use tandem_core::vcpu::{Completion, EntryError, GuestFault, Vcpu};
+use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, INTID_HYP_TIMER, INTID_MAINTENANCE, INTID_VTIMER, SPURIOUS};
@@ -359,6 +359,8 @@ fn frame_word(frame: &vgic::Frame) -> (vgic::Frame, u64) {
 }
 
 impl Vcpu for El2Vcpu {
+    const GPRS: usize = 31;
+
     fn run(&mut self) -> Result<Exit, EntryError> {
         loop {
             self.vgic.flush(self.lrs);
@@ -434,6 +436,20 @@ impl Vcpu for El2Vcpu {
 
     fn pc(&self) -> u64 {
         self.regs.pc
+    }
+
+    fn set_pc(&mut self, pc: u64) {
+        self.regs.pc = pc;
+    }
+
+    fn gpr(&self, index: usize) -> Option<u64> {
+        self.regs.x.get(index).copied()
+    }
+
+    fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister> {
+        let reg = self.regs.x.get_mut(index).ok_or(NoSuchRegister { index })?;
+        *reg = value;
+        Ok(())
     }
 
     fn wake_deadline(&self) -> Option<u64> {

@@ -4,9 +4,12 @@
 //! comes in as a parameter.
 #![no_std]
 
+pub mod backend;
+pub mod bringup;
 pub mod console;
 pub mod frames;
 pub mod guest_memory;
 pub mod ledger;
 pub mod log;
 pub mod report;
+pub mod vcpu_power;

@@ -1,6 +1,6 @@
 //! What the log says when a partition stops or misbehaves, in the architecture's own words.
 
-use tandem_core::partition::VcpuRecord;
+use tandem_core::record::VcpuRecord;
 use tandem_core::report::{Notice, StopReason};
 
 /// The architecture's names for the things a report mentions.

@@ -2,7 +2,6 @@
 //! one to long mode on the bootstrap CPU's page tables and into `ap_entry`.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::{apic, boot, cpu};
 
@@ -82,14 +81,13 @@ unsafe extern "C" {
     static ap_trampoline_cpu: u8;
 }
 
-static STARTED: AtomicUsize = AtomicUsize::new(0);
-
 fn trampoline_slot(symbol: *const u8) -> *mut u64 {
     let start = &raw const ap_trampoline_start;
     (TRAMPOLINE + (symbol as u64 - start as u64)) as *mut u64
 }
 
-/// Starts CPU `cpu` (APIC ID = index) and waits until it runs Rust code on its own stack.
+/// Starts CPU `cpu` (APIC ID = index); it enters `ap_entry` (`backend.rs`) on its own stack. The
+/// caller waits until it has before starting another: they share the trampoline.
 pub fn start_ap(cpu: usize) {
     // SAFETY: the trampoline bytes are a read-only blob in the image; 0x8000..0x9000 is
     // conventional memory no loader data lives in once the boot information has been read, and
@@ -102,15 +100,5 @@ pub fn start_ap(cpu: usize) {
         trampoline_slot(&raw const ap_trampoline_stack).write_volatile(cpu::ap_stack_top(cpu));
         trampoline_slot(&raw const ap_trampoline_cpu).write_volatile(cpu as u64);
     }
-    let before = STARTED.load(Ordering::Acquire);
     apic::start_cpu(cpu as u32, (TRAMPOLINE >> 12) as u8);
-    while STARTED.load(Ordering::Acquire) == before {
-        core::hint::spin_loop();
-    }
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn ap_entry(cpu: u64) -> ! {
-    STARTED.fetch_add(1, Ordering::AcqRel);
-    crate::hypervisor::secondary_main(cpu as usize)
 }

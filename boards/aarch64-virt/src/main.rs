@@ -3,12 +3,12 @@
 #![no_std]
 #![no_main]
 
-use tandem_arch_aarch64::hypervisor;
+use tandem_arch_aarch64::backend;
 
 static BUNDLE: &[u8] = include_bytes!(env!("TANDEM_BUNDLE"));
 
 /// Called by the boot code on the bootstrap CPU, at EL2 with the MMU on, on its stack.
 #[unsafe(no_mangle)]
 extern "C" fn board_main() -> ! {
-    hypervisor::primary_main(BUNDLE)
+    backend::primary_main(BUNDLE)
 }

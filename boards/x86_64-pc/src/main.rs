@@ -3,12 +3,12 @@
 #![no_std]
 #![no_main]
 
-use tandem_arch_x86_64::hypervisor;
+use tandem_arch_x86_64::backend;
 
 static BUNDLE: &[u8] = include_bytes!(env!("TANDEM_BUNDLE"));
 
 /// Called by the boot code on the bootstrap CPU, in long mode on the boot stack.
 #[unsafe(no_mangle)]
 extern "C" fn board_main(magic: u32, info: u64) -> ! {
-    hypervisor::primary_main(magic, info, BUNDLE)
+    backend::primary_main(magic, info, BUNDLE)
 }

@@ -2,9 +2,9 @@
 //! one hash, so any difference in what it consumed shows in every later execution point.
 
 use super::rng::mix;
-use crate::point::ExecPoint;
 use crate::record::Event;
 use std::vec::Vec;
+use tandem_core::point::ExecPoint;
 
 /// What the guest does at its next deterministic exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ mod vcpu;
 mod vmcs;
 
 pub use caps::{Caps, probe};
-pub use vcpu::{PartitionTables, VmxVcpu};
+pub use vcpu::{PartitionTables, SetupError, VmxVcpu};
 pub use vmcs::VmFail;
 
 use crate::io::{rdmsr, read_cr0, read_cr4, write_cr0, write_cr4};

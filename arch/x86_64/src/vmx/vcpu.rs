@@ -5,7 +5,7 @@ use heapless::Vec;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::{MAX_REGIONS, MemoryRegion, Partition};
 use tandem_core::exit::{Access, Exit};
-use tandem_core::vcpu::{Completion, EntryError, GuestFault, Vcpu};
+use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tandem_x86_insn::{self as insn, Operand, Reg};
 
 use super::caps::{Caps, proc};
@@ -160,6 +160,19 @@ impl VmxVcpu {
         write_host_state(cpu)?;
         write_guest_state(partition.image.entry.raw())?;
         Ok(vcpu)
+    }
+
+    /// Back to the state of a vCPU that has not run: registers cleared, no event pending, 64-bit
+    /// mode at `entry` (a partition restarting from its image).
+    pub fn reset(&mut self, entry: u64) -> Result<(), SetupError> {
+        *self.regs = GuestRegs::default();
+        self.deadline_ns = None;
+        self.interrupt = None;
+        self.reinject = None;
+        self.fault = None;
+        self.pending = Pending::Nothing;
+        self.set_window_exiting(false);
+        write_guest_state(entry)
     }
 
     fn set_window_exiting(&mut self, on: bool) {
@@ -362,6 +375,8 @@ impl VmxVcpu {
 }
 
 impl Vcpu for VmxVcpu {
+    const GPRS: usize = 16;
+
     fn run(&mut self) -> Result<Exit, EntryError> {
         self.prepare_event();
         self.arm_preemption_timer();
@@ -451,6 +466,26 @@ impl Vcpu for VmxVcpu {
 
     fn pc(&self) -> u64 {
         vmcs::read(guest::RIP)
+    }
+
+    fn set_pc(&mut self, pc: u64) {
+        let _ = vmcs::write(guest::RIP, pc);
+    }
+
+    fn gpr(&self, index: usize) -> Option<u64> {
+        let index = u8::try_from(index)
+            .ok()
+            .filter(|&i| usize::from(i) < Self::GPRS)?;
+        Some(VmxVcpu::gpr(self, index))
+    }
+
+    fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister> {
+        let number = u8::try_from(index)
+            .ok()
+            .filter(|&i| usize::from(i) < Self::GPRS)
+            .ok_or(NoSuchRegister { index })?;
+        VmxVcpu::set_gpr(self, number, value);
+        Ok(())
     }
 }
 

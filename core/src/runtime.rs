@@ -1,50 +1,22 @@
-//! A vCPU of a partition at run time: its preserved record and the exit loop.
+//! A vCPU of a partition at run time and its exit loop.
+//!
+//! Where the seams are: FT hooks in at completed exit boundaries of [`VcpuRuntime::run`] (the
+//! deterministic-exit count and [`VcpuRuntime::execution_point`] give the point an event is logged
+//! at or replayed to); recovery relies on the commit rule kept here — a handler computes, then the
+//! completion is applied and the exit counted as one last step.
 
 use crate::config;
-use crate::devices::pl011::Pl011;
-use crate::devices::uart16550::Uart16550;
-use crate::devices::vtimer::VirtualTimer;
 use crate::dispatch::Next;
 use crate::exit::ExitKind;
 use crate::platform::Platform;
+use crate::point::ExecPoint;
+use crate::record::VcpuRecord;
 use crate::report::{Notice, StopReason};
 use crate::vcpu::Vcpu;
 
 /// Notices reported per vCPU before further ones are only counted, so a hostile guest cannot
 /// flood the log.
 pub const NOTICE_LIMIT: u32 = 16;
-
-/// The portable part of a vCPU's state that survives a hypervisor microreboot: plain data, no
-/// pointers, kept in the ledger region that the boot path never clears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct VcpuRecord {
-    /// Exits caused by guest instructions; part of the execution point replay relies on.
-    pub deterministic_exits: u64,
-    pub asynchronous_exits: u64,
-    pub start_ns: u64,
-    pub notices: u32,
-    /// How many times the partition was restarted at its own request; reported to the guest.
-    pub resets: u32,
-    pub uart: Uart16550,
-    pub pl011: Pl011,
-    pub timer: VirtualTimer,
-}
-
-impl VcpuRecord {
-    pub const fn new(start_ns: u64) -> Self {
-        Self {
-            deterministic_exits: 0,
-            asynchronous_exits: 0,
-            start_ns,
-            notices: 0,
-            resets: 0,
-            uart: Uart16550::new(),
-            pl011: Pl011::new(),
-            timer: VirtualTimer::new(),
-        }
-    }
-}
 
 /// One vCPU of one partition, with everything its exits need.
 pub struct VcpuRuntime<'a, P: Platform> {
@@ -82,6 +54,17 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             .map(|d| d.saturating_add(self.record.start_ns))
     }
 
+    /// Where the guest is now: committed deterministic exits, PC and register hash. Meaningful at a
+    /// completed exit boundary, which is where FT logs and replays events.
+    pub fn execution_point<V: Vcpu>(&self, vcpu: &V) -> ExecPoint {
+        ExecPoint {
+            det_exits: self.record.deterministic_exits,
+            pc: vcpu.pc(),
+            reg_hash: vcpu.register_hash(),
+            precise: None,
+        }
+    }
+
     /// Runs the vCPU until its partition stops, and says why.
     pub fn run<V: Vcpu>(&mut self, vcpu: &mut V) -> StopReason {
         loop {
@@ -91,13 +74,14 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 Ok(exit) => exit,
                 Err(e) => return StopReason::EntryFailed(e),
             };
+            let outcome = self.handle(exit, vcpu.pc());
+            // The commit: the guest-visible effect and the count, together and last.
+            if let Some(completion) = outcome.completion {
+                vcpu.complete(completion);
+            }
             match exit.kind() {
                 ExitKind::Deterministic => self.record.deterministic_exits += 1,
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,
-            }
-            let outcome = self.handle(exit, vcpu.pc());
-            if let Some(completion) = outcome.completion {
-                vcpu.complete(completion);
             }
             match outcome.next {
                 Next::Continue => {}

@@ -1,0 +1,198 @@
+//! The aarch64 half of bring-up (see `tandem_hw::backend`): the PL011 console, the semihosting log
+//! and exit, the generic timer, the GICv3, each partition's stage 2 and device tree, secondary CPUs
+//! started through PSCI CPU_ON, and an EL2 vCPU per CPU.
+
+use heapless::Vec;
+use spin::Once;
+use tandem_core::bundle::BundleError;
+use tandem_core::config::{ExitDevice, MAX_PARTITIONS, Partition, System, Uart};
+use tandem_hw::backend::Backend;
+use tandem_hw::bringup;
+use tandem_hw::frames::OutOfFrames;
+use tandem_hw::report::Vocabulary;
+
+use crate::gic::NoRedistributor;
+use crate::guest_load::LoadError;
+use crate::platform::VirtPlatform;
+use crate::vcpu::{self, El2Vcpu};
+use crate::vcpu_state::VcpuState;
+use crate::{boot, console, gic, guest_load, logger, machine, psci, stage2, time};
+
+/// Why a bring-up step failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum VirtError {
+    /// No frames left for stage-2 tables.
+    OutOfFrames,
+    /// A partition's memory could not be prepared.
+    Load(LoadError),
+    /// PSCI CPU_ON refused to start a CPU, with this status.
+    CpuOn(i64),
+    /// This CPU has no GIC redistributor.
+    NoRedistributor,
+}
+
+/// The aarch64 backend: each partition's stage-2 root.
+pub struct VirtBackend {
+    roots: Vec<u64, MAX_PARTITIONS>,
+}
+
+static BACKEND: Once<VirtBackend> = Once::new();
+
+/// Entry from the board's `board_main` on the bootstrap CPU, at EL2 with the MMU on.
+pub fn primary_main(bundle: &'static [u8]) -> ! {
+    bringup::primary_main::<VirtBackend>(bundle, time::counter())
+}
+
+/// Entry of every other CPU, from `secondary_entry` (`boot.rs`), on its own stack with the MMU on.
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(cpu: u64) -> ! {
+    bringup::secondary_main::<VirtBackend>(cpu as usize)
+}
+
+impl Backend for VirtBackend {
+    /// The counter value at entry, for the banner.
+    type Early = u64;
+    type Error = VirtError;
+    type VcpuState = VcpuState;
+    type Vcpu = El2Vcpu;
+    type Platform = VirtPlatform;
+    const WORDS: Vocabulary = Vocabulary {
+        pc: "PC",
+        halt: "WFI",
+        exit: "exception class",
+        detail: "ESR_EL2",
+    };
+
+    fn refuse(error: BundleError) -> ! {
+        machine::init(ExitDevice::Semihosting);
+        console::emergency(format_args!(
+            "the embedded configuration is refused: {error:?}"
+        ));
+        machine::exit(false)
+    }
+
+    fn init(sys: &System, boot_counter: u64) -> Self {
+        if let Uart::Pl011 { base } = sys.board.console {
+            console::init(base.raw());
+        }
+        machine::init(sys.board.exit);
+        logger::init(sys.board.log);
+        let hz = time::init(sys.board.timer_hz);
+        defmt::info!(
+            "Tandem {=str} on {=str}: EL2, {=u8} CPUs, counter {=u64} Hz, entered at count {=u64}",
+            env!("CARGO_PKG_VERSION"),
+            sys.board.name.as_str(),
+            sys.board.cpus,
+            hz,
+            boot_counter
+        );
+        gic::init_distributor();
+        if gic::init_cpu().is_err() {
+            Self::fatal("no GIC redistributor for the bootstrap CPU");
+        }
+        Self { roots: Vec::new() }
+    }
+
+    fn image_end() -> u64 {
+        boot::image_range().1
+    }
+
+    fn load_partition(
+        &self,
+        partition: &Partition,
+        id: u32,
+        image: &[u8],
+    ) -> Result<u64, VirtError> {
+        guest_load::load(partition, id, image).map_err(VirtError::Load)
+    }
+
+    fn prepare_partition(&mut self, partition: &Partition, _: u32) -> Result<(), VirtError> {
+        let root = stage2::build(&partition.memory)?;
+        // The vector holds MAX_PARTITIONS entries, as many as the configuration can have.
+        let _ = self.roots.push(root);
+        Ok(())
+    }
+
+    fn install(self) -> &'static Self {
+        BACKEND.call_once(|| self)
+    }
+
+    fn get() -> &'static Self {
+        BACKEND.wait()
+    }
+
+    fn start_cpu(&self, cpu: usize) -> Result<(), VirtError> {
+        match psci::cpu_on(cpu as u64, boot::secondary_entry_point(), cpu as u64) {
+            0 => Ok(()),
+            status => Err(VirtError::CpuOn(status)),
+        }
+    }
+
+    fn init_secondary(_: usize) -> Result<(), VirtError> {
+        gic::init_cpu()?;
+        Ok(())
+    }
+
+    fn enable_cpu(&self, _: usize) -> Result<(), VirtError> {
+        Ok(())
+    }
+
+    fn create_vcpu(
+        &'static self,
+        _: usize,
+        partition: &'static Partition,
+        id: u32,
+        vcpu: u32,
+        state: &'static mut VcpuState,
+    ) -> Result<El2Vcpu, VirtError> {
+        // Each partition has its own VMID, so TLB entries of one never match another's.
+        // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
+        unsafe { vcpu::configure(self.roots[id as usize], (id + 1) as u16, u64::from(vcpu)) };
+        let VcpuState { regs, vgic } = state;
+        Ok(El2Vcpu::new(
+            regs,
+            vgic,
+            u64::from(vcpu),
+            partition.cpus.len() as u64,
+        ))
+    }
+
+    fn reset_vcpu(vcpu: &mut El2Vcpu, entry: u64, arg: u64) -> Result<(), VirtError> {
+        vcpu.reset(entry, arg);
+        Ok(())
+    }
+
+    fn platform(&self, _: usize) -> VirtPlatform {
+        VirtPlatform
+    }
+
+    fn wait_for_event() {
+        // SAFETY: WFE only waits; a CPU posting a start request sends SEV.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+
+    fn exit(success: bool) -> ! {
+        machine::exit(success)
+    }
+
+    fn park() -> ! {
+        machine::park()
+    }
+
+    fn fatal(what: &str) -> ! {
+        defmt::error!("{=str}: the hypervisor cannot continue", what);
+        crate::panic::fatal(format_args!("{what}: the hypervisor cannot continue"))
+    }
+}
+
+impl From<OutOfFrames> for VirtError {
+    fn from(_: OutOfFrames) -> Self {
+        VirtError::OutOfFrames
+    }
+}
+
+impl From<NoRedistributor> for VirtError {
+    fn from(_: NoRedistributor) -> Self {
+        VirtError::NoRedistributor
+    }
+}

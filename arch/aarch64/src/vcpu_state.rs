@@ -1,0 +1,12 @@
+//! What the aarch64 backend keeps in each CPU's ledger slot besides the portable record (see
+//! `tandem_hw::bringup::VcpuSlot`).
+
+use crate::entry::GuestRegs;
+use crate::vgic::VgicState;
+
+/// Plain `#[repr(C)]` data, valid when all-zero.
+#[repr(C)]
+pub struct VcpuState {
+    pub regs: GuestRegs,
+    pub vgic: VgicState,
+}

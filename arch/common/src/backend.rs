@@ -1,0 +1,90 @@
+//! The contract between the shared bring-up ([`crate::bringup`]) and an architecture backend.
+//!
+//! Bring-up is the same on every architecture: check the embedded bundle, lay out the hypervisor's
+//! memory and the ledger, load and prepare every partition, start the CPUs partitions use, and run
+//! one vCPU per CPU until its partition stops. What differs is behind these hooks, statically
+//! dispatched (Bao's fixed, same-named arch hooks rather than function pointers, which a
+//! microreboot could not preserve).
+//!
+//! Where later work plugs in: recovery re-enters through [`Backend::init`] and
+//! [`Backend::prepare_partition`] (class-A state, rebuilt from the configuration) and finds each
+//! CPU's [`Backend::VcpuState`] in the ledger; FT drives the exit loop of the vCPUs made by
+//! [`Backend::create_vcpu`].
+
+use tandem_core::bundle::BundleError;
+use tandem_core::config::{Partition, System};
+use tandem_core::platform::Platform;
+use tandem_core::vcpu::Vcpu;
+
+use crate::report::Vocabulary;
+
+/// One architecture's half of bring-up.
+pub trait Backend: Sized + Sync + 'static {
+    /// What the backend needs from boot before the bundle is read (x86: the loader's magic and
+    /// boot information; aarch64: nothing).
+    type Early;
+    /// Why a step failed, logged with the step's name before the machine stops.
+    type Error: defmt::Format;
+    /// The architecture's part of a CPU's ledger slot: guest registers and interrupt-controller
+    /// state that survive a microreboot. Plain `#[repr(C)]` data, valid when all-zero.
+    type VcpuState: 'static;
+    /// The architecture's vCPU.
+    type Vcpu: Vcpu;
+    /// The portable core's view of one CPU of this machine.
+    type Platform: Platform;
+    /// How reports name the program counter, halting and exit codes.
+    const WORDS: Vocabulary;
+
+    /// The embedded configuration is unusable: say so on whatever console exists, and stop.
+    fn refuse(error: BundleError) -> !;
+    /// Brings up the machine on the bootstrap CPU: consoles, the hypervisor log, time, interrupt
+    /// controllers, virtualization support; logs the banner. Until it returns there may be no
+    /// log to report a failure on, so it stops the machine itself when it cannot go on.
+    fn init(system: &System, early: Self::Early) -> Self;
+    /// Where the hypervisor's loaded image ends: the frame pool starts there.
+    fn image_end() -> u64;
+    /// Zeroes partition `id`'s memory and loads its image (again, when it asks to be reset);
+    /// returns the value its first vCPU finds in its first argument register (aarch64: the
+    /// device tree's address).
+    fn load_partition(
+        &self,
+        partition: &Partition,
+        id: u32,
+        image: &[u8],
+    ) -> Result<u64, Self::Error>;
+    /// Builds partition `id`'s class-A state (translation tables, bitmaps) from its configuration.
+    /// Called once per partition, in order, before [`Backend::install`].
+    fn prepare_partition(&mut self, partition: &Partition, id: u32) -> Result<(), Self::Error>;
+    /// Keeps the backend where every CPU finds it; returns that copy.
+    fn install(self) -> &'static Self;
+    /// The backend [`Backend::install`] kept; waits until it is there.
+    fn get() -> &'static Self;
+    /// Asks CPU `cpu` to start; it enters [`crate::bringup::secondary_main`].
+    fn start_cpu(&self, cpu: usize) -> Result<(), Self::Error>;
+    /// What a newly started CPU sets up for itself before it runs anything.
+    fn init_secondary(cpu: usize) -> Result<(), Self::Error>;
+    /// Turns virtualization on for this CPU (x86: VMXON).
+    fn enable_cpu(&self, cpu: usize) -> Result<(), Self::Error>;
+    /// Makes the vCPU `vcpu` of partition `id` on this CPU, with its state in the ledger.
+    fn create_vcpu(
+        &'static self,
+        cpu: usize,
+        partition: &'static Partition,
+        id: u32,
+        vcpu: u32,
+        state: &'static mut Self::VcpuState,
+    ) -> Result<Self::Vcpu, Self::Error>;
+    /// Puts the vCPU in its architectural reset state, entering at `entry` with `arg` in its first
+    /// argument register.
+    fn reset_vcpu(vcpu: &mut Self::Vcpu, entry: u64, arg: u64) -> Result<(), Self::Error>;
+    /// The platform this CPU's exit loop uses.
+    fn platform(&self, cpu: usize) -> Self::Platform;
+    /// Waits a little for another CPU (aarch64: WFE, woken by SEV).
+    fn wait_for_event();
+    /// Stops the machine and reports `success` to whoever runs it (an emulator's exit status).
+    fn exit(success: bool) -> !;
+    /// Stops this CPU for good; the others carry on.
+    fn park() -> !;
+    /// The hypervisor cannot continue: report `what` and stop the machine as failed.
+    fn fatal(what: &str) -> !;
+}

@@ -1,0 +1,229 @@
+//! Bring-up and the per-CPU run, the same on every architecture (the differences are
+//! [`Backend`] hooks): the bootstrap CPU checks the embedded bundle, lays out the hypervisor's
+//! memory, loads and prepares every partition and starts the CPUs partitions use; each CPU then
+//! runs its vCPU until it stops. A partition stops when all its started vCPUs have; the run ends
+//! when every partition has.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use heapless::Vec;
+use spin::Once;
+use tandem_core::bundle::Bundle;
+use tandem_core::config::{MAX_PARTITIONS, System};
+use tandem_core::power::PowerStatus;
+use tandem_core::record::VcpuRecord;
+use tandem_core::report::StopReason;
+use tandem_core::runtime::VcpuRuntime;
+
+use crate::backend::Backend;
+use crate::{frames, ledger, report, vcpu_power};
+
+/// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
+/// data, valid when all-zero.
+#[repr(C)]
+pub struct VcpuSlot<S> {
+    pub state: S,
+    pub record: VcpuRecord,
+}
+
+/// What every CPU reads once the bootstrap CPU has prepared the partitions.
+struct Shared {
+    system: System,
+    /// Each partition's image, inside the bundle embedded in the hypervisor's image.
+    images: Vec<&'static [u8], MAX_PARTITIONS>,
+    /// What each partition's first vCPU finds in its first argument register.
+    boot_args: Vec<u64, MAX_PARTITIONS>,
+    ledger: u64,
+}
+
+static SHARED: Once<Shared> = Once::new();
+/// Partitions still running.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Started vCPUs per partition.
+static ACTIVE: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
+/// CPUs that have reached Rust code, so the bootstrap CPU starts them one at a time.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+fn fail<B: Backend>(what: &str, error: B::Error) -> ! {
+    defmt::error!("{=str}: {}", what, error);
+    B::fatal(what)
+}
+
+/// The physical CPU that runs vCPU `vcpu` of partition `partition`.
+pub fn cpu_of(partition: u32, vcpu: u32) -> Option<usize> {
+    let p = SHARED.get()?.system.partitions.get(partition as usize)?;
+    p.cpus.get(vcpu as usize).map(|&c| usize::from(c))
+}
+
+/// Posts a start request for vCPU `vcpu` of partition `partition` (PSCI CPU_ON). The caller wakes
+/// the CPU if the architecture needs it.
+pub fn start_vcpu(partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+    match cpu_of(partition, vcpu) {
+        Some(cpu) => vcpu_power::request_start(cpu, entry, context),
+        None => PowerStatus::InvalidParameters,
+    }
+}
+
+/// Whether vCPU `vcpu` of partition `partition` is on.
+pub fn vcpu_running(partition: u32, vcpu: u32) -> bool {
+    cpu_of(partition, vcpu).is_some_and(vcpu_power::running)
+}
+
+fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
+    system.partitions.iter().enumerate().find_map(|(i, p)| {
+        p.cpus
+            .iter()
+            .position(|&c| usize::from(c) == cpu)
+            .map(|v| (i, v))
+    })
+}
+
+/// The bootstrap CPU's bring-up, from the board's entry point.
+pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
+    let bundle = Bundle::parse(bundle).unwrap_or_else(|e| B::refuse(e));
+    let sys = &bundle.system;
+    let mut backend = B::init(sys, early);
+
+    // SAFETY: the validated hypervisor range holds the image, which ends at `image_end`; only
+    // this CPU runs.
+    let ledger_base =
+        unsafe { ledger::lay_out::<VcpuSlot<B::VcpuState>>(&sys.board.hypervisor, B::image_end()) }
+            .unwrap_or_else(|_| B::fatal("the hypervisor image does not fit its memory range"));
+
+    let mut images = Vec::new();
+    let mut boot_args = Vec::new();
+    for (id, p) in sys.partitions.iter().enumerate() {
+        let image = bundle
+            .image(p.image.index)
+            .unwrap_or_else(|| B::fatal("a partition image is missing"));
+        let arg = backend
+            .load_partition(p, id as u32, image)
+            .unwrap_or_else(|e| fail::<B>("a partition cannot be loaded", e));
+        backend
+            .prepare_partition(p, id as u32)
+            .unwrap_or_else(|e| fail::<B>("a partition cannot be prepared", e));
+        // Both vectors hold MAX_PARTITIONS entries, as many as the configuration can have.
+        let _ = images.push(image);
+        let _ = boot_args.push(arg);
+        defmt::info!(
+            "partition {=str}: {=u64} KiB at HPA {=u64:#x}, entry {=u64:#x}, boot argument {=u64:#x}, CPUs {=[u8]}",
+            p.name.as_str(),
+            p.memory_size() / 1024,
+            p.memory[0].hpa.raw(),
+            p.image.entry.raw(),
+            arg,
+            p.cpus.as_slice()
+        );
+    }
+    defmt::info!("{=u64} frames left", frames::remaining());
+    RUNNING.store(sys.partitions.len(), Ordering::Release);
+    let shared = SHARED.call_once(|| Shared {
+        system: bundle.system.clone(),
+        images,
+        boot_args,
+        ledger: ledger_base,
+    });
+    let backend = backend.install();
+    for cpu in 1..usize::from(shared.system.board.cpus) {
+        if partition_of(&shared.system, cpu).is_some() {
+            let before = STARTED.load(Ordering::Acquire);
+            backend
+                .start_cpu(cpu)
+                .unwrap_or_else(|e| fail::<B>("a CPU did not start", e));
+            while STARTED.load(Ordering::Acquire) == before {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    run_cpu(0, shared, backend)
+}
+
+/// Every other CPU's entry, on its own stack, from the backend's start-up path.
+pub fn secondary_main<B: Backend>(cpu: usize) -> ! {
+    STARTED.fetch_add(1, Ordering::AcqRel);
+    B::init_secondary(cpu).unwrap_or_else(|e| fail::<B>("a secondary CPU cannot start", e));
+    let shared = SHARED.wait();
+    run_cpu(cpu, shared, B::get())
+}
+
+fn run_cpu<B: Backend>(cpu: usize, shared: &'static Shared, backend: &'static B) -> ! {
+    let Some((index, vcpu_index)) = partition_of(&shared.system, cpu) else {
+        // A CPU may host no partition: the CPU that stops the last one ends the run.
+        B::park()
+    };
+    backend
+        .enable_cpu(cpu)
+        .unwrap_or_else(|e| fail::<B>("virtualization cannot be enabled", e));
+    let partition = &shared.system.partitions[index];
+    // SAFETY: each CPU takes its own slot, once.
+    let VcpuSlot { state, record } =
+        unsafe { ledger::slot::<VcpuSlot<B::VcpuState>>(shared.ledger, cpu) };
+    let mut vcpu = backend
+        .create_vcpu(cpu, partition, index as u32, vcpu_index as u32, state)
+        .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
+    let platform = backend.platform(cpu);
+    let mut resets = 0;
+    let (mut entry, mut arg) = (partition.image.entry.raw(), shared.boot_args[index]);
+    if vcpu_index == 0 {
+        vcpu_power::set_on(cpu);
+    } else {
+        (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+    }
+    ACTIVE[index].fetch_add(1, Ordering::AcqRel);
+    loop {
+        B::reset_vcpu(&mut vcpu, entry, arg)
+            .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
+        *record = VcpuRecord::new(tandem_core::platform::Platform::now_ns(&platform));
+        record.resets = resets;
+        defmt::info!(
+            "partition {=str}: vCPU {=usize} enters on CPU {=usize}",
+            partition.name.as_str(),
+            vcpu_index,
+            cpu
+        );
+        let stop = VcpuRuntime {
+            partition,
+            id: index as u32,
+            vcpu: vcpu_index as u32,
+            record,
+            platform: &platform,
+        }
+        .run(&mut vcpu);
+        let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
+        match stop {
+            StopReason::ResetRequested if alone && vcpu_index == 0 => {
+                defmt::info!(
+                    "partition {=str} restarts from its image at its own request",
+                    partition.name.as_str()
+                );
+                arg = backend
+                    .load_partition(partition, index as u32, shared.images[index])
+                    .unwrap_or_else(|e| fail::<B>("a partition cannot be reloaded", e));
+                resets += 1;
+                continue;
+            }
+            StopReason::VcpuOff if !alone => {
+                defmt::info!(
+                    "partition {=str}: vCPU {=usize} off",
+                    partition.name.as_str(),
+                    vcpu_index
+                );
+                vcpu_power::set_off(cpu);
+                ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
+                (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+                ACTIVE[index].fetch_add(1, Ordering::AcqRel);
+                continue;
+            }
+            _ => {}
+        }
+        report::stop(partition.name.as_str(), stop, record, &B::WORDS);
+        vcpu_power::set_off(cpu);
+        if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1
+            && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            defmt::info!("all partitions stopped");
+            B::exit(true)
+        }
+        B::park()
+    }
+}

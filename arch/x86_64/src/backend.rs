@@ -1,0 +1,230 @@
+//! The x86_64 half of bring-up (see `tandem_hw::backend`): PC consoles and time, the 8259 PICs
+//! masked, VT-x probed, each partition's EPT and bitmaps, application processors started through
+//! the INIT-SIPI-SIPI trampoline, and a VMX vCPU per CPU.
+
+use heapless::Vec;
+use spin::Once;
+use tandem_core::bundle::BundleError;
+use tandem_core::config::{MAX_PARTITIONS, Partition, System, Uart};
+use tandem_hw::backend::Backend;
+use tandem_hw::bringup;
+use tandem_hw::report::Vocabulary;
+
+use crate::bootinfo::BootInfo;
+use crate::inject::Injection;
+use crate::io::{halt_forever, outb, rdtsc};
+use crate::platform::PcPlatform;
+use crate::vmx::{self, Caps, EnableError, GuestRegs, PartitionTables, SetupError, VmxVcpu};
+use crate::{apic, boot, console, cpu, guest_load, logger, machine, smp, time};
+
+/// Why a bring-up step failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum PcError {
+    /// No frames left for EPT tables or bitmaps.
+    OutOfFrames,
+    /// VMXON failed on this CPU.
+    Enable(EnableError),
+    /// The VMCS could not be set up.
+    Vmcs(SetupError),
+}
+
+/// What the bootstrap CPU knows from its loader, read before anything else.
+pub struct Early {
+    boot_tsc: u64,
+    boot: BootInfo,
+}
+
+/// The x86_64 backend: VT-x capabilities and each partition's EPT and bitmaps.
+pub struct PcBackend {
+    caps: Caps,
+    tables: Vec<PartitionTables, MAX_PARTITIONS>,
+}
+
+static BACKEND: Once<PcBackend> = Once::new();
+
+/// Entry from the board's `board_main` on the bootstrap CPU.
+pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
+    let early = Early {
+        boot_tsc: rdtsc(),
+        boot: BootInfo::parse(magic, info),
+    };
+    bringup::primary_main::<PcBackend>(bundle, early)
+}
+
+/// Entry of every other CPU, from the trampoline (`smp.rs`), on its own stack.
+#[unsafe(no_mangle)]
+extern "C" fn ap_entry(cpu: u64) -> ! {
+    bringup::secondary_main::<PcBackend>(cpu as usize)
+}
+
+fn port(uart: Uart) -> u16 {
+    match uart {
+        Uart::Pio16550 { port } => port,
+        // Validation rejects PL011s and semihosting on x86 boards.
+        Uart::Pl011 { .. } | Uart::Semihosting => 0x3f8,
+    }
+}
+
+/// Masks both 8259 PICs: the hypervisor takes no device interrupts, and a pending one would turn
+/// every VM entry into an immediate external-interrupt exit.
+fn mask_pic() {
+    // SAFETY: the PIC data ports belong to the hypervisor; masking has no other effect.
+    unsafe {
+        outb(0x21, 0xff);
+        outb(0xa1, 0xff);
+    }
+}
+
+impl Backend for PcBackend {
+    type Early = Early;
+    type Error = PcError;
+    type VcpuState = GuestRegs;
+    type Vcpu = VmxVcpu;
+    type Platform = PcPlatform;
+    const WORDS: Vocabulary = Vocabulary {
+        pc: "RIP",
+        halt: "halted",
+        exit: "exit",
+        detail: "qualification",
+    };
+
+    fn refuse(error: BundleError) -> ! {
+        console::init(0x3f8);
+        console::emergency(format_args!(
+            "the embedded configuration is refused: {error:?}"
+        ));
+        machine::exit(false)
+    }
+
+    fn init(sys: &System, early: Early) -> Self {
+        console::init(port(sys.board.console));
+        logger::init(port(sys.board.log));
+        machine::init(sys.board.exit);
+        mask_pic();
+        let hz = time::init(sys.board.timer_hz);
+        defmt::info!(
+            "Tandem {=str} on {=str}: booted by {=str}, {=u8} CPUs, TSC {=u64} Hz, entered at TSC {=u64}",
+            env!("CARGO_PKG_VERSION"),
+            sys.board.name.as_str(),
+            early.boot.loader_name(),
+            sys.board.cpus,
+            hz,
+            early.boot_tsc
+        );
+        let cmdline = early.boot.cmdline();
+        if !cmdline.is_empty() {
+            defmt::info!("boot command line: \"{=str}\"", cmdline);
+        }
+        cpu::init_idt();
+        cpu::init(0);
+        if let Some(injection) = Injection::from_cmdline(cmdline) {
+            injection.fire();
+        }
+        let caps = vmx::probe().unwrap_or_else(|e| {
+            defmt::error!("VT-x is not usable: {}", e);
+            Self::fatal("VT-x is not usable")
+        });
+        Self {
+            caps,
+            tables: Vec::new(),
+        }
+    }
+
+    fn image_end() -> u64 {
+        boot::image_range().1
+    }
+
+    fn load_partition(&self, partition: &Partition, _: u32, image: &[u8]) -> Result<u64, PcError> {
+        guest_load::load(partition, image);
+        Ok(0)
+    }
+
+    fn prepare_partition(&mut self, partition: &Partition, _: u32) -> Result<(), PcError> {
+        let tables = PartitionTables::build(partition).map_err(|_| PcError::OutOfFrames)?;
+        // The vector holds MAX_PARTITIONS entries, as many as the configuration can have.
+        let _ = self.tables.push(tables);
+        Ok(())
+    }
+
+    fn install(self) -> &'static Self {
+        BACKEND.call_once(|| self)
+    }
+
+    fn get() -> &'static Self {
+        BACKEND.wait()
+    }
+
+    fn start_cpu(&self, cpu: usize) -> Result<(), PcError> {
+        smp::start_ap(cpu);
+        Ok(())
+    }
+
+    fn init_secondary(cpu: usize) -> Result<(), PcError> {
+        cpu::init(cpu);
+        Ok(())
+    }
+
+    fn enable_cpu(&self, _: usize) -> Result<(), PcError> {
+        vmx::enable(&self.caps).map_err(PcError::Enable)
+    }
+
+    fn create_vcpu(
+        &'static self,
+        cpu: usize,
+        partition: &'static Partition,
+        id: u32,
+        _: u32,
+        regs: &'static mut GuestRegs,
+    ) -> Result<VmxVcpu, PcError> {
+        // VPID 0 is the hypervisor's own (SDM Vol. 3C, 29.1).
+        let vpid = (id + 1) as u16;
+        VmxVcpu::new(
+            &self.caps,
+            cpu,
+            partition,
+            &self.tables[id as usize],
+            vpid,
+            regs,
+        )
+        .map_err(PcError::Vmcs)
+    }
+
+    fn reset_vcpu(vcpu: &mut VmxVcpu, entry: u64, _: u64) -> Result<(), PcError> {
+        vcpu.reset(entry).map_err(PcError::Vmcs)
+    }
+
+    fn platform(&self, cpu: usize) -> PcPlatform {
+        let platform = PcPlatform {
+            can_halt: apic::init_wakeup(),
+        };
+        defmt::info!(
+            "CPU {=usize} idles by {=str} at TSC {=u64}",
+            cpu,
+            if platform.can_halt {
+                "halting"
+            } else {
+                "spinning"
+            },
+            rdtsc()
+        );
+        platform
+    }
+
+    fn wait_for_event() {
+        core::hint::spin_loop();
+    }
+
+    fn exit(success: bool) -> ! {
+        machine::exit(success)
+    }
+
+    fn park() -> ! {
+        halt_forever()
+    }
+
+    fn fatal(what: &str) -> ! {
+        defmt::error!("{=str}: the hypervisor cannot continue", what);
+        console::emergency(format_args!("{what}: the hypervisor cannot continue"));
+        machine::exit(false)
+    }
+}
