@@ -8,47 +8,12 @@ use crate::devices::uart16550::Uart16550;
 use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
+use crate::outcome::{Next, Outcome};
 use crate::platform::Platform;
 use crate::power::{self, PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
 use crate::runtime::VcpuRuntime;
 use crate::vcpu::{Completion, GuestFault};
-
-/// What the vCPU does after an exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    Continue,
-    WaitForInterrupt,
-    Stop(StopReason),
-}
-
-/// The result of handling one exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    pub completion: Option<Completion>,
-    pub next: Next,
-}
-
-impl Outcome {
-    fn done(completion: Completion) -> Self {
-        Self {
-            completion: Some(completion),
-            next: Next::Continue,
-        }
-    }
-    fn nothing() -> Self {
-        Self {
-            completion: None,
-            next: Next::Continue,
-        }
-    }
-    fn stop(reason: StopReason) -> Self {
-        Self {
-            completion: None,
-            next: Next::Stop(reason),
-        }
-    }
-}
 
 /// All ones for an access of `size` bytes: what an undecoded port reads as.
 fn all_ones(size: u8) -> u64 {

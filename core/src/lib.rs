@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod exit;
 pub mod fdt;
 pub mod hypercall;
+pub mod outcome;
 pub mod platform;
 pub mod point;
 pub mod power;

@@ -6,8 +6,8 @@
 //! completion is applied and the exit counted as one last step.
 
 use crate::config;
-use crate::dispatch::Next;
 use crate::exit::ExitKind;
+use crate::outcome::Next;
 use crate::platform::Platform;
 use crate::point::ExecPoint;
 use crate::record::VcpuRecord;
