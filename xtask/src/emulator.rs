@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal, kill_process_group};
 use wait_timeout::ChildExt;
 
 use crate::build::{self, Image};
@@ -83,9 +84,10 @@ fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>
     let status = child.wait_timeout(timeout)?;
     let timed_out = status.is_none();
     if timed_out {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
+        // The child leads its process group (above), so the group's id is the child's.
+        if let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
         let _ = child.wait();
     }
     Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use object::Object;
 
 use crate::Arch;
 use crate::config::default_load;
@@ -40,10 +41,9 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
     }
 }
 
-/// The entry point recorded in an ELF64 header.
+/// The entry point recorded in an ELF header.
 fn elf_entry(elf: &[u8]) -> Option<u64> {
-    (elf.get(..4)? == b"\x7fELF").then_some(())?;
-    Some(u64::from_le_bytes(elf.get(24..32)?.try_into().ok()?))
+    object::File::parse(elf).ok().map(|file| file.entry())
 }
 
 pub fn build(arch: Arch) -> Result<Guests> {

@@ -62,10 +62,7 @@ pub const QEMU_AARCH64: &[Need] = &[Need {
 }];
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    rustix::process::geteuid().is_root()
 }
 
 /// Backported packages that Debian 12's QEMU declares it breaks (`qemu-utils` 10 from
