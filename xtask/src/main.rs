@@ -5,6 +5,7 @@ mod build;
 mod config;
 mod emulator;
 mod guests;
+mod lint;
 mod logs;
 mod scenario;
 mod test;
@@ -74,6 +75,8 @@ enum Command {
     },
     /// Measure exit costs and boot time in emulated instructions.
     Bench,
+    /// Run clippy, warnings as errors, on every crate for each target it is built for.
+    Lint,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Qemu { arch, emulator } => emulator::demo(arch, emulator),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench => bench::run().map(|()| true),
+        Command::Lint => lint::run_all().map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
