@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod exit;
 pub mod fdt;
 pub mod hypercall;
+pub mod paging;
 pub mod partition;
 pub mod platform;
 pub mod power;
