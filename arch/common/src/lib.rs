@@ -10,3 +10,4 @@ pub mod guest_memory;
 pub mod ledger;
 pub mod log;
 pub mod report;
+pub mod tables;

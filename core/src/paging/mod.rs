@@ -12,8 +12,9 @@
 //! **Changing live tables.** The builder only writes entries. Invalidating what the TLBs cached
 //! (INVEPT on x86_64, TLBI IPAS2E1IS / VMALLS12E1IS on aarch64) after `unmap`, `write_protect` or
 //! `remap` on tables a vCPU may be using is the caller's job, and so is Arm's break-before-make
-//! rule (Arm ARM D8.16.1) when a block is split: the builder fills a new table completely before
-//! it links it in, but the caller must pause the partition's vCPUs or invalidate in between.
+//! rule for changing a block into a table (Arm ARM D8.16, TLB maintenance): the builder fills a
+//! new table completely before it links it in, but the caller must pause the partition's vCPUs
+//! or invalidate in between.
 
 mod attrs;
 mod edit;
