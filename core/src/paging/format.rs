@@ -5,7 +5,9 @@ use super::Attrs;
 use crate::addr::HostPhysAddr;
 
 /// One page-table entry format. Every entry is a `u64`; an all-zero entry must decode as not
-/// valid, because table frames start zeroed.
+/// valid, because table frames start zeroed. Leaves must round-trip: for a leaf `e` of `level`
+/// that [`leaf`](Self::leaf) wrote, `leaf(level, address(e), attrs(e)) == e` (the walker
+/// rewrites leaves from what it decodes).
 pub trait EntryFormat {
     /// Levels of the walk, the root's included.
     const LEVELS: usize;

@@ -18,6 +18,7 @@ pub struct PageTable<F, M> {
 impl<F: EntryFormat, M: TableMemory> PageTable<F, M> {
     /// An empty translation: one root table, nothing mapped.
     pub fn new(mut memory: M) -> Result<Self, PagingError> {
+        // The root is the table that maps GPA 0 onwards.
         let root = memory.alloc_table().map_err(|_| PagingError::OutOfFrames {
             gpa: GuestPhysAddr::new(0),
         })?;
