@@ -15,6 +15,7 @@ pub mod exit;
 pub mod fdt;
 pub mod hypercall;
 pub mod outcome;
+pub mod paging;
 pub mod platform;
 pub mod point;
 pub mod power;

@@ -1,76 +1,116 @@
-//! Stage-2 translation tables of a partition, built from its memory regions only: every other
-//! guest-physical address faults to EL2 (Arm ARM D8.3, VMSAv8-64 stage 2).
+//! Stage-2 translation: the VMSAv8-64 stage-2 descriptor format (Arm ARM D8.3, attributes
+//! D8.5) for the portable builder in `tandem_core::paging`, and the tables of a partition, built
+//! from its memory regions only: every other guest-physical address faults to EL2.
 //!
 //! 4 KiB granule, 39-bit IPA space (VTCR_EL2.T0SZ = 25) so walks start at level 1 (SL0 = 1);
 //! 2 MiB blocks where both addresses and the remaining size allow, 4 KiB pages elsewhere.
 
-use tandem_core::config::{MemoryRegion, PAGE_SIZE};
-
-use tandem_hw::frames::{self, OutOfFrames};
+use tandem_core::addr::HostPhysAddr;
+use tandem_core::config::MemoryRegion;
+use tandem_core::paging::{Attrs, EntryFormat, MemKind, Perms};
+use tandem_hw::frames::OutOfFrames;
+use tandem_hw::tables;
 
 /// VTCR_EL2 (Arm ARM D19.2.183): T0SZ = 25, SL0 = 1 (level 1), inner/outer write-back, inner
 /// shareable, TG0 = 4 KiB, PS = 40 bits, RES1 bit 31.
 pub const VTCR: u64 = 25 | 1 << 6 | 1 << 8 | 1 << 10 | 3 << 12 | 2 << 16 | 1 << 31;
 
-const VALID: u64 = 1;
+/// Bit 0: the descriptor is valid. Bit 1: at Arm levels 1 and 2 a table (clear: a block), at
+/// level 3 a page (Arm ARM D8.3, VMSAv8-64 descriptor formats).
+const VALID: u64 = 1 << 0;
 const TABLE_OR_PAGE: u64 = 1 << 1;
-/// MemAttr = 0b1111 (Normal, outer and inner write-back), S2AP = read/write, inner shareable,
-/// access flag set (Arm ARM D8.5.5).
-const NORMAL_RW: u64 = 0b1111 << 2 | 0b11 << 6 | 0b11 << 8 | 1 << 10;
-/// XN[1:0] = 0b10: not executable at EL1 or EL0.
+/// MemAttr[3:0], bits 5:2 (D8.5, stage-2 memory type, without FEAT_S2FWB): 0b1111 Normal,
+/// inner and outer write-back; 0b0001 Device-nGnRE. MemAttr[3:2] = 0 means Device.
+const MEMATTR_SHIFT: u32 = 2;
+const MEMATTR_NORMAL_WB: u64 = 0b1111 << MEMATTR_SHIFT;
+const MEMATTR_DEVICE_NGNRE: u64 = 0b0001 << MEMATTR_SHIFT;
+const MEMATTR_DEVICE_MASK: u64 = 0b1100 << MEMATTR_SHIFT;
+/// S2AP[1:0], bits 7:6 (D8.4, stage-2 data access permissions): bit 6 grants reads, bit 7
+/// writes.
+const S2AP_READ: u64 = 1 << 6;
+const S2AP_WRITE: u64 = 1 << 7;
+/// SH[1:0], bits 9:8: inner shareable, as VTCR_EL2.SH0 says the walks are (Device memory is
+/// always treated as outer shareable, so the field only matters for Normal memory).
+const SH_INNER: u64 = 0b11 << 8;
+/// Bit 10: the access flag, set so no access flag fault is taken.
+const AF: u64 = 1 << 10;
+/// XN[1:0], bits 54:53 (D8.4, stage-2 execute-never, FEAT_XNX encoding): 0b10 not executable
+/// at EL1 or EL0, 0b00 executable at both.
 const XN: u64 = 0b10 << 53;
+/// Bits 47:12: the output address (VTCR_EL2.PS limits it to 40 bits).
 const ADDRESS: u64 = 0x0000_ffff_ffff_f000;
-const BLOCK_2M: u64 = 2 << 20;
 
-fn entry_at(table: u64, index: u64) -> *mut u64 {
-    (table + 8 * index) as *mut u64
-}
+/// The stage-2 descriptor format: Arm levels 1 (root, level 2 here), 2 and 3 (level 0 here).
+pub struct Stage2;
 
-/// The next-level table under `table[index]`, allocated on first use.
-fn next_table(table: u64, index: u64) -> Result<u64, OutOfFrames> {
-    let slot = entry_at(table, index);
-    // SAFETY: `table` is a table frame this module allocated; `index` < 512.
-    let entry = unsafe { slot.read() };
-    if entry & VALID != 0 {
-        return Ok(entry & ADDRESS);
+impl EntryFormat for Stage2 {
+    const LEVELS: usize = 3;
+    /// VTCR_EL2.PS = 0b010.
+    const OUTPUT_BITS: u32 = 40;
+
+    /// 2 MiB blocks (Arm level 2); 1 GiB blocks at level 1 are possible but not used.
+    fn block_allowed(level: usize) -> bool {
+        level == 1
     }
-    let frame = frames::alloc()?.raw();
-    // SAFETY: as above; the new table is zeroed (all invalid).
-    unsafe { slot.write(frame | VALID | TABLE_OR_PAGE) };
-    Ok(frame)
-}
 
-fn map(root: u64, gpa: u64, hpa: u64, size: u64, attrs: u64) -> Result<(), OutOfFrames> {
-    let mut off = 0;
-    while off < size {
-        let (g, h) = (gpa + off, hpa + off);
-        let l2 = next_table(root, (g >> 30) & 0x1ff)?;
-        let l2_index = (g >> 21) & 0x1ff;
-        if g % BLOCK_2M == 0 && h % BLOCK_2M == 0 && size - off >= BLOCK_2M {
-            // SAFETY: `l2` is a table frame of this partition.
-            unsafe { entry_at(l2, l2_index).write(h | attrs | VALID) };
-            off += BLOCK_2M;
-        } else {
-            let l3 = next_table(l2, l2_index)?;
-            // SAFETY: `l3` is a table frame of this partition.
-            unsafe { entry_at(l3, (g >> 12) & 0x1ff).write(h | attrs | VALID | TABLE_OR_PAGE) };
-            off += PAGE_SIZE;
+    /// S2AP and XN are independent: every combination can be expressed.
+    fn encodable(_: Attrs) -> bool {
+        true
+    }
+
+    /// Stage-2 table descriptors carry no attributes: the leaves alone restrict access.
+    fn table(next: HostPhysAddr) -> u64 {
+        next.raw() | VALID | TABLE_OR_PAGE
+    }
+
+    fn leaf(level: usize, hpa: HostPhysAddr, attrs: Attrs) -> u64 {
+        let p = attrs.perms;
+        let memory = match attrs.kind {
+            MemKind::Normal => MEMATTR_NORMAL_WB | SH_INNER,
+            MemKind::Device => MEMATTR_DEVICE_NGNRE,
+        };
+        hpa.raw()
+            | VALID
+            | if level == 0 { TABLE_OR_PAGE } else { 0 }
+            | memory
+            | if p.read { S2AP_READ } else { 0 }
+            | if p.write { S2AP_WRITE } else { 0 }
+            | AF
+            | if p.execute { 0 } else { XN }
+    }
+
+    fn is_valid(entry: u64) -> bool {
+        entry & VALID != 0
+    }
+
+    fn is_table(entry: u64, level: usize) -> bool {
+        level > 0 && entry & TABLE_OR_PAGE != 0
+    }
+
+    fn address(entry: u64) -> HostPhysAddr {
+        HostPhysAddr::new(entry & ADDRESS)
+    }
+
+    fn attrs(entry: u64) -> Attrs {
+        Attrs {
+            perms: Perms {
+                read: entry & S2AP_READ != 0,
+                write: entry & S2AP_WRITE != 0,
+                execute: entry & XN == 0,
+            },
+            kind: if entry & MEMATTR_DEVICE_MASK == 0 {
+                MemKind::Device
+            } else {
+                MemKind::Normal
+            },
         }
     }
-    Ok(())
 }
 
 /// Builds the tables for `regions` and returns the level-1 table's address (for VTTBR_EL2).
 pub fn build(regions: &[MemoryRegion]) -> Result<u64, OutOfFrames> {
-    let root = frames::alloc()?.raw();
-    for r in regions {
-        let attrs = if r.executable {
-            NORMAL_RW
-        } else {
-            NORMAL_RW | XN
-        };
-        map(root, r.gpa.raw(), r.hpa.raw(), r.size, attrs)?;
-    }
+    let root = tables::build::<Stage2>(regions)?;
+    // The table walker must see every entry before VTTBR_EL2 points at them.
     crate::sysreg::dsb_ish();
-    Ok(root)
+    Ok(root.raw())
 }

@@ -12,4 +12,5 @@ pub mod guest_memory;
 pub mod ledger;
 pub mod log;
 pub mod report;
+pub mod tables;
 pub mod vcpu_power;
