@@ -1,10 +1,12 @@
 //! Exit handling: what each exit means for the partition, computed before anything guest-visible
-//! changes. The caller applies the returned completion last, so a handler cut short can run again.
+//! changes. The caller commits the returned outcome last ([`Outcome::commit`]: device effects,
+//! then the completion), so a handler cut short can run again.
 
 use crate::addr::GuestPhysAddr;
 use crate::config::PortMode;
 use crate::devices::line::LineBuffer;
 use crate::devices::uart16550::Uart16550;
+use crate::devices::vgic::{GicWrite, VirtualGic};
 use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
@@ -12,7 +14,7 @@ use crate::partition::VcpuRuntime;
 use crate::platform::Platform;
 use crate::power::{self, PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
-use crate::vcpu::{Completion, GuestFault};
+use crate::vcpu::{Completion, GuestFault, Vcpu};
 
 /// What the vCPU does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub enum Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub completion: Option<Completion>,
+    /// A register write to the vCPU's emulated GIC, applied at the commit.
+    pub gic: Option<GicWrite>,
     pub next: Next,
 }
 
@@ -33,19 +37,33 @@ impl Outcome {
     fn done(completion: Completion) -> Self {
         Self {
             completion: Some(completion),
+            gic: None,
             next: Next::Continue,
         }
     }
     fn nothing() -> Self {
         Self {
             completion: None,
+            gic: None,
             next: Next::Continue,
         }
     }
     fn stop(reason: StopReason) -> Self {
         Self {
             completion: None,
+            gic: None,
             next: Next::Stop(reason),
+        }
+    }
+
+    /// Makes the exit's guest-visible effects, together and last: the device state change, then
+    /// the completion of the guest's instruction.
+    pub fn commit<V: Vcpu>(&self, vcpu: &mut V) {
+        if let (Some(write), Some(gic)) = (self.gic, vcpu.virtual_gic()) {
+            gic.apply(write);
+        }
+        if let Some(completion) = self.completion {
+            vcpu.complete(completion);
         }
     }
 }
@@ -63,20 +81,33 @@ fn print_line<P: Platform>(platform: &P, partition: &str, out: &mut LineBuffer) 
 }
 
 impl<P: Platform> VcpuRuntime<'_, P> {
-    pub(crate) fn handle(&mut self, exit: Exit, pc: u64) -> Outcome {
+    /// Handles `exit` of the guest instruction at `pc`; `gic` is the vCPU's emulated GIC, read
+    /// only: its changes come back in the outcome.
+    pub(crate) fn handle(&mut self, exit: Exit, pc: u64, gic: Option<&VirtualGic>) -> Outcome {
         match exit {
             Exit::PortRead { port, size } => self.port_read(port, size, pc),
             Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
-            Exit::MmioRead { gpa, .. } => match self.uart_offset(gpa) {
-                Some(offset) => {
-                    Outcome::done(Completion::Value(self.record.pl011.read(offset).into()))
+            Exit::MmioRead { gpa, size } => {
+                if let Some(offset) = self.uart_offset(gpa) {
+                    return Outcome::done(Completion::Value(self.record.pl011.read(offset).into()));
                 }
-                None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
-            },
-            Exit::MmioWrite { gpa, value, .. } => match self.uart_offset(gpa) {
-                Some(offset) => self.uart_mmio_write(offset, value as u32),
-                None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
-            },
+                match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
+                    Some((g, access)) => Outcome::done(Completion::Value(g.read(access, size))),
+                    None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
+                }
+            }
+            Exit::MmioWrite { gpa, size, value } => {
+                if let Some(offset) = self.uart_offset(gpa) {
+                    return self.uart_mmio_write(offset, value as u32);
+                }
+                match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
+                    Some((g, access)) => Outcome {
+                        gic: Some(g.write(access, size, value)),
+                        ..Outcome::done(Completion::Done)
+                    },
+                    None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+                }
+            }
             Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
             Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
             Exit::Power(request) => self.power(request, pc),
@@ -100,8 +131,8 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             }
             Exit::Hypercall { nr, args } => self.hypercall(nr, args, pc),
             Exit::Halt => Outcome {
-                completion: Some(Completion::Done),
                 next: Next::WaitForInterrupt,
+                ..Outcome::done(Completion::Done)
             },
             Exit::Forbidden { code } => {
                 self.notice(Notice::ForbiddenInstruction { code, pc });

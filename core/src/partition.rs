@@ -95,10 +95,9 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 ExitKind::Deterministic => self.record.deterministic_exits += 1,
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,
             }
-            let outcome = self.handle(exit, vcpu.pc());
-            if let Some(completion) = outcome.completion {
-                vcpu.complete(completion);
-            }
+            let pc = vcpu.pc();
+            let outcome = self.handle(exit, pc, vcpu.virtual_gic().map(|gic| &*gic));
+            outcome.commit(vcpu);
             match outcome.next {
                 Next::Continue => {}
                 Next::WaitForInterrupt => {
