@@ -73,7 +73,9 @@ pub fn primary_main(bundle: &'static [u8]) -> ! {
         hz,
         boot_counter
     );
-    gic::init_distributor();
+    if gic::init_distributor(sys.board.gic).is_err() {
+        fail("the board describes no GIC");
+    }
     if gic::init_cpu().is_err() {
         fail("no GIC redistributor for the bootstrap CPU");
     }
@@ -91,7 +93,7 @@ pub fn primary_main(bundle: &'static [u8]) -> ! {
         let image = bundle
             .image(p.image.index)
             .unwrap_or_else(|| fail("a partition image is missing"));
-        let dt = guest_load::load(p, id as u32, image).unwrap_or_else(|e| {
+        let dt = guest_load::load(&sys.board, p, id as u32, image).unwrap_or_else(|e| {
             defmt::error!("partition {=str}: {}", p.name.as_str(), e);
             fail("a partition cannot be loaded")
         });
@@ -181,6 +183,7 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
     // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
     unsafe { vcpu::configure(prepared.root, (index + 1) as u16, vcpu_index as u64) };
     let mut vcpu = El2Vcpu::new(regs, vgic, vcpu_index as u64, partition.cpus.len() as u64);
+    let platform = VirtPlatform::new(&booted.system.board);
     let mut resets = 0;
     let (mut entry, mut x0) = (partition.image.entry.raw(), prepared.dt);
     if vcpu_index == 0 {
@@ -205,7 +208,7 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
             id: index as u32,
             vcpu: vcpu_index as u32,
             record,
-            platform: &VirtPlatform,
+            platform: &platform,
         }
         .run(&mut vcpu);
         let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
@@ -218,7 +221,7 @@ fn run_cpu(cpu: usize, booted: &'static Booted) -> ! {
                 let (ptr, len) = booted.image_bytes[index];
                 // SAFETY: the image is part of the bundle embedded in this hypervisor's image.
                 let image = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
-                if guest_load::load(partition, index as u32, image).is_err() {
+                if guest_load::load(&booted.system.board, partition, index as u32, image).is_err() {
                     fail("a partition cannot be reloaded");
                 }
                 resets += 1;
