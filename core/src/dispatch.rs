@@ -8,7 +8,7 @@ use crate::devices::line::LineBuffer;
 use crate::devices::uart16550::Uart16550;
 use crate::devices::vgic::{GicWrite, VirtualGic};
 use crate::devices::{cpuid, msr, pl011};
-use crate::exit::{Access, Exit, ShutdownCause};
+use crate::exit::{Access, Exit, ExitKind, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
 use crate::partition::VcpuRuntime;
 use crate::platform::Platform;
@@ -84,6 +84,11 @@ impl<P: Platform> VcpuRuntime<'_, P> {
     /// Handles `exit` of the guest instruction at `pc`; `gic` is the vCPU's emulated GIC, read
     /// only: its changes come back in the outcome.
     pub(crate) fn handle(&mut self, exit: Exit, pc: u64, gic: Option<&VirtualGic>) -> Outcome {
+        // Asynchronous exits only give the loop a chance to raise due interrupts. Checked first
+        // so the exit loop's hottest path stays short.
+        if exit.kind() == ExitKind::Asynchronous {
+            return Outcome::nothing();
+        }
         match exit {
             Exit::PortRead { port, size } => self.port_read(port, size, pc),
             Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
@@ -149,7 +154,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 qualification,
                 pc,
             }),
-            // Asynchronous exits only give the loop a chance to raise due interrupts.
+            // Answered above, before the match.
             Exit::ExternalInterrupt { .. } | Exit::TimerExpired | Exit::InterruptWindow => {
                 Outcome::nothing()
             }
