@@ -1,12 +1,14 @@
 //! Exit handling: what each exit means for the partition, computed before anything guest-visible
-//! changes. The caller applies the returned completion last, so a handler cut short can run again.
+//! changes. The caller commits the returned outcome last ([`Outcome::commit`]: device effects,
+//! then the completion), so a handler cut short can run again.
 
 use crate::addr::GuestPhysAddr;
 use crate::config::PortMode;
 use crate::devices::line::LineBuffer;
 use crate::devices::uart16550::Uart16550;
+use crate::devices::vgic::VirtualGic;
 use crate::devices::{cpuid, msr, pl011};
-use crate::exit::{Access, Exit, ShutdownCause};
+use crate::exit::{Access, Exit, ExitKind, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
 use crate::outcome::{Next, Outcome};
 use crate::platform::Platform;
@@ -28,20 +30,38 @@ fn print_line<P: Platform>(platform: &P, partition: &str, out: &mut LineBuffer) 
 }
 
 impl<P: Platform> VcpuRuntime<'_, P> {
-    pub(crate) fn handle(&mut self, exit: Exit, pc: u64) -> Outcome {
+    /// Handles `exit` of the guest instruction at `pc`; `gic` is the vCPU's emulated GIC, read
+    /// only: its changes come back in the outcome.
+    pub(crate) fn handle(&mut self, exit: Exit, pc: u64, gic: Option<&VirtualGic>) -> Outcome {
+        // Asynchronous exits only give the loop a chance to raise due interrupts. Checked first
+        // so the exit loop's hottest path stays short.
+        if exit.kind() == ExitKind::Asynchronous {
+            return Outcome::nothing();
+        }
         match exit {
             Exit::PortRead { port, size } => self.port_read(port, size, pc),
             Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
-            Exit::MmioRead { gpa, .. } => match self.uart_offset(gpa) {
-                Some(offset) => {
-                    Outcome::done(Completion::Value(self.record.pl011.read(offset).into()))
+            Exit::MmioRead { gpa, size } => {
+                if let Some(offset) = self.uart_offset(gpa) {
+                    return Outcome::done(Completion::Value(self.record.pl011.read(offset).into()));
                 }
-                None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
-            },
-            Exit::MmioWrite { gpa, value, .. } => match self.uart_offset(gpa) {
-                Some(offset) => self.uart_mmio_write(offset, value as u32),
-                None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
-            },
+                match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
+                    Some((g, access)) => Outcome::done(Completion::Value(g.read(access, size))),
+                    None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
+                }
+            }
+            Exit::MmioWrite { gpa, size, value } => {
+                if let Some(offset) = self.uart_offset(gpa) {
+                    return self.uart_mmio_write(offset, value as u32);
+                }
+                match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
+                    Some((g, access)) => Outcome {
+                        gic: Some(g.write(access, size, value)),
+                        ..Outcome::done(Completion::Done)
+                    },
+                    None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+                }
+            }
             Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
             Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
             Exit::Power(request) => self.power(request, pc),
@@ -65,8 +85,8 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             }
             Exit::Hypercall { nr, args } => self.hypercall(nr, args, pc),
             Exit::Halt => Outcome {
-                completion: Some(Completion::Done),
                 next: Next::WaitForInterrupt,
+                ..Outcome::done(Completion::Done)
             },
             Exit::Forbidden { code } => {
                 self.notice(Notice::ForbiddenInstruction { code, pc });
@@ -83,7 +103,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 qualification,
                 pc,
             }),
-            // Asynchronous exits only give the loop a chance to raise due interrupts.
+            // Answered above, before the match.
             Exit::ExternalInterrupt { .. } | Exit::TimerExpired | Exit::InterruptWindow => {
                 Outcome::nothing()
             }

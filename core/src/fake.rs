@@ -229,6 +229,8 @@ pub fn system() -> config::System {
         console: Uart::Pio16550 { port: 0x3f8 },
         log: Uart::Pio16550 { port: 0x2f8 },
         exit: ExitDevice::Bochs,
+        gic: None,
+        guest_uart: None,
     };
     let mut a = partition();
     a.name = "a".try_into().unwrap();

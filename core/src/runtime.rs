@@ -74,11 +74,10 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 Ok(exit) => exit,
                 Err(e) => return StopReason::EntryFailed(e),
             };
-            let outcome = self.handle(exit, vcpu.pc());
-            // The commit: the guest-visible effect and the count, together and last.
-            if let Some(completion) = outcome.completion {
-                vcpu.complete(completion);
-            }
+            let pc = vcpu.pc();
+            let outcome = self.handle(exit, pc, vcpu.virtual_gic().map(|gic| &*gic));
+            // The commit: the guest-visible effects and the count, together and last.
+            outcome.commit(vcpu);
             match exit.kind() {
                 ExitKind::Deterministic => self.record.deterministic_exits += 1,
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,

@@ -1,5 +1,6 @@
 //! The contract an architecture backend implements for one virtual CPU.
 
+use crate::devices::vgic::VirtualGic;
 use crate::exit::Exit;
 use crate::point;
 
@@ -90,6 +91,11 @@ pub trait Vcpu {
     /// interrupt, in platform nanoseconds; `None` if it is off or masked. A halted vCPU sleeps until
     /// then instead of being stopped as halted forever.
     fn wake_deadline(&self) -> Option<u64> {
+        None
+    }
+    /// The emulated GIC this vCPU's partition sees (aarch64), whose MMIO the core handles and
+    /// whose pending interrupts the backend delivers; `None` where the architecture has none.
+    fn virtual_gic(&mut self) -> Option<&mut VirtualGic> {
         None
     }
 }

@@ -118,6 +118,27 @@ struct RangeFile {
     size: Size,
 }
 
+/// An aarch64 board's `[gic]` section.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct GicFile {
+    distributor: Size,
+    redistributors: Size,
+    redistributor_stride: Size,
+    maintenance_intid: u32,
+    hyp_timer_intid: u32,
+    virtual_timer_intid: u32,
+    physical_timer_intid: u32,
+    secure_timer_intid: u32,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct GuestUartFile {
+    base: Size,
+    intid: u32,
+}
+
 /// `boards/<name>/board.toml`: facts about the machine.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +154,10 @@ pub struct BoardFile {
     console: UartFile,
     log: UartFile,
     exit: ExitFile,
+    /// aarch64 boards only: where each partition sees its PL011.
+    guest_uart: Option<GuestUartFile>,
+    /// aarch64 boards only: the GICv3.
+    gic: Option<GicFile>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -249,6 +274,16 @@ fn heapless_string<const N: usize>(
 pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Loaded, ConfigError> {
     let parts: PartitionsFile = read_toml(file)?;
     let board = load_board(&parts.board).map_err(|e| error(file, format!("board: {e}")))?;
+    resolve(file, &parts, board, image_sizes)
+}
+
+/// Turns `board` and `parts` into the validated model; errors name `file`.
+fn resolve(
+    file: &Path,
+    parts: &PartitionsFile,
+    board: BoardFile,
+    image_sizes: impl Fn(&str) -> Option<u64>,
+) -> Result<Loaded, ConfigError> {
     let b = &board;
     let uart = |u: UartFile| match u {
         UartFile::Uart16550(port) => model::Uart::Pio16550 { port },
@@ -281,6 +316,20 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
             ExitFile::Semihosting => model::ExitDevice::Semihosting,
             ExitFile::Halt => model::ExitDevice::Halt,
         },
+        gic: b.gic.map(|g| model::Gic {
+            distributor: HostPhysAddr::new(g.distributor.0),
+            redistributors: HostPhysAddr::new(g.redistributors.0),
+            redistributor_stride: g.redistributor_stride.0,
+            maintenance_intid: g.maintenance_intid,
+            hyp_timer_intid: g.hyp_timer_intid,
+            virtual_timer_intid: g.virtual_timer_intid,
+            physical_timer_intid: g.physical_timer_intid,
+            secure_timer_intid: g.secure_timer_intid,
+        }),
+        guest_uart: b.guest_uart.map(|u| model::GuestUart {
+            base: GuestPhysAddr::new(u.base.0),
+            intid: u.intid,
+        }),
     };
 
     let mut guests: Vec<String> = Vec::new();
@@ -453,5 +502,31 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 5, "only {checked} malformed configs");
+    }
+
+    /// Every file in `tests/configs/bad-boards` is a board file that starts with
+    /// `# expect: <part of the message>`; each is tried with the aarch64 demo's partitions.
+    #[test]
+    fn malformed_boards_are_rejected_with_file_field_and_reason() {
+        let parts: PartitionsFile =
+            read_toml(&board_dir("qemu-virt-aarch64").join("partitions.toml")).unwrap();
+        let mut checked = 0;
+        for entry in std::fs::read_dir(root().join("tests/configs/bad-boards")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
+            let err = read_toml(&path)
+                .and_then(|board| resolve(&path, &parts, board, sizes))
+                .expect_err("must be rejected")
+                .to_string();
+            assert!(err.starts_with("tests/configs/bad-boards/"), "{err}");
+            assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+            checked += 1;
+        }
+        assert!(checked >= 2, "only {checked} malformed boards");
     }
 }

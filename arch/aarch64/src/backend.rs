@@ -5,13 +5,13 @@
 use heapless::Vec;
 use spin::Once;
 use tandem_core::bundle::BundleError;
-use tandem_core::config::{ExitDevice, MAX_PARTITIONS, Partition, System, Uart};
+use tandem_core::config::{Board, ExitDevice, MAX_PARTITIONS, Partition, System, Uart};
 use tandem_hw::backend::Backend;
 use tandem_hw::bringup;
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::report::Vocabulary;
 
-use crate::gic::NoRedistributor;
+use crate::gic::GicError;
 use crate::guest_load::LoadError;
 use crate::platform::VirtPlatform;
 use crate::vcpu::{self, El2Vcpu};
@@ -27,12 +27,13 @@ pub enum VirtError {
     Load(LoadError),
     /// PSCI CPU_ON refused to start a CPU, with this status.
     CpuOn(i64),
-    /// This CPU has no GIC redistributor.
-    NoRedistributor,
+    /// This CPU's GIC interface could not be set up.
+    Gic(GicError),
 }
 
-/// The aarch64 backend: each partition's stage-2 root.
+/// The aarch64 backend: the board's facts and each partition's stage-2 root.
 pub struct VirtBackend {
+    board: Board,
     roots: Vec<u64, MAX_PARTITIONS>,
 }
 
@@ -86,11 +87,16 @@ impl Backend for VirtBackend {
             hz,
             boot_counter
         );
-        gic::init_distributor();
+        if gic::init_distributor(sys.board.gic).is_err() {
+            Self::fatal("the board describes no GIC");
+        }
         if gic::init_cpu().is_err() {
             Self::fatal("no GIC redistributor for the bootstrap CPU");
         }
-        Self { roots: Vec::new() }
+        Self {
+            board: sys.board.clone(),
+            roots: Vec::new(),
+        }
     }
 
     fn image_end() -> u64 {
@@ -103,7 +109,7 @@ impl Backend for VirtBackend {
         id: u32,
         image: &[u8],
     ) -> Result<u64, VirtError> {
-        guest_load::load(partition, id, image).map_err(VirtError::Load)
+        guest_load::load(&self.board, partition, id, image).map_err(VirtError::Load)
     }
 
     fn prepare_partition(&mut self, partition: &Partition, _: u32) -> Result<(), VirtError> {
@@ -163,7 +169,7 @@ impl Backend for VirtBackend {
     }
 
     fn platform(&self, _: usize) -> VirtPlatform {
-        VirtPlatform
+        VirtPlatform::new(&self.board)
     }
 
     fn wait_for_event() {
@@ -191,8 +197,8 @@ impl From<OutOfFrames> for VirtError {
     }
 }
 
-impl From<NoRedistributor> for VirtError {
-    fn from(_: NoRedistributor) -> Self {
-        VirtError::NoRedistributor
+impl From<GicError> for VirtError {
+    fn from(e: GicError) -> Self {
+        VirtError::Gic(e)
     }
 }

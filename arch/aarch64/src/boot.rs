@@ -6,7 +6,12 @@
 //! the EL2 MMU on with one identity map: the first GiB (devices: GIC, PL011) as Device-nGnRnE, the
 //! next three GiB (RAM) as Normal write-back, all as level-1 blocks of a 39-bit address space.
 //! Then it takes its own stack and calls `board_main` (bootstrap CPU) or `secondary_main`.
+//!
+//! This map is the one board fact that stays a link-time constant: it must exist before any
+//! Rust code runs, long before the embedded bundle (and the board's memory map in it) is parsed.
+//! It covers QEMU `virt`'s device space (GIC, PL011) and the first 3 GiB of its RAM.
 
+use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use core::arch::global_asm;
 
 /// Stack size of each CPU.
@@ -15,13 +20,26 @@ pub const STACK_SIZE: usize = 64 * 1024;
 pub const MAX_CPUS: usize = tandem_core::config::MAX_CPUS;
 
 /// MAIR_EL2: attribute 0 = Device-nGnRnE, attribute 1 = Normal, inner/outer write-back
-/// read/write-allocate (Arm ARM D19.2.98).
-const MAIR: u64 = 0xff << 8;
+/// non-transient read/write-allocate (Arm ARM D19.2.98).
+const MAIR: u64 = MAIR_EL2::Attr0_Device::nonGathering_nonReordering_noEarlyWriteAck.value
+    | MAIR_EL2::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc.value
+    | MAIR_EL2::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc.value;
 /// TCR_EL2 (E2H = 0, Arm ARM D19.2.139): T0SZ = 25 (39-bit VA, walks start at level 1), inner and
-/// outer write-back, inner shareable, 4 KiB granule, PS = 40 bits, RES1 bits 23 and 31.
-const TCR: u64 = 25 | 1 << 8 | 1 << 10 | 3 << 12 | 2 << 16 | 1 << 23 | 1 << 31;
+/// outer write-back, inner shareable, 4 KiB granule, PS = 40 bits, and RES1 bits 23 and 31, which
+/// aarch64-cpu does not name.
+const TCR: u64 = TCR_EL2::T0SZ.val(25).value
+    | TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL2::SH0::Inner.value
+    | TCR_EL2::TG0::KiB_4.value
+    | TCR_EL2::PS::Bits_40.value
+    | 1 << 23
+    | 1 << 31;
 /// SCTLR_EL2: RES1 bits (Arm ARM D19.2.118) plus M (MMU), C (data cache), I (instruction cache).
-const SCTLR: u64 = 0x30c5_0830 | 1 | 1 << 2 | 1 << 12;
+const SCTLR: u64 = 0x30c5_0830
+    | SCTLR_EL2::M::Enable.value
+    | SCTLR_EL2::C::Cacheable.value
+    | SCTLR_EL2::I::Cacheable.value;
 /// Level-1 block descriptors: valid block, AF; device blocks execute-never.
 const BLOCK_DEVICE: u64 = 0b01 | 1 << 10 | 1 << 54;
 const BLOCK_NORMAL: u64 = 0b01 | 1 << 10 | 3 << 8 | 1 << 2;

@@ -6,7 +6,8 @@ use tandem_hw::console as shared;
 
 use crate::pl011::Pl011;
 
-/// QEMU `virt`'s PL011, used until the configuration names the console.
+/// QEMU `virt`'s PL011, used until the configuration names the console. It must stay a
+/// link-time fact: when the embedded bundle is refused, this is where the hypervisor says so.
 const DEFAULT_BASE: u64 = 0x0900_0000;
 
 static BASE: AtomicU64 = AtomicU64::new(DEFAULT_BASE);

@@ -7,12 +7,9 @@
 use core::fmt::Write;
 
 use heapless::String;
-use tandem_core::config::Partition;
+use tandem_core::config::{Gic, GuestUart, Partition};
+use tandem_core::devices::vgic::DISTRIBUTOR_SIZE;
 use tandem_core::fdt::{FdtWriter, TooSmall};
-
-use crate::gic::GICR_STRIDE;
-use crate::platform::GUEST_UART;
-use crate::vgic::{GICD_SIZE, GUEST_GICD, GUEST_GICR};
 
 const GIC_PHANDLE: u32 = 1;
 const CLOCK_PHANDLE: u32 = 2;
@@ -20,7 +17,16 @@ const CLOCK_PHANDLE: u32 = 2;
 const PPI: u32 = 1;
 const SPI: u32 = 0;
 const LEVEL_HIGH: u32 = 4;
-const UART_SPI: u32 = 1;
+
+/// The specifier of a PPI (numbered from INTID 16) or an SPI (from INTID 32) (binding
+/// interrupt-controller/arm,gic-v3).
+fn ppi(intid: u32) -> [u32; 3] {
+    [PPI, intid.saturating_sub(16), LEVEL_HIGH]
+}
+
+fn spi(intid: u32) -> [u32; 3] {
+    [SPI, intid.saturating_sub(32), LEVEL_HIGH]
+}
 
 fn node_name(prefix: &str, address: u64) -> String<40> {
     let mut s = String::new();
@@ -28,10 +34,17 @@ fn node_name(prefix: &str, address: u64) -> String<40> {
     s
 }
 
-/// Writes partition `p`'s device tree into `buf`.
-pub fn write(p: &Partition, id: u32, buf: &mut [u8]) -> Result<usize, TooSmall> {
+/// Writes partition `p`'s device tree into `buf`, with the board's `gic` and `uart` window.
+pub fn write(
+    p: &Partition,
+    id: u32,
+    gic: &Gic,
+    uart: GuestUart,
+    buf: &mut [u8],
+) -> Result<usize, TooSmall> {
     let mut w = FdtWriter::new(buf);
     let vcpus = p.cpus.len() as u64;
+    let uart_base = uart.base.raw();
     w.begin_node("");
     w.prop_cells("#address-cells", &[2]);
     w.prop_cells("#size-cells", &[2]);
@@ -43,7 +56,7 @@ pub fn write(p: &Partition, id: u32, buf: &mut [u8]) -> Result<usize, TooSmall> 
 
     w.begin_node("chosen");
     w.prop_str("bootargs", &p.args);
-    w.prop_str("stdout-path", &node_name("/pl011", GUEST_UART));
+    w.prop_str("stdout-path", &node_name("/pl011", uart_base));
     w.end_node();
 
     for r in &p.memory {
@@ -73,23 +86,32 @@ pub fn write(p: &Partition, id: u32, buf: &mut [u8]) -> Result<usize, TooSmall> 
 
     w.begin_node("timer");
     w.prop_str("compatible", "arm,armv8-timer");
-    // Secure physical (13), non-secure physical (14), virtual (11), hypervisor (10) PPIs.
-    w.prop_cells(
-        "interrupts",
-        &[
-            PPI, 13, LEVEL_HIGH, PPI, 14, LEVEL_HIGH, PPI, 11, LEVEL_HIGH, PPI, 10, LEVEL_HIGH,
-        ],
-    );
+    // Secure physical, non-secure physical, virtual and hypervisor timer PPIs, in that order.
+    let timers = [
+        gic.secure_timer_intid,
+        gic.physical_timer_intid,
+        gic.virtual_timer_intid,
+        gic.hyp_timer_intid,
+    ]
+    .map(ppi);
+    w.prop_cells("interrupts", timers.as_flattened());
     w.prop_empty("always-on");
     w.end_node();
 
-    w.begin_node(&node_name("intc", GUEST_GICD));
+    // The emulated GIC is where the machine's is.
+    let (gicd, gicr) = (gic.distributor.raw(), gic.redistributors.raw());
+    w.begin_node(&node_name("intc", gicd));
     w.prop_str("compatible", "arm,gic-v3");
     w.prop_cells("#interrupt-cells", &[3]);
     w.prop_empty("interrupt-controller");
     w.prop_u64s(
         "reg",
-        &[GUEST_GICD, GICD_SIZE, GUEST_GICR, GICR_STRIDE * vcpus],
+        &[
+            gicd,
+            DISTRIBUTOR_SIZE,
+            gicr,
+            gic.redistributor_stride * vcpus,
+        ],
     );
     w.prop_cells("phandle", &[GIC_PHANDLE]);
     w.end_node();
@@ -101,10 +123,10 @@ pub fn write(p: &Partition, id: u32, buf: &mut [u8]) -> Result<usize, TooSmall> 
     w.prop_cells("phandle", &[CLOCK_PHANDLE]);
     w.end_node();
 
-    w.begin_node(&node_name("pl011", GUEST_UART));
+    w.begin_node(&node_name("pl011", uart_base));
     w.prop("compatible", b"arm,pl011\0arm,primecell\0");
-    w.prop_u64s("reg", &[GUEST_UART, tandem_core::devices::pl011::SIZE]);
-    w.prop_cells("interrupts", &[SPI, UART_SPI, LEVEL_HIGH]);
+    w.prop_u64s("reg", &[uart_base, tandem_core::devices::pl011::SIZE]);
+    w.prop_cells("interrupts", &spi(uart.intid));
     w.prop_cells("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE]);
     w.prop("clock-names", b"uartclk\0apb_pclk\0");
     w.end_node();

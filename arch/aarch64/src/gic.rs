@@ -1,107 +1,160 @@
-//! The physical GICv3, owned by the hypervisor (Arm IHI 0069, GICv3/v4 architecture).
+//! The physical GICv3, owned by the hypervisor (Arm IHI 0069, GICv3/v4 architecture), where the
+//! board's configuration says it is.
 //!
 //! The distributor is enabled with affinity routing; each CPU wakes its redistributor and enables
-//! the private interrupts the hypervisor takes: the EL1 virtual timer (INTID 27), which it
-//! forwards to the guest with a hardware list register, the EL2 physical timer (INTID 26) for
-//! hypercall timer deadlines, and the virtual interface's maintenance interrupt (INTID 25).
+//! the private interrupts the hypervisor takes: the EL1 virtual timer, which it forwards to the
+//! guest with a hardware list register, the EL2 physical timer for hypercall timer deadlines, and
+//! the virtual interface's maintenance interrupt (their INTIDs are board data too).
 //! EOImode = 1 splits priority drop (ICC_EOIR1_EL1) from deactivation (ICC_DIR_EL1), so a
 //! forwarded interrupt stays active until the guest deactivates its virtual copy (IHI 0069, 4.4).
 
-use crate::sysreg::{isb, read_sysreg, write_sysreg};
+use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
+use spin::Once;
+use tandem_core::config::Gic;
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite};
 
-/// QEMU `virt` (`gic-version=3`) places the distributor and redistributors here.
-pub const GICD_BASE: u64 = 0x0800_0000;
-pub const GICR_BASE: u64 = 0x080a_0000;
-/// Each redistributor: RD_base then SGI_base, 64 KiB each.
-pub const GICR_STRIDE: u64 = 0x2_0000;
-const SGI_BASE: u64 = 0x1_0000;
+use crate::sysreg::{isb, write_sysreg};
 
-pub const INTID_MAINTENANCE: u32 = 25;
-pub const INTID_HYP_TIMER: u32 = 26;
-pub const INTID_VTIMER: u32 = 27;
 /// INTIDs 1020-1023 are special: nothing to acknowledge (IHI 0069, 2.2.1).
 pub const SPURIOUS: u32 = 1020;
+/// The priority of the hypervisor's own interrupts: the middle of the range, below none of the
+/// guest's (they are virtual and never compete at the physical interface).
+const PRIORITY: u32 = 0x80;
 
-const GICD_CTLR: u64 = 0x0;
-const GICD_CTLR_ARE: u32 = 1 << 4;
-const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
-const GICR_TYPER: u64 = 0x8;
-const GICR_TYPER_LAST: u64 = 1 << 4;
-const GICR_WAKER: u64 = 0x14;
-const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
-const GICR_IGROUPR0: u64 = SGI_BASE + 0x80;
-const GICR_ISENABLER0: u64 = SGI_BASE + 0x100;
-const GICR_IPRIORITYR: u64 = SGI_BASE + 0x400;
-
-fn read32(addr: u64) -> u32 {
-    // SAFETY: `addr` lies in the GIC's register frames, mapped as Device memory by the boot map.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
+register_bitfields! {u32,
+    /// IHI 0069, 12.9.4 (GICD_CTLR, non-secure view with a single security state).
+    GICD_CTLR [
+        ARE_NS OFFSET(4) NUMBITS(1) [],
+        EnableGrp1A OFFSET(1) NUMBITS(1) []
+    ],
+    /// IHI 0069, 12.11.42.
+    GICR_WAKER [
+        ChildrenAsleep OFFSET(2) NUMBITS(1) [],
+        ProcessorSleep OFFSET(1) NUMBITS(1) []
+    ]
 }
 
-fn write32(addr: u64, value: u32) {
-    // SAFETY: as in `read32`.
-    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+register_bitfields! {u64,
+    /// IHI 0069, 12.11.37.
+    GICR_TYPER [
+        Affinity OFFSET(32) NUMBITS(32) [],
+        Last OFFSET(4) NUMBITS(1) []
+    ]
 }
 
-fn read64(addr: u64) -> u64 {
-    // SAFETY: as in `read32`.
-    unsafe { core::ptr::read_volatile(addr as *const u64) }
+register_structs! {
+    /// The distributor's registers the hypervisor uses (IHI 0069, 12.9).
+    Distributor {
+        (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => @END),
+    },
+    /// One CPU's redistributor: the RD_base frame, then the SGI_base frame holding the banked
+    /// SGI/PPI registers (IHI 0069, 12.10 and 12.11).
+    Redistributor {
+        (0x0000 => _ctlr_iidr),
+        (0x0008 => typer: ReadOnly<u64, GICR_TYPER::Register>),
+        (0x0010 => _statusr),
+        (0x0014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x0018 => _rd_rest),
+        (0x1_0080 => igroupr0: ReadWrite<u32>),
+        (0x1_0084 => _sgi_reserved0),
+        (0x1_0100 => isenabler0: ReadWrite<u32>),
+        (0x1_0104 => _sgi_reserved1),
+        (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
+        (0x1_0420 => @END),
+    }
 }
 
-/// Enables the distributor; once, on the bootstrap CPU.
-pub fn init_distributor() {
-    write32(GICD_BASE + GICD_CTLR, GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1);
+/// The board's GIC, recorded by [`init_distributor`] for every CPU.
+static FACTS: Once<Gic> = Once::new();
+
+/// The board's GIC facts; waits for the bootstrap CPU's [`init_distributor`].
+pub fn facts() -> &'static Gic {
+    FACTS.wait()
 }
 
-/// The redistributor whose GICR_TYPER affinity matches this CPU's MPIDR (IHI 0069, 9.11.35).
-fn redistributor() -> Option<u64> {
-    let mpidr = read_sysreg!("mpidr_el1");
+fn distributor(gic: &Gic) -> &'static Distributor {
+    // SAFETY: the board's distributor frame, mapped as Device memory by the boot map; the
+    // hypervisor is its only user.
+    unsafe { &*(gic.distributor.raw() as *const Distributor) }
+}
+
+fn redistributor_at(base: u64) -> &'static Redistributor {
+    // SAFETY: `base` is a redistributor of the board's GIC (its first, plus whole strides until
+    // GICR_TYPER.Last), mapped as Device memory by the boot map.
+    unsafe { &*(base as *const Redistributor) }
+}
+
+/// Why the interrupt controller could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum GicError {
+    /// The configuration names no GIC (validation refuses that for aarch64 boards).
+    NotDescribed,
+    /// No redistributor's affinity matches this CPU.
+    NoRedistributor,
+}
+
+/// Records the board's GIC and enables its distributor; once, on the bootstrap CPU.
+pub fn init_distributor(gic: Option<Gic>) -> Result<(), GicError> {
+    let gic = gic.ok_or(GicError::NotDescribed)?;
+    let gic = FACTS.call_once(|| gic);
+    distributor(gic)
+        .ctlr
+        .write(GICD_CTLR::ARE_NS::SET + GICD_CTLR::EnableGrp1A::SET);
+    Ok(())
+}
+
+/// The redistributor whose GICR_TYPER affinity matches this CPU's MPIDR (IHI 0069, 12.11.37).
+fn redistributor(gic: &Gic) -> Option<&'static Redistributor> {
+    let mpidr = MPIDR_EL1.get();
     let affinity = (mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24;
-    let mut frame = GICR_BASE;
+    let mut base = gic.redistributors.raw();
     loop {
-        let typer = read64(frame + GICR_TYPER);
-        if typer >> 32 == affinity {
-            return Some(frame);
+        let rd = redistributor_at(base);
+        if rd.typer.read(GICR_TYPER::Affinity) == affinity {
+            return Some(rd);
         }
-        if typer & GICR_TYPER_LAST != 0 {
+        if rd.typer.is_set(GICR_TYPER::Last) {
             return None;
         }
-        frame += GICR_STRIDE;
+        base += gic.redistributor_stride;
     }
 }
 
-/// Why this CPU's interrupt interface could not be set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
-pub struct NoRedistributor;
-
 /// Sets up this CPU's redistributor and CPU interface, and the virtual interface's controls.
-pub fn init_cpu() -> Result<(), NoRedistributor> {
-    let rd = redistributor().ok_or(NoRedistributor)?;
-    write32(
-        rd + GICR_WAKER,
-        read32(rd + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP,
-    );
-    while read32(rd + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {
+pub fn init_cpu() -> Result<(), GicError> {
+    let gic = facts();
+    let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
+    rd.waker.modify(GICR_WAKER::ProcessorSleep::CLEAR);
+    while rd.waker.is_set(GICR_WAKER::ChildrenAsleep) {
         core::hint::spin_loop();
     }
-    let mine = [INTID_MAINTENANCE, INTID_HYP_TIMER, INTID_VTIMER];
+    let mine = [
+        gic.maintenance_intid,
+        gic.hyp_timer_intid,
+        gic.virtual_timer_intid,
+    ];
     let mask = mine.iter().fold(0u32, |m, i| m | 1 << i);
-    write32(rd + GICR_IGROUPR0, read32(rd + GICR_IGROUPR0) | mask);
+    rd.igroupr0.set(rd.igroupr0.get() | mask);
     for intid in mine {
-        let reg = rd + GICR_IPRIORITYR + u64::from(intid & !3);
-        let shift = 8 * (intid & 3);
-        write32(reg, (read32(reg) & !(0xff << shift)) | 0x80 << shift);
+        let reg = &rd.ipriorityr[(intid / 4) as usize];
+        let shift = 8 * (intid % 4);
+        reg.set((reg.get() & !(0xff << shift)) | PRIORITY << shift);
     }
-    write32(rd + GICR_ISENABLER0, mask);
+    rd.isenabler0.set(mask);
     // ICC_SRE_EL2: system-register interface (SRE) with IRQ/FIQ bypass disabled (DIB, DFB), and
     // lower ELs allowed to use ICC_SRE_EL1 (Enable) (IHI 0069, 12.2.7).
-    // SAFETY: configures this CPU's interrupt interface, which the hypervisor owns.
-    unsafe {
-        write_sysreg!("icc_sre_el2", 0xf);
-    }
+    ICC_SRE_EL2.write(
+        ICC_SRE_EL2::SRE::SET
+            + ICC_SRE_EL2::DFB::SET
+            + ICC_SRE_EL2::DIB::SET
+            + ICC_SRE_EL2::ENABLE::SET,
+    );
     isb();
-    // SAFETY: as above. PMR 0xff lets every priority through; EOImode = 1; group 1 enabled.
+    // SAFETY: configures this CPU's interrupt interface, which the hypervisor owns. PMR 0xff lets
+    // every priority through; ICC_CTLR_EL1.EOImode (bit 1) = 1; group 1 enabled.
     unsafe {
         write_sysreg!("icc_pmr_el1", 0xff);
         write_sysreg!("icc_ctlr_el1", 1 << 1);

@@ -3,7 +3,7 @@
 //! the point of coherency, because the guest starts with its MMU and caches off (Arm ARM D7.4.9).
 
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::Partition;
+use tandem_core::config::{Board, Partition};
 
 use crate::dt;
 use crate::sysreg::{dsb_ish, read_sysreg};
@@ -17,6 +17,7 @@ fn host(p: &Partition, gpa: u64, len: u64) -> Option<u64> {
 /// Cleans `[start, start + len)` from the data cache to the point of coherency.
 fn clean_to_poc(start: u64, len: u64) {
     // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    // CTR_EL0 is not in aarch64-cpu; read it by name.
     let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
     let mut addr = start & !(line - 1);
     while addr < start + len {
@@ -32,11 +33,17 @@ fn clean_to_poc(start: u64, len: u64) {
 pub enum LoadError {
     /// The device tree does not fit between the start of the image's region and the image.
     NoRoomForDeviceTree,
+    /// The board does not say where the partition's GIC and PL011 are (validation refuses
+    /// such aarch64 boards).
+    NoDeviceWindows,
 }
 
-/// Loads `image` and the device tree into partition `p` (index `id`); returns the device tree's
-/// guest-physical address. Runs before any vCPU of the partition does.
-pub fn load(p: &Partition, id: u32, image: &[u8]) -> Result<u64, LoadError> {
+/// Loads `image` and the device tree into partition `p` (index `id`) of `board`; returns the
+/// device tree's guest-physical address. Runs before any vCPU of the partition does.
+pub fn load(board: &Board, p: &Partition, id: u32, image: &[u8]) -> Result<u64, LoadError> {
+    let (Some(gic), Some(uart)) = (board.gic, board.guest_uart) else {
+        return Err(LoadError::NoDeviceWindows);
+    };
     for r in &p.memory {
         // SAFETY: the region is the partition's own host memory (validated: inside RAM, not the
         // hypervisor's, exclusive), identity-mapped, and no vCPU of it runs.
@@ -53,7 +60,7 @@ pub fn load(p: &Partition, id: u32, image: &[u8]) -> Result<u64, LoadError> {
     // SAFETY: `room` bytes from the region's start lie below the image, inside the region.
     let buf =
         unsafe { core::slice::from_raw_parts_mut(region.hpa.raw() as *mut u8, room as usize) };
-    dt::write(p, id, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
+    dt::write(p, id, &gic, uart, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
     for r in &p.memory {
         clean_to_poc(r.hpa.raw(), r.size);
     }

@@ -38,7 +38,7 @@ pub fn init(log: Uart) {
 
 fn out(bytes: &[u8]) {
     match SINK.load(Ordering::Acquire) {
-        UART => Pl011::new(TARGET.load(Ordering::Relaxed)).write(bytes),
+        UART => Pl011::new(TARGET.load(Ordering::Relaxed)).transmit(bytes),
         SEMIHOSTING => semihosting::write(TARGET.load(Ordering::Relaxed), bytes),
         _ => {}
     }

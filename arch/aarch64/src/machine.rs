@@ -2,6 +2,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use aarch64_cpu::asm::wfe;
+
 use tandem_core::config::ExitDevice;
 
 use crate::{console, logger, semihosting};
@@ -25,8 +27,8 @@ pub fn exit(success: bool) -> ! {
 
 /// Parks this CPU for good.
 pub fn park() -> ! {
+    // Interrupts are masked at EL2, so nothing runs afterwards.
     loop {
-        // SAFETY: WFE only waits; interrupts are masked at EL2, so nothing runs afterwards.
-        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) }
+        wfe();
     }
 }

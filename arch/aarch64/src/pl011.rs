@@ -1,13 +1,35 @@
 //! Polled PL011 driver for the machine's console. QEMU's needs no baud-rate set-up; the driver
 //! still enables the UART and its transmitter as firmware would (PL011 TRM 3.3.8).
 
-const DR: u64 = 0x000;
-const FR: u64 = 0x018;
-const CR: u64 = 0x030;
-const FR_TXFF: u32 = 1 << 5;
-const FR_BUSY: u32 = 1 << 3;
-/// UARTEN | TXE | RXE.
-const CR_ENABLE: u32 = 1 | 1 << 8 | 1 << 9;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    /// Flag register (PL011 TRM 3.3.3).
+    FR [
+        TXFF OFFSET(5) NUMBITS(1) [],
+        BUSY OFFSET(3) NUMBITS(1) []
+    ],
+    /// Control register (PL011 TRM 3.3.8).
+    CR [
+        RXE OFFSET(9) NUMBITS(1) [],
+        TXE OFFSET(8) NUMBITS(1) [],
+        UARTEN OFFSET(0) NUMBITS(1) []
+    ]
+}
+
+register_structs! {
+    /// The registers the driver uses (PL011 TRM 3.2).
+    Registers {
+        (0x000 => dr: ReadWrite<u32>),
+        (0x004 => _rsr_reserved),
+        (0x018 => fr: ReadOnly<u32, FR::Register>),
+        (0x01c => _ilpr_to_lcr),
+        (0x030 => cr: ReadWrite<u32, CR::Register>),
+        (0x034 => @END),
+    }
+}
 
 #[derive(Clone, Copy)]
 pub struct Pl011 {
@@ -20,32 +42,31 @@ impl Pl011 {
         Self { base }
     }
 
-    fn read(&self, offset: u64) -> u32 {
+    fn regs(&self) -> &'static Registers {
         // SAFETY: `base` is the UART's register window, mapped as Device memory by the boot map.
-        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
-    }
-
-    fn write_reg(&self, offset: u64, value: u32) {
-        // SAFETY: as in `read`.
-        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+        unsafe { &*(self.base as *const Registers) }
     }
 
     pub fn init(&self) {
-        self.write_reg(CR, CR_ENABLE);
+        self.regs()
+            .cr
+            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
-    pub fn write(&self, bytes: &[u8]) {
+    /// Sends `bytes`, waiting for room in the transmit FIFO.
+    pub fn transmit(&self, bytes: &[u8]) {
+        let regs = self.regs();
         for &b in bytes {
-            while self.read(FR) & FR_TXFF != 0 {
+            while regs.fr.is_set(FR::TXFF) {
                 core::hint::spin_loop();
             }
-            self.write_reg(DR, b.into());
+            regs.dr.set(b.into());
         }
     }
 
     /// Waits until every byte has left the transmitter.
     pub fn drain(&self) {
-        while self.read(FR) & FR_BUSY != 0 {
+        while self.regs().fr.is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
     }
@@ -53,13 +74,30 @@ impl Pl011 {
 
 impl core::fmt::Write for Pl011 {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.write(s.as_bytes());
+        self.transmit(s.as_bytes());
         Ok(())
     }
 }
 
 impl tandem_hw::console::Sink for Pl011 {
     fn write_bytes(&mut self, bytes: &[u8]) {
-        self.write(bytes);
+        self.transmit(bytes);
+    }
+}
+
+impl embedded_io::ErrorType for Pl011 {
+    type Error = core::convert::Infallible;
+}
+
+/// Blocking: `write` sends the whole buffer, `flush` waits until the transmitter is idle.
+impl embedded_io::Write for Pl011 {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.transmit(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.drain();
+        Ok(())
     }
 }

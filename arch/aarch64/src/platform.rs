@@ -1,7 +1,7 @@
 //! The portable core's view of this machine.
 
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::MemoryRegion;
+use tandem_core::config::{Board, MemoryRegion};
 use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
@@ -9,10 +9,18 @@ use tandem_hw::bringup;
 
 use crate::{console, time};
 
-/// Where each partition finds its PL011: QEMU `virt`'s address, named in its device tree.
-pub const GUEST_UART: u64 = 0x0900_0000;
+pub struct VirtPlatform {
+    /// Where each partition finds its PL011 (board data, named in its device tree).
+    uart: Option<GuestPhysAddr>,
+}
 
-pub struct VirtPlatform;
+impl VirtPlatform {
+    pub fn new(board: &Board) -> Self {
+        Self {
+            uart: board.guest_uart.map(|u| u.base),
+        }
+    }
+}
 
 impl Platform for VirtPlatform {
     fn now_ns(&self) -> u64 {
@@ -40,7 +48,7 @@ impl Platform for VirtPlatform {
     }
 
     fn uart_mmio(&self) -> Option<GuestPhysAddr> {
-        Some(GuestPhysAddr::new(GUEST_UART))
+        self.uart
     }
 
     fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {

@@ -5,15 +5,23 @@
 //! 4 KiB granule, 39-bit IPA space (VTCR_EL2.T0SZ = 25) so walks start at level 1 (SL0 = 1);
 //! 2 MiB blocks where both addresses and the remaining size allow, 4 KiB pages elsewhere.
 
+use aarch64_cpu::registers::VTCR_EL2;
 use tandem_core::addr::HostPhysAddr;
 use tandem_core::config::MemoryRegion;
 use tandem_core::paging::{Attrs, EntryFormat, MemKind, Perms};
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::tables;
 
-/// VTCR_EL2 (Arm ARM D19.2.183): T0SZ = 25, SL0 = 1 (level 1), inner/outer write-back, inner
-/// shareable, TG0 = 4 KiB, PS = 40 bits, RES1 bit 31.
-pub const VTCR: u64 = 25 | 1 << 6 | 1 << 8 | 1 << 10 | 3 << 12 | 2 << 16 | 1 << 31;
+/// VTCR_EL2 (Arm ARM D19.2.183): T0SZ = 25 (39-bit IPA space), SL0 = 1 (walks start at level
+/// 1), inner/outer write-back, inner shareable, TG0 = 4 KiB, PS = 40 bits, RES1 bit 31.
+pub const VTCR: u64 = VTCR_EL2::T0SZ.val(25).value
+    | VTCR_EL2::SL0::Granule4KBLevel1.value
+    | VTCR_EL2::IRGN0::NormalWBRAWA.value
+    | VTCR_EL2::ORGN0::NormalWBRAWA.value
+    | VTCR_EL2::SH0::Inner.value
+    | VTCR_EL2::TG0::Granule4KB.value
+    | VTCR_EL2::PS::PA_40B_1TB.value
+    | VTCR_EL2::RES1::SET.value;
 
 /// Bit 0: the descriptor is valid. Bit 1: at Arm levels 1 and 2 a table (clear: a block), at
 /// level 3 a page (Arm ARM D8.3, VMSAv8-64 descriptor formats).

@@ -1,6 +1,13 @@
-//! System-register access. Reads of the registers named in this crate have no side effects (the
-//! one exception, ICC_IAR1_EL1, is read through [`crate::gic::acknowledge`]); writes change how
-//! the CPU behaves, so [`write_sysreg!`] must be used inside an `unsafe` block that says why.
+//! The few system registers aarch64-cpu 11.2 lacks or only lets read (crates.md): VPIDR_EL2,
+//! CNTHP_CVAL_EL2, CTR_EL0, and the GICv3 CPU interface's ICC_PMR_EL1, ICC_CTLR_EL1,
+//! ICC_IGRPEN1_EL1, ICC_EOIR1_EL1 and ICC_DIR_EL1. Every other register goes through the crate's
+//! typed accessors and named fields; TLBI, DC and IC are inline assembly where they are used.
+//! Reads through [`read_sysreg!`] have no side effects (ICC_IAR1_EL1, which acknowledges, is read
+//! in [`crate::gic::acknowledge`]); writes change how the CPU behaves, so [`write_sysreg!`] must be
+//! used inside an `unsafe` block that says why.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 
 /// Reads a system register by its assembler name.
 macro_rules! read_sysreg {
@@ -26,17 +33,15 @@ pub(crate) use {read_sysreg, write_sysreg};
 
 /// Instruction synchronization barrier: later instructions see earlier system-register writes.
 pub fn isb() {
-    // SAFETY: a barrier only orders execution.
-    unsafe { core::arch::asm!("isb", options(nostack)) }
+    barrier::isb(barrier::SY);
 }
 
 /// Data synchronization barrier over the inner-shareable domain.
 pub fn dsb_ish() {
-    // SAFETY: a barrier only orders memory accesses.
-    unsafe { core::arch::asm!("dsb ish", options(nostack)) }
+    barrier::dsb(barrier::ISH);
 }
 
 /// This CPU's index: MPIDR_EL1.Aff0 (QEMU `virt` numbers CPUs 0..n in Aff0).
 pub fn cpu_index() -> usize {
-    (read_sysreg!("mpidr_el1") & 0xff) as usize
+    MPIDR_EL1.read(MPIDR_EL1::Aff0) as usize
 }

@@ -2,19 +2,22 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sysreg::{isb, read_sysreg, write_sysreg};
+use aarch64_cpu::asm::wfi;
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0, Readable, Writeable};
+
+use crate::sysreg::{isb, write_sysreg};
 
 static FREQ: AtomicU64 = AtomicU64::new(0);
 static AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
 pub fn counter() -> u64 {
-    read_sysreg!("cntpct_el0")
+    CNTPCT_EL0.get()
 }
 
 /// Records the boot time; the frequency comes from CNTFRQ_EL0 unless the board states it.
 pub fn init(board_hz: Option<u64>) -> u64 {
     AT_BOOT.store(counter(), Ordering::Relaxed);
-    let hz = board_hz.unwrap_or_else(|| read_sysreg!("cntfrq_el0"));
+    let hz = board_hz.unwrap_or_else(|| CNTFRQ_EL0.get());
     FREQ.store(hz, Ordering::Relaxed);
     hz
 }
@@ -53,14 +56,12 @@ pub fn wait_until_ns(deadline: u64) {
     while now_ns() < deadline {
         // SAFETY: the EL2 physical timer belongs to the hypervisor; the vCPU re-arms it for its
         // own deadline before the next entry.
-        unsafe {
-            write_sysreg!("cnthp_cval_el2", counter_at(deadline));
-            write_sysreg!("cnthp_ctl_el2", 1);
-            isb();
-            core::arch::asm!("wfi", options(nomem, nostack));
-        }
+        unsafe { write_sysreg!("cnthp_cval_el2", counter_at(deadline)) };
+        CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
+        isb();
+        wfi();
     }
-    // SAFETY: as above; disarming drops the timer's (level) interrupt.
-    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
+    // Disarming drops the timer's (level) interrupt.
+    CNTHP_CTL_EL2.set(0);
     isb();
 }

@@ -1,57 +1,81 @@
 //! One vCPU at EL2: the controls that confine the guest, its entry state, how exceptions from
 //! the guest become portable exits, and how they are completed.
 
+use aarch64_cpu::registers::*;
 use tandem_core::addr::GuestPhysAddr;
+use tandem_core::config::Gic;
+use tandem_core::devices::vgic::{GicWindows, VirtualGic};
 use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
+use tock_registers::{LocalRegisterCopy, register_bitfields};
 
 use crate::entry::{self, GuestRegs};
-use crate::gic::{self, INTID_HYP_TIMER, INTID_MAINTENANCE, INTID_VTIMER, SPURIOUS};
-use crate::sysreg::{isb, read_sysreg, write_sysreg};
-use crate::vgic::{self, VgicState};
-use crate::{lr, psci, stage2, time};
+use crate::gic::{self, SPURIOUS};
+use crate::sysreg::{isb, write_sysreg};
+use crate::{lr, psci, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
 /// implementation-defined and auxiliary control registers), RW (EL1 is AArch64), APK and API
 /// (pointer authentication does not trap).
-const HCR: u64 = 1
-    | 1 << 1
-    | 1 << 3
-    | 1 << 4
-    | 1 << 5
-    | 1 << 13
-    | 1 << 19
-    | 1 << 20
-    | 1 << 21
-    | 1 << 31
-    | 1 << 40
-    | 1 << 41;
-/// CPTR_EL2 (E2H = 0): RES1 bits only, so FP/SIMD and SVE do not trap (emulators.md 5.3).
-const CPTR: u64 = 0x33ff;
+const HCR: u64 = HCR_EL2::VM::Enable.value
+    | HCR_EL2::SWIO::SET.value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::AMO::SET.value
+    | HCR_EL2::TWI::SET.value
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::TIDCP::SET.value
+    | HCR_EL2::TACR::SET.value
+    | HCR_EL2::RW::EL1IsAarch64.value
+    | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
+    | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
+
+register_bitfields! {u64,
+    /// CPTR_EL2 with E2H = 0 (Arm ARM D19.2.29); aarch64-cpu names only TAM.
+    CPTR [
+        /// Traps SME (with FEAT_SME; RES1 otherwise).
+        TSM OFFSET(12) NUMBITS(1) [],
+        /// Traps SVE (with FEAT_SVE; RES1 otherwise).
+        TZ OFFSET(8) NUMBITS(1) []
+    ],
+    /// The ISS of a data abort (Arm ARM D19.2.43, "ISS encoding for an exception from a Data
+    /// Abort"); aarch64-cpu gives the ISS only as a whole.
+    DABT_ISS [
+        /// Instruction syndrome valid: SAS, SSE, SRT and SF describe the access.
+        ISV OFFSET(24) NUMBITS(1) [],
+        /// Access size: 1 << SAS bytes.
+        SAS OFFSET(22) NUMBITS(2) [],
+        /// Sign-extended load.
+        SSE OFFSET(21) NUMBITS(1) [],
+        /// The transfer register.
+        SRT OFFSET(16) NUMBITS(5) [],
+        /// 64-bit register (else W).
+        SF OFFSET(15) NUMBITS(1) [],
+        /// Write, not read.
+        WNR OFFSET(6) NUMBITS(1) [],
+        /// Fault status; translation faults of levels 0-3 are 0b0001xx.
+        DFSC OFFSET(0) NUMBITS(6) []
+    ]
+}
+
+/// CPTR_EL2's RES1 bits (7:0, 9, 13). FP/SIMD does not trap (TFP = 0), but TZ and TSM are set,
+/// so SVE and SME instructions trap to EL2 and end the partition as unhandled exits (a real SVE
+/// guest stops at its SVE probe; left as it was, see review-2026-11.md).
+const CPTR: u64 = 0x22ff | CPTR::TZ::SET.value | CPTR::TSM::SET.value;
 /// CNTHCTL_EL2 (E2H = 0): EL1PCTEN = 1 (the physical counter is readable), EL1PCEN = 0 (the EL1
 /// physical timer traps; guests use the virtual timer) (Arm ARM D19.2.21).
-const CNTHCTL: u64 = 1;
-/// SCTLR_EL1 at reset: RES1 bits, MMU and caches off (Arm ARM D19.2.118).
+const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value;
+/// SCTLR_EL1 at reset: RES1 bits only, so the MMU and caches are off (Arm ARM D19.2.118).
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// The longest a guest runs without an exit; see [`El2Vcpu::arm_hyp_timer`].
 const SLICE_NS: u64 = 100_000;
 /// PSTATE for a guest's first instruction: EL1h, D, A, I, F masked.
-const PSTATE_EL1H: u64 = 0x3c5;
-
-const EC_WFX: u64 = 0x01;
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
-const EC_SYSREG: u64 = 0x18;
-const EC_IABT_LOWER: u64 = 0x20;
-const EC_DABT_LOWER: u64 = 0x24;
-/// ISS of a data abort (Arm ARM D19.2.43, ISS encoding for a Data Abort).
-const ISS_ISV: u64 = 1 << 24;
-const ISS_SSE: u64 = 1 << 21;
-const ISS_SF: u64 = 1 << 15;
-const ISS_WNR: u64 = 1 << 6;
-/// DFSC translation fault, levels 0-3.
-const DFSC_TRANSLATION: u64 = 0b00_0100;
+const PSTATE_EL1H: u64 = SPSR_EL2::D::Masked.value
+    | SPSR_EL2::A::Masked.value
+    | SPSR_EL2::I::Masked.value
+    | SPSR_EL2::F::Masked.value
+    | SPSR_EL2::M::EL1h.value;
 
 /// What the last exit needs from its completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +97,9 @@ enum Pending {
 
 pub struct El2Vcpu {
     regs: &'static mut GuestRegs,
-    vgic: &'static mut VgicState,
+    vgic: &'static mut VirtualGic,
+    /// The board's GIC: its PPIs, and the windows the partition sees it at.
+    gic: &'static Gic,
     index: u64,
     vcpus: u64,
     lrs: usize,
@@ -86,39 +112,43 @@ fn sign_extend(v: u64, size: u8) -> u64 {
     (((v << shift) as i64) >> shift) as u64
 }
 
+fn zero_extend(v: u64, size: u8) -> u64 {
+    v & (u64::MAX >> (64 - 8 * u32::from(size)))
+}
+
 /// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`.
 ///
 /// # Safety
 /// `root` is a stage-2 table built by [`stage2::build`] for the partition this CPU runs, and no
 /// guest runs on this CPU yet.
 pub unsafe fn configure(root: u64, vmid: u16, index: u64) {
-    let midr = read_sysreg!("midr_el1");
-    // SAFETY: the caller's contract; these registers only govern this CPU's guest.
-    unsafe {
-        write_sysreg!("vtcr_el2", stage2::VTCR);
-        write_sysreg!("vttbr_el2", root | u64::from(vmid) << 48);
-        write_sysreg!("hcr_el2", HCR);
-        write_sysreg!("cptr_el2", CPTR);
-        write_sysreg!("cnthctl_el2", CNTHCTL);
-        write_sysreg!("cnthp_ctl_el2", 0);
-        write_sysreg!("vmpidr_el2", 1u64 << 31 | index);
-        write_sysreg!("vpidr_el2", midr);
-    }
+    VTCR_EL2.set(stage2::VTCR);
+    VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
+    HCR_EL2.set(HCR);
+    CPTR_EL2.set(CPTR);
+    CNTHCTL_EL2.set(CNTHCTL);
+    CNTHP_CTL_EL2.set(0);
+    VMPIDR_EL2.write(VMPIDR_EL2::RES1::SET + VMPIDR_EL2::Aff0.val(index));
+    // SAFETY: the guest reads the real CPU's MIDR_EL1 through VPIDR_EL2, which aarch64-cpu
+    // lacks; it only governs this CPU's guest.
+    unsafe { write_sysreg!("vpidr_el2", MIDR_EL1.get()) };
     isb();
     // SAFETY: drops stale stage-1 and stage-2 entries of this VMID, now current in VTTBR_EL2.
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
 impl El2Vcpu {
+    /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger.
     pub fn new(
         regs: &'static mut GuestRegs,
-        vgic: &'static mut VgicState,
+        vgic: &'static mut VirtualGic,
         index: u64,
         vcpus: u64,
     ) -> Self {
         Self {
             regs,
             vgic,
+            gic: gic::facts(),
             index,
             vcpus,
             lrs: lr::count(),
@@ -138,14 +168,20 @@ impl El2Vcpu {
         for intid in self.vgic.interrupts.take_hardware_pending() {
             gic::deactivate(intid);
         }
-        *self.vgic = VgicState::new();
+        let windows = GicWindows {
+            distributor: self.gic.distributor.raw(),
+            redistributors: self.gic.redistributors.raw(),
+            stride: self.gic.redistributor_stride,
+        };
+        *self.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
-        // SAFETY: EL1 state of the guest this CPU runs; it restarts with none of it.
+        // EL1 state of the guest this CPU runs; it restarts with none of it.
+        SCTLR_EL1.set(SCTLR_EL1_RESET);
+        CNTV_CTL_EL0.set(0);
+        CNTVOFF_EL2.set(time::counter());
+        ICH_VMCR_EL2.set(0);
+        // SAFETY: drops the guest's old translations and instructions before it restarts.
         unsafe {
-            write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
-            write_sysreg!("cntv_ctl_el0", 0);
-            write_sysreg!("cntvoff_el2", time::counter());
-            write_sysreg!("ich_vmcr_el2", 0);
             core::arch::asm!(
                 "tlbi vmalls12e1",
                 "ic iallu",
@@ -165,11 +201,9 @@ impl El2Vcpu {
     fn arm_hyp_timer(&self) {
         let slice_end = time::now_ns() + SLICE_NS;
         let deadline = self.deadline_ns.map_or(slice_end, |d| d.min(slice_end));
-        // SAFETY: the EL2 physical timer belongs to the hypervisor; it only raises INTID 26.
-        unsafe {
-            write_sysreg!("cnthp_cval_el2", time::counter_at(deadline));
-            write_sysreg!("cnthp_ctl_el2", 1);
-        }
+        // SAFETY: the EL2 physical timer belongs to the hypervisor; it only raises its own PPI.
+        unsafe { write_sysreg!("cnthp_cval_el2", time::counter_at(deadline)) };
+        CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
     }
 
     /// Takes every pending physical interrupt; the virtual timer's is forwarded to the guest.
@@ -181,22 +215,21 @@ impl El2Vcpu {
                 return exit;
             }
             gic::end_of_interrupt(intid);
-            match intid {
+            if intid == self.gic.virtual_timer_intid {
                 // Stays active until the guest deactivates its virtual copy (hardware LR).
-                INTID_VTIMER => self.vgic.interrupts.raise(INTID_VTIMER, true),
-                INTID_HYP_TIMER => {
-                    // SAFETY: as in `arm_hyp_timer`; re-armed before the next entry.
-                    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
-                    gic::deactivate(intid);
-                    exit = Exit::TimerExpired;
-                    continue;
-                }
+                self.vgic.interrupts.raise(intid, true);
+            } else if intid == self.gic.hyp_timer_intid {
+                // Re-armed before the next entry.
+                CNTHP_CTL_EL2.set(0);
+                gic::deactivate(intid);
+                exit = Exit::TimerExpired;
+                continue;
+            } else if intid == self.gic.maintenance_intid {
                 // Underflow: the next flush refills the list registers.
-                INTID_MAINTENANCE => {
-                    VgicState::quiesce_underflow();
-                    gic::deactivate(intid);
-                }
-                other => gic::deactivate(other),
+                vgic::quiesce_underflow();
+                gic::deactivate(intid);
+            } else {
+                gic::deactivate(intid);
             }
             if exit != Exit::TimerExpired {
                 exit = Exit::ExternalInterrupt { vector: intid };
@@ -205,18 +238,16 @@ impl El2Vcpu {
     }
 
     fn fault_address() -> u64 {
-        (read_sysreg!("hpfar_el2") >> 4) << 12 | (read_sysreg!("far_el2") & 0xfff)
+        HPFAR_EL2.read(HPFAR_EL2::FIPA) << 12 | (FAR_EL2.get() & 0xfff)
     }
 
-    /// Decodes a synchronous exception; `None` when it was handled here (the emulated GIC).
-    fn synchronous(&mut self) -> Option<Exit> {
-        let esr = read_sysreg!("esr_el2");
-        let ec = esr >> 26;
-        let iss = esr & 0x1ff_ffff;
+    /// Decodes a synchronous exception from the guest.
+    fn synchronous(&mut self) -> Exit {
+        let esr = ESR_EL2.extract();
         let x = &self.regs.x;
         self.pending = Pending::Step;
-        Some(match ec {
-            EC_HVC64 => {
+        match esr.read_as_enum(ESR_EL2::EC) {
+            Some(ESR_EL2::EC::Value::HVC64) => {
                 self.pending = Pending::Hvc;
                 if psci::is_psci(x[0]) {
                     Exit::Power(psci::decode(x[0] as u32, [x[1], x[2], x[3]]))
@@ -227,7 +258,7 @@ impl El2Vcpu {
                     }
                 }
             }
-            EC_SMC64 => {
+            Some(ESR_EL2::EC::Value::SMC64) => {
                 self.pending = Pending::Smc;
                 Exit::Power(psci::decode(
                     if psci::is_psci(x[0]) {
@@ -238,73 +269,58 @@ impl El2Vcpu {
                     [x[1], x[2], x[3]],
                 ))
             }
-            EC_WFX => Exit::Halt,
-            EC_SYSREG => Exit::Forbidden { code: ec as u32 },
-            EC_IABT_LOWER => Exit::PageFault {
+            Some(ESR_EL2::EC::Value::TrappedWFIorWFE) => Exit::Halt,
+            Some(ESR_EL2::EC::Value::TrappedMsrMrs) => Exit::Forbidden {
+                code: esr.read(ESR_EL2::EC) as u32,
+            },
+            Some(ESR_EL2::EC::Value::InstrAbortLowerEL) => Exit::PageFault {
                 gpa: GuestPhysAddr::new(Self::fault_address()),
                 access: Access::Execute,
             },
-            EC_DABT_LOWER if iss & 0b11_1100 == DFSC_TRANSLATION => return self.data_abort(iss),
-            _ => Exit::Unhandled {
-                code: ec as u32,
-                qualification: esr,
-            },
-        })
+            Some(ESR_EL2::EC::Value::DataAbortLowerEL) => {
+                let iss = LocalRegisterCopy::<u64, DABT_ISS::Register>::new(esr.read(ESR_EL2::ISS));
+                if iss.read(DABT_ISS::DFSC) >> 2 == 0b0001 {
+                    self.data_abort(iss)
+                } else {
+                    Self::unhandled(esr.get())
+                }
+            }
+            _ => Self::unhandled(esr.get()),
+        }
     }
 
-    fn data_abort(&mut self, iss: u64) -> Option<Exit> {
-        let gpa = Self::fault_address();
-        if iss & ISS_ISV == 0 {
-            return Some(Exit::UndecodedAccess {
-                gpa: GuestPhysAddr::new(gpa),
-            });
+    fn unhandled(esr: u64) -> Exit {
+        Exit::Unhandled {
+            code: ESR_EL2::EC.read(esr) as u32,
+            qualification: esr,
         }
-        let size = 1u8 << ((iss >> 22) & 0b11);
-        let reg = ((iss >> 16) & 0x1f) as usize;
-        let write = iss & ISS_WNR != 0;
-        let value = if reg == 31 { 0 } else { self.regs.x[reg] };
-        let value = if size == 8 {
-            value
-        } else {
-            value & ((1 << (8 * u32::from(size))) - 1)
-        };
-        if let Some(frame) = vgic::frame(gpa, self.vcpus) {
-            let aligned = frame_word(&frame);
-            let shift = 8 * (gpa - aligned.1) as u32;
-            if write {
-                let merged = if size >= 4 {
-                    value
-                } else {
-                    let old = self.vgic.read(&aligned.0, self.index, self.vcpus);
-                    let mask = ((1u64 << (8 * u32::from(size))) - 1) << shift;
-                    (old & !mask) | (value << shift)
-                };
-                self.vgic.write(&aligned.0, self.index, merged);
-                self.step();
-            } else {
-                let word = self.vgic.read(&aligned.0, self.index, self.vcpus);
-                self.pending = Pending::Load {
-                    reg,
-                    size,
-                    signed: iss & ISS_SSE != 0,
-                    wide: iss & ISS_SF != 0,
-                };
-                self.complete(Completion::Value(word >> shift));
+    }
+
+    /// A stage-2 translation fault: an access outside the partition's memory, which the core
+    /// offers to its devices (the PL011, the emulated GIC).
+    fn data_abort(&mut self, iss: LocalRegisterCopy<u64, DABT_ISS::Register>) -> Exit {
+        let gpa = GuestPhysAddr::new(Self::fault_address());
+        if !iss.is_set(DABT_ISS::ISV) {
+            return Exit::UndecodedAccess { gpa };
+        }
+        let size = 1u8 << iss.read(DABT_ISS::SAS);
+        let reg = iss.read(DABT_ISS::SRT) as usize;
+        if iss.is_set(DABT_ISS::WNR) {
+            let value = if reg == 31 { 0 } else { self.regs.x[reg] };
+            Exit::MmioWrite {
+                gpa,
+                size,
+                value: zero_extend(value, size),
             }
-            return None;
-        }
-        let gpa = GuestPhysAddr::new(gpa);
-        Some(if write {
-            Exit::MmioWrite { gpa, size, value }
         } else {
             self.pending = Pending::Load {
                 reg,
                 size,
-                signed: iss & ISS_SSE != 0,
-                wide: iss & ISS_SF != 0,
+                signed: iss.is_set(DABT_ISS::SSE),
+                wide: iss.is_set(DABT_ISS::SF),
             };
             Exit::MmioRead { gpa, size }
-        })
+        }
     }
 
     fn step(&mut self) {
@@ -314,47 +330,25 @@ impl El2Vcpu {
     /// Delivers an undefined-instruction exception to the guest's EL1 (Arm ARM D1.10.2): ESR_EL1
     /// = EC 0 with IL, the vector by the EL the guest was at.
     fn inject_undefined(&mut self) {
-        let from = self.regs.pstate & 0xf;
-        let offset = match from {
-            0b0101 => 0x200,
-            0b0100 => 0x000,
+        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.regs.pstate);
+        let offset = match from.read_as_enum(SPSR_EL2::M) {
+            Some(SPSR_EL2::M::Value::EL1h) => 0x200,
+            Some(SPSR_EL2::M::Value::EL1t) => 0x000,
             _ => 0x400,
         };
-        // SAFETY: the guest's own EL1 exception registers, set as the architecture would when
-        // taking the exception; the guest resumes at its vector.
-        unsafe {
-            write_sysreg!("esr_el1", 1u64 << 25);
-            write_sysreg!("elr_el1", self.regs.pc);
-            write_sysreg!("spsr_el1", self.regs.pstate);
-        }
-        self.regs.pc = read_sysreg!("vbar_el1") + offset;
+        // The guest's own EL1 exception registers, set as the architecture would when taking
+        // the exception; the guest resumes at its vector.
+        ESR_EL1.write(ESR_EL1::EC::Unknown + ESR_EL1::IL::SET);
+        ELR_EL1.set(self.regs.pc);
+        SPSR_EL1.set(self.regs.pstate);
+        self.regs.pc = VBAR_EL1.get() + offset;
         self.regs.pstate = PSTATE_EL1H;
     }
 
     fn vtimer_firing() -> bool {
-        // ENABLE set, IMASK clear, ISTATUS set.
-        read_sysreg!("cntv_ctl_el0") & 0b111 == 0b101
-    }
-}
-
-/// The 32-bit register (or 64-bit GICR_TYPER) holding the accessed bytes, and its address.
-fn frame_word(frame: &vgic::Frame) -> (vgic::Frame, u64) {
-    match *frame {
-        vgic::Frame::Distributor(off) => (
-            vgic::Frame::Distributor(off & !3),
-            vgic::GUEST_GICD + (off & !3),
-        ),
-        vgic::Frame::Redistributor { vcpu, offset } => {
-            let word = if offset & !7 == 0x8 {
-                offset & !7
-            } else {
-                offset & !3
-            };
-            (
-                vgic::Frame::Redistributor { vcpu, offset: word },
-                vgic::GUEST_GICR + vcpu * gic::GICR_STRIDE + word,
-            )
-        }
+        CNTV_CTL_EL0.matches_all(
+            CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR + CNTV_CTL_EL0::ISTATUS::SET,
+        )
     }
 }
 
@@ -362,27 +356,19 @@ impl Vcpu for El2Vcpu {
     const GPRS: usize = 31;
 
     fn run(&mut self) -> Result<Exit, EntryError> {
-        loop {
-            self.vgic.flush(self.lrs);
-            self.arm_hyp_timer();
-            // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
-            // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
-            let kind = unsafe { entry::guest_enter(self.regs) };
-            match kind {
-                entry::KIND_IRQ => return Ok(self.interrupts()),
-                entry::KIND_SYNC => {
-                    if let Some(exit) = self.synchronous() {
-                        return Ok(exit);
-                    }
-                }
-                _ => {
-                    return Ok(Exit::Unhandled {
-                        code: 0x100 | kind as u32,
-                        qualification: read_sysreg!("esr_el2"),
-                    });
-                }
-            }
-        }
+        vgic::flush(self.vgic, self.lrs);
+        self.arm_hyp_timer();
+        // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
+        // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
+        let kind = unsafe { entry::guest_enter(self.regs) };
+        Ok(match kind {
+            entry::KIND_IRQ => self.interrupts(),
+            entry::KIND_SYNC => self.synchronous(),
+            _ => Exit::Unhandled {
+                code: 0x100 | kind as u32,
+                qualification: ESR_EL2.get(),
+            },
+        })
     }
 
     fn complete(&mut self, completion: Completion) {
@@ -395,7 +381,12 @@ impl Vcpu for El2Vcpu {
                     signed,
                     wide,
                 } => {
-                    let v = if signed { sign_extend(v, size) } else { v };
+                    // A load of `size` bytes, sign- or zero-extended to the register (W or X).
+                    let v = if signed {
+                        sign_extend(v, size)
+                    } else {
+                        zero_extend(v, size)
+                    };
                     let v = if wide { v } else { v & 0xffff_ffff };
                     if reg != 31 {
                         self.regs.x[reg] = v;
@@ -423,7 +414,7 @@ impl Vcpu for El2Vcpu {
     }
 
     fn interrupt_pending(&self) -> bool {
-        self.vgic.pending(self.lrs) || Self::vtimer_firing()
+        vgic::pending(self.vgic, self.lrs) || Self::vtimer_firing()
     }
 
     fn accepts_interrupts(&self) -> bool {
@@ -453,9 +444,12 @@ impl Vcpu for El2Vcpu {
     }
 
     fn wake_deadline(&self) -> Option<u64> {
-        let ctl = read_sysreg!("cntv_ctl_el0");
-        (ctl & 0b11 == 0b01).then(|| {
-            time::ns_at(read_sysreg!("cntv_cval_el0").saturating_add(read_sysreg!("cntvoff_el2")))
-        })
+        let ctl = CNTV_CTL_EL0.extract();
+        ctl.matches_all(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR)
+            .then(|| time::ns_at(CNTV_CVAL_EL0.get().saturating_add(CNTVOFF_EL2.get())))
+    }
+
+    fn virtual_gic(&mut self) -> Option<&mut VirtualGic> {
+        Some(&mut *self.vgic)
     }
 }

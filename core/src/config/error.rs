@@ -92,6 +92,22 @@ pub enum Problem {
     },
     ArchMismatch,
     BootTablesUnmapped,
+    /// A fact this board's architecture needs is not given.
+    Missing,
+    Misaligned {
+        value: u64,
+        align: u64,
+    },
+    /// Two interrupt roles share one INTID.
+    SameInterrupt {
+        other: &'static str,
+    },
+    /// A device's register window lies in RAM.
+    InsideRam,
+    /// Guest memory covers the window of a device the partition sees.
+    OverlapsDevice {
+        device: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -148,6 +164,17 @@ impl fmt::Display for Problem {
                 f,
                 "must contain GPA 0x0..0x7000: x86_64 guests start with boot page tables there"
             ),
+            Problem::Missing => write!(f, "must be given on this board's architecture"),
+            Problem::Misaligned { value, align } => {
+                write!(f, "{value:#x} is not a multiple of {align:#x}")
+            }
+            Problem::SameInterrupt { other } => {
+                write!(f, "is the same interrupt as {other}")
+            }
+            Problem::InsideRam => write!(f, "lies inside the board's RAM"),
+            Problem::OverlapsDevice { device } => {
+                write!(f, "overlaps the window of the partition's {device}")
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -80,6 +80,43 @@ pub struct Board {
     /// The UART that carries the hypervisor's own (defmt) log.
     pub log: Uart,
     pub exit: ExitDevice,
+    /// The interrupt controller; aarch64 boards only.
+    pub gic: Option<Gic>,
+    /// Where each partition sees its virtual PL011; aarch64 boards only (x86 partitions get a
+    /// port-mapped 16550).
+    pub guest_uart: Option<GuestUart>,
+}
+
+/// An aarch64 board's GICv3 (Arm IHI 0069), which the hypervisor owns. Like Bao's platform
+/// descriptions, the addresses and interrupt IDs are board data, not code.
+///
+/// Each partition sees an emulated distributor and redistributors at the same addresses, so its
+/// device tree looks like the machine's.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gic {
+    /// The distributor's 64 KiB frame (GICD).
+    pub distributor: HostPhysAddr,
+    /// The first CPU's redistributor (GICR: RD_base then SGI_base, 64 KiB each).
+    pub redistributors: HostPhysAddr,
+    /// Distance between consecutive CPUs' redistributors (IHI 0069, 9.1: 128 KiB on GICv3, 256
+    /// KiB with the GICv4 VLPI frames).
+    pub redistributor_stride: u64,
+    /// The virtual CPU interface's maintenance interrupt (a PPI).
+    pub maintenance_intid: u32,
+    /// The generic timer's PPIs (Arm ARM D11.2.4): EL2 physical (the hypervisor's own), EL1
+    /// virtual (forwarded to the guest), EL1 physical and secure physical (named in guests'
+    /// device trees).
+    pub hyp_timer_intid: u32,
+    pub virtual_timer_intid: u32,
+    pub physical_timer_intid: u32,
+    pub secure_timer_intid: u32,
+}
+
+/// A partition's virtual PL011: its register window and the interrupt its device tree names.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestUart {
+    pub base: GuestPhysAddr,
+    pub intid: u32,
 }
 
 /// One guest-physical memory region backed by host memory.

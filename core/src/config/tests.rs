@@ -151,3 +151,103 @@ fn bundles_round_trip_and_reject_corruption() {
         Err(BundleError::MissingImage { partition: 1 })
     ));
 }
+
+/// The sample system moved to an aarch64 board shaped like QEMU `virt`.
+fn aarch64_system() -> System {
+    let mut sys = system();
+    let b = &mut sys.board;
+    b.arch = Arch::Aarch64;
+    b.ram.base = HostPhysAddr::new(0x4000_0000);
+    b.hypervisor.base = HostPhysAddr::new(0x4020_0000);
+    b.console = Uart::Pl011 {
+        base: HostPhysAddr::new(0x0900_0000),
+    };
+    b.log = Uart::Semihosting;
+    b.exit = ExitDevice::Semihosting;
+    b.gic = Some(Gic {
+        distributor: HostPhysAddr::new(0x0800_0000),
+        redistributors: HostPhysAddr::new(0x080a_0000),
+        redistributor_stride: 0x2_0000,
+        maintenance_intid: 25,
+        hyp_timer_intid: 26,
+        virtual_timer_intid: 27,
+        physical_timer_intid: 30,
+        secure_timer_intid: 29,
+    });
+    b.guest_uart = Some(GuestUart {
+        base: GuestPhysAddr::new(0x0900_0000),
+        intid: 33,
+    });
+    for (k, p) in sys.partitions.iter_mut().enumerate() {
+        p.ports.clear();
+        p.memory[0].gpa = GuestPhysAddr::new(0x4000_0000);
+        p.memory[0].hpa = HostPhysAddr::new(0x4200_0000 + k as u64 * 0x40_0000);
+        p.image.load = GuestPhysAddr::new(0x4010_0000);
+        p.image.entry = p.image.load;
+    }
+    sys
+}
+
+#[test]
+fn aarch64_boards_must_describe_their_gic_and_guest_uart() {
+    assert_eq!(validate(&aarch64_system()), Ok(()));
+    let mut sys = aarch64_system();
+    sys.board.gic = None;
+    assert_eq!(
+        message(&sys),
+        "board.gic: must be given on this board's architecture"
+    );
+    let mut sys = aarch64_system();
+    sys.board.guest_uart = None;
+    assert_eq!(
+        message(&sys),
+        "board.guest_uart: must be given on this board's architecture"
+    );
+    let mut sys = system();
+    sys.board.gic = aarch64_system().board.gic;
+    assert_eq!(
+        message(&sys),
+        "board.gic: does not exist on this board's architecture"
+    );
+}
+
+#[test]
+fn gic_facts_are_checked() {
+    let with = |f: fn(&mut Gic)| {
+        let mut sys = aarch64_system();
+        f(sys.board.gic.as_mut().unwrap());
+        message(&sys)
+    };
+    assert_eq!(
+        with(|g| g.distributor = HostPhysAddr::new(0x0800_1000)),
+        "board.gic.distributor: 0x8001000 is not a multiple of 0x10000"
+    );
+    assert_eq!(
+        with(|g| g.redistributor_stride = 0x1_0000),
+        "board.gic.redistributor_stride: 0x10000 is outside the allowed range 0x20000..=0x40000"
+    );
+    assert_eq!(
+        with(|g| g.virtual_timer_intid = 40),
+        "board.gic.virtual_timer_intid: 0x28 is outside the allowed range 0x10..=0x1f"
+    );
+    assert_eq!(
+        with(|g| g.maintenance_intid = 26),
+        "board.gic.hyp_timer_intid: is the same interrupt as gic.maintenance_intid"
+    );
+    assert_eq!(
+        with(|g| g.redistributors = HostPhysAddr::new(0x4000_0000)),
+        "board.gic.redistributors: lies inside the board's RAM"
+    );
+}
+
+#[test]
+fn guest_memory_may_not_cover_the_partitions_devices() {
+    let mut sys = aarch64_system();
+    sys.partitions[1].memory[0].gpa = GuestPhysAddr::new(0x0800_0000);
+    sys.partitions[1].image.load = GuestPhysAddr::new(0x0810_0000);
+    sys.partitions[1].image.entry = sys.partitions[1].image.load;
+    assert_eq!(
+        message(&sys),
+        "partition[1].memory[0].gpa: overlaps the window of the partition's GIC distributor"
+    );
+}

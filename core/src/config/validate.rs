@@ -4,7 +4,9 @@
 use super::error::{ConfigError, Field, Problem};
 use super::model::*;
 use crate::addr::GuestPhysAddr;
+use crate::devices::pl011;
 use crate::devices::uart16550::{COM1_BASE, COM1_PORTS};
+use crate::devices::vgic::DISTRIBUTOR_SIZE;
 
 /// Guest-physical addresses must stay below 512 GiB: one top-level EPT / stage-2 entry's reach.
 pub const MAX_GPA: u64 = 1 << 39;
@@ -75,7 +77,122 @@ fn validate_board(b: &Board) -> Result {
     };
     uarts_fit(b.console, false).map_err(|p| err(Field::board("console"), p))?;
     uarts_fit(b.log, true).map_err(|p| err(Field::board("log"), p))?;
+    match b.arch {
+        Arch::X86_64 => {
+            if b.gic.is_some() {
+                return Err(err(Field::board("gic"), Problem::ArchMismatch));
+            }
+            if b.guest_uart.is_some() {
+                return Err(err(Field::board("guest_uart"), Problem::ArchMismatch));
+            }
+        }
+        Arch::Aarch64 => {
+            let gic = b.gic.ok_or(err(Field::board("gic"), Problem::Missing))?;
+            validate_gic(b, &gic)?;
+            let uart = b
+                .guest_uart
+                .ok_or(err(Field::board("guest_uart"), Problem::Missing))?;
+            page_aligned(Field::board("guest_uart.base"), uart.base.raw())?;
+            // SPIs are INTIDs 32..=1019 (IHI 0069, 2.2.1).
+            in_range(Field::board("guest_uart.intid"), uart.intid, 32..=1019)?;
+        }
+    }
     Ok(())
+}
+
+fn in_range(field: Field, value: u32, range: core::ops::RangeInclusive<u32>) -> Result {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(err(
+            field,
+            Problem::OutOfRange {
+                value: value.into(),
+                min: (*range.start()).into(),
+                max: (*range.end()).into(),
+            },
+        ))
+    }
+}
+
+/// A GICv3's frames are 64 KiB-aligned and outside RAM; a redistributor spans two frames (four
+/// with GICv4's VLPI frames); the hypervisor's interrupts are distinct PPIs (INTIDs 16..=31,
+/// IHI 0069, 2.2.1).
+fn validate_gic(b: &Board, gic: &Gic) -> Result {
+    const FRAME: u64 = 0x1_0000;
+    for (name, base) in [
+        ("gic.distributor", gic.distributor.raw()),
+        ("gic.redistributors", gic.redistributors.raw()),
+    ] {
+        if !base.is_multiple_of(FRAME) {
+            return Err(err(
+                Field::board(name),
+                Problem::Misaligned {
+                    value: base,
+                    align: FRAME,
+                },
+            ));
+        }
+    }
+    let stride = gic.redistributor_stride;
+    if !stride.is_multiple_of(FRAME) || !(2 * FRAME..=4 * FRAME).contains(&stride) {
+        return Err(err(
+            Field::board("gic.redistributor_stride"),
+            Problem::OutOfRange {
+                value: stride,
+                min: 2 * FRAME,
+                max: 4 * FRAME,
+            },
+        ));
+    }
+    let frames = [
+        ("gic.distributor", gic.distributor.raw(), DISTRIBUTOR_SIZE),
+        (
+            "gic.redistributors",
+            gic.redistributors.raw(),
+            stride.saturating_mul(b.cpus.into()),
+        ),
+    ];
+    for (name, base, size) in frames {
+        let range = PhysRange {
+            base: crate::addr::HostPhysAddr::new(base),
+            size,
+        };
+        if range.overlaps(&b.ram) {
+            return Err(err(Field::board(name), Problem::InsideRam));
+        }
+    }
+    let ppis = [
+        ("gic.maintenance_intid", gic.maintenance_intid),
+        ("gic.hyp_timer_intid", gic.hyp_timer_intid),
+        ("gic.virtual_timer_intid", gic.virtual_timer_intid),
+        ("gic.physical_timer_intid", gic.physical_timer_intid),
+        ("gic.secure_timer_intid", gic.secure_timer_intid),
+    ];
+    for (k, &(name, intid)) in ppis.iter().enumerate() {
+        in_range(Field::board(name), intid, 16..=31)?;
+        if let Some(&(other, _)) = ppis[..k].iter().find(|(_, i)| *i == intid) {
+            return Err(err(Field::board(name), Problem::SameInterrupt { other }));
+        }
+    }
+    Ok(())
+}
+
+/// The guest-physical windows of the devices a partition with `vcpus` vCPUs sees on board `b`:
+/// its PL011 and its emulated GIC (at the machine's own GIC addresses).
+fn device_windows(b: &Board, vcpus: u64) -> impl Iterator<Item = (&'static str, u64, u64)> {
+    let uart = b.guest_uart.map(|u| ("PL011", u.base.raw(), pl011::SIZE));
+    let gic = b.gic.map(|g| {
+        [
+            ("GIC distributor", g.distributor.raw(), DISTRIBUTOR_SIZE),
+            (
+                "GIC redistributors",
+                g.redistributors.raw(),
+                g.redistributor_stride.saturating_mul(vcpus),
+            ),
+        ]
+    });
+    uart.into_iter().chain(gic.into_iter().flatten())
 }
 
 fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
@@ -164,6 +281,12 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
                 max: MAX_GPA - r.size,
             },
         ));
+    }
+    let vcpus = sys.partitions[i].cpus.len() as u64;
+    if let Some((device, ..)) = device_windows(&sys.board, vcpus).find(|&(_, base, size)| {
+        r.gpa.raw() < base.saturating_add(size) && base < r.gpa.raw() + r.size
+    }) {
+        return Err(err(field("gpa"), Problem::OverlapsDevice { device }));
     }
     let host = r.host_range();
     if !sys.board.ram.contains(&host) {

@@ -6,5 +6,6 @@ pub mod line;
 pub mod msr;
 pub mod pl011;
 pub mod uart16550;
+pub mod vgic;
 pub mod vintc;
 pub mod vtimer;
