@@ -11,9 +11,9 @@ use tandem_hw::bringup;
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::report::Vocabulary;
 
+use crate::clock::VirtClock;
 use crate::gic::GicError;
 use crate::guest_load::LoadError;
-use crate::platform::VirtPlatform;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
 use crate::{boot, console, gic, guest_load, logger, machine, psci, stage2, time};
@@ -56,7 +56,7 @@ impl Backend for VirtBackend {
     type Error = VirtError;
     type VcpuState = VcpuState;
     type Vcpu = El2Vcpu;
-    type Platform = VirtPlatform;
+    type Clock = VirtClock;
     const WORDS: Vocabulary = Vocabulary {
         pc: "PC",
         halt: "WFI",
@@ -168,13 +168,22 @@ impl Backend for VirtBackend {
         Ok(())
     }
 
-    fn platform(&self, _: usize) -> VirtPlatform {
-        VirtPlatform::new(&self.board)
+    fn clock(&self, _: usize) -> VirtClock {
+        VirtClock
+    }
+
+    fn console_line(partition: &str, line: &[u8]) {
+        console::partition_line(partition, line);
     }
 
     fn wait_for_event() {
         // SAFETY: WFE only waits; a CPU posting a start request sends SEV.
         unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+
+    fn wake_cpus() {
+        // SAFETY: SEV only wakes CPUs waiting in WFE.
+        unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
     }
 
     fn exit(success: bool) -> ! {

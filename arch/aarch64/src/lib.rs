@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod boot;
+mod clock;
 mod console;
 mod dt;
 mod entry;
@@ -20,7 +21,6 @@ mod lr;
 mod machine;
 mod panic;
 mod pl011;
-mod platform;
 mod psci;
 mod semihosting;
 mod stage2;

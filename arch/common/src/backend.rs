@@ -13,7 +13,6 @@
 
 use tandem_core::bundle::BundleError;
 use tandem_core::config::{Partition, System};
-use tandem_core::platform::Platform;
 use tandem_core::vcpu::Vcpu;
 
 use crate::report::Vocabulary;
@@ -30,8 +29,8 @@ pub trait Backend: Sized + Sync + 'static {
     type VcpuState: 'static;
     /// The architecture's vCPU.
     type Vcpu: Vcpu;
-    /// The portable core's view of one CPU of this machine.
-    type Platform: Platform;
+    /// Time and idling on one CPU.
+    type Clock: Clock;
     /// How reports name the program counter, halting and exit codes.
     const WORDS: Vocabulary;
 
@@ -77,14 +76,26 @@ pub trait Backend: Sized + Sync + 'static {
     /// Puts the vCPU in its architectural reset state, entering at `entry` with `arg` in its first
     /// argument register.
     fn reset_vcpu(vcpu: &mut Self::Vcpu, entry: u64, arg: u64) -> Result<(), Self::Error>;
-    /// The platform this CPU's exit loop uses.
-    fn platform(&self, cpu: usize) -> Self::Platform;
-    /// Waits a little for another CPU (aarch64: WFE, woken by SEV).
+    /// This CPU's clock, set up for idling (once per CPU).
+    fn clock(&self, cpu: usize) -> Self::Clock;
+    /// Prints one line of a partition's console, prefixed with its name.
+    fn console_line(partition: &str, line: &[u8]);
+    /// Waits a little for another CPU (aarch64: WFE).
     fn wait_for_event();
+    /// Wakes CPUs waiting in [`Backend::wait_for_event`] (aarch64: SEV).
+    fn wake_cpus();
     /// Stops the machine and reports `success` to whoever runs it (an emulator's exit status).
     fn exit(success: bool) -> !;
     /// Stops this CPU for good; the others carry on.
     fn park() -> !;
     /// The hypervisor cannot continue: report `what` and stop the machine as failed.
     fn fatal(what: &str) -> !;
+}
+
+/// Time as the hypervisor keeps it on one CPU.
+pub trait Clock {
+    /// Monotonic time since boot, in nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// Idles this CPU until `deadline_ns` has passed.
+    fn wait_until_ns(&self, deadline_ns: u64);
 }

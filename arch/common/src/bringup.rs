@@ -10,12 +10,14 @@ use heapless::Vec;
 use spin::Once;
 use tandem_core::bundle::Bundle;
 use tandem_core::config::{MAX_PARTITIONS, System};
+use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::record::VcpuRecord;
 use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
 
 use crate::backend::Backend;
+use crate::platform::HwPlatform;
 use crate::{frames, ledger, report, vcpu_power};
 
 /// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
@@ -161,7 +163,8 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Shared, backend: &'static B)
     let mut vcpu = backend
         .create_vcpu(cpu, partition, index as u32, vcpu_index as u32, state)
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
-    let platform = backend.platform(cpu);
+    let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
+    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio);
     let mut resets = 0;
     let (mut entry, mut arg) = (partition.image.entry.raw(), shared.boot_args[index]);
     if vcpu_index == 0 {
@@ -173,7 +176,7 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Shared, backend: &'static B)
     loop {
         B::reset_vcpu(&mut vcpu, entry, arg)
             .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
-        *record = VcpuRecord::new(tandem_core::platform::Platform::now_ns(&platform));
+        *record = VcpuRecord::new(platform.now_ns());
         record.resets = resets;
         defmt::info!(
             "partition {=str}: vCPU {=usize} enters on CPU {=usize}",

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod guest_memory;
 pub mod ledger;
 pub mod log;
+pub mod platform;
 pub mod report;
 pub mod tables;
 pub mod vcpu_power;

@@ -11,9 +11,9 @@ use tandem_hw::bringup;
 use tandem_hw::report::Vocabulary;
 
 use crate::bootinfo::BootInfo;
+use crate::clock::PcClock;
 use crate::inject::Injection;
 use crate::io::{halt_forever, outb, rdtsc};
-use crate::platform::PcPlatform;
 use crate::vmx::{self, Caps, EnableError, GuestRegs, PartitionTables, SetupError, VmxVcpu};
 use crate::{apic, boot, console, cpu, guest_load, logger, machine, smp, time};
 
@@ -80,7 +80,7 @@ impl Backend for PcBackend {
     type Error = PcError;
     type VcpuState = GuestRegs;
     type Vcpu = VmxVcpu;
-    type Platform = PcPlatform;
+    type Clock = PcClock;
     const WORDS: Vocabulary = Vocabulary {
         pc: "RIP",
         halt: "halted",
@@ -193,26 +193,33 @@ impl Backend for PcBackend {
         vcpu.reset(entry).map_err(PcError::Vmcs)
     }
 
-    fn platform(&self, cpu: usize) -> PcPlatform {
-        let platform = PcPlatform {
+    fn clock(&self, cpu: usize) -> PcClock {
+        let clock = PcClock {
             can_halt: apic::init_wakeup(),
         };
         defmt::info!(
             "CPU {=usize} idles by {=str} at TSC {=u64}",
             cpu,
-            if platform.can_halt {
+            if clock.can_halt {
                 "halting"
             } else {
                 "spinning"
             },
             rdtsc()
         );
-        platform
+        clock
+    }
+
+    fn console_line(partition: &str, line: &[u8]) {
+        console::partition_line(partition, line);
     }
 
     fn wait_for_event() {
         core::hint::spin_loop();
     }
+
+    /// Waiting CPUs spin: nothing to wake.
+    fn wake_cpus() {}
 
     fn exit(success: bool) -> ! {
         machine::exit(success)

@@ -1,0 +1,74 @@
+//! The portable core's view of one CPU of the machine, the same on every architecture: guest
+//! memory, reports and vCPU start requests are the shared hardware layer's; time, idling and the
+//! console come from the backend ([`Backend::Clock`], [`Backend::console_line`]).
+
+use core::marker::PhantomData;
+
+use tandem_core::addr::GuestPhysAddr;
+use tandem_core::config::MemoryRegion;
+use tandem_core::platform::Platform;
+use tandem_core::power::PowerStatus;
+use tandem_core::report::Notice;
+
+use crate::backend::{Backend, Clock};
+use crate::{bringup, guest_memory, report};
+
+/// The platform of one CPU of a machine run by backend `B`.
+pub struct HwPlatform<B: Backend> {
+    clock: B::Clock,
+    /// Where each partition finds its memory-mapped UART (board data), if the board gives one.
+    uart_mmio: Option<GuestPhysAddr>,
+    backend: PhantomData<B>,
+}
+
+impl<B: Backend> HwPlatform<B> {
+    pub fn new(clock: B::Clock, uart_mmio: Option<GuestPhysAddr>) -> Self {
+        Self {
+            clock,
+            uart_mmio,
+            backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Platform for HwPlatform<B> {
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    fn wait_until_ns(&self, deadline_ns: u64) {
+        self.clock.wait_until_ns(deadline_ns);
+    }
+
+    fn console_line(&self, partition: &str, line: &[u8]) {
+        B::console_line(partition, line);
+    }
+
+    fn notice(&self, partition: &str, notice: Notice) {
+        report::notice(partition, notice);
+    }
+
+    fn read_guest(&self, region: &MemoryRegion, offset: u64, buf: &mut [u8]) {
+        guest_memory::read(region, offset, buf);
+    }
+
+    fn write_guest(&self, region: &MemoryRegion, offset: u64, data: &[u8]) {
+        guest_memory::write(region, offset, data);
+    }
+
+    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+        self.uart_mmio
+    }
+
+    fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+        let status = bringup::start_vcpu(partition, vcpu, entry, context);
+        if status == PowerStatus::Success {
+            B::wake_cpus();
+        }
+        status
+    }
+
+    fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
+        bringup::vcpu_running(partition, vcpu)
+    }
+}
