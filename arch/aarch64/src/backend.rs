@@ -2,12 +2,10 @@
 //! and exit, the generic timer, the GICv3, each partition's stage 2 and device tree, secondary CPUs
 //! started through PSCI CPU_ON, and an EL2 vCPU per CPU.
 
-use heapless::Vec;
 use spin::Once;
-use tandem_core::bundle::BundleError;
-use tandem_core::config::{Board, ExitDevice, MAX_PARTITIONS, Partition, System, Uart};
+use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
 use tandem_hw::backend::Backend;
-use tandem_hw::bringup;
+use tandem_hw::bringup::{self, Booted};
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::report::Vocabulary;
 
@@ -31,13 +29,12 @@ pub enum VirtError {
     Gic(GicError),
 }
 
-/// The aarch64 backend: the board's facts and each partition's stage-2 root.
+/// The aarch64 backend: the board's facts.
 pub struct VirtBackend {
     board: Board,
-    roots: Vec<u64, MAX_PARTITIONS>,
 }
 
-static BACKEND: Once<VirtBackend> = Once::new();
+static BOOTED: Once<Booted<VirtBackend>> = Once::new();
 
 /// Entry from the board's `board_main` on the bootstrap CPU, at EL2 with the MMU on.
 pub fn primary_main(bundle: &'static [u8]) -> ! {
@@ -55,6 +52,7 @@ impl Backend for VirtBackend {
     type Early = u64;
     type Error = VirtError;
     type VcpuState = VcpuState;
+    type Tables = u64;
     type Vcpu = El2Vcpu;
     type Clock = VirtClock;
     const WORDS: Vocabulary = Vocabulary {
@@ -64,12 +62,9 @@ impl Backend for VirtBackend {
         detail: "ESR_EL2",
     };
 
-    fn refuse(error: BundleError) -> ! {
+    /// The console's default PL011 needs no set-up; QEMU `virt` ends runs through semihosting.
+    fn prepare_emergency() {
         machine::init(ExitDevice::Semihosting);
-        console::emergency(format_args!(
-            "the embedded configuration is refused: {error:?}"
-        ));
-        machine::exit(false)
     }
 
     fn init(sys: &System, boot_counter: u64) -> Self {
@@ -88,14 +83,13 @@ impl Backend for VirtBackend {
             boot_counter
         );
         if gic::init_distributor(sys.board.gic).is_err() {
-            Self::fatal("the board describes no GIC");
+            bringup::fatal::<Self>("the board describes no GIC");
         }
         if gic::init_cpu().is_err() {
-            Self::fatal("no GIC redistributor for the bootstrap CPU");
+            bringup::fatal::<Self>("no GIC redistributor for the bootstrap CPU");
         }
         Self {
             board: sys.board.clone(),
-            roots: Vec::new(),
         }
     }
 
@@ -112,19 +106,13 @@ impl Backend for VirtBackend {
         guest_load::load(&self.board, partition, id, image).map_err(VirtError::Load)
     }
 
-    fn prepare_partition(&mut self, partition: &Partition, _: u32) -> Result<(), VirtError> {
-        let root = stage2::build(&partition.memory)?;
-        // The vector holds MAX_PARTITIONS entries, as many as the configuration can have.
-        let _ = self.roots.push(root);
-        Ok(())
+    /// The stage-2 root.
+    fn prepare_partition(&self, partition: &Partition, _: u32) -> Result<u64, VirtError> {
+        Ok(stage2::build(&partition.memory)?)
     }
 
-    fn install(self) -> &'static Self {
-        BACKEND.call_once(|| self)
-    }
-
-    fn get() -> &'static Self {
-        BACKEND.wait()
+    fn booted() -> &'static Once<Booted<Self>> {
+        &BOOTED
     }
 
     fn start_cpu(&self, cpu: usize) -> Result<(), VirtError> {
@@ -147,13 +135,14 @@ impl Backend for VirtBackend {
         &'static self,
         _: usize,
         partition: &'static Partition,
+        root: &'static u64,
         id: u32,
         vcpu: u32,
         state: &'static mut VcpuState,
     ) -> Result<El2Vcpu, VirtError> {
         // Each partition has its own VMID, so TLB entries of one never match another's.
         // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
-        unsafe { vcpu::configure(self.roots[id as usize], (id + 1) as u16, u64::from(vcpu)) };
+        unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu)) };
         let VcpuState { regs, vgic } = state;
         Ok(El2Vcpu::new(
             regs,
@@ -194,9 +183,8 @@ impl Backend for VirtBackend {
         machine::park()
     }
 
-    fn fatal(what: &str) -> ! {
-        defmt::error!("{=str}: the hypervisor cannot continue", what);
-        crate::panic::fatal(format_args!("{what}: the hypervisor cannot continue"))
+    fn emergency(report: core::fmt::Arguments<'_>) {
+        console::emergency(report);
     }
 }
 

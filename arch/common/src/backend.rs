@@ -11,10 +11,11 @@
 //! CPU's [`Backend::VcpuState`] in the ledger; FT drives the exit loop of the vCPUs made by
 //! [`Backend::create_vcpu`].
 
-use tandem_core::bundle::BundleError;
+use spin::Once;
 use tandem_core::config::{Partition, System};
 use tandem_core::vcpu::Vcpu;
 
+use crate::bringup::Booted;
 use crate::report::Vocabulary;
 
 /// One architecture's half of bring-up.
@@ -27,6 +28,8 @@ pub trait Backend: Sized + Sync + 'static {
     /// The architecture's part of a CPU's ledger slot: guest registers and interrupt-controller
     /// state that survive a microreboot. Plain `#[repr(C)]` data, valid when all-zero.
     type VcpuState: 'static;
+    /// A partition's class-A state: its translation tables and access bitmaps.
+    type Tables: Send + Sync;
     /// The architecture's vCPU.
     type Vcpu: Vcpu;
     /// Time and idling on one CPU.
@@ -34,8 +37,9 @@ pub trait Backend: Sized + Sync + 'static {
     /// How reports name the program counter, halting and exit codes.
     const WORDS: Vocabulary;
 
-    /// The embedded configuration is unusable: say so on whatever console exists, and stop.
-    fn refuse(error: BundleError) -> !;
+    /// Readies the emergency console and the machine's exit for a failure found before the
+    /// configuration is read (the board's default UART).
+    fn prepare_emergency();
     /// Brings up the machine on the bootstrap CPU: consoles, the hypervisor log, time, interrupt
     /// controllers, virtualization support; logs the banner. Until it returns there may be no
     /// log to report a failure on, so it stops the machine itself when it cannot go on.
@@ -52,12 +56,14 @@ pub trait Backend: Sized + Sync + 'static {
         image: &[u8],
     ) -> Result<u64, Self::Error>;
     /// Builds partition `id`'s class-A state (translation tables, bitmaps) from its configuration.
-    /// Called once per partition, in order, before [`Backend::install`].
-    fn prepare_partition(&mut self, partition: &Partition, id: u32) -> Result<(), Self::Error>;
-    /// Keeps the backend where every CPU finds it; returns that copy.
-    fn install(self) -> &'static Self;
-    /// The backend [`Backend::install`] kept; waits until it is there.
-    fn get() -> &'static Self;
+    fn prepare_partition(
+        &self,
+        partition: &Partition,
+        id: u32,
+    ) -> Result<Self::Tables, Self::Error>;
+    /// Where bring-up keeps what every CPU reads (Rust has no generic statics, so each backend
+    /// gives one: `static BOOTED: Once<Booted<Self>>`).
+    fn booted() -> &'static Once<Booted<Self>>;
     /// Asks CPU `cpu` to start; it enters [`crate::bringup::secondary_main`].
     fn start_cpu(&self, cpu: usize) -> Result<(), Self::Error>;
     /// What a newly started CPU sets up for itself before it runs anything.
@@ -69,6 +75,7 @@ pub trait Backend: Sized + Sync + 'static {
         &'static self,
         cpu: usize,
         partition: &'static Partition,
+        tables: &'static Self::Tables,
         id: u32,
         vcpu: u32,
         state: &'static mut Self::VcpuState,
@@ -88,8 +95,9 @@ pub trait Backend: Sized + Sync + 'static {
     fn exit(success: bool) -> !;
     /// Stops this CPU for good; the others carry on.
     fn park() -> !;
-    /// The hypervisor cannot continue: report `what` and stop the machine as failed.
-    fn fatal(what: &str) -> !;
+    /// Prints a hypervisor failure report on the console without taking its lock, which the
+    /// failing CPU may hold.
+    fn emergency(report: core::fmt::Arguments<'_>);
 }
 
 /// Time as the hypervisor keeps it on one CPU.

@@ -29,8 +29,11 @@ pub struct VcpuSlot<S> {
 }
 
 /// What every CPU reads once the bootstrap CPU has prepared the partitions.
-struct Shared {
+pub struct Booted<B: Backend> {
+    backend: B,
     system: System,
+    /// Each partition's class-A state.
+    tables: Vec<B::Tables, MAX_PARTITIONS>,
     /// Each partition's image, inside the bundle embedded in the hypervisor's image.
     images: Vec<&'static [u8], MAX_PARTITIONS>,
     /// What each partition's first vCPU finds in its first argument register.
@@ -38,7 +41,8 @@ struct Shared {
     ledger: u64,
 }
 
-static SHARED: Once<Shared> = Once::new();
+/// The machine's partitions, for start requests between vCPUs (set once, at bring-up).
+static SYSTEM: Once<&'static System> = Once::new();
 /// Partitions still running.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// Started vCPUs per partition.
@@ -48,12 +52,19 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 fn fail<B: Backend>(what: &str, error: B::Error) -> ! {
     defmt::error!("{=str}: {}", what, error);
-    B::fatal(what)
+    fatal::<B>(what)
+}
+
+/// The hypervisor cannot continue: reports `what` and stops the machine as failed.
+pub fn fatal<B: Backend>(what: &str) -> ! {
+    defmt::error!("{=str}: the hypervisor cannot continue", what);
+    B::emergency(format_args!("{what}: the hypervisor cannot continue"));
+    B::exit(false)
 }
 
 /// The physical CPU that runs vCPU `vcpu` of partition `partition`.
 pub fn cpu_of(partition: u32, vcpu: u32) -> Option<usize> {
-    let p = SHARED.get()?.system.partitions.get(partition as usize)?;
+    let p = SYSTEM.get()?.partitions.get(partition as usize)?;
     p.cpus.get(vcpu as usize).map(|&c| usize::from(c))
 }
 
@@ -82,31 +93,37 @@ fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
 
 /// The bootstrap CPU's bring-up, from the board's entry point.
 pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
-    let bundle = Bundle::parse(bundle).unwrap_or_else(|e| B::refuse(e));
+    let bundle = Bundle::parse(bundle).unwrap_or_else(|e| {
+        B::prepare_emergency();
+        B::emergency(format_args!("the embedded configuration is refused: {e:?}"));
+        B::exit(false)
+    });
     let sys = &bundle.system;
-    let mut backend = B::init(sys, early);
+    let backend = B::init(sys, early);
 
     // SAFETY: the validated hypervisor range holds the image, which ends at `image_end`; only
     // this CPU runs.
     let ledger_base =
         unsafe { ledger::lay_out::<VcpuSlot<B::VcpuState>>(&sys.board.hypervisor, B::image_end()) }
-            .unwrap_or_else(|_| B::fatal("the hypervisor image does not fit its memory range"));
+            .unwrap_or_else(|_| fatal::<B>("the hypervisor image does not fit its memory range"));
 
     let mut images = Vec::new();
     let mut boot_args = Vec::new();
+    let mut tables = Vec::new();
     for (id, p) in sys.partitions.iter().enumerate() {
         let image = bundle
             .image(p.image.index)
-            .unwrap_or_else(|| B::fatal("a partition image is missing"));
+            .unwrap_or_else(|| fatal::<B>("a partition image is missing"));
         let arg = backend
             .load_partition(p, id as u32, image)
             .unwrap_or_else(|e| fail::<B>("a partition cannot be loaded", e));
-        backend
+        let prepared = backend
             .prepare_partition(p, id as u32)
             .unwrap_or_else(|e| fail::<B>("a partition cannot be prepared", e));
-        // Both vectors hold MAX_PARTITIONS entries, as many as the configuration can have.
+        // The vectors hold MAX_PARTITIONS entries, as many as the configuration can have.
         let _ = images.push(image);
         let _ = boot_args.push(arg);
+        let _ = tables.push(prepared);
         defmt::info!(
             "partition {=str}: {=u64} KiB at HPA {=u64:#x}, entry {=u64:#x}, boot argument {=u64:#x}, CPUs {=[u8]}",
             p.name.as_str(),
@@ -119,17 +136,20 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     }
     defmt::info!("{=u64} frames left", frames::remaining());
     RUNNING.store(sys.partitions.len(), Ordering::Release);
-    let shared = SHARED.call_once(|| Shared {
+    let booted = B::booted().call_once(|| Booted {
+        backend,
         system: bundle.system.clone(),
+        tables,
         images,
         boot_args,
         ledger: ledger_base,
     });
-    let backend = backend.install();
-    for cpu in 1..usize::from(shared.system.board.cpus) {
-        if partition_of(&shared.system, cpu).is_some() {
+    SYSTEM.call_once(|| &booted.system);
+    for cpu in 1..usize::from(booted.system.board.cpus) {
+        if partition_of(&booted.system, cpu).is_some() {
             let before = STARTED.load(Ordering::Acquire);
-            backend
+            booted
+                .backend
                 .start_cpu(cpu)
                 .unwrap_or_else(|e| fail::<B>("a CPU did not start", e));
             while STARTED.load(Ordering::Acquire) == before {
@@ -137,18 +157,18 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
             }
         }
     }
-    run_cpu(0, shared, backend)
+    run_cpu(0, booted)
 }
 
 /// Every other CPU's entry, on its own stack, from the backend's start-up path.
 pub fn secondary_main<B: Backend>(cpu: usize) -> ! {
     STARTED.fetch_add(1, Ordering::AcqRel);
     B::init_secondary(cpu).unwrap_or_else(|e| fail::<B>("a secondary CPU cannot start", e));
-    let shared = SHARED.wait();
-    run_cpu(cpu, shared, B::get())
+    run_cpu(cpu, B::booted().wait())
 }
 
-fn run_cpu<B: Backend>(cpu: usize, shared: &'static Shared, backend: &'static B) -> ! {
+fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
+    let backend = &shared.backend;
     let Some((index, vcpu_index)) = partition_of(&shared.system, cpu) else {
         // A CPU may host no partition: the CPU that stops the last one ends the run.
         B::park()
@@ -161,7 +181,14 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Shared, backend: &'static B)
     let VcpuSlot { state, record } =
         unsafe { ledger::slot::<VcpuSlot<B::VcpuState>>(shared.ledger, cpu) };
     let mut vcpu = backend
-        .create_vcpu(cpu, partition, index as u32, vcpu_index as u32, state)
+        .create_vcpu(
+            cpu,
+            partition,
+            &shared.tables[index],
+            index as u32,
+            vcpu_index as u32,
+            state,
+        )
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
     let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
     let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio);

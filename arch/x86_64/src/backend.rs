@@ -2,12 +2,10 @@
 //! masked, VT-x probed, each partition's EPT and bitmaps, application processors started through
 //! the INIT-SIPI-SIPI trampoline, and a VMX vCPU per CPU.
 
-use heapless::Vec;
 use spin::Once;
-use tandem_core::bundle::BundleError;
-use tandem_core::config::{MAX_PARTITIONS, Partition, System, Uart};
+use tandem_core::config::{Partition, System, Uart};
 use tandem_hw::backend::Backend;
-use tandem_hw::bringup;
+use tandem_hw::bringup::{self, Booted};
 use tandem_hw::report::Vocabulary;
 
 use crate::bootinfo::BootInfo;
@@ -34,13 +32,12 @@ pub struct Early {
     boot: BootInfo,
 }
 
-/// The x86_64 backend: VT-x capabilities and each partition's EPT and bitmaps.
+/// The x86_64 backend: VT-x capabilities.
 pub struct PcBackend {
     caps: Caps,
-    tables: Vec<PartitionTables, MAX_PARTITIONS>,
 }
 
-static BACKEND: Once<PcBackend> = Once::new();
+static BOOTED: Once<Booted<PcBackend>> = Once::new();
 
 /// Entry from the board's `board_main` on the bootstrap CPU.
 pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
@@ -79,6 +76,7 @@ impl Backend for PcBackend {
     type Early = Early;
     type Error = PcError;
     type VcpuState = GuestRegs;
+    type Tables = PartitionTables;
     type Vcpu = VmxVcpu;
     type Clock = PcClock;
     const WORDS: Vocabulary = Vocabulary {
@@ -88,12 +86,8 @@ impl Backend for PcBackend {
         detail: "qualification",
     };
 
-    fn refuse(error: BundleError) -> ! {
+    fn prepare_emergency() {
         console::init(0x3f8);
-        console::emergency(format_args!(
-            "the embedded configuration is refused: {error:?}"
-        ));
-        machine::exit(false)
     }
 
     fn init(sys: &System, early: Early) -> Self {
@@ -122,12 +116,9 @@ impl Backend for PcBackend {
         }
         let caps = vmx::probe().unwrap_or_else(|e| {
             defmt::error!("VT-x is not usable: {}", e);
-            Self::fatal("VT-x is not usable")
+            bringup::fatal::<Self>("VT-x is not usable")
         });
-        Self {
-            caps,
-            tables: Vec::new(),
-        }
+        Self { caps }
     }
 
     fn image_end() -> u64 {
@@ -139,19 +130,12 @@ impl Backend for PcBackend {
         Ok(0)
     }
 
-    fn prepare_partition(&mut self, partition: &Partition, _: u32) -> Result<(), PcError> {
-        let tables = PartitionTables::build(partition).map_err(|_| PcError::OutOfFrames)?;
-        // The vector holds MAX_PARTITIONS entries, as many as the configuration can have.
-        let _ = self.tables.push(tables);
-        Ok(())
+    fn prepare_partition(&self, partition: &Partition, _: u32) -> Result<PartitionTables, PcError> {
+        PartitionTables::build(partition).map_err(|_| PcError::OutOfFrames)
     }
 
-    fn install(self) -> &'static Self {
-        BACKEND.call_once(|| self)
-    }
-
-    fn get() -> &'static Self {
-        BACKEND.wait()
+    fn booted() -> &'static Once<Booted<Self>> {
+        &BOOTED
     }
 
     fn start_cpu(&self, cpu: usize) -> Result<(), PcError> {
@@ -172,21 +156,14 @@ impl Backend for PcBackend {
         &'static self,
         cpu: usize,
         partition: &'static Partition,
+        tables: &'static PartitionTables,
         id: u32,
         _: u32,
         regs: &'static mut GuestRegs,
     ) -> Result<VmxVcpu, PcError> {
         // VPID 0 is the hypervisor's own (SDM Vol. 3C, 29.1).
         let vpid = (id + 1) as u16;
-        VmxVcpu::new(
-            &self.caps,
-            cpu,
-            partition,
-            &self.tables[id as usize],
-            vpid,
-            regs,
-        )
-        .map_err(PcError::Vmcs)
+        VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, regs).map_err(PcError::Vmcs)
     }
 
     fn reset_vcpu(vcpu: &mut VmxVcpu, entry: u64, _: u64) -> Result<(), PcError> {
@@ -229,9 +206,7 @@ impl Backend for PcBackend {
         halt_forever()
     }
 
-    fn fatal(what: &str) -> ! {
-        defmt::error!("{=str}: the hypervisor cannot continue", what);
-        console::emergency(format_args!("{what}: the hypervisor cannot continue"));
-        machine::exit(false)
+    fn emergency(report: core::fmt::Arguments<'_>) {
+        console::emergency(report);
     }
 }
