@@ -9,10 +9,11 @@ use spin::Once;
 use tandem_core::bundle::Bundle;
 use tandem_core::config::{MAX_PARTITIONS, System, Uart};
 use tandem_core::partition::{VcpuRecord, VcpuRuntime};
+use x86_64::instructions::port::PortWriteOnly;
 
 use crate::bootinfo::BootInfo;
 use crate::inject::Injection;
-use crate::io::{halt_forever, outb, rdtsc};
+use crate::io::{halt_forever, rdtsc};
 use crate::ledger::VcpuSlot;
 use crate::platform::PcPlatform;
 use crate::vmx::{self, Caps, PartitionTables, VmxVcpu};
@@ -49,8 +50,8 @@ fn fail(what: &str) -> ! {
 fn mask_pic() {
     // SAFETY: the PIC data ports belong to the hypervisor; masking has no other effect.
     unsafe {
-        outb(0x21, 0xff);
-        outb(0xa1, 0xff);
+        PortWriteOnly::<u8>::new(0x21).write(0xff);
+        PortWriteOnly::<u8>::new(0xa1).write(0xff);
     }
 }
 
