@@ -56,10 +56,13 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
         | ExitReason::VMXON
         | ExitReason::INVEPT
         | ExitReason::INVVPID
-        | ExitReason::XSETBV => forbidden(reason),
-        ExitReason::IO_INSTRUCTION => {
-            decode_io(qualification, regs).unwrap_or_else(|| unhandled(reason, qualification))
-        }
+        | ExitReason::XSETBV => Exit::Forbidden {
+            code: reason.0.into(),
+        },
+        ExitReason::IO_INSTRUCTION => decode_io(qualification, regs).unwrap_or(Exit::Unhandled {
+            code: reason.0.into(),
+            qualification,
+        }),
         ExitReason::RDMSR => Exit::MsrRead {
             msr: regs.rcx as u32,
         },
@@ -67,31 +70,10 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
             msr: regs.rcx as u32,
             value: (regs.rdx << 32) | (regs.rax & 0xffff_ffff),
         },
-        _ => unhandled(reason, qualification),
-    }
-}
-
-/// A privileged instruction the partition may not execute; the core answers and reports it by
-/// number, the log names it here.
-#[cold]
-fn forbidden(reason: ExitReason) -> Exit {
-    defmt::warn!("forbidden instruction: VM exit {}", reason);
-    Exit::Forbidden {
-        code: reason.0.into(),
-    }
-}
-
-/// An exit Tandem has no policy for; the core stops the partition and reports it by number.
-#[cold]
-fn unhandled(reason: ExitReason, qualification: u64) -> Exit {
-    defmt::warn!(
-        "unhandled VM exit {} (qualification {=u64:#x})",
-        reason,
-        qualification
-    );
-    Exit::Unhandled {
-        code: reason.0.into(),
-        qualification,
+        _ => Exit::Unhandled {
+            code: reason.0.into(),
+            qualification,
+        },
     }
 }
 

@@ -123,20 +123,13 @@ pub struct VmxVcpu {
     window_exiting: bool,
     proc_controls: ProcControls,
     memory: Vec<MemoryRegion, MAX_REGIONS>,
-    /// A VMWRITE that failed while completing the last exit, reported by the next `run`.
+    /// A VMWRITE on the exit path failed: the next `run` reports it instead of entering.
     failed: Option<EntryError>,
 }
 
 /// VMWRITE while setting the VMCS up: a failure fails the setup.
 fn w(field: VmcsField, value: u64) -> Result<(), SetupError> {
     vmcs::write(field, value).map_err(|fail| SetupError::Vmwrite { field, fail })
-}
-
-/// VMWRITE on the exit path. Fields and values are valid for the current VMCS, so a failure
-/// means the VMCS itself is broken: it stops the partition as a failed entry.
-#[inline]
-fn vmwrite(field: VmcsField, value: u64) -> Result<(), EntryError> {
-    vmcs::write(field, value).map_err(|fail| write_failed(field, fail))
 }
 
 #[cold]
@@ -192,7 +185,17 @@ impl VmxVcpu {
         Ok(vcpu)
     }
 
-    fn set_window_exiting(&mut self, on: bool) -> Result<(), EntryError> {
+    /// VMWRITE on the exit path. Fields and values are valid for the current VMCS, so a failure
+    /// means the VMCS itself is broken: it is kept, and the next `run` stops the partition with
+    /// it instead of entering. One check before entry keeps the exit path as short as before.
+    #[inline]
+    fn vmwrite(&mut self, field: VmcsField, value: u64) {
+        if let Err(fail) = vmcs::write(field, value) {
+            self.failed = Some(write_failed(field, fail));
+        }
+    }
+
+    fn set_window_exiting(&mut self, on: bool) {
         if self.window_exiting != on {
             self.window_exiting = on;
             let controls = if on {
@@ -200,9 +203,8 @@ impl VmxVcpu {
             } else {
                 self.proc_controls
             };
-            vmwrite(ctrl::PROC_BASED, controls.bits().into())?;
+            self.vmwrite(ctrl::PROC_BASED, controls.bits().into());
         }
-        Ok(())
     }
 
     fn interrupts_enabled() -> bool {
@@ -214,7 +216,7 @@ impl VmxVcpu {
     }
 
     /// At most one event per entry: a re-injection first, then a fault, then an interrupt.
-    fn prepare_event(&mut self) -> Result<(), EntryError> {
+    fn prepare_event(&mut self) {
         let fault_event = |fault| match fault {
             GuestFault::GeneralProtection => (
                 13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID,
@@ -228,28 +230,28 @@ impl VmxVcpu {
             .take()
             .or_else(|| self.fault.take().map(fault_event));
         if let Some((info, error, len)) = event {
-            vmwrite(ctrl::ENTRY_INTERRUPTION_INFO, info)?;
-            vmwrite(ctrl::ENTRY_EXCEPTION_ERROR, error)?;
-            vmwrite(ctrl::ENTRY_INSTRUCTION_LEN, len)?;
-            return self.set_window_exiting(self.interrupt.is_some());
+            self.vmwrite(ctrl::ENTRY_INTERRUPTION_INFO, info);
+            self.vmwrite(ctrl::ENTRY_EXCEPTION_ERROR, error);
+            self.vmwrite(ctrl::ENTRY_INSTRUCTION_LEN, len);
+            self.set_window_exiting(self.interrupt.is_some());
+            return;
         }
-        let Some(vector) = self.interrupt else {
-            return Ok(());
-        };
-        if Self::can_take_interrupt() {
-            // External interrupt, type 0 (SDM Vol. 3C, 26.8.3).
-            vmwrite(
-                ctrl::ENTRY_INTERRUPTION_INFO,
-                u64::from(vector) | EVENT_VALID,
-            )?;
-            self.interrupt = None;
-            self.set_window_exiting(false)
-        } else {
-            self.set_window_exiting(true)
+        if let Some(vector) = self.interrupt {
+            if Self::can_take_interrupt() {
+                // External interrupt, type 0 (SDM Vol. 3C, 26.8.3).
+                self.vmwrite(
+                    ctrl::ENTRY_INTERRUPTION_INFO,
+                    u64::from(vector) | EVENT_VALID,
+                );
+                self.interrupt = None;
+                self.set_window_exiting(false);
+            } else {
+                self.set_window_exiting(true);
+            }
         }
     }
 
-    fn arm_preemption_timer(&self) -> Result<(), EntryError> {
+    fn arm_preemption_timer(&mut self) {
         let value = match self.deadline_ns {
             Some(deadline) => {
                 let ticks = time::tsc_at(deadline).saturating_sub(rdtsc());
@@ -257,7 +259,7 @@ impl VmxVcpu {
             }
             None => u64::from(u32::MAX),
         };
-        vmwrite(guest::PREEMPTION_TIMER, value)
+        self.vmwrite(guest::PREEMPTION_TIMER, value);
     }
 
     fn save_interrupted_event(&mut self) {
@@ -294,14 +296,17 @@ impl VmxVcpu {
         }
     }
 
-    fn set_gpr(&mut self, index: u8, value: u64) -> Result<(), EntryError> {
+    fn set_gpr(&mut self, index: u8, value: u64) {
         let r = &mut *self.regs;
         let slot = match index {
             0 => &mut r.rax,
             1 => &mut r.rcx,
             2 => &mut r.rdx,
             3 => &mut r.rbx,
-            RSP_INDEX => return vmwrite(guest::RSP, value),
+            RSP_INDEX => {
+                self.vmwrite(guest::RSP, value);
+                return;
+            }
             5 => &mut r.rbp,
             6 => &mut r.rsi,
             7 => &mut r.rdi,
@@ -315,7 +320,6 @@ impl VmxVcpu {
             _ => &mut r.r15,
         };
         *slot = value;
-        Ok(())
     }
 
     fn read_reg(&self, reg: Reg, size: u8) -> u64 {
@@ -329,7 +333,7 @@ impl VmxVcpu {
 
     /// Writes `value` to `reg` as an instruction with a `size`-byte destination would: 8- and
     /// 16-bit writes merge, 32-bit writes zero-extend (SDM Vol. 1, 3.4.1.1).
-    fn write_reg(&mut self, reg: Reg, size: u8, value: u64) -> Result<(), EntryError> {
+    fn write_reg(&mut self, reg: Reg, size: u8, value: u64) {
         let old = self.gpr(reg.index);
         let new = match (size, reg.high_byte) {
             (1, true) => (old & !0xff00) | ((value & 0xff) << 8),
@@ -337,7 +341,7 @@ impl VmxVcpu {
             (2, _) => (old & !0xffff) | (value & 0xffff),
             _ => truncate(value, size),
         };
-        self.set_gpr(reg.index, new)
+        self.set_gpr(reg.index, new);
     }
 
     /// An EPT violation on a data access, decoded into an MMIO exit when the instruction is one
@@ -382,55 +386,23 @@ impl VmxVcpu {
         }
     }
 
-    fn advance(&mut self) -> Result<(), EntryError> {
+    fn advance(&mut self) {
         let rip = vmcs::read(guest::RIP) + self.exit_instruction_len;
-        vmwrite(guest::RIP, rip)?;
+        self.vmwrite(guest::RIP, rip);
         let blocking = vmcs::read(guest::INTERRUPTIBILITY);
         if blocking & BLOCKING_STI_MOVSS != 0 {
-            vmwrite(guest::INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS)?;
+            self.vmwrite(guest::INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
         }
-        Ok(())
-    }
-
-    fn apply(&mut self, completion: Completion) -> Result<(), EntryError> {
-        match completion {
-            Completion::Done => {}
-            Completion::Value(v) => match self.pending {
-                Pending::PortRead { size } => self.write_reg(RAX, size, v)?,
-                Pending::MsrRead => {
-                    self.regs.rax = v & 0xffff_ffff;
-                    self.regs.rdx = v >> 32;
-                }
-                Pending::MmioLoad { dst, dst_size } => self.write_reg(dst, dst_size, v)?,
-                Pending::Nothing => {}
-            },
-            Completion::Cpuid([a, b, c, d]) => {
-                let regs = &mut *self.regs;
-                regs.rax = a.into();
-                regs.rbx = b.into();
-                regs.rcx = c.into();
-                regs.rdx = d.into();
-            }
-            Completion::Hypercall { status, value } => {
-                self.regs.rax = status as u64;
-                self.regs.rdx = value;
-            }
-            Completion::Fault(fault) => {
-                self.fault = Some(fault);
-                return Ok(());
-            }
-        }
-        self.advance()
     }
 }
 
 impl Vcpu for VmxVcpu {
     fn run(&mut self) -> Result<Exit, EntryError> {
-        if let Some(e) = self.failed.take() {
+        self.prepare_event();
+        self.arm_preemption_timer();
+        if let Some(e) = self.failed {
             return Err(e);
         }
-        self.prepare_event()?;
-        self.arm_preemption_timer()?;
         // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
         // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
         let failed = unsafe { entry::vmx_enter(self.regs, u64::from(self.launched)) };
@@ -453,7 +425,7 @@ impl Vcpu for VmxVcpu {
         }
         self.save_interrupted_event();
         if basic == ExitReason::INTERRUPT_WINDOW {
-            self.set_window_exiting(false)?;
+            self.set_window_exiting(false);
         }
         self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
         self.pending = Pending::Nothing;
@@ -470,10 +442,34 @@ impl Vcpu for VmxVcpu {
     }
 
     fn complete(&mut self, completion: Completion) {
-        // `complete` cannot fail in the core's contract; a broken VMCS stops the next `run`.
-        if let Err(e) = self.apply(completion) {
-            self.failed = Some(e);
+        match completion {
+            Completion::Done => {}
+            Completion::Value(v) => match self.pending {
+                Pending::PortRead { size } => self.write_reg(RAX, size, v),
+                Pending::MsrRead => {
+                    self.regs.rax = v & 0xffff_ffff;
+                    self.regs.rdx = v >> 32;
+                }
+                Pending::MmioLoad { dst, dst_size } => self.write_reg(dst, dst_size, v),
+                Pending::Nothing => {}
+            },
+            Completion::Cpuid([a, b, c, d]) => {
+                let regs = &mut *self.regs;
+                regs.rax = a.into();
+                regs.rbx = b.into();
+                regs.rcx = c.into();
+                regs.rdx = d.into();
+            }
+            Completion::Hypercall { status, value } => {
+                self.regs.rax = status as u64;
+                self.regs.rdx = value;
+            }
+            Completion::Fault(fault) => {
+                self.fault = Some(fault);
+                return;
+            }
         }
+        self.advance();
     }
 
     fn raise_interrupt(&mut self, vector: u8) {

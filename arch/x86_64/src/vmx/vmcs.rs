@@ -16,17 +16,25 @@ pub enum VmFail {
     Valid(VmInstructionError),
 }
 
+/// A VMX instruction failed if it set CF (VMfailInvalid) or ZF (VMfailValid).
+const VMFAIL_FLAGS: RFlags = RFlags::CARRY_FLAG.union(RFlags::ZERO_FLAG);
+
+/// One test on the exit path; which failure it was is worked out only when there was one.
 #[inline]
 fn check(rflags: u64) -> Result<(), VmFail> {
-    let flags = RFlags::from_bits_retain(rflags);
-    if flags.contains(RFlags::CARRY_FLAG) {
-        Err(VmFail::Invalid)
-    } else if flags.contains(RFlags::ZERO_FLAG) {
-        Err(VmFail::Valid(VmInstructionError(
-            read(ro::INSTRUCTION_ERROR) as u32,
-        )))
+    if RFlags::from_bits_retain(rflags).intersects(VMFAIL_FLAGS) {
+        Err(failure(rflags))
     } else {
         Ok(())
+    }
+}
+
+#[cold]
+fn failure(rflags: u64) -> VmFail {
+    if RFlags::from_bits_retain(rflags).contains(RFlags::CARRY_FLAG) {
+        VmFail::Invalid
+    } else {
+        VmFail::Valid(VmInstructionError(read(ro::INSTRUCTION_ERROR) as u32))
     }
 }
 
