@@ -56,12 +56,18 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
         | ExitReason::VMXON
         | ExitReason::INVEPT
         | ExitReason::INVVPID
-        | ExitReason::XSETBV => Exit::Forbidden {
-            code: reason.0.into(),
-        },
-        ExitReason::IO_INSTRUCTION => decode_io(qualification, regs).unwrap_or(Exit::Unhandled {
-            code: reason.0.into(),
-            qualification,
+        | ExitReason::XSETBV => {
+            log_forbidden(reason);
+            Exit::Forbidden {
+                code: reason.0.into(),
+            }
+        }
+        ExitReason::IO_INSTRUCTION => decode_io(qualification, regs).unwrap_or_else(|| {
+            log_unhandled(reason, qualification);
+            Exit::Unhandled {
+                code: reason.0.into(),
+                qualification,
+            }
         }),
         ExitReason::RDMSR => Exit::MsrRead {
             msr: regs.rcx as u32,
@@ -70,11 +76,30 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
             msr: regs.rcx as u32,
             value: (regs.rdx << 32) | (regs.rax & 0xffff_ffff),
         },
-        _ => Exit::Unhandled {
-            code: reason.0.into(),
-            qualification,
-        },
+        _ => {
+            log_unhandled(reason, qualification);
+            Exit::Unhandled {
+                code: reason.0.into(),
+                qualification,
+            }
+        }
     }
+}
+
+// The core reports these exits by number; the log names them here, out of line.
+
+#[cold]
+fn log_forbidden(reason: ExitReason) {
+    defmt::warn!("forbidden instruction: VM exit {}", reason);
+}
+
+#[cold]
+fn log_unhandled(reason: ExitReason, qualification: u64) {
+    defmt::warn!(
+        "unhandled VM exit {} (qualification {=u64:#x})",
+        reason,
+        qualification
+    );
 }
 
 /// The access an EPT violation reports.
