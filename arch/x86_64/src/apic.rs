@@ -1,58 +1,118 @@
-//! The local APIC, used only to start the other CPUs (xAPIC MMIO, SDM Vol. 3A, 12.6).
+//! This CPU's local APIC (xAPIC MMIO, SDM Vol. 3A, chapter 12): starting the other CPUs with
+//! INIT-SIPI-SIPI, the timer in TSC-deadline mode that wakes an idle CPU, and taking interrupts
+//! a guest exit left pending.
 
-use core::arch::asm;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadWrite, WriteOnly};
+use x86_64::instructions::interrupts;
+use x86_64::registers::model_specific::{ApicBase, Msr};
 
-use crate::cpu::{SPURIOUS_VECTOR, WAKE_VECTOR};
-use crate::io::{cpuid, rdmsr, rdtsc, wrmsr};
+use crate::io::{cpuid, rdtsc};
 use crate::time::delay_us;
 
-const IA32_APIC_BASE: u32 = 0x1b;
+/// The local APIC's timer wakes an idle CPU with this vector (see [`sleep_until`]).
+pub const WAKE_VECTOR: u8 = 32;
+/// The local APIC's spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 33;
+
+/// IA32_TSC_DEADLINE (SDM Vol. 3A, 12.5.4.1): the TSC value at which the timer fires; 0 disarms.
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
-const EOI: u64 = 0x0b0;
-const SVR: u64 = 0x0f0;
-const LVT_TIMER: u64 = 0x320;
-const SVR_ENABLE: u32 = 1 << 8;
-const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
-const ICR_LOW: u64 = 0x300;
-const ICR_HIGH: u64 = 0x310;
-const ICR_PENDING: u32 = 1 << 12;
-const ICR_INIT_ASSERT: u32 = 0x0000_4500;
-const ICR_STARTUP: u32 = 0x0000_4600;
+
+register_bitfields! {u32,
+    /// Spurious-interrupt vector register (SDM Vol. 3A, Figure 12-23).
+    SVR [
+        VECTOR OFFSET(0) NUMBITS(8) [],
+        APIC_ENABLE OFFSET(8) NUMBITS(1) [],
+    ],
+    /// Interrupt command register, low half (SDM Vol. 3A, Figure 12-12).
+    ICR_LOW [
+        VECTOR OFFSET(0) NUMBITS(8) [],
+        DELIVERY_MODE OFFSET(8) NUMBITS(3) [
+            Init = 0b101,
+            StartUp = 0b110,
+        ],
+        DELIVERY_STATUS OFFSET(12) NUMBITS(1) [
+            Idle = 0,
+            SendPending = 1,
+        ],
+        LEVEL OFFSET(14) NUMBITS(1) [
+            Assert = 1,
+        ],
+    ],
+    /// Interrupt command register, high half: the destination's APIC ID.
+    ICR_HIGH [
+        DESTINATION OFFSET(24) NUMBITS(8) [],
+    ],
+    /// LVT timer register (SDM Vol. 3A, Figure 12-8).
+    LVT_TIMER [
+        VECTOR OFFSET(0) NUMBITS(8) [],
+        MODE OFFSET(17) NUMBITS(2) [
+            TscDeadline = 0b10,
+        ],
+    ],
+}
+
+register_structs! {
+    /// The xAPIC registers Tandem uses (SDM Vol. 3A, Table 12-1). Each sits at a 16-byte
+    /// boundary; only its first 32 bits exist.
+    LocalApic {
+        (0x000 => _reserved0),
+        (0x0b0 => eoi: WriteOnly<u32>),
+        (0x0b4 => _reserved1),
+        (0x0f0 => svr: ReadWrite<u32, SVR::Register>),
+        (0x0f4 => _reserved2),
+        (0x300 => icr_low: ReadWrite<u32, ICR_LOW::Register>),
+        (0x304 => _reserved3),
+        (0x310 => icr_high: ReadWrite<u32, ICR_HIGH::Register>),
+        (0x314 => _reserved4),
+        (0x320 => lvt_timer: ReadWrite<u32, LVT_TIMER::Register>),
+        (0x324 => _reserved5),
+        (0x400 => @END),
+    }
+}
 
 /// This CPU's initial APIC ID, which Tandem uses as its CPU index.
 pub fn cpu_index() -> usize {
     (cpuid(1, 0)[1] >> 24) as usize
 }
 
-fn base() -> u64 {
-    // SAFETY: IA32_APIC_BASE exists on every CPU with VMX.
-    unsafe { rdmsr(IA32_APIC_BASE) & 0xf_ffff_f000 }
+fn registers() -> &'static LocalApic {
+    let (frame, _) = ApicBase::read();
+    // SAFETY: IA32_APIC_BASE names this CPU's xAPIC page, which the boot page tables
+    // identity-map (it lies below 4 GiB) and only the hypervisor touches.
+    unsafe { &*(frame.start_address().as_u64() as *const LocalApic) }
 }
 
-fn write(reg: u64, value: u32) {
-    // SAFETY: the xAPIC page is identity-mapped by the boot page tables and owned by the hypervisor.
-    unsafe { core::ptr::write_volatile((base() + reg) as *mut u32, value) }
+fn set_tsc_deadline(tsc: u64) {
+    // SAFETY: only called after `init_wakeup` found the TSC-deadline timer; the wake vector's
+    // handler only acknowledges.
+    unsafe { Msr::new(IA32_TSC_DEADLINE).write(tsc) }
 }
 
-fn read(reg: u64) -> u32 {
-    // SAFETY: as in `write`.
-    unsafe { core::ptr::read_volatile((base() + reg) as *const u32) }
-}
-
-fn send_ipi(apic_id: u32, command: u32) {
-    write(ICR_HIGH, apic_id << 24);
-    write(ICR_LOW, command);
-    while read(ICR_LOW) & ICR_PENDING != 0 {
+fn send_ipi(apic_id: u32, command: tock_registers::fields::FieldValue<u32, ICR_LOW::Register>) {
+    let apic = registers();
+    // Writing the low half sends the IPI, so the destination goes first.
+    apic.icr_high.write(ICR_HIGH::DESTINATION.val(apic_id));
+    apic.icr_low.write(command + ICR_LOW::LEVEL::Assert);
+    while apic
+        .icr_low
+        .matches_all(ICR_LOW::DELIVERY_STATUS::SendPending)
+    {
         core::hint::spin_loop();
     }
 }
 
 /// INIT-SIPI-SIPI: starts CPU `apic_id` in real mode at `vector << 12` (SDM Vol. 3A, 9.4.4.1).
 pub fn start_cpu(apic_id: u32, vector: u8) {
-    send_ipi(apic_id, ICR_INIT_ASSERT);
+    send_ipi(apic_id, ICR_LOW::DELIVERY_MODE::Init);
     delay_us(10_000);
     for _ in 0..2 {
-        send_ipi(apic_id, ICR_STARTUP | u32::from(vector));
+        send_ipi(
+            apic_id,
+            ICR_LOW::DELIVERY_MODE::StartUp + ICR_LOW::VECTOR.val(vector.into()),
+        );
         delay_us(200);
     }
 }
@@ -68,30 +128,31 @@ pub fn init_wakeup() -> bool {
     if !has_tsc_deadline() {
         return false;
     }
-    write(SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
-    write(LVT_TIMER, LVT_TSC_DEADLINE | u32::from(WAKE_VECTOR));
-    // SAFETY: the TSC-deadline MSR exists (checked above); 0 disarms the timer.
-    unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
+    let apic = registers();
+    apic.svr
+        .write(SVR::APIC_ENABLE::SET + SVR::VECTOR.val(SPURIOUS_VECTOR.into()));
+    apic.lvt_timer
+        .write(LVT_TIMER::MODE::TscDeadline + LVT_TIMER::VECTOR.val(WAKE_VECTOR.into()));
+    set_tsc_deadline(0);
     true
 }
 
 pub fn end_of_interrupt() {
-    write(EOI, 0);
+    registers().eoi.set(0);
 }
 
 /// Halts this CPU until the TSC reaches `deadline` (SDM Vol. 3A, 12.5.4.1). Interrupts are
 /// enabled only across `hlt`, and any wake-up still pending afterwards is taken before
 /// returning, so it can never turn into an external-interrupt exit of the next guest entry.
 pub fn sleep_until(deadline: u64) {
-    // SAFETY: `init_wakeup` found the MSR; the wake vector's handler only acknowledges.
-    unsafe { wrmsr(IA32_TSC_DEADLINE, deadline.max(1)) };
+    set_tsc_deadline(deadline.max(1));
     while rdtsc() < deadline {
-        // SAFETY: `sti; hlt` cannot lose the wake-up between the two instructions (STI
-        // shadow); the IDT handles the wake and spurious vectors.
-        unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+        // `sti; hlt` cannot lose the wake-up between the two instructions (STI shadow); the IDT
+        // handles the wake and spurious vectors.
+        interrupts::enable_and_hlt();
+        interrupts::disable();
     }
-    // SAFETY: disarming is harmless.
-    unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
+    set_tsc_deadline(0);
     take_pending_interrupts();
 }
 
@@ -99,7 +160,8 @@ pub fn sleep_until(deadline: u64) {
 /// acknowledging them, and the hypervisor runs with interrupts off, so one left pending would
 /// make every following VM entry exit at once.
 pub fn take_pending_interrupts() {
-    // SAFETY: the `sti; nop` window lets a pending interrupt through to the IDT, whose wake and
-    // spurious handlers only acknowledge it.
-    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    // `enable` is `sti; nop`: the window lets a pending interrupt through to the IDT, whose wake
+    // and spurious handlers only acknowledge it.
+    interrupts::enable();
+    interrupts::disable();
 }

@@ -7,11 +7,12 @@ use tandem_core::config::{Partition, System, Uart};
 use tandem_hw::backend::Backend;
 use tandem_hw::bringup::{self, Booted};
 use tandem_hw::report::Vocabulary;
+use x86_64::instructions::port::PortWriteOnly;
 
 use crate::bootinfo::BootInfo;
 use crate::clock::PcClock;
 use crate::inject::Injection;
-use crate::io::{halt_forever, outb, rdtsc};
+use crate::io::{halt_forever, rdtsc};
 use crate::vmx::{self, Caps, EnableError, GuestRegs, PartitionTables, SetupError, VmxVcpu};
 use crate::{apic, boot, console, cpu, guest_load, logger, machine, smp, time};
 
@@ -67,8 +68,8 @@ fn port(uart: Uart) -> u16 {
 fn mask_pic() {
     // SAFETY: the PIC data ports belong to the hypervisor; masking has no other effect.
     unsafe {
-        outb(0x21, 0xff);
-        outb(0xa1, 0xff);
+        PortWriteOnly::<u8>::new(0x21).write(0xff);
+        PortWriteOnly::<u8>::new(0xa1).write(0xff);
     }
 }
 

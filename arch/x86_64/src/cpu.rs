@@ -1,77 +1,70 @@
 //! Per-CPU descriptor tables: a GDT with a TSS whose IST stack catches NMI, double fault and
 //! machine check even on a broken stack, and one shared IDT whose handlers report and stop.
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::mem::size_of;
 
 use tandem_core::config::MAX_CPUS;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::{DescriptorTablePointer, lidt, load_tss};
+use x86_64::registers::control::Cr2;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::{Entry, HandlerFunc};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::{PrivilegeLevel, VirtAddr};
 
-use crate::{apic, console, machine};
+use crate::apic::{self, SPURIOUS_VECTOR, WAKE_VECTOR};
+use crate::{console, machine};
 
-pub const KERNEL_CS: u16 = 0x08;
-pub const KERNEL_DS: u16 = 0x10;
-pub const KERNEL_TR: u16 = 0x18;
+/// Selectors of the GDT `init` builds, in the order it appends the descriptors; the boot GDT
+/// has the same code and data slots, so the switch keeps the loaded selectors valid.
+pub const KERNEL_CS: SegmentSelector = SegmentSelector::new(1, PrivilegeLevel::Ring0);
+pub const KERNEL_DS: SegmentSelector = SegmentSelector::new(2, PrivilegeLevel::Ring0);
+pub const KERNEL_TR: SegmentSelector = SegmentSelector::new(3, PrivilegeLevel::Ring0);
+/// Null, code, data and the two slots of the 64-bit TSS descriptor.
+const GDT_ENTRIES: usize = 5;
 const IST_STACK_SIZE: usize = 16 * 1024;
 pub const AP_STACK_SIZE: usize = 64 * 1024;
+/// The IST slot NMI, #DF and #MC switch to (the crate counts from 0; the hardware's IST1).
+const IST_INDEX: u16 = 0;
 
-/// 64-bit task-state segment (SDM Vol. 3A, 9.7).
-#[repr(C, packed)]
-pub struct Tss {
-    reserved0: u32,
-    rsp: [u64; 3],
-    reserved1: u64,
-    ist: [u64; 7],
-    reserved2: u64,
-    reserved3: u16,
-    iomap_base: u16,
-}
-const _: () = assert!(size_of::<Tss>() == 104);
-
+/// All-zero until `init`, so the per-CPU area stays in `.bss` instead of the image (an empty GDT
+/// and a fresh TSS are not all-zero).
 #[repr(C, align(4096))]
 struct CpuLocal {
-    gdt: [u64; 5],
-    tss: Tss,
+    gdt: MaybeUninit<GlobalDescriptorTable<GDT_ENTRIES>>,
+    tss: MaybeUninit<TaskStateSegment>,
     ist_stack: [u8; IST_STACK_SIZE],
     stack: [u8; AP_STACK_SIZE],
 }
 
 impl CpuLocal {
-    const ZERO: Self = Self {
-        gdt: [0; 5],
-        tss: Tss {
-            reserved0: 0,
-            rsp: [0; 3],
-            reserved1: 0,
-            ist: [0; 7],
-            reserved2: 0,
-            reserved3: 0,
-            iomap_base: 0,
-        },
-        ist_stack: [0; IST_STACK_SIZE],
-        stack: [0; AP_STACK_SIZE],
-    };
+    const fn new() -> Self {
+        Self {
+            gdt: MaybeUninit::zeroed(),
+            tss: MaybeUninit::zeroed(),
+            ist_stack: [0; IST_STACK_SIZE],
+            stack: [0; AP_STACK_SIZE],
+        }
+    }
 }
 
 struct PerCpu([UnsafeCell<CpuLocal>; MAX_CPUS]);
 // SAFETY: entry `i` is only written by CPU `i` (in `init`) and by the BSP before CPU `i` starts.
 unsafe impl Sync for PerCpu {}
-static PER_CPU: PerCpu = PerCpu([const { UnsafeCell::new(CpuLocal::ZERO) }; MAX_CPUS]);
+static PER_CPU: PerCpu = PerCpu([const { UnsafeCell::new(CpuLocal::new()) }; MAX_CPUS]);
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct IdtEntry([u64; 2]);
-
-/// The local APIC's timer wakes an idle CPU with this vector (see `apic::sleep_until`).
-pub const WAKE_VECTOR: u8 = 32;
-/// The local APIC's spurious-interrupt vector.
-pub const SPURIOUS_VECTOR: u8 = 33;
 const VECTORS: usize = 34;
 
-struct Idt(UnsafeCell<[IdtEntry; VECTORS]>);
+/// The IDT is an array of the crate's gate descriptors indexed by vector: its
+/// `InterruptDescriptorTable` types each exception's slot for the unstable `x86-interrupt` ABI
+/// and hides the reserved vectors, while Tandem's stubs are naked and the same for every vector.
+struct Idt(UnsafeCell<[Entry<HandlerFunc>; VECTORS]>);
 // SAFETY: written once by the BSP in `init_idt` before any other CPU starts; read-only after.
 unsafe impl Sync for Idt {}
-static IDT: Idt = Idt(UnsafeCell::new([IdtEntry([0; 2]); VECTORS]));
+static IDT: Idt = Idt(UnsafeCell::new([const { Entry::missing() }; VECTORS]));
 
 /// Top of the stack CPU `cpu` runs on after the trampoline (APs only; the BSP keeps its boot stack).
 pub fn ap_stack_top(cpu: usize) -> u64 {
@@ -97,14 +90,18 @@ pub fn init_idt() {
             // SAFETY: `exception_stubs` is a table of 32 addresses built by the assembly below.
             _ => unsafe { exception_stubs[vector] },
         };
-        // NMI, #DF and #MC switch to IST1 so they run on a known-good stack.
-        let ist: u64 = if matches!(vector, 2 | 8 | 18) { 1 } else { 0 };
-        let low = (handler & 0xffff)
-            | u64::from(KERNEL_CS) << 16
-            | ist << 32
-            | 0x8e << 40
-            | ((handler >> 16) & 0xffff) << 48;
-        *entry = IdtEntry([low, handler >> 32]);
+        // SAFETY: `handler` is one of the stubs below, which save what they use and end in
+        // `iretq` or never return; KERNEL_CS is the 64-bit code segment of every CPU's GDT.
+        let options = unsafe {
+            let options = entry.set_handler_addr(VirtAddr::new(handler));
+            options.set_code_selector(KERNEL_CS);
+            options
+        };
+        // NMI, #DF and #MC switch to the IST stack so they run on a known-good stack.
+        if matches!(vector, 2 | 8 | 18) {
+            // SAFETY: every CPU's TSS has that IST slot set (`init`), and only these use it.
+            unsafe { options.set_stack_index(IST_INDEX) };
+        }
     }
 }
 
@@ -113,66 +110,41 @@ pub fn init(cpu: usize) {
     // SAFETY: entry `cpu` belongs to the calling CPU (see `PerCpu`).
     let local = unsafe { &mut *PER_CPU.0[cpu].get() };
     let ist_top = local.ist_stack.as_ptr() as u64 + IST_STACK_SIZE as u64;
-    local.tss.ist[0] = ist_top;
-    local.tss.iomap_base = size_of::<Tss>() as u16;
-    let tss = &raw const local.tss as u64;
-    let limit = (size_of::<Tss>() - 1) as u64;
-    local.gdt = [
-        0,
-        0x00af_9a00_0000_ffff,
-        0x00cf_9200_0000_ffff,
-        (limit & 0xffff) | (tss & 0xff_ffff) << 16 | 0x89 << 40 | ((tss >> 24) & 0xff) << 56,
-        tss >> 32,
-    ];
-    let gdt_ptr = DescriptorPointer {
-        limit: (size_of::<[u64; 5]>() - 1) as u16,
-        base: local.gdt.as_ptr() as u64,
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[usize::from(IST_INDEX)] = VirtAddr::new(ist_top);
+    let tss = local.tss.write(tss);
+    let mut gdt = GlobalDescriptorTable::empty();
+    let cs = gdt.append(Descriptor::kernel_code_segment());
+    let ds = gdt.append(Descriptor::kernel_data_segment());
+    // SAFETY: the TSS lives in this CPU's static entry for the whole run.
+    let tr = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
+    debug_assert!(cs == KERNEL_CS && ds == KERNEL_DS && tr == KERNEL_TR);
+    let gdt = local.gdt.write(gdt);
+    let idt = DescriptorTablePointer {
+        limit: (size_of::<[Entry<HandlerFunc>; VECTORS]>() - 1) as u16,
+        base: VirtAddr::new(IDT.0.get() as u64),
     };
-    let idt_ptr = DescriptorPointer {
-        limit: (size_of::<[IdtEntry; VECTORS]>() - 1) as u16,
-        base: IDT.0.get() as u64,
-    };
-    // SAFETY: the GDT keeps the boot code and data selectors, so reloading the segment registers
-    // with them is valid; the TSS descriptor is fresh (not busy); the IDT was filled by `init_idt`.
+    // SAFETY: the GDT is static and not changed while loaded, and keeps the boot code and data
+    // selectors, so reloading the segment registers with them is valid; the TSS descriptor is
+    // fresh (not busy); the IDT was filled by `init_idt` and is static.
     unsafe {
-        asm!(
-            "lgdt [{gdt}]",
-            "push {cs}",
-            "lea {tmp}, [rip + 2f]",
-            "push {tmp}",
-            "retfq",
-            "2:",
-            "mov ss, {ds:x}",
-            "mov ds, {ds:x}",
-            "mov es, {ds:x}",
-            "ltr {tr:x}",
-            "lidt [{idt}]",
-            gdt = in(reg) &gdt_ptr,
-            idt = in(reg) &idt_ptr,
-            cs = in(reg) u64::from(KERNEL_CS),
-            ds = in(reg) KERNEL_DS,
-            tr = in(reg) KERNEL_TR,
-            tmp = out(reg) _,
-        );
+        gdt.load_unsafe();
+        CS::set_reg(KERNEL_CS);
+        SS::set_reg(KERNEL_DS);
+        DS::set_reg(KERNEL_DS);
+        ES::set_reg(KERNEL_DS);
+        load_tss(KERNEL_TR);
+        lidt(&idt);
     }
-}
-
-#[repr(C, packed)]
-struct DescriptorPointer {
-    limit: u16,
-    base: u64,
 }
 
 /// The current GDT and IDT bases, for the VMCS host-state area.
 pub fn descriptor_bases(cpu: usize) -> (u64, u64, u64) {
-    let local = PER_CPU.0[cpu].get();
-    // SAFETY: only addresses are taken.
-    let (gdt, tss) = unsafe {
-        (
-            &raw const (*local).gdt as u64,
-            &raw const (*local).tss as u64,
-        )
-    };
+    // SAFETY: entry `cpu` is only written by `init`, which has run on the calling CPU.
+    let local = unsafe { &*PER_CPU.0[cpu].get() };
+    // SAFETY: as above, `init` wrote the GDT.
+    let gdt = unsafe { local.gdt.assume_init_ref() }.entries().as_ptr() as u64;
+    let tss = local.tss.as_ptr() as u64;
     (gdt, tss, IDT.0.get() as u64)
 }
 
@@ -225,9 +197,7 @@ const NAMES: [&str; 32] = [
 
 #[unsafe(no_mangle)]
 extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    let cr2: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    let cr2 = Cr2::read_raw();
     let vector = frame.vector as usize;
     console::emergency(format_args!(
         "exception {} ({}) error {:#x} at RIP {:#x} RSP {:#x} CR2 {:#x} on CPU {}",

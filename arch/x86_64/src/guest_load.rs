@@ -4,12 +4,13 @@
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::Partition;
 use tandem_core::config::X86_BOOT_TABLES;
+use x86_64::structures::paging::PageTableFlags;
 
 const PML4: u64 = X86_BOOT_TABLES.start;
 const PDPT: u64 = PML4 + 0x1000;
 const PD: u64 = PDPT + 0x1000;
-const PRESENT_WRITABLE: u64 = 0b11;
-const LARGE: u64 = 1 << 7;
+const TABLE: PageTableFlags = PageTableFlags::PRESENT.union(PageTableFlags::WRITABLE);
+const PAGE_2M: PageTableFlags = TABLE.union(PageTableFlags::HUGE_PAGE);
 
 /// Host address backing `gpa`; the configuration guarantees the range lies in one region.
 fn host(p: &Partition, gpa: u64, len: u64) -> *mut u8 {
@@ -35,11 +36,11 @@ pub fn load(p: &Partition, image: &[u8]) {
     // SAFETY: as above; the image fits in its region (validated against `image.size`).
     unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), dst, image.len()) };
 
-    write_u64(p, PML4, PDPT | PRESENT_WRITABLE);
+    write_u64(p, PML4, PDPT | TABLE.bits());
     for i in 0..4 {
-        write_u64(p, PDPT + 8 * i, (PD + 0x1000 * i) | PRESENT_WRITABLE);
+        write_u64(p, PDPT + 8 * i, (PD + 0x1000 * i) | TABLE.bits());
     }
     for i in 0..2048 {
-        write_u64(p, PD + 8 * i, (i << 21) | PRESENT_WRITABLE | LARGE);
+        write_u64(p, PD + 8 * i, (i << 21) | PAGE_2M.bits());
     }
 }

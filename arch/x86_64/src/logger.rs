@@ -22,7 +22,7 @@ pub fn drain() {
 fn emit(bytes: &[u8]) {
     let port = PORT.load(Ordering::Acquire);
     if port != 0 {
-        Uart::new(port).write(bytes);
+        Uart::new(port).send(bytes);
     }
 }
 

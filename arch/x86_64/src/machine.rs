@@ -4,8 +4,14 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use tandem_core::config::ExitDevice;
 
-use crate::io::{halt_forever, outb, outl};
+use x86_64::instructions::bochs_breakpoint;
+use x86_64::instructions::port::PortWriteOnly;
+
+use crate::io::halt_forever;
 use crate::{console, logger};
+
+/// Bochs's shutdown port: writing "Shutdown" to it ends the emulation.
+const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
 
 const UNSET: u8 = 0;
 const BOCHS: u8 = 1;
@@ -32,21 +38,20 @@ pub fn exit(success: bool) -> ! {
     logger::drain();
     console::drain();
     match DEVICE.load(Ordering::Relaxed) {
-        BOCHS if success => {
-            // SAFETY: `xchg bx, bx` is a no-op on hardware; Bochs stops in its debugger, which
-            // the harness tells to quit.
-            unsafe { core::arch::asm!("xchg bx, bx", options(nomem, nostack)) }
-        }
+        // `xchg bx, bx` is a no-op on hardware; Bochs stops in its debugger, which the harness
+        // tells to quit.
+        BOCHS if success => bochs_breakpoint(),
         BOCHS => {
+            let mut port = PortWriteOnly::<u8>::new(BOCHS_SHUTDOWN_PORT);
             for b in b"Shutdown" {
                 // SAFETY: Bochs's shutdown port; the board says it is there.
-                unsafe { outb(0x8900, *b) }
+                unsafe { port.write(*b) }
             }
         }
         QEMU => {
-            let code = if success { 0x10 } else { 0x11 };
+            let code: u32 = if success { 0x10 } else { 0x11 };
             // SAFETY: QEMU's isa-debug-exit at the port the board names.
-            unsafe { outl(QEMU_PORT.load(Ordering::Relaxed), code) }
+            unsafe { PortWriteOnly::new(QEMU_PORT.load(Ordering::Relaxed)).write(code) }
         }
         _ => {}
     }

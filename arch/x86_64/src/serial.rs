@@ -1,7 +1,30 @@
 //! Polled 16550 UART driver for the console (COM1) and the log line (COM2).
 
-use crate::io::{inb, outb};
+use core::convert::Infallible;
 
+use x86_64::instructions::port::{PortReadOnly, PortWriteOnly};
+
+/// Register offsets from the UART's base port (PC16550D data sheet, table 2).
+const THR: u16 = 0;
+/// Divisor latch low byte while LCR.DLAB is set (shares the THR port).
+const DLL: u16 = 0;
+const IER: u16 = 1;
+/// Divisor latch high byte while LCR.DLAB is set (shares the IER port).
+const DLM: u16 = 1;
+const FCR: u16 = 2;
+const LCR: u16 = 3;
+const MCR: u16 = 4;
+const LSR: u16 = 5;
+
+const LCR_DLAB: u8 = 1 << 7;
+/// 8 data bits, no parity, 1 stop bit.
+const LCR_8N1: u8 = 0b11;
+/// FIFOs on, both cleared, receive trigger at 14 bytes.
+const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
+/// DTR and RTS asserted.
+const MCR_DTR_RTS: u8 = 0b11;
+/// 115200 baud from the 1.8432 MHz clock.
+const DIVISOR_115200: u8 = 1;
 const LSR_THRE: u8 = 1 << 5;
 const LSR_TEMT: u8 = 1 << 6;
 
@@ -16,32 +39,35 @@ impl Uart {
         Self { base }
     }
 
+    fn set(&self, offset: u16, value: u8) {
+        // SAFETY: the port range belongs to this UART (see `new`).
+        unsafe { PortWriteOnly::new(self.base + offset).write(value) }
+    }
+
+    fn line_status(&self) -> u8 {
+        // SAFETY: as in `set`; reading LSR has no side effect on transmission.
+        unsafe { PortReadOnly::new(self.base + LSR).read() }
+    }
+
     /// 115200 baud, 8N1, FIFOs on. Bochs honours LCR (5-bit words after reset), so this is required.
     pub fn init(&self) {
-        let b = self.base;
-        // SAFETY: the port range belongs to this UART (see `new`).
-        unsafe {
-            outb(b + 1, 0x00);
-            outb(b + 3, 0x80);
-            outb(b, 0x01);
-            outb(b + 1, 0x00);
-            outb(b + 3, 0x03);
-            outb(b + 2, 0xc7);
-            outb(b + 4, 0x03);
-        }
+        self.set(IER, 0);
+        self.set(LCR, LCR_DLAB);
+        self.set(DLL, DIVISOR_115200);
+        self.set(DLM, 0);
+        self.set(LCR, LCR_8N1);
+        self.set(FCR, FCR_ENABLE_CLEAR_14);
+        self.set(MCR, MCR_DTR_RTS);
     }
 
     pub fn write_byte(&self, byte: u8) {
-        // SAFETY: as in `init`.
-        unsafe {
-            while inb(self.base + 5) & LSR_THRE == 0 {
-                core::hint::spin_loop();
-            }
-            outb(self.base, byte);
+        while self.line_status() & LSR_THRE == 0 {
+            core::hint::spin_loop();
         }
+        self.set(THR, byte);
     }
 
-    pub fn write(&self, bytes: &[u8]) {
+    pub fn send(&self, bytes: &[u8]) {
         for &b in bytes {
             self.write_byte(b);
         }
@@ -49,24 +75,40 @@ impl Uart {
 
     /// Waits until every byte has left the transmitter, so a following power-off loses nothing.
     pub fn drain(&self) {
-        // SAFETY: as in `init`.
-        unsafe {
-            while inb(self.base + 5) & LSR_TEMT == 0 {
-                core::hint::spin_loop();
-            }
+        while self.line_status() & LSR_TEMT == 0 {
+            core::hint::spin_loop();
         }
     }
 }
 
 impl core::fmt::Write for Uart {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.write(s.as_bytes());
+        self.send(s.as_bytes());
         Ok(())
     }
 }
 
 impl tandem_hw::console::Sink for Uart {
     fn write_bytes(&mut self, bytes: &[u8]) {
-        self.write(bytes);
+        self.send(bytes);
+    }
+}
+
+/// A polled UART cannot fail: it waits for room instead.
+impl embedded_io::ErrorType for Uart {
+    type Error = Infallible;
+}
+
+impl embedded_io::Write for Uart {
+    /// Blocks until every byte of `buf` is in the transmitter.
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        self.send(buf);
+        Ok(buf.len())
+    }
+
+    /// Blocks until the last byte has left the transmitter.
+    fn flush(&mut self) -> Result<(), Infallible> {
+        self.drain();
+        Ok(())
     }
 }

@@ -3,7 +3,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::io::{inb, outb, rdtsc};
+use x86_64::instructions::port::{Port, PortWriteOnly};
+
+use crate::io::rdtsc;
 
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick and ticks per nanosecond as 32.32 fixed point, so converting on the
@@ -15,6 +17,17 @@ const FRACTION_BITS: u32 = 32;
 const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 10 ms of PIT channel 2.
 const CALIBRATION_TICKS: u16 = (PIT_HZ / 100) as u16;
+/// PIT ports (Intel 8254 data sheet): channel 2's counter and the mode/command register.
+const PIT_CHANNEL2: u16 = 0x42;
+const PIT_COMMAND: u16 = 0x43;
+/// Channel 2, low then high byte, mode 0 (interrupt on terminal count), binary.
+const PIT_CHANNEL2_ONE_SHOT: u8 = 0b1011_0000;
+/// System control port B: bit 0 gates channel 2, bit 1 drives the speaker, bit 5 is channel 2's
+/// output.
+const PORT_B: u16 = 0x61;
+const PORT_B_GATE2: u8 = 1 << 0;
+const PORT_B_SPEAKER: u8 = 1 << 1;
+const PORT_B_OUT2: u8 = 1 << 5;
 
 /// Sets the TSC frequency, measuring it when the board does not state it.
 pub fn init(board_hz: Option<u64>) -> u64 {
@@ -57,19 +70,21 @@ pub fn delay_us(us: u64) {
 
 /// Counts TSC ticks over a PIT one-shot on channel 2 (gate through port 0x61).
 fn calibrate_with_pit() -> u64 {
-    // SAFETY: the PIT and port 0x61 are owned by the hypervisor; no partition is given them.
+    let mut port_b = Port::<u8>::new(PORT_B);
+    let mut channel2 = PortWriteOnly::<u8>::new(PIT_CHANNEL2);
+    // SAFETY: the PIT and port B are owned by the hypervisor; no partition is given them.
     unsafe {
-        let gate = inb(0x61);
-        outb(0x61, (gate & !0x02) | 0x01);
-        outb(0x43, 0b1011_0000);
-        outb(0x42, CALIBRATION_TICKS as u8);
-        outb(0x42, (CALIBRATION_TICKS >> 8) as u8);
+        let gate = port_b.read();
+        port_b.write((gate & !PORT_B_SPEAKER) | PORT_B_GATE2);
+        PortWriteOnly::new(PIT_COMMAND).write(PIT_CHANNEL2_ONE_SHOT);
+        channel2.write(CALIBRATION_TICKS as u8);
+        channel2.write((CALIBRATION_TICKS >> 8) as u8);
         let start = rdtsc();
-        while inb(0x61) & 0x20 == 0 {
+        while port_b.read() & PORT_B_OUT2 == 0 {
             core::hint::spin_loop();
         }
         let ticks = rdtsc() - start;
-        outb(0x61, gate);
+        port_b.write(gate);
         ticks * PIT_HZ / u64::from(CALIBRATION_TICKS)
     }
 }

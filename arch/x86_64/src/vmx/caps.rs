@@ -1,58 +1,17 @@
 //! What the CPU's VMX implementation offers, and the control values Tandem needs from it
 //! (SDM Vol. 3D, Appendix A).
 
-use crate::io::{cpuid, rdmsr, wrmsr};
+use bitflags::Flags;
+use x86_64::registers::model_specific::Msr;
 
-const IA32_FEATURE_CONTROL: u32 = 0x3a;
-const IA32_VMX_BASIC: u32 = 0x480;
-const IA32_VMX_PINBASED_CTLS: u32 = 0x481;
-const IA32_VMX_PROCBASED_CTLS: u32 = 0x482;
-const IA32_VMX_EXIT_CTLS: u32 = 0x483;
-const IA32_VMX_ENTRY_CTLS: u32 = 0x484;
-const IA32_VMX_MISC: u32 = 0x485;
-pub const IA32_VMX_CR0_FIXED0: u32 = 0x486;
-pub const IA32_VMX_CR0_FIXED1: u32 = 0x487;
-pub const IA32_VMX_CR4_FIXED0: u32 = 0x488;
-pub const IA32_VMX_CR4_FIXED1: u32 = 0x489;
-const IA32_VMX_PROCBASED_CTLS2: u32 = 0x48b;
-const IA32_VMX_EPT_VPID_CAP: u32 = 0x48c;
-const IA32_VMX_TRUE_PINBASED_CTLS: u32 = 0x48d;
-const IA32_VMX_TRUE_PROCBASED_CTLS: u32 = 0x48e;
-const IA32_VMX_TRUE_EXIT_CTLS: u32 = 0x48f;
-const IA32_VMX_TRUE_ENTRY_CTLS: u32 = 0x490;
+use super::fields::{
+    BASIC_REVISION, CapabilityMsr, EntryControls, EptVpidCap, ExitControls, FeatureControl,
+    IA32_FEATURE_CONTROL, MISC_PREEMPTION_RATE, PinControls, ProcControls, ProcControls2, VmxBasic,
+};
+use crate::io::cpuid;
 
-pub mod pin {
-    pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
-    pub const NMI_EXITING: u32 = 1 << 3;
-    pub const PREEMPTION_TIMER: u32 = 1 << 6;
-}
-pub mod proc {
-    pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
-    pub const HLT_EXITING: u32 = 1 << 7;
-    pub const MWAIT_EXITING: u32 = 1 << 10;
-    pub const RDPMC_EXITING: u32 = 1 << 11;
-    pub const USE_IO_BITMAPS: u32 = 1 << 25;
-    pub const USE_MSR_BITMAPS: u32 = 1 << 28;
-    pub const MONITOR_EXITING: u32 = 1 << 29;
-    pub const SECONDARY: u32 = 1 << 31;
-}
-pub mod proc2 {
-    pub const ENABLE_EPT: u32 = 1 << 1;
-    pub const ENABLE_VPID: u32 = 1 << 5;
-    pub const UNRESTRICTED_GUEST: u32 = 1 << 7;
-}
-pub mod exit {
-    pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
-    pub const SAVE_PAT: u32 = 1 << 18;
-    pub const LOAD_PAT: u32 = 1 << 19;
-    pub const SAVE_EFER: u32 = 1 << 20;
-    pub const LOAD_EFER: u32 = 1 << 21;
-}
-pub mod entry {
-    pub const IA32E_GUEST: u32 = 1 << 9;
-    pub const LOAD_PAT: u32 = 1 << 14;
-    pub const LOAD_EFER: u32 = 1 << 15;
-}
+/// CPUID.01H:ECX.VMX (SDM Vol. 3C, 25.6).
+const CPUID_VMX: u32 = 1 << 5;
 
 /// Why VT-x cannot be used on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -61,7 +20,7 @@ pub enum Unsupported {
     DisabledByFirmware,
     /// A control Tandem needs is not offered: which MSR, and the bits missing.
     MissingControl {
-        msr: u32,
+        msr: CapabilityMsr,
         bits: u32,
     },
     /// An EPT/VPID capability is missing (IA32_VMX_EPT_VPID_CAP bits).
@@ -74,94 +33,110 @@ pub enum Unsupported {
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {
     pub revision: u32,
-    pub pin: u32,
-    pub proc: u32,
-    pub proc2: u32,
-    pub exit: u32,
-    pub entry: u32,
+    pub pin: PinControls,
+    pub proc: ProcControls,
+    pub proc2: ProcControls2,
+    pub exit: ExitControls,
+    pub entry: EntryControls,
     /// The preemption timer counts down once every 2^rate TSC ticks.
     pub preemption_rate: u32,
 }
 
-/// `wanted` with the bits the CPU forces on, or the bits it cannot provide (SDM Vol. 3D, A.3).
-fn adjust(msr: u32, wanted: u32) -> Result<u32, Unsupported> {
-    // SAFETY: the VMX capability MSRs exist whenever CPUID reports VMX (checked by the caller).
-    let caps = unsafe { rdmsr(msr) };
+/// `wanted` with the bits the CPU forces on, or the bits it cannot provide (SDM Vol. 3D, A.3):
+/// the low half of a control MSR holds the bits that must be 1, the high half those that may be.
+fn adjust<T: Flags<Bits = u32>>(msr: CapabilityMsr, wanted: T) -> Result<T, Unsupported> {
+    let caps = msr.read();
     let must_be_one = caps as u32;
     let may_be_one = (caps >> 32) as u32;
-    let missing = wanted & !may_be_one;
+    let missing = wanted.bits() & !may_be_one;
     if missing != 0 {
         return Err(Unsupported::MissingControl { msr, bits: missing });
     }
-    Ok(wanted | must_be_one)
+    Ok(T::from_bits_retain(wanted.bits() | must_be_one))
 }
 
-pub fn probe() -> Result<Caps, Unsupported> {
-    if cpuid(1, 0)[2] & (1 << 5) == 0 {
-        return Err(Unsupported::NoVmx);
-    }
-    // SAFETY: IA32_FEATURE_CONTROL exists on VMX-capable CPUs; if firmware left it unlocked, we
-    // enable VMX outside SMX and lock it, as firmware would (SDM Vol. 3C, 25.7).
+/// Lets firmware's choice stand, or, if it left IA32_FEATURE_CONTROL unlocked, enables VMX
+/// outside SMX and locks it as firmware would (SDM Vol. 3C, 25.7).
+fn check_feature_control() -> Result<(), Unsupported> {
+    let mut msr = Msr::new(IA32_FEATURE_CONTROL);
+    // SAFETY: IA32_FEATURE_CONTROL exists on VMX-capable CPUs (the caller checked CPUID); it is
+    // written only while unlocked, which is what firmware would do before handing over.
     unsafe {
-        let fc = rdmsr(IA32_FEATURE_CONTROL);
-        if fc & 1 == 0 {
-            wrmsr(IA32_FEATURE_CONTROL, fc | 1 | 1 << 2);
-        } else if fc & (1 << 2) == 0 {
+        let fc = FeatureControl::from_bits_retain(msr.read());
+        if !fc.contains(FeatureControl::LOCKED) {
+            msr.write((fc | FeatureControl::LOCKED | FeatureControl::VMX_OUTSIDE_SMX).bits());
+        } else if !fc.contains(FeatureControl::VMX_OUTSIDE_SMX) {
             return Err(Unsupported::DisabledByFirmware);
         }
     }
-    // SAFETY: VMX capability MSRs exist (CPUID checked above).
-    let basic = unsafe { rdmsr(IA32_VMX_BASIC) };
-    let true_ctls = basic & (1 << 55) != 0;
+    Ok(())
+}
+
+pub fn probe() -> Result<Caps, Unsupported> {
+    if cpuid(1, 0)[2] & CPUID_VMX == 0 {
+        return Err(Unsupported::NoVmx);
+    }
+    check_feature_control()?;
+    let basic = CapabilityMsr::Basic.read();
+    let true_ctls = VmxBasic::from_bits_retain(basic).contains(VmxBasic::TRUE_CONTROLS);
     let pick = |plain, tru| if true_ctls { tru } else { plain };
     let pin = adjust(
-        pick(IA32_VMX_PINBASED_CTLS, IA32_VMX_TRUE_PINBASED_CTLS),
-        pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING | pin::PREEMPTION_TIMER,
+        pick(CapabilityMsr::PinbasedCtls, CapabilityMsr::TruePinbasedCtls),
+        PinControls::EXTERNAL_INTERRUPT_EXITING
+            | PinControls::NMI_EXITING
+            | PinControls::PREEMPTION_TIMER,
     )?;
     let proc = adjust(
-        pick(IA32_VMX_PROCBASED_CTLS, IA32_VMX_TRUE_PROCBASED_CTLS),
-        proc::HLT_EXITING
-            | proc::MWAIT_EXITING
-            | proc::RDPMC_EXITING
-            | proc::USE_IO_BITMAPS
-            | proc::USE_MSR_BITMAPS
-            | proc::MONITOR_EXITING
-            | proc::SECONDARY,
+        pick(
+            CapabilityMsr::ProcbasedCtls,
+            CapabilityMsr::TrueProcbasedCtls,
+        ),
+        ProcControls::HLT_EXITING
+            | ProcControls::MWAIT_EXITING
+            | ProcControls::RDPMC_EXITING
+            | ProcControls::USE_IO_BITMAPS
+            | ProcControls::USE_MSR_BITMAPS
+            | ProcControls::MONITOR_EXITING
+            | ProcControls::SECONDARY,
     )?;
     let proc2 = adjust(
-        IA32_VMX_PROCBASED_CTLS2,
-        proc2::ENABLE_EPT | proc2::ENABLE_VPID | proc2::UNRESTRICTED_GUEST,
+        CapabilityMsr::ProcbasedCtls2,
+        ProcControls2::ENABLE_EPT | ProcControls2::ENABLE_VPID | ProcControls2::UNRESTRICTED_GUEST,
     )?;
     let exit = adjust(
-        pick(IA32_VMX_EXIT_CTLS, IA32_VMX_TRUE_EXIT_CTLS),
-        exit::HOST_ADDRESS_SPACE_SIZE
-            | exit::SAVE_PAT
-            | exit::LOAD_PAT
-            | exit::SAVE_EFER
-            | exit::LOAD_EFER,
+        pick(CapabilityMsr::ExitCtls, CapabilityMsr::TrueExitCtls),
+        ExitControls::HOST_ADDRESS_SPACE_SIZE
+            | ExitControls::SAVE_PAT
+            | ExitControls::LOAD_PAT
+            | ExitControls::SAVE_EFER
+            | ExitControls::LOAD_EFER,
     )?;
     let entry = adjust(
-        pick(IA32_VMX_ENTRY_CTLS, IA32_VMX_TRUE_ENTRY_CTLS),
-        entry::IA32E_GUEST | entry::LOAD_PAT | entry::LOAD_EFER,
+        pick(CapabilityMsr::EntryCtls, CapabilityMsr::TrueEntryCtls),
+        EntryControls::IA32E_GUEST | EntryControls::LOAD_PAT | EntryControls::LOAD_EFER,
     )?;
     // 4-level walks, write-back tables, 2 MiB pages, INVEPT (all-context) and INVVPID (all-context).
-    const EPT_NEEDED: u64 = 1 << 6 | 1 << 14 | 1 << 16 | 1 << 20 | 1 << 26 | 1 << 32 | 1 << 42;
-    // SAFETY: as above.
-    let ept = unsafe { rdmsr(IA32_VMX_EPT_VPID_CAP) };
-    if ept & EPT_NEEDED != EPT_NEEDED {
+    let needed = EptVpidCap::WALK_LENGTH_4
+        | EptVpidCap::MEMORY_TYPE_WB
+        | EptVpidCap::PAGE_2M
+        | EptVpidCap::INVEPT
+        | EptVpidCap::INVEPT_ALL_CONTEXT
+        | EptVpidCap::INVVPID
+        | EptVpidCap::INVVPID_ALL_CONTEXT;
+    let ept = EptVpidCap::from_bits_retain(CapabilityMsr::EptVpidCap.read());
+    if !ept.contains(needed) {
         return Err(Unsupported::MissingEptCapability {
-            bits: EPT_NEEDED & !ept,
+            bits: needed.difference(ept).bits(),
         });
     }
-    // SAFETY: as above.
-    let misc = unsafe { rdmsr(IA32_VMX_MISC) };
+    let misc = CapabilityMsr::Misc.read();
     Ok(Caps {
-        revision: basic as u32 & 0x7fff_ffff,
+        revision: (basic & BASIC_REVISION) as u32,
         pin,
         proc,
         proc2,
         exit,
         entry,
-        preemption_rate: (misc & 0x1f) as u32,
+        preemption_rate: (misc & MISC_PREEMPTION_RATE) as u32,
     })
 }

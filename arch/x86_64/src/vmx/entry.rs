@@ -6,7 +6,7 @@
 
 use core::arch::naked_asm;
 
-use super::GuestRegs;
+use super::regs::GuestRegs;
 
 /// Runs the guest until its next exit; returns 0 after an exit, 1 if entry failed.
 ///
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn vmx_enter(regs: *mut GuestRegs, resume: u64) -> u64 {
         "pop rbp",
         "xor eax, eax",
         "ret",
-        host_rsp = const super::vmcs::host::RSP,
+        host_rsp = const super::fields::host::RSP.encoding(),
     )
 }
 

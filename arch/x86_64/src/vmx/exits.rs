@@ -1,44 +1,36 @@
-//! Basic exit reasons (SDM Vol. 3D, Appendix C) decoded into the portable exit enum.
+//! Basic exit reasons (SDM Vol. 3D, Appendix C) decoded into the portable exit enum. EPT
+//! violations are not decoded here: the vCPU turns them into MMIO or page-fault exits itself,
+//! because that needs the guest's memory (see `VmxVcpu::ept_violation`).
 
-use tandem_core::addr::GuestPhysAddr;
 use tandem_core::exit::{Access, Exit, ShutdownCause};
 
-use super::GuestRegs;
-use super::vmcs::{self, ro};
+use super::fields::ro;
+use super::reasons::ExitReason;
+use super::regs::GuestRegs;
+use super::vmcs;
 use crate::io::cpuid;
 
-pub const EXCEPTION_OR_NMI: u32 = 0;
-pub const EXTERNAL_INTERRUPT: u32 = 1;
-pub const TRIPLE_FAULT: u32 = 2;
-pub const INTERRUPT_WINDOW: u32 = 7;
-pub const CPUID: u32 = 10;
-pub const GETSEC: u32 = 11;
-pub const HLT: u32 = 12;
-pub const INVD: u32 = 13;
-pub const VMCALL: u32 = 18;
-pub const VMCLEAR: u32 = 19;
-pub const VMXON: u32 = 27;
-pub const IO: u32 = 30;
-pub const RDMSR: u32 = 31;
-pub const WRMSR: u32 = 32;
-pub const EPT_VIOLATION: u32 = 48;
-pub const INVEPT: u32 = 50;
-pub const PREEMPTION_TIMER: u32 = 52;
-pub const INVVPID: u32 = 53;
-pub const XSETBV: u32 = 55;
+/// EPT-violation exit qualification bits (SDM Vol. 3C, Table 29-7).
+const EPT_QUAL_WRITE: u64 = 1 << 1;
+const EPT_QUAL_FETCH: u64 = 1 << 2;
+/// I/O-instruction exit qualification (SDM Vol. 3C, Table 29-5).
+const IO_QUAL_SIZE: u64 = 0b111;
+const IO_QUAL_IN: u64 = 1 << 3;
+const IO_QUAL_STRING: u64 = 1 << 4;
+const IO_QUAL_PORT_SHIFT: u32 = 16;
 
 /// The portable meaning of the exit that just happened.
-pub fn decode(reason: u32, regs: &GuestRegs) -> Exit {
+pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
     let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
     match reason {
-        EXCEPTION_OR_NMI => Exit::ExternalInterrupt { vector: 2 },
-        EXTERNAL_INTERRUPT => Exit::ExternalInterrupt { vector: 0 },
-        TRIPLE_FAULT => Exit::Shutdown {
+        ExitReason::EXCEPTION_OR_NMI => Exit::ExternalInterrupt { vector: 2 },
+        ExitReason::EXTERNAL_INTERRUPT => Exit::ExternalInterrupt { vector: 0 },
+        ExitReason::TRIPLE_FAULT => Exit::Shutdown {
             cause: ShutdownCause::TripleFault,
         },
-        INTERRUPT_WINDOW => Exit::InterruptWindow,
-        PREEMPTION_TIMER => Exit::TimerExpired,
-        CPUID => {
+        ExitReason::INTERRUPT_WINDOW => Exit::InterruptWindow,
+        ExitReason::PREEMPTION_TIMER => Exit::TimerExpired,
+        ExitReason::CPUID => {
             let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
             Exit::Cpuid {
                 leaf,
@@ -46,42 +38,75 @@ pub fn decode(reason: u32, regs: &GuestRegs) -> Exit {
                 host: cpuid(leaf, subleaf),
             }
         }
-        HLT => Exit::Halt,
-        VMCALL => Exit::Hypercall {
+        ExitReason::HLT => Exit::Halt,
+        ExitReason::VMCALL => Exit::Hypercall {
             nr: regs.rax,
             args: [regs.rdi, regs.rsi, regs.rdx, regs.r10],
         },
-        GETSEC | INVD | VMCLEAR..=VMXON | INVEPT | INVVPID | XSETBV => {
-            Exit::Forbidden { code: reason }
+        ExitReason::GETSEC
+        | ExitReason::INVD
+        | ExitReason::VMCLEAR
+        | ExitReason::VMLAUNCH
+        | ExitReason::VMPTRLD
+        | ExitReason::VMPTRST
+        | ExitReason::VMREAD
+        | ExitReason::VMRESUME
+        | ExitReason::VMWRITE
+        | ExitReason::VMXOFF
+        | ExitReason::VMXON
+        | ExitReason::INVEPT
+        | ExitReason::INVVPID
+        | ExitReason::XSETBV => {
+            log_forbidden(reason);
+            Exit::Forbidden {
+                code: reason.0.into(),
+            }
         }
-        IO => decode_io(qualification, regs).unwrap_or(Exit::Unhandled {
-            code: reason,
-            qualification,
+        ExitReason::IO_INSTRUCTION => decode_io(qualification, regs).unwrap_or_else(|| {
+            log_unhandled(reason, qualification);
+            Exit::Unhandled {
+                code: reason.0.into(),
+                qualification,
+            }
         }),
-        RDMSR => Exit::MsrRead {
+        ExitReason::RDMSR => Exit::MsrRead {
             msr: regs.rcx as u32,
         },
-        WRMSR => Exit::MsrWrite {
+        ExitReason::WRMSR => Exit::MsrWrite {
             msr: regs.rcx as u32,
             value: (regs.rdx << 32) | (regs.rax & 0xffff_ffff),
         },
-        EPT_VIOLATION => Exit::PageFault {
-            gpa: GuestPhysAddr::new(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS)),
-            access: ept_access(qualification),
-        },
-        _ => Exit::Unhandled {
-            code: reason,
-            qualification,
-        },
+        _ => {
+            log_unhandled(reason, qualification);
+            Exit::Unhandled {
+                code: reason.0.into(),
+                qualification,
+            }
+        }
     }
 }
 
-/// The access an EPT violation reports: qualification bit 1 write, bit 2 instruction fetch
-/// (SDM Vol. 3C, Table 29-7).
+// The core reports these exits by number; the log names them here, out of line.
+
+#[cold]
+fn log_forbidden(reason: ExitReason) {
+    defmt::warn!("forbidden instruction: VM exit {}", reason);
+}
+
+#[cold]
+fn log_unhandled(reason: ExitReason, qualification: u64) {
+    defmt::warn!(
+        "unhandled VM exit {} (qualification {=u64:#x})",
+        reason,
+        qualification
+    );
+}
+
+/// The access an EPT violation reports.
 pub fn ept_access(qualification: u64) -> Access {
-    if qualification & 0b010 != 0 {
+    if qualification & EPT_QUAL_WRITE != 0 {
         Access::Write
-    } else if qualification & 0b100 != 0 {
+    } else if qualification & EPT_QUAL_FETCH != 0 {
         Access::Execute
     } else {
         Access::Read
@@ -90,14 +115,12 @@ pub fn ept_access(qualification: u64) -> Access {
 
 /// IN/OUT with an immediate or DX port; string forms (INS/OUTS) are not emulated.
 fn decode_io(q: u64, regs: &GuestRegs) -> Option<Exit> {
-    let size = ((q & 7) + 1) as u8;
-    let input = q & (1 << 3) != 0;
-    let string = q & (1 << 4) != 0;
-    let port = (q >> 16) as u16;
-    if string {
+    let size = ((q & IO_QUAL_SIZE) + 1) as u8;
+    let port = (q >> IO_QUAL_PORT_SHIFT) as u16;
+    if q & IO_QUAL_STRING != 0 {
         return None;
     }
-    Some(if input {
+    Some(if q & IO_QUAL_IN != 0 {
         Exit::PortRead { port, size }
     } else {
         let mask = u32::MAX >> (32 - 8 * u32::from(size));

@@ -4,14 +4,14 @@
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::MemoryRegion;
 use tandem_x86_insn::MAX_LEN;
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::structures::paging::PageTableFlags;
 
-use super::vmcs::{self, guest};
+use super::fields::guest;
+use super::vmcs;
 
-const CR0_PG: u64 = 1 << 31;
-const CR4_LA57: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
-const PRESENT: u64 = 1 << 0;
-const PAGE_SIZE_BIT: u64 = 1 << 7;
+/// Bits 51:12 of a paging-structure entry: the next table or the page (SDM Vol. 3A, 5.5).
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 const PAGE: u64 = 0x1000;
 
@@ -37,29 +37,34 @@ impl GuestMemory<'_> {
 
     /// The guest-physical address of `linear` under the guest's current paging mode.
     fn translate(&self, linear: u64) -> Option<u64> {
-        if vmcs::read(guest::CR0) & CR0_PG == 0 {
+        if !Cr0Flags::from_bits_retain(vmcs::read(guest::CR0)).contains(Cr0Flags::PAGING) {
             return Some(linear);
         }
         // Only 4-level IA-32e paging is walked (SDM Vol. 3A, 5.5); 32-bit and PAE guests and
         // 5-level paging are refused, so their MMIO stops the partition with a report.
-        if vmcs::read(guest::IA32_EFER) & EFER_LMA == 0 || vmcs::read(guest::CR4) & CR4_LA57 != 0 {
+        let efer = EferFlags::from_bits_retain(vmcs::read(guest::IA32_EFER));
+        let cr4 = Cr4Flags::from_bits_retain(vmcs::read(guest::CR4));
+        if !efer.contains(EferFlags::LONG_MODE_ACTIVE) || cr4.contains(Cr4Flags::L5_PAGING) {
             return None;
         }
         let mut table = vmcs::read(guest::CR3) & ADDR_MASK;
         for level in (1..=3).rev() {
             let entry = self.read_u64(table + ((linear >> (12 + 9 * level)) & 0x1ff) * 8)?;
-            if entry & PRESENT == 0 {
+            let flags = PageTableFlags::from_bits_retain(entry);
+            if !flags.contains(PageTableFlags::PRESENT) {
                 return None;
             }
             let page_bits = 12 + 9 * level;
-            if level < 3 && entry & PAGE_SIZE_BIT != 0 {
+            if level < 3 && flags.contains(PageTableFlags::HUGE_PAGE) {
                 let mask = (1u64 << page_bits) - 1;
                 return Some((entry & ADDR_MASK & !mask) | (linear & mask));
             }
             table = entry & ADDR_MASK;
         }
         let entry = self.read_u64(table + ((linear >> 12) & 0x1ff) * 8)?;
-        (entry & PRESENT != 0).then_some((entry & ADDR_MASK) | (linear & 0xfff))
+        PageTableFlags::from_bits_retain(entry)
+            .contains(PageTableFlags::PRESENT)
+            .then_some((entry & ADDR_MASK) | (linear & 0xfff))
     }
 
     /// Up to [`MAX_LEN`] instruction bytes at the guest's RIP (fewer at the end of its memory).

@@ -8,16 +8,22 @@ use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tandem_x86_insn::{self as insn, Operand, Reg};
 
-use super::caps::{Caps, proc};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+use x86_64::registers::rflags::RFlags;
+
+use super::caps::Caps;
+use super::entry;
 use super::exits;
+use super::fields::{ProcControls, VmcsField, ctrl, guest, host, ro};
 use super::guest_paging::GuestMemory;
-use super::vmcs::{self, VmFail, ctrl, guest, host, ro};
-use super::{GuestRegs, entry};
-use crate::io::{rdmsr, rdtsc, read_cr0, read_cr3, read_cr4};
+use super::reasons::{ExitReason, VmInstructionError};
+use super::regs::GuestRegs;
+use super::vmcs::{self, VmFail};
+use crate::io::rdtsc;
 use crate::{apic, cpu, time};
 use tandem_hw::frames::{self, OutOfFrames};
 
-const RFLAGS_IF: u64 = 1 << 9;
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).
 const BLOCKING_STI_MOVSS: u64 = 0b11;
 const EVENT_VALID: u64 = 1 << 31;
@@ -25,20 +31,21 @@ const EVENT_HAS_ERROR: u64 = 1 << 11;
 const TYPE_HARDWARE_EXCEPTION: u64 = 3 << 8;
 /// IDT-vectoring information bit 12 ("NMI unblocking due to IRET") is not part of an injection.
 const VECTORING_UNDEFINED_BITS: u64 = 1 << 12;
-const CR0_NE: u64 = 1 << 5;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_VMXE: u64 = 1 << 13;
+/// Exit-reason bit 31: the exit is a failed VM entry (SDM Vol. 3C, 28.2.1).
+const ENTRY_FAILURE: u64 = 1 << 31;
 /// Guest boot page tables (see `tandem_core::config::validate::X86_BOOT_TABLES`).
 const GUEST_CR3: u64 = 0x1000;
-const EFER_LME_LMA: u64 = 0x500;
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
-const IA32_EFER: u32 = 0xc000_0080;
 const IA32_PAT: u32 = 0x277;
+/// RFLAGS bit 1 is reserved and always 1 (SDM Vol. 1, 3.4.3).
+const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
 pub enum SetupError {
     OutOfFrames,
-    Vmcs { field: u32, fail: VmFail },
+    Vmclear(VmFail),
+    Vmptrld(VmFail),
+    Vmwrite { field: VmcsField, fail: VmFail },
 }
 
 impl From<OutOfFrames> for SetupError {
@@ -114,12 +121,27 @@ pub struct VmxVcpu {
     pending: Pending,
     exit_instruction_len: u64,
     window_exiting: bool,
-    proc_controls: u32,
+    proc_controls: ProcControls,
     memory: Vec<MemoryRegion, MAX_REGIONS>,
+    /// A VMWRITE on the exit path failed: the next `run` reports it instead of entering.
+    failed: Option<EntryError>,
 }
 
-fn w(field: u32, value: u64) -> Result<(), SetupError> {
-    vmcs::write(field, value).map_err(|fail| SetupError::Vmcs { field, fail })
+/// VMWRITE while setting the VMCS up: a failure fails the setup.
+fn w(field: VmcsField, value: u64) -> Result<(), SetupError> {
+    vmcs::write(field, value).map_err(|fail| SetupError::Vmwrite { field, fail })
+}
+
+#[cold]
+fn write_failed(field: VmcsField, fail: VmFail) -> EntryError {
+    defmt::error!("VMWRITE to {} failed: {}", field, fail);
+    EntryError::InstructionFailed {
+        // VMfailInvalid (no current VMCS) has no error number; 0 is none of the SDM's.
+        error: match fail {
+            VmFail::Valid(error) => error.0,
+            VmFail::Invalid => 0,
+        },
+    }
 }
 
 impl VmxVcpu {
@@ -138,8 +160,8 @@ impl VmxVcpu {
         // CPU's current VMCS and is never loaded on another CPU.
         unsafe {
             (vmcs_frame as *mut u32).write(caps.revision);
-            vmcs::vmclear(vmcs_frame).map_err(|fail| SetupError::Vmcs { field: 0, fail })?;
-            vmcs::vmptrld(vmcs_frame).map_err(|fail| SetupError::Vmcs { field: 0, fail })?;
+            vmcs::vmclear(vmcs_frame).map_err(SetupError::Vmclear)?;
+            vmcs::vmptrld(vmcs_frame).map_err(SetupError::Vmptrld)?;
         }
         *regs = GuestRegs::default();
         let vcpu = Self {
@@ -155,6 +177,7 @@ impl VmxVcpu {
             window_exiting: false,
             proc_controls: caps.proc,
             memory: partition.memory.clone(),
+            failed: None,
         };
         write_controls(caps, tables, vpid)?;
         write_host_state(cpu)?;
@@ -175,22 +198,34 @@ impl VmxVcpu {
         write_guest_state(entry)
     }
 
+    /// VMWRITE on the exit path. Fields and values are valid for the current VMCS, so a failure
+    /// means the VMCS itself is broken: it is kept, and the next `run` stops the partition with
+    /// it instead of entering. One check before entry keeps the exit path as short as before.
+    #[inline]
+    fn vmwrite(&mut self, field: VmcsField, value: u64) {
+        if let Err(fail) = vmcs::write(field, value) {
+            self.failed = Some(write_failed(field, fail));
+        }
+    }
+
     fn set_window_exiting(&mut self, on: bool) {
         if self.window_exiting != on {
             self.window_exiting = on;
             let controls = if on {
-                self.proc_controls | proc::INTERRUPT_WINDOW_EXITING
+                self.proc_controls | ProcControls::INTERRUPT_WINDOW_EXITING
             } else {
                 self.proc_controls
             };
-            // Writing a control of the current VMCS with a value the CPU allows cannot fail.
-            let _ = vmcs::write(ctrl::PROC_BASED, controls.into());
+            self.vmwrite(ctrl::PROC_BASED, controls.bits().into());
         }
     }
 
+    fn interrupts_enabled() -> bool {
+        RFlags::from_bits_retain(vmcs::read(guest::RFLAGS)).contains(RFlags::INTERRUPT_FLAG)
+    }
+
     fn can_take_interrupt() -> bool {
-        vmcs::read(guest::RFLAGS) & RFLAGS_IF != 0
-            && vmcs::read(guest::INTERRUPTIBILITY) & BLOCKING_STI_MOVSS == 0
+        Self::interrupts_enabled() && vmcs::read(guest::INTERRUPTIBILITY) & BLOCKING_STI_MOVSS == 0
     }
 
     /// At most one event per entry: a re-injection first, then a fault, then an interrupt.
@@ -208,16 +243,16 @@ impl VmxVcpu {
             .take()
             .or_else(|| self.fault.take().map(fault_event));
         if let Some((info, error, len)) = event {
-            let _ = vmcs::write(ctrl::ENTRY_INTERRUPTION_INFO, info);
-            let _ = vmcs::write(ctrl::ENTRY_EXCEPTION_ERROR, error);
-            let _ = vmcs::write(ctrl::ENTRY_INSTRUCTION_LEN, len);
+            self.vmwrite(ctrl::ENTRY_INTERRUPTION_INFO, info);
+            self.vmwrite(ctrl::ENTRY_EXCEPTION_ERROR, error);
+            self.vmwrite(ctrl::ENTRY_INSTRUCTION_LEN, len);
             self.set_window_exiting(self.interrupt.is_some());
             return;
         }
         if let Some(vector) = self.interrupt {
             if Self::can_take_interrupt() {
                 // External interrupt, type 0 (SDM Vol. 3C, 26.8.3).
-                let _ = vmcs::write(
+                self.vmwrite(
                     ctrl::ENTRY_INTERRUPTION_INFO,
                     u64::from(vector) | EVENT_VALID,
                 );
@@ -229,7 +264,7 @@ impl VmxVcpu {
         }
     }
 
-    fn arm_preemption_timer(&self) {
+    fn arm_preemption_timer(&mut self) {
         let value = match self.deadline_ns {
             Some(deadline) => {
                 let ticks = time::tsc_at(deadline).saturating_sub(rdtsc());
@@ -237,7 +272,7 @@ impl VmxVcpu {
             }
             None => u64::from(u32::MAX),
         };
-        let _ = vmcs::write(guest::PREEMPTION_TIMER, value);
+        self.vmwrite(guest::PREEMPTION_TIMER, value);
     }
 
     fn save_interrupted_event(&mut self) {
@@ -282,7 +317,7 @@ impl VmxVcpu {
             2 => &mut r.rdx,
             3 => &mut r.rbx,
             RSP_INDEX => {
-                let _ = vmcs::write(guest::RSP, value);
+                self.vmwrite(guest::RSP, value);
                 return;
             }
             5 => &mut r.rbp,
@@ -366,10 +401,10 @@ impl VmxVcpu {
 
     fn advance(&mut self) {
         let rip = vmcs::read(guest::RIP) + self.exit_instruction_len;
-        let _ = vmcs::write(guest::RIP, rip);
+        self.vmwrite(guest::RIP, rip);
         let blocking = vmcs::read(guest::INTERRUPTIBILITY);
         if blocking & BLOCKING_STI_MOVSS != 0 {
-            let _ = vmcs::write(guest::INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
+            self.vmwrite(guest::INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
         }
     }
 }
@@ -380,32 +415,36 @@ impl Vcpu for VmxVcpu {
     fn run(&mut self) -> Result<Exit, EntryError> {
         self.prepare_event();
         self.arm_preemption_timer();
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
         // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
         let failed = unsafe { entry::vmx_enter(self.regs, u64::from(self.launched)) };
         if failed != 0 {
-            return Err(EntryError::InstructionFailed {
-                error: vmcs::read(ro::INSTRUCTION_ERROR) as u32,
-            });
+            let error = VmInstructionError(vmcs::read(ro::INSTRUCTION_ERROR) as u32);
+            defmt::error!("VM entry failed: {}", error);
+            return Err(EntryError::InstructionFailed { error: error.0 });
         }
         self.launched = true;
-        let reason = vmcs::read(ro::EXIT_REASON) as u32;
-        if reason & (1 << 31) != 0 {
+        let reason = vmcs::read(ro::EXIT_REASON);
+        let basic = ExitReason::basic(reason);
+        if reason & ENTRY_FAILURE != 0 {
+            defmt::error!("VM entry failed: {}", basic);
             return Err(EntryError::InvalidGuestState {
-                reason: reason & 0xffff,
+                reason: basic.0.into(),
             });
         }
-        let basic = reason & 0xffff;
-        if basic == exits::EXTERNAL_INTERRUPT {
+        if basic == ExitReason::EXTERNAL_INTERRUPT {
             apic::take_pending_interrupts();
         }
         self.save_interrupted_event();
-        if basic == exits::INTERRUPT_WINDOW {
+        if basic == ExitReason::INTERRUPT_WINDOW {
             self.set_window_exiting(false);
         }
         self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
         self.pending = Pending::Nothing;
-        if basic == exits::EPT_VIOLATION {
+        if basic == ExitReason::EPT_VIOLATION {
             return Ok(self.ept_violation());
         }
         let exit = exits::decode(basic, self.regs);
@@ -457,7 +496,7 @@ impl Vcpu for VmxVcpu {
     }
 
     fn accepts_interrupts(&self) -> bool {
-        vmcs::read(guest::RFLAGS) & RFLAGS_IF != 0
+        Self::interrupts_enabled()
     }
 
     fn set_timer_deadline(&mut self, deadline_ns: Option<u64>) {
@@ -469,7 +508,7 @@ impl Vcpu for VmxVcpu {
     }
 
     fn set_pc(&mut self, pc: u64) {
-        let _ = vmcs::write(guest::RIP, pc);
+        self.vmwrite(guest::RIP, pc);
     }
 
     fn gpr(&self, index: usize) -> Option<u64> {
@@ -490,11 +529,11 @@ impl Vcpu for VmxVcpu {
 }
 
 fn write_controls(caps: &Caps, tables: &PartitionTables, vpid: u16) -> Result<(), SetupError> {
-    w(ctrl::PIN_BASED, caps.pin.into())?;
-    w(ctrl::PROC_BASED, caps.proc.into())?;
-    w(ctrl::PROC_BASED2, caps.proc2.into())?;
-    w(ctrl::EXIT_CONTROLS, caps.exit.into())?;
-    w(ctrl::ENTRY_CONTROLS, caps.entry.into())?;
+    w(ctrl::PIN_BASED, caps.pin.bits().into())?;
+    w(ctrl::PROC_BASED, caps.proc.bits().into())?;
+    w(ctrl::PROC_BASED2, caps.proc2.bits().into())?;
+    w(ctrl::EXIT_CONTROLS, caps.exit.bits().into())?;
+    w(ctrl::ENTRY_CONTROLS, caps.entry.bits().into())?;
     w(ctrl::EXCEPTION_BITMAP, 0)?;
     w(ctrl::CR3_TARGET_COUNT, 0)?;
     w(ctrl::IO_BITMAP_A, tables.io_bitmap_a)?;
@@ -503,25 +542,33 @@ fn write_controls(caps: &Caps, tables: &PartitionTables, vpid: u16) -> Result<()
     w(ctrl::EPT_POINTER, tables.eptp)?;
     w(ctrl::VPID, vpid.into())?;
     // The guest may not clear CR0.NE or see CR4.VMXE, both fixed in VMX operation (SDM Vol. 3D, A.7).
-    w(ctrl::CR0_MASK, CR0_NE)?;
-    w(ctrl::CR0_SHADOW, CR0_NE)?;
-    w(ctrl::CR4_MASK, CR4_VMXE)?;
-    w(ctrl::CR4_SHADOW, CR4_PAE)?;
+    let ne = Cr0Flags::NUMERIC_ERROR.bits();
+    w(ctrl::CR0_MASK, ne)?;
+    w(ctrl::CR0_SHADOW, ne)?;
+    w(ctrl::CR4_MASK, Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS.bits())?;
+    w(
+        ctrl::CR4_SHADOW,
+        Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
+    )?;
     Ok(())
 }
 
 fn write_host_state(cpu: usize) -> Result<(), SetupError> {
     let (gdt, tss, idt) = cpu::descriptor_bases(cpu);
-    w(host::CR0, read_cr0())?;
-    w(host::CR3, read_cr3())?;
-    w(host::CR4, read_cr4())?;
-    w(host::CS_SELECTOR, cpu::KERNEL_CS.into())?;
+    let (cr3_frame, cr3_flags) = Cr3::read_raw();
+    w(host::CR0, Cr0::read_raw())?;
+    w(
+        host::CR3,
+        cr3_frame.start_address().as_u64() | u64::from(cr3_flags),
+    )?;
+    w(host::CR4, Cr4::read_raw())?;
+    w(host::CS_SELECTOR, cpu::KERNEL_CS.0.into())?;
     for sel in [host::SS_SELECTOR, host::DS_SELECTOR, host::ES_SELECTOR] {
-        w(sel, cpu::KERNEL_DS.into())?;
+        w(sel, cpu::KERNEL_DS.0.into())?;
     }
     w(host::FS_SELECTOR, 0)?;
     w(host::GS_SELECTOR, 0)?;
-    w(host::TR_SELECTOR, cpu::KERNEL_TR.into())?;
+    w(host::TR_SELECTOR, cpu::KERNEL_TR.0.into())?;
     w(host::FS_BASE, 0)?;
     w(host::GS_BASE, 0)?;
     w(host::TR_BASE, tss)?;
@@ -530,9 +577,9 @@ fn write_host_state(cpu: usize) -> Result<(), SetupError> {
     w(host::SYSENTER_CS, 0)?;
     w(host::SYSENTER_ESP, 0)?;
     w(host::SYSENTER_EIP, 0)?;
-    // SAFETY: EFER and PAT exist on every CPU with VMX.
-    let (efer, pat) = unsafe { (rdmsr(IA32_EFER), rdmsr(IA32_PAT)) };
-    w(host::IA32_EFER, efer)?;
+    // SAFETY: PAT exists on every CPU with VMX; reading it has no side effect.
+    let pat = unsafe { Msr::new(IA32_PAT).read() };
+    w(host::IA32_EFER, Efer::read_raw())?;
     w(host::IA32_PAT, pat)?;
     w(host::RIP, entry::exit_point())?;
     Ok(())
@@ -548,10 +595,10 @@ fn write_guest_state(entry_point: u64) -> Result<(), SetupError> {
         } else {
             (0x10, 0xc093)
         };
-        w(guest::ES_SELECTOR + 2 * i, selector)?;
-        w(guest::ES_BASE + 2 * i, 0)?;
-        w(guest::ES_LIMIT + 2 * i, 0xffff_ffff)?;
-        w(guest::ES_ACCESS + 2 * i, access)?;
+        w(guest::ES_SELECTOR.nth(i), selector)?;
+        w(guest::ES_BASE.nth(i), 0)?;
+        w(guest::ES_LIMIT.nth(i), 0xffff_ffff)?;
+        w(guest::ES_ACCESS.nth(i), access)?;
     }
     w(guest::LDTR_SELECTOR, 0)?;
     w(guest::LDTR_BASE, 0)?;
@@ -565,18 +612,23 @@ fn write_guest_state(entry_point: u64) -> Result<(), SetupError> {
     w(guest::GDTR_LIMIT, 0)?;
     w(guest::IDTR_BASE, 0)?;
     w(guest::IDTR_LIMIT, 0)?;
-    // PG | NE | ET | PE.
-    w(guest::CR0, 0x8000_0031)?;
+    let cr0 = Cr0Flags::PAGING
+        | Cr0Flags::NUMERIC_ERROR
+        | Cr0Flags::EXTENSION_TYPE
+        | Cr0Flags::PROTECTED_MODE_ENABLE;
+    w(guest::CR0, cr0.bits())?;
     w(guest::CR3, GUEST_CR3)?;
-    w(guest::CR4, CR4_PAE | CR4_VMXE)?;
+    let cr4 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION | Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS;
+    w(guest::CR4, cr4.bits())?;
     w(guest::DR7, 0x400)?;
-    w(guest::IA32_EFER, EFER_LME_LMA)?;
+    let efer = EferFlags::LONG_MODE_ENABLE | EferFlags::LONG_MODE_ACTIVE;
+    w(guest::IA32_EFER, efer.bits())?;
     w(guest::IA32_PAT, DEFAULT_PAT)?;
     w(guest::IA32_DEBUGCTL, 0)?;
     w(guest::LINK_POINTER, u64::MAX)?;
     w(guest::RSP, 0)?;
     w(guest::RIP, entry_point)?;
-    w(guest::RFLAGS, 0x2)?;
+    w(guest::RFLAGS, RFLAGS_RESERVED_ONE)?;
     w(guest::INTERRUPTIBILITY, 0)?;
     w(guest::ACTIVITY_STATE, 0)?;
     w(guest::PENDING_DEBUG, 0)?;
