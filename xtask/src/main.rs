@@ -7,6 +7,8 @@ mod emulator;
 mod guests;
 mod lint;
 mod logs;
+#[cfg(test)]
+mod modgraph;
 mod scenario;
 mod test;
 mod tools;

@@ -4,8 +4,8 @@
 
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
-use tandem_hw::backend::Backend;
-use tandem_hw::bringup::{self, Booted};
+use tandem_hw::backend::{Backend, Booted};
+use tandem_hw::bringup;
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::report::Vocabulary;
 

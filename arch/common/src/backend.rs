@@ -11,12 +11,26 @@
 //! CPU's [`Backend::VcpuState`] in the ledger; FT drives the exit loop of the vCPUs made by
 //! [`Backend::create_vcpu`].
 
+use heapless::Vec;
 use spin::Once;
-use tandem_core::config::{Partition, System};
+use tandem_core::config::{MAX_PARTITIONS, Partition, System};
 use tandem_core::vcpu::Vcpu;
 
-use crate::bringup::Booted;
 use crate::report::Vocabulary;
+
+/// What every CPU reads once the bootstrap CPU has prepared the partitions (made by
+/// `bringup`, kept in the cell [`Backend::booted`] gives).
+pub struct Booted<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) system: System,
+    /// Each partition's class-A state.
+    pub(crate) tables: Vec<B::Tables, MAX_PARTITIONS>,
+    /// Each partition's image, inside the bundle embedded in the hypervisor's image.
+    pub(crate) images: Vec<&'static [u8], MAX_PARTITIONS>,
+    /// What each partition's first vCPU finds in its first argument register.
+    pub(crate) boot_args: Vec<u64, MAX_PARTITIONS>,
+    pub(crate) ledger: u64,
+}
 
 /// One architecture's half of bring-up.
 pub trait Backend: Sized + Sync + 'static {

@@ -7,16 +7,14 @@
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
-use spin::Once;
 use tandem_core::bundle::Bundle;
 use tandem_core::config::{MAX_PARTITIONS, System};
 use tandem_core::platform::Platform;
-use tandem_core::power::PowerStatus;
 use tandem_core::record::VcpuRecord;
 use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Booted};
 use crate::platform::HwPlatform;
 use crate::{frames, ledger, report, vcpu_power};
 
@@ -28,21 +26,6 @@ pub struct VcpuSlot<S> {
     pub record: VcpuRecord,
 }
 
-/// What every CPU reads once the bootstrap CPU has prepared the partitions.
-pub struct Booted<B: Backend> {
-    backend: B,
-    system: System,
-    /// Each partition's class-A state.
-    tables: Vec<B::Tables, MAX_PARTITIONS>,
-    /// Each partition's image, inside the bundle embedded in the hypervisor's image.
-    images: Vec<&'static [u8], MAX_PARTITIONS>,
-    /// What each partition's first vCPU finds in its first argument register.
-    boot_args: Vec<u64, MAX_PARTITIONS>,
-    ledger: u64,
-}
-
-/// The machine's partitions, for start requests between vCPUs (set once, at bring-up).
-static SYSTEM: Once<&'static System> = Once::new();
 /// Partitions still running.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// Started vCPUs per partition.
@@ -60,26 +43,6 @@ pub fn fatal<B: Backend>(what: &str) -> ! {
     defmt::error!("{=str}: the hypervisor cannot continue", what);
     B::emergency(format_args!("{what}: the hypervisor cannot continue"));
     B::exit(false)
-}
-
-/// The physical CPU that runs vCPU `vcpu` of partition `partition`.
-pub fn cpu_of(partition: u32, vcpu: u32) -> Option<usize> {
-    let p = SYSTEM.get()?.partitions.get(partition as usize)?;
-    p.cpus.get(vcpu as usize).map(|&c| usize::from(c))
-}
-
-/// Posts a start request for vCPU `vcpu` of partition `partition` (PSCI CPU_ON). The caller wakes
-/// the CPU if the architecture needs it.
-pub fn start_vcpu(partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
-    match cpu_of(partition, vcpu) {
-        Some(cpu) => vcpu_power::request_start(cpu, entry, context),
-        None => PowerStatus::InvalidParameters,
-    }
-}
-
-/// Whether vCPU `vcpu` of partition `partition` is on.
-pub fn vcpu_running(partition: u32, vcpu: u32) -> bool {
-    cpu_of(partition, vcpu).is_some_and(vcpu_power::running)
 }
 
 fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
@@ -144,7 +107,7 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
         boot_args,
         ledger: ledger_base,
     });
-    SYSTEM.call_once(|| &booted.system);
+    vcpu_power::publish(&booted.system);
     for cpu in 1..usize::from(booted.system.board.cpus) {
         if partition_of(&booted.system, cpu).is_some() {
             let before = STARTED.load(Ordering::Acquire);

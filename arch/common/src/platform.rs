@@ -11,7 +11,7 @@ use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
 
 use crate::backend::{Backend, Clock};
-use crate::{bringup, guest_memory, report};
+use crate::{guest_memory, report, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
 pub struct HwPlatform<B: Backend> {
@@ -61,7 +61,7 @@ impl<B: Backend> Platform for HwPlatform<B> {
     }
 
     fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
-        let status = bringup::start_vcpu(partition, vcpu, entry, context);
+        let status = vcpu_power::start_vcpu(partition, vcpu, entry, context);
         if status == PowerStatus::Success {
             B::wake_cpus();
         }
@@ -69,6 +69,6 @@ impl<B: Backend> Platform for HwPlatform<B> {
     }
 
     fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
-        bringup::vcpu_running(partition, vcpu)
+        vcpu_power::vcpu_running(partition, vcpu)
     }
 }

@@ -4,7 +4,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use tandem_core::config::MAX_CPUS;
+use spin::Once;
+use tandem_core::config::{MAX_CPUS, System};
 use tandem_core::power::PowerStatus;
 
 const OFF: u8 = 0;
@@ -78,4 +79,32 @@ pub(crate) fn wait_for_start(cpu: usize, idle: impl Fn()) -> (u64, u64) {
     );
     mailbox.state.store(ON, Ordering::Release);
     start
+}
+
+/// The machine's partitions, for start requests between vCPUs (set once, at bring-up).
+static SYSTEM: Once<&'static System> = Once::new();
+
+/// Makes the machine's partitions known to start requests (once, at bring-up).
+pub(crate) fn publish(system: &'static System) {
+    SYSTEM.call_once(|| system);
+}
+
+/// The physical CPU that runs vCPU `vcpu` of partition `partition`.
+pub fn cpu_of(partition: u32, vcpu: u32) -> Option<usize> {
+    let p = SYSTEM.get()?.partitions.get(partition as usize)?;
+    p.cpus.get(vcpu as usize).map(|&c| usize::from(c))
+}
+
+/// Posts a start request for vCPU `vcpu` of partition `partition` (PSCI CPU_ON). The caller wakes
+/// the CPU if the architecture needs it.
+pub fn start_vcpu(partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
+    match cpu_of(partition, vcpu) {
+        Some(cpu) => request_start(cpu, entry, context),
+        None => PowerStatus::InvalidParameters,
+    }
+}
+
+/// Whether vCPU `vcpu` of partition `partition` is on.
+pub fn vcpu_running(partition: u32, vcpu: u32) -> bool {
+    cpu_of(partition, vcpu).is_some_and(running)
 }

@@ -4,8 +4,8 @@
 
 use spin::Once;
 use tandem_core::config::{Partition, System, Uart};
-use tandem_hw::backend::Backend;
-use tandem_hw::bringup::{self, Booted};
+use tandem_hw::backend::{Backend, Booted};
+use tandem_hw::bringup;
 use tandem_hw::report::Vocabulary;
 use x86_64::instructions::port::PortWriteOnly;
 
