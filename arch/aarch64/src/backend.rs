@@ -10,11 +10,13 @@ use tandem_hw::frames::OutOfFrames;
 use tandem_hw::report::Vocabulary;
 
 use crate::clock::VirtClock;
+use crate::console::Console;
 use crate::gic::GicError;
 use crate::guest_load::LoadError;
+use crate::pl011::Pl011;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
-use crate::{boot, console, gic, guest_load, logger, machine, psci, stage2, time};
+use crate::{boot, gic, guest_load, logger, machine, psci, stage2, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -54,6 +56,7 @@ impl Backend for VirtBackend {
     type VcpuState = VcpuState;
     type Tables = u64;
     type Vcpu = El2Vcpu;
+    type Uart = Pl011;
     type Clock = VirtClock;
     const WORDS: Vocabulary = Vocabulary {
         pc: "PC",
@@ -69,7 +72,7 @@ impl Backend for VirtBackend {
 
     fn init(sys: &System, boot_counter: u64) -> Self {
         if let Uart::Pl011 { base } = sys.board.console {
-            console::init(base.raw());
+            Console::init(base.raw());
         }
         machine::init(sys.board.exit);
         logger::init(sys.board.log);
@@ -161,10 +164,6 @@ impl Backend for VirtBackend {
         VirtClock
     }
 
-    fn console_line(partition: &str, line: &[u8]) {
-        console::partition_line(partition, line);
-    }
-
     fn wait_for_event() {
         // SAFETY: WFE only waits; a CPU posting a start request sends SEV.
         unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
@@ -181,10 +180,6 @@ impl Backend for VirtBackend {
 
     fn park() -> ! {
         machine::park()
-    }
-
-    fn emergency(report: core::fmt::Arguments<'_>) {
-        console::emergency(report);
     }
 }
 

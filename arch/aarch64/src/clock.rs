@@ -1,6 +1,6 @@
 //! Time on aarch64: the generic timer's physical counter, and idling on the EL2 hypervisor timer.
 
-use tandem_hw::backend::Clock;
+use tandem_hw::clock::Clock;
 
 use crate::time;
 

@@ -6,7 +6,8 @@ use aarch64_cpu::asm::wfe;
 
 use tandem_core::config::ExitDevice;
 
-use crate::{console, logger, semihosting};
+use crate::console::Console;
+use crate::{logger, semihosting};
 
 static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
 
@@ -18,7 +19,7 @@ pub fn init(dev: ExitDevice) {
 /// semihosting (real hardware) the CPU parks.
 pub fn exit(success: bool) -> ! {
     logger::drain();
-    console::drain();
+    Console::drain();
     if SEMIHOSTING.load(Ordering::Relaxed) {
         semihosting::exit(if success { 0 } else { 1 })
     }

@@ -1,11 +1,12 @@
 //! A panic or an exception in the hypervisor is a failure of the hypervisor, reported on the
 //! emergency path.
 
-use crate::{console, machine, sysreg};
+use crate::console::Console;
+use crate::{machine, sysreg};
 
 /// Reports a failure of the hypervisor and ends the run with a failure status.
 pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
-    console::emergency(args);
+    Console::emergency(args);
     machine::exit(false)
 }
 

@@ -72,16 +72,16 @@ impl Pl011 {
     }
 }
 
-impl core::fmt::Write for Pl011 {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.transmit(s.as_bytes());
-        Ok(())
-    }
-}
+/// QEMU `virt`'s PL011, the console until the configuration names it.
+impl tandem_hw::console::ConsoleUart for Pl011 {
+    const DEFAULT: u64 = 0x0900_0000;
 
-impl tandem_hw::console::Sink for Pl011 {
-    fn write_bytes(&mut self, bytes: &[u8]) {
-        self.transmit(bytes);
+    fn at(address: u64) -> Self {
+        Self::new(address)
+    }
+
+    fn init(&mut self) {
+        Pl011::init(self);
     }
 }
 

@@ -16,6 +16,8 @@ use spin::Once;
 use tandem_core::config::{MAX_PARTITIONS, Partition, System};
 use tandem_core::vcpu::Vcpu;
 
+use crate::clock::Clock;
+use crate::console::ConsoleUart;
 use crate::report::Vocabulary;
 
 /// What every CPU reads once the bootstrap CPU has prepared the partitions (made by
@@ -48,6 +50,8 @@ pub trait Backend: Sized + Sync + 'static {
     type Vcpu: Vcpu;
     /// Time and idling on one CPU.
     type Clock: Clock;
+    /// The console's UART.
+    type Uart: ConsoleUart;
     /// How reports name the program counter, halting and exit codes.
     const WORDS: Vocabulary;
 
@@ -99,8 +103,6 @@ pub trait Backend: Sized + Sync + 'static {
     fn reset_vcpu(vcpu: &mut Self::Vcpu, entry: u64, arg: u64) -> Result<(), Self::Error>;
     /// This CPU's clock, set up for idling (once per CPU).
     fn clock(&self, cpu: usize) -> Self::Clock;
-    /// Prints one line of a partition's console, prefixed with its name.
-    fn console_line(partition: &str, line: &[u8]);
     /// Waits a little for another CPU (aarch64: WFE).
     fn wait_for_event();
     /// Wakes CPUs waiting in [`Backend::wait_for_event`] (aarch64: SEV).
@@ -109,15 +111,4 @@ pub trait Backend: Sized + Sync + 'static {
     fn exit(success: bool) -> !;
     /// Stops this CPU for good; the others carry on.
     fn park() -> !;
-    /// Prints a hypervisor failure report on the console without taking its lock, which the
-    /// failing CPU may hold.
-    fn emergency(report: core::fmt::Arguments<'_>);
-}
-
-/// Time as the hypervisor keeps it on one CPU.
-pub trait Clock {
-    /// Monotonic time since boot, in nanoseconds.
-    fn now_ns(&self) -> u64;
-    /// Idles this CPU until `deadline_ns` has passed.
-    fn wait_until_ns(&self, deadline_ns: u64);
 }

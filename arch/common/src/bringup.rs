@@ -15,6 +15,7 @@ use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
 
 use crate::backend::{Backend, Booted};
+use crate::console::Console;
 use crate::platform::HwPlatform;
 use crate::{frames, ledger, report, vcpu_power};
 
@@ -41,7 +42,7 @@ fn fail<B: Backend>(what: &str, error: B::Error) -> ! {
 /// The hypervisor cannot continue: reports `what` and stops the machine as failed.
 pub fn fatal<B: Backend>(what: &str) -> ! {
     defmt::error!("{=str}: the hypervisor cannot continue", what);
-    B::emergency(format_args!("{what}: the hypervisor cannot continue"));
+    Console::<B::Uart>::emergency(format_args!("{what}: the hypervisor cannot continue"));
     B::exit(false)
 }
 
@@ -58,7 +59,7 @@ fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
 pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     let bundle = Bundle::parse(bundle).unwrap_or_else(|e| {
         B::prepare_emergency();
-        B::emergency(format_args!("the embedded configuration is refused: {e:?}"));
+        Console::<B::Uart>::emergency(format_args!("the embedded configuration is refused: {e:?}"));
         B::exit(false)
     });
     let sys = &bundle.system;

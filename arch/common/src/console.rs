@@ -1,31 +1,71 @@
 //! The physical console: partitions' lines, whole and prefixed, plus an emergency path for
-//! failures of the hypervisor itself.
+//! failures of the hypervisor itself. The UART is any `embedded_io::Write` driver the backend
+//! names ([`ConsoleUart`]); where it is comes from the board.
 
-use core::fmt::Write;
+use core::convert::Infallible;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use embedded_io::Write;
 use spin::Mutex;
 
-/// Where console bytes go: the board's UART driver.
-pub trait Sink: Write {
-    fn write_bytes(&mut self, bytes: &[u8]);
+/// A UART the console can drive.
+pub trait ConsoleUart: Write<Error = Infallible> {
+    /// Where the console is until the configuration names it (x86: an I/O port; aarch64: an MMIO
+    /// base). A link-time fact, so that a refused configuration can still be reported.
+    const DEFAULT: u64;
+    /// The UART at `address`.
+    fn at(address: u64) -> Self;
+    /// Programs the line (baud rate, framing) and enables the transmitter.
+    fn init(&mut self);
 }
 
+/// Where the console is; 0 until [`Console::init`].
+static ADDRESS: AtomicU64 = AtomicU64::new(0);
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// Prints `[partition] line`; lines from different CPUs never interleave.
-pub fn partition_line(sink: &mut impl Sink, partition: &str, line: &[u8]) {
-    let _guard = LOCK.lock();
-    sink.write_bytes(b"[");
-    sink.write_bytes(partition.as_bytes());
-    sink.write_bytes(b"] ");
-    sink.write_bytes(line);
-    sink.write_bytes(b"\n");
-}
+/// The console on UART type `U` (one per machine).
+pub struct Console<U>(PhantomData<U>);
 
-/// Writes a hypervisor failure report without taking the console lock, which the failing CPU may
-/// hold. Lines may interleave with another CPU's, but they get out.
-pub fn emergency(sink: &mut impl Sink, args: core::fmt::Arguments<'_>) {
-    let _ = sink.write_str("[tandem] FATAL: ");
-    let _ = sink.write_fmt(args);
-    let _ = sink.write_str("\n");
+impl<U: ConsoleUart> Console<U> {
+    fn uart() -> U {
+        match ADDRESS.load(Ordering::Relaxed) {
+            0 => U::at(U::DEFAULT),
+            address => U::at(address),
+        }
+    }
+
+    /// Makes the UART at `address` the console and sets it up.
+    pub fn init(address: u64) {
+        ADDRESS.store(address, Ordering::Relaxed);
+        Self::uart().init();
+    }
+
+    /// Prints `[partition] line`; lines from different CPUs never interleave.
+    pub fn partition_line(partition: &str, line: &[u8]) {
+        let _guard = LOCK.lock();
+        let mut uart = Self::uart();
+        // The UART cannot fail (Infallible): it waits for room instead.
+        let _ = uart
+            .write_all(b"[")
+            .and_then(|()| uart.write_all(partition.as_bytes()))
+            .and_then(|()| uart.write_all(b"] "))
+            .and_then(|()| uart.write_all(line))
+            .and_then(|()| uart.write_all(b"\n"));
+    }
+
+    /// Writes a hypervisor failure report without taking the console lock, which the failing CPU
+    /// may hold. Lines may interleave with another CPU's, but they get out.
+    pub fn emergency(report: core::fmt::Arguments<'_>) {
+        let mut uart = Self::uart();
+        // Nothing is left to report a failure of the report to.
+        let _ = uart.write_all(b"[tandem] FATAL: ");
+        let _ = uart.write_fmt(report);
+        let _ = uart.write_all(b"\n");
+    }
+
+    /// Waits until everything printed has left the UART.
+    pub fn drain() {
+        let _ = Self::uart().flush();
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bringup;
+pub mod clock;
 pub mod console;
 pub mod frames;
 pub mod guest_memory;

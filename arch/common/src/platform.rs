@@ -1,6 +1,6 @@
 //! The portable core's view of one CPU of the machine, the same on every architecture: guest
 //! memory, reports and vCPU start requests are the shared hardware layer's; time, idling and the
-//! console come from the backend ([`Backend::Clock`], [`Backend::console_line`]).
+//! console's UART come from the backend ([`Backend::Clock`], [`Backend::Uart`]).
 
 use core::marker::PhantomData;
 
@@ -10,7 +10,9 @@ use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
 
-use crate::backend::{Backend, Clock};
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::console::Console;
 use crate::{guest_memory, report, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
@@ -41,7 +43,7 @@ impl<B: Backend> Platform for HwPlatform<B> {
     }
 
     fn console_line(&self, partition: &str, line: &[u8]) {
-        B::console_line(partition, line);
+        Console::<B::Uart>::partition_line(partition, line);
     }
 
     fn notice(&self, partition: &str, notice: Notice) {

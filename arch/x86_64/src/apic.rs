@@ -2,6 +2,7 @@
 //! INIT-SIPI-SIPI, the timer in TSC-deadline mode that wakes an idle CPU, and taking interrupts
 //! a guest exit left pending.
 
+use embedded_hal::delay::DelayNs;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
@@ -10,7 +11,6 @@ use x86_64::instructions::interrupts;
 use x86_64::registers::model_specific::{ApicBase, Msr};
 
 use crate::io::{cpuid, rdtsc};
-use crate::time::delay_us;
 
 /// The local APIC's timer wakes an idle CPU with this vector (see [`sleep_until`]).
 pub const WAKE_VECTOR: u8 = 32;
@@ -105,15 +105,15 @@ fn send_ipi(apic_id: u32, command: tock_registers::fields::FieldValue<u32, ICR_L
 }
 
 /// INIT-SIPI-SIPI: starts CPU `apic_id` in real mode at `vector << 12` (SDM Vol. 3A, 9.4.4.1).
-pub fn start_cpu(apic_id: u32, vector: u8) {
+pub fn start_cpu(apic_id: u32, vector: u8, delay: &mut impl DelayNs) {
     send_ipi(apic_id, ICR_LOW::DELIVERY_MODE::Init);
-    delay_us(10_000);
+    delay.delay_us(10_000);
     for _ in 0..2 {
         send_ipi(
             apic_id,
             ICR_LOW::DELIVERY_MODE::StartUp + ICR_LOW::VECTOR.val(vector.into()),
         );
-        delay_us(200);
+        delay.delay_us(200);
     }
 }
 

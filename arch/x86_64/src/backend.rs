@@ -6,15 +6,18 @@ use spin::Once;
 use tandem_core::config::{Partition, System, Uart};
 use tandem_hw::backend::{Backend, Booted};
 use tandem_hw::bringup;
+use tandem_hw::console::ConsoleUart;
 use tandem_hw::report::Vocabulary;
 use x86_64::instructions::port::PortWriteOnly;
 
 use crate::bootinfo::BootInfo;
 use crate::clock::PcClock;
+use crate::console::Console;
 use crate::inject::Injection;
 use crate::io::{halt_forever, rdtsc};
+use crate::serial;
 use crate::vmx::{self, Caps, EnableError, GuestRegs, PartitionTables, SetupError, VmxVcpu};
-use crate::{apic, boot, console, cpu, guest_load, logger, machine, smp, time};
+use crate::{apic, boot, cpu, guest_load, logger, machine, smp, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -79,6 +82,7 @@ impl Backend for PcBackend {
     type VcpuState = GuestRegs;
     type Tables = PartitionTables;
     type Vcpu = VmxVcpu;
+    type Uart = serial::Uart;
     type Clock = PcClock;
     const WORDS: Vocabulary = Vocabulary {
         pc: "RIP",
@@ -88,11 +92,11 @@ impl Backend for PcBackend {
     };
 
     fn prepare_emergency() {
-        console::init(0x3f8);
+        Console::init(<serial::Uart as ConsoleUart>::DEFAULT);
     }
 
     fn init(sys: &System, early: Early) -> Self {
-        console::init(port(sys.board.console));
+        Console::init(port(sys.board.console).into());
         logger::init(port(sys.board.log));
         machine::init(sys.board.exit);
         mask_pic();
@@ -188,10 +192,6 @@ impl Backend for PcBackend {
         clock
     }
 
-    fn console_line(partition: &str, line: &[u8]) {
-        console::partition_line(partition, line);
-    }
-
     fn wait_for_event() {
         core::hint::spin_loop();
     }
@@ -205,9 +205,5 @@ impl Backend for PcBackend {
 
     fn park() -> ! {
         halt_forever()
-    }
-
-    fn emergency(report: core::fmt::Arguments<'_>) {
-        console::emergency(report);
     }
 }

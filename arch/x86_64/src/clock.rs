@@ -1,6 +1,6 @@
 //! Time on a PC: the TSC, and idling on the APIC's TSC-deadline timer where the CPU has it.
 
-use tandem_hw::backend::Clock;
+use tandem_hw::clock::Clock;
 
 use crate::{apic, time};
 

@@ -16,7 +16,8 @@ use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
 use crate::apic::{self, SPURIOUS_VECTOR, WAKE_VECTOR};
-use crate::{console, machine};
+use crate::console::Console;
+use crate::machine;
 
 /// Selectors of the GDT `init` builds, in the order it appends the descriptors; the boot GDT
 /// has the same code and data slots, so the switch keeps the loaded selectors valid.
@@ -199,7 +200,7 @@ const NAMES: [&str; 32] = [
 extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
     let cr2 = Cr2::read_raw();
     let vector = frame.vector as usize;
-    console::emergency(format_args!(
+    Console::emergency(format_args!(
         "exception {} ({}) error {:#x} at RIP {:#x} RSP {:#x} CR2 {:#x} on CPU {}",
         vector,
         NAMES.get(vector).copied().unwrap_or("unknown"),

@@ -7,8 +7,9 @@ use tandem_core::config::ExitDevice;
 use x86_64::instructions::bochs_breakpoint;
 use x86_64::instructions::port::PortWriteOnly;
 
+use crate::console::Console;
 use crate::io::halt_forever;
-use crate::{console, logger};
+use crate::logger;
 
 /// Bochs's shutdown port: writing "Shutdown" to it ends the emulation.
 const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
@@ -36,7 +37,7 @@ pub fn init(dev: ExitDevice) {
 /// exits 33 or 35.
 pub fn exit(success: bool) -> ! {
     logger::drain();
-    console::drain();
+    Console::drain();
     match DEVICE.load(Ordering::Relaxed) {
         // `xchg bx, bx` is a no-op on hardware; Bochs stops in its debugger, which the harness
         // tells to quit.

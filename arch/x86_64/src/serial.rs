@@ -81,16 +81,17 @@ impl Uart {
     }
 }
 
-impl core::fmt::Write for Uart {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.send(s.as_bytes());
-        Ok(())
-    }
-}
+/// COM1, the console until the board names its own.
+impl tandem_hw::console::ConsoleUart for Uart {
+    const DEFAULT: u64 = 0x3f8;
 
-impl tandem_hw::console::Sink for Uart {
-    fn write_bytes(&mut self, bytes: &[u8]) {
-        self.send(bytes);
+    /// `address` is an I/O port (the configuration's 16-bit `port`).
+    fn at(address: u64) -> Self {
+        Self::new(address as u16)
+    }
+
+    fn init(&mut self) {
+        Uart::init(self);
     }
 }
 

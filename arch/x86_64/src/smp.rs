@@ -3,6 +3,9 @@
 
 use core::arch::global_asm;
 
+use tandem_hw::clock::ClockDelay;
+
+use crate::clock::PcClock;
 use crate::{apic, boot, cpu};
 
 /// Where the trampoline runs; the SIPI vector is this address >> 12.
@@ -100,5 +103,7 @@ pub fn start_ap(cpu: usize) {
         trampoline_slot(&raw const ap_trampoline_stack).write_volatile(cpu::ap_stack_top(cpu));
         trampoline_slot(&raw const ap_trampoline_cpu).write_volatile(cpu as u64);
     }
-    apic::start_cpu(cpu as u32, (TRAMPOLINE >> 12) as u8);
+    // The bootstrap CPU's idle timer is not set up yet: spin through the start-up delays.
+    let mut delay = ClockDelay(PcClock { can_halt: false });
+    apic::start_cpu(cpu as u32, (TRAMPOLINE >> 12) as u8, &mut delay);
 }

@@ -64,10 +64,6 @@ pub fn spin_until_ns(deadline: u64) {
     }
 }
 
-pub fn delay_us(us: u64) {
-    spin_until_ns(now_ns() + us * 1000);
-}
-
 /// Counts TSC ticks over a PIT one-shot on channel 2 (gate through port 0x61).
 fn calibrate_with_pit() -> u64 {
     let mut port_b = Port::<u8>::new(PORT_B);
