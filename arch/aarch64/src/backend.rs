@@ -63,6 +63,7 @@ impl Backend for VirtBackend {
         halt: "WFI",
         exit: "exception class",
         detail: "ESR_EL2",
+        counter: "count",
     };
 
     /// The console's default PL011 needs no set-up; QEMU `virt` ends runs through semihosting.

@@ -14,4 +14,8 @@ impl Clock for VirtClock {
     fn wait_until_ns(&self, deadline_ns: u64) {
         time::wait_until_ns(deadline_ns);
     }
+
+    fn counter(&self) -> u64 {
+        time::counter()
+    }
 }

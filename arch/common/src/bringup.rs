@@ -170,10 +170,12 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         *record = VcpuRecord::new(platform.now_ns());
         record.resets = resets;
         defmt::info!(
-            "partition {=str}: vCPU {=usize} enters on CPU {=usize}",
+            "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
             partition.name.as_str(),
             vcpu_index,
-            cpu
+            cpu,
+            B::WORDS.counter,
+            platform.counter()
         );
         let stop = VcpuRuntime {
             partition,

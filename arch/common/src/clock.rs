@@ -8,6 +8,9 @@ pub trait Clock {
     fn now_ns(&self) -> u64;
     /// Idles this CPU until `deadline_ns` has passed.
     fn wait_until_ns(&self, deadline_ns: u64);
+    /// The raw hardware counter (x86 TSC, aarch64 CNTPCT_EL0), for log lines that measure boot
+    /// time in the emulators' exact units.
+    fn counter(&self) -> u64;
 }
 
 /// Waits through a [`Clock`], for drivers written against `embedded-hal`'s [`DelayNs`] (start-up

@@ -31,6 +31,11 @@ impl<B: Backend> HwPlatform<B> {
             backend: PhantomData,
         }
     }
+
+    /// The raw hardware counter ([`Clock::counter`]).
+    pub fn counter(&self) -> u64 {
+        self.clock.counter()
+    }
 }
 
 impl<B: Backend> Platform for HwPlatform<B> {

@@ -13,6 +13,8 @@ pub struct Vocabulary {
     /// class`/`ESR_EL2`.
     pub exit: &'static str,
     pub detail: &'static str,
+    /// The hardware counter: `TSC` or `count`.
+    pub counter: &'static str,
 }
 
 pub fn notice(partition: &str, notice: Notice) {

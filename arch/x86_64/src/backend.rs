@@ -89,6 +89,7 @@ impl Backend for PcBackend {
         halt: "halted",
         exit: "exit",
         detail: "qualification",
+        counter: "TSC",
     };
 
     fn prepare_emergency() {
@@ -180,14 +181,13 @@ impl Backend for PcBackend {
             can_halt: apic::init_wakeup(),
         };
         defmt::info!(
-            "CPU {=usize} idles by {=str} at TSC {=u64}",
+            "CPU {=usize} idles by {=str}",
             cpu,
             if clock.can_halt {
                 "halting"
             } else {
                 "spinning"
-            },
-            rdtsc()
+            }
         );
         clock
     }

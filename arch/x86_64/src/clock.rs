@@ -2,6 +2,7 @@
 
 use tandem_hw::clock::Clock;
 
+use crate::io::rdtsc;
 use crate::{apic, time};
 
 pub struct PcClock {
@@ -20,5 +21,9 @@ impl Clock for PcClock {
         } else {
             time::spin_until_ns(deadline_ns);
         }
+    }
+
+    fn counter(&self) -> u64 {
+        rdtsc()
     }
 }
