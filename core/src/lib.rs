@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod config;
 pub mod devices;
 pub mod dispatch;
+pub mod escape;
 pub mod exit;
 pub mod fdt;
 pub mod hypercall;

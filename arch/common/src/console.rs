@@ -7,7 +7,8 @@ use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use embedded_io::Write;
-use spin::Mutex;
+use spin::mutex::TicketMutex;
+use tandem_core::escape::escape;
 
 /// A UART the console can drive.
 pub trait ConsoleUart: Write<Error = Infallible> {
@@ -22,7 +23,11 @@ pub trait ConsoleUart: Write<Error = Infallible> {
 
 /// Where the console is; 0 until [`Console::init`].
 static ADDRESS: AtomicU64 = AtomicU64::new(0);
-static LOCK: Mutex<()> = Mutex::new(());
+/// Taken for each whole line. A ticket lock serves CPUs in the order they asked, so a partition
+/// printing as fast as it can delays another's line by at most the one line it is printing: a
+/// partition's console costs others at most one line (prefix and at most `LINE_MAX` escaped
+/// bytes) per line they print, however much it prints.
+static LOCK: TicketMutex<()> = TicketMutex::new(());
 
 /// The console on UART type `U` (one per machine).
 pub struct Console<U>(PhantomData<U>);
@@ -41,31 +46,33 @@ impl<U: ConsoleUart> Console<U> {
         Self::uart().init();
     }
 
-    /// Prints `[partition] line`; lines from different CPUs never interleave.
+    /// Prints `[partition] line` with the guest's control characters escaped; lines from
+    /// different CPUs never interleave.
     pub fn partition_line(partition: &str, line: &[u8]) {
         let _guard = LOCK.lock();
         let mut uart = Self::uart();
-        // The UART cannot fail (Infallible): it waits for room instead.
-        let _ = uart
-            .write_all(b"[")
-            .and_then(|()| uart.write_all(partition.as_bytes()))
-            .and_then(|()| uart.write_all(b"] "))
-            .and_then(|()| uart.write_all(line))
-            .and_then(|()| uart.write_all(b"\n"));
+        // The UART cannot fail (its error type is Infallible): it waits for room instead.
+        let Ok(()) = uart.write_all(b"[");
+        let Ok(()) = uart.write_all(partition.as_bytes());
+        let Ok(()) = uart.write_all(b"] ");
+        escape(line, |piece| {
+            let Ok(()) = uart.write_all(piece);
+        });
+        let Ok(()) = uart.write_all(b"\n");
     }
 
     /// Writes a hypervisor failure report without taking the console lock, which the failing CPU
     /// may hold. Lines may interleave with another CPU's, but they get out.
     pub fn emergency(report: core::fmt::Arguments<'_>) {
         let mut uart = Self::uart();
-        // Nothing is left to report a failure of the report to.
-        let _ = uart.write_all(b"[tandem] FATAL: ");
+        let Ok(()) = uart.write_all(b"[tandem] FATAL: ");
+        // A formatting error leaves nothing to report it to; the line still ends.
         let _ = uart.write_fmt(report);
-        let _ = uart.write_all(b"\n");
+        let Ok(()) = uart.write_all(b"\n");
     }
 
     /// Waits until everything printed has left the UART.
     pub fn drain() {
-        let _ = Self::uart().flush();
+        let Ok(()) = Self::uart().flush();
     }
 }
