@@ -5,6 +5,8 @@
 //! portable [`exit::Exit`] enum, the hypercall ABI, the virtual devices and the exit loop that ties
 //! them together. It touches no hardware, so it is unit-tested on the host with a fake vCPU.
 #![cfg_attr(not(test), no_std)]
+// Policy only: every hardware access is an arch crate's, behind the Platform and Vcpu seams.
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod bundle;

@@ -5,6 +5,8 @@
 //! through [`primary::Primary`], the backup through [`backup::Backup`]. With the `sim` feature,
 //! [`sim`] runs both against a model guest under injected faults and checks the protocol's invariants.
 #![cfg_attr(not(test), no_std)]
+// Only the shared-memory ring (`link::ring`) needs `unsafe`; it allows it for itself.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "sim")]
 extern crate std;

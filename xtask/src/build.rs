@@ -60,6 +60,8 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
     )?;
     let elf = dir.join("tandem.elf");
     fs::copy(out_dir.join(package), &elf)?;
+    let span = config::image_span(&fs::read(&elf)?).context("the image has no loadable segment")?;
+    config::check_placement(&loaded.board, span)?;
     Ok(Image {
         dir,
         elf,

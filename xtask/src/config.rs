@@ -277,6 +277,44 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
     resolve(file, &parts, board, image_sizes)
 }
 
+/// The physical span `[start, end)` the loadable segments of a hypervisor ELF cover (linked
+/// identity-mapped, so virtual and physical addresses agree).
+pub fn image_span(elf: &[u8]) -> Option<(u64, u64)> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(elf).ok()?;
+    let spans = file
+        .segments()
+        .filter(|s| s.size() > 0)
+        .map(|s| (s.address(), s.address().saturating_add(s.size())));
+    spans.reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+}
+
+/// The board's `hypervisor` range must start where the image is linked and hold all of it: the
+/// image is not relocatable, so a range elsewhere would leave the real image's memory to be
+/// handed to partitions, and partitions' memory to be overwritten by the loader.
+pub fn check_placement(board: &BoardFile, (start, end): (u64, u64)) -> Result<(), ConfigError> {
+    let file = board_dir(&board.name).join("board.toml");
+    let (base, size) = (board.hypervisor.base.0, board.hypervisor.size.0);
+    if base != start {
+        return Err(error(
+            &file,
+            format!(
+                "board.hypervisor.base: {base:#x} is not where the image is linked ({start:#x})"
+            ),
+        ));
+    }
+    if end > base.saturating_add(size) {
+        return Err(error(
+            &file,
+            format!(
+                "board.hypervisor.size: {size:#x} does not hold the image ({:#x} bytes)",
+                end - start
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Turns `board` and `parts` into the validated model; errors name `file`.
 fn resolve(
     file: &Path,
@@ -453,6 +491,24 @@ mod tests {
         ["hello", "timer", "hostile", "ports", "bench"]
             .contains(&name)
             .then_some(0x4000)
+    }
+
+    #[test]
+    fn the_hypervisor_range_must_be_where_the_image_is_linked() {
+        let board = load_board("bochs-x86_64").unwrap();
+        assert!(check_placement(&board, (0x10_0000, 0x20_0000)).is_ok());
+        let moved = check_placement(&board, (0x20_0000, 0x30_0000))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            moved,
+            "boards/bochs-x86_64/board.toml: board.hypervisor.base: 0x100000 is not where the \
+             image is linked (0x200000)"
+        );
+        let big = check_placement(&board, (0x10_0000, 0x200_0000))
+            .unwrap_err()
+            .to_string();
+        assert!(big.contains("board.hypervisor.size: 0xf00000 does not hold the image"));
     }
 
     #[test]

@@ -27,6 +27,17 @@ const BARE_METAL: &[(&str, &[&str])] = &[
     ("aarch64-unknown-none", &["tandem-test-guests-aarch64"]),
 ];
 
+/// Denied on top of `warnings`: every `unsafe` block says why it is sound, and every `unsafe fn`
+/// says what its caller must guarantee.
+const DENY: &[&str] = &[
+    "-D",
+    "warnings",
+    "-D",
+    "clippy::undocumented_unsafe_blocks",
+    "-D",
+    "clippy::missing_safety_doc",
+];
+
 fn clippy() -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root()).args(["clippy", "-q"]);
@@ -35,7 +46,7 @@ fn clippy() -> Command {
 
 pub fn run_all() -> Result<()> {
     println!("== clippy: host crates");
-    run(clippy().args(["--all-targets", "--", "-D", "warnings"]))?;
+    run(clippy().args(["--all-targets", "--"]).args(DENY))?;
     // The board binaries embed a bundle `cargo xtask build` makes; any file does for linting.
     let bundle = root().join("target/lint-bundle.bin");
     fs::create_dir_all(root().join("target"))?;
@@ -47,7 +58,7 @@ pub fn run_all() -> Result<()> {
         for package in *packages {
             cmd.args(["-p", package]);
         }
-        run(cmd.args(["--", "-D", "warnings"]))?;
+        run(cmd.arg("--").args(DENY))?;
     }
     println!("clippy: no warnings");
     Ok(())

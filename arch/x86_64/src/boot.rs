@@ -4,10 +4,13 @@
 //! - GRUB (multiboot2): `eax` = 0x36D76289, `ebx` = boot information.
 //! - QEMU `-kernel` (PVH note): `ebx` = `hvm_start_info`, `eax` = 0.
 //!
-//! The code clears `.bss`, identity-maps the first 4 GiB with 2 MiB pages, enters long mode and
-//! calls `board_main(magic, info)`, which the board's binary provides.
+//! The code clears `.bss`, identity-maps the first 4 GiB with 2 MiB pages, enters long mode,
+//! maps the image W^X and everything else no-execute ([`protect_image`]), and calls
+//! `board_main(magic, info)`, which the board's binary provides.
 
 use core::arch::global_asm;
+
+use x86_64::registers::model_specific::{Efer, EferFlags};
 
 /// The value `eax` holds when GRUB enters through the multiboot2 header.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -108,8 +111,10 @@ long_mode:
     mov %ax, %fs
     mov %ax, %gs
     lea boot_stack_top(%rip), %rsp
+    mov %esi, %ebx
+    call protect_image
     mov %ebp, %edi
-    mov %esi, %esi
+    mov %ebx, %esi
     call board_main
 3:  cli
     hlt
@@ -134,19 +139,137 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4 * 4096
+    .global boot_image_pt
+boot_image_pt:
+    .skip {image_tables} * 4096
     .balign 16
 boot_stack:
     .skip {stack}
 boot_stack_top:
 "#,
     stack = const BOOT_STACK_SIZE,
+    image_tables = const IMAGE_TABLES,
     options(att_syntax)
 );
 
 unsafe extern "C" {
     static boot_pml4: u8;
+    static boot_pd: u8;
+    static boot_image_pt: u8;
     static __image_start: u8;
+    static __text_end: u8;
+    static __data_start: u8;
     static __image_end: u8;
+}
+
+/// Where the application processors' start-up trampoline runs (its SIPI vector is this >> 12).
+pub const AP_TRAMPOLINE: u64 = 0x8000;
+/// 4 KiB tables for the first `IMAGE_TABLES` × 2 MiB, which hold the image (`link.ld` asserts it
+/// ends below 4 MiB), so its sections get their own permissions.
+const IMAGE_TABLES: usize = 2;
+const PAGE: u64 = 0x1000;
+const LARGE_PAGE: u64 = 0x20_0000;
+
+// Page-table entry bits (SDM Vol. 3A, 5.5, tables 5-18 to 5-20).
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const EXECUTE_DISABLE: u64 = 1 << 63;
+
+/// XD support, which EFER.NXE enables (SDM Vol. 3A, 5.1.4): CPUID 80000001H:EDX[20].
+const CPUID_XD: u32 = 1 << 20;
+
+fn execute_disable_supported() -> bool {
+    core::arch::x86_64::__cpuid(0x8000_0001).edx & CPUID_XD != 0
+}
+
+/// The permissions of the 4 KiB page at `addr` in the first 4 MiB: the image's text (with the
+/// boot code and the PVH note before it) read-only and executable, its rodata read-only, its data
+/// and `.bss` like every other page, writable data; the AP trampoline page writable and
+/// executable (the bootstrap CPU writes it, the others run it).
+fn low_page_flags(addr: u64, xd: u64) -> u64 {
+    let start = image_range().0;
+    let text_end = core::ptr::addr_of!(__text_end) as u64;
+    let data_start = core::ptr::addr_of!(__data_start) as u64;
+    match addr {
+        AP_TRAMPOLINE => PRESENT | WRITABLE,
+        a if (start..text_end).contains(&a) => PRESENT,
+        a if (text_end..data_start).contains(&a) => PRESENT | xd,
+        _ => PRESENT | WRITABLE | xd,
+    }
+}
+
+/// Maps the image W^X and the rest of the identity map no-execute, on the bootstrap CPU's page
+/// tables, which every CPU shares. Called once from `_start`, in long mode on the boot tables.
+/// Without XD support (SDM Vol. 3A, 5.1.4) the image is still write-protected.
+#[unsafe(no_mangle)]
+extern "C" fn protect_image() {
+    let xd = if execute_disable_supported() {
+        // SAFETY: XD is supported, so setting EFER.NXE is valid; no entry uses bit 63 yet.
+        unsafe { Efer::update(|f| f.insert(EferFlags::NO_EXECUTE_ENABLE)) };
+        EXECUTE_DISABLE
+    } else {
+        0
+    };
+    let tables = core::ptr::addr_of!(boot_image_pt) as u64;
+    let pd = core::ptr::addr_of!(boot_pd) as *mut u64;
+    for t in 0..IMAGE_TABLES as u64 {
+        let table = (tables + t * PAGE) as *mut u64;
+        for i in 0..512 {
+            let addr = t * LARGE_PAGE + i * PAGE;
+            // SAFETY: `table` is one of the unused, page-aligned `boot_image_pt` pages in `.bss`.
+            unsafe {
+                table
+                    .add(i as usize)
+                    .write_volatile(addr | low_page_flags(addr, xd))
+            };
+        }
+    }
+    // SAFETY: the boot tables' 4 × 512 directory entries are in `.bss` and only this CPU runs.
+    // Each new 4 KiB table maps the same addresses as the 2 MiB page it replaces, so the code
+    // and stack in use stay mapped throughout; the CR3 reload flushes the old translations
+    // (no entry is global: SDM Vol. 3A, 5.10.4.1).
+    unsafe {
+        for i in 0..4 * 512 {
+            let entry = pd.add(i);
+            let value = if i < IMAGE_TABLES {
+                (tables + i as u64 * PAGE) | PRESENT | WRITABLE
+            } else {
+                entry.read_volatile() | xd
+            };
+            entry.write_volatile(value);
+        }
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+    }
+}
+
+/// Turns on this CPU's protections for the hypervisor's own memory: CR0.WP, so supervisor
+/// writes honour read-only pages (SDM Vol. 3A, 5.1.3), and SMEP and SMAP where the CPU has them
+/// (CPUID.(EAX=07H,ECX=0):EBX[7] and [20]; SDM Vol. 3A, 5.6.1), so a guest-controlled user page
+/// can never be run or silently read by the hypervisor. Every CPU calls it from `cpu::init`,
+/// after the log is up, so it also says what this CPU model gives.
+pub fn protect_cpu() {
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0).ebx;
+    let mut cr4 = Cr4Flags::empty();
+    if leaf7 & (1 << 7) != 0 {
+        cr4 |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;
+    }
+    if leaf7 & (1 << 20) != 0 {
+        cr4 |= Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION;
+    }
+    // SAFETY: every hypervisor page is a supervisor page and the image's writable data is
+    // mapped writable, so neither bit nor WP faults any access the hypervisor makes on purpose.
+    unsafe {
+        Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT));
+        Cr4::update(|f| f.insert(cr4));
+    }
+    defmt::info!(
+        "hypervisor memory W^X, NX {=bool}, SMEP {=bool}, SMAP {=bool}",
+        Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE),
+        cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
+        cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
+    );
 }
 
 /// Physical address of the page-table root every CPU uses after boot (identity map of 4 GiB).

@@ -108,6 +108,7 @@ pub fn init_idt() {
 
 /// Loads this CPU's GDT, TSS and the shared IDT.
 pub fn init(cpu: usize) {
+    crate::boot::protect_cpu();
     // SAFETY: entry `cpu` belongs to the calling CPU (see `PerCpu`).
     let local = unsafe { &mut *PER_CPU.0[cpu].get() };
     let ist_top = local.ist_stack.as_ptr() as u64 + IST_STACK_SIZE as u64;

@@ -9,7 +9,7 @@ use crate::clock::PcClock;
 use crate::{apic, boot, cpu};
 
 /// Where the trampoline runs; the SIPI vector is this address >> 12.
-const TRAMPOLINE: u64 = 0x8000;
+const TRAMPOLINE: u64 = boot::AP_TRAMPOLINE;
 
 global_asm!(
     r#"
@@ -39,9 +39,16 @@ ap_protected:
     mov %eax, %cr4
     mov (0x8000 + ap_trampoline_cr3 - ap_trampoline_start), %eax
     mov %eax, %cr3
+    /* EFER.LME, and EFER.NXE where XD exists (boot.rs sets XD bits only then: SDM 5.1.4). */
+    mov $0x80000001, %eax
+    cpuid
+    and $0x100000, %edx
+    shr $9, %edx
+    or $0x100, %edx
+    mov %edx, %ebx
     mov $0xc0000080, %ecx
     rdmsr
-    or $0x100, %eax
+    or %ebx, %eax
     wrmsr
     mov %cr0, %eax
     or $0x80000000, %eax

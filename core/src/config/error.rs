@@ -108,6 +108,13 @@ pub enum Problem {
     OverlapsDevice {
         device: &'static str,
     },
+    /// Host memory in the PC's first MiB.
+    LowMemory,
+    /// A port of the machine's own chipset.
+    MachinePort {
+        port: u16,
+        device: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -175,6 +182,15 @@ impl fmt::Display for Problem {
             Problem::OverlapsDevice { device } => {
                 write!(f, "overlaps the window of the partition's {device}")
             }
+            Problem::LowMemory => write!(
+                f,
+                "lies below 1 MiB, which the machine keeps (IVT, BIOS data, the AP trampoline \
+                 at 0x8000, the VGA hole)"
+            ),
+            Problem::MachinePort { port, device } => write!(
+                f,
+                "port {port:#x} belongs to the {device}, which only the hypervisor may reach"
+            ),
         }
     }
 }

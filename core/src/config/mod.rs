@@ -6,10 +6,12 @@
 
 mod error;
 mod model;
+mod pc;
 mod validate;
 
 pub use error::{ConfigError, Field, Problem};
 pub use model::*;
+pub use pc::LOW_MEMORY_END;
 pub use validate::{MAX_GPA, X86_BOOT_TABLES, validate};
 
 #[cfg(test)]

@@ -251,3 +251,108 @@ fn guest_memory_may_not_cover_the_partitions_devices() {
         "partition[1].memory[0].gpa: overlaps the window of the partition's GIC distributor"
     );
 }
+
+#[test]
+fn host_memory_below_1m_is_refused_on_pcs() {
+    let mut sys = system();
+    sys.partitions[0].memory[0].hpa = HostPhysAddr::new(0);
+    sys.partitions[0].memory[0].size = 0x8_0000;
+    sys.partitions[0].image.load = GuestPhysAddr::new(0x1_0000);
+    sys.partitions[0].image.entry = GuestPhysAddr::new(0x1_0000);
+    assert!(
+        message(&sys)
+            .starts_with("partition[0].memory[0].hpa: lies below 1 MiB, which the machine keeps")
+    );
+    // Up to the hypervisor at 1 MiB: refused as low memory whatever its size.
+    sys.partitions[0].memory[0].hpa = HostPhysAddr::new(0xa_0000);
+    sys.partitions[0].memory[0].size = 0x6_0000;
+    assert!(message(&sys).contains("below 1 MiB"));
+}
+
+#[test]
+fn memory_reaching_into_the_hypervisor_from_below_is_refused() {
+    let mut sys = system();
+    sys.partitions[0].memory[0].hpa = HostPhysAddr::new(0xfc0_0000);
+    sys.board.hypervisor.base = HostPhysAddr::new(0xfd0_0000);
+    sys.board.hypervisor.size = 0x30_0000;
+    assert_eq!(
+        message(&sys),
+        "partition[0].memory[0].hpa: overlaps the hypervisor's own memory"
+    );
+}
+
+#[test]
+fn chipset_ports_cannot_be_passed_through() {
+    let cases: &[(u16, u16, &str)] = &[
+        (0x00, 0x10, "port 0x0 belongs to the ISA DMA controller 1"),
+        (0x20, 2, "port 0x20 belongs to the master PIC"),
+        (0xa1, 1, "port 0xa1 belongs to the slave PIC"),
+        (0x3c, 8, "port 0x40 belongs to the PIT"),
+        (0x61, 1, "port 0x61 belongs to the system control port B"),
+        (0x60, 1, "port 0x60 belongs to the keyboard controller"),
+        (0x64, 1, "port 0x64 belongs to the keyboard controller"),
+        (0x80, 2, "port 0x81 belongs to the ISA DMA page registers"),
+        (0x92, 1, "port 0x92 belongs to the system control port A"),
+        (0xd0, 1, "port 0xd0 belongs to the ISA DMA controller 2"),
+        (
+            0xcfc,
+            4,
+            "port 0xcfc belongs to the PCI configuration space",
+        ),
+        (
+            0xc00,
+            0x400,
+            "port 0xcf8 belongs to the PCI configuration space",
+        ),
+    ];
+    for &(base, count, expected) in cases {
+        let mut sys = system();
+        sys.partitions[1].ports[0] = PortRange {
+            base,
+            count,
+            mode: PortMode::Passthrough,
+        };
+        let got = message(&sys);
+        assert!(
+            got.starts_with("partition[1].ports[0].base: ") && got.contains(expected),
+            "{base:#x}+{count}: {got}"
+        );
+        sys.partitions[1].ports[0].mode = PortMode::Ignore;
+        assert_eq!(validate(&sys), Ok(()), "{base:#x} ignored is harmless");
+    }
+}
+
+#[test]
+fn the_exit_port_cannot_be_passed_through() {
+    let mut sys = system();
+    sys.partitions[0].ports[0] = PortRange {
+        base: 0x8900,
+        count: 1,
+        mode: PortMode::Passthrough,
+    };
+    assert_eq!(
+        message(&sys),
+        "partition[0].ports[0].base: 0x8900 is reserved by the hypervisor"
+    );
+}
+
+#[test]
+fn port_ranges_that_end_at_0x10000_still_overlap() {
+    let mut sys = system();
+    let port = |base, count| PortRange {
+        base,
+        count,
+        mode: PortMode::Passthrough,
+    };
+    sys.partitions[0].ports[0] = port(0xfff0, 0x10);
+    sys.partitions[1].ports[0] = port(0xffff, 1);
+    assert_eq!(
+        message(&sys),
+        "partition[1].ports[0].base: overlaps an earlier range (partition[0], entry 0)"
+    );
+    sys.partitions[1].ports[0] = port(0xffff, 2);
+    assert_eq!(
+        message(&sys),
+        "partition[1].ports[0].count: 0x2 is outside the allowed range 0x1..=0x1"
+    );
+}

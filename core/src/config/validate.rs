@@ -3,6 +3,7 @@
 
 use super::error::{ConfigError, Field, Problem};
 use super::model::*;
+use super::pc::{LOW_MEMORY_END, MACHINE_PORTS};
 use crate::addr::GuestPhysAddr;
 use crate::devices::pl011;
 use crate::devices::uart16550::{COM1_BASE, COM1_PORTS};
@@ -295,6 +296,9 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     if host.overlaps(&sys.board.hypervisor) {
         return Err(err(field("hpa"), Problem::OverlapsHypervisor));
     }
+    if sys.board.arch == Arch::X86_64 && host.base.raw() < LOW_MEMORY_END {
+        return Err(err(field("hpa"), Problem::LowMemory));
+    }
     // Host ranges are exclusive across the whole system; guest ranges within one partition.
     for (pi, q) in sys.partitions[..=i].iter().enumerate() {
         let earlier = if pi == i {
@@ -408,9 +412,9 @@ fn validate_ports(sys: &System, i: usize, j: usize, r: &PortRange) -> Result {
             },
         ));
     }
-    let overlaps = |a: &PortRange, b: &PortRange| {
-        a.base < b.base.saturating_add(b.count) && b.base < a.base.saturating_add(a.count)
-    };
+    // In 32 bits: a range may end at 0x10000, which a u16 end would wrap or saturate to 0xFFFF.
+    let overlaps =
+        |a: &PortRange, b: &PortRange| u32::from(a.base) < b.end() && u32::from(b.base) < a.end();
     let virtual_uart = PortRange {
         base: COM1_BASE,
         count: COM1_PORTS,
@@ -425,6 +429,18 @@ fn validate_ports(sys: &System, i: usize, j: usize, r: &PortRange) -> Result {
         ));
     }
     if r.mode == PortMode::Passthrough {
+        if let Some(m) = MACHINE_PORTS
+            .iter()
+            .find(|m| u32::from(m.first) < r.end() && r.base <= m.last)
+        {
+            return Err(err(
+                field("base"),
+                Problem::MachinePort {
+                    port: m.first.max(r.base),
+                    device: m.device,
+                },
+            ));
+        }
         if let Some(hv) = board_ports(&sys.board).find(|hv| overlaps(r, hv)) {
             return Err(err(
                 field("base"),

@@ -1,5 +1,9 @@
 //! Collecting a UART's transmitted bytes into whole lines, so two partitions' output never
 //! interleaves within a line. Shared by the UART models.
+//!
+//! The buffer lives in the ledger, which survives microreboots and which a fault may have
+//! scribbled on, so its length is never trusted: a length beyond the capacity is treated as a
+//! corrupt, empty line instead of an index.
 
 /// A line longer than this is emitted in pieces.
 pub const LINE_MAX: usize = 120;
@@ -32,20 +36,58 @@ impl LineBuffer {
             b'\r' => false,
             b'\n' => true,
             _ => {
-                self.bytes[self.len as usize] = byte;
+                let at = self.len as usize;
+                let Some(slot) = self.bytes.get_mut(at) else {
+                    // A full line was never cleared, or the length was corrupted: start afresh.
+                    self.bytes[0] = byte;
+                    self.len = 1;
+                    return false;
+                };
+                *slot = byte;
                 self.len += 1;
                 self.len as usize == LINE_MAX
             }
         }
     }
 
-    /// The collected line, without its newline.
+    /// The collected line, without its newline; empty if the stored length is out of range.
     pub fn line(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        self.bytes.get(..self.len as usize).unwrap_or_default()
     }
 
     /// Starts a new line once the current one has been printed.
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout the ledger keeps: the length first, then the bytes.
+    fn with_len(len: u32) -> LineBuffer {
+        let mut b = LineBuffer::new();
+        b.len = len;
+        b
+    }
+
+    #[test]
+    fn a_corrupt_length_is_an_empty_line_not_an_index() {
+        for len in [LINE_MAX as u32 + 1, 0x8000_0000, u32::MAX] {
+            let mut b = with_len(len);
+            assert_eq!(b.line(), b"");
+            assert!(!b.push(b'x'));
+            assert_eq!(b.line(), b"x");
+        }
+    }
+
+    #[test]
+    fn a_full_line_left_uncleared_starts_a_new_one() {
+        let mut b = with_len(LINE_MAX as u32);
+        assert_eq!(b.line().len(), LINE_MAX);
+        assert!(!b.push(b'y'));
+        assert_eq!(b.line(), b"y");
+        assert!(b.push(b'\n'));
     }
 }

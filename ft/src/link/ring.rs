@@ -1,5 +1,9 @@
 //! Shared-memory log link between two cores: a lock-free single-producer single-consumer ring of
 //! fixed-size frame slots, with an ack index and a backup heartbeat word beside it.
+//!
+//! The one module of `ft` allowed `unsafe`: slots are shared between two cores through
+//! `UnsafeCell`, ordered by the head and tail atomics.
+#![allow(unsafe_code)]
 
 use super::{LinkError, LinkStats, LogReceiver, LogSender};
 use crate::frame::MAX_FRAME;
