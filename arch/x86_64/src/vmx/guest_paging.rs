@@ -23,7 +23,7 @@ const ACCESS_L: u64 = 1 << 13;
 const ACCESS_DB: u64 = 1 << 14;
 
 /// Why the instruction's bytes could not all be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchStop {
     /// The guest's page tables do not map this linear address (or use a paging mode the walk
     /// does not implement).
@@ -32,6 +32,22 @@ pub enum FetchStop {
     OutsideMemory { gpa: u64 },
     /// The offset is past the code segment's limit.
     PastLimit { offset: u64 },
+}
+
+impl defmt::Format for FetchStop {
+    fn format(&self, f: defmt::Formatter) {
+        match *self {
+            FetchStop::Untranslated { linear } => {
+                defmt::write!(f, "linear address {=u64:#x} is not mapped", linear)
+            }
+            FetchStop::OutsideMemory { gpa } => {
+                defmt::write!(f, "GPA {=u64:#x} is outside the partition", gpa)
+            }
+            FetchStop::PastLimit { offset } => {
+                defmt::write!(f, "offset {=u64:#x} is past the CS limit", offset)
+            }
+        }
+    }
 }
 
 /// The guest's code segment, as far as decoding needs it.

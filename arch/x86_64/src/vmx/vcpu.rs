@@ -166,13 +166,22 @@ fn log_sixteen_bit(gpa: GuestPhysAddr, rip: u64) {
 
 #[cold]
 fn log_fetch_failed(gpa: GuestPhysAddr, rip: u64, fetched: u8, stop: Option<FetchStop>) {
-    defmt::warn!(
-        "access to GPA {=u64:#x}: the instruction at RIP {=u64:#x} could not be fetched whole (only {=u8} bytes: {})",
-        gpa.raw(),
-        rip,
-        fetched,
-        stop
-    );
+    // A short fetch always has a reason (fifteen bytes make TooLong, not Truncated).
+    match stop {
+        Some(stop) => defmt::warn!(
+            "access to GPA {=u64:#x}: the instruction at RIP {=u64:#x} could not be fetched whole (only {=u8} bytes: {})",
+            gpa.raw(),
+            rip,
+            fetched,
+            stop
+        ),
+        None => defmt::warn!(
+            "access to GPA {=u64:#x}: the instruction at RIP {=u64:#x} could not be fetched whole (only {=u8} bytes)",
+            gpa.raw(),
+            rip,
+            fetched
+        ),
+    }
 }
 
 /// The VM-entry interruption information, error code and instruction length for `fault`.
