@@ -1,5 +1,5 @@
 //! Basic exit reasons (SDM Vol. 3D, Appendix C) decoded into the portable exit enum. EPT
-//! violations are not decoded here: the vCPU turns them into MMIO or page-fault exits itself,
+//! violations are only classified here: the vCPU turns them into MMIO or page-fault exits itself,
 //! because that needs the guest's memory (see `VmxVcpu::ept_violation`).
 
 use tandem_core::exit::{Access, Exit, ShutdownCause};
@@ -13,6 +13,10 @@ use crate::io::cpuid;
 /// EPT-violation exit qualification bits (SDM Vol. 3C, Table 29-7).
 const EPT_QUAL_WRITE: u64 = 1 << 1;
 const EPT_QUAL_FETCH: u64 = 1 << 2;
+/// Bit 7: the guest-linear-address field is valid; bit 8, when bit 7 is set: the access was to
+/// the linear address's translation (1) or to a paging-structure entry on the way (0).
+const EPT_QUAL_LINEAR_VALID: u64 = 1 << 7;
+const EPT_QUAL_TRANSLATED: u64 = 1 << 8;
 /// I/O-instruction exit qualification (SDM Vol. 3C, Table 29-5).
 const IO_QUAL_SIZE: u64 = 0b111;
 const IO_QUAL_IN: u64 = 1 << 3;
@@ -108,6 +112,21 @@ pub fn ept_access(qualification: u64) -> Access {
         Access::Write
     } else if qualification & EPT_QUAL_FETCH != 0 {
         Access::Execute
+    } else {
+        Access::Read
+    }
+}
+
+/// Whether an EPT violation happened while the CPU walked the guest's own page tables.
+pub fn ept_in_page_walk(qualification: u64) -> bool {
+    qualification & (EPT_QUAL_LINEAR_VALID | EPT_QUAL_TRANSLATED) == EPT_QUAL_LINEAR_VALID
+}
+
+/// What a page walk did to the paging-structure entry: read it, or write its accessed or dirty
+/// flag (reported as a data write).
+pub fn ept_walk_access(qualification: u64) -> Access {
+    if qualification & EPT_QUAL_WRITE != 0 {
+        Access::Write
     } else {
         Access::Read
     }

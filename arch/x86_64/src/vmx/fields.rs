@@ -62,6 +62,7 @@ pub mod ro {
     pub const IDT_VECTORING_ERROR: F = F(0x440a);
     pub const EXIT_INSTRUCTION_LEN: F = F(0x440c);
     pub const EXIT_QUALIFICATION: F = F(0x6400);
+    pub const GUEST_LINEAR_ADDRESS: F = F(0x640a);
 }
 
 /// Guest-state fields (SDM Vol. 3D, B.1.2, B.2.3, B.3.3, B.4.3). Segment fields run ES, CS, SS,

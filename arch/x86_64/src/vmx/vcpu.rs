@@ -6,7 +6,7 @@ use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::{MAX_REGIONS, MemoryRegion, Partition};
 use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
-use tandem_x86_insn::{self as insn, Operand, Reg};
+use tandem_x86_insn::{self as insn, DecodeError, Operand, Reg};
 
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
@@ -16,7 +16,7 @@ use super::caps::Caps;
 use super::entry;
 use super::exits;
 use super::fields::{ProcControls, VmcsField, ctrl, guest, host, ro};
-use super::guest_paging::GuestMemory;
+use super::guest_paging::{CodeSegment, FetchStop, GuestMemory};
 use super::reasons::{ExitReason, VmInstructionError};
 use super::regs::GuestRegs;
 use super::vmcs::{self, VmFail};
@@ -144,6 +144,66 @@ fn write_failed(field: VmcsField, fail: VmFail) -> EntryError {
     }
 }
 
+// Why an EPT violation was not emulated, logged out of line before the core's stop report.
+
+#[cold]
+fn log_page_walk(gpa: GuestPhysAddr, linear: u64) {
+    defmt::warn!(
+        "EPT violation in the guest's own page walk: a paging-structure entry for linear address {=u64:#x} is at GPA {=u64:#x}, outside the partition's memory",
+        linear,
+        gpa.raw()
+    );
+}
+
+#[cold]
+fn log_sixteen_bit(gpa: GuestPhysAddr, rip: u64) {
+    defmt::warn!(
+        "access to GPA {=u64:#x} from 16-bit code at IP {=u64:#x}: not decoded",
+        gpa.raw(),
+        rip
+    );
+}
+
+#[cold]
+fn log_fetch_failed(gpa: GuestPhysAddr, rip: u64, fetched: u8, stop: Option<FetchStop>) {
+    // A short fetch always has a reason (fifteen bytes make TooLong, not Truncated).
+    match stop {
+        Some(stop) => defmt::warn!(
+            "access to GPA {=u64:#x}: the instruction at RIP {=u64:#x} could not be fetched whole (only {=u8} bytes: {})",
+            gpa.raw(),
+            rip,
+            fetched,
+            stop
+        ),
+        None => defmt::warn!(
+            "access to GPA {=u64:#x}: the instruction at RIP {=u64:#x} could not be fetched whole (only {=u8} bytes)",
+            gpa.raw(),
+            rip,
+            fetched
+        ),
+    }
+}
+
+/// The VM-entry interruption information, error code and instruction length for `fault`.
+fn fault_event(fault: GuestFault) -> (u64, u64, u64) {
+    match fault {
+        GuestFault::GeneralProtection => {
+            let protected = Cr0Flags::from_bits_retain(vmcs::read(guest::CR0))
+                .contains(Cr0Flags::PROTECTED_MODE_ENABLE);
+            (gp_interruption_info(protected), 0, 0)
+        }
+        GuestFault::InvalidOpcode => (6 | TYPE_HARDWARE_EXCEPTION | EVENT_VALID, 0, 0),
+    }
+}
+
+/// #GP(0) pushes an error code only in protected mode; in real mode (possible with "unrestricted
+/// guest") it has none, and asking to deliver one fails the VM entry (SDM Vol. 3C, 27.2.1.3,
+/// "Checks on VM-Entry Control Fields").
+fn gp_interruption_info(protected: bool) -> u64 {
+    let error = if protected { EVENT_HAS_ERROR } else { 0 };
+    13 | TYPE_HARDWARE_EXCEPTION | error | EVENT_VALID
+}
+
 impl VmxVcpu {
     /// Creates the vCPU's VMCS on this CPU, makes it current and fills it so the guest starts in
     /// 64-bit mode at the partition's entry point.
@@ -230,14 +290,6 @@ impl VmxVcpu {
 
     /// At most one event per entry: a re-injection first, then a fault, then an interrupt.
     fn prepare_event(&mut self) {
-        let fault_event = |fault| match fault {
-            GuestFault::GeneralProtection => (
-                13 | TYPE_HARDWARE_EXCEPTION | EVENT_HAS_ERROR | EVENT_VALID,
-                0,
-                0,
-            ),
-            GuestFault::InvalidOpcode => (6 | TYPE_HARDWARE_EXCEPTION | EVENT_VALID, 0, 0),
-        };
         let event = self
             .reinject
             .take()
@@ -357,22 +409,41 @@ impl VmxVcpu {
         self.set_gpr(reg.index, new);
     }
 
-    /// An EPT violation on a data access, decoded into an MMIO exit when the instruction is one
-    /// the device path emulates; otherwise a page fault the core reports.
+    /// An EPT violation: on a data access, decoded into an MMIO exit when the instruction is one
+    /// the device path emulates; otherwise a page fault the core reports. A violation in the
+    /// guest's own page walk is never an instruction's access (SDM Vol. 3C, 28.2.1, Table 28-7).
     fn ept_violation(&mut self) -> Exit {
         let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
         let gpa = GuestPhysAddr::new(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS));
+        if exits::ept_in_page_walk(qualification) {
+            log_page_walk(gpa, vmcs::read(ro::GUEST_LINEAR_ADDRESS));
+            return Exit::PageFault {
+                gpa,
+                access: exits::ept_walk_access(qualification),
+            };
+        }
         let access = exits::ept_access(qualification);
         let fault = Exit::PageFault { gpa, access };
         if access == Access::Execute {
             return fault;
         }
+        let rip = vmcs::read(guest::RIP);
+        let Some(cs) = CodeSegment::current() else {
+            log_sixteen_bit(gpa, rip);
+            return fault;
+        };
         let memory = GuestMemory {
             regions: &self.memory,
         };
-        let (bytes, len) = memory.fetch_instruction(vmcs::read(guest::RIP));
-        let Some(insn) = insn::decode(&bytes[..len]) else {
-            return fault;
+        let fetched = memory.fetch_instruction(&cs, rip);
+        let bytes = fetched.bytes.get(..fetched.len).unwrap_or_default();
+        let insn = match insn::decode(bytes, cs.mode) {
+            Ok(insn) => insn,
+            Err(DecodeError::Truncated { fetched: n }) => {
+                log_fetch_failed(gpa, rip, n, fetched.stop);
+                return fault;
+            }
+            Err(DecodeError::TooLong | DecodeError::Unsupported) => return fault,
         };
         self.exit_instruction_len = insn.len.into();
         match insn.access {
