@@ -30,7 +30,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
         Arch::X86_64 => (
             "tandem-test-guests-x86_64",
             "x86_64-unknown-none",
-            &["hello", "timer", "hostile", "ports", "bench"],
+            &["hello", "timer", "hostile", "ports", "bench", "attack-cpu"],
         ),
         // Guests may use FP/SIMD: the hypervisor never touches those registers.
         Arch::Aarch64 => (
