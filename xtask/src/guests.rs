@@ -38,6 +38,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "bench",
                 "console",
                 "attack-decoder",
+                "attack-cpu",
             ],
         ),
         // Guests may use FP/SIMD: the hypervisor never touches those registers.

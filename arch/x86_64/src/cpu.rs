@@ -1,10 +1,12 @@
 //! Per-CPU descriptor tables: a GDT with a TSS whose IST stack catches NMI, double fault and
-//! machine check even on a broken stack, and one shared IDT whose handlers report and stop.
+//! machine check even on a broken stack, and one shared IDT whose handlers report and stop,
+//! except the NMI's, which counts and returns: an NMI is an event, not a hypervisor fault.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use tandem_core::config::MAX_CPUS;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
@@ -58,6 +60,7 @@ unsafe impl Sync for PerCpu {}
 static PER_CPU: PerCpu = PerCpu([const { UnsafeCell::new(CpuLocal::new()) }; MAX_CPUS]);
 
 const VECTORS: usize = 34;
+const NMI_VECTOR: u8 = 2;
 
 /// The IDT is an array of the crate's gate descriptors indexed by vector: its
 /// `InterruptDescriptorTable` types each exception's slot for the unstable `x86-interrupt` ABI
@@ -78,6 +81,31 @@ unsafe extern "C" {
     static exception_stubs: [u64; 32];
     fn wake_stub();
     fn spurious_stub();
+    fn nmi_stub();
+}
+
+/// NMIs taken on any CPU, in hypervisor context or forwarded from a guest's exit. The stub only
+/// counts: it may interrupt code holding the log's lock, so it cannot log.
+#[unsafe(no_mangle)]
+static HOST_NMIS: AtomicU64 = AtomicU64::new(0);
+
+pub fn nmis_taken() -> u64 {
+    HOST_NMIS.load(Ordering::Relaxed)
+}
+
+/// Runs the hypervisor's NMI handler for an NMI that made a guest exit (NMI exiting), as KVM
+/// does: its IRET ends any NMI blocking the exit left in place (SDM Vol. 3A, 6.7.1).
+pub fn forward_nmi() {
+    // SAFETY: vector 2's gate is `nmi_stub`, which saves nothing it changes except the counter
+    // and returns with `iretq`.
+    unsafe { core::arch::asm!("int 2") }
+}
+
+/// Hands a machine check that made a guest exit to the hypervisor's #MC handler, which reports
+/// it and stops the machine: the hardware, not the guest, failed.
+pub fn forward_machine_check() -> ! {
+    // SAFETY: vector 18's gate is the reporting exception stub, which never returns.
+    unsafe { core::arch::asm!("int 18", options(noreturn)) }
 }
 
 /// Fills the shared IDT. Runs once on the BSP before any AP starts.
@@ -86,6 +114,7 @@ pub fn init_idt() {
     let idt = unsafe { &mut *IDT.0.get() };
     for (vector, entry) in idt.iter_mut().enumerate() {
         let handler = match vector as u8 {
+            NMI_VECTOR => nmi_stub as *const () as u64,
             WAKE_VECTOR => wake_stub as *const () as u64,
             SPURIOUS_VECTOR => spurious_stub as *const () as u64,
             // SAFETY: `exception_stubs` is a table of 32 addresses built by the assembly below.
@@ -225,7 +254,7 @@ global_asm!(
     r#"
     .section .text.wake, "ax"
     .balign 16
-    .global wake_stub, spurious_stub
+    .global wake_stub, spurious_stub, nmi_stub
 wake_stub:
     push rax
     push rcx
@@ -249,6 +278,10 @@ wake_stub:
     iretq
     .balign 16
 spurious_stub:
+    iretq
+    .balign 16
+nmi_stub:
+    lock inc qword ptr [rip + HOST_NMIS]
     iretq
 "#
 );

@@ -27,6 +27,20 @@ mod leaf7 {
     /// AVX-512 VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ.
     pub const ECX_XSAVE_STATE: u32 = 1 << 1 | 1 << 6 | 1 << 11 | 1 << 12 | 1 << 14;
     pub const EDX_XSAVE_STATE: u32 = 1 << 22 | 1 << 24 | 1 << 25;
+    /// Intel PT: trace hardware whose MSRs raise #GP in a partition.
+    pub const EBX_PROCESSOR_TRACE: u32 = 1 << 25;
+    /// WAITPKG: without the "enable user wait and pause" control, TPAUSE, UMONITOR and UMWAIT
+    /// raise #UD (SDM Vol. 3C, 26.6.2), and Tandem does not set it.
+    pub const ECX_WAITPKG: u32 = 1 << 5;
+    /// IBRS/IBPB, STIBP, L1D_FLUSH, ARCH_CAPABILITIES, CORE_CAPABILITIES, SSBD: each announces an
+    /// MSR (SPEC_CTRL, PRED_CMD, FLUSH_CMD, ARCH_CAPABILITIES, CORE_CAPABILITIES) that raises #GP
+    /// in a partition (`devices::msr`), so none is announced.
+    pub const EDX_MSR_FEATURES: u32 = 1 << 26 | 1 << 27 | 1 << 28 | 1 << 29 | 1 << 30 | 1 << 31;
+}
+
+mod ext8 {
+    /// AMD's IBPB, IBRS, STIBP, SSBD and VIRT_SSBD: the same SPEC_CTRL family of MSRs.
+    pub const EBX_MSR_FEATURES: u32 = 1 << 12 | 1 << 14 | 1 << 15 | 1 << 24 | 1 << 25;
 }
 
 fn sig_word(i: usize) -> u32 {
@@ -62,13 +76,15 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], vcpu: u32) -> [u32; 4] {
         // MONITOR/MWAIT parameters, performance monitoring and XSAVE state: not offered.
         5 | 0xa | 0xd => [0; 4],
         // Structured extended features: nothing that needs XSAVE-managed state (AVX2, AVX-512,
-        // AMX live in EBX[5,16,17,21,26-28,30,31] and EDX[22,24,25]).
+        // AMX live in EBX[5,16,17,21,26-28,30,31] and EDX[22,24,25]), and nothing the partition
+        // would fault on using.
         7 if subleaf == 0 => [
             eax,
-            ebx & !leaf7::EBX_XSAVE_STATE,
-            ecx & !leaf7::ECX_XSAVE_STATE,
-            edx & !leaf7::EDX_XSAVE_STATE,
+            ebx & !(leaf7::EBX_XSAVE_STATE | leaf7::EBX_PROCESSOR_TRACE),
+            ecx & !(leaf7::ECX_XSAVE_STATE | leaf7::ECX_WAITPKG),
+            edx & !(leaf7::EDX_XSAVE_STATE | leaf7::EDX_MSR_FEATURES),
         ],
+        0x8000_0008 => [eax, ebx & !ext8::EBX_MSR_FEATURES, ecx, edx],
         0xb | 0x1f => [eax, ebx, ecx, vcpu],
         HYPERVISOR_LEAF => [HYPERVISOR_LEAF + 1, sig_word(0), sig_word(1), sig_word(2)],
         0x4000_0001 => [ABI_VERSION as u32, 0, 0, 0],
@@ -118,6 +134,23 @@ mod tests {
             [1, 2, 3, 4],
             "other subleaves untouched"
         );
+    }
+
+    #[test]
+    fn no_msr_that_faults_is_announced() {
+        let [_, _, _, edx] = filter(7, 0, [0, 0, 0, u32::MAX], 0);
+        assert_eq!(
+            edx & (1 << 26 | 1 << 29),
+            0,
+            "IBRS and ARCH_CAPABILITIES hidden"
+        );
+        assert!(
+            crate::devices::msr::read(0x48).is_none() && crate::devices::msr::read(0x10a).is_none()
+        );
+        let [_, ebx, _, _] = filter(0x8000_0008, 0, [0, u32::MAX, 0, 0], 0);
+        assert_eq!(ebx & (1 << 14), 0, "AMD IBRS hidden");
+        let [_, _, ecx, _] = filter(7, 0, [0, 0, u32::MAX, 0], 0);
+        assert_eq!(ecx & leaf7::ECX_WAITPKG, 0);
     }
 
     #[test]

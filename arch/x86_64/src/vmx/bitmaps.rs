@@ -6,9 +6,10 @@ use tandem_core::config::{PortMode, PortRange};
 use tandem_hw::frames::{self, OutOfFrames};
 
 /// MSRs partitions own without exits: segment bases, SYSCALL/SYSENTER targets (VT-x saves
-/// SYSENTER; the hypervisor uses neither SYSCALL nor SWAPGS), and EFER and PAT, which the
-/// VM-entry and VM-exit controls switch.
-const PASSTHROUGH_MSRS: [u32; 12] = [
+/// SYSENTER; the hypervisor uses neither SYSCALL nor SWAPGS), EFER and PAT, which the
+/// VM-entry and VM-exit controls switch, and TSC_AUX, which RDTSCP and RDPID read: CPUID
+/// announces them, the hypervisor never reads it, and each CPU runs one partition only.
+const PASSTHROUGH_MSRS: [u32; 13] = [
     0x174,       // IA32_SYSENTER_CS
     0x175,       // IA32_SYSENTER_ESP
     0x176,       // IA32_SYSENTER_EIP
@@ -21,6 +22,7 @@ const PASSTHROUGH_MSRS: [u32; 12] = [
     0xc000_0100, // IA32_FS_BASE
     0xc000_0101, // IA32_GS_BASE
     0xc000_0102, // IA32_KERNEL_GS_BASE
+    0xc000_0103, // IA32_TSC_AUX
 ];
 /// Readable without exits: the time-stamp counter.
 const READ_ONLY_MSRS: [u32; 1] = [0x10];

@@ -55,6 +55,47 @@ fn adjust<T: Flags<Bits = u32>>(msr: CapabilityMsr, wanted: T) -> Result<T, Unsu
     Ok(T::from_bits_retain(wanted.bits() | must_be_one))
 }
 
+/// `wanted` narrowed to the bits the CPU can provide: controls that only make an instruction the
+/// guest may be shown work (RDTSCP, INVPCID). Whatever is missing is hidden from the guest's
+/// CPUID instead (see [`Caps::hide_unsupported`]).
+fn offered<T: Flags<Bits = u32>>(msr: CapabilityMsr, wanted: T) -> T {
+    let may_be_one = (msr.read() >> 32) as u32;
+    T::from_bits_retain(wanted.bits() & may_be_one)
+}
+
+/// CPUID bits of instructions a secondary control gates (SDM Vol. 2A, CPUID).
+const EXT1_EDX_RDTSCP: u32 = 1 << 27;
+const LEAF7_EBX_INVPCID: u32 = 1 << 10;
+const LEAF7_ECX_RDPID: u32 = 1 << 22;
+
+impl Caps {
+    /// Clears from the host's CPUID answer the instructions this CPU cannot let a guest run:
+    /// with "enable RDTSCP" or "enable INVPCID" off they raise #UD (SDM Vol. 3C, 26.6.2), so
+    /// the guest must not be told they exist.
+    pub fn hide_unsupported(
+        proc2: ProcControls2,
+        leaf: u32,
+        subleaf: u32,
+        host: [u32; 4],
+    ) -> [u32; 4] {
+        let [eax, mut ebx, mut ecx, mut edx] = host;
+        let rdtscp = proc2.contains(ProcControls2::ENABLE_RDTSCP);
+        match (leaf, subleaf) {
+            (0x8000_0001, _) if !rdtscp => edx &= !EXT1_EDX_RDTSCP,
+            (7, 0) => {
+                if !rdtscp {
+                    ecx &= !LEAF7_ECX_RDPID;
+                }
+                if !proc2.contains(ProcControls2::ENABLE_INVPCID) {
+                    ebx &= !LEAF7_EBX_INVPCID;
+                }
+            }
+            _ => {}
+        }
+        [eax, ebx, ecx, edx]
+    }
+}
+
 /// Lets firmware's choice stand, or, if it left IA32_FEATURE_CONTROL unlocked, enables VMX
 /// outside SMX and locks it as firmware would (SDM Vol. 3C, 25.7).
 fn check_feature_control() -> Result<(), Unsupported> {
@@ -94,15 +135,25 @@ pub fn probe() -> Result<Caps, Unsupported> {
         ProcControls::HLT_EXITING
             | ProcControls::MWAIT_EXITING
             | ProcControls::RDPMC_EXITING
+            // CR8 is the physical TPR: a guest writing 15 would mask the hypervisor's own wake
+            // vector (SDM Vol. 3A, 12.8.6). The shadow keeps the guest's TPR in its own page.
+            | ProcControls::USE_TPR_SHADOW
             | ProcControls::USE_IO_BITMAPS
             | ProcControls::USE_MSR_BITMAPS
             | ProcControls::MONITOR_EXITING
             | ProcControls::SECONDARY,
     )?;
+    // WBINVD writes back and flushes caches every partition shares: it exits and is dropped.
     let proc2 = adjust(
         CapabilityMsr::ProcbasedCtls2,
-        ProcControls2::ENABLE_EPT | ProcControls2::ENABLE_VPID | ProcControls2::UNRESTRICTED_GUEST,
-    )?;
+        ProcControls2::ENABLE_EPT
+            | ProcControls2::ENABLE_VPID
+            | ProcControls2::UNRESTRICTED_GUEST
+            | ProcControls2::WBINVD_EXITING,
+    )? | offered(
+        CapabilityMsr::ProcbasedCtls2,
+        ProcControls2::ENABLE_RDTSCP | ProcControls2::ENABLE_INVPCID,
+    );
     let exit = adjust(
         pick(CapabilityMsr::ExitCtls, CapabilityMsr::TrueExitCtls),
         ExitControls::HOST_ADDRESS_SPACE_SIZE

@@ -4,7 +4,8 @@
 
 use tandem_core::exit::{Access, Exit, ShutdownCause};
 
-use super::fields::ro;
+use super::caps::Caps;
+use super::fields::{ProcControls2, guest, ro};
 use super::reasons::ExitReason;
 use super::regs::GuestRegs;
 use super::vmcs;
@@ -23,8 +24,17 @@ const IO_QUAL_IN: u64 = 1 << 3;
 const IO_QUAL_STRING: u64 = 1 << 4;
 const IO_QUAL_PORT_SHIFT: u32 = 16;
 
-/// The portable meaning of the exit that just happened.
-pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
+/// SS access rights bits 6:5: the DPL, which VT-x keeps equal to the CPL (SDM Vol. 3C, 25.4.1).
+const SS_DPL_SHIFT: u32 = 5;
+
+/// The guest's current privilege level.
+pub fn guest_cpl() -> u64 {
+    (vmcs::read(guest::SS_ACCESS) >> SS_DPL_SHIFT) & 3
+}
+
+/// The portable meaning of the exit that just happened; `proc2` says which instructions the
+/// guest can run, so CPUID does not announce the others.
+pub fn decode(reason: ExitReason, regs: &GuestRegs, proc2: ProcControls2) -> Exit {
     let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
     match reason {
         ExitReason::EXCEPTION_OR_NMI => Exit::ExternalInterrupt { vector: 2 },
@@ -39,10 +49,18 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs) -> Exit {
             Exit::Cpuid {
                 leaf,
                 subleaf,
-                host: cpuid(leaf, subleaf),
+                host: Caps::hide_unsupported(proc2, leaf, subleaf, cpuid(leaf, subleaf)),
             }
         }
         ExitReason::HLT => Exit::Halt,
+        // Hypercalls belong to the guest kernel: from user mode VMCALL is an instruction the
+        // partition may not execute (#UD), never a call the core sees (as KVM and Xen refuse it).
+        ExitReason::VMCALL if guest_cpl() != 0 => {
+            log_user_hypercall(regs.rax);
+            Exit::Forbidden {
+                code: reason.0.into(),
+            }
+        }
         ExitReason::VMCALL => Exit::Hypercall {
             nr: regs.rax,
             args: [regs.rdi, regs.rsi, regs.rdx, regs.r10],
@@ -98,6 +116,14 @@ fn log_forbidden(reason: ExitReason) {
 }
 
 #[cold]
+fn log_user_hypercall(nr: u64) {
+    defmt::warn!(
+        "hypercall {=u64} from user mode (CPL 3) refused with #UD",
+        nr
+    );
+}
+
+#[cold]
 fn log_unhandled(reason: ExitReason, qualification: u64) {
     defmt::warn!(
         "unhandled VM exit {} (qualification {=u64:#x})",
@@ -149,4 +175,85 @@ fn decode_io(q: u64, regs: &GuestRegs) -> Option<Exit> {
             value: regs.rax as u32 & mask,
         }
     })
+}
+
+/// Exceptions that exit instead of going through the guest's IDT: #DB and #AC, whose delivery a
+/// guest can make fault forever with no instruction boundary in between, so that no interrupt
+/// ever gets the CPU back (XSA-156, CVE-2015-5307 and CVE-2015-8104), and #MC, which belongs
+/// to the hypervisor (SDM Vol. 3C, 26.6.3).
+pub const DEBUG: u8 = 1;
+pub const NMI: u8 = 2;
+pub const ALIGNMENT_CHECK: u8 = 17;
+pub const MACHINE_CHECK: u8 = 18;
+pub const INTERCEPTED_EXCEPTIONS: u64 = 1 << DEBUG | 1 << ALIGNMENT_CHECK | 1 << MACHINE_CHECK;
+
+/// VM-exit interruption information (SDM Vol. 3C, 28.2.2): vector, type, error code valid.
+const INTR_VECTOR: u64 = 0xff;
+const INTR_TYPE_SHIFT: u32 = 8;
+const INTR_TYPE_MASK: u64 = 0b111;
+const INTR_TYPE_NMI: u64 = 2;
+const INTR_TYPE_HARDWARE_EXCEPTION: u64 = 3;
+/// Types 4-6 (software interrupt, privileged and plain software exception) are injected with
+/// the instruction's length (SDM Vol. 3C, 26.6.1.3; INT1 is type 5).
+const INTR_TYPE_FIRST_SOFTWARE: u64 = 4;
+const INTR_ERROR_VALID: u64 = 1 << 11;
+/// Vector, type, error-code-valid and valid: the part of the exit information an injection
+/// takes over unchanged (SDM Vol. 3C, 26.8.3); bit 12 and the reserved bits are not part of it.
+const INTR_EVENT_BITS: u64 = 0x8000_0fff;
+
+/// What an "exception or NMI" exit (basic reason 0) was, by its interruption information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExceptionExit {
+    /// An NMI arrived while the guest ran (NMI exiting): the hypervisor's, not the guest's.
+    Nmi,
+    /// A hardware machine check: the hypervisor's to report.
+    MachineCheck,
+    /// #DB or #AC to hand back to the guest as the same event.
+    Reflect {
+        vector: u8,
+        /// Entry interruption information, error code and instruction length to inject it.
+        event: (u64, u64, u64),
+        /// A hardware #DB: its exit qualification holds the DR6 bits to report.
+        debug_trap: bool,
+    },
+}
+
+/// Decodes the interruption information of the exit that just happened.
+pub fn exception() -> ExceptionExit {
+    let info = vmcs::read(ro::EXIT_INTERRUPTION_INFO);
+    let kind = (info >> INTR_TYPE_SHIFT) & INTR_TYPE_MASK;
+    let vector = (info & INTR_VECTOR) as u8;
+    if kind == INTR_TYPE_NMI {
+        return ExceptionExit::Nmi;
+    }
+    let hardware = kind == INTR_TYPE_HARDWARE_EXCEPTION;
+    if hardware && vector == MACHINE_CHECK {
+        return ExceptionExit::MachineCheck;
+    }
+    let error = if info & INTR_ERROR_VALID != 0 {
+        vmcs::read(ro::EXIT_INTERRUPTION_ERROR)
+    } else {
+        0
+    };
+    let len = if kind >= INTR_TYPE_FIRST_SOFTWARE {
+        vmcs::read(ro::EXIT_INSTRUCTION_LEN)
+    } else {
+        0
+    };
+    ExceptionExit::Reflect {
+        vector,
+        event: (info & INTR_EVENT_BITS, error, len),
+        debug_trap: hardware && vector == DEBUG,
+    }
+}
+
+/// Whether `event` (entry interruption information) is hardware exception `vector`.
+pub fn is_exception(event: u64, vector: u8) -> bool {
+    event & (INTR_VECTOR | INTR_TYPE_MASK << INTR_TYPE_SHIFT)
+        == u64::from(vector) | INTR_TYPE_HARDWARE_EXCEPTION << INTR_TYPE_SHIFT
+}
+
+/// Whether `event` is an external interrupt (type 0), and its vector.
+pub fn external_interrupt(event: u64) -> Option<u8> {
+    ((event >> INTR_TYPE_SHIFT) & INTR_TYPE_MASK == 0).then_some((event & INTR_VECTOR) as u8)
 }

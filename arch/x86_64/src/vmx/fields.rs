@@ -34,6 +34,7 @@ pub mod ctrl {
     pub const IO_BITMAP_A: F = F(0x2000);
     pub const IO_BITMAP_B: F = F(0x2002);
     pub const MSR_BITMAP: F = F(0x2004);
+    pub const VIRTUAL_APIC_PAGE: F = F(0x2012);
     pub const EPT_POINTER: F = F(0x201a);
     pub const PIN_BASED: F = F(0x4000);
     pub const PROC_BASED: F = F(0x4002);
@@ -44,6 +45,7 @@ pub mod ctrl {
     pub const ENTRY_INTERRUPTION_INFO: F = F(0x4016);
     pub const ENTRY_EXCEPTION_ERROR: F = F(0x4018);
     pub const ENTRY_INSTRUCTION_LEN: F = F(0x401a);
+    pub const TPR_THRESHOLD: F = F(0x401c);
     pub const PROC_BASED2: F = F(0x401e);
     pub const CR0_MASK: F = F(0x6000);
     pub const CR4_MASK: F = F(0x6002);
@@ -58,6 +60,8 @@ pub mod ro {
     pub const GUEST_PHYSICAL_ADDRESS: F = F(0x2400);
     pub const INSTRUCTION_ERROR: F = F(0x4400);
     pub const EXIT_REASON: F = F(0x4402);
+    pub const EXIT_INTERRUPTION_INFO: F = F(0x4404);
+    pub const EXIT_INTERRUPTION_ERROR: F = F(0x4406);
     pub const IDT_VECTORING_INFO: F = F(0x4408);
     pub const IDT_VECTORING_ERROR: F = F(0x440a);
     pub const EXIT_INSTRUCTION_LEN: F = F(0x440c);
@@ -82,6 +86,7 @@ pub mod guest {
     pub const GDTR_LIMIT: F = F(0x4810);
     pub const IDTR_LIMIT: F = F(0x4812);
     pub const ES_ACCESS: F = F(0x4814);
+    pub const SS_ACCESS: F = F(0x4818);
     pub const LDTR_ACCESS: F = F(0x4820);
     pub const TR_ACCESS: F = F(0x4822);
     pub const INTERRUPTIBILITY: F = F(0x4824);
@@ -196,6 +201,8 @@ bitflags! {
     pub struct ProcControls: u32 {
         const INTERRUPT_WINDOW_EXITING = 1 << 2;
         const HLT_EXITING = 1 << 7;
+        /// MOV to/from CR8 reads and writes the virtual-APIC page's TPR, not the CPU's.
+        const USE_TPR_SHADOW = 1 << 21;
         const MWAIT_EXITING = 1 << 10;
         const RDPMC_EXITING = 1 << 11;
         const USE_IO_BITMAPS = 1 << 25;
@@ -209,8 +216,13 @@ bitflags! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct ProcControls2: u32 {
         const ENABLE_EPT = 1 << 1;
+        /// Without it RDTSCP and RDPID raise #UD in the guest (SDM Vol. 3C, 26.6.2).
+        const ENABLE_RDTSCP = 1 << 3;
         const ENABLE_VPID = 1 << 5;
+        const WBINVD_EXITING = 1 << 6;
         const UNRESTRICTED_GUEST = 1 << 7;
+        /// Without it INVPCID raises #UD in the guest (SDM Vol. 3C, 26.6.2).
+        const ENABLE_INVPCID = 1 << 12;
         const _ = !0;
     }
 

@@ -197,6 +197,19 @@ impl GuestMemory<'_> {
         fetched
     }
 
+    /// Fills `dst` from guest-linear `linear` (a descriptor table, say), a page at a time;
+    /// `false` if a byte cannot be reached.
+    pub fn read_linear(&self, linear: u64, dst: &mut [u8]) -> bool {
+        let mut done = 0;
+        while done < dst.len() {
+            match self.fetch_chunk(linear.wrapping_add(done as u64), &mut dst[done..]) {
+                Ok(n) => done += n,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Copies the bytes at `linear` up to the end of its page (at most `dst.len()`) into `dst`.
     fn fetch_chunk(&self, linear: u64, dst: &mut [u8]) -> Result<usize, FetchStop> {
         let n = ((PAGE - linear % PAGE) as usize).min(dst.len());

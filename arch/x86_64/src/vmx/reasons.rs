@@ -25,6 +25,7 @@ impl ExitReason {
     pub const VMWRITE: Self = Self(25);
     pub const VMXOFF: Self = Self(26);
     pub const VMXON: Self = Self(27);
+    pub const CR_ACCESS: Self = Self(28);
     pub const IO_INSTRUCTION: Self = Self(30);
     pub const RDMSR: Self = Self(31);
     pub const WRMSR: Self = Self(32);
@@ -32,6 +33,7 @@ impl ExitReason {
     pub const INVEPT: Self = Self(50);
     pub const PREEMPTION_TIMER: Self = Self(52);
     pub const INVVPID: Self = Self(53);
+    pub const WBINVD: Self = Self(54);
     pub const XSETBV: Self = Self(55);
 
     /// The basic reason of a raw exit-reason field.

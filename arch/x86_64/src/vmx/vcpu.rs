@@ -14,8 +14,8 @@ use x86_64::registers::rflags::RFlags;
 
 use super::caps::Caps;
 use super::entry;
-use super::exits;
-use super::fields::{ProcControls, VmcsField, ctrl, guest, host, ro};
+use super::exits::{self, ExceptionExit};
+use super::fields::{ProcControls, ProcControls2, VmcsField, ctrl, guest, host, ro};
 use super::guest_paging::{CodeSegment, FetchStop, GuestMemory};
 use super::reasons::{ExitReason, VmInstructionError};
 use super::regs::GuestRegs;
@@ -39,6 +39,23 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const IA32_PAT: u32 = 0x277;
 /// RFLAGS bit 1 is reserved and always 1 (SDM Vol. 1, 3.4.3).
 const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
+/// The virtual-APIC page's TPR register (SDM Vol. 3C, 30.1.1): what MOV CR8 reads and writes.
+const VTPR_OFFSET: u64 = 0x80;
+/// CR4 bits the guest may not set: VMXE (VMX is hidden) and OSXSAVE (XSAVE is hidden, so
+/// XSETBV is refused). Owned by the hypervisor and read as 0 (SDM Vol. 3C, 26.6.6); setting
+/// one exits and gets #GP as on a CPU without the feature.
+const CR4_HIDDEN: u64 = Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS
+    .union(Cr4Flags::OSXSAVE)
+    .bits();
+/// Control-register-access exit qualification (SDM Vol. 3C, Table 28-3): CR number, access type.
+const CR_QUAL_NUMBER: u64 = 0xf;
+const CR_QUAL_TYPE_SHIFT: u32 = 4;
+const CR_QUAL_TYPE_MASK: u64 = 0b11;
+const CR_ACCESS_MOV_TO: u64 = 0;
+/// DR6 bits that read as 1 when no debug condition is reported, and B0-B3, which each debug
+/// exception replaces (SDM Vol. 3A, 18.2.3).
+const DR6_ACTIVE_LOW: u64 = 0xffff_0ff0;
+const DR6_BREAKPOINTS: u64 = 0xf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
 pub enum SetupError {
@@ -118,6 +135,11 @@ pub struct VmxVcpu {
     reinject: Option<(u64, u64, u64)>,
     /// An exception the last completion asked for, injected at the next entry.
     fault: Option<GuestFault>,
+    /// The #DB or #AC the last entry handed back to the guest, if that was its only event.
+    reflected: Option<u8>,
+    /// Host address of this vCPU's virtual-APIC page (its TPR).
+    virtual_apic: u64,
+    proc2: ProcControls2,
     pending: Pending,
     exit_instruction_len: u64,
     window_exiting: bool,
@@ -224,6 +246,7 @@ impl VmxVcpu {
             vmcs::vmptrld(vmcs_frame).map_err(SetupError::Vmptrld)?;
         }
         *regs = GuestRegs::default();
+        let virtual_apic = frames::alloc()?.raw();
         let vcpu = Self {
             regs,
             launched: false,
@@ -232,6 +255,9 @@ impl VmxVcpu {
             interrupt: None,
             reinject: None,
             fault: None,
+            reflected: None,
+            virtual_apic,
+            proc2: caps.proc2,
             pending: Pending::Nothing,
             exit_instruction_len: 0,
             window_exiting: false,
@@ -239,7 +265,8 @@ impl VmxVcpu {
             memory: partition.memory.clone(),
             failed: None,
         };
-        write_controls(caps, tables, vpid)?;
+        vcpu.clear_tpr();
+        write_controls(caps, tables, vpid, virtual_apic)?;
         write_host_state(cpu)?;
         write_guest_state(partition.image.entry.raw())?;
         Ok(vcpu)
@@ -253,9 +280,16 @@ impl VmxVcpu {
         self.interrupt = None;
         self.reinject = None;
         self.fault = None;
+        self.reflected = None;
+        self.clear_tpr();
         self.pending = Pending::Nothing;
         self.set_window_exiting(false);
         write_guest_state(entry)
+    }
+
+    fn clear_tpr(&self) {
+        // SAFETY: the vCPU's own virtual-APIC frame, identity-mapped; the guest is not running.
+        unsafe { ((self.virtual_apic + VTPR_OFFSET) as *mut u32).write_volatile(0) };
     }
 
     /// VMWRITE on the exit path. Fields and values are valid for the current VMCS, so a failure
@@ -470,6 +504,99 @@ impl VmxVcpu {
         }
     }
 
+    /// Basic exit reason 0, by its interruption information: NMIs and machine checks go to the
+    /// hypervisor, #DB and #AC back to the guest. `None`: re-enter. A #DB or #AC that faults
+    /// its own delivery again stops the partition: it could never run another instruction.
+    fn exception(&mut self, reflected: Option<u8>) -> Option<Exit> {
+        let (vector, event, debug_trap) = match exits::exception() {
+            ExceptionExit::Nmi => {
+                cpu::forward_nmi();
+                log_guest_nmi();
+                return Some(Exit::ExternalInterrupt {
+                    vector: exits::NMI.into(),
+                });
+            }
+            ExceptionExit::MachineCheck => cpu::forward_machine_check(),
+            ExceptionExit::Reflect {
+                vector,
+                event,
+                debug_trap,
+            } => (vector, event, debug_trap),
+        };
+        let interrupted = self.reinject.take();
+        let faulted_in_delivery =
+            interrupted.is_some_and(|(e, _, _)| exits::is_exception(e, vector));
+        if faulted_in_delivery || (reflected == Some(vector) && self.at_handler_of(vector)) {
+            let rip = vmcs::read(guest::RIP);
+            log_delivery_loop(vector, rip);
+            return Some(Exit::Unhandled {
+                code: ExitReason::EXCEPTION_OR_NMI.0.into(),
+                qualification: vector.into(),
+            });
+        }
+        // The new exception replaces an interrupted exception's delivery, which the faulting
+        // instruction raises again when it re-executes; an interrupted interrupt is kept.
+        if let Some(v) = interrupted.and_then(|(e, _, _)| exits::external_interrupt(e)) {
+            self.interrupt.get_or_insert(v);
+        }
+        if debug_trap {
+            // A #DB that exits leaves DR6 unchanged; its conditions are in the exit
+            // qualification (SDM Vol. 3C, 28.1 and 28.2.1). DR6 is not switched on entry or
+            // exit, so the guest's DR6 is the CPU's.
+            let conditions = vmcs::read(ro::EXIT_QUALIFICATION);
+            let dr6 = (read_dr6() & !DR6_BREAKPOINTS) | DR6_ACTIVE_LOW | conditions;
+            write_dr6(dr6 ^ (conditions & DR6_ACTIVE_LOW));
+        }
+        self.reinject = Some(event);
+        self.reflected = Some(vector);
+        None
+    }
+
+    /// Whether the guest is at the first instruction of its own handler for `vector`: right
+    /// after that vector was injected, delivery then raised it again before the handler ran.
+    fn at_handler_of(&self, vector: u8) -> bool {
+        let efer = EferFlags::from_bits_retain(vmcs::read(guest::IA32_EFER));
+        let cr0 = Cr0Flags::from_bits_retain(vmcs::read(guest::CR0));
+        // Gate sizes and offset fields: SDM Vol. 3A, 6.11 and 6.14.1. Real mode is not checked.
+        let size = if efer.contains(EferFlags::LONG_MODE_ACTIVE) {
+            16
+        } else if cr0.contains(Cr0Flags::PROTECTED_MODE_ENABLE) {
+            8
+        } else {
+            return false;
+        };
+        let offset = u64::from(vector) * size;
+        if offset + size - 1 > vmcs::read(guest::IDTR_LIMIT) {
+            return false;
+        }
+        let memory = GuestMemory {
+            regions: &self.memory,
+        };
+        let mut gate = [0u8; 16];
+        let gate_bytes = &mut gate[..size as usize];
+        if !memory.read_linear(vmcs::read(guest::IDTR_BASE) + offset, gate_bytes) {
+            return false;
+        }
+        let word = |i: usize| u64::from(u16::from_le_bytes([gate[i], gate[i + 1]]));
+        let mut target = word(0) | word(6) << 16;
+        if size == 16 {
+            target |= (word(8) | word(10) << 16) << 32;
+        }
+        target == vmcs::read(guest::RIP)
+    }
+
+    /// MOV to CR4 setting a bit the guest may not own (see [`CR4_HIDDEN`]): #GP, and `true`.
+    /// Other control-register exits go to the core.
+    fn refuse_hidden_cr4_bits(&mut self) -> bool {
+        let q = vmcs::read(ro::EXIT_QUALIFICATION);
+        let mov_to_cr4 = q & CR_QUAL_NUMBER == 4
+            && (q >> CR_QUAL_TYPE_SHIFT) & CR_QUAL_TYPE_MASK == CR_ACCESS_MOV_TO;
+        if mov_to_cr4 {
+            self.fault = Some(GuestFault::GeneralProtection);
+        }
+        mov_to_cr4
+    }
+
     fn advance(&mut self) {
         let rip = vmcs::read(guest::RIP) + self.exit_instruction_len;
         self.vmwrite(guest::RIP, rip);
@@ -484,47 +611,64 @@ impl Vcpu for VmxVcpu {
     const GPRS: usize = 16;
 
     fn run(&mut self) -> Result<Exit, EntryError> {
-        self.prepare_event();
-        self.arm_preemption_timer();
-        if let Some(e) = self.failed {
-            return Err(e);
+        // Exits with no meaning for the core (a reflected exception, a dropped WBINVD, a refused
+        // CR4 bit) are completed here and the guest re-entered, as if it had not exited.
+        loop {
+            self.prepare_event();
+            self.arm_preemption_timer();
+            if let Some(e) = self.failed {
+                return Err(e);
+            }
+            // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
+            // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
+            let failed = unsafe { entry::vmx_enter(self.regs, u64::from(self.launched)) };
+            if failed != 0 {
+                let error = VmInstructionError(vmcs::read(ro::INSTRUCTION_ERROR) as u32);
+                defmt::error!("VM entry failed: {}", error);
+                return Err(EntryError::InstructionFailed { error: error.0 });
+            }
+            self.launched = true;
+            let reason = vmcs::read(ro::EXIT_REASON);
+            let basic = ExitReason::basic(reason);
+            if reason & ENTRY_FAILURE != 0 {
+                defmt::error!("VM entry failed: {}", basic);
+                return Err(EntryError::InvalidGuestState {
+                    reason: basic.0.into(),
+                });
+            }
+            if basic == ExitReason::EXTERNAL_INTERRUPT {
+                apic::take_pending_interrupts();
+            }
+            let reflected = self.reflected.take();
+            self.save_interrupted_event();
+            if basic == ExitReason::INTERRUPT_WINDOW {
+                self.set_window_exiting(false);
+            }
+            self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
+            self.pending = Pending::Nothing;
+            match basic {
+                ExitReason::EPT_VIOLATION => return Ok(self.ept_violation()),
+                ExitReason::EXCEPTION_OR_NMI => match self.exception(reflected) {
+                    Some(exit) => return Ok(exit),
+                    None => continue,
+                },
+                // Caches are shared with every partition and no partition has DMA to keep
+                // coherent: the flush is dropped, as KVM and Xen do without such devices.
+                ExitReason::WBINVD => {
+                    self.advance();
+                    continue;
+                }
+                ExitReason::CR_ACCESS if self.refuse_hidden_cr4_bits() => continue,
+                _ => {}
+            }
+            let exit = exits::decode(basic, self.regs, self.proc2);
+            self.pending = match exit {
+                Exit::PortRead { size, .. } => Pending::PortRead { size },
+                Exit::MsrRead { .. } => Pending::MsrRead,
+                _ => Pending::Nothing,
+            };
+            return Ok(exit);
         }
-        // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
-        // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
-        let failed = unsafe { entry::vmx_enter(self.regs, u64::from(self.launched)) };
-        if failed != 0 {
-            let error = VmInstructionError(vmcs::read(ro::INSTRUCTION_ERROR) as u32);
-            defmt::error!("VM entry failed: {}", error);
-            return Err(EntryError::InstructionFailed { error: error.0 });
-        }
-        self.launched = true;
-        let reason = vmcs::read(ro::EXIT_REASON);
-        let basic = ExitReason::basic(reason);
-        if reason & ENTRY_FAILURE != 0 {
-            defmt::error!("VM entry failed: {}", basic);
-            return Err(EntryError::InvalidGuestState {
-                reason: basic.0.into(),
-            });
-        }
-        if basic == ExitReason::EXTERNAL_INTERRUPT {
-            apic::take_pending_interrupts();
-        }
-        self.save_interrupted_event();
-        if basic == ExitReason::INTERRUPT_WINDOW {
-            self.set_window_exiting(false);
-        }
-        self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
-        self.pending = Pending::Nothing;
-        if basic == ExitReason::EPT_VIOLATION {
-            return Ok(self.ept_violation());
-        }
-        let exit = exits::decode(basic, self.regs);
-        self.pending = match exit {
-            Exit::PortRead { size, .. } => Pending::PortRead { size },
-            Exit::MsrRead { .. } => Pending::MsrRead,
-            _ => Pending::Nothing,
-        };
-        Ok(exit)
     }
 
     fn complete(&mut self, completion: Completion) {
@@ -599,13 +743,50 @@ impl Vcpu for VmxVcpu {
     }
 }
 
-fn write_controls(caps: &Caps, tables: &PartitionTables, vpid: u16) -> Result<(), SetupError> {
+#[cold]
+fn log_guest_nmi() {
+    defmt::warn!(
+        "NMI while a guest ran ({=u64} NMIs so far)",
+        cpu::nmis_taken()
+    );
+}
+
+#[cold]
+fn log_delivery_loop(vector: u8, rip: u64) {
+    defmt::warn!(
+        "exception {=u8} faults its own delivery again at RIP {=u64:#x}: the guest cannot progress",
+        vector,
+        rip
+    );
+}
+
+fn read_dr6() -> u64 {
+    let value: u64;
+    // SAFETY: reading DR6 at CPL 0 has no side effect.
+    unsafe { core::arch::asm!("mov {}, dr6", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn write_dr6(value: u64) {
+    // SAFETY: the hypervisor uses no debug registers; DR6 is the guest's (see `exception`).
+    unsafe { core::arch::asm!("mov dr6, {}", in(reg) value, options(nomem, nostack)) };
+}
+
+fn write_controls(
+    caps: &Caps,
+    tables: &PartitionTables,
+    vpid: u16,
+    virtual_apic: u64,
+) -> Result<(), SetupError> {
     w(ctrl::PIN_BASED, caps.pin.bits().into())?;
     w(ctrl::PROC_BASED, caps.proc.bits().into())?;
     w(ctrl::PROC_BASED2, caps.proc2.bits().into())?;
     w(ctrl::EXIT_CONTROLS, caps.exit.bits().into())?;
     w(ctrl::ENTRY_CONTROLS, caps.entry.bits().into())?;
-    w(ctrl::EXCEPTION_BITMAP, 0)?;
+    w(ctrl::EXCEPTION_BITMAP, exits::INTERCEPTED_EXCEPTIONS)?;
+    // TPR threshold 0: lowering the TPR never exits (SDM Vol. 3C, 26.6.8).
+    w(ctrl::VIRTUAL_APIC_PAGE, virtual_apic)?;
+    w(ctrl::TPR_THRESHOLD, 0)?;
     w(ctrl::CR3_TARGET_COUNT, 0)?;
     w(ctrl::IO_BITMAP_A, tables.io_bitmap_a)?;
     w(ctrl::IO_BITMAP_B, tables.io_bitmap_b)?;
@@ -616,7 +797,7 @@ fn write_controls(caps: &Caps, tables: &PartitionTables, vpid: u16) -> Result<()
     let ne = Cr0Flags::NUMERIC_ERROR.bits();
     w(ctrl::CR0_MASK, ne)?;
     w(ctrl::CR0_SHADOW, ne)?;
-    w(ctrl::CR4_MASK, Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS.bits())?;
+    w(ctrl::CR4_MASK, CR4_HIDDEN)?;
     w(
         ctrl::CR4_SHADOW,
         Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
