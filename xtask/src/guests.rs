@@ -36,7 +36,15 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
         Arch::Aarch64 => (
             "tandem-test-guests-aarch64",
             "aarch64-unknown-none",
-            &["hello", "timer", "hostile", "burst", "smp", "bench"],
+            &[
+                "hello",
+                "timer",
+                "hostile",
+                "burst",
+                "smp",
+                "bench",
+                "attack-el2",
+            ],
         ),
     }
 }
