@@ -39,7 +39,7 @@ const HCR: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
     | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
 
-/// MDCR_EL2 (Arm ARM D19.3.17): the PMU, the debug, OS lock and debug ROM registers, trace and
+/// MDCR_EL2 (Arm ARM D19.3, MDCR_EL2): the PMU, the debug, OS lock and debug ROM registers, trace and
 /// statistical profiling stay the hypervisor's (FT counts instructions with the PMU, a guest
 /// breakpoint or OS lock would act on the whole CPU): TPM and TPMCR trap every PMU register,
 /// HPMN = 0 gives the guest no event counter, TDA, TDOSA and TDRA trap the debug, OS lock and

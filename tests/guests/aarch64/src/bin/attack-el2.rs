@@ -174,20 +174,19 @@ fn faults(name: &str, touch: impl FnOnce()) -> bool {
 }
 
 fn sysregs() -> u64 {
-    let (pfr0, dfr0): (u64, u64);
+    let (pfr0, dfr0, isar0): (u64, u64, u64);
     // SAFETY: ID register reads.
     unsafe {
-        asm!("mrs {}, id_aa64pfr0_el1", "mrs {}, id_aa64dfr0_el1", out(reg) pfr0, out(reg) dfr0,
-             options(nomem, nostack));
+        asm!("mrs {}, id_aa64pfr0_el1", "mrs {}, id_aa64dfr0_el1", "mrs {}, id_aa64isar0_el1",
+             out(reg) pfr0, out(reg) dfr0, out(reg) isar0, options(nomem, nostack));
     }
-    let (sve, ras, pmu, trace) = (
-        pfr0 >> 32 & 0xf,
-        pfr0 >> 28 & 0xf,
-        dfr0 >> 8 & 0xf,
-        dfr0 >> 4 & 0xf,
+    let field = |reg: u64, shift: u32| reg >> shift & 0xf;
+    let (sve, ras, pmu) = (field(pfr0, 32), field(pfr0, 28), field(dfr0, 8));
+    let (trace, rndr) = (field(dfr0, 4), field(isar0, 60));
+    println!(
+        "ID registers offer SVE {sve}, RAS {ras}, PMUVer {pmu}, TraceVer {trace}, RNDR {rndr}"
     );
-    println!("ID registers offer SVE {sve}, RAS {ras}, PMUVer {pmu}, TraceVer {trace}");
-    let mut failures = u64::from(sve | ras | pmu | trace != 0);
+    let mut failures = u64::from(sve | ras | pmu | trace | rndr != 0);
 
     // SVE instructions must reach EL2 rather than this EL1: CPACR_EL1.ZEN = 0b11, FPEN kept.
     // SAFETY: the guest's own trap control.
