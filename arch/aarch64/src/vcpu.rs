@@ -39,7 +39,7 @@ const HCR: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
     | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
 
-/// MDCR_EL2 (Arm ARM D19.3, MDCR_EL2): the PMU, the debug, OS lock and debug ROM registers, trace and
+/// MDCR_EL2 (Arm ARM D19.3): the PMU, the debug, OS lock and debug ROM registers, trace and
 /// statistical profiling stay the hypervisor's (FT counts instructions with the PMU, a guest
 /// breakpoint or OS lock would act on the whole CPU): TPM and TPMCR trap every PMU register,
 /// HPMN = 0 gives the guest no event counter, TDA, TDOSA and TDRA trap the debug, OS lock and
@@ -139,8 +139,8 @@ pub struct El2Vcpu {
     lrs: usize,
     pending: Pending,
     deadline_ns: Option<u64>,
-    /// Whether this vCPU's guest was told SVE and SME are not offered (once: the core's notices
-    /// of each trapped instruction are rate-limited, this one names the feature).
+    /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
+    /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
 }
 
@@ -287,9 +287,9 @@ impl El2Vcpu {
         let x = &self.regs.x;
         self.pending = Pending::Step;
         Some(match esr.read_as_enum(ESR_EL2::EC) {
-            // HVC and SMC are UNDEFINED at EL0 and never trap from there (Arm ARM C6.2.121
-            // HVC, C6.2.283 SMC; HCR_EL2.TSC traps EL1's SMC only); should one arrive, the guest
-            // kernel did not make it, so it is refused as the architecture would.
+            // HVC and SMC are UNDEFINED at EL0 and never trap from there (Arm ARM C6.2, HVC and
+            // SMC; HCR_EL2.TSC traps EL1's SMC only); should one arrive, the guest kernel did
+            // not make it, so it is refused as the architecture would.
             Some(ESR_EL2::EC::Value::HVC64 | ESR_EL2::EC::Value::SMC64)
                 if self.regs.pstate & PSTATE_EL_MASK == 0 =>
             {
