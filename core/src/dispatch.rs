@@ -143,13 +143,11 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 entry,
                 context,
             } => {
-                let result = if target >= vcpus {
-                    PowerStatus::InvalidParameters
-                } else if target == u64::from(self.vcpu) {
-                    PowerStatus::AlreadyOn
-                } else {
-                    self.platform
-                        .start_vcpu(self.id, target as u32, entry, context)
+                let result = match power::check_cpu_on(self.partition, self.vcpu, target, entry) {
+                    Ok(()) => self
+                        .platform
+                        .start_vcpu(self.id, target as u32, entry, context),
+                    Err(refused) => refused,
                 };
                 if result != PowerStatus::Success {
                     self.notice(Notice::RefusedPowerCall {

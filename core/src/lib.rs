@@ -25,6 +25,7 @@ pub mod power;
 pub mod record;
 pub mod report;
 pub mod runtime;
+pub mod ticks;
 pub mod vcpu;
 
 #[cfg(test)]

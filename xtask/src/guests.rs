@@ -46,7 +46,14 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
             "tandem-test-guests-aarch64",
             "aarch64-unknown-none",
             &[
-                "hello", "timer", "hostile", "burst", "smp", "bench", "console",
+                "hello",
+                "timer",
+                "hostile",
+                "burst",
+                "smp",
+                "bench",
+                "console",
+                "attack-el2",
             ],
         ),
     }

@@ -16,6 +16,7 @@ mod dt;
 mod entry;
 mod gic;
 mod guest_load;
+mod idregs;
 mod logger;
 mod lr;
 mod machine;

@@ -4,6 +4,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::wfi;
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0, Readable, Writeable};
+use tandem_core::ticks;
 
 use crate::sysreg::{isb, write_sysreg};
 
@@ -31,17 +32,16 @@ pub fn now_ns() -> u64 {
     ticks_to_ns(counter().saturating_sub(AT_BOOT.load(Ordering::Relaxed)))
 }
 
+/// Saturating (`tandem_core::ticks`): a guest's CNTV_CVAL_EL0 may be anything up to `u64::MAX`.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    match hz() {
-        0 => 0,
-        hz => (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64,
-    }
+    ticks::ticks_to_ns(ticks, hz())
 }
 
 /// The counter value `ns` after boot.
 pub fn counter_at(ns: u64) -> u64 {
-    let ticks = u128::from(ns) * u128::from(hz()) / 1_000_000_000;
-    AT_BOOT.load(Ordering::Relaxed).saturating_add(ticks as u64)
+    AT_BOOT
+        .load(Ordering::Relaxed)
+        .saturating_add(ticks::ns_to_ticks(ns, hz()))
 }
 
 /// Nanoseconds after boot at which the counter reaches `value`.

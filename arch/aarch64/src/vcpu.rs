@@ -12,12 +12,16 @@ use tock_registers::{LocalRegisterCopy, register_bitfields};
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, SPURIOUS};
 use crate::sysreg::{isb, write_sysreg};
-use crate::{lr, psci, stage2, time, vgic};
+use crate::{idregs, lr, psci, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
 /// implementation-defined and auxiliary control registers), RW (EL1 is AArch64), APK and API
-/// (pointer authentication does not trap).
+/// (pointer authentication does not trap). The guest must not own what is shared: TSW traps
+/// data-cache maintenance by set/way (it cleans and invalidates caches other partitions use),
+/// TERR traps the RAS error records and TEA routes synchronous external aborts to EL2 (the
+/// hypervisor, not the guest, deals with broken hardware), TID3 traps the ID registers so the
+/// guest sees only the features it may use (`idregs`).
 const HCR: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::SWIO::SET.value
     | HCR_EL2::FMO::EnableVirtualFIQ.value
@@ -27,13 +31,34 @@ const HCR: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
     | HCR_EL2::TIDCP::SET.value
     | HCR_EL2::TACR::SET.value
+    | HCR_EL2::TSW::SET.value
+    | HCR_EL2::TERR::SET.value
+    | HCR_EL2::TEA::SET.value
+    | HCR_EL2::TID3::SET.value
     | HCR_EL2::RW::EL1IsAarch64.value
     | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
     | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
 
+/// MDCR_EL2 (Arm ARM D19.3): the PMU, the debug, OS lock and debug ROM registers, trace and
+/// statistical profiling stay the hypervisor's (FT counts instructions with the PMU, a guest
+/// breakpoint or OS lock would act on the whole CPU): TPM and TPMCR trap every PMU register,
+/// HPMN = 0 gives the guest no event counter, TDA, TDOSA and TDRA trap the debug, OS lock and
+/// ROM registers, TTRF the trace filter, TPMS and E2PB = 0 the profiling buffer. TDE stays 0: the
+/// guest's own debug exceptions stay the guest's.
+const MDCR: u64 = MDCR_EL2::TPM::SET.value
+    | MDCR_EL2::TPMCR::SET.value
+    | MDCR_EL2::TDA::SET.value
+    | MDCR_EL2::TDOSA::SET.value
+    | MDCR_EL2::TDRA::SET.value
+    | MDCR_EL2::TTRF::SET.value
+    | MDCR_EL2::TPMS::SET.value
+    | MDCR_EL2::HPMN.val(0).value;
+
 register_bitfields! {u64,
     /// CPTR_EL2 with E2H = 0 (Arm ARM D19.2.29); aarch64-cpu names only TAM.
     CPTR [
+        /// Traps the trace registers.
+        TTA OFFSET(20) NUMBITS(1) [],
         /// Traps SME (with FEAT_SME; RES1 otherwise).
         TSM OFFSET(12) NUMBITS(1) [],
         /// Traps SVE (with FEAT_SVE; RES1 otherwise).
@@ -59,10 +84,16 @@ register_bitfields! {u64,
     ]
 }
 
-/// CPTR_EL2's RES1 bits (7:0, 9, 13). FP/SIMD does not trap (TFP = 0), but TZ and TSM are set,
-/// so SVE and SME instructions trap to EL2 and end the partition as unhandled exits (a real SVE
-/// guest stops at its SVE probe; left as it was, see review-2026-11.md).
-const CPTR: u64 = 0x22ff | CPTR::TZ::SET.value | CPTR::TSM::SET.value;
+/// CPTR_EL2's RES1 bits (7:0, 9, 13). FP/SIMD does not trap (TFP = 0): guests use it and the
+/// hypervisor does not (softfloat). TZ and TSM trap SVE and SME on purpose: the hypervisor does not
+/// switch their state and FT does not log it, so neither is offered. The ID registers say so
+/// (`idregs`), and an SVE or SME instruction all the same is an undefined-instruction fault in
+/// the guest, reported by name. TTA traps trace, TAM the activity monitors.
+const CPTR: u64 = 0x22ff
+    | CPTR::TZ::SET.value
+    | CPTR::TSM::SET.value
+    | CPTR::TTA::SET.value
+    | CPTR_EL2::TAM::SET.value;
 /// CNTHCTL_EL2 (E2H = 0): EL1PCTEN = 1 (the physical counter is readable), EL1PCEN = 0 (the EL1
 /// physical timer traps; guests use the virtual timer) (Arm ARM D19.2.21).
 const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value;
@@ -76,6 +107,9 @@ const PSTATE_EL1H: u64 = SPSR_EL2::D::Masked.value
     | SPSR_EL2::I::Masked.value
     | SPSR_EL2::F::Masked.value
     | SPSR_EL2::M::EL1h.value;
+
+/// SPSR_EL2.M[3:2]: the exception level the guest was at.
+const PSTATE_EL_MASK: u64 = 0b1100;
 
 /// What the last exit needs from its completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +139,9 @@ pub struct El2Vcpu {
     lrs: usize,
     pending: Pending,
     deadline_ns: Option<u64>,
+    /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
+    /// core's notice of each trapped instruction is rate-limited, this one names the feature).
+    sve_reported: bool,
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -126,6 +163,7 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64) {
     VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
     HCR_EL2.set(HCR);
     CPTR_EL2.set(CPTR);
+    MDCR_EL2.set(MDCR);
     CNTHCTL_EL2.set(CNTHCTL);
     CNTHP_CTL_EL2.set(0);
     VMPIDR_EL2.write(VMPIDR_EL2::RES1::SET + VMPIDR_EL2::Aff0.val(index));
@@ -154,6 +192,7 @@ impl El2Vcpu {
             lrs: lr::count(),
             pending: Pending::Step,
             deadline_ns: None,
+            sve_reported: false,
         }
     }
 
@@ -241,12 +280,21 @@ impl El2Vcpu {
         HPFAR_EL2.read(HPFAR_EL2::FIPA) << 12 | (FAR_EL2.get() & 0xfff)
     }
 
-    /// Decodes a synchronous exception from the guest.
-    fn synchronous(&mut self) -> Exit {
+    /// Decodes a synchronous exception from the guest; `None` if it was handled here (an ID
+    /// register read) and the guest can go on.
+    fn synchronous(&mut self) -> Option<Exit> {
         let esr = ESR_EL2.extract();
         let x = &self.regs.x;
         self.pending = Pending::Step;
-        match esr.read_as_enum(ESR_EL2::EC) {
+        Some(match esr.read_as_enum(ESR_EL2::EC) {
+            // HVC and SMC are UNDEFINED at EL0 and never trap from there (Arm ARM C6.2, HVC and
+            // SMC; HCR_EL2.TSC traps EL1's SMC only); should one arrive, the guest kernel did
+            // not make it, so it is refused as the architecture would.
+            Some(ESR_EL2::EC::Value::HVC64 | ESR_EL2::EC::Value::SMC64)
+                if self.regs.pstate & PSTATE_EL_MASK == 0 =>
+            {
+                self.refuse_from_el0(esr.get())
+            }
             Some(ESR_EL2::EC::Value::HVC64) => {
                 self.pending = Pending::Hvc;
                 if psci::is_psci(x[0]) {
@@ -270,9 +318,21 @@ impl El2Vcpu {
                 ))
             }
             Some(ESR_EL2::EC::Value::TrappedWFIorWFE) => Exit::Halt,
-            Some(ESR_EL2::EC::Value::TrappedMsrMrs) => Exit::Forbidden {
-                code: esr.read(ESR_EL2::EC) as u32,
-            },
+            Some(ESR_EL2::EC::Value::TrappedMsrMrs) => {
+                if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
+                    if read.rt != 31 {
+                        self.regs.x[read.rt] = idregs::guest_value(read);
+                    }
+                    self.step();
+                    return None;
+                }
+                Exit::Forbidden {
+                    code: esr.read(ESR_EL2::EC) as u32,
+                }
+            }
+            Some(ESR_EL2::EC::Value::TrappedSve | ESR_EL2::EC::Value::TrappedSME) => {
+                self.refuse_sve(esr.read(ESR_EL2::EC) as u32)
+            }
             Some(ESR_EL2::EC::Value::InstrAbortLowerEL) => Exit::PageFault {
                 gpa: GuestPhysAddr::new(Self::fault_address()),
                 access: Access::Execute,
@@ -286,7 +346,33 @@ impl El2Vcpu {
                 }
             }
             _ => Self::unhandled(esr.get()),
+        })
+    }
+
+    /// An HVC or SMC from EL0: an undefined-instruction fault at the instruction itself (ELR_EL2
+    /// of an HVC points past it), with the core's notice.
+    fn refuse_from_el0(&mut self, esr: u64) -> Exit {
+        if ESR_EL2::EC.read(esr) == ESR_EL2::EC::Value::HVC64 as u64 {
+            self.regs.pc = self.regs.pc.wrapping_sub(4);
         }
+        Exit::Forbidden {
+            code: ESR_EL2::EC.read(esr) as u32,
+        }
+    }
+
+    /// An SVE or SME instruction (CPTR_EL2.TZ, TSM): not offered, so an undefined-instruction
+    /// fault; the first one on this vCPU is reported by name.
+    fn refuse_sve(&mut self, code: u32) -> Exit {
+        if !self.sve_reported {
+            self.sve_reported = true;
+            defmt::warn!(
+                "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SVE and SME are not offered to partitions (CPTR_EL2.TZ, TSM); the guest takes an undefined-instruction fault",
+                self.index,
+                self.regs.pc,
+                code
+            );
+        }
+        Exit::Forbidden { code }
     }
 
     fn unhandled(esr: u64) -> Exit {
@@ -358,17 +444,22 @@ impl Vcpu for El2Vcpu {
     fn run(&mut self) -> Result<Exit, EntryError> {
         vgic::flush(self.vgic, self.lrs);
         self.arm_hyp_timer();
-        // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
-        // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
-        let kind = unsafe { entry::guest_enter(self.regs) };
-        Ok(match kind {
-            entry::KIND_IRQ => self.interrupts(),
-            entry::KIND_SYNC => self.synchronous(),
-            _ => Exit::Unhandled {
-                code: 0x100 | kind as u32,
-                qualification: ESR_EL2.get(),
-            },
-        })
+        loop {
+            // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
+            // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
+            let kind = unsafe { entry::guest_enter(self.regs) };
+            return Ok(match kind {
+                entry::KIND_IRQ => self.interrupts(),
+                entry::KIND_SYNC => match self.synchronous() {
+                    Some(exit) => exit,
+                    None => continue,
+                },
+                _ => Exit::Unhandled {
+                    code: 0x100 | kind as u32,
+                    qualification: ESR_EL2.get(),
+                },
+            });
+        }
     }
 
     fn complete(&mut self, completion: Completion) {
