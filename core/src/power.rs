@@ -83,13 +83,34 @@ pub const AFFINITY_OFF: u64 = 1;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::HostPhysAddr;
+    use crate::config::{Image, MemoryRegion};
 
-    use crate::fake::MEMORY;
+    const MEMORY: u64 = 0x20_0000;
 
     /// Two vCPUs and 2 MiB of memory at GPA 0.
     fn two_vcpus() -> Partition {
-        let mut p = crate::fake::partition();
-        p.cpus = heapless::Vec::from_slice(&[0, 1]).unwrap();
+        let mut p = Partition {
+            name: "guest".try_into().unwrap(),
+            cpus: heapless::Vec::from_slice(&[0, 1]).unwrap(),
+            memory: heapless::Vec::new(),
+            image: Image {
+                index: 0,
+                load: GuestPhysAddr::new(0x10_0000),
+                entry: GuestPhysAddr::new(0x10_0000),
+                size: 0x1000,
+            },
+            ports: heapless::Vec::new(),
+            args: heapless::String::new(),
+        };
+        p.memory
+            .push(MemoryRegion {
+                gpa: GuestPhysAddr::new(0),
+                hpa: HostPhysAddr::new(0x100_0000),
+                size: MEMORY,
+                executable: true,
+            })
+            .unwrap();
         p
     }
 
