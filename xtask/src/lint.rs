@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::root;
-use crate::tools::run;
+use crate::tools::{self, run};
 
 /// Bare-metal packages and the target each is built for.
 const BARE_METAL: &[(&str, &[&str])] = &[
@@ -53,6 +53,7 @@ pub fn run_all() -> Result<()> {
     fs::write(&bundle, [])?;
     for (target, packages) in BARE_METAL {
         println!("== clippy: {target}");
+        tools::require_target(target)?;
         let mut cmd = clippy();
         cmd.env("TANDEM_BUNDLE", &bundle).args(["--target", target]);
         for package in *packages {

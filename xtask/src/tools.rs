@@ -134,14 +134,44 @@ pub fn require(needs: &[Need]) -> Result<()> {
     Ok(())
 }
 
-/// An LLVM tool from the pinned toolchain's `llvm-tools` component.
-pub fn llvm(tool: &str) -> Result<PathBuf> {
+/// The pinned toolchain's sysroot.
+fn sysroot() -> Result<PathBuf> {
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .current_dir(crate::root())
         .output()
         .context("running rustc --print sysroot")?;
-    let sysroot = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Makes sure the pinned toolchain has the standard library for `target`. `rust-toolchain.toml`
+/// lists the targets, but rustup installs them on its own only where automatic installs are on.
+pub fn require_target(target: &str) -> Result<()> {
+    if sysroot()?
+        .join("lib/rustlib")
+        .join(target)
+        .join("lib")
+        .exists()
+    {
+        return Ok(());
+    }
+    eprintln!("installing the Rust target {target} ...");
+    let status = Command::new("rustup")
+        .args(["target", "add", target])
+        .current_dir(crate::root())
+        .status()
+        .with_context(|| {
+            format!("running rustup; install the target with `rustup target add {target}`")
+        })?;
+    if !status.success() {
+        bail!("`rustup target add {target}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// An LLVM tool from the pinned toolchain's `llvm-tools` component.
+pub fn llvm(tool: &str) -> Result<PathBuf> {
+    let sysroot = sysroot()?;
     let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let path = sysroot
         .join("lib/rustlib")
@@ -165,6 +195,7 @@ pub fn cargo_build(
     extra: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
 ) -> Result<PathBuf> {
+    require_target(target)?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(crate::root())
         .args([
