@@ -95,6 +95,9 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             Exit::Shutdown {
                 cause: ShutdownCause::TripleFault,
             } => Outcome::stop(StopReason::TripleFault { pc }),
+            Exit::Shutdown {
+                cause: ShutdownCause::ExceptionLoop { vector },
+            } => Outcome::stop(StopReason::ExceptionLoop { vector, pc }),
             Exit::Unhandled {
                 code,
                 qualification,

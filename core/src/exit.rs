@@ -25,6 +25,9 @@ pub enum Access {
 pub enum ShutdownCause {
     /// x86 triple fault: an exception while delivering a double fault.
     TripleFault,
+    /// Delivering exception `vector` raises the same exception again before its handler runs
+    /// one instruction (x86 #DB on a breakpointed handler, #AC on a misaligned stack: XSA-156).
+    ExceptionLoop { vector: u8 },
 }
 
 /// Why [`crate::vcpu::Vcpu::run`] returned: one portable value per architectural exit.

@@ -1,7 +1,7 @@
 //! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
 
 use crate::addr::GuestPhysAddr;
-use crate::exit::{Access, Exit};
+use crate::exit::{Access, Exit, ShutdownCause};
 use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
 use crate::power::{PowerRequest, PowerStatus};
@@ -238,6 +238,16 @@ fn halting_with_no_wake_source_stops_the_partition() {
     let p = FakePlatform::new(0);
     let (stop, _, _) = run([Exit::Halt], &p);
     assert!(matches!(stop, StopReason::HaltedForever { .. }));
+}
+
+#[test]
+fn an_exception_that_raises_itself_on_every_delivery_stops_the_partition() {
+    let p = FakePlatform::new(0);
+    let looping = Exit::Shutdown {
+        cause: ShutdownCause::ExceptionLoop { vector: 1 },
+    };
+    let (stop, _, _) = run([looping], &p);
+    assert!(matches!(stop, StopReason::ExceptionLoop { vector: 1, .. }));
 }
 
 #[test]

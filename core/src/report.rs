@@ -19,6 +19,8 @@ pub enum StopReason {
     },
     /// The guest's CPU shut down (x86 triple fault).
     TripleFault { pc: u64 },
+    /// Every delivery of exception `vector` raised it again: the guest could never progress.
+    ExceptionLoop { vector: u8, pc: u64 },
     /// The guest halted with no way to be woken (interrupts off or no timer armed).
     HaltedForever { pc: u64 },
     /// The guest caused an exit Tandem has no policy for.

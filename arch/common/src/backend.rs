@@ -34,6 +34,13 @@ pub struct Booted<B: Backend> {
     pub(crate) ledger: u64,
 }
 
+impl<B: Backend> Booted<B> {
+    /// The machine's partitions, as the bundle declared them.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+}
+
 /// One architecture's half of bring-up.
 pub trait Backend: Sized + Sync + 'static {
     /// What the backend needs from boot before the bundle is read (x86: the loader's magic and

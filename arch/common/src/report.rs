@@ -63,6 +63,13 @@ pub fn stop(name: &str, stop: StopReason, record: &VcpuRecord, words: &Vocabular
             pc,
             at
         ),
+        StopReason::ExceptionLoop { vector, pc: at } => defmt::warn!(
+            "partition {=str} stopped: exception {=u8} raises itself again on every delivery, at {=str} {=u64:#x}",
+            name,
+            vector,
+            pc,
+            at
+        ),
         StopReason::HaltedForever { pc: at } => defmt::warn!(
             "partition {=str} stopped: {=str} with no wake-up source at {=str} {=u64:#x}",
             name,

@@ -30,6 +30,7 @@ register_bitfields! {u32,
     ICR_LOW [
         VECTOR OFFSET(0) NUMBITS(8) [],
         DELIVERY_MODE OFFSET(8) NUMBITS(3) [
+            Nmi = 0b100,
             Init = 0b101,
             StartUp = 0b110,
         ],
@@ -115,6 +116,11 @@ pub fn start_cpu(apic_id: u32, vector: u8, delay: &mut impl DelayNs) {
         );
         delay.delay_us(200);
     }
+}
+
+/// Sends an NMI to CPU `apic_id` (the vector field is ignored for NMIs, SDM Vol. 3A, 12.6.1).
+pub fn send_nmi(apic_id: u32) {
+    send_ipi(apic_id, ICR_LOW::DELIVERY_MODE::Nmi);
 }
 
 /// Whether this CPU's APIC timer has TSC-deadline mode (CPUID.01H:ECX[24]).

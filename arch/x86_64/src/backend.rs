@@ -36,9 +36,10 @@ pub struct Early {
     boot: BootInfo,
 }
 
-/// The x86_64 backend: VT-x capabilities.
+/// The x86_64 backend: VT-x capabilities, and the fault to inject once guests run.
 pub struct PcBackend {
     caps: Caps,
+    injection: Option<Injection>,
 }
 
 static BOOTED: Once<Booted<PcBackend>> = Once::new();
@@ -117,14 +118,15 @@ impl Backend for PcBackend {
         }
         cpu::init_idt();
         cpu::init(0);
-        if let Some(injection) = Injection::from_cmdline(cmdline) {
+        let injection = Injection::from_cmdline(cmdline);
+        if let Some(injection) = injection {
             injection.fire();
         }
         let caps = vmx::probe().unwrap_or_else(|e| {
             defmt::error!("VT-x is not usable: {}", e);
             bringup::fatal::<Self>("VT-x is not usable")
         });
-        Self { caps }
+        Self { caps, injection }
     }
 
     fn image_end() -> u64 {
@@ -169,7 +171,12 @@ impl Backend for PcBackend {
     ) -> Result<VmxVcpu, PcError> {
         // VPID 0 is the hypervisor's own (SDM Vol. 3C, 29.1).
         let vpid = (id + 1) as u16;
-        VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, regs).map_err(PcError::Vmcs)
+        let vcpu =
+            VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, regs).map_err(PcError::Vmcs)?;
+        if let (0, Some(injection)) = (cpu, self.injection) {
+            injection.fire_at_guests(BOOTED.wait().system());
+        }
+        Ok(vcpu)
     }
 
     fn reset_vcpu(vcpu: &mut VmxVcpu, entry: u64, _: u64) -> Result<(), PcError> {

@@ -1,9 +1,15 @@
 //! Fault injection into the hypervisor itself, chosen on the boot command line
-//! (`inject=ud|pf|panic|write-text|exec-stack`): the failures microreboot will recover from, and
-//! today the proof that the failure reports name the vector, RIP and CPU before the machine stops,
-//! and that the hypervisor's own memory is mapped W^X (`boot::protect_image`).
+//! (`inject=ud|pf|panic|write-text|exec-stack|guest-nmi`): the failures microreboot will recover
+//! from, and today the proof that the failure reports name the vector, RIP and CPU before the
+//! machine stops, that the hypervisor's own memory is mapped W^X (`boot::protect_image`), and
+//! that an NMI arriving while a guest runs reaches the hypervisor's handler.
 
 use core::arch::asm;
+
+use tandem_core::config::System;
+use tandem_hw::vcpu_power;
+
+use crate::{apic, time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
 pub enum Injection {
@@ -17,6 +23,8 @@ pub enum Injection {
     WriteText,
     /// A jump to code on the stack, which must be no-execute (#PF).
     ExecStack,
+    /// An NMI to every other CPU once its guest runs (fired by [`Injection::fire_at_guests`]).
+    GuestNmi,
 }
 
 impl Injection {
@@ -30,13 +38,19 @@ impl Injection {
                 "panic" => Some(Injection::Panic),
                 "write-text" => Some(Injection::WriteText),
                 "exec-stack" => Some(Injection::ExecStack),
+                "guest-nmi" => Some(Injection::GuestNmi),
                 _ => None,
             })
     }
 
+    /// Fires a fault in the hypervisor at bring-up; [`Injection::GuestNmi`] waits for the guests.
     pub fn fire(self) {
+        if self == Injection::GuestNmi {
+            return;
+        }
         defmt::warn!("injecting a hypervisor fault: {}", self);
         match self {
+            Injection::GuestNmi => {}
             // SAFETY: deliberately faults; the exception handler reports and stops the machine.
             Injection::InvalidOpcode => unsafe { asm!("ud2", options(nomem, nostack)) },
             Injection::PageFault => {
@@ -57,6 +71,29 @@ impl Injection {
                 let f: extern "C" fn() = unsafe { core::mem::transmute(ret.as_ptr()) };
                 f();
             }
+        }
+    }
+
+    /// Sends [`Injection::GuestNmi`]'s NMIs, from CPU 0, which enters its guest last: once every
+    /// other partition's first vCPU is on, and has had a millisecond to enter its guest.
+    pub fn fire_at_guests(self, system: &System) {
+        if self != Injection::GuestNmi {
+            return;
+        }
+        let others = || {
+            system
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.cpus.first().is_some_and(|&cpu| cpu != 0))
+        };
+        while !others().all(|(index, _)| vcpu_power::vcpu_running(index as u32, 0)) {
+            core::hint::spin_loop();
+        }
+        time::spin_until_ns(time::now_ns() + 1_000_000);
+        defmt::warn!("injecting an NMI into every other partition's CPU");
+        for (_, p) in others() {
+            apic::send_nmi(u32::from(p.cpus[0]));
         }
     }
 }

@@ -154,9 +154,12 @@ pub fn probe() -> Result<Caps, Unsupported> {
         CapabilityMsr::ProcbasedCtls2,
         ProcControls2::ENABLE_RDTSCP | ProcControls2::ENABLE_INVPCID,
     );
+    // A VM exit sets DR7 to 0x400 (SDM Vol. 3C, 28.5.1): without saving and loading the debug
+    // controls, the guest's breakpoints would vanish at its first exit.
     let exit = adjust(
         pick(CapabilityMsr::ExitCtls, CapabilityMsr::TrueExitCtls),
-        ExitControls::HOST_ADDRESS_SPACE_SIZE
+        ExitControls::SAVE_DEBUG_CONTROLS
+            | ExitControls::HOST_ADDRESS_SPACE_SIZE
             | ExitControls::SAVE_PAT
             | ExitControls::LOAD_PAT
             | ExitControls::SAVE_EFER
@@ -164,7 +167,10 @@ pub fn probe() -> Result<Caps, Unsupported> {
     )?;
     let entry = adjust(
         pick(CapabilityMsr::EntryCtls, CapabilityMsr::TrueEntryCtls),
-        EntryControls::IA32E_GUEST | EntryControls::LOAD_PAT | EntryControls::LOAD_EFER,
+        EntryControls::LOAD_DEBUG_CONTROLS
+            | EntryControls::IA32E_GUEST
+            | EntryControls::LOAD_PAT
+            | EntryControls::LOAD_EFER,
     )?;
     // 4-level walks, write-back tables, 2 MiB pages, INVEPT (all-context) and INVVPID (all-context).
     let needed = EptVpidCap::WALK_LENGTH_4

@@ -229,6 +229,7 @@ bitflags! {
     /// Primary VM-exit controls (SDM Vol. 3C, Table 26-14).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct ExitControls: u32 {
+        const SAVE_DEBUG_CONTROLS = 1 << 2;
         const HOST_ADDRESS_SPACE_SIZE = 1 << 9;
         const SAVE_PAT = 1 << 18;
         const LOAD_PAT = 1 << 19;
@@ -240,6 +241,7 @@ bitflags! {
     /// VM-entry controls (SDM Vol. 3C, Table 26-17).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct EntryControls: u32 {
+        const LOAD_DEBUG_CONTROLS = 1 << 2;
         const IA32E_GUEST = 1 << 9;
         const LOAD_PAT = 1 << 14;
         const LOAD_EFER = 1 << 15;

@@ -4,7 +4,7 @@
 use heapless::Vec;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::{MAX_REGIONS, MemoryRegion, Partition};
-use tandem_core::exit::{Access, Exit};
+use tandem_core::exit::{Access, Exit, ShutdownCause};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tandem_x86_insn::{self as insn, DecodeError, Operand, Reg};
 
@@ -527,11 +527,8 @@ impl VmxVcpu {
         let faulted_in_delivery =
             interrupted.is_some_and(|(e, _, _)| exits::is_exception(e, vector));
         if faulted_in_delivery || (reflected == Some(vector) && self.at_handler_of(vector)) {
-            let rip = vmcs::read(guest::RIP);
-            log_delivery_loop(vector, rip);
-            return Some(Exit::Unhandled {
-                code: ExitReason::EXCEPTION_OR_NMI.0.into(),
-                qualification: vector.into(),
+            return Some(Exit::Shutdown {
+                cause: ShutdownCause::ExceptionLoop { vector },
             });
         }
         // The new exception replaces an interrupted exception's delivery, which the faulting
@@ -748,15 +745,6 @@ fn log_guest_nmi() {
     defmt::warn!(
         "NMI while a guest ran ({=u64} NMIs so far)",
         cpu::nmis_taken()
-    );
-}
-
-#[cold]
-fn log_delivery_loop(vector: u8, rip: u64) {
-    defmt::warn!(
-        "exception {=u8} faults its own delivery again at RIP {=u64:#x}: the guest cannot progress",
-        vector,
-        rip
     );
 }
 
