@@ -4,7 +4,7 @@
 
 use crate::addr::GuestPhysAddr;
 use crate::config::PortMode;
-use crate::devices::line::LineBuffer;
+use crate::devices::line::{LINE_MAX, LineBuffer};
 use crate::devices::uart16550::Uart16550;
 use crate::devices::vgic::VirtualGic;
 use crate::devices::{cpuid, msr, pl011};
@@ -13,6 +13,8 @@ use crate::hypercall::{self, Call, PartitionInfo, Status};
 use crate::outcome::{Next, Outcome};
 use crate::platform::Platform;
 use crate::power::{self, PowerRequest, PowerStatus};
+use crate::record::VcpuRecord;
+use crate::replica::Replica;
 use crate::report::{Notice, StopReason};
 use crate::runtime::VcpuRuntime;
 use crate::vcpu::{Completion, GuestFault};
@@ -22,14 +24,40 @@ fn all_ones(size: u8) -> u64 {
     u64::MAX >> (64 - 8 * u32::from(size.clamp(1, 8)))
 }
 
-/// Prints the line a UART model completed, prefixed with the partition's name, and starts the
-/// next one.
-fn print_line<P: Platform>(platform: &P, partition: &str, out: &mut LineBuffer) {
-    platform.console_line(partition, out.line());
-    out.clear();
+/// Why a hypercall did not complete.
+enum CallError {
+    /// Refused with this status.
+    Refused(Status),
+    /// The replica cannot take its input or output yet: the guest makes the call again.
+    Hold,
 }
 
-impl<P: Platform> VcpuRuntime<'_, P> {
+impl From<Status> for CallError {
+    fn from(status: Status) -> Self {
+        CallError::Refused(status)
+    }
+}
+
+impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
+    /// A console line the guest completed at this exit: an output, which the replica prints when
+    /// it may leave.
+    fn output(&mut self, line: &[u8]) {
+        let (platform, name) = (self.platform, &self.partition.name);
+        let mut print = |line: &[u8]| platform.console_line(name, line);
+        let now = || platform.now_ns();
+        self.replica.output(self.exit_at, line, &now, &mut print);
+    }
+
+    /// Prints the line a UART model completed and starts the next one.
+    fn output_uart_line(&mut self, out: fn(&mut VcpuRecord) -> &mut LineBuffer) {
+        let mut line = [0u8; LINE_MAX];
+        let done = out(self.record);
+        let len = done.line().len();
+        line[..len].copy_from_slice(done.line());
+        done.clear();
+        self.output(&line[..len]);
+    }
+
     /// Handles `exit` of the guest instruction at `pc`; `gic` is the vCPU's emulated GIC, read
     /// only: its changes come back in the outcome.
     pub(crate) fn handle(&mut self, exit: Exit, pc: u64, gic: Option<&VirtualGic>) -> Outcome {
@@ -124,12 +152,11 @@ impl<P: Platform> VcpuRuntime<'_, P> {
     }
 
     fn uart_mmio_write(&mut self, offset: u64, value: u32) -> Outcome {
+        if !self.replica.output_ready(1) {
+            return Outcome::retry();
+        }
         if self.record.pl011.write(offset, value) {
-            print_line(
-                self.platform,
-                &self.partition.name,
-                self.record.pl011.output(),
-            );
+            self.output_uart_line(|r| r.pl011.output());
         }
         Outcome::done(Completion::Done)
     }
@@ -204,6 +231,9 @@ impl<P: Platform> VcpuRuntime<'_, P> {
 
     fn port_write(&mut self, port: u16, size: u8, value: u32, pc: u64) -> Outcome {
         if Uart16550::handles(port) {
+            if !self.replica.output_ready(usize::from(size)) {
+                return Outcome::retry();
+            }
             // Only the low byte reaches an 8-bit UART register; wider writes hit adjacent ones.
             for (i, byte) in value.to_le_bytes()[..usize::from(size.min(4))]
                 .iter()
@@ -211,11 +241,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             {
                 let p = port.wrapping_add(i as u16);
                 if Uart16550::handles(p) && self.record.uart.write(p, *byte) {
-                    print_line(
-                        self.platform,
-                        &self.partition.name,
-                        self.record.uart.output(),
-                    );
+                    self.output_uart_line(|r| r.uart.output());
                 }
             }
         } else if self.port_mode(port).is_none() {
@@ -235,7 +261,7 @@ impl<P: Platform> VcpuRuntime<'_, P> {
 
     fn hypercall(&mut self, nr: u64, args: [u64; 4], pc: u64) -> Outcome {
         let result = match Call::from_nr(nr) {
-            None => Err(Status::NoSys),
+            None => Err(Status::NoSys.into()),
             Some(Call::AbiVersion) => Ok(hypercall::ABI_VERSION),
             Some(Call::ConsoleWrite) => self.console_write(args[0], args[1]),
             Some(Call::PartitionInfo) => self.partition_info(args[0], args[1]),
@@ -244,11 +270,12 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                 return Outcome::stop(StopReason::Shutdown { code: args[0] });
             }
             Some(Call::TimerSet) => self.timer_set(args[0], args[1]),
-            Some(Call::TimeNow) => Ok(self.partition_now()),
+            Some(Call::TimeNow) => self.time_read(),
         };
         let (status, value) = match result {
             Ok(value) => (Status::Ok as i64, value),
-            Err(status) => {
+            Err(CallError::Hold) => return Outcome::retry(),
+            Err(CallError::Refused(status)) => {
                 self.notice(Notice::BadHypercall {
                     nr,
                     status: status as i64,
@@ -272,24 +299,28 @@ impl<P: Platform> VcpuRuntime<'_, P> {
         Ok((region, offset))
     }
 
-    fn console_write(&mut self, gpa: u64, len: u64) -> Result<u64, Status> {
+    fn console_write(&mut self, gpa: u64, len: u64) -> Result<u64, CallError> {
         if len > hypercall::CONSOLE_WRITE_MAX {
-            return Err(Status::Invalid);
+            return Err(Status::Invalid.into());
         }
         let (region, offset) = self.guest_range(gpa, len)?;
         let mut buf = [0u8; hypercall::CONSOLE_WRITE_MAX as usize];
         let buf = &mut buf[..len as usize];
         self.platform.read_guest(region, offset, buf);
-        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            self.platform.console_line(&self.partition.name, line);
+        let lines = || buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        if !self.replica.output_ready(lines().count()) {
+            return Err(CallError::Hold);
+        }
+        for line in lines() {
+            self.output(line);
         }
         Ok(len)
     }
 
-    fn partition_info(&mut self, gpa: u64, len: u64) -> Result<u64, Status> {
+    fn partition_info(&mut self, gpa: u64, len: u64) -> Result<u64, CallError> {
         let size = hypercall::PARTITION_INFO_SIZE as u64;
         if len < size {
-            return Err(Status::Invalid);
+            return Err(Status::Invalid.into());
         }
         let (region, offset) = self.guest_range(gpa, size)?;
         let mut info = PartitionInfo {
@@ -307,14 +338,22 @@ impl<P: Platform> VcpuRuntime<'_, P> {
         Ok(size)
     }
 
-    fn timer_set(&mut self, delay_ns: u64, vector: u64) -> Result<u64, Status> {
+    /// The partition's time as the guest sees it at this exit (logged or replayed under FT).
+    fn time_read(&mut self) -> Result<u64, CallError> {
+        let now = self.partition_now();
+        self.replica
+            .time_read(self.exit_at, now)
+            .map_err(|_| CallError::Hold)
+    }
+
+    fn timer_set(&mut self, delay_ns: u64, vector: u64) -> Result<u64, CallError> {
         match vector {
             0 => self.record.timer.disarm(),
             hypercall::TIMER_VECTOR_MIN..=255 => {
-                let now = self.partition_now();
+                let now = self.time_read()?;
                 self.record.timer.arm(now, delay_ns, vector as u8);
             }
-            _ => return Err(Status::Invalid),
+            _ => return Err(Status::Invalid.into()),
         }
         Ok(0)
     }

@@ -267,6 +267,8 @@ fn halting_with_interrupts_off_stops_even_with_a_timer() {
         vcpu: 0,
         record: &mut record,
         platform,
+        replica: &mut crate::replica::Solo,
+        exit_at: crate::point::ExecPoint::default(),
     }
     .run(&mut vcpu);
     assert!(matches!(stop, StopReason::HaltedForever { .. }));
@@ -449,6 +451,8 @@ fn partition_info_reports_resets() {
         vcpu: 0,
         record: &mut record,
         platform: &p,
+        replica: &mut crate::replica::Solo,
+        exit_at: crate::point::ExecPoint::default(),
     }
     .run(&mut vcpu);
     let mem = p.memory.borrow();
@@ -478,6 +482,8 @@ fn execution_point_counts_committed_exits_and_sees_registers() {
         vcpu: 0,
         record: &mut record,
         platform: &p,
+        replica: &mut crate::replica::Solo,
+        exit_at: crate::point::ExecPoint::default(),
     };
     let start = runtime.execution_point(&vcpu);
     assert_eq!(start.det_exits, 0);

@@ -164,6 +164,7 @@ pub fn partition() -> config::Partition {
         },
         ports: heapless::Vec::new(),
         args: "mode=test".try_into().unwrap(),
+        ft: None,
     };
     p.memory
         .push(MemoryRegion {
@@ -205,6 +206,8 @@ pub fn run_on(
         vcpu: 0,
         record: &mut record,
         platform,
+        replica: &mut crate::replica::Solo,
+        exit_at: crate::point::ExecPoint::default(),
     }
     .run(&mut vcpu);
     (stop, vcpu, record)

@@ -23,6 +23,7 @@ pub mod platform;
 pub mod point;
 pub mod power;
 pub mod record;
+pub mod replica;
 pub mod report;
 pub mod runtime;
 pub mod ticks;

@@ -10,6 +10,9 @@ use crate::vcpu::{Completion, Vcpu};
 pub enum Next {
     /// Enter the guest again.
     Continue,
+    /// The exit was not completed and is not counted: the guest executes the instruction again
+    /// (an input or output the replica cannot take yet).
+    Retry,
     /// Idle until an interrupt can be delivered (HLT / WFI).
     WaitForInterrupt,
     /// The partition stops, for this reason.
@@ -40,6 +43,13 @@ impl Outcome {
             completion: None,
             gic: None,
             next: Next::Continue,
+        }
+    }
+    pub(crate) fn retry() -> Self {
+        Self {
+            completion: None,
+            gic: None,
+            next: Next::Retry,
         }
     }
     pub(crate) fn stop(reason: StopReason) -> Self {

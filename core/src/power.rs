@@ -102,6 +102,7 @@ mod tests {
             },
             ports: heapless::Vec::new(),
             args: heapless::String::new(),
+            ft: None,
         };
         p.memory
             .push(MemoryRegion {

@@ -39,6 +39,12 @@ pub enum StopReason {
     ResetRequested,
     /// The guest stopped this vCPU (PSCI CPU_OFF); the partition's other vCPUs keep running.
     VcpuOff,
+    /// A backup copy's replay departed from the primary's log at this record.
+    Diverged { record: u64 },
+    /// The other copy of this fault-tolerant partition won arbitration and runs it now.
+    Superseded,
+    /// The fault-tolerance engine failed (a broken link or exit accounting).
+    ReplicationFailed,
 }
 
 /// Guest misbehaviour that is answered (with all-ones, a dropped write or a fault) and reported,

@@ -11,6 +11,7 @@ use crate::outcome::Next;
 use crate::platform::Platform;
 use crate::point::ExecPoint;
 use crate::record::VcpuRecord;
+use crate::replica::{Gate, Replica, Solo};
 use crate::report::{Notice, StopReason};
 use crate::vcpu::Vcpu;
 
@@ -18,17 +19,24 @@ use crate::vcpu::Vcpu;
 /// flood the log.
 pub const NOTICE_LIMIT: u32 = 16;
 
+/// How long a logging copy idles between protocol polls while its guest sleeps.
+const IDLE_POLL_NS: u64 = 100_000;
+
 /// One vCPU of one partition, with everything its exits need.
-pub struct VcpuRuntime<'a, P: Platform> {
+pub struct VcpuRuntime<'a, P: Platform, R: Replica = Solo> {
     pub partition: &'a config::Partition,
-    /// Index of the partition in the configuration.
+    /// The partition's index as its guest knows it (a backup copy has its primary's).
     pub id: u32,
     pub vcpu: u32,
     pub record: &'a mut VcpuRecord,
     pub platform: &'a P,
+    /// Where inputs come from and outputs go (fault tolerance).
+    pub replica: &'a mut R,
+    /// The execution point of the exit being handled, when the replica logs.
+    pub exit_at: ExecPoint,
 }
 
-impl<P: Platform> VcpuRuntime<'_, P> {
+impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     /// Time as the partition sees it: nanoseconds since it started.
     pub fn partition_now(&self) -> u64 {
         self.platform.now_ns().saturating_sub(self.record.start_ns)
@@ -71,31 +79,114 @@ impl<P: Platform> VcpuRuntime<'_, P> {
 
     /// Runs the vCPU until its partition stops, and says why.
     pub fn run<V: Vcpu>(&mut self, vcpu: &mut V) -> StopReason {
+        // Entering the guest for the first time is a deterministic boundary like any completed
+        // deterministic exit; a logging replica only acts at those.
+        let mut at_boundary = true;
         loop {
-            self.raise_due_timer(vcpu);
-            vcpu.set_timer_deadline(self.absolute_deadline());
+            if !self.replica.logs() {
+                self.raise_due_timer(vcpu);
+            } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
+                return stop;
+            }
+            // A logging copy takes timer interrupts only at deterministic boundaries, so the
+            // hardware timer would only add exits.
+            let deadline = if self.replica.logs() {
+                None
+            } else {
+                self.absolute_deadline()
+            };
+            vcpu.set_timer_deadline(deadline);
             let exit = match vcpu.run() {
                 Ok(exit) => exit,
                 Err(e) => return StopReason::EntryFailed(e),
             };
             let pc = vcpu.pc();
+            let kind = exit.kind();
+            if self.replica.logs() && kind == ExitKind::Deterministic {
+                self.exit_at = ExecPoint {
+                    det_exits: self.record.deterministic_exits + 1,
+                    ..self.execution_point(vcpu)
+                };
+            }
             let outcome = self.handle(exit, pc, vcpu.virtual_gic().map(|gic| &*gic));
             // The commit: the guest-visible effects and the count, together and last.
             outcome.commit(vcpu);
-            match exit.kind() {
+            if outcome.next == Next::Retry {
+                // Let the replica make room; the guest then makes the same exit again.
+                if let Err(stop) = self.service() {
+                    return stop;
+                }
+                at_boundary = false;
+                continue;
+            }
+            match kind {
                 ExitKind::Deterministic => self.record.deterministic_exits += 1,
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,
             }
+            at_boundary = kind == ExitKind::Deterministic;
             match outcome.next {
-                Next::Continue => {}
+                Next::Continue | Next::Retry => {}
                 Next::WaitForInterrupt => {
                     if let Err(stop) = self.wait_for_interrupt(vcpu) {
                         return stop;
                     }
                 }
-                Next::Stop(reason) => return reason,
+                Next::Stop(reason) => return self.finish(reason),
             }
         }
+    }
+
+    fn service(&mut self) -> Result<bool, StopReason> {
+        let (platform, name) = (self.platform, &self.partition.name);
+        let mut print = |line: &[u8]| platform.console_line(name, line);
+        self.replica.service(platform.now_ns(), &mut print)
+    }
+
+    /// The partition stops: outputs it made must still leave (once the backup has the log up to
+    /// them, or the primary runs alone), so none is lost.
+    fn finish(&mut self, reason: StopReason) -> StopReason {
+        self.replica.guest_stopped(self.exit_at);
+        loop {
+            match self.service() {
+                Ok(true) => core::hint::spin_loop(),
+                Ok(false) => return reason,
+                Err(stop) => return stop,
+            }
+        }
+    }
+
+    /// At a deterministic exit boundary of a logging replica: its protocol work, the interrupts
+    /// it delivers (replaying) or the partition's timer (recording). Returns once the guest may
+    /// run.
+    fn boundary<V: Vcpu>(&mut self, vcpu: &mut V) -> Result<(), StopReason> {
+        let at = self.execution_point(vcpu);
+        loop {
+            let (platform, name) = (self.platform, &self.partition.name);
+            let mut print = |line: &[u8]| platform.console_line(name, line);
+            match self.replica.poll(platform.now_ns(), at, &mut print) {
+                Gate::Run => break,
+                Gate::Deliver(vector) => vcpu.raise_interrupt(vector),
+                Gate::Wait => core::hint::spin_loop(),
+                Gate::Live { time_ns } => {
+                    // Time goes on from the last value the log gave the guest.
+                    let now = self.platform.now_ns();
+                    self.record.start_ns = now.saturating_sub(time_ns).min(self.record.start_ns);
+                    return Ok(());
+                }
+                Gate::Stop(reason) => return Err(reason),
+            }
+        }
+        if self.replica.replays() {
+            return Ok(());
+        }
+        let now = self.partition_now();
+        if let Some(vector) = self.record.timer.due(now)
+            && self.replica.interrupt(at, vector).is_ok()
+        {
+            self.record.timer.disarm();
+            vcpu.raise_interrupt(vector);
+        }
+        Ok(())
     }
 
     /// Idles until an interrupt can be delivered, or fails if none ever can.
@@ -108,6 +199,14 @@ impl<P: Platform> VcpuRuntime<'_, P> {
             if !vcpu.accepts_interrupts() {
                 return Err(StopReason::HaltedForever { pc });
             }
+            if self.replica.replays() {
+                // The backup idles until the log delivers what woke the primary here.
+                self.boundary(vcpu)?;
+                if self.replica.replays() {
+                    return Ok(());
+                }
+                continue;
+            }
             match (self.absolute_deadline(), vcpu.wake_deadline()) {
                 (None, None) => return Err(StopReason::HaltedForever { pc }),
                 // The guest's own timer comes first: the hardware raises its interrupt once the
@@ -117,6 +216,13 @@ impl<P: Platform> VcpuRuntime<'_, P> {
                     return Ok(());
                 }
                 (Some(deadline), _) | (None, Some(deadline)) => {
+                    if self.replica.logs() {
+                        // The primary keeps the protocol going while its guest sleeps.
+                        let slice = self.platform.now_ns().saturating_add(IDLE_POLL_NS);
+                        self.platform.wait_until_ns(deadline.min(slice));
+                        self.boundary(vcpu)?;
+                        continue;
+                    }
                     self.platform.wait_until_ns(deadline)
                 }
             }

@@ -166,6 +166,11 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         self.link.stats()
     }
 
+    /// The latest execution point the primary was told about.
+    pub fn point(&self) -> ExecPoint {
+        self.point
+    }
+
     /// Records logged so far (the next record's index).
     pub fn log_len(&self) -> u64 {
         self.next_index
@@ -283,6 +288,21 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             state: self.state,
             throttle: self.lagging(),
         })
+    }
+
+    /// Whether every output produced has been released, performed, and its `OutputDone` logged:
+    /// a primary whose guest stopped may stop once it is.
+    pub fn settled(&self) -> bool {
+        self.held.is_empty() && self.done == self.released && self.done_logged == self.done
+    }
+
+    /// The guest stopped at the exit at `at`: a heartbeat there lets the backup replay up to the
+    /// same exit (it never runs past the last point it holds).
+    pub fn log_stop(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
+        self.check_point(at)?;
+        self.log(at, Event::Heartbeat { now: self.now })?;
+        self.point = at;
+        Ok(())
     }
 
     fn logging(&self) -> bool {

@@ -203,6 +203,33 @@ pub struct PartitionFile {
     memory: Vec<RegionFile>,
     #[serde(default)]
     ports: Vec<PortsFile>,
+    /// Fault tolerance: a backup copy on `backup_cpus[0]`, kept in lockstep over `link`.
+    ft: Option<FtFile>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum FtLinkFile {
+    Ring,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct FtFile {
+    backup_cpus: Vec<u8>,
+    link: FtLinkFile,
+    #[serde(default = "default_heartbeat_us")]
+    heartbeat_us: u32,
+    #[serde(default = "default_suspect_after")]
+    suspect_after: u8,
+}
+
+fn default_heartbeat_us() -> u32 {
+    500
+}
+
+fn default_suspect_after() -> u8 {
+    3
 }
 
 /// A partitions file: which board, and what runs on it.
@@ -462,6 +489,7 @@ fn resolve(
             },
             ports,
             args: heapless_string(file, &field("args"), &p.args)?,
+            ft: None,
         };
         partitions.push(partition).map_err(|_| {
             error(
@@ -470,6 +498,7 @@ fn resolve(
             )
         })?;
     }
+    add_backups(file, parts, &mut partitions, &mut next_hpa)?;
     let system = model::System {
         version: FORMAT_VERSION,
         board: board_model,
@@ -481,6 +510,79 @@ fn resolve(
         system,
         guests,
     })
+}
+
+/// Appends the backup copy of every partition with an `ft` table: the same guest on its backup
+/// CPU, in host memory of its own (above everything else), the two copies naming each other.
+fn add_backups(
+    file: &Path,
+    parts: &PartitionsFile,
+    partitions: &mut heapless::Vec<model::Partition, { model::MAX_PARTITIONS }>,
+    next_hpa: &mut u64,
+) -> Result<(), ConfigError> {
+    let pairs = parts
+        .partition
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.ft.as_ref()?)));
+    for (pair, (i, ft)) in pairs.enumerate() {
+        let field = |name: &str| format!("partition[{i}].ft.{name}");
+        let refuse = |why: String| Err(error(file, format!("{}: {why}", field("backup_cpus"))));
+        let cpu = match ft.backup_cpus.as_slice() {
+            [] => return refuse("must name the backup's CPU".into()),
+            [cpu] => *cpu,
+            _ => {
+                return refuse(
+                    "only one backup CPU is supported (re-protection onto a spare CPU is not built yet)"
+                        .into(),
+                );
+            }
+        };
+        if let Some(other) = partitions.iter().position(|q| q.cpus.contains(&cpu)) {
+            return refuse(format!("CPU {cpu} is already given to partition[{other}]"));
+        }
+        if pair >= model::MAX_FT_PAIRS {
+            return Err(error(
+                file,
+                format!(
+                    "{}: more than {} fault-tolerant partitions",
+                    field("link"),
+                    model::MAX_FT_PAIRS
+                ),
+            ));
+        }
+        let backup_index = partitions.len();
+        let copy = |role, peer| model::Ft {
+            role,
+            peer,
+            pair: pair as u8,
+            link: match ft.link {
+                FtLinkFile::Ring => model::FtLink::Ring,
+            },
+            heartbeat_us: ft.heartbeat_us,
+            suspect_after: ft.suspect_after,
+        };
+        let mut backup = partitions[i].clone();
+        backup.cpus = heapless::Vec::from_slice(&[cpu]).expect("one CPU fits");
+        for region in backup.memory.iter_mut() {
+            region.hpa = HostPhysAddr::new(*next_hpa);
+            *next_hpa =
+                (*next_hpa + region.size.next_multiple_of(PAGE_SIZE)).next_multiple_of(HPA_ALIGN);
+        }
+        backup.ft = Some(copy(model::FtRole::Backup, i as u8));
+        partitions[i].ft = Some(copy(model::FtRole::Primary, backup_index as u8));
+        partitions.push(backup).map_err(|_| {
+            error(
+                file,
+                format!(
+                    "{}: the backup copy makes more than {} partitions",
+                    field("backup_cpus"),
+                    model::MAX_PARTITIONS
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! - `console: TEXT`: some console line contains TEXT;
 //! - `log: TEXT`: some line of the hypervisor's decoded log contains TEXT;
 //! - `absent: TEXT`: no console or log line contains TEXT;
+//! - `once: TEXT`: exactly one console line contains TEXT (an output neither lost nor repeated);
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
@@ -24,6 +25,7 @@ pub enum Rule {
     Console(String),
     Log(String),
     Absent(String),
+    Once(String),
     Interleaved(String, String),
     Boot(String),
     EndsInFailure,
@@ -59,6 +61,7 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "console" => Rule::Console(arg),
             "log" => Rule::Log(arg),
             "absent" => Rule::Absent(arg),
+            "once" => Rule::Once(arg),
             "boot" => Rule::Boot(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
@@ -119,6 +122,13 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             Rule::Console(t) => any(&run.console, t),
             Rule::Log(t) => any(&run.log, t),
             Rule::Absent(t) => !any(&run.console, t) && !any(&run.log, t),
+            Rule::Once(t) => {
+                run.console
+                    .iter()
+                    .filter(|l| l.contains(t.as_str()))
+                    .count()
+                    == 1
+            }
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
             Rule::Boot(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
         };

@@ -14,8 +14,9 @@
 use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use core::arch::global_asm;
 
-/// Stack size of each CPU.
-pub const STACK_SIZE: usize = 64 * 1024;
+/// Stack size of each CPU. A fault-tolerant backup's replay engine (about 50 KiB) lives on the
+/// stack of the CPU that runs it.
+pub const STACK_SIZE: usize = 256 * 1024;
 /// CPUs the boot code has stacks for.
 pub const MAX_CPUS: usize = tandem_core::config::MAX_CPUS;
 

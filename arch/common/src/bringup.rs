@@ -4,20 +4,24 @@
 //! runs its vCPU until it stops. A partition stops when all its started vCPUs have; the run ends
 //! when every partition has.
 
+use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use tandem_core::bundle::Bundle;
-use tandem_core::config::{MAX_PARTITIONS, System};
+use tandem_core::config::{FtRole, MAX_PARTITIONS, Partition, System};
 use tandem_core::platform::Platform;
+use tandem_core::point::ExecPoint;
 use tandem_core::record::VcpuRecord;
+use tandem_core::replica::{Replica, Solo};
 use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
 
 use crate::backend::{Backend, Booted};
 use crate::console::Console;
 use crate::platform::HwPlatform;
-use crate::{frames, ledger, report, vcpu_power};
+use crate::replication::{BackupCopy, PrimaryCopy};
+use crate::{frames, ledger, replication, report, vcpu_power};
 
 /// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
 /// data, valid when all-zero.
@@ -70,6 +74,8 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     let ledger_base =
         unsafe { ledger::lay_out::<VcpuSlot<B::VcpuState>>(&sys.board.hypervisor, B::image_end()) }
             .unwrap_or_else(|_| fatal::<B>("the hypervisor image does not fit its memory range"));
+    // SAFETY: the ledger was just formatted with this slot type; only this CPU runs.
+    replication::publish(unsafe { ledger::pairs::<VcpuSlot<B::VcpuState>>(ledger_base) });
 
     let mut images = Vec::new();
     let mut boot_args = Vec::new();
@@ -78,8 +84,9 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
         let image = bundle
             .image(p.image.index)
             .unwrap_or_else(|| fatal::<B>("a partition image is missing"));
+        // A backup copy is loaded as its primary, so both guests start the same.
         let arg = backend
-            .load_partition(p, id as u32, image)
+            .load_partition(p, p.guest_id(id), image)
             .unwrap_or_else(|e| fail::<B>("a partition cannot be loaded", e));
         let prepared = backend
             .prepare_partition(p, id as u32)
@@ -156,70 +163,124 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
     let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
     let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio);
-    let mut resets = 0;
-    let (mut entry, mut arg) = (partition.image.entry.raw(), shared.boot_args[index]);
-    if vcpu_index == 0 {
-        vcpu_power::set_on(cpu);
-    } else {
-        (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+    let run = Run {
+        shared,
+        cpu,
+        index,
+        vcpu_index,
+        partition,
+        record,
+        platform: &platform,
+    };
+    let now = platform.now_ns();
+    match partition.ft {
+        None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str()),
+        Some(ft) => match ft.role {
+            FtRole::Primary => {
+                let mut copy = PrimaryCopy::new(&ft, now)
+                    .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
+                run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())
+            }
+            FtRole::Backup => {
+                let mut copy = BackupCopy::new(&ft, now)
+                    .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
+                let mut label = heapless::String::<32>::new();
+                let _ = write!(label, "{} (backup)", partition.name);
+                run.vcpu_loop(&mut vcpu, &mut copy, label.as_str())
+            }
+        },
     }
-    ACTIVE[index].fetch_add(1, Ordering::AcqRel);
-    loop {
-        B::reset_vcpu(&mut vcpu, entry, arg)
-            .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
-        *record = VcpuRecord::new(platform.now_ns());
-        record.resets = resets;
-        defmt::info!(
-            "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
-            partition.name.as_str(),
-            vcpu_index,
+}
+
+/// What one CPU's vCPU loop works with.
+struct Run<'a, B: Backend> {
+    shared: &'static Booted<B>,
+    cpu: usize,
+    index: usize,
+    vcpu_index: usize,
+    partition: &'static Partition,
+    record: &'static mut VcpuRecord,
+    platform: &'a HwPlatform<B>,
+}
+
+impl<B: Backend> Run<'_, B> {
+    /// Runs the vCPU with `replica` until its partition stops; `label` names this copy in the log.
+    fn vcpu_loop<R: Replica>(self, vcpu: &mut B::Vcpu, replica: &mut R, label: &str) -> ! {
+        let Run {
+            shared,
             cpu,
-            B::WORDS.counter,
-            platform.counter()
-        );
-        let stop = VcpuRuntime {
+            index,
+            vcpu_index,
             partition,
-            id: index as u32,
-            vcpu: vcpu_index as u32,
             record,
-            platform: &platform,
+            platform,
+        } = self;
+        let backend = &shared.backend;
+        let mut resets = 0;
+        let (mut entry, mut arg) = (partition.image.entry.raw(), shared.boot_args[index]);
+        if vcpu_index == 0 {
+            vcpu_power::set_on(cpu);
+        } else {
+            (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
         }
-        .run(&mut vcpu);
-        let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
-        match stop {
-            StopReason::ResetRequested if alone && vcpu_index == 0 => {
-                defmt::info!(
-                    "partition {=str} restarts from its image at its own request",
-                    partition.name.as_str()
-                );
-                arg = backend
-                    .load_partition(partition, index as u32, shared.images[index])
-                    .unwrap_or_else(|e| fail::<B>("a partition cannot be reloaded", e));
-                resets += 1;
-                continue;
+        ACTIVE[index].fetch_add(1, Ordering::AcqRel);
+        loop {
+            B::reset_vcpu(vcpu, entry, arg)
+                .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
+            *record = VcpuRecord::new(platform.now_ns());
+            record.resets = resets;
+            defmt::info!(
+                "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
+                label,
+                vcpu_index,
+                cpu,
+                B::WORDS.counter,
+                platform.counter()
+            );
+            let stop = VcpuRuntime {
+                partition,
+                id: partition.guest_id(index),
+                vcpu: vcpu_index as u32,
+                record,
+                platform,
+                replica,
+                exit_at: ExecPoint::default(),
             }
-            StopReason::VcpuOff if !alone => {
-                defmt::info!(
-                    "partition {=str}: vCPU {=usize} off",
-                    partition.name.as_str(),
-                    vcpu_index
-                );
-                vcpu_power::set_off(cpu);
-                ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
-                (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
-                ACTIVE[index].fetch_add(1, Ordering::AcqRel);
-                continue;
+            .run(vcpu);
+            let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
+            match stop {
+                StopReason::ResetRequested
+                    if alone && vcpu_index == 0 && partition.ft.is_none() =>
+                {
+                    defmt::info!(
+                        "partition {=str} restarts from its image at its own request",
+                        label
+                    );
+                    arg = backend
+                        .load_partition(partition, index as u32, shared.images[index])
+                        .unwrap_or_else(|e| fail::<B>("a partition cannot be reloaded", e));
+                    resets += 1;
+                    continue;
+                }
+                StopReason::VcpuOff if !alone => {
+                    defmt::info!("partition {=str}: vCPU {=usize} off", label, vcpu_index);
+                    vcpu_power::set_off(cpu);
+                    ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
+                    (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+                    ACTIVE[index].fetch_add(1, Ordering::AcqRel);
+                    continue;
+                }
+                _ => {}
             }
-            _ => {}
+            report::stop(label, stop, record, &B::WORDS);
+            vcpu_power::set_off(cpu);
+            if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1
+                && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1
+            {
+                defmt::info!("all partitions stopped");
+                B::exit(true)
+            }
+            B::park()
         }
-        report::stop(partition.name.as_str(), stop, record, &B::WORDS);
-        vcpu_power::set_off(cpu);
-        if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1
-            && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1
-        {
-            defmt::info!("all partitions stopped");
-            B::exit(true)
-        }
-        B::park()
     }
 }

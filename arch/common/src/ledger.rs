@@ -8,11 +8,14 @@ use tandem_core::config::{MAX_CPUS, PAGE_SIZE, PhysRange};
 use tandem_recovery::ledger::Header;
 
 use crate::frames;
+use crate::replication::PairAreas;
 
 #[repr(C)]
 struct Ledger<S> {
     header: Header,
     slots: [S; MAX_CPUS],
+    /// The fault-tolerant pairs' log rings and arbiter words.
+    pairs: PairAreas,
 }
 
 /// Bytes a ledger of `S` slots occupies, rounded up to whole pages.
@@ -44,6 +47,17 @@ pub unsafe fn slot<S>(base: u64, cpu: usize) -> &'static mut S {
     let ledger = base as *mut Ledger<S>;
     // SAFETY: the caller's contract; the ledger lives for the whole run.
     unsafe { &mut (*ledger).slots[cpu] }
+}
+
+/// The fault-tolerant pairs' shared areas in the ledger at `base`.
+///
+/// # Safety
+/// The ledger at `base` was formatted with the same `S`, and this is called once, on the
+/// bootstrap CPU, so the returned reference is the only one to the areas.
+pub unsafe fn pairs<S>(base: u64) -> &'static mut PairAreas {
+    let ledger = base as *mut Ledger<S>;
+    // SAFETY: the caller's contract; the ledger lives for the whole run.
+    unsafe { &mut (*ledger).pairs }
 }
 
 /// The image leaves no room for the ledger in the hypervisor's memory range.

@@ -13,6 +13,7 @@ pub mod guest_memory;
 pub mod ledger;
 pub mod log;
 pub mod platform;
+pub mod replication;
 pub mod report;
 pub mod tables;
 pub mod vcpu_power;

@@ -105,6 +105,18 @@ pub fn stop(name: &str, stop: StopReason, record: &VcpuRecord, words: &Vocabular
             "partition {=str} stopped: SYSTEM_RESET while other vCPUs run is not supported",
             name
         ),
+        StopReason::Diverged { record: index } => defmt::error!(
+            "partition {=str} stopped: replay diverged from the log at record {=u64}",
+            name,
+            index
+        ),
+        StopReason::Superseded => {
+            defmt::warn!("partition {=str} stopped: the other copy went live", name)
+        }
+        StopReason::ReplicationFailed => defmt::error!(
+            "partition {=str} stopped: the fault-tolerance engine failed",
+            name
+        ),
         StopReason::EntryFailed(e) => {
             defmt::error!("partition {=str} stopped: VM entry failed: {}", name, e)
         }

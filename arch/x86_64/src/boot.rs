@@ -17,8 +17,9 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// `hvm_start_info.magic`, read through `ebx` on the PVH path.
 pub const PVH_MAGIC: u32 = 0x336e_c578;
 
-/// Size of the bootstrap CPU's stack, which it keeps after boot.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Size of the bootstrap CPU's stack, which it keeps after boot. A fault-tolerant backup's
+/// replay engine (about 50 KiB) lives on the stack of the CPU that runs it.
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 global_asm!(
     r#"

@@ -29,7 +29,8 @@ pub const KERNEL_TR: SegmentSelector = SegmentSelector::new(3, PrivilegeLevel::R
 /// Null, code, data and the two slots of the 64-bit TSS descriptor.
 const GDT_ENTRIES: usize = 5;
 const IST_STACK_SIZE: usize = 16 * 1024;
-pub const AP_STACK_SIZE: usize = 64 * 1024;
+/// As the bootstrap CPU's ([`crate::boot::BOOT_STACK_SIZE`]).
+pub const AP_STACK_SIZE: usize = 256 * 1024;
 /// The IST slot NMI, #DF and #MC switch to (the crate counts from 0; the hardware's IST1).
 const IST_INDEX: u16 = 0;
 

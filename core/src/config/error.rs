@@ -115,6 +115,16 @@ pub enum Problem {
         port: u16,
         device: &'static str,
     },
+    /// Fault tolerance replays one vCPU only.
+    FtVcpus,
+    /// A passed-through port would let the guest see input the log cannot record.
+    FtPassthrough {
+        port: u16,
+    },
+    /// The two copies of a fault-tolerant partition do not name each other or differ.
+    FtPeer {
+        peer: usize,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -190,6 +200,18 @@ impl fmt::Display for Problem {
             Problem::MachinePort { port, device } => write!(
                 f,
                 "port {port:#x} belongs to the {device}, which only the hypervisor may reach"
+            ),
+            Problem::FtVcpus => write!(
+                f,
+                "a fault-tolerant partition has exactly one vCPU (multi-vCPU replay is not deterministic)"
+            ),
+            Problem::FtPassthrough { port } => write!(
+                f,
+                "port {port:#x} is passed through, but a fault-tolerant partition's inputs must all be logged"
+            ),
+            Problem::FtPeer { peer } => write!(
+                f,
+                "partition[{peer}] is not this partition's other fault-tolerant copy"
             ),
         }
     }

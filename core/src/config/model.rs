@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -14,6 +14,8 @@ pub const MAX_PORT_RANGES: usize = 8;
 pub const NAME_LEN: usize = 16;
 pub const ARGS_LEN: usize = 64;
 pub const PAGE_SIZE: u64 = 4096;
+/// Fault-tolerant pairs a system may have (each takes a log ring in the ledger).
+pub const MAX_FT_PAIRS: usize = 2;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -179,6 +181,39 @@ pub struct Image {
     pub size: u64,
 }
 
+/// Which copy of a fault-tolerant partition this is.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtRole {
+    /// Runs the guest for real and logs its non-deterministic inputs.
+    Primary,
+    /// Replays the primary's log on its own copy of the guest, and goes live if the primary fails.
+    Backup,
+}
+
+/// How the two copies of a fault-tolerant partition exchange the log.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtLink {
+    /// A shared-memory ring between two CPUs of this board, in the hypervisor's ledger.
+    Ring,
+}
+
+/// One copy of a fault-tolerant partition. The host tool makes the backup copy from the
+/// partition's `ft` table: same name, image, arguments and guest-physical layout, its own host
+/// memory and CPU.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ft {
+    pub role: FtRole,
+    /// Index of the other copy in [`System::partitions`].
+    pub peer: u8,
+    /// Index of the pair among the system's fault-tolerant pairs (its ring in the ledger).
+    pub pair: u8,
+    pub link: FtLink,
+    /// The primary logs a heartbeat when it has sent nothing for this long.
+    pub heartbeat_us: u32,
+    /// Heartbeat periods of silence after which a copy suspects the other has failed.
+    pub suspect_after: u8,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub name: String<NAME_LEN>,
@@ -189,12 +224,25 @@ pub struct Partition {
     pub ports: Vec<PortRange, MAX_PORT_RANGES>,
     /// A free-form argument string the guest reads through the `PARTITION_INFO` hypercall.
     pub args: String<ARGS_LEN>,
+    /// Set on both copies of a fault-tolerant partition.
+    pub ft: Option<Ft>,
 }
 
 impl Partition {
     /// The memory region holding `len` bytes at `gpa`, if one does entirely.
     pub fn region_for(&self, gpa: GuestPhysAddr, len: u64) -> Option<&MemoryRegion> {
         self.memory.iter().find(|r| r.contains_gpa(gpa, len))
+    }
+    /// The index the guest knows its partition by: a backup copy is its primary.
+    pub fn guest_id(&self, index: usize) -> u32 {
+        match self.ft {
+            Some(Ft {
+                role: FtRole::Backup,
+                peer,
+                ..
+            }) => peer.into(),
+            _ => index as u32,
+        }
     }
     pub fn memory_size(&self) -> u64 {
         self.memory.iter().map(|r| r.size).sum()

@@ -201,7 +201,12 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     if p.name.is_empty() {
         return Err(err(Field::partition(i, "name"), Problem::Empty));
     }
-    if let Some(other) = sys.partitions[..i].iter().position(|q| q.name == p.name) {
+    let peer = p.ft.map(|ft| usize::from(ft.peer));
+    if let Some(other) = sys.partitions[..i]
+        .iter()
+        .enumerate()
+        .position(|(k, q)| q.name == p.name && Some(k) != peer)
+    {
         return Err(err(
             Field::partition(i, "name"),
             Problem::DuplicateName { other },
@@ -226,6 +231,65 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     validate_image(b.arch, i, p)?;
     for (j, r) in p.ports.iter().enumerate() {
         validate_ports(sys, i, j, r)?;
+    }
+    if let Some(ft) = p.ft {
+        validate_ft(sys, i, p, ft)?;
+    }
+    Ok(())
+}
+
+/// A fault-tolerant copy replays a single vCPU whose every input is logged, and its peer is the
+/// same partition in the other role.
+fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
+    let field = |name| Field::partition(i, name);
+    if p.cpus.len() != 1 {
+        return Err(err(field("cpus"), Problem::FtVcpus));
+    }
+    if let Some(r) = p.ports.iter().find(|r| r.mode == PortMode::Passthrough) {
+        return Err(err(field("ports"), Problem::FtPassthrough { port: r.base }));
+    }
+    let peer = usize::from(ft.peer);
+    let same_guest = |q: &Partition| {
+        let layout = |r: &MemoryRegion| (r.gpa, r.size, r.executable);
+        q.name == p.name
+            && q.image == p.image
+            && q.args == p.args
+            && q.ports == p.ports
+            && q.memory.iter().map(layout).eq(p.memory.iter().map(layout))
+    };
+    let paired = sys.partitions.get(peer).is_some_and(|q| {
+        q.ft.is_some_and(|theirs| {
+            theirs.peer as usize == i
+                && theirs.role != ft.role
+                && theirs.pair == ft.pair
+                && theirs.link == ft.link
+        }) && same_guest(q)
+    });
+    if peer == i || !paired {
+        return Err(err(field("ft"), Problem::FtPeer { peer }));
+    }
+    if usize::from(ft.pair) >= MAX_FT_PAIRS {
+        return Err(err(
+            field("ft.pair"),
+            Problem::OutOfRange {
+                value: ft.pair.into(),
+                min: 0,
+                max: MAX_FT_PAIRS as u64 - 1,
+            },
+        ));
+    }
+    if ft.heartbeat_us == 0 {
+        return Err(err(field("ft.heartbeat_us"), Problem::Empty));
+    }
+    if ft.suspect_after == 0 {
+        return Err(err(
+            field("ft.suspect_after"),
+            Problem::OutOfRange {
+                value: 0,
+                min: 1,
+                max: u8::MAX.into(),
+            },
+        ));
     }
     Ok(())
 }

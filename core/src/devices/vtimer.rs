@@ -36,6 +36,11 @@ impl VirtualTimer {
         (self.deadline_ns != DISARMED).then_some(self.deadline_ns)
     }
 
+    /// The vector to raise if the deadline has passed, leaving the timer armed.
+    pub fn due(&self, now_ns: u64) -> Option<u8> {
+        (self.deadline_ns <= now_ns).then_some(self.vector)
+    }
+
     /// The vector to raise if the deadline has passed; the timer is then disarmed.
     pub fn take_due(&mut self, now_ns: u64) -> Option<u8> {
         if self.deadline_ns <= now_ns {
