@@ -34,6 +34,8 @@ pub fn guest_cpl() -> u64 {
 
 /// The portable meaning of the exit that just happened; `proc2` says which instructions the
 /// guest can run, so CPUID does not announce the others.
+// On every exit: inlined into each instance of the exit loop (see `VmxVcpu::run`).
+#[inline(always)]
 pub fn decode(reason: ExitReason, regs: &GuestRegs, proc2: ProcControls2) -> Exit {
     let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
     match reason {
