@@ -45,6 +45,11 @@ pub trait Replica {
     /// Between boundaries (an exit the guest retries, a stop): protocol work only, outputs that
     /// may leave go to `print`. Returns whether outputs are still held.
     fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason>;
+    /// Whether this copy took over from its failed peer (a backup that went live): the peer's
+    /// part of the run is then over too.
+    fn took_over(&self) -> bool {
+        false
+    }
     /// The guest stopped at the exit at `at` (the exit loop then calls [`Replica::service`] until
     /// no output is held).
     fn guest_stopped(&mut self, at: ExecPoint);

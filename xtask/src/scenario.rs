@@ -5,6 +5,9 @@
 //! - `log: TEXT`: some line of the hypervisor's decoded log contains TEXT;
 //! - `absent: TEXT`: no console or log line contains TEXT;
 //! - `once: TEXT`: exactly one console line contains TEXT (an output neither lost nor repeated);
+//! - `numbered: NAME PREFIX`: partition NAME's console lines that start with PREFIX and a number
+//!   count up from 1 without a gap or a step back; a number may repeat right after itself (an
+//!   output a failover re-performed), nothing else;
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
@@ -26,6 +29,7 @@ pub enum Rule {
     Log(String),
     Absent(String),
     Once(String),
+    Numbered(String, String),
     Interleaved(String, String),
     Boot(String),
     EndsInFailure,
@@ -62,6 +66,14 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "log" => Rule::Log(arg),
             "absent" => Rule::Absent(arg),
             "once" => Rule::Once(arg),
+            "numbered" => match arg.split_once(' ') {
+                Some((name, prefix)) => Rule::Numbered(name.to_string(), prefix.trim().to_string()),
+                None => bail!(
+                    "{}:{}: numbered needs a partition name and a prefix",
+                    file.display(),
+                    n + 1
+                ),
+            },
             "boot" => Rule::Boot(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
@@ -77,6 +89,23 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
         });
     }
     Ok(rules)
+}
+
+/// Whether partition `name`'s numbered lines (`PREFIX N`) count 1, 2, 3... with repeats only
+/// right after themselves.
+fn numbered(console: &[String], name: &str, prefix: &str) -> bool {
+    let start = format!("[{name}] {prefix} ");
+    let numbers = console
+        .iter()
+        .filter_map(|l| l.strip_prefix(start.as_str())?.trim().parse::<u64>().ok());
+    let mut last = 0;
+    for n in numbers {
+        if n != last + 1 && !(n == last && last > 0) {
+            return false;
+        }
+        last = n;
+    }
+    last > 0
 }
 
 fn interleaved(console: &[String], a: &str, b: &str) -> bool {
@@ -129,6 +158,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
                     .count()
                     == 1
             }
+            Rule::Numbered(name, prefix) => numbered(&run.console, name, prefix),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
             Rule::Boot(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
         };
@@ -142,6 +172,18 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_lines_count_up_with_repeats_only_in_place() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = |v: &[&str]| numbered(&lines(v), "p", "n");
+        assert!(ok(&["[p] n 1", "[q] n 5", "[p] n 2", "[p] n 3"]));
+        assert!(ok(&["[p] n 1", "[p] n 2", "[p] n 2", "[p] n 3"]));
+        assert!(!ok(&["[p] n 1", "[p] n 3"]), "a gap");
+        assert!(!ok(&["[p] n 1", "[p] n 2", "[p] n 1"]), "a step back");
+        assert!(!ok(&["[p] n 2", "[p] n 3"]), "a missing start");
+        assert!(!ok(&["[q] n 1"]), "no line at all");
+    }
 
     #[test]
     fn interleaving_needs_the_other_partition_between_first_and_last_line() {

@@ -182,6 +182,17 @@ impl Backend for VirtBackend {
     fn park() -> ! {
         machine::park()
     }
+
+    /// The parked CPU never runs a guest again (PSCI CPU_OFF would also do, but parking keeps
+    /// the run's end accounting simple).
+    fn die() -> ! {
+        Self::park()
+    }
+
+    /// QEMU's `-kernel` path gives this backend no command line.
+    fn cmdline(&self) -> &'static str {
+        ""
+    }
 }
 
 impl From<OutOfFrames> for VirtError {

@@ -118,4 +118,9 @@ pub trait Backend: Sized + Sync + 'static {
     fn exit(success: bool) -> !;
     /// Stops this CPU for good; the others carry on.
     fn park() -> !;
+    /// Stops this CPU as a failure would: no report, no accounting, never to run again (a
+    /// fault-tolerant primary killed on purpose to test failover).
+    fn die() -> !;
+    /// The hypervisor's boot command line, empty where the board gives none.
+    fn cmdline(&self) -> &'static str;
 }

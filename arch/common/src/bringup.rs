@@ -5,7 +5,7 @@
 //! when every partition has.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use tandem_core::bundle::Bundle;
@@ -20,7 +20,7 @@ use tandem_core::runtime::VcpuRuntime;
 use crate::backend::{Backend, Booted};
 use crate::console::Console;
 use crate::platform::HwPlatform;
-use crate::replication::{BackupCopy, PrimaryCopy};
+use crate::replication::{BackupCopy, Injected, PrimaryCopy};
 use crate::{frames, ledger, replication, report, vcpu_power};
 
 /// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
@@ -33,6 +33,8 @@ pub struct VcpuSlot<S> {
 
 /// Partitions still running.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Partitions whose part of the run is over (stopped, or a failed FT copy whose peer took over).
+static RETIRED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 /// Started vCPUs per partition.
 static ACTIVE: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
 /// CPUs that have reached Rust code, so the bootstrap CPU starts them one at a time.
@@ -177,7 +179,8 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str()),
         Some(ft) => match ft.role {
             FtRole::Primary => {
-                let mut copy = PrimaryCopy::new(&ft, now)
+                let injected = Injected::from_cmdline(backend.cmdline());
+                let mut copy = PrimaryCopy::new(&ft, now, injected, B::die)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
                 run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())
             }
@@ -189,6 +192,15 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
                 run.vcpu_loop(&mut vcpu, &mut copy, label.as_str())
             }
         },
+    }
+}
+
+/// Partition `index` is done; the last one ends the run. Each is retired once, whichever of an
+/// FT pair's copies gets there first.
+fn retire<B: Backend>(index: usize) {
+    if !RETIRED[index].swap(true, Ordering::AcqRel) && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
+        defmt::info!("all partitions stopped");
+        B::exit(true)
     }
 }
 
@@ -274,11 +286,15 @@ impl<B: Backend> Run<'_, B> {
             }
             report::stop(label, stop, record, &B::WORDS);
             vcpu_power::set_off(cpu);
-            if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1
-                && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1
-            {
-                defmt::info!("all partitions stopped");
-                B::exit(true)
+            if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
+                // A backup that went live also ends its failed primary's part of the run.
+                let peer = partition
+                    .ft
+                    .filter(|_| replica.took_over())
+                    .map(|ft| ft.peer);
+                for retiring in core::iter::once(index).chain(peer.map(usize::from)) {
+                    retire::<B>(retiring);
+                }
             }
             B::park()
         }

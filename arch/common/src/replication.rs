@@ -15,13 +15,72 @@ use tandem_core::devices::line::LINE_MAX;
 use tandem_core::point::{ExecPoint, register_hash};
 use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
-use tandem_ft::arbiter::SharedWordArbiter;
+use tandem_ft::arbiter::{Arbiter, SharedWordArbiter, Side};
 use tandem_ft::backup::{
     Backup, BackupConfig, BackupError, BackupState, DivergenceKind, Due, SyncRead,
 };
 use tandem_ft::link::ring::{Ring, RingConsumer, RingProducer};
 use tandem_ft::primary::{MAX_HELD_OUTPUTS, Primary, PrimaryConfig, PrimaryError, PrimaryState};
 use tandem_ft::record::Event;
+
+/// Where an injected failure kills the primary's CPU, from the boot option
+/// `ft-kill=exit:N|sent:K|acked:K|printed:K`: at its Nth deterministic exit boundary, or at one
+/// of the output rule's edges for output K (its record sent but not acknowledged; acknowledged
+/// but not printed; printed but its `OutputDone` not logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum KillPoint {
+    Exit(u64),
+    Sent(u64),
+    Acked(u64),
+    Printed(u64),
+}
+
+/// An injected stall of the primary's CPU (`ft-stall=WHERE:N:US`, WHERE as for [`KillPoint`],
+/// `exit` and `acked` only): there it does nothing for US microseconds, then carries on; stalled
+/// at `acked`, it still has that output to print when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub struct Stall {
+    pub at: KillPoint,
+    pub us: u64,
+}
+
+/// The failures to inject into fault-tolerant primaries, from the boot command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub kill: Option<KillPoint>,
+    pub stall: Option<Stall>,
+}
+
+impl Injected {
+    pub fn from_cmdline(cmdline: &str) -> Self {
+        let option = |name: &str| {
+            cmdline
+                .split_whitespace()
+                .find_map(|arg| arg.strip_prefix(name)?.strip_prefix('='))
+        };
+        let point = |at: &str, n: &str| {
+            let n = n.parse().ok()?;
+            Some(match at {
+                "exit" => KillPoint::Exit(n),
+                "sent" => KillPoint::Sent(n),
+                "acked" => KillPoint::Acked(n),
+                "printed" => KillPoint::Printed(n),
+                _ => return None,
+            })
+        };
+        let kill =
+            option("ft-kill").and_then(|v| point(v.split_once(':')?.0, v.split_once(':')?.1));
+        let stall = option("ft-stall").and_then(|v| {
+            let mut parts = v.split(':');
+            let at = point(parts.next()?, parts.next()?)?;
+            Some(Stall {
+                at,
+                us: parts.next()?.parse().ok()?,
+            })
+        });
+        Self { kill, stall }
+    }
+}
 
 /// Frames the ring holds in flight: the backup may lag this far before the primary waits.
 pub const RING_SLOTS: usize = 256;
@@ -66,6 +125,9 @@ pub fn publish(areas: &'static mut PairAreas) {
         ends.arbiter.call_once(|| &*arbiter);
     }
 }
+
+/// The protection epoch of a pair (one per boot until re-protection makes new ones).
+const EPOCH: u32 = 1;
 
 fn timing(ft: &Ft) -> (u64, u64) {
     let heartbeat = u64::from(ft.heartbeat_us) * 1000;
@@ -129,17 +191,27 @@ pub struct PrimaryCopy {
     engine: Primary<Producer, SharedWordArbiter<'static>>,
     held: Lines,
     failed: Option<StopReason>,
+    arbiter: &'static AtomicU64,
+    suspect_ns: u64,
+    last_poll_ns: u64,
+    injected: Injected,
+    stalled_until: Option<u64>,
+    /// An acknowledged output the stall interrupted before it was printed.
+    unprinted: Option<u64>,
+    die: fn() -> !,
 }
 
 impl PrimaryCopy {
     /// The primary of pair `ft.pair`, starting at `now_ns`; `None` if another CPU took its end.
-    pub fn new(ft: &Ft, now_ns: u64) -> Option<Self> {
+    /// `die` stops the CPU when `injected` says it fails.
+    pub fn new(ft: &Ft, now_ns: u64, injected: Injected, die: fn() -> !) -> Option<Self> {
         let ends = &ENDS[usize::from(ft.pair)];
         let producer = ends.producer.lock().take()?;
-        let arbiter = SharedWordArbiter::new(ends.arbiter.get()?);
+        let word = *ends.arbiter.get()?;
+        let arbiter = SharedWordArbiter::new(word);
         let (heartbeat, suspect) = timing(ft);
         let config = PrimaryConfig {
-            epoch: 1,
+            epoch: EPOCH,
             heartbeat_period: heartbeat,
             suspect_after: suspect,
             max_lag_records: RING_SLOTS as u64 / 2,
@@ -149,7 +221,21 @@ impl PrimaryCopy {
             engine: Primary::new(producer, arbiter, config, now_ns),
             held: Lines::new(),
             failed: None,
+            arbiter: word,
+            suspect_ns: suspect,
+            last_poll_ns: now_ns,
+            injected,
+            stalled_until: None,
+            unprinted: None,
+            die,
         })
+    }
+
+    fn kill_if(&self, point: KillPoint) {
+        if self.injected.kill == Some(point) {
+            defmt::warn!("injected: the FT primary's CPU dies at {}", point);
+            (self.die)()
+        }
     }
 
     fn fail(&mut self, error: PrimaryError) -> Hold {
@@ -162,11 +248,23 @@ impl PrimaryCopy {
     }
 
     /// Prints every held line the backup now covers, and reports it performed.
-    fn release(&mut self, print: &mut dyn FnMut(&[u8])) {
-        while let Some(seq) = self.engine.next_release() {
+    fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
+        let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
+        while let Some(seq) = next(self) {
+            self.kill_if(KillPoint::Acked(seq));
+            if let Some(stall) = self
+                .injected
+                .stall
+                .take_if(|s| s.at == KillPoint::Acked(seq))
+            {
+                self.stall(now_ns, stall);
+                self.unprinted = Some(seq);
+                return;
+            }
             if let Some(line) = self.held.get(seq) {
                 print(line);
             }
+            self.kill_if(KillPoint::Printed(seq));
             self.held.release_to(seq + 1);
             if let Err(e) = self.engine.output_performed(seq) {
                 self.fail(e);
@@ -174,13 +272,38 @@ impl PrimaryCopy {
         }
     }
 
+    fn stall(&mut self, now_ns: u64, stall: Stall) {
+        defmt::warn!(
+            "injected: the FT primary's CPU stalls for {=u64} us at {}",
+            stall.us,
+            stall.at
+        );
+        self.stalled_until = Some(now_ns.saturating_add(stall.us.saturating_mul(1000)));
+    }
+
     fn step(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
         if let Some(stop) = self.failed {
             return Gate::Stop(stop);
         }
+        if let Some(until) = self.stalled_until {
+            if now_ns < until {
+                return Gate::Wait;
+            }
+            self.stalled_until = None;
+        }
+        // A copy that did nothing for longer than the other takes to suspect it may have been
+        // replaced: it asks the arbiter before anything more leaves.
+        if now_ns.saturating_sub(self.last_poll_ns) > self.suspect_ns
+            && SharedWordArbiter::new(self.arbiter).test_and_set(EPOCH, Side::Primary)
+                != Ok(Side::Primary)
+        {
+            self.failed = Some(StopReason::Superseded);
+            return Gate::Stop(StopReason::Superseded);
+        }
+        self.last_poll_ns = now_ns;
         match self.engine.poll(now_ns, at) {
             Ok(status) => {
-                self.release(print);
+                self.release(now_ns, print);
                 match status.state {
                     PrimaryState::Stopped => Gate::Stop(StopReason::Superseded),
                     _ if status.throttle => Gate::Wait,
@@ -205,6 +328,18 @@ impl Replica for PrimaryCopy {
     }
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        if let Some(stall) = self
+            .injected
+            .stall
+            .take_if(|s| matches!(s.at, KillPoint::Exit(n) if at.det_exits >= n))
+        {
+            self.stall(now_ns, stall);
+        }
+        if let Some(KillPoint::Exit(n)) = self.injected.kill
+            && at.det_exits >= n
+        {
+            self.kill_if(KillPoint::Exit(n));
+        }
         self.step(now_ns, at, print)
     }
 
@@ -264,6 +399,7 @@ impl Replica for PrimaryCopy {
             match self.engine.on_output(at, digest(line)) {
                 Ok(seq) => {
                     self.held.push(seq, line);
+                    self.kill_if(KillPoint::Sent(seq));
                     return;
                 }
                 Err(PrimaryError::Backpressure) => {
@@ -297,7 +433,7 @@ impl BackupCopy {
         let arbiter = SharedWordArbiter::new(ends.arbiter.get()?);
         let (heartbeat, suspect) = timing(ft);
         let config = BackupConfig {
-            epoch: 1,
+            epoch: EPOCH,
             suspect_after: suspect,
             ack_period: heartbeat,
         };
@@ -368,6 +504,10 @@ fn report_divergence(index: u64, kind: &DivergenceKind) {
 impl Replica for BackupCopy {
     fn logs(&self) -> bool {
         !self.live
+    }
+
+    fn took_over(&self) -> bool {
+        self.live
     }
 
     fn replays(&self) -> bool {

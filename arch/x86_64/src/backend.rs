@@ -40,6 +40,7 @@ pub struct Early {
 pub struct PcBackend {
     caps: Caps,
     injection: Option<Injection>,
+    cmdline: &'static str,
 }
 
 static BOOTED: Once<Booted<PcBackend>> = Once::new();
@@ -126,7 +127,11 @@ impl Backend for PcBackend {
             defmt::error!("VT-x is not usable: {}", e);
             bringup::fatal::<Self>("VT-x is not usable")
         });
-        Self { caps, injection }
+        Self {
+            caps,
+            injection,
+            cmdline,
+        }
     }
 
     fn image_end() -> u64 {
@@ -212,5 +217,17 @@ impl Backend for PcBackend {
 
     fn park() -> ! {
         halt_forever()
+    }
+
+    /// Interrupts masked, out of VMX operation, halted: the CPU does nothing more. An NMI only
+    /// runs the counting handler and halts again.
+    fn die() -> ! {
+        x86_64::instructions::interrupts::disable();
+        vmx::disable();
+        halt_forever()
+    }
+
+    fn cmdline(&self) -> &'static str {
+        self.cmdline
     }
 }

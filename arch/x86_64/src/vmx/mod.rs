@@ -33,6 +33,14 @@ impl From<OutOfFrames> for EnableError {
     }
 }
 
+/// Leaves VMX operation on this CPU (SDM Vol. 3C, 31.3): a core killed on purpose stops being a
+/// hypervisor CPU, as if it had failed.
+pub fn disable() {
+    // SAFETY: VMXOFF only leaves VMX operation (failing harmlessly outside it); this CPU runs no
+    // guest afterwards.
+    unsafe { core::arch::asm!("vmxoff", options(nostack)) };
+}
+
 /// Puts this CPU in VMX root operation (SDM Vol. 3C, 25.7 and A.7-A.8).
 pub fn enable(caps: &Caps) -> Result<(), EnableError> {
     let cr0 = (Cr0::read_raw() | CapabilityMsr::Cr0Fixed0.read()) & CapabilityMsr::Cr0Fixed1.read();
