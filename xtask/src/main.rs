@@ -5,6 +5,7 @@ mod build;
 mod config;
 mod emulator;
 mod guests;
+mod inject;
 mod lint;
 mod logs;
 #[cfg(test)]
@@ -79,6 +80,24 @@ enum Command {
     Bench,
     /// Run clippy, warnings as errors, on every crate for each target it is built for.
     Lint,
+    /// Run a fault-injection campaign: `ft-kill` kills a fault-tolerant partition's primary at a
+    /// seeded point in each run and checks the output stream against a fault-free run.
+    Inject {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long, value_enum, default_value = "x86_64")]
+        arch: Arch,
+        #[arg(long, default_value_t = 100)]
+        runs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where runs.jsonl, report.json and report.html go (default build/campaign-<name>/report).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rerun only the run with this seed (as a report names it).
+        #[arg(long)]
+        replay: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +113,21 @@ fn main() -> ExitCode {
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench => bench::run().map(|()| true),
         Command::Lint => lint::run_all().map(|()| true),
+        Command::Inject {
+            campaign,
+            arch,
+            runs,
+            seed,
+            out,
+            replay,
+        } => inject::run(&inject::Campaign {
+            name: campaign,
+            arch,
+            runs,
+            seed,
+            out,
+            replay,
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

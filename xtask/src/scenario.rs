@@ -6,8 +6,8 @@
 //! - `absent: TEXT`: no console or log line contains TEXT;
 //! - `once: TEXT`: exactly one console line contains TEXT (an output neither lost nor repeated);
 //! - `numbered: NAME PREFIX`: partition NAME's console lines that start with PREFIX and a number
-//!   count up from 1 without a gap or a step back; a number may repeat right after itself (an
-//!   output a failover re-performed), nothing else;
+//!   (then anything) count up from 1 without a gap, stepping back at most once (the outputs a
+//!   failover re-performed at the cut);
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
@@ -91,21 +91,29 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
     Ok(rules)
 }
 
-/// Whether partition `name`'s numbered lines (`PREFIX N`) count 1, 2, 3... with repeats only
-/// right after themselves.
-fn numbered(console: &[String], name: &str, prefix: &str) -> bool {
+/// Whether partition `name`'s numbered lines (`PREFIX N ...`) count 1, 2, 3... without a gap,
+/// stepping back at most once (a failover re-performing the outputs in flight at the cut).
+pub fn numbered(console: &[String], name: &str, prefix: &str) -> bool {
     let start = format!("[{name}] {prefix} ");
-    let numbers = console
-        .iter()
-        .filter_map(|l| l.strip_prefix(start.as_str())?.trim().parse::<u64>().ok());
-    let mut last = 0;
+    let numbers = console.iter().filter_map(|l| {
+        l.strip_prefix(start.as_str())?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    });
+    let (mut last, mut high, mut cut) = (0, 0, false);
     for n in numbers {
-        if n != last + 1 && !(n == last && last > 0) {
-            return false;
+        if n != last + 1 {
+            if cut || n == 0 || n > last {
+                return false;
+            }
+            cut = true;
         }
         last = n;
+        high = high.max(n);
     }
-    last > 0
+    last > 0 && last == high
 }
 
 fn interleaved(console: &[String], a: &str, b: &str) -> bool {
@@ -174,13 +182,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_lines_count_up_with_repeats_only_in_place() {
+    fn numbered_lines_count_up_and_step_back_only_at_one_cut() {
         let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let ok = |v: &[&str]| numbered(&lines(v), "p", "n");
         assert!(ok(&["[p] n 1", "[q] n 5", "[p] n 2", "[p] n 3"]));
         assert!(ok(&["[p] n 1", "[p] n 2", "[p] n 2", "[p] n 3"]));
+        assert!(ok(&["[p] n 1", "[p] n 2", "[p] n 3", "[p] n 2", "[p] n 3"]));
         assert!(!ok(&["[p] n 1", "[p] n 3"]), "a gap");
-        assert!(!ok(&["[p] n 1", "[p] n 2", "[p] n 1"]), "a step back");
+        assert!(
+            !ok(&["[p] n 1", "[p] n 2", "[p] n 1", "[p] n 2", "[p] n 1"]),
+            "two cuts"
+        );
+        assert!(
+            !ok(&["[p] n 1", "[p] n 2", "[p] n 1"]),
+            "a step back not followed up"
+        );
         assert!(!ok(&["[p] n 2", "[p] n 3"]), "a missing start");
         assert!(!ok(&["[q] n 1"]), "no line at all");
     }

@@ -12,7 +12,7 @@ use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Run};
 use crate::scenario::{self, Rule};
-use crate::{Arch, guests, root, tools};
+use crate::{Arch, guests, inject, root, tools};
 
 #[derive(Default)]
 struct Tally {
@@ -193,6 +193,38 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     Ok(())
 }
 
+/// A small seeded slice of each fault-injection campaign (the full ones are `cargo xtask inject`).
+fn campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
+    const NAME: &str = "x86_64/campaign-ft-kill";
+    if filter.is_some_and(|f| !NAME.contains(f)) {
+        return;
+    }
+    println!("== campaigns (a seeded slice of each)");
+    let campaign = inject::Campaign {
+        name: "ft-kill".into(),
+        arch: Arch::X86_64,
+        runs: 4,
+        seed: 1,
+        out: Some(root().join("build/test-campaign-ft-kill")),
+        replay: None,
+    };
+    let result = inject::run(&campaign);
+    let mut t = tally.lock().unwrap();
+    match result {
+        Ok(true) => {
+            t.passed += 1;
+            println!("test {NAME} ... ok");
+        }
+        other => {
+            t.failed += 1;
+            println!("test {NAME} ... FAILED");
+            if let Err(e) = other {
+                println!("    {e:#}");
+            }
+        }
+    }
+}
+
 pub fn run(filter: Option<&str>) -> Result<bool> {
     let mut tally = Tally::default();
     if filter.is_none() {
@@ -202,6 +234,7 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
     for arch in Arch::ALL {
         integration(arch, filter, &tally)?;
     }
+    campaigns(filter, &tally);
     let t = tally.into_inner().unwrap();
     println!("{} passed, {} failed", t.passed, t.failed);
     Ok(t.failed == 0)

@@ -233,7 +233,11 @@ impl PrimaryCopy {
 
     fn kill_if(&self, point: KillPoint) {
         if self.injected.kill == Some(point) {
-            defmt::warn!("injected: the FT primary's CPU dies at {}", point);
+            defmt::warn!(
+                "injected: the FT primary's CPU dies at {} ({=u64} ns)",
+                point,
+                self.last_poll_ns
+            );
             (self.die)()
         }
     }
@@ -535,8 +539,9 @@ impl Replica for BackupCopy {
                 perform_to,
             }) => {
                 defmt::warn!(
-                    "FT backup goes live at exit {=u64}; printing outputs {=u64}..{=u64} the primary had not reported",
+                    "FT backup goes live at exit {=u64} ({=u64} ns); printing outputs {=u64}..{=u64} the primary had not reported",
                     at.det_exits,
+                    now_ns,
                     perform_from,
                     perform_to
                 );

@@ -1,6 +1,7 @@
 //! Counts and prints, checks what the CPU reveals, and shuts down cleanly: the everyday guest.
 //! `tsc=1` also prints the time-stamp counter, read directly: an input no log records, which
-//! makes a fault-tolerant backup diverge.
+//! makes a fault-tolerant backup diverge. `hashed=1` ends each count line with a running hash
+//! of the stream (`count 7 h=...`), so an output oracle sees any line that differs.
 #![no_std]
 #![no_main]
 
@@ -33,8 +34,19 @@ fn main() -> u64 {
     if info.number::<u32>("tsc") == Some(1) {
         println!("tsc {}", rdtsc());
     }
+    let hashed = info.number::<u32>("hashed") == Some(1);
+    let mut hash: u32 = 0x811c_9dc5;
     for i in 1..=count {
-        println!("count {i}");
+        if hashed {
+            // FNV-1a over the count's bytes, carried from line to line.
+            hash = i
+                .to_le_bytes()
+                .iter()
+                .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+            println!("count {i} h={hash:08x}");
+        } else {
+            println!("count {i}");
+        }
     }
     let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
