@@ -183,6 +183,17 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// Whether handling the exit may read the partition's time or complete a console line: a
+    /// hypercall, or a write that may reach a UART.
+    pub fn carries_io(&self) -> bool {
+        matches!(
+            self,
+            Exit::Hypercall { .. } | Exit::PortWrite { .. } | Exit::MmioWrite { .. }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,72 @@ fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)>
 
 pub fn run() -> Result<()> {
     x86_64()?;
+    x86_64_ft()?;
     aarch64()
+}
+
+/// Boots `config` in Bochs and returns its run (which must end normally).
+fn bochs_run(config: &str, name: &str, guests: &guests::Guests) -> Result<emulator::Run> {
+    let image = build::build(&root().join(config), guests, name)?;
+    let iso = build::iso(&image, "")?;
+    let run = emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?;
+    if !run.success {
+        run.print("  ");
+        bail!(
+            "the benchmark run {config} failed (status {:?})",
+            run.status
+        );
+    }
+    Ok(run)
+}
+
+/// Fault tolerance on x86_64: exit costs on an FT primary (every exit is a logging boundary),
+/// the log's volume for an idle timer guest, and the time the output rule holds a line.
+fn x86_64_ft() -> Result<()> {
+    let guests = guests::build(Arch::X86_64)?;
+    let run = bochs_run("tests/bench/x86_64-ft.toml", "bench-x86_64-ft", &guests)?;
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.contains("bench:"))
+        .context("the FT bench guest printed no result")?;
+    println!("Fault tolerance, Bochs, primary on CPU 0 and backup on CPU 1");
+    println!(
+        "  exit round trip on the FT primary: {}",
+        line.split("bench:").nth(1).unwrap_or("").trim()
+    );
+    let run = bochs_run(
+        "tests/bench/x86_64-ft-log.toml",
+        "bench-x86_64-ft-log",
+        &guests,
+    )?;
+    let log = run
+        .log
+        .iter()
+        .find(|l| l.contains("FT primary log:"))
+        .context("the FT primary reported no log statistics")?;
+    let number = |marker: &str| number_after(std::slice::from_ref(log), marker).map(|(_, n)| n);
+    let records = number("log: ").context("no record count")?;
+    let bytes = number("records, ").context("no byte count")?;
+    let ticks = run
+        .console
+        .iter()
+        .find_map(|l| {
+            let rest = &l[l.find("timer ticks ")? + "timer ticks ".len()..];
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .context("the timer guest reported no ticks")?;
+    println!(
+        "  log of an idle guest (50 timer ticks of 1 ms, its time reads, lines, heartbeats): {records} records, {bytes} bytes = {} bytes per timer tick, all inclusive",
+        bytes / ticks.max(1)
+    );
+    if let Some(hold) = run.log.iter().find(|l| l.contains("FT output rule:")) {
+        println!(
+            "  {}",
+            hold.split("FT output rule: ").nth(1).unwrap_or("").trim()
+        );
+    }
+    Ok(())
 }
 
 /// QEMU `virt` at EL2 with `-icount shift=0`: the guest's PMU cycle counter, counting at EL1 and

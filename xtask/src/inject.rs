@@ -348,11 +348,16 @@ pub fn run(c: &Campaign) -> Result<bool> {
     tools::require(tools::BOCHS)?;
     let config = root().join(format!("tests/campaigns/ft-kill-{}.toml", c.arch.name()));
     let guests = guests::build(c.arch)?;
-    let image = build::build(&config, &guests, "campaign-ft-kill")?;
     let out = c
         .out
         .clone()
         .unwrap_or_else(|| root().join("build/campaign-ft-kill/report"));
+    // Campaigns writing to different folders build and boot in different folders too, so they
+    // can run at once (the test suite's slice next to a long campaign).
+    let tag = out
+        .file_name()
+        .map_or("report".into(), |n| n.to_string_lossy().to_string());
+    let image = build::build(&config, &guests, &format!("campaign-ft-kill-{tag}"))?;
     fs::create_dir_all(&out)?;
     let scratch = image.dir.join("runs");
     let golden = golden(&image, &scratch)?;

@@ -199,6 +199,20 @@ pub struct PrimaryCopy {
     /// An acknowledged output the stall interrupted before it was printed.
     unprinted: Option<u64>,
     die: fn() -> !,
+    /// When each held line was produced, and how long the output rule held lines: the latency
+    /// it adds.
+    produced_at: heapless::Deque<u64, MAX_HELD_OUTPUTS>,
+    hold: HoldTime,
+    /// The guest stopped: the copy only waits for its last outputs to leave.
+    stopping: bool,
+}
+
+/// How long lines waited for the backup's acknowledgement.
+#[derive(Default)]
+struct HoldTime {
+    lines: u64,
+    total_ns: u64,
+    max_ns: u64,
 }
 
 impl PrimaryCopy {
@@ -228,6 +242,9 @@ impl PrimaryCopy {
             stalled_until: None,
             unprinted: None,
             die,
+            produced_at: heapless::Deque::new(),
+            hold: HoldTime::default(),
+            stopping: false,
         })
     }
 
@@ -268,11 +285,29 @@ impl PrimaryCopy {
             if let Some(line) = self.held.get(seq) {
                 print(line);
             }
+            if let Some(produced) = self.produced_at.pop_front() {
+                let held = now_ns.saturating_sub(produced);
+                self.hold.lines += 1;
+                self.hold.total_ns += held;
+                self.hold.max_ns = self.hold.max_ns.max(held);
+            }
             self.kill_if(KillPoint::Printed(seq));
             self.held.release_to(seq + 1);
             if let Err(e) = self.engine.output_performed(seq) {
                 self.fail(e);
             }
+        }
+    }
+
+    fn report_hold_time(&mut self) {
+        let hold = core::mem::take(&mut self.hold);
+        if hold.lines > 0 {
+            defmt::info!(
+                "FT output rule: {=u64} lines held {=u64} ns on average, {=u64} ns at most",
+                hold.lines,
+                hold.total_ns / hold.lines,
+                hold.max_ns
+            );
         }
     }
 
@@ -351,14 +386,30 @@ impl Replica for PrimaryCopy {
         let at = self.engine.point();
         match self.step(now_ns, at, print) {
             Gate::Stop(stop) => Err(stop),
-            _ => Ok(!self.engine.settled()),
+            _ if self.engine.settled() => {
+                if self.stopping {
+                    self.report_hold_time();
+                }
+                Ok(false)
+            }
+            _ => Ok(true),
         }
     }
 
     fn guest_stopped(&mut self, at: ExecPoint) {
+        self.stopping = true;
         if let Err(e) = self.engine.log_stop(at) {
             self.fail(e);
         }
+        let stats = self.engine.stats();
+        defmt::info!(
+            "FT primary log: {=u64} records, {=u64} bytes ({=u64} heartbeats, {=u64} outputs) over {=u64} exits",
+            stats.records,
+            stats.log_bytes,
+            stats.heartbeats,
+            stats.outputs,
+            at.det_exits
+        );
     }
 
     fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
@@ -403,6 +454,7 @@ impl Replica for PrimaryCopy {
             match self.engine.on_output(at, digest(line)) {
                 Ok(seq) => {
                     self.held.push(seq, line);
+                    let _ = self.produced_at.push_back(now_ns());
                     self.kill_if(KillPoint::Sent(seq));
                     return;
                 }
