@@ -4,9 +4,10 @@
 //!
 //! A hypervisor's exit loop calls [`Primary::on_nondeterministic_input`] for every time/random read
 //! (at the exit) and every interrupt or input it injects (at the injection point),
-//! [`Primary::on_output`] when the guest produces output, and [`Primary::poll`] on every pass; it
-//! performs the outputs [`Primary::next_release`] hands out and reports each with
-//! [`Primary::output_performed`].
+//! [`Primary::on_output`] when the guest produces output, [`Primary::boundary_reached`] at
+//! completed exits it has nothing to log for (optional: it lets heartbeats advance the backup), and
+//! [`Primary::poll`] on every pass; it performs the outputs [`Primary::next_release`] hands out and
+//! reports each with [`Primary::output_performed`].
 
 use crate::arbiter::{Arbiter, ArbiterError, Side};
 use crate::detect::{Detector, Health};
@@ -246,11 +247,27 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         }
     }
 
-    /// Advance time to `now` with the guest at `at`: absorb acks, detect, arbitrate, heartbeat.
+    /// The guest completed an exit (or, with a precise counter, was stopped) at `at`: later
+    /// heartbeats may carry this point, which lets the backup replay up to it between inputs.
+    /// Only call it with a boundary the guest has really passed: the backup will run up to it.
+    pub fn boundary_reached(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
+        self.check_point(at)?;
+        self.point = at;
+        Ok(())
+    }
+
+    /// Advance time to `now`: absorb acks, detect, arbitrate, log pending `OutputDone` records and
+    /// a heartbeat when the log has been quiet for a heartbeat period.
+    ///
+    /// `at` is where the caller sees the guest. It is only checked not to go backwards and is
+    /// never logged: whatever the caller passes, every record `poll` writes carries the last
+    /// completed boundary the engine was told about, that is the point of the last input or
+    /// output recorded or the last point given to [`Primary::boundary_reached`]. A caller that
+    /// passes the point of an exit still in progress therefore cannot let the backup run past an
+    /// input that is then logged at the boundary the guest really stands at.
     pub fn poll(&mut self, now: u64, at: ExecPoint) -> Result<PrimaryStatus, PrimaryError> {
         self.now = now;
         self.check_point(at)?;
-        self.point = at;
         self.link.poll(now);
         if self.state == PrimaryState::Protected
             && let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now)

@@ -175,3 +175,54 @@ fn go_live_performs_exactly_the_outputs_without_output_done() {
     );
     assert_eq!(b.state(), BackupState::Live);
 }
+
+#[test]
+fn heartbeats_sit_at_the_last_completed_boundary_whatever_poll_is_given() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    p.on_nondeterministic_input(at(3), Event::TimeRead { value: 7 })
+        .unwrap();
+    // The caller polls with the point of exit 4, which has not completed (it will be retried).
+    p.poll(PCFG.heartbeat_period, at(4)).unwrap();
+    assert_eq!(p.stats().heartbeats, 1);
+    // An interrupt becomes due first, at the boundary the guest really stands at.
+    p.on_nondeterministic_input(at(3), Event::Interrupt { vector: 32 })
+        .expect("an input at the last completed boundary is not a point going backwards");
+    b.poll(1).unwrap();
+    for n in 0..3 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    assert_eq!(b.on_sync_read(at(3), SyncRead::Time), Ok(7));
+    assert_eq!(
+        b.next_event_due(at(3)),
+        Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
+    );
+    assert_eq!(
+        b.next_event_due(at(3)),
+        Ok(Due::Wait),
+        "the heartbeat must not let the backup run to exit 4"
+    );
+}
+
+#[test]
+fn a_reported_boundary_lets_heartbeats_advance_the_backup() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    p.boundary_reached(at(2)).unwrap();
+    p.poll(PCFG.heartbeat_period, at(9)).unwrap();
+    b.poll(1).unwrap();
+    for n in 0..2 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    assert_eq!(b.next_event_due(at(2)), Ok(Due::Wait));
+    assert!(
+        p.boundary_reached(at(1)).is_err(),
+        "boundaries only move forward"
+    );
+}

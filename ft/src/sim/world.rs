@@ -376,7 +376,14 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
     }
 
     fn step_primary(&mut self) -> Result<(), Violation> {
-        let status = match self.primary.poll(self.now, self.pg.point()) {
+        // The guest stands at a completed boundary; poll is handed the point of the exit it is
+        // about to take, which the engine must not log (a heartbeat there would be ahead of the
+        // inputs delivered below).
+        let polled = match self.primary.boundary_reached(self.pg.point()) {
+            Ok(()) => self.primary.poll(self.now, self.pg.peek_exit().1),
+            Err(e) => Err(e),
+        };
+        let status = match polled {
             Ok(status) => status,
             Err(PrimaryError::Stopped) => {
                 self.p.stopped = true;
