@@ -12,4 +12,7 @@ pub struct Mutants {
     pub ignore_output_done: bool,
     /// Backup skips execution-point and output comparison (divergence goes unnoticed).
     pub skip_divergence_check: bool,
+    /// Backup runs to the next exit past a horizon that lies before it (precise mode): it passes
+    /// interrupts logged later in the interval and reports a divergence that was never injected.
+    pub ignore_precise_horizon: bool,
 }

@@ -226,3 +226,45 @@ fn a_reported_boundary_lets_heartbeats_advance_the_backup() {
         "boundaries only move forward"
     );
 }
+
+fn precise(det_exits: u64, branches: u64) -> ExecPoint {
+    ExecPoint {
+        precise: Some(branches),
+        ..at(det_exits)
+    }
+}
+
+#[test]
+fn with_a_precise_counter_replay_stops_at_the_horizon_before_the_next_exit() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    // The primary's guest was stopped between exits 2 and 3, at branch 300: a heartbeat there.
+    p.boundary_reached(precise(2, 300)).unwrap();
+    p.poll(PCFG.heartbeat_period, precise(2, 300)).unwrap();
+    b.poll(1).unwrap();
+    assert_eq!(
+        b.next_event_due(precise(2, 120)),
+        Ok(Due::Run {
+            stop_at: Some(precise(2, 300))
+        }),
+        "running to exit 3 would pass an interrupt the primary may still log before it"
+    );
+    assert_eq!(b.next_event_due(precise(2, 300)), Ok(Due::Wait));
+    // It does: at branch 350, still before exit 3.
+    p.on_nondeterministic_input(precise(2, 350), Event::Interrupt { vector: 32 })
+        .unwrap();
+    b.poll(2).unwrap();
+    assert_eq!(
+        b.next_event_due(precise(2, 300)),
+        Ok(Due::Run {
+            stop_at: Some(precise(2, 350))
+        })
+    );
+    assert_eq!(
+        b.next_event_due(precise(2, 350)),
+        Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
+    );
+}
