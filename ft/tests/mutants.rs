@@ -71,3 +71,16 @@ fn skipping_divergence_checks_lets_divergence_through() {
     println!("caught: {caught:?}");
     assert!(caught.is_some(), "undetected divergence went unnoticed");
 }
+
+#[test]
+fn running_past_a_precise_horizon_reports_a_false_divergence() {
+    let caught = first_catch(
+        Mutants {
+            ignore_precise_horizon: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::FalseDivergence { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "a false divergence went unnoticed");
+}

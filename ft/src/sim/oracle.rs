@@ -31,6 +31,8 @@ pub enum Violation {
     TwoLivePrimaries { at: u64 },
     /// The backup replayed past a divergence (first differing exit) without reporting it.
     UndetectedDivergence { exit: u64, checked_up_to: u64 },
+    /// The backup reported a divergence although its replay was never perturbed.
+    FalseDivergence { what: String },
     /// The engine returned an error a correct caller never sees.
     EngineError { at: u64, what: String },
 }
@@ -51,15 +53,18 @@ pub struct Evidence<'a> {
     pub primary_exits: &'a [u64],
     /// See `primary_exits`.
     pub backup_exits: &'a [u64],
-    /// Whether the backup reported a divergence.
-    pub divergence_reported: bool,
+    /// The divergence the backup reported, if it did.
+    pub divergence_reported: Option<&'a str>,
+    /// Whether the simulator perturbed the backup's replay.
+    pub divergence_injected: bool,
 }
 
 /// Check the end-of-run invariants.
 pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
     outputs_survive(e)?;
     duplicates_only_at_cut(e)?;
-    divergence_detected(e)
+    divergence_detected(e)?;
+    divergence_injected(e)
 }
 
 fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
@@ -111,7 +116,7 @@ fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
 }
 
 fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
-    if e.divergence_reported {
+    if e.divergence_reported.is_some() {
         return Ok(());
     }
     let first_difference = e
@@ -136,4 +141,14 @@ fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
         });
     }
     Ok(())
+}
+
+/// Divergence reported implies divergence injected: a correct replay never cries wolf.
+fn divergence_injected(e: &Evidence<'_>) -> Result<(), Violation> {
+    match e.divergence_reported {
+        Some(what) if !e.divergence_injected => {
+            Err(Violation::FalseDivergence { what: what.into() })
+        }
+        _ => Ok(()),
+    }
 }

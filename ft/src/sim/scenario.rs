@@ -112,6 +112,9 @@ pub struct Scenario {
     pub mutants: Mutants,
     /// Keep per-exit guest history (needed by the divergence invariant).
     pub keep_history: bool,
+    /// The platform has a precise counter: the primary's guest is also stopped between exits
+    /// (asynchronous exits) and interrupts are delivered and replayed there.
+    pub precise: bool,
 }
 
 const US: u64 = 1_000;
@@ -146,6 +149,7 @@ impl Scenario {
             diverge_at: None,
             mutants: Mutants::default(),
             keep_history: false,
+            precise: false,
         }
     }
 
@@ -217,6 +221,7 @@ impl Scenario {
             }
         });
         let diverge_at = rng.chance(0.1).then(|| at(&mut rng));
+        let precise = rng.chance(0.3);
         Self {
             seed,
             duration,
@@ -237,6 +242,7 @@ impl Scenario {
             diverge_at,
             mutants: Mutants::default(),
             keep_history: true,
+            precise,
         }
     }
 }

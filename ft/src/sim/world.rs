@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::format;
 use std::rc::Rc;
+use std::string::String;
 use std::sync::atomic::AtomicU64;
 use std::vec::Vec;
 
@@ -146,6 +147,8 @@ struct World<S: LogSender, R: LogReceiver> {
     go_live_received: Option<u64>,
     backup_replayed_exits: Option<u64>,
     divergence_reported: bool,
+    /// What the backup reported, for the oracle.
+    divergence: Option<String>,
     diverged_injected: bool,
 }
 
@@ -221,8 +224,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             b_reach,
             primary,
             backup,
-            pg: Guest::new(sc.keep_history),
-            bg: Guest::new(sc.keep_history),
+            pg: Guest::new(sc.keep_history, sc.precise),
+            bg: Guest::new(sc.keep_history, sc.precise),
             p: Node::default(),
             b: Node::default(),
             seen: Vec::new(),
@@ -231,6 +234,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             go_live_received: None,
             backup_replayed_exits: None,
             divergence_reported: false,
+            divergence: None,
             diverged_injected: false,
         })
     }
@@ -432,6 +436,15 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         if self.pg.halted() {
             return Ok(());
         }
+        // With a precise counter the step may end before the next exit: an asynchronous exit
+        // stops the guest there, and the next step logs and delivers at that point.
+        if self.sc.precise && self.rng.chance(0.5) {
+            let fraction = self.rng.chance(0.5).then_some(0.5).unwrap_or(0.9);
+            if let Some(branches) = self.pg.stop_point(fraction) {
+                self.pg.stop_at(branches);
+                return Ok(());
+            }
+        }
         let (kind, point) = self.pg.peek_exit();
         let logged = match kind {
             Exit::TimeRead | Exit::RandomRead => {
@@ -498,9 +511,22 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             let due = self.backup.next_event_due(self.bg.point());
             match due {
                 Ok(Due::Deliver(event)) => self.bg.deliver(&event),
-                Ok(Due::Run { .. }) => {
+                Ok(Due::Run { stop_at }) => {
                     if self.bg.halted() {
+                        // Only a perturbed guest can halt before a point the primary's guest
+                        // reached in the same interval: it waits there, stuck, like hardware would.
+                        if self.diverged_injected && stop_at.is_some() {
+                            break;
+                        }
                         return Err(self.engine_error("run granted to a halted guest"));
+                    }
+                    if let Some(branches) = stop_at
+                        .filter(|p| p.det_exits == self.bg.det_exits())
+                        .and_then(|p| p.precise)
+                        .filter(|&b| self.bg.can_stop_at(b))
+                    {
+                        self.bg.stop_at(branches);
+                        continue;
                     }
                     let (kind, point) = self.bg.peek_exit();
                     let value = match kind {
@@ -534,8 +560,9 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
 
     fn replay_error(&mut self, e: BackupError) -> Result<(), Violation> {
         match e {
-            BackupError::Diverged(_) => {
+            BackupError::Diverged(d) => {
                 self.divergence_reported = true;
+                self.divergence = Some(format!("{d:?}"));
                 Ok(())
             }
             e => Err(self.engine_error(e)),
@@ -609,7 +636,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             backup_consumed: self.backup.consumed(),
             primary_exits: &self.pg.exit_states,
             backup_exits: &self.bg.exit_states[..replayed],
-            divergence_reported: self.divergence_reported,
+            divergence_reported: self.divergence.as_deref(),
+            divergence_injected: self.diverged_injected,
         })?;
         let mut outs: Vec<u64> = self.seen.iter().map(|s| s.out_seq).collect();
         let outputs_seen = outs.len();
