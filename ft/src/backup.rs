@@ -316,6 +316,8 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             self.state = BackupState::Live;
             let perform_from = if self.mutants.ignore_output_done {
                 0
+            } else if self.mutants.skip_first_pending {
+                (self.done + 1).min(self.outputs)
             } else {
                 self.done
             };

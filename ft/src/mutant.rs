@@ -15,4 +15,13 @@ pub struct Mutants {
     /// Backup runs to the next exit past a horizon that lies before it (precise mode): it passes
     /// interrupts logged later in the interval and reports a divergence that was never injected.
     pub ignore_precise_horizon: bool,
+    /// Primary releases outputs after a stall without asking the arbiter whether the backup took
+    /// over meanwhile (the old primary prints after the new one went live).
+    pub skip_fence: bool,
+    /// Backup at go-live skips the first output without `OutputDone` (a gap when the primary
+    /// never performed it).
+    pub skip_first_pending: bool,
+    /// The host of a backup gone live performs the held outputs only after the guest's next
+    /// output (an integration bug: the client sees outputs out of order).
+    pub late_go_live_outputs: bool,
 }

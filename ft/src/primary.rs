@@ -114,6 +114,11 @@ pub struct Primary<L: LogSender, A: Arbiter> {
     done: u64,
     done_logged: u64,
     detector: Detector,
+    /// When `poll` last ran: a longer gap than half the suspicion timeout is a stall.
+    last_poll: u64,
+    /// The backup may have given this copy up for dead (after a stall, or a long silence from it):
+    /// nothing is released until the arbiter says it has not gone live.
+    unconfirmed: bool,
     last_acked: u64,
     acks_moved_at: u64,
     stats: PrimaryStats,
@@ -139,6 +144,8 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             done: 0,
             done_logged: 0,
             detector: Detector::new(config.suspect_after, now),
+            last_poll: now,
+            unconfirmed: false,
             last_acked: 0,
             acks_moved_at: now,
             stats: PrimaryStats::default(),
@@ -215,10 +222,12 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         let front = *self.held.front()?;
         let may_release = match self.state {
             PrimaryState::Alone => true,
-            PrimaryState::Protected | PrimaryState::Arbitrating => {
-                front.index < self.link.acked() || self.mutants.release_before_ack
+            PrimaryState::Protected => {
+                (front.index < self.link.acked() || self.mutants.release_before_ack)
+                    && !self.unconfirmed
             }
-            PrimaryState::Stopped => false,
+            // The backup may be live already: nothing leaves until the arbiter has answered.
+            PrimaryState::Arbitrating | PrimaryState::Stopped => false,
         };
         if !may_release {
             return None;
@@ -268,15 +277,33 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     pub fn poll(&mut self, now: u64, at: ExecPoint) -> Result<PrimaryStatus, PrimaryError> {
         self.now = now;
         self.check_point(at)?;
+        // After a stall, activity the link shows is of unknown age, and after a long silence the
+        // backup may be suspecting too: either way it may have won the arbiter and gone live.
+        let stalled = now - self.last_poll >= self.config.suspect_after / 2;
+        self.last_poll = now;
         self.link.poll(now);
-        if self.state == PrimaryState::Protected
-            && let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now)
-        {
-            self.state = if self.mutants.skip_arbitration {
-                PrimaryState::Alone
-            } else {
-                PrimaryState::Arbitrating
-            };
+        if self.state == PrimaryState::Protected {
+            let health = self.detector.observe(self.link.peer_activity(), now);
+            if (stalled || self.detector.silent_for(now) >= self.config.suspect_after / 2)
+                && !self.mutants.skip_fence
+            {
+                self.unconfirmed = true;
+            }
+            if let Health::Suspect { .. } = health {
+                self.state = if self.mutants.skip_arbitration {
+                    PrimaryState::Alone
+                } else {
+                    PrimaryState::Arbitrating
+                };
+            }
+        }
+        if self.state == PrimaryState::Protected && self.unconfirmed {
+            match self.arbiter.holder(self.config.epoch) {
+                Ok(None) => self.unconfirmed = false,
+                Ok(Some(Side::Primary)) => self.state = PrimaryState::Alone,
+                Err(ArbiterError::Unreachable) => {}
+                Ok(Some(Side::Backup)) | Err(_) => self.state = PrimaryState::Stopped,
+            }
         }
         if self.state == PrimaryState::Arbitrating {
             self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Primary) {

@@ -45,6 +45,14 @@ impl Arbiter for &Switch<'_> {
             Err(ArbiterError::Unreachable)
         }
     }
+
+    fn holder(&mut self, epoch: u32) -> Result<Option<Side>, ArbiterError> {
+        if self.reachable.get() {
+            SharedWordArbiter::new(self.word).holder(epoch)
+        } else {
+            Err(ArbiterError::Unreachable)
+        }
+    }
 }
 
 #[test]
@@ -267,4 +275,28 @@ fn with_a_precise_counter_replay_stops_at_the_horizon_before_the_next_exit() {
         b.next_event_due(precise(2, 350)),
         Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
     );
+}
+
+#[test]
+fn a_stalled_primary_asks_the_arbiter_and_stops_before_printing_anything_more() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    let seq = p.on_output(at(1), 5).unwrap();
+    // The backup acks, then hears nothing for a suspicion timeout: the primary's core stalled.
+    b.poll(1).unwrap();
+    assert_eq!(b.poll(2_000), Ok(BackupState::CatchingUp));
+    assert!(matches!(b.next_event_due(at(0)), Ok(Due::Run { .. })));
+    assert_eq!(b.on_output(at(1), 5), Ok(0));
+    assert!(matches!(b.next_event_due(at(1)), Ok(Due::GoLive { .. })));
+    // The primary resumes: the ack it finds is old news, the backup is the partition now.
+    let status = p.poll(2_100, at(1)).unwrap();
+    assert_eq!(
+        p.next_release(),
+        None,
+        "output {seq} printed after the takeover"
+    );
+    assert_eq!(status.state, PrimaryState::Stopped);
 }

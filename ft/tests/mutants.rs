@@ -84,3 +84,45 @@ fn running_past_a_precise_horizon_reports_a_false_divergence() {
     println!("caught: {caught:?}");
     assert!(caught.is_some(), "a false divergence went unnoticed");
 }
+
+#[test]
+fn releasing_after_a_stall_without_asking_the_arbiter_prints_after_the_takeover() {
+    let caught = first_catch(
+        Mutants {
+            skip_fence: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::OutputAfterTakeover { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "output after the takeover went unnoticed");
+}
+
+#[test]
+fn skipping_a_pending_output_at_go_live_leaves_a_gap() {
+    let caught = first_catch(
+        Mutants {
+            skip_first_pending: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::OutputGap { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "a gap in the output stream went unnoticed"
+    );
+}
+
+#[test]
+fn performing_go_live_outputs_late_breaks_the_order() {
+    let caught = first_catch(
+        Mutants {
+            late_go_live_outputs: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::OutputOutOfOrder { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "outputs out of order went unnoticed");
+}

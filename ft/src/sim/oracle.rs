@@ -16,6 +16,9 @@ pub struct Seen {
     pub value: u64,
     /// Which copy performed it.
     pub from: Who,
+    /// Which copy of the partition, counting from 0 for the first primary; each copy that goes
+    /// live is the next number.
+    pub copy: u32,
     /// Performed by a backup at go-live (re-performing outputs without `OutputDone`).
     pub at_go_live: bool,
 }
@@ -25,6 +28,17 @@ pub struct Seen {
 pub enum Violation {
     /// The client saw an output the surviving copy never produced, or produced differently.
     LostOutput { out_seq: u64, value: u64 },
+    /// The client's stream skipped output `missing`: nobody performed it although a later one
+    /// was seen.
+    OutputGap { missing: u64 },
+    /// The client saw output `out_seq` where `expected` was the only one allowed (out of order).
+    OutputOutOfOrder { out_seq: u64, expected: u64 },
+    /// A copy performed output `out_seq` after a later copy had gone live and performed outputs.
+    OutputAfterTakeover {
+        out_seq: u64,
+        copy: u32,
+        live_copy: u32,
+    },
     /// The client saw an output twice although it was not in flight at the cut.
     DuplicateOutsideCut { out_seq: u64, times: usize },
     /// Two copies were live at once.
@@ -62,6 +76,7 @@ pub struct Evidence<'a> {
 /// Check the end-of-run invariants.
 pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
     outputs_survive(e)?;
+    outputs_in_order(e)?;
     duplicates_only_at_cut(e)?;
     divergence_detected(e)?;
     divergence_injected(e)
@@ -78,6 +93,44 @@ fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
                 value: s.value,
             });
         }
+    }
+    Ok(())
+}
+
+/// The client's stream is each copy's outputs in order with no gap: a copy performs consecutive
+/// numbers, a copy taking over starts no later than right after the last number seen (it may
+/// repeat the outputs in flight at the cut), and an older copy performs nothing after that.
+fn outputs_in_order(e: &Evidence<'_>) -> Result<(), Violation> {
+    let mut last: Option<&Seen> = None;
+    let mut next_new = 0;
+    for s in e.seen {
+        if let Some(prev) = last {
+            if s.copy < prev.copy {
+                return Err(Violation::OutputAfterTakeover {
+                    out_seq: s.out_seq,
+                    copy: s.copy,
+                    live_copy: prev.copy,
+                });
+            }
+            let expected = if s.copy == prev.copy {
+                prev.out_seq + 1
+            } else {
+                next_new.min(s.out_seq)
+            };
+            if s.out_seq > next_new {
+                return Err(Violation::OutputGap { missing: next_new });
+            }
+            if s.out_seq != expected {
+                return Err(Violation::OutputOutOfOrder {
+                    out_seq: s.out_seq,
+                    expected,
+                });
+            }
+        } else if s.out_seq != 0 {
+            return Err(Violation::OutputGap { missing: 0 });
+        }
+        next_new = next_new.max(s.out_seq + 1);
+        last = Some(s);
     }
     Ok(())
 }
@@ -99,8 +152,8 @@ fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
         if group.len() == 1 {
             continue;
         }
-        // Once by the old primary (before or, if it was stalled, even after the cut) and once by
-        // the backup at go-live because it did not hold the output's `OutputDone`.
+        // Once by the old primary (before the backup went live: `outputs_in_order` refuses any
+        // later) and once by the backup at go-live because it did not hold the `OutputDone`.
         let in_flight_at_cut = group.len() == 2
             && group.iter().any(|s| s.from == Who::Primary)
             && group.iter().any(|s| s.at_go_live)

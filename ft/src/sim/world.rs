@@ -114,6 +114,13 @@ impl Arbiter for SimArbiter {
         }
         SharedWordArbiter::new(&self.word).test_and_set(epoch, me)
     }
+
+    fn holder(&mut self, epoch: u32) -> Result<Option<Side>, ArbiterError> {
+        if !self.reachable.get() {
+            return Err(ArbiterError::Unreachable);
+        }
+        SharedWordArbiter::new(&self.word).holder(epoch)
+    }
 }
 
 #[derive(Default)]
@@ -142,6 +149,8 @@ struct World<S: LogSender, R: LogReceiver> {
     p: Node,
     b: Node,
     seen: Vec<Seen>,
+    /// Go-live outputs held back by the `late_go_live_outputs` mutant.
+    late: Vec<Seen>,
     next_request: u64,
     failover: Failover,
     go_live_received: Option<u64>,
@@ -229,6 +238,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             p: Node::default(),
             b: Node::default(),
             seen: Vec::new(),
+            late: Vec::new(),
             next_request: sc.workload.request_every,
             failover: Failover::default(),
             go_live_received: None,
@@ -408,6 +418,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
                 out_seq,
                 value,
                 from: Who::Primary,
+                copy: 0,
                 at_go_live: false,
             });
             if self.crash_due(CrashPoint::ReleasedNotDone(seq)) && self.crash(Who::Primary) {
@@ -439,7 +450,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         // With a precise counter the step may end before the next exit: an asynchronous exit
         // stops the guest there, and the next step logs and delivers at that point.
         if self.sc.precise && self.rng.chance(0.5) {
-            let fraction = self.rng.chance(0.5).then_some(0.5).unwrap_or(0.9);
+            let fraction = self.rng.below(1_000) as f64 / 1_000.0;
             if let Some(branches) = self.pg.stop_point(fraction) {
                 self.pg.stop_at(branches);
                 return Ok(());
@@ -572,12 +583,18 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
     fn go_live(&mut self, from: u64, to: u64) {
         for seq in from..to {
             let (out_seq, value) = self.b.held[seq as usize];
-            self.seen.push(Seen {
+            let seen = Seen {
                 out_seq,
                 value,
                 from: Who::Backup,
+                copy: 1,
                 at_go_live: true,
-            });
+            };
+            if self.sc.mutants.late_go_live_outputs {
+                self.late.push(seen);
+            } else {
+                self.seen.push(seen);
+            }
         }
         self.b.live = true;
         self.b.next_tick = self.now;
@@ -605,8 +622,10 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
                 out_seq,
                 value,
                 from: Who::Backup,
+                copy: 1,
                 at_go_live: false,
             });
+            self.seen.append(&mut self.late);
         }
     }
 
