@@ -25,7 +25,8 @@ pub const MAX_HELD_OUTPUTS: usize = 64;
 pub struct PrimaryConfig {
     /// Protection epoch (the arbiter decides once per epoch).
     pub epoch: u32,
-    /// Log a heartbeat when nothing else was sent for this long.
+    /// Log a heartbeat when nothing else was sent for this long (half the suspicion timeout when
+    /// records are still unacknowledged).
     pub heartbeat_period: u64,
     /// Suspect the backup after this much silence from it.
     pub suspect_after: u64,
@@ -179,6 +180,16 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         self.next_index
     }
 
+    /// Outputs produced and not yet handed out by [`Primary::next_release`].
+    pub fn held_outputs(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Records logged and not yet acknowledged by the backup.
+    pub fn unacknowledged(&self) -> u64 {
+        self.next_index.saturating_sub(self.link.acked())
+    }
+
     /// Record a time/random read (at its exit) or an interrupt/input (at its injection point).
     /// On [`PrimaryError::Backpressure`] the guest must not see the input yet: retry later.
     pub fn on_nondeterministic_input(
@@ -316,7 +327,15 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             Ok(()) | Err(PrimaryError::Backpressure) => {}
             Err(e) => return Err(e),
         }
-        if self.logging() && now - self.last_send >= self.config.heartbeat_period {
+        // While records are unacknowledged the link is busy carrying (or retransmitting) them,
+        // and heartbeats would take the room a slow link frees: wait longer then, though not so
+        // long that a backup with nothing new to read starts suspecting.
+        let quiet_for = if self.link.acked() < self.next_index {
+            (self.config.suspect_after / 2).max(self.config.heartbeat_period)
+        } else {
+            self.config.heartbeat_period
+        };
+        if self.logging() && now - self.last_send >= quiet_for {
             match self.log(self.point, Event::Heartbeat { now }) {
                 Ok(()) => self.stats.heartbeats += 1,
                 Err(PrimaryError::Backpressure) => {}
