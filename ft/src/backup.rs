@@ -312,7 +312,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             };
             return Ok(Due::Run { stop_at });
         }
-        if self.state == BackupState::CatchingUp {
+        if self.state == BackupState::CatchingUp && !self.mutants.never_go_live {
             self.state = BackupState::Live;
             let perform_from = if self.mutants.ignore_output_done {
                 0
@@ -321,9 +321,14 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             } else {
                 self.done
             };
+            let perform_to = if self.mutants.drop_last_pending {
+                self.outputs.saturating_sub(1).max(perform_from)
+            } else {
+                self.outputs
+            };
             return Ok(Due::GoLive {
                 perform_from,
-                perform_to: self.outputs,
+                perform_to,
             });
         }
         Ok(Due::Wait)

@@ -24,4 +24,9 @@ pub struct Mutants {
     /// The host of a backup gone live performs the held outputs only after the guest's next
     /// output (an integration bug: the client sees outputs out of order).
     pub late_go_live_outputs: bool,
+    /// Backup at go-live forgets the last output without `OutputDone` (lost if the primary
+    /// never performed it).
+    pub drop_last_pending: bool,
+    /// Backup catches up but never goes live (the partition is lost although a copy survives).
+    pub never_go_live: bool,
 }

@@ -126,3 +126,32 @@ fn performing_go_live_outputs_late_breaks_the_order() {
     println!("caught: {caught:?}");
     assert!(caught.is_some(), "outputs out of order went unnoticed");
 }
+
+#[test]
+fn forgetting_the_last_pending_output_at_go_live_loses_it() {
+    let caught = first_catch(
+        Mutants {
+            drop_last_pending: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::OutputNeverPerformed { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(caught.is_some(), "an output never performed went unnoticed");
+}
+
+#[test]
+fn a_backup_that_never_goes_live_misses_the_takeover_deadline() {
+    let caught = first_catch(
+        Mutants {
+            never_go_live: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::SlowTakeover { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "a copy that never took over went unnoticed"
+    );
+}

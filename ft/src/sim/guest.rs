@@ -109,6 +109,11 @@ impl Guest {
         self.halted
     }
 
+    /// Whether the guest still owes replies to inputs it received.
+    pub fn owes_replies(&self) -> bool {
+        self.replies_owed > 0
+    }
+
     /// Deterministic exits taken.
     pub fn det_exits(&self) -> u64 {
         self.det_exits

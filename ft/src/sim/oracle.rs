@@ -47,8 +47,23 @@ pub enum Violation {
     UndetectedDivergence { exit: u64, checked_up_to: u64 },
     /// The backup reported a divergence although its replay was never perturbed.
     FalseDivergence { what: String },
+    /// The survivor produced output `out_seq` (and maybe more) that never reached the client,
+    /// although the run was drained.
+    OutputNeverPerformed { out_seq: u64 },
+    /// After a crash the surviving copy did not take over by `deadline` (`at`: when it did).
+    SlowTakeover { deadline: u64, at: Option<u64> },
     /// The engine returned an error a correct caller never sees.
     EngineError { at: u64, what: String },
+}
+
+/// When the copy that survived a crash had to take over, and when it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    /// Crash time plus the detection bound: frames in flight, suspicion timeout, arbitration
+    /// (and any cut from the arbiter or stall meanwhile), and catching up on the log held.
+    pub deadline: u64,
+    /// When the survivor went live (backup) or ran alone (primary), if it did.
+    pub at: Option<u64>,
 }
 
 /// What the final check looks at.
@@ -71,12 +86,18 @@ pub struct Evidence<'a> {
     pub divergence_reported: Option<&'a str>,
     /// Whether the simulator perturbed the backup's replay.
     pub divergence_injected: bool,
+    /// The drain ended with nothing in flight.
+    pub settled: bool,
+    /// Set when a copy crashed and the other, unperturbed, had to take over.
+    pub takeover: Option<Takeover>,
 }
 
 /// Check the end-of-run invariants.
 pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
+    takeover_in_time(e)?;
     outputs_survive(e)?;
     outputs_in_order(e)?;
+    outputs_all_performed(e)?;
     duplicates_only_at_cut(e)?;
     divergence_detected(e)?;
     divergence_injected(e)
@@ -131,6 +152,29 @@ fn outputs_in_order(e: &Evidence<'_>) -> Result<(), Violation> {
         }
         next_new = next_new.max(s.out_seq + 1);
         last = Some(s);
+    }
+    Ok(())
+}
+
+/// A surviving copy takes over within the detection bound.
+fn takeover_in_time(e: &Evidence<'_>) -> Result<(), Violation> {
+    match e.takeover {
+        Some(Takeover { deadline, at }) if at.is_none_or(|at| at > deadline) => {
+            Err(Violation::SlowTakeover { deadline, at })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Once the drain has settled, the stream reaches the survivor's last output (gaps before it are
+/// `outputs_in_order`'s business). A run whose link is still catching up is not judged on this.
+fn outputs_all_performed(e: &Evidence<'_>) -> Result<(), Violation> {
+    let Some(outputs) = e.survivor_outputs.filter(|_| e.settled) else {
+        return Ok(());
+    };
+    let seen = e.seen.iter().map(|s| s.out_seq + 1).max().unwrap_or(0);
+    if (outputs.len() as u64) > seen {
+        return Err(Violation::OutputNeverPerformed { out_seq: seen });
     }
     Ok(())
 }

@@ -90,6 +90,9 @@ pub struct Scenario {
     pub step: u64,
     /// Guest workload.
     pub workload: Workload,
+    /// The client's last request, if it stops before the end (the stream then ends with
+    /// whatever was in flight at a failover, the case that shows outputs lost at the cut).
+    pub client_stops_at: Option<u64>,
     /// Log link.
     pub link: LinkKind,
     /// Network faults (datagram link only).
@@ -134,6 +137,7 @@ impl Scenario {
             duration,
             step: US,
             workload,
+            client_stops_at: None,
             link,
             faults: WireFaults {
                 delay_min: 10 * US,
@@ -222,6 +226,7 @@ impl Scenario {
         });
         let diverge_at = rng.chance(0.1).then(|| at(&mut rng));
         let precise = rng.chance(0.3);
+        let client_stops_at = rng.chance(0.3).then(|| at(&mut rng));
         Self {
             seed,
             duration,
@@ -231,6 +236,7 @@ impl Scenario {
                 request_every: rng.between(5, 40) * US,
                 request_bytes: rng.between(1, 200) as usize,
             },
+            client_stops_at,
             link,
             faults,
             heartbeat,

@@ -27,6 +27,8 @@ const REPLAY_BURST: usize = 2;
 const MAX_PENDING: usize = 64;
 /// The timer's interrupt vector.
 const TIMER_VECTOR: u32 = 32;
+/// Longest drain after the scenario's end (ns): in-flight log, acks and outputs settle meanwhile.
+const DRAIN_LIMIT: u64 = 5_000_000;
 
 /// Times of a failover (ns of simulated time).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub struct Outcome {
     pub rejected_frames: u64,
     /// Simulated time covered (ns).
     pub sim_time: u64,
+    /// The drain ended with nothing in flight (otherwise the link was still catching up).
+    pub settled: bool,
 }
 
 /// Wiretap on the primary's link: keeps the log as sent, for the oracle.
@@ -159,6 +163,12 @@ struct World<S: LogSender, R: LogReceiver> {
     /// What the backup reported, for the oracle.
     divergence: Option<String>,
     diverged_injected: bool,
+    /// After the scenario's end: no new requests, crashes or replay bugs.
+    draining: bool,
+    /// When the primary won arbitration and ran alone.
+    alone_at: Option<u64>,
+    /// The latest time the surviving copy may take over after a crash, if one happened.
+    takeover_deadline: Option<u64>,
 }
 
 /// Run `sc` to the end and check every invariant.
@@ -246,6 +256,9 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             divergence_reported: false,
             divergence: None,
             diverged_injected: false,
+            draining: false,
+            alone_at: None,
+            takeover_deadline: None,
         })
     }
 
@@ -254,7 +267,86 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             self.step()?;
             self.now += self.sc.step;
         }
-        self.finish()
+        // The oracle judges a settled run: what was in flight at the end has either arrived or
+        // is lost for good, and every output the survivor produced has had its chance to leave.
+        // The client goes quiet meanwhile, and no crash or replay bug starts; timers keep ticking
+        // (a guest halted with replies owed needs a tick to send them).
+        self.draining = true;
+        let limit = self.sc.duration + DRAIN_LIMIT;
+        while self.now < limit && !self.settled() {
+            self.step()?;
+            self.now += self.sc.step;
+        }
+        let settled = self.settled();
+        self.finish(settled)
+    }
+
+    /// The copy serving now, if any.
+    fn survivor(&self) -> Option<Who> {
+        if self.b.live && !self.b.crashed {
+            Some(Who::Backup)
+        } else if !self.p.crashed && !self.p.stopped {
+            Some(Who::Primary)
+        } else {
+            None
+        }
+    }
+
+    /// Nothing left in flight: a crashed copy has been replaced (or cannot be), and the
+    /// survivor holds no output back (as a protected primary, the backup holds its whole log).
+    /// Judged by the engine's state, not by what the client saw: that is the oracle's business.
+    fn settled(&self) -> bool {
+        let backup_may_take_over = !(self.b.live
+            || self.b.crashed
+            || self.b.stopped
+            || self.divergence_reported
+            || self.diverged_injected);
+        if self.p.crashed && backup_may_take_over {
+            return false;
+        }
+        match self.survivor() {
+            Some(Who::Primary) => {
+                self.primary.held_outputs() == 0
+                    && (self.primary.state() == PrimaryState::Alone
+                        || self.primary.unacknowledged() == 0)
+            }
+            Some(Who::Backup) | None => true,
+        }
+    }
+
+    /// The latest time `survivor` may take over after the other copy crashed at `crashed_at`:
+    /// the last frames in flight, the suspicion timeout, the replay still owed at the crash
+    /// (`replay_items` exits, stops and records), and any stall or arbiter cut meanwhile.
+    fn takeover_deadline(&self, survivor: Who, crashed_at: u64, replay_items: u64) -> u64 {
+        let in_flight = match self.sc.link {
+            LinkKind::Ring => 0,
+            LinkKind::Datagram => 5 * self.sc.faults.delay_max,
+        };
+        let catch_up = replay_items.div_ceil(REPLAY_BURST as u64) * self.sc.step;
+        let mut deadline = crashed_at + in_flight + self.sc.suspect_after + catch_up;
+        let arbiter_bit = match survivor {
+            Who::Primary => 2,
+            Who::Backup => 4,
+        };
+        let cut = self
+            .sc
+            .partition
+            .filter(|p| p.mask & arbiter_bit != 0)
+            .map(|p| (p.from, p.until));
+        let stall = self
+            .sc
+            .pause
+            .filter(|p| p.who == survivor)
+            .map(|p| (p.from, p.until));
+        let mut windows: Vec<(u64, u64)> = [cut, stall].into_iter().flatten().collect();
+        // In time order: a window postponing the takeover may bring a later one into play.
+        windows.sort_unstable();
+        for (from, until) in windows {
+            if from <= deadline && until > crashed_at {
+                deadline += until - from;
+            }
+        }
+        deadline + 2 * self.sc.step
     }
 
     fn engine_error(&self, what: impl core::fmt::Debug) -> Violation {
@@ -281,6 +373,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         self.client();
         self.timers();
         if let Some(crash) = self.sc.crash
+            && !self.draining
             && matches!(crash.point, CrashPoint::At(t) if t <= now && now < t + self.sc.step)
         {
             self.crash(crash.who);
@@ -296,6 +389,9 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             }
         }
         let primary_live = !self.p.crashed && self.primary.state() == PrimaryState::Alone;
+        if primary_live && self.alone_at.is_none() {
+            self.alone_at = Some(now);
+        }
         let backup_live = !self.b.crashed && self.b.live;
         if primary_live && backup_live {
             return Err(Violation::TwoLivePrimaries { at: now });
@@ -327,16 +423,24 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
                     || self.backup.state() == BackupState::CatchingUp
             }
         };
-        if protection_lost {
+        if protection_lost || self.draining {
             return false;
         }
-        match who {
+        let (survivor, replay_items) = match who {
             Who::Primary => {
                 self.p.crashed = true;
                 self.failover.crashed_at = Some(self.now);
+                // Each exit owed may need a precise stop before it, each record a delivery.
+                let exits = self.pg.det_exits().saturating_sub(self.bg.det_exits());
+                let records = self.primary.log_len() - self.backup.consumed();
+                (Who::Backup, 2 * exits + records)
             }
-            Who::Backup => self.b.crashed = true,
-        }
+            Who::Backup => {
+                self.b.crashed = true;
+                (Who::Primary, 0)
+            }
+        };
+        self.takeover_deadline = Some(self.takeover_deadline(survivor, self.now, replay_items));
         true
     }
 
@@ -349,7 +453,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
     /// The client sends requests to whichever copy serves now; requests to a dead copy are lost.
     fn client(&mut self) {
         let w = self.sc.workload;
-        if w.request_every == 0 || self.now < self.next_request {
+        let stopped = self.draining || self.sc.client_stops_at.is_some_and(|t| self.now >= t);
+        if w.request_every == 0 || self.now < self.next_request || stopped {
             return;
         }
         self.next_request = self.now + self.rng.between(1, 2 * w.request_every);
@@ -514,7 +619,10 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             BackupState::Diverged => return Ok(()),
             _ => {}
         }
-        if !self.diverged_injected && self.sc.diverge_at.is_some_and(|t| self.now >= t) {
+        if !self.diverged_injected
+            && !self.draining
+            && self.sc.diverge_at.is_some_and(|t| self.now >= t)
+        {
             self.diverged_injected = true;
             self.bg.perturb();
         }
@@ -629,14 +737,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         }
     }
 
-    fn finish(&self) -> Result<Outcome, Violation> {
-        let survivor = if self.b.live && !self.b.crashed {
-            Some(Who::Backup)
-        } else if !self.p.crashed && !self.p.stopped {
-            Some(Who::Primary)
-        } else {
-            None
-        };
+    fn finish(&self, settled: bool) -> Result<Outcome, Violation> {
+        let survivor = self.survivor();
         let survivor_outputs = match survivor {
             Some(Who::Backup) => Some(&self.bg.outputs[..]),
             Some(Who::Primary) => Some(&self.pg.outputs[..]),
@@ -657,6 +759,19 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             backup_exits: &self.bg.exit_states[..replayed],
             divergence_reported: self.divergence.as_deref(),
             divergence_injected: self.diverged_injected,
+            settled,
+            // A copy whose replay was perturbed may never be able to take over: no deadline then.
+            takeover: (!self.diverged_injected)
+                .then_some(self.takeover_deadline)
+                .flatten()
+                .map(|deadline| oracle::Takeover {
+                    deadline,
+                    at: if self.p.crashed {
+                        self.failover.live_at
+                    } else {
+                        self.alone_at
+                    },
+                }),
         })?;
         let mut outs: Vec<u64> = self.seen.iter().map(|s| s.out_seq).collect();
         let outputs_seen = outs.len();
@@ -685,6 +800,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             link: self.primary.link_stats(),
             rejected_frames: self.backup.rejects().total(),
             sim_time: self.now,
+            settled,
         })
     }
 }
