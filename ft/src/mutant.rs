@@ -29,4 +29,7 @@ pub struct Mutants {
     pub drop_last_pending: bool,
     /// Backup catches up but never goes live (the partition is lost although a copy survives).
     pub never_go_live: bool,
+    /// Re-protection builds the new backup from the guest as it was when copying began, ignoring
+    /// what it dirtied since (the new backup diverges without any replay bug).
+    pub stale_clone: bool,
 }

@@ -155,3 +155,19 @@ fn a_backup_that_never_goes_live_misses_the_takeover_deadline() {
         "a copy that never took over went unnoticed"
     );
 }
+
+#[test]
+fn a_backup_cloned_from_a_stale_copy_reports_a_divergence_never_injected() {
+    let caught = first_catch(
+        Mutants {
+            stale_clone: true,
+            ..Mutants::default()
+        },
+        |v| matches!(v, Violation::FalseDivergence { .. }),
+    );
+    println!("caught: {caught:?}");
+    assert!(
+        caught.is_some(),
+        "a stale re-protection copy went unnoticed"
+    );
+}

@@ -1,8 +1,7 @@
 //! The invariants every run must keep, checked against what the simulator observed (the client's
 //! view, the wiretapped log, the two guests' histories), not against the engine's own bookkeeping.
 
-use super::scenario::Who;
-use crate::record::{Event, EventClass, Record};
+use crate::record::{EventClass, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::string::String;
 use std::vec::Vec;
@@ -14,8 +13,6 @@ pub struct Seen {
     pub out_seq: u64,
     /// Its content.
     pub value: u64,
-    /// Which copy performed it.
-    pub from: Who,
     /// Which copy of the partition, counting from 0 for the first primary; each copy that goes
     /// live is the next number.
     pub copy: u32,
@@ -66,16 +63,20 @@ pub struct Takeover {
     pub at: Option<u64>,
 }
 
-/// What the final check looks at.
-pub struct Evidence<'a> {
-    /// Everything the client received, in order.
-    pub seen: &'a [Seen],
-    /// The surviving copy's outputs (index = output number), if a copy survived.
-    pub survivor_outputs: Option<&'a [u64]>,
+/// A takeover: the copy numbered `copy` went live holding `OutputDone` for the outputs `done`
+/// (by output number), so it re-performed only the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// The copy that went live.
+    pub copy: u32,
+    /// Outputs whose `OutputDone` it held, as the wiretapped log shows.
+    pub done: BTreeSet<u64>,
+}
+
+/// What one protected pair (one epoch) left behind, for the divergence invariants.
+pub struct Generation<'a> {
     /// The log as the primary sent it.
     pub log: &'a [Record],
-    /// Records the backup held when it went live, if it did.
-    pub go_live_received: Option<u64>,
     /// Records the backup replayed.
     pub backup_consumed: u64,
     /// Guest state at each exit, on the primary and on the backup (up to where it replayed).
@@ -86,21 +87,39 @@ pub struct Evidence<'a> {
     pub divergence_reported: Option<&'a str>,
     /// Whether the simulator perturbed the backup's replay.
     pub divergence_injected: bool,
+}
+
+/// What the final check looks at.
+pub struct Evidence<'a> {
+    /// Everything the client received, in order.
+    pub seen: &'a [Seen],
+    /// The surviving copy's outputs (index = output number), if a copy survived.
+    pub survivor_outputs: Option<&'a [u64]>,
+    /// Every takeover of the run.
+    pub cuts: &'a [Cut],
     /// The drain ended with nothing in flight.
     pub settled: bool,
-    /// Set when a copy crashed and the other, unperturbed, had to take over.
-    pub takeover: Option<Takeover>,
+    /// One per crash that an unperturbed copy had to take over from.
+    pub takeovers: &'a [Takeover],
+    /// The pair protecting the partition at the end (earlier ones are checked as they end).
+    pub generation: Generation<'a>,
 }
 
 /// Check the end-of-run invariants.
 pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
-    takeover_in_time(e)?;
+    takeovers_in_time(e)?;
     outputs_survive(e)?;
     outputs_in_order(e)?;
     outputs_all_performed(e)?;
     duplicates_only_at_cut(e)?;
-    divergence_detected(e)?;
-    divergence_injected(e)
+    check_generation(&e.generation)
+}
+
+/// Check the invariants of one protected pair, when it ends (a re-protection replaces it) or
+/// with the run.
+pub fn check_generation(g: &Generation<'_>) -> Result<(), Violation> {
+    divergence_detected(g)?;
+    divergence_injected(g)
 }
 
 fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
@@ -156,13 +175,15 @@ fn outputs_in_order(e: &Evidence<'_>) -> Result<(), Violation> {
     Ok(())
 }
 
-/// A surviving copy takes over within the detection bound.
-fn takeover_in_time(e: &Evidence<'_>) -> Result<(), Violation> {
-    match e.takeover {
-        Some(Takeover { deadline, at }) if at.is_none_or(|at| at > deadline) => {
-            Err(Violation::SlowTakeover { deadline, at })
-        }
-        _ => Ok(()),
+/// A surviving copy takes over within the detection bound, after every crash.
+fn takeovers_in_time(e: &Evidence<'_>) -> Result<(), Violation> {
+    match e
+        .takeovers
+        .iter()
+        .find(|t| t.at.is_none_or(|at| at > t.deadline))
+    {
+        Some(&Takeover { deadline, at }) => Err(Violation::SlowTakeover { deadline, at }),
+        None => Ok(()),
     }
 }
 
@@ -180,39 +201,35 @@ fn outputs_all_performed(e: &Evidence<'_>) -> Result<(), Violation> {
 }
 
 fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
-    let held = e.go_live_received.unwrap_or(0) as usize;
-    let done_held: BTreeSet<u64> = e.log[..held.min(e.log.len())]
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::OutputDone { seq } => Some(seq),
-            _ => None,
-        })
-        .collect();
     let mut by_seq: BTreeMap<u64, Vec<&Seen>> = BTreeMap::new();
     for s in e.seen {
         by_seq.entry(s.out_seq).or_default().push(s);
     }
     for (out_seq, group) in by_seq {
-        if group.len() == 1 {
-            continue;
-        }
-        // Once by the old primary (before the backup went live: `outputs_in_order` refuses any
-        // later) and once by the backup at go-live because it did not hold the `OutputDone`.
-        let in_flight_at_cut = group.len() == 2
-            && group.iter().any(|s| s.from == Who::Primary)
-            && group.iter().any(|s| s.at_go_live)
-            && !done_held.contains(&out_seq);
-        if !in_flight_at_cut {
+        let [first, second] = group[..] else {
+            if group.len() == 1 {
+                continue;
+            }
             return Err(Violation::DuplicateOutsideCut {
                 out_seq,
                 times: group.len(),
             });
+        };
+        // Once by a primary (before its backup went live: `outputs_in_order` refuses any later)
+        // and once by that backup at go-live because it did not hold the `OutputDone`.
+        let in_flight_at_cut = second.at_go_live
+            && second.copy == first.copy + 1
+            && e.cuts
+                .iter()
+                .any(|c| c.copy == second.copy && !c.done.contains(&out_seq));
+        if !in_flight_at_cut {
+            return Err(Violation::DuplicateOutsideCut { out_seq, times: 2 });
         }
     }
     Ok(())
 }
 
-fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
+fn divergence_detected(e: &Generation<'_>) -> Result<(), Violation> {
     if e.divergence_reported.is_some() {
         return Ok(());
     }
@@ -241,7 +258,7 @@ fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
 }
 
 /// Divergence reported implies divergence injected: a correct replay never cries wolf.
-fn divergence_injected(e: &Evidence<'_>) -> Result<(), Violation> {
+fn divergence_injected(e: &Generation<'_>) -> Result<(), Violation> {
     match e.divergence_reported {
         Some(what) if !e.divergence_injected => {
             Err(Violation::FalseDivergence { what: what.into() })

@@ -68,6 +68,18 @@ pub struct Pause {
     pub until: u64,
 }
 
+/// Re-protection after a failover: the copy gone live clones a new backup onto a spare core (in
+/// a new epoch), which may in turn have to take over, and so on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reprotection {
+    /// Delay from going live to starting the copy.
+    pub start_after: u64,
+    /// The new primary crashes this long after the new pair starts (the cycle then repeats).
+    pub crash_after: Option<u64>,
+    /// At most this many re-protections in the run.
+    pub cycles: u32,
+}
+
 /// Guest workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Workload {
@@ -109,6 +121,8 @@ pub struct Scenario {
     pub partition: Option<Partition>,
     /// A stall of one copy.
     pub pause: Option<Pause>,
+    /// Re-protection after a failover, and crashes of the new primaries.
+    pub reprotect: Option<Reprotection>,
     /// Time at which the backup's replay silently goes wrong.
     pub diverge_at: Option<u64>,
     /// Deliberate protocol bugs.
@@ -150,6 +164,7 @@ impl Scenario {
             crash: None,
             partition: None,
             pause: None,
+            reprotect: None,
             diverge_at: None,
             mutants: Mutants::default(),
             keep_history: false,
@@ -227,6 +242,13 @@ impl Scenario {
         let diverge_at = rng.chance(0.1).then(|| at(&mut rng));
         let precise = rng.chance(0.3);
         let client_stops_at = rng.chance(0.3).then(|| at(&mut rng));
+        let reprotect = rng.chance(0.5).then(|| Reprotection {
+            start_after: rng.between(10, 200) * US,
+            crash_after: rng
+                .chance(0.7)
+                .then(|| rng.between(suspect_after / US, 800) * US),
+            cycles: rng.between(1, 3) as u32,
+        });
         Self {
             seed,
             duration,
@@ -245,6 +267,7 @@ impl Scenario {
             crash,
             partition,
             pause,
+            reprotect,
             diverge_at,
             mutants: Mutants::default(),
             keep_history: true,
