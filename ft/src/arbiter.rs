@@ -43,6 +43,10 @@ pub enum ArbiterError {
 pub trait Arbiter {
     /// Claim epoch `epoch` for `me`; returns the winner (which is `me` if the claim was first).
     fn test_and_set(&mut self, epoch: u32, me: Side) -> Result<Side, ArbiterError>;
+
+    /// Who holds epoch `epoch`, without claiming it (`None`: nobody yet). A primary that may have
+    /// been given up for dead asks this before performing anything more.
+    fn holder(&mut self, epoch: u32) -> Result<Option<Side>, ArbiterError>;
 }
 
 /// A shared-memory word both cores reach: `epoch << 8 | side`.
@@ -83,6 +87,24 @@ impl Arbiter for SharedWordArbiter<'_> {
             }
         }
     }
+
+    fn holder(&mut self, epoch: u32) -> Result<Option<Side>, ArbiterError> {
+        let current = self.word.load(Ordering::Acquire);
+        let held_epoch = current >> 8;
+        if held_epoch < u64::from(epoch) {
+            return Ok(None);
+        }
+        if held_epoch > u64::from(epoch) {
+            return Err(ArbiterError::StaleEpoch {
+                mine: epoch,
+                current: u32::try_from(held_epoch)
+                    .map_err(|_| ArbiterError::Corrupt { word: current })?,
+            });
+        }
+        Side::from_code(current & 0xff)
+            .map(Some)
+            .ok_or(ArbiterError::Corrupt { word: current })
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +116,9 @@ mod tests {
         let word = AtomicU64::new(0);
         let mut a = SharedWordArbiter::new(&word);
         let mut b = SharedWordArbiter::new(&word);
+        assert_eq!(a.holder(1), Ok(None));
         assert_eq!(b.test_and_set(1, Side::Backup), Ok(Side::Backup));
+        assert_eq!(a.holder(1), Ok(Some(Side::Backup)));
         assert_eq!(a.test_and_set(1, Side::Primary), Ok(Side::Backup));
         assert_eq!(a.test_and_set(2, Side::Primary), Ok(Side::Primary));
         assert_eq!(

@@ -135,7 +135,8 @@ pub struct Backup<L: LogReceiver, A: Arbiter> {
     queue: heapless::Deque<Record, REPLAY_CAPACITY>,
     received: u64,
     consumed: u64,
-    horizon: Option<Position>,
+    /// The furthest point the log received so far reaches: replay never goes beyond it.
+    horizon: Option<ExecPoint>,
     outputs: u64,
     done: u64,
     detector: Detector,
@@ -249,8 +250,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             };
             // Refused frames are counted by the reader and otherwise ignored: never trusted.
             if let Ok(record) = self.reader.accept(&self.scratch[..n]) {
-                let position = record.point.position();
-                self.horizon = Some(self.horizon.map_or(position, |h| h.max(position)));
+                if self
+                    .horizon
+                    .is_none_or(|h| h.position() < record.point.position())
+                {
+                    self.horizon = Some(record.point);
+                }
                 // Cannot fail: the loop runs only while the queue has room.
                 let _ = self.queue.push_back(record);
                 self.received += 1;
@@ -288,24 +293,42 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
                 return Ok(Due::Deliver(record.event));
             }
         }
-        if self.horizon.is_some_and(|h| h > here) {
-            let stop_at = self
+        if let Some(horizon) = self.horizon.filter(|h| h.position() > here) {
+            let next_async = self
                 .queue
                 .front()
                 .filter(|r| r.event.class() == EventClass::Async)
                 .map(|r| r.point);
+            // A horizon before the next deterministic exit (a precise point in the current
+            // interval) bounds the run as well: the primary may still log an interrupt between it
+            // and that exit. Without a precise counter every point is an exit boundary, so a
+            // horizon ahead of the guest is at least its next exit.
+            let horizon_in_interval = (horizon.det_exits == here.det_exits
+                && !self.mutants.ignore_precise_horizon)
+                .then_some(horizon);
+            let stop_at = match (next_async, horizon_in_interval) {
+                (Some(a), Some(h)) => Some(if a.position() <= h.position() { a } else { h }),
+                (a, h) => a.or(h),
+            };
             return Ok(Due::Run { stop_at });
         }
-        if self.state == BackupState::CatchingUp {
+        if self.state == BackupState::CatchingUp && !self.mutants.never_go_live {
             self.state = BackupState::Live;
             let perform_from = if self.mutants.ignore_output_done {
                 0
+            } else if self.mutants.skip_first_pending {
+                (self.done + 1).min(self.outputs)
             } else {
                 self.done
             };
+            let perform_to = if self.mutants.drop_last_pending {
+                self.outputs.saturating_sub(1).max(perform_from)
+            } else {
+                self.outputs
+            };
             return Ok(Due::GoLive {
                 perform_from,
-                perform_to: self.outputs,
+                perform_to,
             });
         }
         Ok(Due::Wait)
@@ -375,7 +398,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.ensure_replaying()?;
         self.skip_bookkeeping()?;
         let Some((index, record)) = self.take() else {
-            if self.horizon.is_some_and(|h| h >= at.position()) {
+            if self.horizon.is_some_and(|h| h.position() >= at.position()) {
                 self.diverge(
                     self.consumed,
                     DivergenceKind::Unlogged { actual: class, at },

@@ -28,6 +28,11 @@ impl Detector {
         }
     }
 
+    /// How long the peer has been silent at `now`, as of the last [`Detector::observe`].
+    pub fn silent_for(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_heard)
+    }
+
     /// Feed the peer's activity counter at time `now`.
     pub fn observe(&mut self, activity: u64, now: u64) -> Health {
         if activity != self.last_activity {

@@ -4,9 +4,10 @@
 //!
 //! A hypervisor's exit loop calls [`Primary::on_nondeterministic_input`] for every time/random read
 //! (at the exit) and every interrupt or input it injects (at the injection point),
-//! [`Primary::on_output`] when the guest produces output, and [`Primary::poll`] on every pass; it
-//! performs the outputs [`Primary::next_release`] hands out and reports each with
-//! [`Primary::output_performed`].
+//! [`Primary::on_output`] when the guest produces output, [`Primary::boundary_reached`] at
+//! completed exits it has nothing to log for (optional: it lets heartbeats advance the backup), and
+//! [`Primary::poll`] on every pass; it performs the outputs [`Primary::next_release`] hands out and
+//! reports each with [`Primary::output_performed`].
 
 use crate::arbiter::{Arbiter, ArbiterError, Side};
 use crate::detect::{Detector, Health};
@@ -24,7 +25,8 @@ pub const MAX_HELD_OUTPUTS: usize = 64;
 pub struct PrimaryConfig {
     /// Protection epoch (the arbiter decides once per epoch).
     pub epoch: u32,
-    /// Log a heartbeat when nothing else was sent for this long.
+    /// Log a heartbeat when nothing else was sent for this long (half the suspicion timeout when
+    /// records are still unacknowledged).
     pub heartbeat_period: u64,
     /// Suspect the backup after this much silence from it.
     pub suspect_after: u64,
@@ -113,6 +115,11 @@ pub struct Primary<L: LogSender, A: Arbiter> {
     done: u64,
     done_logged: u64,
     detector: Detector,
+    /// When `poll` last ran: a longer gap than half the suspicion timeout is a stall.
+    last_poll: u64,
+    /// The backup may have given this copy up for dead (after a stall, or a long silence from it):
+    /// nothing is released until the arbiter says it has not gone live.
+    unconfirmed: bool,
     last_acked: u64,
     acks_moved_at: u64,
     stats: PrimaryStats,
@@ -138,6 +145,8 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             done: 0,
             done_logged: 0,
             detector: Detector::new(config.suspect_after, now),
+            last_poll: now,
+            unconfirmed: false,
             last_acked: 0,
             acks_moved_at: now,
             stats: PrimaryStats::default(),
@@ -174,6 +183,16 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     /// Records logged so far (the next record's index).
     pub fn log_len(&self) -> u64 {
         self.next_index
+    }
+
+    /// Outputs produced and not yet handed out by [`Primary::next_release`].
+    pub fn held_outputs(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Records logged and not yet acknowledged by the backup.
+    pub fn unacknowledged(&self) -> u64 {
+        self.next_index.saturating_sub(self.link.acked())
     }
 
     /// Record a time/random read (at its exit) or an interrupt/input (at its injection point).
@@ -219,10 +238,12 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         let front = *self.held.front()?;
         let may_release = match self.state {
             PrimaryState::Alone => true,
-            PrimaryState::Protected | PrimaryState::Arbitrating => {
-                front.index < self.link.acked() || self.mutants.release_before_ack
+            PrimaryState::Protected => {
+                (front.index < self.link.acked() || self.mutants.release_before_ack)
+                    && !self.unconfirmed
             }
-            PrimaryState::Stopped => false,
+            // The backup may be live already: nothing leaves until the arbiter has answered.
+            PrimaryState::Arbitrating | PrimaryState::Stopped => false,
         };
         if !may_release {
             return None;
@@ -251,20 +272,54 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         }
     }
 
-    /// Advance time to `now` with the guest at `at`: absorb acks, detect, arbitrate, heartbeat.
+    /// The guest completed an exit (or, with a precise counter, was stopped) at `at`: later
+    /// heartbeats may carry this point, which lets the backup replay up to it between inputs.
+    /// Only call it with a boundary the guest has really passed: the backup will run up to it.
+    pub fn boundary_reached(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
+        self.check_point(at)?;
+        self.point = at;
+        Ok(())
+    }
+
+    /// Advance time to `now`: absorb acks, detect, arbitrate, log pending `OutputDone` records and
+    /// a heartbeat when the log has been quiet for a heartbeat period.
+    ///
+    /// `at` is where the caller sees the guest. It is only checked not to go backwards and is
+    /// never logged: whatever the caller passes, every record `poll` writes carries the last
+    /// completed boundary the engine was told about, that is the point of the last input or
+    /// output recorded or the last point given to [`Primary::boundary_reached`]. A caller that
+    /// passes the point of an exit still in progress therefore cannot let the backup run past an
+    /// input that is then logged at the boundary the guest really stands at.
     pub fn poll(&mut self, now: u64, at: ExecPoint) -> Result<PrimaryStatus, PrimaryError> {
         self.now = now;
         self.check_point(at)?;
-        self.point = at;
+        // After a stall, activity the link shows is of unknown age, and after a long silence the
+        // backup may be suspecting too: either way it may have won the arbiter and gone live.
+        let stalled = now - self.last_poll >= self.config.suspect_after / 2;
+        self.last_poll = now;
         self.link.poll(now);
-        if self.state == PrimaryState::Protected
-            && let Health::Suspect { .. } = self.detector.observe(self.link.peer_activity(), now)
-        {
-            self.state = if self.mutants.skip_arbitration {
-                PrimaryState::Alone
-            } else {
-                PrimaryState::Arbitrating
-            };
+        if self.state == PrimaryState::Protected {
+            let health = self.detector.observe(self.link.peer_activity(), now);
+            if (stalled || self.detector.silent_for(now) >= self.config.suspect_after / 2)
+                && !self.mutants.skip_fence
+            {
+                self.unconfirmed = true;
+            }
+            if let Health::Suspect { .. } = health {
+                self.state = if self.mutants.skip_arbitration {
+                    PrimaryState::Alone
+                } else {
+                    PrimaryState::Arbitrating
+                };
+            }
+        }
+        if self.state == PrimaryState::Protected && self.unconfirmed {
+            match self.arbiter.holder(self.config.epoch) {
+                Ok(None) => self.unconfirmed = false,
+                Ok(Some(Side::Primary)) => self.state = PrimaryState::Alone,
+                Err(ArbiterError::Unreachable) => {}
+                Ok(Some(Side::Backup)) | Err(_) => self.state = PrimaryState::Stopped,
+            }
         }
         if self.state == PrimaryState::Arbitrating {
             self.state = match self.arbiter.test_and_set(self.config.epoch, Side::Primary) {
@@ -277,7 +332,15 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             Ok(()) | Err(PrimaryError::Backpressure) => {}
             Err(e) => return Err(e),
         }
-        if self.logging() && now - self.last_send >= self.config.heartbeat_period {
+        // While records are unacknowledged the link is busy carrying (or retransmitting) them,
+        // and heartbeats would take the room a slow link frees: wait longer then, though not so
+        // long that a backup with nothing new to read starts suspecting.
+        let quiet_for = if self.link.acked() < self.next_index {
+            (self.config.suspect_after / 2).max(self.config.heartbeat_period)
+        } else {
+            self.config.heartbeat_period
+        };
+        if self.logging() && now - self.last_send >= quiet_for {
             match self.log(self.point, Event::Heartbeat { now }) {
                 Ok(()) => self.stats.heartbeats += 1,
                 Err(PrimaryError::Backpressure) => {}

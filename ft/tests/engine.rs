@@ -45,6 +45,14 @@ impl Arbiter for &Switch<'_> {
             Err(ArbiterError::Unreachable)
         }
     }
+
+    fn holder(&mut self, epoch: u32) -> Result<Option<Side>, ArbiterError> {
+        if self.reachable.get() {
+            SharedWordArbiter::new(self.word).holder(epoch)
+        } else {
+            Err(ArbiterError::Unreachable)
+        }
+    }
 }
 
 #[test]
@@ -174,4 +182,123 @@ fn go_live_performs_exactly_the_outputs_without_output_done() {
         })
     );
     assert_eq!(b.state(), BackupState::Live);
+}
+
+#[test]
+fn heartbeats_sit_at_the_last_completed_boundary_whatever_poll_is_given() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    p.on_nondeterministic_input(at(3), Event::TimeRead { value: 7 })
+        .unwrap();
+    // Acknowledged: the log is idle, so a heartbeat is due after one period.
+    b.poll(1).unwrap();
+    // The caller polls with the point of exit 4, which has not completed (it will be retried).
+    p.poll(PCFG.heartbeat_period, at(4)).unwrap();
+    assert_eq!(p.stats().heartbeats, 1);
+    // An interrupt becomes due first, at the boundary the guest really stands at.
+    p.on_nondeterministic_input(at(3), Event::Interrupt { vector: 32 })
+        .expect("an input at the last completed boundary is not a point going backwards");
+    b.poll(2).unwrap();
+    for n in 0..3 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    assert_eq!(b.on_sync_read(at(3), SyncRead::Time), Ok(7));
+    assert_eq!(
+        b.next_event_due(at(3)),
+        Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
+    );
+    assert_eq!(
+        b.next_event_due(at(3)),
+        Ok(Due::Wait),
+        "the heartbeat must not let the backup run to exit 4"
+    );
+}
+
+#[test]
+fn a_reported_boundary_lets_heartbeats_advance_the_backup() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    p.boundary_reached(at(2)).unwrap();
+    p.poll(PCFG.heartbeat_period, at(9)).unwrap();
+    b.poll(1).unwrap();
+    for n in 0..2 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    assert_eq!(b.next_event_due(at(2)), Ok(Due::Wait));
+    assert!(
+        p.boundary_reached(at(1)).is_err(),
+        "boundaries only move forward"
+    );
+}
+
+fn precise(det_exits: u64, branches: u64) -> ExecPoint {
+    ExecPoint {
+        precise: Some(branches),
+        ..at(det_exits)
+    }
+}
+
+#[test]
+fn with_a_precise_counter_replay_stops_at_the_horizon_before_the_next_exit() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    // The primary's guest was stopped between exits 2 and 3, at branch 300: a heartbeat there.
+    p.boundary_reached(precise(2, 300)).unwrap();
+    p.poll(PCFG.heartbeat_period, precise(2, 300)).unwrap();
+    b.poll(1).unwrap();
+    assert_eq!(
+        b.next_event_due(precise(2, 120)),
+        Ok(Due::Run {
+            stop_at: Some(precise(2, 300))
+        }),
+        "running to exit 3 would pass an interrupt the primary may still log before it"
+    );
+    assert_eq!(b.next_event_due(precise(2, 300)), Ok(Due::Wait));
+    // It does: at branch 350, still before exit 3.
+    p.on_nondeterministic_input(precise(2, 350), Event::Interrupt { vector: 32 })
+        .unwrap();
+    b.poll(2).unwrap();
+    assert_eq!(
+        b.next_event_due(precise(2, 300)),
+        Ok(Due::Run {
+            stop_at: Some(precise(2, 350))
+        })
+    );
+    assert_eq!(
+        b.next_event_due(precise(2, 350)),
+        Ok(Due::Deliver(Event::Interrupt { vector: 32 }))
+    );
+}
+
+#[test]
+fn a_stalled_primary_asks_the_arbiter_and_stops_before_printing_anything_more() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    let seq = p.on_output(at(1), 5).unwrap();
+    // The backup acks, then hears nothing for a suspicion timeout: the primary's core stalled.
+    b.poll(1).unwrap();
+    assert_eq!(b.poll(2_000), Ok(BackupState::CatchingUp));
+    assert!(matches!(b.next_event_due(at(0)), Ok(Due::Run { .. })));
+    assert_eq!(b.on_output(at(1), 5), Ok(0));
+    assert!(matches!(b.next_event_due(at(1)), Ok(Due::GoLive { .. })));
+    // The primary resumes: the ack it finds is old news, the backup is the partition now.
+    let status = p.poll(2_100, at(1)).unwrap();
+    assert_eq!(
+        p.next_release(),
+        None,
+        "output {seq} printed after the takeover"
+    );
+    assert_eq!(status.state, PrimaryState::Stopped);
 }

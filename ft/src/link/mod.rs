@@ -26,7 +26,8 @@ pub struct LinkStats {
     pub bytes_sent: u64,
     /// Frames sent again after a timeout.
     pub retransmits: u64,
-    /// Datagrams dropped because their checksum or shape was wrong.
+    /// Datagrams dropped because their checksum or shape was wrong; on the ring, slots skipped
+    /// for an impossible length and impossible head values seen (a producer dying mid-write).
     pub dropped_corrupt: u64,
     /// Datagrams dropped because they were already delivered.
     pub dropped_duplicate: u64,

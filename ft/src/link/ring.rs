@@ -60,6 +60,7 @@ impl<const SLOTS: usize> Ring<SLOTS> {
             RingConsumer {
                 ring,
                 stats: LinkStats::default(),
+                bad_head: None,
             },
         )
     }
@@ -80,6 +81,8 @@ pub struct RingProducer<'a, const SLOTS: usize> {
 pub struct RingConsumer<'a, const SLOTS: usize> {
     ring: &'a Ring<SLOTS>,
     stats: LinkStats,
+    /// The last impossible head seen, so a head stuck at one bad value is counted once.
+    bad_head: Option<u64>,
 }
 
 impl<const SLOTS: usize> LogSender for RingProducer<'_, SLOTS> {
@@ -125,24 +128,45 @@ impl<const SLOTS: usize> LogSender for RingProducer<'_, SLOTS> {
 
 impl<const SLOTS: usize> LogReceiver for RingConsumer<'_, SLOTS> {
     fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, LinkError> {
-        let tail = self.ring.tail.load(Ordering::Relaxed);
-        if tail == self.ring.head.load(Ordering::Acquire) {
-            return Ok(None);
+        loop {
+            let tail = self.ring.tail.load(Ordering::Relaxed);
+            let head = self.ring.head.load(Ordering::Acquire);
+            if tail == head {
+                return Ok(None);
+            }
+            // A sound producer keeps `tail < head <= tail + SLOTS`; a dying one may have written
+            // anything. Nothing past `tail` can be trusted then: read nothing (silence lets the
+            // detector take over), count the bad head once, and resume if it becomes sane again.
+            if head < tail || head - tail > SLOTS as u64 {
+                if self.bad_head != Some(head) {
+                    self.bad_head = Some(head);
+                    self.stats.dropped_corrupt += 1;
+                }
+                return Ok(None);
+            }
+            let slot = self.ring.slot(tail);
+            // SAFETY: `tail < head`: the producer published this slot with a Release store of
+            // `head` that our Acquire load observed, and will not rewrite it before we advance
+            // `tail`.
+            let len = unsafe { *slot.len.get() };
+            if len > MAX_FRAME {
+                // Skip the slot: the frame layer then refuses what follows as out of order, and
+                // the backup's detector sees a silent primary instead of a wedged ring.
+                self.stats.dropped_corrupt += 1;
+                self.ring.tail.store(tail + 1, Ordering::Release);
+                continue;
+            }
+            if len > buf.len() {
+                return Err(LinkError::BufferTooSmall {
+                    need: len,
+                    have: buf.len(),
+                });
+            }
+            // SAFETY: as above; `len <= MAX_FRAME` was checked just now.
+            unsafe { buf[..len].copy_from_slice(&(&*slot.bytes.get())[..len]) };
+            self.ring.tail.store(tail + 1, Ordering::Release);
+            return Ok(Some(len));
         }
-        let slot = self.ring.slot(tail);
-        // SAFETY: `tail < head`: the producer published this slot with a Release store of `head`
-        // that our Acquire load observed, and will not rewrite it before we advance `tail`.
-        let len = unsafe { *slot.len.get() };
-        if len > buf.len() {
-            return Err(LinkError::BufferTooSmall {
-                need: len,
-                have: buf.len(),
-            });
-        }
-        // SAFETY: as above; `len <= MAX_FRAME` because the producer checked it.
-        unsafe { buf[..len].copy_from_slice(&(&*slot.bytes.get())[..len]) };
-        self.ring.tail.store(tail + 1, Ordering::Release);
-        Ok(Some(len))
     }
 
     fn ack(&mut self, received: u64) {
@@ -215,6 +239,89 @@ mod tests {
                 }
             });
         });
+    }
+
+    /// A dying producer scribbles on the ring: what the consumer reads must not be trusted.
+    fn scribble_len<const SLOTS: usize>(ring: &Ring<SLOTS>, index: u64, len: usize) {
+        // SAFETY: test only, no other end is active on this thread or any other.
+        unsafe { *ring.slot(index).len.get() = len };
+    }
+
+    #[test]
+    fn a_corrupt_length_is_skipped_and_counted_never_read_out_of_bounds() {
+        let mut ring = Ring::<4>::default();
+        let mut buf = [0u8; 2 * MAX_FRAME];
+        {
+            let (mut tx, _) = ring.split();
+            for i in 0..3u8 {
+                tx.send(&[i; 8]).unwrap();
+            }
+        }
+        scribble_len(&ring, 0, MAX_FRAME + 1);
+        scribble_len(&ring, 1, usize::MAX);
+        let (_, mut rx) = ring.split();
+        assert_eq!(
+            rx.recv(&mut buf),
+            Ok(Some(8)),
+            "the corrupt slots are skipped"
+        );
+        assert_eq!(buf[..8], [2; 8]);
+        assert_eq!(rx.stats().dropped_corrupt, 2);
+        assert_eq!(rx.recv(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn a_corrupt_head_is_counted_and_never_wedges_or_reads_unpublished_slots() {
+        let mut ring = Ring::<4>::default();
+        let mut buf = [0u8; MAX_FRAME];
+        {
+            let (mut tx, _) = ring.split();
+            tx.send(&[1; 8]).unwrap();
+        }
+        // Far ahead of anything the producer could have published (more than a ring's worth).
+        ring.head.store(1_000, Ordering::Release);
+        let (_, mut rx) = ring.split();
+        assert_eq!(rx.recv(&mut buf), Ok(None));
+        assert_eq!(rx.recv(&mut buf), Ok(None));
+        assert_eq!(
+            rx.stats().dropped_corrupt,
+            1,
+            "one corrupt head, counted once"
+        );
+        // Behind the consumer: also impossible for a sound producer.
+        ring.head.store(0, Ordering::Release);
+        ring.tail.store(3, Ordering::Release);
+        let (_, mut rx) = ring.split();
+        assert_eq!(rx.recv(&mut buf), Ok(None));
+        assert_eq!(rx.stats().dropped_corrupt, 1);
+        // The producer recovers (or a new epoch resets the ring): frames flow again.
+        ring.head.store(3, Ordering::Release);
+        let (mut tx, mut rx) = ring.split();
+        tx.send(&[7; 5]).unwrap();
+        assert_eq!(rx.recv(&mut buf), Ok(Some(5)));
+        assert_eq!(buf[..5], [7; 5]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_scribble_leaves_the_consumer_bounded_and_panic_free(
+            lens in proptest::collection::vec(proptest::prelude::any::<usize>(), 4),
+            head in proptest::prelude::any::<u64>(),
+        ) {
+            let mut ring = Ring::<4>::default();
+            for (i, len) in lens.iter().enumerate() {
+                scribble_len(&ring, i as u64, *len);
+            }
+            ring.head.store(head, Ordering::Release);
+            let (_, mut rx) = ring.split();
+            let mut buf = [0u8; MAX_FRAME];
+            // At most one ring's worth of frames is ever readable, then the consumer is idle.
+            let mut read = 0;
+            while rx.recv(&mut buf).unwrap().is_some() {
+                read += 1;
+                proptest::prop_assert!(read <= 4);
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum Exit {
 const TICK_WORK: u32 = 3;
 /// Work an input (a request) gives the guest, in exits; it also owes a reply.
 const INPUT_WORK: u32 = 6;
+/// Most branches the guest executes between two deterministic exits.
+const MAX_BRANCHES_PER_EXIT: u64 = 64;
 
 /// A model guest.
 #[derive(Clone, Debug)]
@@ -32,6 +34,11 @@ pub struct Guest {
     state: u64,
     det_exits: u64,
     pc: u64,
+    /// Branches executed (the precise counter); the next exit comes at `next_exit_branches`.
+    branches: u64,
+    next_exit_branches: u64,
+    /// Whether points carry the branch count (a platform with a precise counter).
+    precise: bool,
     halted: bool,
     work: u32,
     replies_owed: u32,
@@ -43,12 +50,16 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// A freshly booted guest with some start-up work.
-    pub fn new(keep_history: bool) -> Self {
+    /// A freshly booted guest with some start-up work; `precise` gives its points a branch count.
+    pub fn new(keep_history: bool, precise: bool) -> Self {
+        let state = 0x7A4D_E4B0_07ED;
         Self {
-            state: 0x7A4D_E4B0_07ED,
+            state,
             det_exits: 0,
             pc: 0x1000,
+            branches: 0,
+            next_exit_branches: branches_to_exit(state),
+            precise,
             halted: false,
             work: 8,
             replies_owed: 0,
@@ -58,19 +69,49 @@ impl Guest {
         }
     }
 
-    /// The current point (an exit boundary).
+    /// The current point: an exit boundary, or with a precise counter a stop between exits.
     pub fn point(&self) -> ExecPoint {
         ExecPoint {
             det_exits: self.det_exits,
             pc: self.pc,
             reg_hash: self.state,
-            precise: None,
+            precise: self.precise.then_some(self.branches),
+        }
+    }
+
+    /// With a precise counter: whether the guest can stop at branch `branches` before its next
+    /// exit (it is past it already, or the exit comes first, otherwise).
+    pub fn can_stop_at(&self, branches: u64) -> bool {
+        self.precise
+            && !self.halted
+            && self.branches < branches
+            && branches < self.next_exit_branches
+    }
+
+    /// Where the guest could be stopped between exits, `fraction` of the way to its next exit
+    /// (`None` without a precise counter, when halted, or when the exit is the next branch).
+    pub fn stop_point(&self, fraction: f64) -> Option<u64> {
+        let span = self.next_exit_branches - self.branches;
+        let at = self.branches + 1 + ((span - 1) as f64 * fraction) as u64;
+        self.can_stop_at(at).then_some(at)
+    }
+
+    /// Run up to branch `branches` and stop there, between exits (see [`Guest::can_stop_at`]).
+    pub fn stop_at(&mut self, branches: u64) {
+        if self.can_stop_at(branches) {
+            self.branches = branches;
+            self.pc = (mix(self.state ^ branches) & 0xffff_fff0) | 0x2000;
         }
     }
 
     /// Halted guests do not run until an event is delivered.
     pub fn halted(&self) -> bool {
         self.halted
+    }
+
+    /// Whether the guest still owes replies to inputs it received.
+    pub fn owes_replies(&self) -> bool {
+        self.replies_owed > 0
     }
 
     /// Deterministic exits taken.
@@ -95,7 +136,7 @@ impl Guest {
             det_exits: self.det_exits + 1,
             pc: (mix(self.state ^ self.det_exits) & 0xffff_fff0) | 0x1000,
             reg_hash: self.state,
-            precise: None,
+            precise: self.precise.then_some(self.next_exit_branches),
         };
         (kind, point)
     }
@@ -114,6 +155,7 @@ impl Guest {
         }
         self.det_exits = point.det_exits;
         self.pc = point.pc;
+        self.branches = self.next_exit_branches;
         let mut output = None;
         match kind {
             Exit::TimeRead | Exit::RandomRead => self.state = mix(self.state ^ value),
@@ -133,6 +175,7 @@ impl Guest {
         if kind != Exit::Halt {
             self.work -= 1;
         }
+        self.next_exit_branches = self.branches + branches_to_exit(self.state);
         output
     }
 
@@ -154,10 +197,16 @@ impl Guest {
             _ => return,
         }
         self.halted = false;
+        self.next_exit_branches = self.branches + branches_to_exit(self.state);
     }
 
     /// A replay bug: the state silently changes (what the divergence checks must catch).
     pub fn perturb(&mut self) {
         self.state ^= 1 << 17;
     }
+}
+
+/// Branches from a point with guest state `state` to the next exit (at least one).
+fn branches_to_exit(state: u64) -> u64 {
+    1 + mix(state ^ 0xB7A2) % MAX_BRANCHES_PER_EXIT
 }

@@ -18,7 +18,7 @@ pub struct WireFaults {
     pub duplicate: f64,
     /// Probability one bit of a datagram is flipped.
     pub corrupt: f64,
-    /// Probability a datagram takes an extra, long delay (and so overtakes or is overtaken).
+    /// Probability a datagram takes an extra, long delay (and so is overtaken by later ones).
     pub reorder: f64,
     /// Least one-way delay.
     pub delay_min: u64,
@@ -37,6 +37,8 @@ pub struct Net {
     /// While true nothing crosses.
     pub partitioned: bool,
     wires: [Wire; 2],
+    /// Delivery time of the last in-order datagram on each wire.
+    last_at: [u64; 2],
     sent: u64,
 }
 
@@ -49,6 +51,7 @@ impl Net {
             rng,
             partitioned: false,
             wires: [BinaryHeap::new(), BinaryHeap::new()],
+            last_at: [0; 2],
             sent: 0,
         }))
     }
@@ -73,14 +76,20 @@ impl Net {
                 let bit = self.rng.below(data.len() as u64 * 8);
                 data[(bit / 8) as usize] ^= 1 << (bit % 8);
             }
-            let mut delay = self
+            let delay = self
                 .rng
                 .between(self.faults.delay_min, self.faults.delay_max);
-            if self.rng.chance(self.faults.reorder) {
-                delay += self.rng.between(1, 4) * self.faults.delay_max.max(1);
-            }
+            // Jitter alone never reorders a point-to-point link: a datagram leaves after the one
+            // sent before it. Only the reorder fault lets one fall behind later ones.
+            let at = if self.rng.chance(self.faults.reorder) {
+                self.now + delay + self.rng.between(1, 4) * self.faults.delay_max.max(1)
+            } else {
+                let at = (self.now + delay).max(self.last_at[wire]);
+                self.last_at[wire] = at;
+                at
+            };
             self.sent += 1;
-            self.wires[wire].push(Reverse((self.now + delay, self.sent, data)));
+            self.wires[wire].push(Reverse((at, self.sent, data)));
         }
     }
 

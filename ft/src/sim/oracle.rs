@@ -1,8 +1,7 @@
 //! The invariants every run must keep, checked against what the simulator observed (the client's
 //! view, the wiretapped log, the two guests' histories), not against the engine's own bookkeeping.
 
-use super::scenario::Who;
-use crate::record::{Event, EventClass, Record};
+use crate::record::{EventClass, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::string::String;
 use std::vec::Vec;
@@ -14,8 +13,9 @@ pub struct Seen {
     pub out_seq: u64,
     /// Its content.
     pub value: u64,
-    /// Which copy performed it.
-    pub from: Who,
+    /// Which copy of the partition, counting from 0 for the first primary; each copy that goes
+    /// live is the next number.
+    pub copy: u32,
     /// Performed by a backup at go-live (re-performing outputs without `OutputDone`).
     pub at_go_live: bool,
 }
@@ -25,14 +25,68 @@ pub struct Seen {
 pub enum Violation {
     /// The client saw an output the surviving copy never produced, or produced differently.
     LostOutput { out_seq: u64, value: u64 },
+    /// The client's stream skipped output `missing`: nobody performed it although a later one
+    /// was seen.
+    OutputGap { missing: u64 },
+    /// The client saw output `out_seq` where `expected` was the only one allowed (out of order).
+    OutputOutOfOrder { out_seq: u64, expected: u64 },
+    /// A copy performed output `out_seq` after a later copy had gone live and performed outputs.
+    OutputAfterTakeover {
+        out_seq: u64,
+        copy: u32,
+        live_copy: u32,
+    },
     /// The client saw an output twice although it was not in flight at the cut.
     DuplicateOutsideCut { out_seq: u64, times: usize },
     /// Two copies were live at once.
     TwoLivePrimaries { at: u64 },
     /// The backup replayed past a divergence (first differing exit) without reporting it.
     UndetectedDivergence { exit: u64, checked_up_to: u64 },
+    /// The backup reported a divergence although its replay was never perturbed.
+    FalseDivergence { what: String },
+    /// The survivor produced output `out_seq` (and maybe more) that never reached the client,
+    /// although the run was drained.
+    OutputNeverPerformed { out_seq: u64 },
+    /// After a crash the surviving copy did not take over by `deadline` (`at`: when it did).
+    SlowTakeover { deadline: u64, at: Option<u64> },
     /// The engine returned an error a correct caller never sees.
     EngineError { at: u64, what: String },
+}
+
+/// When the copy that survived a crash had to take over, and when it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Takeover {
+    /// Crash time plus the detection bound: frames in flight, suspicion timeout, arbitration
+    /// (and any cut from the arbiter or stall meanwhile), and catching up on the log held.
+    pub deadline: u64,
+    /// When the survivor went live (backup) or ran alone (primary), if it did.
+    pub at: Option<u64>,
+}
+
+/// A takeover: the copy numbered `copy` went live holding `OutputDone` for the outputs `done`
+/// (by output number), so it re-performed only the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// The copy that went live.
+    pub copy: u32,
+    /// Outputs whose `OutputDone` it held, as the wiretapped log shows.
+    pub done: BTreeSet<u64>,
+}
+
+/// What one protected pair (one epoch) left behind, for the divergence invariants.
+pub struct Generation<'a> {
+    /// The log as the primary sent it.
+    pub log: &'a [Record],
+    /// Records the backup replayed.
+    pub backup_consumed: u64,
+    /// Guest state at each exit, on the primary and on the backup (up to where it replayed).
+    pub primary_exits: &'a [u64],
+    /// See `primary_exits`.
+    pub backup_exits: &'a [u64],
+    /// The divergence the backup reported, if it did.
+    pub divergence_reported: Option<&'a str>,
+    /// Whether the simulator perturbed the backup's replay.
+    pub divergence_injected: bool,
 }
 
 /// What the final check looks at.
@@ -41,25 +95,31 @@ pub struct Evidence<'a> {
     pub seen: &'a [Seen],
     /// The surviving copy's outputs (index = output number), if a copy survived.
     pub survivor_outputs: Option<&'a [u64]>,
-    /// The log as the primary sent it.
-    pub log: &'a [Record],
-    /// Records the backup held when it went live, if it did.
-    pub go_live_received: Option<u64>,
-    /// Records the backup replayed.
-    pub backup_consumed: u64,
-    /// Guest state at each exit, on the primary and on the backup (up to where it replayed).
-    pub primary_exits: &'a [u64],
-    /// See `primary_exits`.
-    pub backup_exits: &'a [u64],
-    /// Whether the backup reported a divergence.
-    pub divergence_reported: bool,
+    /// Every takeover of the run.
+    pub cuts: &'a [Cut],
+    /// The drain ended with nothing in flight.
+    pub settled: bool,
+    /// One per crash that an unperturbed copy had to take over from.
+    pub takeovers: &'a [Takeover],
+    /// The pair protecting the partition at the end (earlier ones are checked as they end).
+    pub generation: Generation<'a>,
 }
 
 /// Check the end-of-run invariants.
 pub fn check(e: &Evidence<'_>) -> Result<(), Violation> {
+    takeovers_in_time(e)?;
     outputs_survive(e)?;
+    outputs_in_order(e)?;
+    outputs_all_performed(e)?;
     duplicates_only_at_cut(e)?;
-    divergence_detected(e)
+    check_generation(&e.generation)
+}
+
+/// Check the invariants of one protected pair, when it ends (a re-protection replaces it) or
+/// with the run.
+pub fn check_generation(g: &Generation<'_>) -> Result<(), Violation> {
+    divergence_detected(g)?;
+    divergence_injected(g)
 }
 
 fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
@@ -77,41 +137,100 @@ fn outputs_survive(e: &Evidence<'_>) -> Result<(), Violation> {
     Ok(())
 }
 
-fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
-    let held = e.go_live_received.unwrap_or(0) as usize;
-    let done_held: BTreeSet<u64> = e.log[..held.min(e.log.len())]
+/// The client's stream is each copy's outputs in order with no gap: a copy performs consecutive
+/// numbers, a copy taking over starts no later than right after the last number seen (it may
+/// repeat the outputs in flight at the cut), and an older copy performs nothing after that.
+fn outputs_in_order(e: &Evidence<'_>) -> Result<(), Violation> {
+    let mut last: Option<&Seen> = None;
+    let mut next_new = 0;
+    for s in e.seen {
+        if let Some(prev) = last {
+            if s.copy < prev.copy {
+                return Err(Violation::OutputAfterTakeover {
+                    out_seq: s.out_seq,
+                    copy: s.copy,
+                    live_copy: prev.copy,
+                });
+            }
+            let expected = if s.copy == prev.copy {
+                prev.out_seq + 1
+            } else {
+                next_new.min(s.out_seq)
+            };
+            if s.out_seq > next_new {
+                return Err(Violation::OutputGap { missing: next_new });
+            }
+            if s.out_seq != expected {
+                return Err(Violation::OutputOutOfOrder {
+                    out_seq: s.out_seq,
+                    expected,
+                });
+            }
+        } else if s.out_seq != 0 {
+            return Err(Violation::OutputGap { missing: 0 });
+        }
+        next_new = next_new.max(s.out_seq + 1);
+        last = Some(s);
+    }
+    Ok(())
+}
+
+/// A surviving copy takes over within the detection bound, after every crash.
+fn takeovers_in_time(e: &Evidence<'_>) -> Result<(), Violation> {
+    match e
+        .takeovers
         .iter()
-        .filter_map(|r| match r.event {
-            Event::OutputDone { seq } => Some(seq),
-            _ => None,
-        })
-        .collect();
+        .find(|t| t.at.is_none_or(|at| at > t.deadline))
+    {
+        Some(&Takeover { deadline, at }) => Err(Violation::SlowTakeover { deadline, at }),
+        None => Ok(()),
+    }
+}
+
+/// Once the drain has settled, the stream reaches the survivor's last output (gaps before it are
+/// `outputs_in_order`'s business). A run whose link is still catching up is not judged on this.
+fn outputs_all_performed(e: &Evidence<'_>) -> Result<(), Violation> {
+    let Some(outputs) = e.survivor_outputs.filter(|_| e.settled) else {
+        return Ok(());
+    };
+    let seen = e.seen.iter().map(|s| s.out_seq + 1).max().unwrap_or(0);
+    if (outputs.len() as u64) > seen {
+        return Err(Violation::OutputNeverPerformed { out_seq: seen });
+    }
+    Ok(())
+}
+
+fn duplicates_only_at_cut(e: &Evidence<'_>) -> Result<(), Violation> {
     let mut by_seq: BTreeMap<u64, Vec<&Seen>> = BTreeMap::new();
     for s in e.seen {
         by_seq.entry(s.out_seq).or_default().push(s);
     }
     for (out_seq, group) in by_seq {
-        if group.len() == 1 {
-            continue;
-        }
-        // Once by the old primary (before or, if it was stalled, even after the cut) and once by
-        // the backup at go-live because it did not hold the output's `OutputDone`.
-        let in_flight_at_cut = group.len() == 2
-            && group.iter().any(|s| s.from == Who::Primary)
-            && group.iter().any(|s| s.at_go_live)
-            && !done_held.contains(&out_seq);
-        if !in_flight_at_cut {
+        let [first, second] = group[..] else {
+            if group.len() == 1 {
+                continue;
+            }
             return Err(Violation::DuplicateOutsideCut {
                 out_seq,
                 times: group.len(),
             });
+        };
+        // Once by a primary (before its backup went live: `outputs_in_order` refuses any later)
+        // and once by that backup at go-live because it did not hold the `OutputDone`.
+        let in_flight_at_cut = second.at_go_live
+            && second.copy == first.copy + 1
+            && e.cuts
+                .iter()
+                .any(|c| c.copy == second.copy && !c.done.contains(&out_seq));
+        if !in_flight_at_cut {
+            return Err(Violation::DuplicateOutsideCut { out_seq, times: 2 });
         }
     }
     Ok(())
 }
 
-fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
-    if e.divergence_reported {
+fn divergence_detected(e: &Generation<'_>) -> Result<(), Violation> {
+    if e.divergence_reported.is_some() {
         return Ok(());
     }
     let first_difference = e
@@ -136,4 +255,14 @@ fn divergence_detected(e: &Evidence<'_>) -> Result<(), Violation> {
         });
     }
     Ok(())
+}
+
+/// Divergence reported implies divergence injected: a correct replay never cries wolf.
+fn divergence_injected(e: &Generation<'_>) -> Result<(), Violation> {
+    match e.divergence_reported {
+        Some(what) if !e.divergence_injected => {
+            Err(Violation::FalseDivergence { what: what.into() })
+        }
+        _ => Ok(()),
+    }
 }

@@ -68,6 +68,18 @@ pub struct Pause {
     pub until: u64,
 }
 
+/// Re-protection after a failover: the copy gone live clones a new backup onto a spare core (in
+/// a new epoch), which may in turn have to take over, and so on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reprotection {
+    /// Delay from going live to starting the copy.
+    pub start_after: u64,
+    /// The new primary crashes this long after the new pair starts (the cycle then repeats).
+    pub crash_after: Option<u64>,
+    /// At most this many re-protections in the run.
+    pub cycles: u32,
+}
+
 /// Guest workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Workload {
@@ -90,6 +102,9 @@ pub struct Scenario {
     pub step: u64,
     /// Guest workload.
     pub workload: Workload,
+    /// The client's last request, if it stops before the end (the stream then ends with
+    /// whatever was in flight at a failover, the case that shows outputs lost at the cut).
+    pub client_stops_at: Option<u64>,
     /// Log link.
     pub link: LinkKind,
     /// Network faults (datagram link only).
@@ -106,12 +121,17 @@ pub struct Scenario {
     pub partition: Option<Partition>,
     /// A stall of one copy.
     pub pause: Option<Pause>,
+    /// Re-protection after a failover, and crashes of the new primaries.
+    pub reprotect: Option<Reprotection>,
     /// Time at which the backup's replay silently goes wrong.
     pub diverge_at: Option<u64>,
     /// Deliberate protocol bugs.
     pub mutants: Mutants,
     /// Keep per-exit guest history (needed by the divergence invariant).
     pub keep_history: bool,
+    /// The platform has a precise counter: the primary's guest is also stopped between exits
+    /// (asynchronous exits) and interrupts are delivered and replayed there.
+    pub precise: bool,
 }
 
 const US: u64 = 1_000;
@@ -131,6 +151,7 @@ impl Scenario {
             duration,
             step: US,
             workload,
+            client_stops_at: None,
             link,
             faults: WireFaults {
                 delay_min: 10 * US,
@@ -143,9 +164,11 @@ impl Scenario {
             crash: None,
             partition: None,
             pause: None,
+            reprotect: None,
             diverge_at: None,
             mutants: Mutants::default(),
             keep_history: false,
+            precise: false,
         }
     }
 
@@ -217,6 +240,15 @@ impl Scenario {
             }
         });
         let diverge_at = rng.chance(0.1).then(|| at(&mut rng));
+        let precise = rng.chance(0.3);
+        let client_stops_at = rng.chance(0.3).then(|| at(&mut rng));
+        let reprotect = rng.chance(0.5).then(|| Reprotection {
+            start_after: rng.between(10, 200) * US,
+            crash_after: rng
+                .chance(0.7)
+                .then(|| rng.between(suspect_after / US, 800) * US),
+            cycles: rng.between(1, 3) as u32,
+        });
         Self {
             seed,
             duration,
@@ -226,6 +258,7 @@ impl Scenario {
                 request_every: rng.between(5, 40) * US,
                 request_bytes: rng.between(1, 200) as usize,
             },
+            client_stops_at,
             link,
             faults,
             heartbeat,
@@ -234,9 +267,11 @@ impl Scenario {
             crash,
             partition,
             pause,
+            reprotect,
             diverge_at,
             mutants: Mutants::default(),
             keep_history: true,
+            precise,
         }
     }
 }
