@@ -191,9 +191,10 @@ pub struct PrimaryCopy {
     engine: Primary<Producer, SharedWordArbiter<'static>>,
     held: Lines,
     failed: Option<StopReason>,
-    arbiter: &'static AtomicU64,
-    suspect_ns: u64,
+    /// The latest time the copy polled: when an injected failure kills it.
     last_poll_ns: u64,
+    /// The pair's arbiter word, read again before printing an output released before a stall.
+    arbiter: &'static AtomicU64,
     injected: Injected,
     stalled_until: Option<u64>,
     /// An acknowledged output the stall interrupted before it was printed.
@@ -235,9 +236,8 @@ impl PrimaryCopy {
             engine: Primary::new(producer, arbiter, config, now_ns),
             held: Lines::new(),
             failed: None,
-            arbiter: word,
-            suspect_ns: suspect,
             last_poll_ns: now_ns,
+            arbiter: word,
             injected,
             stalled_until: None,
             unprinted: None,
@@ -270,6 +270,13 @@ impl PrimaryCopy {
 
     /// Prints every held line the backup now covers, and reports it performed.
     fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
+        if self.unprinted.is_some()
+            && SharedWordArbiter::new(self.arbiter).holder(EPOCH) == Ok(Some(Side::Backup))
+        {
+            // Released before the stall, but the backup went live meanwhile: it prints it.
+            self.failed = Some(StopReason::Superseded);
+            return;
+        }
         let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
         while let Some(seq) = next(self) {
             self.kill_if(KillPoint::Acked(seq));
@@ -330,19 +337,13 @@ impl PrimaryCopy {
             }
             self.stalled_until = None;
         }
-        // A copy that did nothing for longer than the other takes to suspect it may have been
-        // replaced: it asks the arbiter before anything more leaves.
-        if now_ns.saturating_sub(self.last_poll_ns) > self.suspect_ns
-            && SharedWordArbiter::new(self.arbiter).test_and_set(EPOCH, Side::Primary)
-                != Ok(Side::Primary)
-        {
-            self.failed = Some(StopReason::Superseded);
-            return Gate::Stop(StopReason::Superseded);
-        }
         self.last_poll_ns = now_ns;
         match self.engine.poll(now_ns, at) {
             Ok(status) => {
                 self.release(now_ns, print);
+                if let Some(stop) = self.failed {
+                    return Gate::Stop(stop);
+                }
                 match status.state {
                     PrimaryState::Stopped => Gate::Stop(StopReason::Superseded),
                     _ if status.throttle => Gate::Wait,
@@ -367,6 +368,10 @@ impl Replica for PrimaryCopy {
     }
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        // Heartbeats carry the last completed boundary, so the backup may run up to it.
+        if let Err(e) = self.engine.boundary_reached(at) {
+            self.fail(e);
+        }
         if let Some(stall) = self
             .injected
             .stall
