@@ -191,6 +191,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.consumed
     }
 
+    /// Outputs the guest produced whose `OutputDone` has not been replayed: a backup whose guest
+    /// has stopped waits for these (or for the primary's failure) before it stops too.
+    pub fn outputs_owed(&self) -> u64 {
+        self.outputs - self.done
+    }
+
     /// The divergence that stopped replay, if any.
     pub fn divergence(&self) -> Option<&Divergence> {
         self.divergence.as_ref()

@@ -180,6 +180,8 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         Some(ft) => match ft.role {
             FtRole::Primary => {
                 let injected = Injected::from_cmdline(backend.cmdline());
+                replication::wait_for_backup(&ft, B::wait_for_event);
+                let now = platform.now_ns();
                 let mut copy = PrimaryCopy::new(&ft, now, injected, B::die)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
                 run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())

@@ -7,7 +7,7 @@
 //! the logged ones and prints none of them, until it wins arbitration and goes live: then it
 //! prints the lines the primary had not reported performed, and runs as the partition.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use heapless::Vec;
 use tandem_core::config::{Ft, MAX_FT_PAIRS};
@@ -105,6 +105,8 @@ struct Ends {
     producer: spin::Mutex<Option<Producer>>,
     consumer: spin::Mutex<Option<Consumer>>,
     arbiter: spin::Once<&'static AtomicU64>,
+    /// The backup has started replaying: the primary's guest may start.
+    backup_ready: AtomicBool,
 }
 
 static ENDS: [Ends; MAX_FT_PAIRS] = [const {
@@ -112,8 +114,21 @@ static ENDS: [Ends; MAX_FT_PAIRS] = [const {
         producer: spin::Mutex::new(None),
         consumer: spin::Mutex::new(None),
         arbiter: spin::Once::new(),
+        backup_ready: AtomicBool::new(false),
     }
 }; MAX_FT_PAIRS];
+
+/// Waits until pair `ft.pair`'s backup replays, so both copies start from the same state and
+/// neither counts the other's start-up as silence (setting up a backup takes milliseconds of
+/// virtual time under Bochs).
+pub fn wait_for_backup(ft: &Ft, wait: impl Fn()) {
+    while !ENDS[usize::from(ft.pair)]
+        .backup_ready
+        .load(Ordering::Acquire)
+    {
+        wait();
+    }
+}
 
 /// Splits every pair's ring into its two ends (once, on the bootstrap CPU at bring-up).
 pub fn publish(areas: &'static mut PairAreas) {
@@ -480,6 +495,10 @@ impl Replica for PrimaryCopy {
 /// The replaying copy.
 pub struct BackupCopy {
     engine: Backup<Consumer, SharedWordArbiter<'static>>,
+    pair: usize,
+    ready: bool,
+    /// Where the guest stopped: the copy then waits for the primary's last `OutputDone`s.
+    stopped_at: Option<ExecPoint>,
     kept: Lines,
     last_time: u64,
     live: bool,
@@ -500,6 +519,9 @@ impl BackupCopy {
         };
         Some(Self {
             engine: Backup::new(consumer, arbiter, config, now_ns),
+            pair: usize::from(ft.pair),
+            ready: false,
+            stopped_at: None,
             kept: Lines::new(),
             last_time: 0,
             live: false,
@@ -579,6 +601,10 @@ impl Replica for BackupCopy {
         if self.live {
             return Gate::Run;
         }
+        if !self.ready {
+            self.ready = true;
+            ENDS[self.pair].backup_ready.store(true, Ordering::Release);
+        }
         if let Some(gate) = self.state_gate(now_ns) {
             return gate;
         }
@@ -620,17 +646,29 @@ impl Replica for BackupCopy {
         }
     }
 
-    fn service(&mut self, now_ns: u64, _: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
         if self.live {
             return Ok(false);
         }
-        match self.state_gate(now_ns) {
-            Some(Gate::Stop(stop)) => Err(stop),
-            _ => Ok(false),
+        if let Some(Gate::Stop(stop)) = self.state_gate(now_ns) {
+            return Err(stop);
+        }
+        let Some(at) = self.stopped_at else {
+            return Ok(false);
+        };
+        // The guest stopped where the primary's did. Lines the primary may not have printed yet
+        // are still owed: wait for their `OutputDone`, or for the primary to fall silent, win
+        // the arbiter and print them here.
+        match self.poll(now_ns, at, print) {
+            Gate::Stop(stop) => Err(stop),
+            _ if self.live => Ok(false),
+            _ => Ok(self.engine.outputs_owed() > 0),
         }
     }
 
-    fn guest_stopped(&mut self, _: ExecPoint) {}
+    fn guest_stopped(&mut self, at: ExecPoint) {
+        self.stopped_at = Some(at);
+    }
 
     fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
         if self.live {
