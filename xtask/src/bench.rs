@@ -6,6 +6,16 @@ use anyhow::{Context, Result, bail};
 use crate::emulator::{self};
 use crate::{Arch, build, guests, root, tools};
 
+/// What the bench guest of `run` printed after `bench:`.
+fn bench_result<'a>(run: &'a emulator::Run, which: &str) -> Result<&'a str> {
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.contains("bench:"))
+        .with_context(|| format!("the {which} bench guest printed no result"))?;
+    Ok(line.split("bench:").nth(1).unwrap_or("").trim())
+}
+
 fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)> {
     lines.iter().find_map(|l| {
         let rest = &l[l.find(marker)? + marker.len()..];
@@ -40,16 +50,9 @@ fn bochs_run(config: &str, name: &str, guests: &guests::Guests) -> Result<emulat
 fn x86_64_ft() -> Result<()> {
     let guests = guests::build(Arch::X86_64)?;
     let run = bochs_run("tests/bench/x86_64-ft.toml", "bench-x86_64-ft", &guests)?;
-    let line = run
-        .console
-        .iter()
-        .find(|l| l.contains("bench:"))
-        .context("the FT bench guest printed no result")?;
+    let result = bench_result(&run, "FT")?;
     println!("Fault tolerance, Bochs, primary on CPU 0 and backup on CPU 1");
-    println!(
-        "  exit round trip on the FT primary: {}",
-        line.split("bench:").nth(1).unwrap_or("").trim()
-    );
+    println!("  exit round trip on the FT primary: {result}");
     let run = bochs_run(
         "tests/bench/x86_64-ft-log.toml",
         "bench-x86_64-ft-log",
@@ -95,15 +98,10 @@ fn aarch64() -> Result<()> {
         run.print("  ");
         bail!("the aarch64 benchmark run failed (status {:?})", run.status);
     }
-    let line = run
-        .console
-        .iter()
-        .find(|l| l.contains("bench:"))
-        .context("the aarch64 bench guest printed no result")?;
+    let result = bench_result(&run, "aarch64")?;
     println!("QEMU virt -cpu max at EL2, -icount shift=0; 1 cycle = 1 instruction (EL1 + EL2)");
     println!(
-        "  exit round trip (exiting instruction, exception to EL2, hypervisor, ERET): {}",
-        line.split("bench:").nth(1).unwrap_or("").trim()
+        "  exit round trip (exiting instruction, exception to EL2, hypervisor, ERET): {result}"
     );
     Ok(())
 }
@@ -111,25 +109,14 @@ fn aarch64() -> Result<()> {
 fn x86_64() -> Result<()> {
     tools::require(tools::BOCHS)?;
     let guests = guests::build(Arch::X86_64)?;
-    let config = root().join("tests/bench/x86_64.toml");
-    let image = build::build(&config, &guests, "bench-x86_64")?;
-    let iso = build::iso(&image, "")?;
-    let run = emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?;
-    if !run.success {
-        run.print("  ");
-        bail!("the benchmark run failed (status {:?})", run.status);
-    }
+    let run = bochs_run("tests/bench/x86_64.toml", "bench-x86_64", &guests)?;
     let entered = number_after(&run.log, "entered at TSC ")
         .context("no boot TSC in the log")?
         .1;
     let first = number_after(&run.log, "enters on CPU 0 at TSC ")
         .context("no guest entry TSC")?
         .1;
-    let line = run
-        .console
-        .iter()
-        .find(|l| l.contains("bench:"))
-        .context("the bench guest printed no result")?;
+    let result = bench_result(&run, "x86_64")?;
     println!("Bochs corei7_skylake_x, 1 CPU busy; 1 tick = 1 emulated instruction");
     println!("  boot (reset) to hypervisor entry:        {entered:>10} instructions");
     println!(
@@ -137,9 +124,6 @@ fn x86_64() -> Result<()> {
         first - entered
     );
     println!("  reset to first guest instruction:        {first:>10} instructions");
-    println!(
-        "  exit round trip (exiting instruction, VM exit, hypervisor, VM entry): {}",
-        line.split("bench:").nth(1).unwrap_or("").trim()
-    );
+    println!("  exit round trip (exiting instruction, VM exit, hypervisor, VM entry): {result}");
     Ok(())
 }

@@ -174,20 +174,18 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         record,
         platform: &platform,
     };
-    let now = platform.now_ns();
     match partition.ft {
         None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str()),
         Some(ft) => match ft.role {
             FtRole::Primary => {
                 let injected = Injected::from_cmdline(backend.cmdline());
                 replication::wait_for_backup(&ft, B::wait_for_event);
-                let now = platform.now_ns();
-                let mut copy = PrimaryCopy::new(&ft, now, injected, B::die)
+                let mut copy = PrimaryCopy::new(&ft, platform.now_ns(), injected, B::die)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
                 run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())
             }
             FtRole::Backup => {
-                let mut copy = BackupCopy::new(&ft, now)
+                let mut copy = BackupCopy::new(&ft, platform.now_ns())
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
                 let mut label = heapless::String::<32>::new();
                 let _ = write!(label, "{} (backup)", partition.name);
