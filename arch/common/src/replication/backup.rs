@@ -1,0 +1,237 @@
+//! The replaying copy: takes inputs from the log, compares its lines, goes live when the primary
+//! fails.
+
+use core::sync::atomic::Ordering;
+
+use tandem_core::config::Ft;
+use tandem_core::point::ExecPoint;
+use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::report::StopReason;
+use tandem_ft::arbiter::SharedWordArbiter;
+use tandem_ft::backup::{
+    Backup, BackupConfig, BackupError, BackupState, DivergenceKind, Due, SyncRead,
+};
+use tandem_ft::record::Event;
+
+use super::lines::Lines;
+use super::{Consumer, ENDS, EPOCH, digest, timing};
+
+/// The replaying copy.
+pub struct BackupCopy {
+    engine: Backup<Consumer, SharedWordArbiter<'static>>,
+    pair: usize,
+    ready: bool,
+    /// Where the guest stopped: the copy then waits for the primary's last `OutputDone`s.
+    stopped_at: Option<ExecPoint>,
+    kept: Lines,
+    last_time: u64,
+    live: bool,
+    failed: Option<StopReason>,
+}
+
+impl BackupCopy {
+    /// The backup of pair `ft.pair`, starting at `now_ns`; `None` if another CPU took its end.
+    pub fn new(ft: &Ft, now_ns: u64) -> Option<Self> {
+        let ends = &ENDS[usize::from(ft.pair)];
+        let consumer = ends.consumer.lock().take()?;
+        let arbiter = SharedWordArbiter::new(ends.arbiter.get()?);
+        let (heartbeat, suspect) = timing(ft);
+        let config = BackupConfig {
+            epoch: EPOCH,
+            suspect_after: suspect,
+            ack_period: heartbeat,
+        };
+        Some(Self {
+            engine: Backup::new(consumer, arbiter, config, now_ns),
+            pair: usize::from(ft.pair),
+            ready: false,
+            stopped_at: None,
+            kept: Lines::new(),
+            last_time: 0,
+            live: false,
+            failed: None,
+        })
+    }
+
+    fn fail(&mut self, error: BackupError) -> Hold {
+        let stop = match &error {
+            BackupError::Diverged(d) => {
+                report_divergence(d.index, &d.kind);
+                StopReason::Diverged { record: d.index }
+            }
+            BackupError::NotReplaying {
+                state: BackupState::Stopped,
+            } => StopReason::Superseded,
+            other => {
+                defmt::error!("FT backup: {}", defmt::Debug2Format(other));
+                StopReason::ReplicationFailed
+            }
+        };
+        self.failed.get_or_insert(stop);
+        Hold
+    }
+
+    fn state_gate(&mut self, now_ns: u64) -> Option<Gate> {
+        if let Some(stop) = self.failed {
+            return Some(Gate::Stop(stop));
+        }
+        match self.engine.poll(now_ns) {
+            Ok(BackupState::Stopped) => Some(Gate::Stop(StopReason::Superseded)),
+            Ok(_) => None,
+            Err(e) => {
+                self.fail(e);
+                self.failed.map(Gate::Stop)
+            }
+        }
+    }
+}
+
+/// Names the record and both execution points: a divergence is never silent.
+fn report_divergence(index: u64, kind: &DivergenceKind) {
+    match kind {
+        DivergenceKind::PointMismatch { expected, actual }
+        | DivergenceKind::RanPast { expected, actual } => defmt::error!(
+            "FT divergence at log record {=u64}: the log has exit {=u64} at PC {=u64:#x} (registers {=u64:#x}), the backup is at exit {=u64} at PC {=u64:#x} (registers {=u64:#x})",
+            index,
+            expected.det_exits,
+            expected.pc,
+            expected.reg_hash,
+            actual.det_exits,
+            actual.pc,
+            actual.reg_hash
+        ),
+        other => defmt::error!(
+            "FT divergence at log record {=u64}: {}",
+            index,
+            defmt::Debug2Format(other)
+        ),
+    }
+}
+
+impl Replica for BackupCopy {
+    fn logs(&self) -> bool {
+        !self.live
+    }
+
+    fn took_over(&self) -> bool {
+        self.live
+    }
+
+    fn replays(&self) -> bool {
+        !self.live
+    }
+
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        if self.live {
+            return Gate::Run;
+        }
+        if !self.ready {
+            self.ready = true;
+            ENDS[self.pair].backup_ready.store(true, Ordering::Release);
+        }
+        if let Some(gate) = self.state_gate(now_ns) {
+            return gate;
+        }
+        match self.engine.next_event_due(at) {
+            Ok(Due::Deliver(Event::Interrupt { vector })) => match u8::try_from(vector) {
+                Ok(vector) => Gate::Deliver(vector),
+                Err(_) => Gate::Stop(StopReason::ReplicationFailed),
+            },
+            // Only interrupts are logged as asynchronous events so far.
+            Ok(Due::Deliver(_)) => Gate::Stop(StopReason::ReplicationFailed),
+            Ok(Due::Run { .. }) => Gate::Run,
+            Ok(Due::Wait) => Gate::Wait,
+            Ok(Due::GoLive {
+                perform_from,
+                perform_to,
+            }) => {
+                defmt::warn!(
+                    "FT backup goes live at exit {=u64} ({=u64} ns); printing outputs {=u64}..{=u64} the primary had not reported",
+                    at.det_exits,
+                    now_ns,
+                    perform_from,
+                    perform_to
+                );
+                for seq in perform_from..perform_to {
+                    match self.kept.get(seq) {
+                        Some(line) => print(line),
+                        None => defmt::error!("FT backup lost output {=u64} before go-live", seq),
+                    }
+                }
+                self.live = true;
+                Gate::Live {
+                    time_ns: self.last_time,
+                }
+            }
+            Err(e) => {
+                self.fail(e);
+                self.failed.map_or(Gate::Wait, Gate::Stop)
+            }
+        }
+    }
+
+    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+        if self.live {
+            return Ok(false);
+        }
+        if let Some(Gate::Stop(stop)) = self.state_gate(now_ns) {
+            return Err(stop);
+        }
+        let Some(at) = self.stopped_at else {
+            return Ok(false);
+        };
+        // The guest stopped where the primary's did. Lines the primary may not have printed yet
+        // are still owed: wait for their `OutputDone`, or for the primary to fall silent, win
+        // the arbiter and print them here.
+        match self.poll(now_ns, at, print) {
+            Gate::Stop(stop) => Err(stop),
+            _ if self.live => Ok(false),
+            _ => Ok(self.engine.outputs_owed() > 0),
+        }
+    }
+
+    fn guest_stopped(&mut self, at: ExecPoint) {
+        self.stopped_at = Some(at);
+    }
+
+    fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
+        if self.live {
+            return Ok(now_ns);
+        }
+        match self.engine.on_sync_read(at, SyncRead::Time) {
+            Ok(value) => {
+                self.last_time = value;
+                Ok(value)
+            }
+            Err(BackupError::NotHeld { .. }) => Err(Hold),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn interrupt(&mut self, _: ExecPoint, _: u8) -> Result<(), Hold> {
+        Ok(())
+    }
+
+    fn output_ready(&self, _: usize) -> bool {
+        true
+    }
+
+    fn output(
+        &mut self,
+        at: ExecPoint,
+        line: &[u8],
+        _: &dyn Fn() -> u64,
+        print: &mut dyn FnMut(&[u8]),
+    ) {
+        if self.live {
+            print(line);
+            return;
+        }
+        match self.engine.on_output(at, digest(line)) {
+            Ok(seq) => self.kept.push(seq, line),
+            Err(e) => {
+                self.fail(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Failures injected into a fault-tolerant primary from the boot command line, to test failover.
+
+/// Where an injected failure kills the primary's CPU, from the boot option
+/// `ft-kill=exit:N|sent:K|acked:K|printed:K`: at its Nth deterministic exit boundary, or at one
+/// of the output rule's edges for output K (its record sent but not acknowledged; acknowledged
+/// but not printed; printed but its `OutputDone` not logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum KillPoint {
+    Exit(u64),
+    Sent(u64),
+    Acked(u64),
+    Printed(u64),
+}
+
+/// An injected stall of the primary's CPU (`ft-stall=WHERE:N:US`, WHERE as for [`KillPoint`],
+/// `exit` and `acked` only): there it does nothing for US microseconds, then carries on; stalled
+/// at `acked`, it still has that output to print when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub struct Stall {
+    pub at: KillPoint,
+    pub us: u64,
+}
+
+/// The failures to inject into fault-tolerant primaries, from the boot command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub kill: Option<KillPoint>,
+    pub stall: Option<Stall>,
+}
+
+impl Injected {
+    pub fn from_cmdline(cmdline: &str) -> Self {
+        let option = |name: &str| {
+            cmdline
+                .split_whitespace()
+                .find_map(|arg| arg.strip_prefix(name)?.strip_prefix('='))
+        };
+        let point = |at: &str, n: &str| {
+            let n = n.parse().ok()?;
+            Some(match at {
+                "exit" => KillPoint::Exit(n),
+                "sent" => KillPoint::Sent(n),
+                "acked" => KillPoint::Acked(n),
+                "printed" => KillPoint::Printed(n),
+                _ => return None,
+            })
+        };
+        let kill =
+            option("ft-kill").and_then(|v| point(v.split_once(':')?.0, v.split_once(':')?.1));
+        let stall = option("ft-stall").and_then(|v| {
+            let mut parts = v.split(':');
+            let at = point(parts.next()?, parts.next()?)?;
+            Some(Stall {
+                at,
+                us: parts.next()?.parse().ok()?,
+            })
+        });
+        Self { kill, stall }
+    }
+}

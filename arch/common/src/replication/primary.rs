@@ -1,0 +1,306 @@
+//! The recording copy: logs inputs, holds lines until the backup has the log up to them.
+
+use core::sync::atomic::AtomicU64;
+
+use tandem_core::config::Ft;
+use tandem_core::point::ExecPoint;
+use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::report::StopReason;
+use tandem_ft::arbiter::{Arbiter, SharedWordArbiter, Side};
+use tandem_ft::primary::{MAX_HELD_OUTPUTS, Primary, PrimaryConfig, PrimaryError, PrimaryState};
+use tandem_ft::record::Event;
+
+use super::inject::{Injected, KillPoint, Stall};
+use super::lines::Lines;
+use super::{ENDS, EPOCH, Producer, RING_SLOTS, digest, timing};
+
+/// The recording copy.
+pub struct PrimaryCopy {
+    engine: Primary<Producer, SharedWordArbiter<'static>>,
+    held: Lines,
+    failed: Option<StopReason>,
+    /// The latest time the copy polled: when an injected failure kills it.
+    last_poll_ns: u64,
+    /// The pair's arbiter word, read again before printing an output released before a stall.
+    arbiter: &'static AtomicU64,
+    injected: Injected,
+    stalled_until: Option<u64>,
+    /// An acknowledged output the stall interrupted before it was printed.
+    unprinted: Option<u64>,
+    die: fn() -> !,
+    /// When each held line was produced, and how long the output rule held lines: the latency
+    /// it adds.
+    produced_at: heapless::Deque<u64, MAX_HELD_OUTPUTS>,
+    hold: HoldTime,
+    /// The guest stopped: the copy only waits for its last outputs to leave.
+    stopping: bool,
+}
+
+/// How long lines waited for the backup's acknowledgement.
+#[derive(Default)]
+struct HoldTime {
+    lines: u64,
+    total_ns: u64,
+    max_ns: u64,
+}
+
+impl PrimaryCopy {
+    /// The primary of pair `ft.pair`, starting at `now_ns`; `None` if another CPU took its end.
+    /// `die` stops the CPU when `injected` says it fails.
+    pub fn new(ft: &Ft, now_ns: u64, injected: Injected, die: fn() -> !) -> Option<Self> {
+        let ends = &ENDS[usize::from(ft.pair)];
+        let producer = ends.producer.lock().take()?;
+        let word = *ends.arbiter.get()?;
+        let arbiter = SharedWordArbiter::new(word);
+        let (heartbeat, suspect) = timing(ft);
+        let config = PrimaryConfig {
+            epoch: EPOCH,
+            heartbeat_period: heartbeat,
+            suspect_after: suspect,
+            max_lag_records: RING_SLOTS as u64 / 2,
+            max_lag_time: suspect,
+        };
+        Some(Self {
+            engine: Primary::new(producer, arbiter, config, now_ns),
+            held: Lines::new(),
+            failed: None,
+            last_poll_ns: now_ns,
+            arbiter: word,
+            injected,
+            stalled_until: None,
+            unprinted: None,
+            die,
+            produced_at: heapless::Deque::new(),
+            hold: HoldTime::default(),
+            stopping: false,
+        })
+    }
+
+    fn kill_if(&self, point: KillPoint) {
+        if self.injected.kill == Some(point) {
+            defmt::warn!(
+                "injected: the FT primary's CPU dies at {} ({=u64} ns)",
+                point,
+                self.last_poll_ns
+            );
+            (self.die)()
+        }
+    }
+
+    fn fail(&mut self, error: PrimaryError) -> Hold {
+        defmt::error!("FT primary: {}", defmt::Debug2Format(&error));
+        self.failed.get_or_insert(match error {
+            PrimaryError::Stopped => StopReason::Superseded,
+            _ => StopReason::ReplicationFailed,
+        });
+        Hold
+    }
+
+    /// Prints every held line the backup now covers, and reports it performed.
+    fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
+        if self.unprinted.is_some()
+            && SharedWordArbiter::new(self.arbiter).holder(EPOCH) == Ok(Some(Side::Backup))
+        {
+            // Released before the stall, but the backup went live meanwhile: it prints it.
+            self.failed = Some(StopReason::Superseded);
+            return;
+        }
+        let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
+        while let Some(seq) = next(self) {
+            self.kill_if(KillPoint::Acked(seq));
+            if let Some(stall) = self
+                .injected
+                .stall
+                .take_if(|s| s.at == KillPoint::Acked(seq))
+            {
+                self.stall(now_ns, stall);
+                self.unprinted = Some(seq);
+                return;
+            }
+            if let Some(line) = self.held.get(seq) {
+                print(line);
+            }
+            if let Some(produced) = self.produced_at.pop_front() {
+                let held = now_ns.saturating_sub(produced);
+                self.hold.lines += 1;
+                self.hold.total_ns += held;
+                self.hold.max_ns = self.hold.max_ns.max(held);
+            }
+            self.kill_if(KillPoint::Printed(seq));
+            self.held.release_to(seq + 1);
+            if let Err(e) = self.engine.output_performed(seq) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn report_hold_time(&mut self) {
+        let hold = core::mem::take(&mut self.hold);
+        if hold.lines > 0 {
+            defmt::info!(
+                "FT output rule: {=u64} lines held {=u64} ns on average, {=u64} ns at most",
+                hold.lines,
+                hold.total_ns / hold.lines,
+                hold.max_ns
+            );
+        }
+    }
+
+    fn stall(&mut self, now_ns: u64, stall: Stall) {
+        defmt::warn!(
+            "injected: the FT primary's CPU stalls for {=u64} us at {}",
+            stall.us,
+            stall.at
+        );
+        self.stalled_until = Some(now_ns.saturating_add(stall.us.saturating_mul(1000)));
+    }
+
+    fn step(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        if let Some(stop) = self.failed {
+            return Gate::Stop(stop);
+        }
+        if let Some(until) = self.stalled_until {
+            if now_ns < until {
+                return Gate::Wait;
+            }
+            self.stalled_until = None;
+        }
+        self.last_poll_ns = now_ns;
+        match self.engine.poll(now_ns, at) {
+            Ok(status) => {
+                self.release(now_ns, print);
+                if let Some(stop) = self.failed {
+                    return Gate::Stop(stop);
+                }
+                match status.state {
+                    PrimaryState::Stopped => Gate::Stop(StopReason::Superseded),
+                    _ if status.throttle => Gate::Wait,
+                    _ => Gate::Run,
+                }
+            }
+            Err(e) => {
+                self.fail(e);
+                Gate::Stop(self.failed.unwrap_or(StopReason::ReplicationFailed))
+            }
+        }
+    }
+}
+
+impl Replica for PrimaryCopy {
+    fn logs(&self) -> bool {
+        true
+    }
+
+    fn replays(&self) -> bool {
+        false
+    }
+
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        // Heartbeats carry the last completed boundary, so the backup may run up to it.
+        if let Err(e) = self.engine.boundary_reached(at) {
+            self.fail(e);
+        }
+        if let Some(stall) = self
+            .injected
+            .stall
+            .take_if(|s| matches!(s.at, KillPoint::Exit(n) if at.det_exits >= n))
+        {
+            self.stall(now_ns, stall);
+        }
+        if let Some(KillPoint::Exit(n)) = self.injected.kill
+            && at.det_exits >= n
+        {
+            self.kill_if(KillPoint::Exit(n));
+        }
+        self.step(now_ns, at, print)
+    }
+
+    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+        let at = self.engine.point();
+        match self.step(now_ns, at, print) {
+            Gate::Stop(stop) => Err(stop),
+            _ if self.engine.settled() => {
+                if self.stopping {
+                    self.report_hold_time();
+                }
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn guest_stopped(&mut self, at: ExecPoint) {
+        self.stopping = true;
+        if let Err(e) = self.engine.log_stop(at) {
+            self.fail(e);
+        }
+        let stats = self.engine.stats();
+        defmt::info!(
+            "FT primary log: {=u64} records, {=u64} bytes ({=u64} heartbeats, {=u64} outputs) over {=u64} exits",
+            stats.records,
+            stats.log_bytes,
+            stats.heartbeats,
+            stats.outputs,
+            at.det_exits
+        );
+    }
+
+    fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
+        match self
+            .engine
+            .on_nondeterministic_input(at, Event::TimeRead { value: now_ns })
+        {
+            Ok(()) => Ok(now_ns),
+            Err(PrimaryError::Backpressure) => Err(Hold),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn interrupt(&mut self, at: ExecPoint, vector: u8) -> Result<(), Hold> {
+        match self.engine.on_nondeterministic_input(
+            at,
+            Event::Interrupt {
+                vector: vector.into(),
+            },
+        ) {
+            Ok(()) => Ok(()),
+            Err(PrimaryError::Backpressure) => Err(Hold),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn output_ready(&self, lines: usize) -> bool {
+        self.held.free() >= lines
+    }
+
+    fn output(
+        &mut self,
+        at: ExecPoint,
+        line: &[u8],
+        now_ns: &dyn Fn() -> u64,
+        print: &mut dyn FnMut(&[u8]),
+    ) {
+        // `output_ready` left room for the line; the ring may still be full, and the line is
+        // already taken from the guest, so wait for the backup (or its failure) rather than
+        // lose it.
+        loop {
+            match self.engine.on_output(at, digest(line)) {
+                Ok(seq) => {
+                    self.held.push(seq, line);
+                    let _ = self.produced_at.push_back(now_ns());
+                    self.kill_if(KillPoint::Sent(seq));
+                    return;
+                }
+                Err(PrimaryError::Backpressure) => {
+                    if let Gate::Stop(_) = self.step(now_ns(), self.engine.point(), print) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
+            }
+        }
+    }
+}
