@@ -33,3 +33,5 @@ pub mod vcpu;
 mod exit_loop_tests;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod replica_tests;
