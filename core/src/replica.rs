@@ -39,6 +39,11 @@ pub trait Replica {
     fn logs(&self) -> bool;
     /// Whether interrupts and time come from the log instead of the partition's own timer.
     fn replays(&self) -> bool;
+    /// How often the copy must get the CPU back while its guest runs without exits, to keep the
+    /// protocol alive (acknowledgements, heartbeats); `None` when it need not.
+    fn poll_period_ns(&self) -> Option<u64> {
+        None
+    }
     /// At a deterministic exit boundary `at` (and while the vCPU idles), at time `now_ns`:
     /// protocol work, and outputs that may leave now go to `print`.
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate;

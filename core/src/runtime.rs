@@ -96,10 +96,13 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
             }
-            // A logging copy takes timer interrupts only at deterministic boundaries, so the
-            // hardware timer would only add exits.
+            // A logging copy takes timer interrupts only at deterministic boundaries; its
+            // hardware timer only brings the CPU back to keep the protocol alive while the guest
+            // runs without exits.
             let deadline = if self.replica.logs() {
-                None
+                self.replica
+                    .poll_period_ns()
+                    .map(|period| self.platform.now_ns().saturating_add(period))
             } else {
                 self.absolute_deadline()
             };
@@ -131,6 +134,12 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,
             }
             at_boundary = kind == ExitKind::Deterministic;
+            if !at_boundary
+                && self.replica.logs()
+                && let Err(stop) = self.service()
+            {
+                return stop;
+            }
             match outcome.next {
                 Next::Continue | Next::Retry => {}
                 Next::WaitForInterrupt => {

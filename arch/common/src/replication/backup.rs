@@ -21,6 +21,8 @@ pub struct BackupCopy {
     engine: Backup<Consumer, SharedWordArbiter<'static>>,
     pair: usize,
     ready: bool,
+    /// How often the copy acknowledges while its guest runs without exits.
+    heartbeat_ns: u64,
     /// Where the guest stopped: the copy then waits for the primary's last `OutputDone`s.
     stopped_at: Option<ExecPoint>,
     kept: Lines,
@@ -45,6 +47,7 @@ impl BackupCopy {
             engine: Backup::new(consumer, arbiter, config, now_ns),
             pair: usize::from(ft.pair),
             ready: false,
+            heartbeat_ns: heartbeat,
             stopped_at: None,
             kept: Lines::new(),
             last_time: 0,
@@ -119,6 +122,10 @@ impl Replica for BackupCopy {
 
     fn replays(&self) -> bool {
         !self.live
+    }
+
+    fn poll_period_ns(&self) -> Option<u64> {
+        (!self.live).then_some(self.heartbeat_ns)
     }
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {

@@ -21,6 +21,8 @@ pub struct PrimaryCopy {
     failed: Option<StopReason>,
     /// The latest time the copy polled: when an injected failure kills it.
     last_poll_ns: u64,
+    /// How often the copy polls while its guest runs without exits.
+    heartbeat_ns: u64,
     /// The pair's arbiter word, read again before printing an output released before a stall.
     arbiter: &'static AtomicU64,
     injected: Injected,
@@ -65,6 +67,7 @@ impl PrimaryCopy {
             held: Lines::new(),
             failed: None,
             last_poll_ns: now_ns,
+            heartbeat_ns: heartbeat,
             arbiter: word,
             injected,
             stalled_until: None,
@@ -193,6 +196,10 @@ impl Replica for PrimaryCopy {
 
     fn replays(&self) -> bool {
         false
+    }
+
+    fn poll_period_ns(&self) -> Option<u64> {
+        Some(self.heartbeat_ns)
     }
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
