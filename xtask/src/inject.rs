@@ -52,7 +52,11 @@ fn kill_point(seed: u64, golden: &Golden) -> String {
     let r = mix(seed);
     let outputs = golden.lines.len() as u64;
     match r % 4 {
-        0 | 1 => format!("ft-kill=exit:{}", 1 + (r >> 8) % golden.exits.max(1)),
+        // The last exit (the guest's shutdown) has no boundary after it to die at.
+        0 | 1 => format!(
+            "ft-kill=exit:{}",
+            1 + (r >> 8) % golden.exits.saturating_sub(1).max(1)
+        ),
         2 => format!("ft-kill=sent:{}", (r >> 8) % outputs.max(1)),
         _ => match (r >> 4) % 2 {
             0 => format!("ft-kill=acked:{}", (r >> 8) % outputs.max(1)),
@@ -144,7 +148,10 @@ fn judge(seed: u64, kill: String, run: &Run, golden: &Golden) -> RunReport {
             if run.timed_out { ", timed out" } else { "" }
         ));
     }
-    if !live {
+    let killed = run.log.iter().any(|l| l.contains("CPU dies at"));
+    if !killed {
+        problems.push("the primary was never killed".into());
+    } else if !live {
         problems.push("the backup never went live".into());
     }
     if split_brain {
