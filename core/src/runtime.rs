@@ -22,6 +22,12 @@ pub const NOTICE_LIMIT: u32 = 16;
 /// How long a logging copy idles between protocol polls while its guest sleeps.
 const IDLE_POLL_NS: u64 = 100_000;
 
+/// How long a copy waiting on its peer (for the log, an acknowledgement, the end of a stall)
+/// idles between polls. Idling, not spinning: an emulator that runs all CPUs in one thread (QEMU
+/// with `-icount`) only gives the peer its turn when this CPU waits, and on hardware the wait
+/// costs the peer's core nothing.
+const PEER_POLL_NS: u64 = 10_000;
+
 /// One vCPU of one partition, with everything its exits need.
 pub struct VcpuRuntime<'a, P: Platform, R: Replica = Solo> {
     pub partition: &'a config::Partition,
@@ -159,6 +165,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
     }
 
+    fn wait_for_peer(&self) {
+        self.platform
+            .wait_until_ns(self.platform.now_ns().saturating_add(PEER_POLL_NS));
+    }
+
     fn service(&mut self) -> Result<bool, StopReason> {
         let (platform, name) = (self.platform, &self.partition.name);
         let mut print = |line: &[u8]| platform.console_line(name, line);
@@ -171,7 +182,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         self.replica.guest_stopped(self.exit_at);
         loop {
             match self.service() {
-                Ok(true) => core::hint::spin_loop(),
+                Ok(true) => self.wait_for_peer(),
                 Ok(false) => return reason,
                 Err(stop) => return stop,
             }
@@ -189,7 +200,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             match self.replica.poll(platform.now_ns(), at, &mut print) {
                 Gate::Run => break,
                 Gate::Deliver(vector) => vcpu.raise_interrupt(vector),
-                Gate::Wait => core::hint::spin_loop(),
+                Gate::Wait => self.wait_for_peer(),
                 Gate::Live { time_ns } => {
                     // Time goes on from the last value the log gave the guest.
                     let now = self.platform.now_ns();

@@ -93,7 +93,7 @@ fn aarch64() -> Result<()> {
     let guests = guests::build(Arch::Aarch64)?;
     let config = root().join("tests/bench/aarch64.toml");
     let image = build::build(&config, &guests, "bench-aarch64")?;
-    let run = emulator::qemu_aarch64(&image, emulator::QEMU_TIMEOUT)?;
+    let run = emulator::qemu_aarch64(&image, "", emulator::QEMU_TIMEOUT)?;
     if !run.success {
         run.print("  ");
         bail!("the aarch64 benchmark run failed (status {:?})", run.status);

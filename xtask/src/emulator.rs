@@ -239,8 +239,9 @@ fn run_qemu(cmd: Command, image: &Image, timeout: Duration) -> Result<Run> {
 
 /// Boots `image` on QEMU `virt` at EL2 (emulators.md section 5): deterministic instruction
 /// counting, the PL011 to `console.out`, semihosting for the log file `log.bin` (opened by the
-/// hypervisor, relative to the run's directory) and the exit status.
-pub fn qemu_aarch64(image: &Image, timeout: Duration) -> Result<Run> {
+/// hypervisor, relative to the run's directory) and the exit status. `cmdline` reaches the
+/// hypervisor as `/chosen/bootargs` of the device tree QEMU writes at the base of RAM.
+pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
     tools::require(tools::QEMU_AARCH64)?;
     let dir = &image.dir;
     clean(dir);
@@ -254,7 +255,8 @@ pub fn qemu_aarch64(image: &Image, timeout: Duration) -> Result<Run> {
         .args(["-semihosting-config", "enable=on,target=native"])
         .args(["-serial", "file:console.out"])
         .arg("-kernel")
-        .arg(&image.elf);
+        .arg(&image.elf)
+        .args(["-append", cmdline]);
     run_qemu(cmd, image, timeout)
 }
 
@@ -270,7 +272,7 @@ pub const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run_image(image: &Image) -> Result<Run> {
     if image.config.board.arch == ArchName::Aarch64 {
-        return qemu_aarch64(image, QEMU_TIMEOUT);
+        return qemu_aarch64(image, "", QEMU_TIMEOUT);
     }
     match image.config.board.emulator {
         EmulatorName::Bochs => {

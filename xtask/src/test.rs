@@ -97,7 +97,7 @@ impl Prepared {
         let run = self.image.and_then(|(img, iso)| match iso {
             Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
             None if img.config.board.arch == ArchName::Aarch64 => {
-                emulator::qemu_aarch64(&img, emulator::QEMU_TIMEOUT)
+                emulator::qemu_aarch64(&img, &cmdline, emulator::QEMU_TIMEOUT)
             }
             None => emulator::qemu(&img, &cmdline, accel, emulator::QEMU_TIMEOUT),
         });

@@ -16,7 +16,7 @@ use crate::guest_load::LoadError;
 use crate::pl011::Pl011;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
-use crate::{boot, gic, guest_load, logger, machine, psci, stage2, time};
+use crate::{boot, firmware, gic, guest_load, logger, machine, psci, stage2, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -34,6 +34,8 @@ pub enum VirtError {
 /// The aarch64 backend: the board's facts.
 pub struct VirtBackend {
     board: Board,
+    /// The boot command line (`/chosen/bootargs` of the machine's device tree).
+    cmdline: &'static str,
 }
 
 static BOOTED: Once<Booted<VirtBackend>> = Once::new();
@@ -92,8 +94,13 @@ impl Backend for VirtBackend {
         if gic::init_cpu().is_err() {
             bringup::fatal::<Self>("no GIC redistributor for the bootstrap CPU");
         }
+        let cmdline = firmware::boot_args(&sys.board);
+        if !cmdline.is_empty() {
+            defmt::info!("boot command line: \"{=str}\"", cmdline);
+        }
         Self {
             board: sys.board.clone(),
+            cmdline,
         }
     }
 
@@ -189,9 +196,8 @@ impl Backend for VirtBackend {
         Self::park()
     }
 
-    /// QEMU's `-kernel` path gives this backend no command line.
     fn cmdline(&self) -> &'static str {
-        ""
+        self.cmdline
     }
 }
 

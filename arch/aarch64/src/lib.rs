@@ -14,6 +14,7 @@ mod clock;
 mod console;
 mod dt;
 mod entry;
+mod firmware;
 mod gic;
 mod guest_load;
 mod idregs;

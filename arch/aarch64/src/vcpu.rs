@@ -116,8 +116,9 @@ const PSTATE_EL_MASK: u64 = 0b1100;
 enum Pending {
     /// The trapped instruction is done: step over it.
     Step,
-    /// HVC: ELR_EL2 already points past it.
-    Hvc,
+    /// An HVC or a PSCI call over SMC: X0 = value, then step (the PC of an HVC was moved back
+    /// to it when it trapped).
+    Call,
     /// A load: write the value to X`reg` (31 = XZR), extended as the syndrome says, and step.
     Load {
         reg: usize,
@@ -125,8 +126,6 @@ enum Pending {
         signed: bool,
         wide: bool,
     },
-    /// A PSCI call over SMC: X0 = value, then step.
-    Smc,
 }
 
 pub struct El2Vcpu {
@@ -284,7 +283,8 @@ impl El2Vcpu {
     /// register read) and the guest can go on.
     fn synchronous(&mut self) -> Option<Exit> {
         let esr = ESR_EL2.extract();
-        let x = &self.regs.x;
+        // The call arguments (X0-X4), copied: the HVC's PC moves while they are read.
+        let x: [u64; 5] = core::array::from_fn(|i| self.regs.x[i]);
         self.pending = Pending::Step;
         Some(match esr.read_as_enum(ESR_EL2::EC) {
             // HVC and SMC are UNDEFINED at EL0 and never trap from there (Arm ARM C6.2, HVC and
@@ -296,7 +296,8 @@ impl El2Vcpu {
                 self.refuse_from_el0(esr.get())
             }
             Some(ESR_EL2::EC::Value::HVC64) => {
-                self.pending = Pending::Hvc;
+                self.pending = Pending::Call;
+                self.rewind_hvc();
                 if psci::is_psci(x[0]) {
                     Exit::Power(psci::decode(x[0] as u32, [x[1], x[2], x[3]]))
                 } else {
@@ -307,7 +308,7 @@ impl El2Vcpu {
                 }
             }
             Some(ESR_EL2::EC::Value::SMC64) => {
-                self.pending = Pending::Smc;
+                self.pending = Pending::Call;
                 Exit::Power(psci::decode(
                     if psci::is_psci(x[0]) {
                         x[0] as u32
@@ -349,11 +350,19 @@ impl El2Vcpu {
         })
     }
 
-    /// An HVC or SMC from EL0: an undefined-instruction fault at the instruction itself (ELR_EL2
-    /// of an HVC points past it), with the core's notice.
+    /// An HVC trap leaves ELR_EL2 past the instruction (its preferred return address, Arm ARM
+    /// D1.10.3), every other trap at it. Moving it back gives every exit the same shape: the PC
+    /// is the trapping instruction's, the completion steps over it, and an exit that is not
+    /// completed (the guest must try again, `Next::Retry`) executes the HVC again.
+    fn rewind_hvc(&mut self) {
+        self.regs.pc = self.regs.pc.wrapping_sub(4);
+    }
+
+    /// An HVC or SMC from EL0: an undefined-instruction fault at the instruction itself, with
+    /// the core's notice.
     fn refuse_from_el0(&mut self, esr: u64) -> Exit {
         if ESR_EL2::EC.read(esr) == ESR_EL2::EC::Value::HVC64 as u64 {
-            self.regs.pc = self.regs.pc.wrapping_sub(4);
+            self.rewind_hvc();
         }
         Exit::Forbidden {
             code: ESR_EL2::EC.read(esr) as u32,
@@ -485,7 +494,7 @@ impl Vcpu for El2Vcpu {
                         self.regs.x[reg] = v;
                     }
                 }
-                Pending::Hvc | Pending::Smc => self.regs.x[0] = v,
+                Pending::Call => self.regs.x[0] = v,
                 Pending::Step => {}
             },
             Completion::Hypercall { status, value } => {
@@ -497,9 +506,7 @@ impl Vcpu for El2Vcpu {
                 return;
             }
         }
-        if self.pending != Pending::Hvc {
-            self.step();
-        }
+        self.step();
     }
 
     fn raise_interrupt(&mut self, vector: u8) {

@@ -56,6 +56,14 @@ pub fn virtual_count() -> u64 {
     v
 }
 
+/// Reads the physical counter, which the hypervisor traps for a fault-tolerant partition.
+pub fn physical_count() -> u64 {
+    let v: u64;
+    // SAFETY: reads the physical counter.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) }
+    v
+}
+
 pub fn counter_frequency() -> u64 {
     let v: u64;
     // SAFETY: reads CNTFRQ_EL0.

@@ -1,9 +1,14 @@
 //! Counts and prints, checks the device tree and PSCI it was given, and shuts down cleanly: the
 //! everyday guest. With `reset=N` it first restarts its partition N times (PSCI SYSTEM_RESET);
-//! with `off=1` it ends with PSCI SYSTEM_OFF instead of the SHUTDOWN hypercall.
+//! with `off=1` it ends with PSCI SYSTEM_OFF instead of the SHUTDOWN hypercall. `pcount=1` prints
+//! the physical counter (trapped and logged for a fault-tolerant partition), `vcount=1` the
+//! virtual counter, which no hypervisor can trap without FEAT_ECV: an input no log records, which
+//! makes a fault-tolerant backup diverge. `hashed=1` ends each count line with a running hash of
+//! the stream (`count 7 h=...`), so an output oracle sees any line that differs.
 #![no_std]
 #![no_main]
 
+use tandem_guest::cpu::{physical_count, virtual_count};
 use tandem_guest::hypercall::{PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION, psci};
 use tandem_guest::{Guest, Runtime, device_tree, println};
 
@@ -41,8 +46,25 @@ fn main() -> u64 {
         version >> 16,
         version & 0xffff
     );
+    if info.number::<u32>("pcount") == Some(1) {
+        println!("physical count {}", physical_count());
+    }
+    if info.number::<u32>("vcount") == Some(1) {
+        println!("virtual count {}", virtual_count());
+    }
+    let hashed = info.number::<u32>("hashed") == Some(1);
+    let mut hash: u32 = 0x811c_9dc5;
     for i in 1..=count {
-        println!("count {i}");
+        if hashed {
+            // FNV-1a over the count's bytes, carried from line to line.
+            hash = i
+                .to_le_bytes()
+                .iter()
+                .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+            println!("count {i} h={hash:08x}");
+        } else {
+            println!("count {i}");
+        }
     }
     let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");

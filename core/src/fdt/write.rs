@@ -1,16 +1,11 @@
-//! A flattened device tree (DTB) writer, version 17 (Devicetree Specification 0.4, chapter 5):
-//! header, an empty memory reservation map, the structure block, then the strings block. It
-//! writes into a caller's buffer and allocates nothing.
+//! The writer: header, an empty memory reservation map, the structure block, then the strings
+//! block, into a caller's buffer, allocating nothing.
 
 use heapless::Vec;
 
-const MAGIC: u32 = 0xd00d_feed;
-const HEADER: usize = 40;
+use super::{BEGIN_NODE, END, END_NODE, HEADER, MAGIC, PROP};
+
 const RESERVATION_MAP: usize = 16;
-const BEGIN_NODE: u32 = 1;
-const END_NODE: u32 = 2;
-const PROP: u32 = 3;
-const END: u32 = 9;
 const STRINGS_MAX: usize = 512;
 
 /// The buffer (or the strings table) is too small for the tree.
