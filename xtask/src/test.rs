@@ -193,33 +193,40 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     Ok(())
 }
 
-/// A small seeded slice of each fault-injection campaign (the full ones are `cargo xtask inject`).
+/// A small seeded slice of each fault-injection campaign on each architecture (the full ones
+/// are `cargo xtask inject`).
 fn campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
-    const NAME: &str = "x86_64/campaign-ft-kill";
-    if filter.is_some_and(|f| !NAME.contains(f)) {
+    let wanted: Vec<Arch> = Arch::ALL
+        .into_iter()
+        .filter(|a| filter.is_none_or(|f| format!("{}/campaign-ft-kill", a.name()).contains(f)))
+        .collect();
+    if wanted.is_empty() {
         return;
     }
     println!("== campaigns (a seeded slice of each)");
-    let campaign = inject::Campaign {
-        name: "ft-kill".into(),
-        arch: Arch::X86_64,
-        runs: 4,
-        seed: 1,
-        out: Some(root().join("build/test-campaign-ft-kill")),
-        replay: None,
-    };
-    let result = inject::run(&campaign);
-    let mut t = tally.lock().unwrap();
-    match result {
-        Ok(true) => {
-            t.passed += 1;
-            println!("test {NAME} ... ok");
-        }
-        other => {
-            t.failed += 1;
-            println!("test {NAME} ... FAILED");
-            if let Err(e) = other {
-                println!("    {e:#}");
+    for arch in wanted {
+        let name = format!("{}/campaign-ft-kill", arch.name());
+        let campaign = inject::Campaign {
+            name: "ft-kill".into(),
+            arch,
+            runs: 4,
+            seed: 1,
+            out: Some(root().join(format!("build/test-campaign-ft-kill-{}", arch.name()))),
+            replay: None,
+        };
+        let result = inject::run(&campaign);
+        let mut t = tally.lock().unwrap();
+        match result {
+            Ok(true) => {
+                t.passed += 1;
+                println!("test {name} ... ok");
+            }
+            other => {
+                t.failed += 1;
+                println!("test {name} ... FAILED");
+                if let Err(e) = other {
+                    println!("    {e:#}");
+                }
             }
         }
     }
