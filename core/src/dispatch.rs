@@ -112,6 +112,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
             Exit::Hypercall { nr, args } => self.hypercall(nr, args, pc),
+            // The counter reads the partition's time, as TIME_NOW does: logged or replayed.
+            Exit::CounterRead => match self.time_read() {
+                Ok(ns) => Outcome::done(Completion::Counter { ns }),
+                Err(_) => Outcome::retry(),
+            },
             Exit::Halt => Outcome {
                 next: Next::WaitForInterrupt,
                 ..Outcome::done(Completion::Done)

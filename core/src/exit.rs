@@ -99,6 +99,10 @@ pub enum Exit {
         /// The four arguments (x86 RDI, RSI, RDX, R10; aarch64 x1–x4).
         args: [u64; 4],
     },
+    /// The guest read the CPU's free-running counter where the backend traps it: for a
+    /// fault-tolerant partition, whose copies must read the same value (x86 RDTSC, RDTSCP and
+    /// RDMSR of IA32_TSC; aarch64 MRS of CNTPCT_EL0).
+    CounterRead,
     /// HLT / WFI: the vCPU has nothing to do until its next interrupt.
     Halt,
     /// A guest-physical access no memory region or device backs.
@@ -169,6 +173,7 @@ impl Exit {
             | Exit::MsrRead { .. }
             | Exit::MsrWrite { .. }
             | Exit::Hypercall { .. }
+            | Exit::CounterRead
             | Exit::Halt
             | Exit::PageFault { .. }
             | Exit::UndecodedAccess { .. }
@@ -185,11 +190,14 @@ impl Exit {
 
 impl Exit {
     /// Whether handling the exit may read the partition's time or complete a console line: a
-    /// hypercall, or a write that may reach a UART.
+    /// hypercall, a counter read, or a write that may reach a UART.
     pub fn carries_io(&self) -> bool {
         matches!(
             self,
-            Exit::Hypercall { .. } | Exit::PortWrite { .. } | Exit::MmioWrite { .. }
+            Exit::Hypercall { .. }
+                | Exit::CounterRead
+                | Exit::PortWrite { .. }
+                | Exit::MmioWrite { .. }
         )
     }
 }

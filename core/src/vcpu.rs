@@ -16,6 +16,10 @@ pub enum Completion {
     Cpuid([u32; 4]),
     /// Hypercall return: status and one value; advance.
     Hypercall { status: i64, value: u64 },
+    /// A counter read ([`crate::exit::Exit::CounterRead`]): the partition's time in nanoseconds,
+    /// which the backend turns into its counter's units where the instruction puts its result;
+    /// advance.
+    Counter { ns: u64 },
     /// Deliver a fault to the guest at this instruction; do not advance.
     Fault(GuestFault),
 }

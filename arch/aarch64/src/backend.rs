@@ -152,15 +152,17 @@ impl Backend for VirtBackend {
         state: &'static mut VcpuState,
     ) -> Result<El2Vcpu, VirtError> {
         // Each partition has its own VMID, so TLB entries of one never match another's.
+        let replicated = partition.ft.is_some();
         // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
-        unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu)) };
+        unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu), replicated) };
         let VcpuState { regs, vgic } = state;
         Ok(El2Vcpu::new(
             regs,
             vgic,
             u64::from(vcpu),
             partition.cpus.len() as u64,
-        ))
+            replicated,
+        )?)
     }
 
     fn reset_vcpu(vcpu: &mut El2Vcpu, entry: u64, arg: u64) -> Result<(), VirtError> {

@@ -62,6 +62,8 @@ register_structs! {
         (0x1_0084 => _sgi_reserved0),
         (0x1_0100 => isenabler0: ReadWrite<u32>),
         (0x1_0104 => _sgi_reserved1),
+        (0x1_0180 => icenabler0: ReadWrite<u32>),
+        (0x1_0184 => _sgi_reserved2),
         (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
         (0x1_0420 => @END),
     }
@@ -161,6 +163,13 @@ pub fn init_cpu() -> Result<(), GicError> {
         write_sysreg!("icc_igrpen1_el1", 1);
     }
     isb();
+    Ok(())
+}
+
+/// Stops PPI `intid` from reaching this CPU (GICR_ICENABLER0, IHI 0069, 12.11.7).
+pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
+    let rd = redistributor(facts()).ok_or(GicError::NoRedistributor)?;
+    rd.icenabler0.set(1 << intid);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod boot;
 mod clock;
 mod console;
+mod counter;
 mod dt;
 mod entry;
 mod firmware;

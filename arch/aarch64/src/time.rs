@@ -37,11 +37,14 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
     ticks::ticks_to_ns(ticks, hz())
 }
 
+/// The counter ticks in `ns`.
+pub fn ticks_in(ns: u64) -> u64 {
+    ticks::ns_to_ticks(ns, hz())
+}
+
 /// The counter value `ns` after boot.
 pub fn counter_at(ns: u64) -> u64 {
-    AT_BOOT
-        .load(Ordering::Relaxed)
-        .saturating_add(ticks::ns_to_ticks(ns, hz()))
+    AT_BOOT.load(Ordering::Relaxed).saturating_add(ticks_in(ns))
 }
 
 /// Nanoseconds after boot at which the counter reaches `value`.

@@ -10,9 +10,9 @@ use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
 use crate::entry::{self, GuestRegs};
-use crate::gic::{self, SPURIOUS};
+use crate::gic::{self, GicError, SPURIOUS};
 use crate::sysreg::{isb, write_sysreg};
-use crate::{idregs, lr, psci, stage2, time, vgic};
+use crate::{counter, idregs, lr, psci, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -97,6 +97,8 @@ const CPTR: u64 = 0x22ff
 /// CNTHCTL_EL2 (E2H = 0): EL1PCTEN = 1 (the physical counter is readable), EL1PCEN = 0 (the EL1
 /// physical timer traps; guests use the virtual timer) (Arm ARM D19.2.21).
 const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value;
+/// CNTHCTL_EL2 for a fault-tolerant partition: the physical counter traps too (`counter`).
+const CNTHCTL_REPLICATED: u64 = 0;
 /// SCTLR_EL1 at reset: RES1 bits only, so the MMU and caches are off (Arm ARM D19.2.118).
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// The longest a guest runs without an exit; see [`El2Vcpu::arm_hyp_timer`].
@@ -119,6 +121,8 @@ enum Pending {
     /// An HVC or a PSCI call over SMC: X0 = value, then step (the PC of an HVC was moved back
     /// to it when it trapped).
     Call,
+    /// A trapped read of the physical counter into X`reg` (31 = XZR), then step.
+    Counter { reg: usize },
     /// A load: write the value to X`reg` (31 = XZR), extended as the syndrome says, and step.
     Load {
         reg: usize,
@@ -138,6 +142,10 @@ pub struct El2Vcpu {
     lrs: usize,
     pending: Pending,
     deadline_ns: Option<u64>,
+    /// Whether the vCPU is a copy of a fault-tolerant partition: its time comes from the log,
+    /// so its physical counter traps and its virtual timer never interrupts it (the timer's
+    /// interrupt would come at a different point in each copy).
+    replicated: bool,
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
@@ -152,18 +160,23 @@ fn zero_extend(v: u64, size: u8) -> u64 {
     v & (u64::MAX >> (64 - 8 * u32::from(size)))
 }
 
-/// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`.
+/// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`;
+/// `replicated` for a copy of a fault-tolerant partition (see [`El2Vcpu::new`]).
 ///
 /// # Safety
 /// `root` is a stage-2 table built by [`stage2::build`] for the partition this CPU runs, and no
 /// guest runs on this CPU yet.
-pub unsafe fn configure(root: u64, vmid: u16, index: u64) {
+pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
     VTCR_EL2.set(stage2::VTCR);
     VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
     HCR_EL2.set(HCR);
     CPTR_EL2.set(CPTR);
     MDCR_EL2.set(MDCR);
-    CNTHCTL_EL2.set(CNTHCTL);
+    CNTHCTL_EL2.set(if replicated {
+        CNTHCTL_REPLICATED
+    } else {
+        CNTHCTL
+    });
     CNTHP_CTL_EL2.set(0);
     VMPIDR_EL2.write(VMPIDR_EL2::RES1::SET + VMPIDR_EL2::Aff0.val(index));
     // SAFETY: the guest reads the real CPU's MIDR_EL1 through VPIDR_EL2, which aarch64-cpu
@@ -175,24 +188,32 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64) {
 }
 
 impl El2Vcpu {
-    /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger.
+    /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger;
+    /// `replicated` for a copy of a fault-tolerant partition, whose virtual timer's interrupt is
+    /// then kept from this CPU.
     pub fn new(
         regs: &'static mut GuestRegs,
         vgic: &'static mut VirtualGic,
         index: u64,
         vcpus: u64,
-    ) -> Self {
-        Self {
+        replicated: bool,
+    ) -> Result<Self, GicError> {
+        let gic = gic::facts();
+        if replicated {
+            gic::disable_ppi(gic.virtual_timer_intid)?;
+        }
+        Ok(Self {
             regs,
             vgic,
-            gic: gic::facts(),
+            gic,
             index,
             vcpus,
             lrs: lr::count(),
             pending: Pending::Step,
             deadline_ns: None,
+            replicated,
             sve_reported: false,
-        }
+        })
     }
 
     /// Puts the vCPU in its power-on state: PC = `entry`, X0 = `x0`, EL1 with the MMU off, no
@@ -320,6 +341,10 @@ impl El2Vcpu {
             }
             Some(ESR_EL2::EC::Value::TrappedWFIorWFE) => Exit::Halt,
             Some(ESR_EL2::EC::Value::TrappedMsrMrs) => {
+                if let Some(reg) = counter::decode(esr.read(ESR_EL2::ISS)) {
+                    self.pending = Pending::Counter { reg };
+                    return Some(Exit::CounterRead);
+                }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {
                         self.regs.x[read.rt] = idregs::guest_value(read);
@@ -495,8 +520,15 @@ impl Vcpu for El2Vcpu {
                     }
                 }
                 Pending::Call => self.regs.x[0] = v,
-                Pending::Step => {}
+                Pending::Step | Pending::Counter { .. } => {}
             },
+            Completion::Counter { ns } => {
+                if let Pending::Counter { reg } = self.pending
+                    && reg != 31
+                {
+                    self.regs.x[reg] = time::ticks_in(ns);
+                }
+            }
             Completion::Hypercall { status, value } => {
                 self.regs.x[0] = status as u64;
                 self.regs.x[1] = value;
@@ -514,7 +546,7 @@ impl Vcpu for El2Vcpu {
     }
 
     fn interrupt_pending(&self) -> bool {
-        vgic::pending(self.vgic, self.lrs) || Self::vtimer_firing()
+        vgic::pending(self.vgic, self.lrs) || (!self.replicated && Self::vtimer_firing())
     }
 
     fn accepts_interrupts(&self) -> bool {
@@ -544,6 +576,9 @@ impl Vcpu for El2Vcpu {
     }
 
     fn wake_deadline(&self) -> Option<u64> {
+        if self.replicated {
+            return None;
+        }
         let ctl = CNTV_CTL_EL0.extract();
         ctl.matches_all(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR)
             .then(|| time::ns_at(CNTV_CVAL_EL0.get().saturating_add(CNTVOFF_EL2.get())))

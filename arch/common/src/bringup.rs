@@ -185,7 +185,8 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
                 run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())
             }
             FtRole::Backup => {
-                let mut copy = BackupCopy::new(&ft, platform.now_ns())
+                let injected = Injected::from_cmdline(backend.cmdline());
+                let mut copy = BackupCopy::new(&ft, platform.now_ns(), injected)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
                 let mut label = heapless::String::<32>::new();
                 let _ = write!(label, "{} (backup)", partition.name);

@@ -51,11 +51,16 @@ pub fn now_ns() -> u64 {
     fixed_mul(ticks, &NS_PER_TICK)
 }
 
+/// The TSC ticks in `ns`.
+pub fn ticks_in(ns: u64) -> u64 {
+    fixed_mul(ns, &TICKS_PER_NS)
+}
+
 /// The TSC value at `ns` after boot.
 pub fn tsc_at(ns: u64) -> u64 {
     TSC_AT_BOOT
         .load(Ordering::Relaxed)
-        .saturating_add(fixed_mul(ns, &TICKS_PER_NS))
+        .saturating_add(ticks_in(ns))
 }
 
 pub fn spin_until_ns(deadline: u64) {

@@ -13,6 +13,7 @@ use tandem_ft::backup::{
 };
 use tandem_ft::record::Event;
 
+use super::inject::Injected;
 use super::lines::Lines;
 use super::{Consumer, ENDS, EPOCH, digest, timing};
 
@@ -27,13 +28,17 @@ pub struct BackupCopy {
     stopped_at: Option<ExecPoint>,
     kept: Lines,
     last_time: u64,
+    /// Time reads replayed so far, and the one an injected corruption flips (`Injected`).
+    time_reads: u64,
+    corrupt_read: Option<u64>,
     live: bool,
     failed: Option<StopReason>,
 }
 
 impl BackupCopy {
-    /// The backup of pair `ft.pair`, starting at `now_ns`; `None` if another CPU took its end.
-    pub fn new(ft: &Ft, now_ns: u64) -> Option<Self> {
+    /// The backup of pair `ft.pair`, starting at `now_ns`, with the corruption `injected` asks
+    /// for; `None` if another CPU took its end.
+    pub fn new(ft: &Ft, now_ns: u64, injected: Injected) -> Option<Self> {
         let ends = &ENDS[usize::from(ft.pair)];
         let consumer = ends.consumer.lock().take()?;
         let arbiter = SharedWordArbiter::new(ends.arbiter.get()?);
@@ -51,6 +56,8 @@ impl BackupCopy {
             stopped_at: None,
             kept: Lines::new(),
             last_time: 0,
+            time_reads: 0,
+            corrupt_read: injected.corrupt_read,
             live: false,
             failed: None,
         })
@@ -208,6 +215,14 @@ impl Replica for BackupCopy {
         match self.engine.on_sync_read(at, SyncRead::Time) {
             Ok(value) => {
                 self.last_time = value;
+                self.time_reads += 1;
+                if self.corrupt_read == Some(self.time_reads) {
+                    defmt::warn!(
+                        "injected: the FT backup's time read {=u64} is corrupted",
+                        self.time_reads
+                    );
+                    return Ok(value ^ 1);
+                }
                 Ok(value)
             }
             Err(BackupError::NotHeld { .. }) => Err(Hold),

@@ -1,4 +1,6 @@
-//! Failures injected into a fault-tolerant primary from the boot command line, to test failover.
+//! Failures injected into a fault-tolerant pair from the boot command line: the primary's CPU
+//! killed or stalled, to test failover; an input corrupted on the backup, to test that a
+//! divergence is reported.
 
 /// Where an injected failure kills the primary's CPU, from the boot option
 /// `ft-kill=exit:N|sent:K|acked:K|printed:K`: at its Nth deterministic exit boundary, or at one
@@ -21,11 +23,15 @@ pub struct Stall {
     pub us: u64,
 }
 
-/// The failures to inject into fault-tolerant primaries, from the boot command line.
+/// The failures to inject into fault-tolerant pairs, from the boot command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Injected {
     pub kill: Option<KillPoint>,
     pub stall: Option<Stall>,
+    /// `ft-corrupt=read:K`: the backup's Kth time read (from 1) sees the logged value with its
+    /// lowest bit flipped, as a corruption the frame's CRC cannot catch (a memory error after
+    /// the check) would give it.
+    pub corrupt_read: Option<u64>,
 }
 
 impl Injected {
@@ -55,6 +61,11 @@ impl Injected {
                 us: parts.next()?.parse().ok()?,
             })
         });
-        Self { kill, stall }
+        let corrupt_read = option("ft-corrupt").and_then(|v| v.strip_prefix("read:")?.parse().ok());
+        Self {
+            kill,
+            stall,
+            corrupt_read,
+        }
     }
 }

@@ -24,8 +24,9 @@ const PASSTHROUGH_MSRS: [u32; 13] = [
     0xc000_0102, // IA32_KERNEL_GS_BASE
     0xc000_0103, // IA32_TSC_AUX
 ];
-/// Readable without exits: the time-stamp counter.
-const READ_ONLY_MSRS: [u32; 1] = [0x10];
+/// Readable without exits: the time-stamp counter (except by a fault-tolerant partition, whose
+/// copies read the time the log gives them).
+const IA32_TSC: u32 = 0x10;
 
 fn filled_frame() -> Result<*mut u8, OutOfFrames> {
     let frame = frames::alloc()?.raw() as *mut u8;
@@ -55,11 +56,13 @@ pub fn io(ports: &[PortRange]) -> Result<(u64, u64), OutOfFrames> {
     Ok((a as u64, b as u64))
 }
 
-/// The MSR bitmap: read-low, read-high, write-low, write-high quarters of 1 KiB each.
-pub fn msr() -> Result<u64, OutOfFrames> {
+/// The MSR bitmap: read-low, read-high, write-low, write-high quarters of 1 KiB each;
+/// `replicated` for a fault-tolerant partition.
+pub fn msr(replicated: bool) -> Result<u64, OutOfFrames> {
     let map = filled_frame()?;
     let quarter = |msr: u32| if msr >= 0xc000_0000 { 1024 * 8 } else { 0 };
-    for msr in PASSTHROUGH_MSRS.iter().chain(READ_ONLY_MSRS.iter()) {
+    let tsc = (!replicated).then_some(IA32_TSC);
+    for msr in PASSTHROUGH_MSRS.iter().chain(tsc.iter()) {
         clear_bit(map, quarter(*msr) + (msr & 0x1fff));
     }
     for msr in PASSTHROUGH_MSRS {

@@ -36,10 +36,19 @@ pub struct Caps {
     pub pin: PinControls,
     pub proc: ProcControls,
     pub proc2: ProcControls2,
+    /// The execution controls of a copy of a fault-tolerant partition.
+    pub replicated: Execution,
     pub exit: ExitControls,
     pub entry: EntryControls,
     /// The preemption timer counts down once every 2^rate TSC ticks.
     pub preemption_rate: u32,
+}
+
+/// Primary and secondary processor-based execution controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Execution {
+    pub proc: ProcControls,
+    pub proc2: ProcControls2,
 }
 
 /// `wanted` with the bits the CPU forces on, or the bits it cannot provide (SDM Vol. 3D, A.3):
@@ -67,11 +76,14 @@ fn offered<T: Flags<Bits = u32>>(msr: CapabilityMsr, wanted: T) -> T {
 const EXT1_EDX_RDTSCP: u32 = 1 << 27;
 const LEAF7_EBX_INVPCID: u32 = 1 << 10;
 const LEAF7_ECX_RDPID: u32 = 1 << 22;
+const LEAF1_ECX_RDRAND: u32 = 1 << 30;
+const LEAF7_EBX_RDSEED: u32 = 1 << 18;
 
 impl Caps {
     /// Clears from the host's CPUID answer the instructions this CPU cannot let a guest run:
     /// with "enable RDTSCP" or "enable INVPCID" off they raise #UD (SDM Vol. 3C, 26.6.2), so
-    /// the guest must not be told they exist.
+    /// the guest must not be told they exist; nor of RDRAND and RDSEED where they exit (a
+    /// fault-tolerant partition's, refused with #UD).
     pub fn hide_unsupported(
         proc2: ProcControls2,
         leaf: u32,
@@ -82,9 +94,13 @@ impl Caps {
         let rdtscp = proc2.contains(ProcControls2::ENABLE_RDTSCP);
         match (leaf, subleaf) {
             (0x8000_0001, _) if !rdtscp => edx &= !EXT1_EDX_RDTSCP,
+            (1, _) if proc2.contains(ProcControls2::RDRAND_EXITING) => ecx &= !LEAF1_ECX_RDRAND,
             (7, 0) => {
                 if !rdtscp {
                     ecx &= !LEAF7_ECX_RDPID;
+                }
+                if proc2.contains(ProcControls2::RDSEED_EXITING) {
+                    ebx &= !LEAF7_EBX_RDSEED;
                 }
                 if !proc2.contains(ProcControls2::ENABLE_INVPCID) {
                     ebx &= !LEAF7_EBX_INVPCID;
@@ -154,6 +170,24 @@ pub fn probe() -> Result<Caps, Unsupported> {
         CapabilityMsr::ProcbasedCtls2,
         ProcControls2::ENABLE_RDTSCP | ProcControls2::ENABLE_INVPCID,
     );
+    // A fault-tolerant partition's copies must read the time and random numbers the log gives
+    // them: RDTSC and RDTSCP exit (every VT-x CPU offers it), and so do RDRAND and RDSEED where
+    // the CPU can make them (CPUID then hides them). Where it cannot, a guest using them makes
+    // its backup diverge, which the backup reports.
+    let replicated = Execution {
+        proc: adjust(
+            pick(
+                CapabilityMsr::ProcbasedCtls,
+                CapabilityMsr::TrueProcbasedCtls,
+            ),
+            proc | ProcControls::RDTSC_EXITING,
+        )?,
+        proc2: proc2
+            | offered(
+                CapabilityMsr::ProcbasedCtls2,
+                ProcControls2::RDRAND_EXITING | ProcControls2::RDSEED_EXITING,
+            ),
+    };
     // A VM exit sets DR7 to 0x400 (SDM Vol. 3C, 28.5.1): without saving and loading the debug
     // controls, the guest's breakpoints would vanish at its first exit.
     let exit = adjust(
@@ -192,6 +226,7 @@ pub fn probe() -> Result<Caps, Unsupported> {
         pin,
         proc,
         proc2,
+        replicated,
         exit,
         entry,
         preemption_rate: (misc & MISC_PREEMPTION_RATE) as u32,

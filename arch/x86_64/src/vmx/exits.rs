@@ -11,6 +11,9 @@ use super::regs::GuestRegs;
 use super::vmcs;
 use crate::io::cpuid;
 
+/// The time-stamp counter MSR, which a fault-tolerant partition reads through an exit.
+const IA32_TSC: u32 = 0x10;
+
 /// EPT-violation exit qualification bits (SDM Vol. 3C, Table 29-7).
 const EPT_QUAL_WRITE: u64 = 1 << 1;
 const EPT_QUAL_FETCH: u64 = 1 << 2;
@@ -80,7 +83,11 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs, proc2: ProcControls2) -> Exi
         | ExitReason::VMXON
         | ExitReason::INVEPT
         | ExitReason::INVVPID
-        | ExitReason::XSETBV => {
+        | ExitReason::XSETBV
+        // Exit only for a fault-tolerant partition, whose CPUID hides them: no log could give
+        // both copies the same random number.
+        | ExitReason::RDRAND
+        | ExitReason::RDSEED => {
             log_forbidden(reason);
             Exit::Forbidden {
                 code: reason.0.into(),
@@ -93,6 +100,9 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs, proc2: ProcControls2) -> Exi
                 qualification,
             }
         }),
+        // Exits only for a fault-tolerant partition: the time its copies read comes from the log.
+        ExitReason::RDTSC | ExitReason::RDTSCP => Exit::CounterRead,
+        ExitReason::RDMSR if regs.rcx as u32 == IA32_TSC => Exit::CounterRead,
         ExitReason::RDMSR => Exit::MsrRead {
             msr: regs.rcx as u32,
         },

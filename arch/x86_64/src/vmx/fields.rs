@@ -205,6 +205,8 @@ bitflags! {
         const USE_TPR_SHADOW = 1 << 21;
         const MWAIT_EXITING = 1 << 10;
         const RDPMC_EXITING = 1 << 11;
+        /// RDTSC, and RDTSCP where enabled, exit (SDM Vol. 3C, 26.6.2).
+        const RDTSC_EXITING = 1 << 12;
         const USE_IO_BITMAPS = 1 << 25;
         const USE_MSR_BITMAPS = 1 << 28;
         const MONITOR_EXITING = 1 << 29;
@@ -221,8 +223,10 @@ bitflags! {
         const ENABLE_VPID = 1 << 5;
         const WBINVD_EXITING = 1 << 6;
         const UNRESTRICTED_GUEST = 1 << 7;
+        const RDRAND_EXITING = 1 << 11;
         /// Without it INVPCID raises #UD in the guest (SDM Vol. 3C, 26.6.2).
         const ENABLE_INVPCID = 1 << 12;
+        const RDSEED_EXITING = 1 << 16;
         const _ = !0;
     }
 

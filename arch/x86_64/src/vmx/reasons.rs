@@ -27,14 +27,18 @@ impl ExitReason {
     pub const VMXON: Self = Self(27);
     pub const CR_ACCESS: Self = Self(28);
     pub const IO_INSTRUCTION: Self = Self(30);
+    pub const RDTSC: Self = Self(16);
     pub const RDMSR: Self = Self(31);
     pub const WRMSR: Self = Self(32);
     pub const EPT_VIOLATION: Self = Self(48);
     pub const INVEPT: Self = Self(50);
+    pub const RDTSCP: Self = Self(51);
     pub const PREEMPTION_TIMER: Self = Self(52);
     pub const INVVPID: Self = Self(53);
     pub const WBINVD: Self = Self(54);
     pub const XSETBV: Self = Self(55);
+    pub const RDRAND: Self = Self(57);
+    pub const RDSEED: Self = Self(61);
 
     /// The basic reason of a raw exit-reason field.
     #[inline]

@@ -12,7 +12,7 @@ use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 use x86_64::registers::rflags::RFlags;
 
-use super::caps::Caps;
+use super::caps::{Caps, Execution};
 use super::entry;
 use super::exits::{self, ExceptionExit};
 use super::fields::{ProcControls, ProcControls2, VmcsField, ctrl, guest, host, ro};
@@ -37,6 +37,7 @@ const ENTRY_FAILURE: u64 = 1 << 31;
 const GUEST_CR3: u64 = 0x1000;
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const IA32_PAT: u32 = 0x277;
+const IA32_TSC_AUX: u32 = 0xc000_0103;
 /// RFLAGS bit 1 is reserved and always 1 (SDM Vol. 1, 3.4.3).
 const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 /// The virtual-APIC page's TPR register (SDM Vol. 3C, 30.1.1): what MOV CR8 reads and writes.
@@ -87,7 +88,7 @@ impl PartitionTables {
             eptp: super::ept::build(&partition.memory)?,
             io_bitmap_a,
             io_bitmap_b,
-            msr_bitmap: super::bitmaps::msr()?,
+            msr_bitmap: super::bitmaps::msr(partition.ft.is_some())?,
         })
     }
 }
@@ -102,6 +103,11 @@ enum Pending {
     },
     /// RDMSR: EDX:EAX.
     MsrRead,
+    /// A counter read (RDTSC, RDTSCP, RDMSR of IA32_TSC): the TSC value in EDX:EAX, and for
+    /// RDTSCP (`aux`) IA32_TSC_AUX in ECX.
+    Counter {
+        aux: bool,
+    },
     /// A decoded MMIO load: the value goes to `dst`, `dst_size` bytes wide.
     MmioLoad {
         dst: Reg,
@@ -247,6 +253,14 @@ impl VmxVcpu {
         }
         *regs = GuestRegs::default();
         let virtual_apic = frames::alloc()?.raw();
+        let execution = if partition.ft.is_some() {
+            caps.replicated
+        } else {
+            Execution {
+                proc: caps.proc,
+                proc2: caps.proc2,
+            }
+        };
         let vcpu = Self {
             regs,
             launched: false,
@@ -257,16 +271,16 @@ impl VmxVcpu {
             fault: None,
             reflected: None,
             virtual_apic,
-            proc2: caps.proc2,
+            proc2: execution.proc2,
             pending: Pending::Nothing,
             exit_instruction_len: 0,
             window_exiting: false,
-            proc_controls: caps.proc,
+            proc_controls: execution.proc,
             memory: partition.memory.clone(),
             failed: None,
         };
         vcpu.clear_tpr();
-        write_controls(caps, tables, vpid, virtual_apic)?;
+        write_controls(caps, execution, tables, vpid, virtual_apic)?;
         write_host_state(cpu)?;
         write_guest_state(partition.image.entry.raw())?;
         Ok(vcpu)
@@ -669,6 +683,9 @@ impl Vcpu for VmxVcpu {
             self.pending = match exit {
                 Exit::PortRead { size, .. } => Pending::PortRead { size },
                 Exit::MsrRead { .. } => Pending::MsrRead,
+                Exit::CounterRead => Pending::Counter {
+                    aux: basic == ExitReason::RDTSCP,
+                },
                 _ => Pending::Nothing,
             };
             return Ok(exit);
@@ -687,8 +704,18 @@ impl Vcpu for VmxVcpu {
                     self.regs.rdx = v >> 32;
                 }
                 Pending::MmioLoad { dst, dst_size } => self.write_reg(dst, dst_size, v),
-                Pending::Nothing => {}
+                Pending::Nothing | Pending::Counter { .. } => {}
             },
+            Completion::Counter { ns } => {
+                let tsc = time::ticks_in(ns);
+                self.regs.rax = tsc & 0xffff_ffff;
+                self.regs.rdx = tsc >> 32;
+                if self.pending == (Pending::Counter { aux: true }) {
+                    // SAFETY: IA32_TSC_AUX exists wherever RDTSCP does, and the guest owns it
+                    // (`bitmaps`): what it holds is what the guest wrote, in every copy.
+                    self.regs.rcx = unsafe { Msr::new(IA32_TSC_AUX).read() } & 0xffff_ffff;
+                }
+            }
             Completion::Cpuid([a, b, c, d]) => {
                 let regs = &mut *self.regs;
                 regs.rax = a.into();
@@ -771,13 +798,14 @@ fn write_dr6(value: u64) {
 
 fn write_controls(
     caps: &Caps,
+    execution: Execution,
     tables: &PartitionTables,
     vpid: u16,
     virtual_apic: u64,
 ) -> Result<(), SetupError> {
     w(ctrl::PIN_BASED, caps.pin.bits().into())?;
-    w(ctrl::PROC_BASED, caps.proc.bits().into())?;
-    w(ctrl::PROC_BASED2, caps.proc2.bits().into())?;
+    w(ctrl::PROC_BASED, execution.proc.bits().into())?;
+    w(ctrl::PROC_BASED2, execution.proc2.bits().into())?;
     w(ctrl::EXIT_CONTROLS, caps.exit.bits().into())?;
     w(ctrl::ENTRY_CONTROLS, caps.entry.bits().into())?;
     w(ctrl::EXCEPTION_BITMAP, exits::INTERCEPTED_EXCEPTIONS)?;

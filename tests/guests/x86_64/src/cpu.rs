@@ -37,6 +37,14 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// RDTSCP: the time-stamp counter and IA32_TSC_AUX.
+pub fn rdtscp() -> (u64, u32) {
+    let mut aux = 0;
+    // SAFETY: reads the time-stamp counter and TSC_AUX; the caller checked CPUID for RDTSCP.
+    let tsc = unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    (tsc, aux)
+}
+
 /// RDMSR; 2 bytes long, so a fault handler that expects it skips 2.
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);

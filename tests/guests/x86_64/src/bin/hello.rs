@@ -1,14 +1,17 @@
 //! Counts and prints, checks what the CPU reveals, and shuts down cleanly: the everyday guest.
-//! `tsc=1` also prints the time-stamp counter, read directly: an input no log records, which
-//! makes a fault-tolerant backup diverge. `hashed=1` ends each count line with a running hash
-//! of the stream (`count 7 h=...`), so an output oracle sees any line that differs.
+//! `tsc=1` also prints the time-stamp counter, read in each of the three ways (a fault-tolerant
+//! partition's copies all read the time its log gives them). `hashed=1` ends each count line
+//! with a running hash of the stream (`count 7 h=...`), so an output oracle sees any line that
+//! differs.
 #![no_std]
 #![no_main]
 
-use tandem_guest::cpu::{cpuid, rdtsc};
+use tandem_guest::cpu::{cpuid, rdmsr, rdtsc, rdtscp};
 use tandem_guest::{Guest, Runtime, println};
 
 tandem_guest::entry!(main);
+
+const IA32_TSC: u32 = 0x10;
 
 fn main() -> u64 {
     let info = Guest::partition_info();
@@ -32,7 +35,13 @@ fn main() -> u64 {
         vmx
     );
     if info.number::<u32>("tsc") == Some(1) {
+        // The three ways to read the TSC: RDTSC, RDTSCP (where CPUID offers it), IA32_TSC.
         println!("tsc {}", rdtsc());
+        if cpuid(0x8000_0001)[3] & 1 << 27 != 0 {
+            let (tsc, aux) = rdtscp();
+            println!("tsc {tsc} by RDTSCP, TSC_AUX {aux}");
+        }
+        println!("tsc {} by RDMSR", rdmsr(IA32_TSC));
     }
     let hashed = info.number::<u32>("hashed") == Some(1);
     let mut hash: u32 = 0x811c_9dc5;
