@@ -117,6 +117,8 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 Ok(ns) => Outcome::done(Completion::Counter { ns }),
                 Err(_) => Outcome::retry(),
             },
+            // The exit itself is the point: the loop delivers what is due at its boundary.
+            Exit::Pause => Outcome::done(Completion::Done),
             Exit::Halt => Outcome {
                 next: Next::WaitForInterrupt,
                 ..Outcome::done(Completion::Done)

@@ -105,6 +105,10 @@ pub enum Exit {
     CounterRead,
     /// HLT / WFI: the vCPU has nothing to do until its next interrupt.
     Halt,
+    /// x86 PAUSE, a spin-wait hint, where the backend traps it: for a fault-tolerant partition,
+    /// whose interrupts are delivered only at deterministic exits, so a guest spinning on a flag
+    /// its interrupt handler sets reaches one.
+    Pause,
     /// A guest-physical access no memory region or device backs.
     PageFault {
         /// The address accessed.
@@ -175,6 +179,7 @@ impl Exit {
             | Exit::Hypercall { .. }
             | Exit::CounterRead
             | Exit::Halt
+            | Exit::Pause
             | Exit::PageFault { .. }
             | Exit::UndecodedAccess { .. }
             | Exit::Power(_)

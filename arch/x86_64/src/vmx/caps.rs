@@ -173,14 +173,16 @@ pub fn probe() -> Result<Caps, Unsupported> {
     // A fault-tolerant partition's copies must read the time and random numbers the log gives
     // them: RDTSC and RDTSCP exit (every VT-x CPU offers it), and so do RDRAND and RDSEED where
     // the CPU can make them (CPUID then hides them). Where it cannot, a guest using them makes
-    // its backup diverge, which the backup reports.
+    // its backup diverge, which the backup reports. PAUSE exits too: interrupts reach an FT
+    // guest only at a deterministic exit, and a guest spinning on a flag its interrupt handler
+    // sets makes none otherwise.
     let replicated = Execution {
         proc: adjust(
             pick(
                 CapabilityMsr::ProcbasedCtls,
                 CapabilityMsr::TrueProcbasedCtls,
             ),
-            proc | ProcControls::RDTSC_EXITING,
+            proc | ProcControls::RDTSC_EXITING | ProcControls::PAUSE_EXITING,
         )?,
         proc2: proc2
             | offered(

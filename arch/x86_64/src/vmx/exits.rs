@@ -58,6 +58,8 @@ pub fn decode(reason: ExitReason, regs: &GuestRegs, proc2: ProcControls2) -> Exi
             }
         }
         ExitReason::HLT => Exit::Halt,
+        // Exits only for a fault-tolerant partition.
+        ExitReason::PAUSE => Exit::Pause,
         // Hypercalls belong to the guest kernel: from user mode VMCALL is an instruction the
         // partition may not execute (#UD), never a call the core sees (as KVM and Xen refuse it).
         ExitReason::VMCALL if guest_cpl() != 0 => {

@@ -210,6 +210,8 @@ bitflags! {
         const USE_IO_BITMAPS = 1 << 25;
         const USE_MSR_BITMAPS = 1 << 28;
         const MONITOR_EXITING = 1 << 29;
+        /// PAUSE exits (SDM Vol. 3C, 26.6.2).
+        const PAUSE_EXITING = 1 << 30;
         const SECONDARY = 1 << 31;
         const _ = !0;
     }

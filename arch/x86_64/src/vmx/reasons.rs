@@ -30,6 +30,7 @@ impl ExitReason {
     pub const RDTSC: Self = Self(16);
     pub const RDMSR: Self = Self(31);
     pub const WRMSR: Self = Self(32);
+    pub const PAUSE: Self = Self(40);
     pub const EPT_VIOLATION: Self = Self(48);
     pub const INVEPT: Self = Self(50);
     pub const RDTSCP: Self = Self(51);

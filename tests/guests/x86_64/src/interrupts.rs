@@ -83,6 +83,21 @@ pub fn sleep_ns(ns: u64) {
     }
 }
 
+/// Sleeps like [`sleep_ns`], but spins with interrupts enabled until the timer's handler has run,
+/// PAUSE in the loop, as a guest waiting on a flag its interrupt handler sets does.
+pub fn spin_ns(ns: u64) {
+    let start = ticks();
+    let (status, _) = Guest::timer_set(ns, TIMER_VECTOR);
+    assert_eq!(status, 0, "TIMER_SET refused");
+    // SAFETY: the IDT handles the timer vector; interrupts are masked again before returning.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+    while ticks() == start {
+        core::hint::spin_loop();
+    }
+    // SAFETY: as above.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn guest_exception(frame: &mut Frame) {
     if EXPECTED_VECTOR.load(Ordering::SeqCst) == frame.vector as u8 {

@@ -7,7 +7,7 @@ pub mod cpu;
 pub mod hypercall;
 mod interrupts;
 
-pub use interrupts::{expect_fault, faults_taken, sleep_ns, ticks};
+pub use interrupts::{expect_fault, faults_taken, sleep_ns, spin_ns, ticks};
 pub use tandem_guest_common::{self as common, Runtime, arg};
 
 use core::arch::global_asm;
