@@ -15,6 +15,7 @@ pub mod arbiter;
 pub mod backup;
 pub mod detect;
 pub mod frame;
+pub mod latency;
 pub mod link;
 pub mod mutant;
 pub mod primary;

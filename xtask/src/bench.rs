@@ -26,8 +26,9 @@ fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)>
 
 pub fn run() -> Result<()> {
     x86_64()?;
-    x86_64_ft()?;
-    aarch64()
+    fault_tolerance(Arch::X86_64)?;
+    aarch64()?;
+    fault_tolerance(Arch::Aarch64)
 }
 
 /// Boots `config` in Bochs and returns its run (which must end normally).
@@ -45,17 +46,48 @@ fn bochs_run(config: &str, name: &str, guests: &guests::Guests) -> Result<emulat
     Ok(run)
 }
 
-/// Fault tolerance on x86_64: exit costs on an FT primary (every exit is a logging boundary),
-/// the log's volume for an idle timer guest, and the time the output rule holds a line.
-fn x86_64_ft() -> Result<()> {
-    let guests = guests::build(Arch::X86_64)?;
-    let run = bochs_run("tests/bench/x86_64-ft.toml", "bench-x86_64-ft", &guests)?;
+/// Boots `config` on `arch`'s emulator (Bochs, or QEMU `virt`) and returns its run, which must
+/// end normally.
+fn emulator_run(
+    arch: Arch,
+    config: &str,
+    name: &str,
+    guests: &guests::Guests,
+) -> Result<emulator::Run> {
+    if arch == Arch::X86_64 {
+        return bochs_run(config, name, guests);
+    }
+    let image = build::build(&root().join(config), guests, name)?;
+    let run = emulator::qemu_aarch64(&image, "", emulator::QEMU_TIMEOUT)?;
+    if !run.success {
+        run.print("  ");
+        bail!(
+            "the benchmark run {config} failed (status {:?})",
+            run.status
+        );
+    }
+    Ok(run)
+}
+
+/// Fault tolerance: exit costs on an FT primary (every exit is a logging boundary), then for an
+/// idle timer guest the log's volume, the time the output rule holds a line and how far the
+/// backup lags.
+fn fault_tolerance(arch: Arch) -> Result<()> {
+    let guests = guests::build(arch)?;
+    let name = arch.name();
+    let run = emulator_run(
+        arch,
+        &format!("tests/bench/{name}-ft.toml"),
+        &format!("bench-{name}-ft"),
+        &guests,
+    )?;
     let result = bench_result(&run, "FT")?;
-    println!("Fault tolerance, Bochs, primary on CPU 0 and backup on CPU 1");
+    println!("Fault tolerance on {name}, primary on CPU 0 and backup on CPU 1");
     println!("  exit round trip on the FT primary: {result}");
-    let run = bochs_run(
-        "tests/bench/x86_64-ft-log.toml",
-        "bench-x86_64-ft-log",
+    let run = emulator_run(
+        arch,
+        &format!("tests/bench/{name}-ft-log.toml"),
+        &format!("bench-{name}-ft-log"),
         &guests,
     )?;
     let log = run
@@ -78,11 +110,16 @@ fn x86_64_ft() -> Result<()> {
         "  log of an idle guest (50 timer ticks of 1 ms, its time reads, lines, heartbeats): {records} records, {bytes} bytes = {} bytes per timer tick, all inclusive",
         bytes / ticks.max(1)
     );
-    if let Some(hold) = run.log.iter().find(|l| l.contains("FT output rule:")) {
-        println!(
-            "  {}",
-            hold.split("FT output rule: ").nth(1).unwrap_or("").trim()
-        );
+    for (marker, what) in [
+        ("FT output rule: ", "output rule"),
+        ("FT backup lag behind the primary: ", "backup lag"),
+    ] {
+        if let Some(line) = run.log.iter().find(|l| l.contains(marker)) {
+            println!(
+                "  {what}: {}",
+                line.split(marker).nth(1).unwrap_or("").trim()
+            );
+        }
     }
     Ok(())
 }
@@ -91,13 +128,12 @@ fn x86_64_ft() -> Result<()> {
 /// EL2, advances once per instruction (emulators.md 5.6).
 fn aarch64() -> Result<()> {
     let guests = guests::build(Arch::Aarch64)?;
-    let config = root().join("tests/bench/aarch64.toml");
-    let image = build::build(&config, &guests, "bench-aarch64")?;
-    let run = emulator::qemu_aarch64(&image, "", emulator::QEMU_TIMEOUT)?;
-    if !run.success {
-        run.print("  ");
-        bail!("the aarch64 benchmark run failed (status {:?})", run.status);
-    }
+    let run = emulator_run(
+        Arch::Aarch64,
+        "tests/bench/aarch64.toml",
+        "bench-aarch64",
+        &guests,
+    )?;
     let result = bench_result(&run, "aarch64")?;
     println!("QEMU virt -cpu max at EL2, -icount shift=0; 1 cycle = 1 instruction (EL1 + EL2)");
     println!(

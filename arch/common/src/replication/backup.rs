@@ -14,6 +14,7 @@ use tandem_ft::backup::{
 use tandem_ft::record::Event;
 
 use super::inject::Injected;
+use super::lag::LagMeter;
 use super::lines::Lines;
 use super::{Consumer, ENDS, EPOCH, digest, timing};
 
@@ -33,6 +34,7 @@ pub struct BackupCopy {
     corrupt_read: Option<u64>,
     live: bool,
     failed: Option<StopReason>,
+    lag: LagMeter,
 }
 
 impl BackupCopy {
@@ -60,6 +62,7 @@ impl BackupCopy {
             corrupt_read: injected.corrupt_read,
             live: false,
             failed: None,
+            lag: LagMeter::new(usize::from(ft.pair)),
         })
     }
 
@@ -146,6 +149,7 @@ impl Replica for BackupCopy {
         if let Some(gate) = self.state_gate(now_ns) {
             return gate;
         }
+        self.lag.arrived(at.det_exits, now_ns);
         match self.engine.next_event_due(at) {
             Ok(Due::Deliver(Event::Interrupt { vector })) => match u8::try_from(vector) {
                 Ok(vector) => Gate::Deliver(vector),
@@ -172,6 +176,7 @@ impl Replica for BackupCopy {
                         None => defmt::error!("FT backup lost output {=u64} before go-live", seq),
                     }
                 }
+                self.lag.report();
                 self.live = true;
                 Gate::Live {
                     time_ns: self.last_time,
@@ -206,6 +211,9 @@ impl Replica for BackupCopy {
 
     fn guest_stopped(&mut self, at: ExecPoint) {
         self.stopped_at = Some(at);
+        if !self.live {
+            self.lag.report();
+        }
     }
 
     fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {

@@ -9,6 +9,7 @@
 
 mod backup;
 mod inject;
+mod lag;
 mod lines;
 mod primary;
 

@@ -7,10 +7,12 @@ use tandem_core::point::ExecPoint;
 use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::arbiter::{Arbiter, SharedWordArbiter, Side};
+use tandem_ft::latency::Latencies;
 use tandem_ft::primary::{MAX_HELD_OUTPUTS, Primary, PrimaryConfig, PrimaryError, PrimaryState};
 use tandem_ft::record::Event;
 
 use super::inject::{Injected, KillPoint, Stall};
+use super::lag;
 use super::lines::Lines;
 use super::{ENDS, EPOCH, Producer, RING_SLOTS, digest, timing};
 
@@ -33,17 +35,13 @@ pub struct PrimaryCopy {
     /// When each held line was produced, and how long the output rule held lines: the latency
     /// it adds.
     produced_at: heapless::Deque<u64, MAX_HELD_OUTPUTS>,
-    hold: HoldTime,
+    hold: Latencies,
+    hold_total_ns: u64,
     /// The guest stopped: the copy only waits for its last outputs to leave.
     stopping: bool,
-}
-
-/// How long lines waited for the backup's acknowledgement.
-#[derive(Default)]
-struct HoldTime {
-    lines: u64,
-    total_ns: u64,
-    max_ns: u64,
+    pair: usize,
+    /// The boundary the copy last told the lag meter about.
+    last_boundary: Option<u64>,
 }
 
 impl PrimaryCopy {
@@ -74,8 +72,11 @@ impl PrimaryCopy {
             unprinted: None,
             die,
             produced_at: heapless::Deque::new(),
-            hold: HoldTime::default(),
+            hold: Latencies::new(),
+            hold_total_ns: 0,
             stopping: false,
+            pair: usize::from(ft.pair),
+            last_boundary: None,
         })
     }
 
@@ -125,9 +126,8 @@ impl PrimaryCopy {
             }
             if let Some(produced) = self.produced_at.pop_front() {
                 let held = now_ns.saturating_sub(produced);
-                self.hold.lines += 1;
-                self.hold.total_ns += held;
-                self.hold.max_ns = self.hold.max_ns.max(held);
+                self.hold.record(held);
+                self.hold_total_ns += held;
             }
             self.kill_if(KillPoint::Printed(seq));
             self.held.release_to(seq + 1);
@@ -139,12 +139,14 @@ impl PrimaryCopy {
 
     fn report_hold_time(&mut self) {
         let hold = core::mem::take(&mut self.hold);
-        if hold.lines > 0 {
+        let lines = hold.samples();
+        if lines > 0 {
             defmt::info!(
-                "FT output rule: {=u64} lines held {=u64} ns on average, {=u64} ns at most",
-                hold.lines,
-                hold.total_ns / hold.lines,
-                hold.max_ns
+                "FT output rule: {=u64} lines held {=u64} ns on average, p99 {=u64} ns, {=u64} ns at most",
+                lines,
+                core::mem::take(&mut self.hold_total_ns) / lines,
+                hold.percentile(990),
+                hold.max()
             );
         }
     }
@@ -203,6 +205,10 @@ impl Replica for PrimaryCopy {
     }
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        if self.last_boundary != Some(at.det_exits) {
+            self.last_boundary = Some(at.det_exits);
+            lag::passed(self.pair, at.det_exits, now_ns);
+        }
         // Heartbeats carry the last completed boundary, so the backup may run up to it.
         if let Err(e) = self.engine.boundary_reached(at) {
             self.fail(e);
