@@ -90,14 +90,7 @@ fn fault_tolerance(arch: Arch) -> Result<()> {
         &format!("bench-{name}-ft-log"),
         &guests,
     )?;
-    let log = run
-        .log
-        .iter()
-        .find(|l| l.contains("FT primary log:"))
-        .context("the FT primary reported no log statistics")?;
-    let number = |marker: &str| number_after(std::slice::from_ref(log), marker).map(|(_, n)| n);
-    let records = number("log: ").context("no record count")?;
-    let bytes = number("records, ").context("no byte count")?;
+    let (records, bytes, _) = log_volume(&run)?;
     let ticks = run
         .console
         .iter()
@@ -121,7 +114,33 @@ fn fault_tolerance(arch: Arch) -> Result<()> {
             );
         }
     }
+    let run = emulator_run(
+        arch,
+        &format!("tests/bench/{name}-ft-lines.toml"),
+        &format!("bench-{name}-ft-lines"),
+        &guests,
+    )?;
+    let (records, bytes, lines) = log_volume(&run)?;
+    println!(
+        "  log of a printing guest ({lines} lines, their exits, heartbeats): {records} records, {bytes} bytes = {} bytes per line, all inclusive",
+        bytes / lines.max(1)
+    );
     Ok(())
+}
+
+/// Records, bytes and outputs the FT primary of `run` logged.
+fn log_volume(run: &emulator::Run) -> Result<(u64, u64, u64)> {
+    let log = run
+        .log
+        .iter()
+        .find(|l| l.contains("FT primary log:"))
+        .context("the FT primary reported no log statistics")?;
+    let number = |marker: &str| number_after(std::slice::from_ref(log), marker).map(|(_, n)| n);
+    Ok((
+        number("log: ").context("no record count")?,
+        number("records, ").context("no byte count")?,
+        number("heartbeats, ").context("no output count")?,
+    ))
 }
 
 /// QEMU `virt` at EL2 with `-icount shift=0`: the guest's PMU cycle counter, counting at EL1 and
