@@ -1,11 +1,14 @@
-//! A virtual Arm PL011 UART: transmit only, line buffered, at whatever guest-physical address the
-//! machine puts it (see [`crate::platform::Platform::uart_mmio`]).
+//! A virtual Arm PL011 UART: line-buffered transmit and a receive FIFO, at whatever guest-physical
+//! address the machine puts it (see [`crate::platform::Platform::uart_mmio`]).
 //!
-//! The guest sees a UART whose transmit FIFO is never full and whose receive FIFO is always empty.
-//! Registers and identification values follow the PL011 Technical Reference Manual (DDI 0183),
-//! section 3.2, so that drivers probing the primecell IDs (Linux's amba-pl011) accept it.
+//! The guest sees a UART whose transmit FIFO is never full; its receive FIFO holds the bytes of
+//! the machine's console line routed to the partition. Registers and identification values follow
+//! the PL011 Technical Reference Manual (DDI 0183), section 3.2, so that drivers probing the
+//! primecell IDs (Linux's amba-pl011) accept it. The receive interrupt's status is modelled
+//! (RIS, MIS) but not yet raised at the interrupt controller: a driver must poll.
 
 use super::line::LineBuffer;
+use super::rx::RxFifo;
 
 /// Size of the register window.
 pub const SIZE: u64 = 0x1000;
@@ -22,8 +25,13 @@ const RIS: u64 = 0x03c;
 const MIS: u64 = 0x040;
 const PERIPH_ID: u64 = 0xfe0;
 
-/// FR: receive FIFO empty, transmit FIFO empty; never busy or full.
-const FR_IDLE: u32 = 1 << 4 | 1 << 7;
+/// FR: transmit FIFO empty, never busy or full (TRM 3.3.3).
+const FR_TXFE: u32 = 1 << 7;
+/// FR: receive FIFO empty, and full.
+const FR_RXFE: u32 = 1 << 4;
+const FR_RXFF: u32 = 1 << 6;
+/// RIS, MIS: receive interrupt (TRM 3.3.11).
+const INT_RX: u32 = 1 << 4;
 /// PeriphID0..3 then PCellID0..3 (TRM 3.3.14-3.3.15): part 0x011, designer Arm, revision r1p5.
 const IDS: [u32; 8] = [0x11, 0x10, 0x34, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// CR after reset: transmit and receive enabled, UART disabled.
@@ -40,6 +48,7 @@ pub struct Pl011 {
     ifls: u32,
     imsc: u32,
     out: LineBuffer,
+    rx: RxFifo,
 }
 
 impl Default for Pl011 {
@@ -58,21 +67,35 @@ impl Pl011 {
             ifls: IFLS_RESET,
             imsc: 0,
             out: LineBuffer::new(),
+            rx: RxFifo::new(),
         }
     }
 
-    /// The value a read of the register at `offset` returns.
-    pub fn read(&self, offset: u64) -> u32 {
+    fn raw_interrupts(&self) -> u32 {
+        if self.rx.is_empty() { 0 } else { INT_RX }
+    }
+
+    /// The value a read of the register at `offset` returns; reading DR takes a received byte.
+    pub fn read(&mut self, offset: u64) -> u32 {
         match offset {
-            FR => FR_IDLE,
+            DR => self.rx.pop().map_or(0, u32::from),
+            FR => {
+                let rx = match self.rx.room() {
+                    0 => FR_RXFF,
+                    _ if self.rx.is_empty() => FR_RXFE,
+                    _ => 0,
+                };
+                FR_TXFE | rx
+            }
             IBRD => self.ibrd,
             FBRD => self.fbrd,
             LCR_H => self.lcr_h,
             CR => self.cr,
             IFLS => self.ifls,
             IMSC => self.imsc,
-            // Nothing is ever received and the transmit interrupt is not modelled.
-            RIS | MIS => 0,
+            // The transmit interrupt is not modelled.
+            RIS => self.raw_interrupts(),
+            MIS => self.raw_interrupts() & self.imsc,
             PERIPH_ID..SIZE => IDS[((offset - PERIPH_ID) / 4) as usize % IDS.len()],
             _ => 0,
         }
@@ -97,6 +120,11 @@ impl Pl011 {
     pub fn output(&mut self) -> &mut LineBuffer {
         &mut self.out
     }
+
+    /// The receive FIFO, which the machine's console line fills.
+    pub fn input(&mut self) -> &mut RxFifo {
+        &mut self.rx
+    }
 }
 
 #[cfg(test)]
@@ -117,8 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn received_bytes_are_read_from_the_data_register() {
+        let mut u = Pl011::new();
+        assert_eq!(u.read(FR) & FR_RXFE, FR_RXFE);
+        assert!(!u.write(IMSC, INT_RX));
+        assert_eq!(u.input().push(b"ok"), 2);
+        assert_eq!(
+            (u.read(FR) & FR_RXFE, u.read(RIS), u.read(MIS)),
+            (0, INT_RX, INT_RX)
+        );
+        assert_eq!((u.read(DR), u.read(DR)), (u32::from(b'o'), u32::from(b'k')));
+        assert_eq!((u.read(FR) & FR_RXFE, u.read(MIS)), (FR_RXFE, 0));
+        assert_eq!(u.read(DR), 0, "an empty FIFO reads as 0");
+    }
+
+    #[test]
     fn is_always_ready_and_identifies_as_a_pl011() {
-        let u = Pl011::new();
+        let mut u = Pl011::new();
         assert_eq!(u.read(FR) & (1 << 5), 0, "transmit FIFO never full");
         let ids: Vec<u32> = (0..8).map(|i| u.read(PERIPH_ID + 4 * i)).collect();
         assert_eq!(ids, IDS);

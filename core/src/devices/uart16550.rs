@@ -1,9 +1,12 @@
-//! A virtual 16550 UART at the COM1 ports: transmit only, line buffered.
+//! A virtual 16550 UART at the COM1 ports: line-buffered transmit and a receive FIFO.
 //!
 //! The guest sees a UART that is always ready to send. Bytes are collected into lines and handed
-//! out whole so two partitions' output never interleaves within a line.
+//! out whole so two partitions' output never interleaves within a line. Received bytes are the
+//! machine's console line routed to the partition; partitions have no interrupt controller for
+//! the UART's interrupt, so the guest polls LSR.DR (IIR still says when one would be pending).
 
 use super::line::LineBuffer;
+use super::rx::RxFifo;
 
 pub const COM1_BASE: u16 = 0x3f8;
 pub const COM1_PORTS: u16 = 8;
@@ -11,8 +14,12 @@ pub const COM1_PORTS: u16 = 8;
 const LCR_DLAB: u8 = 0x80;
 /// Transmitter holding register empty and transmitter empty.
 const LSR_IDLE: u8 = 0x60;
-/// No interrupt pending.
+/// Data ready: the receive FIFO holds a byte.
+const LSR_DR: u8 = 0x01;
+/// No interrupt pending; received data available (with IER bit 0).
 const IIR_NONE: u8 = 0x01;
+const IIR_RX: u8 = 0x04;
+const IER_RX: u8 = 0x01;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
@@ -24,6 +31,7 @@ pub struct Uart16550 {
     dll: u8,
     dlm: u8,
     out: LineBuffer,
+    rx: RxFifo,
 }
 
 impl Default for Uart16550 {
@@ -42,6 +50,7 @@ impl Uart16550 {
             dll: 0,
             dlm: 0,
             out: LineBuffer::new(),
+            rx: RxFifo::new(),
         }
     }
 
@@ -49,16 +58,20 @@ impl Uart16550 {
         (COM1_BASE..COM1_BASE + COM1_PORTS).contains(&port)
     }
 
-    pub fn read(&self, port: u16) -> u8 {
+    /// The value a read of `port` returns; reading the receive buffer takes a received byte.
+    pub fn read(&mut self, port: u16) -> u8 {
         let dlab = self.lcr & LCR_DLAB != 0;
+        let data = !self.rx.is_empty();
         match port - COM1_BASE {
             0 if dlab => self.dll,
             1 if dlab => self.dlm,
-            0 => 0,
+            0 => self.rx.pop().unwrap_or(0),
             1 => self.ier,
+            2 if data && self.ier & IER_RX != 0 => IIR_RX,
             2 => IIR_NONE,
             3 => self.lcr,
             4 => self.mcr,
+            5 if data => LSR_IDLE | LSR_DR,
             5 => LSR_IDLE,
             6 => 0,
             _ => self.scr,
@@ -84,6 +97,11 @@ impl Uart16550 {
     /// The transmitted bytes, collected into lines.
     pub fn output(&mut self) -> &mut LineBuffer {
         &mut self.out
+    }
+
+    /// The receive FIFO, which the machine's console line fills.
+    pub fn input(&mut self) -> &mut RxFifo {
+        &mut self.rx
     }
 }
 
@@ -119,6 +137,19 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].len(), LINE_MAX);
         assert_eq!(u.output().line(), b"xxx");
+    }
+
+    #[test]
+    fn received_bytes_are_read_from_the_receive_buffer() {
+        let mut u = Uart16550::new();
+        assert_eq!(u.read(COM1_BASE + 5) & LSR_DR, 0);
+        u.write(COM1_BASE + 1, IER_RX);
+        assert_eq!(u.input().push(b"hi"), 2);
+        assert_eq!(u.read(COM1_BASE + 5) & LSR_DR, LSR_DR);
+        assert_eq!(u.read(COM1_BASE + 2), IIR_RX);
+        assert_eq!((u.read(COM1_BASE), u.read(COM1_BASE)), (b'h', b'i'));
+        assert_eq!(u.read(COM1_BASE + 5) & LSR_DR, 0);
+        assert_eq!(u.read(COM1_BASE + 2), IIR_NONE);
     }
 
     #[test]
