@@ -98,6 +98,8 @@ pub struct FakePlatform {
     pub uart_mmio: Option<GuestPhysAddr>,
     /// vCPUs started through [`Platform::start_vcpu`]: (partition, vCPU, entry, context).
     pub started: RefCell<Vec<(u32, u32, u64, u64)>>,
+    /// What arrives on the machine's console line.
+    pub input: RefCell<VecDeque<u8>>,
 }
 
 impl FakePlatform {
@@ -109,6 +111,7 @@ impl FakePlatform {
             memory: RefCell::new(vec![0; memory_size]),
             uart_mmio: None,
             started: RefCell::new(Vec::new()),
+            input: RefCell::new(VecDeque::new()),
         }
     }
 }
@@ -119,6 +122,14 @@ impl Platform for FakePlatform {
     }
     fn wait_until_ns(&self, deadline_ns: u64) {
         self.now.set(self.now.get().max(deadline_ns));
+    }
+    fn console_input(&self, buf: &mut [u8]) -> usize {
+        let mut input = self.input.borrow_mut();
+        let n = buf.len().min(input.len());
+        for (to, from) in buf.iter_mut().zip(input.drain(..n)) {
+            *to = from;
+        }
+        n
     }
     fn console_line(&self, partition: &str, line: &[u8]) {
         self.lines.borrow_mut().push((
@@ -165,6 +176,7 @@ pub fn partition() -> config::Partition {
         ports: heapless::Vec::new(),
         args: "mode=test".try_into().unwrap(),
         ft: None,
+        console_input: false,
     };
     p.memory
         .push(MemoryRegion {

@@ -13,6 +13,12 @@ pub trait Platform {
     fn wait_until_ns(&self, deadline_ns: u64);
     /// Prints one line of a partition's console, prefixed with its name.
     fn console_line(&self, partition: &str, line: &[u8]);
+    /// The bytes that arrived on the machine's console line and fit in `buf`, without waiting;
+    /// how many.
+    fn console_input(&self, buf: &mut [u8]) -> usize {
+        let _ = buf;
+        0
+    }
     /// Reports guest misbehaviour that did not stop the partition.
     fn notice(&self, partition: &str, notice: Notice);
     /// Copies `buf.len()` bytes from `region` at `offset`. The core has checked that the range lies

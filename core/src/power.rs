@@ -103,6 +103,7 @@ mod tests {
             ports: heapless::Vec::new(),
             args: heapless::String::new(),
             ft: None,
+            console_input: false,
         };
         p.memory
             .push(MemoryRegion {

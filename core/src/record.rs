@@ -29,6 +29,55 @@ pub struct VcpuRecord {
     pub pl011: Pl011,
     /// The one-shot timer of the TIMER_SET hypercall.
     pub timer: VirtualTimer,
+    /// Console input taken from the machine's line and not yet in the partition's UART.
+    pub console_in: ConsoleIn,
+}
+
+/// Bytes read from the machine's console line for the partition, until its UART has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct ConsoleIn {
+    /// When the line is read next: at most every [`ConsoleIn::POLL_NS`].
+    pub next_poll_ns: u64,
+    len: u32,
+    bytes: [u8; ConsoleIn::CHUNK],
+}
+
+impl ConsoleIn {
+    /// Bytes taken from the line at a time (and logged as one input by a fault-tolerant copy).
+    pub const CHUNK: usize = 8;
+    /// How often the line is read: reading a UART's status costs a device access.
+    pub const POLL_NS: u64 = 100_000;
+
+    pub const fn new() -> Self {
+        Self {
+            next_poll_ns: 0,
+            len: 0,
+            bytes: [0; Self::CHUNK],
+        }
+    }
+
+    /// The bytes waiting (none if the stored length is corrupt: the record lives in the ledger).
+    pub fn pending(&self) -> &[u8] {
+        self.bytes.get(..self.len as usize).unwrap_or(&[])
+    }
+
+    /// Keeps `bytes` (at most [`ConsoleIn::CHUNK`]) until the UART takes them.
+    pub fn hold(&mut self, bytes: &[u8]) {
+        let len = bytes.len().min(Self::CHUNK);
+        self.bytes[..len].copy_from_slice(&bytes[..len]);
+        self.len = len as u32;
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Default for ConsoleIn {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl VcpuRecord {
@@ -43,6 +92,7 @@ impl VcpuRecord {
             uart: Uart16550::new(),
             pl011: Pl011::new(),
             timer: VirtualTimer::new(),
+            console_in: ConsoleIn::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! the backup, which takes inputs and interrupts from the log instead of the clock.
 
 use crate::point::ExecPoint;
+use crate::record::ConsoleIn;
 use crate::report::StopReason;
 
 /// What the exit loop does at a deterministic exit boundary.
@@ -17,6 +18,12 @@ pub enum Gate {
     Run,
     /// Raise this interrupt vector in the guest now (a logged interrupt due here), then ask again.
     Deliver(u8),
+    /// Put these bytes of console input (the first `len`) into the partition's UART now (logged
+    /// input due here), then ask again.
+    Input {
+        len: u8,
+        bytes: [u8; ConsoleIn::CHUNK],
+    },
     /// Do not enter the guest yet (the log does not cover its next step, or the backup lags);
     /// ask again.
     Wait,
@@ -62,6 +69,9 @@ pub trait Replica {
     fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold>;
     /// The partition's timer raises `vector` at boundary `at` (not called when replaying).
     fn interrupt(&mut self, at: ExecPoint, vector: u8) -> Result<(), Hold>;
+    /// Console input `bytes` reach the partition's UART at boundary `at` (not called when
+    /// replaying).
+    fn input(&mut self, at: ExecPoint, bytes: &[u8]) -> Result<(), Hold>;
     /// Whether `lines` outputs can be taken now; checked before an exit changes anything.
     fn output_ready(&self, lines: usize) -> bool;
     /// The guest completed console line `line` at the exit at `at`; it goes to `print` when it
@@ -97,6 +107,9 @@ impl Replica for Solo {
         Ok(now_ns)
     }
     fn interrupt(&mut self, _: ExecPoint, _: u8) -> Result<(), Hold> {
+        Ok(())
+    }
+    fn input(&mut self, _: ExecPoint, _: &[u8]) -> Result<(), Hold> {
         Ok(())
     }
     fn output_ready(&self, _: usize) -> bool {

@@ -10,14 +10,16 @@ use crate::record::VcpuRecord;
 use crate::replica::{Gate, Hold, Replica};
 use crate::report::StopReason;
 use crate::runtime::VcpuRuntime;
+use crate::vcpu::Completion;
 
-/// Logs like a primary: every time read, interrupt and line with its point. `full` refuses
+/// Logs like a primary: every time read, interrupt, console input and line with its point. `full` refuses
 /// outputs; `refuse_interrupts` refuses that many interrupts (a full log).
 #[derive(Default)]
 struct Recorder {
     times: Vec<(ExecPoint, u64)>,
     interrupts: Vec<(ExecPoint, u8)>,
     lines: Vec<(ExecPoint, Vec<u8>)>,
+    inputs: Vec<(ExecPoint, Vec<u8>)>,
     full: bool,
     refuse_interrupts: u32,
     stopped_at: Option<ExecPoint>,
@@ -49,6 +51,10 @@ impl Replica for Recorder {
             return Err(Hold);
         }
         self.interrupts.push((at, vector));
+        Ok(())
+    }
+    fn input(&mut self, at: ExecPoint, bytes: &[u8]) -> Result<(), Hold> {
+        self.inputs.push((at, bytes.to_vec()));
         Ok(())
     }
     fn output_ready(&self, _: usize) -> bool {
@@ -84,6 +90,44 @@ fn run_with(
     }
     .run(&mut vcpu);
     (stop, record, vcpu)
+}
+
+#[test]
+fn console_input_is_logged_at_a_boundary_before_the_guest_can_read_it() {
+    let p = FakePlatform::new(0);
+    p.input.borrow_mut().extend(b"hi");
+    let mut part = partition();
+    part.console_input = true;
+    let mut record = VcpuRecord::new(p.now.get());
+    let read = |port| Exit::PortRead { port, size: 1 };
+    let exits = [read(0x3fd), read(0x3f8), read(0x3f8), read(0x3fd)];
+    let mut vcpu = ScriptedVcpu::new(exits);
+    let mut r = Recorder::default();
+    VcpuRuntime {
+        partition: &part,
+        id: 0,
+        vcpu: 0,
+        record: &mut record,
+        platform: &p,
+        replica: &mut r,
+        exit_at: ExecPoint::default(),
+    }
+    .run(&mut vcpu);
+    assert_eq!(r.inputs.len(), 1, "one chunk, logged once");
+    assert_eq!(
+        r.inputs[0].0.det_exits, 0,
+        "at the first boundary, before any read"
+    );
+    assert_eq!(r.inputs[0].1, b"hi");
+    let values: Vec<_> = vcpu
+        .completions
+        .iter()
+        .map(|c| match c {
+            Completion::Value(v) => *v,
+            _ => u64::MAX,
+        })
+        .collect();
+    assert_eq!(values, [0x61, u64::from(b'h'), u64::from(b'i'), 0x60]);
 }
 
 fn hc(call: Call, args: [u64; 4]) -> Exit {

@@ -6,11 +6,12 @@
 //! completion is applied and the exit counted as one last step.
 
 use crate::config;
+use crate::devices::rx::RxFifo;
 use crate::exit::ExitKind;
 use crate::outcome::Next;
 use crate::platform::Platform;
 use crate::point::ExecPoint;
-use crate::record::VcpuRecord;
+use crate::record::{ConsoleIn, VcpuRecord};
 use crate::replica::{Gate, Replica, Solo};
 use crate::report::{Notice, StopReason};
 use crate::vcpu::Vcpu;
@@ -52,6 +53,44 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         self.record.notices = self.record.notices.saturating_add(1);
         if self.record.notices <= NOTICE_LIMIT {
             self.platform.notice(&self.partition.name, notice);
+        }
+    }
+
+    /// The partition's UART receive FIFO: the PL011 where the machine maps one, else the 16550.
+    fn console_rx(&mut self) -> &mut RxFifo {
+        if self.platform.uart_mmio().is_some() {
+            self.record.pl011.input()
+        } else {
+            self.record.uart.input()
+        }
+    }
+
+    /// Moves console input from the machine's line into the partition's UART, if the partition
+    /// takes it: a chunk at a time, reading the line at most every [`ConsoleIn::POLL_NS`]. A
+    /// logging copy calls this at deterministic boundary `at` only and logs the bytes there;
+    /// bytes it cannot log or the UART cannot take yet wait in the record.
+    fn pump_input(&mut self, at: ExecPoint) {
+        if self.record.console_in.pending().is_empty() {
+            let now = self.platform.now_ns();
+            if now < self.record.console_in.next_poll_ns {
+                return;
+            }
+            self.record.console_in.next_poll_ns = now.saturating_add(ConsoleIn::POLL_NS);
+            let room = self.console_rx().room().min(ConsoleIn::CHUNK);
+            let mut buf = [0; ConsoleIn::CHUNK];
+            let n = self.platform.console_input(&mut buf[..room]);
+            if n == 0 {
+                return;
+            }
+            self.record.console_in.hold(&buf[..n]);
+        }
+        let mut chunk = [0; ConsoleIn::CHUNK];
+        let pending = self.record.console_in.pending();
+        let n = pending.len();
+        chunk[..n].copy_from_slice(pending);
+        if self.console_rx().room() >= n && self.replica.input(at, &chunk[..n]).is_ok() {
+            self.console_rx().push(&chunk[..n]);
+            self.record.console_in.clear();
         }
     }
 
@@ -99,6 +138,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         loop {
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
+                if self.partition.console_input {
+                    self.pump_input(ExecPoint::default());
+                }
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
             }
@@ -200,6 +242,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             match self.replica.poll(platform.now_ns(), at, &mut print) {
                 Gate::Run => break,
                 Gate::Deliver(vector) => vcpu.raise_interrupt(vector),
+                Gate::Input { len, bytes } => {
+                    let len = usize::from(len).min(bytes.len());
+                    self.console_rx().push(&bytes[..len]);
+                }
                 Gate::Wait => self.wait_for_peer(),
                 Gate::Live { time_ns } => {
                     // Time goes on from the last value the log gave the guest.
@@ -212,6 +258,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
         if self.replica.replays() {
             return Ok(());
+        }
+        if self.partition.console_input {
+            self.pump_input(at);
         }
         let now = self.partition_now();
         if let Some(vector) = self.record.timer.due(now)

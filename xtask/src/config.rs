@@ -237,6 +237,8 @@ fn default_suspect_after() -> u8 {
 #[serde(deny_unknown_fields)]
 pub struct PartitionsFile {
     pub board: String,
+    /// The partition whose UART receives the machine's console line.
+    console_input: Option<String>,
     pub partition: Vec<PartitionFile>,
 }
 
@@ -490,6 +492,7 @@ fn resolve(
             ports,
             args: heapless_string(file, &field("args"), &p.args)?,
             ft: None,
+            console_input: parts.console_input.as_deref() == Some(p.name.as_str()),
         };
         partitions.push(partition).map_err(|_| {
             error(
@@ -497,6 +500,14 @@ fn resolve(
                 format!("partition: more than {} partitions", model::MAX_PARTITIONS),
             )
         })?;
+    }
+    if let Some(name) = &parts.console_input
+        && !partitions.iter().any(|p| p.console_input)
+    {
+        return Err(error(
+            file,
+            format!("console_input: no partition is named `{name}`"),
+        ));
     }
     add_backups(file, parts, &mut partitions, &mut next_hpa)?;
     let system = model::System {

@@ -70,14 +70,36 @@ magic_break: enabled=1
     )
 }
 
-fn spawn(mut cmd: Command, dir: &Path, timeout: Duration) -> Result<(Option<i32>, bool, Duration)> {
+/// What the emulator's standard input and output carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streams {
+    /// Its own messages (to `emulator.out`); no input.
+    Messages,
+    /// The machine's console line: input from `console.in` (if the run's folder has one),
+    /// output to `console.out`.
+    Console,
+}
+
+fn spawn(
+    mut cmd: Command,
+    dir: &Path,
+    timeout: Duration,
+    streams: Streams,
+) -> Result<(Option<i32>, bool, Duration)> {
     let start = Instant::now();
+    let (stdin, stdout) = match streams {
+        Streams::Messages => (Stdio::null(), File::create(dir.join("emulator.out"))?),
+        Streams::Console => (
+            File::open(dir.join("console.in")).map_or_else(|_| Stdio::null(), Stdio::from),
+            File::create(dir.join("console.out"))?,
+        ),
+    };
     let mut child = cmd
         // Its own process group, so a deadline stops the emulator and any wrapper around it.
         .process_group(0)
         .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(dir.join("emulator.out"))?)
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(File::create(dir.join("emulator.err"))?)
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
@@ -175,7 +197,7 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     let mut cmd = Command::new("script");
     cmd.env("TERM", "xterm")
         .args(["-qec", "bochs -q -f bochsrc -rc bochs.rc", "/dev/null"]);
-    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout)?;
+    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout, Streams::Messages)?;
     collect(
         image,
         EmulatorName::Bochs,
@@ -221,12 +243,12 @@ pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Re
     .arg("-kernel")
     .arg(&image.elf)
     .args(["-append", cmdline]);
-    run_qemu(cmd, image, timeout)
+    run_qemu(cmd, image, timeout, Streams::Messages)
 }
 
 /// Runs a QEMU command line for `image` under `timeout` and collects what it produced.
-fn run_qemu(cmd: Command, image: &Image, timeout: Duration) -> Result<Run> {
-    let (status, timed_out, elapsed) = spawn(cmd, &image.dir, timeout)?;
+fn run_qemu(cmd: Command, image: &Image, timeout: Duration, streams: Streams) -> Result<Run> {
+    let (status, timed_out, elapsed) = spawn(cmd, &image.dir, timeout, streams)?;
     collect(
         image,
         EmulatorName::Qemu,
@@ -239,7 +261,8 @@ fn run_qemu(cmd: Command, image: &Image, timeout: Duration) -> Result<Run> {
 
 /// Boots `image` on QEMU `virt` at EL2 (emulators.md section 5): deterministic instruction
 /// counting, the PL011 to `console.out`, semihosting for the log file `log.bin` (opened by the
-/// hypervisor, relative to the run's directory) and the exit status. `cmdline` reaches the
+/// hypervisor, relative to the run's directory) and the exit status; `console.in`, if the run's
+/// folder has one, is the console line's input. `cmdline` reaches the
 /// hypervisor as `/chosen/bootargs` of the device tree QEMU writes at the base of RAM.
 pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
     tools::require(tools::QEMU_AARCH64)?;
@@ -253,11 +276,14 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         .args(["-m", &format!("{}M", board.ram.size >> 20)])
         .args(["-icount", "shift=0,sleep=off"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .args(["-serial", "file:console.out"])
+        // The PL011 on QEMU's standard input and output: `console.in` is what arrives on the
+        // machine's console line (QEMU 7.2's file backend has no input side).
+        .args(["-chardev", "stdio,id=console,signal=off"])
+        .args(["-serial", "chardev:console"])
         .arg("-kernel")
         .arg(&image.elf)
         .args(["-append", cmdline]);
-    run_qemu(cmd, image, timeout)
+    run_qemu(cmd, image, timeout, Streams::Console)
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).

@@ -54,6 +54,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "bench",
                 "console",
                 "attack-el2",
+                "echo",
             ],
         ),
     }

@@ -11,6 +11,8 @@
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
+//! - `input: TEXT`: TEXT and a newline arrive on the machine's console line (QEMU boards; the
+//!   rules' lines in order);
 //! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
 //! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM.
 //!
@@ -32,6 +34,7 @@ pub enum Rule {
     Numbered(String, String),
     Interleaved(String, String),
     Boot(String),
+    Input(String),
     EndsInFailure,
     QemuTcg,
 }
@@ -46,6 +49,17 @@ pub fn cmdline(rules: &[Rule]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What the rules send on the machine's console line.
+pub fn input(rules: &[Rule]) -> String {
+    rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::Input(text) => Some(format!("{text}\n")),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn parse(file: &Path) -> Result<Vec<Rule>> {
@@ -75,6 +89,7 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
                 ),
             },
             "boot" => Rule::Boot(arg),
+            "input" => Rule::Input(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
             "interleaved" => match arg.split_once(' ') {
@@ -168,7 +183,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             }
             Rule::Numbered(name, prefix) => numbered(&run.console, name, prefix),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
-            Rule::Boot(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
+            Rule::Boot(_) | Rule::Input(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));

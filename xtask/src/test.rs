@@ -94,7 +94,12 @@ impl Prepared {
         } else {
             Accel::Kvm
         };
-        let run = self.image.and_then(|(img, iso)| match iso {
+        let input = scenario::input(&self.rules);
+        let run = self.image.and_then(|(img, iso)| {
+            std::fs::write(img.dir.join("console.in"), &input)?;
+            Ok((img, iso))
+        });
+        let run = run.and_then(|(img, iso)| match iso {
             Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
             None if img.config.board.arch == ArchName::Aarch64 => {
                 emulator::qemu_aarch64(&img, &cmdline, emulator::QEMU_TIMEOUT)

@@ -9,6 +9,7 @@ register_bitfields! {u32,
     /// Flag register (PL011 TRM 3.3.3).
     FR [
         TXFF OFFSET(5) NUMBITS(1) [],
+        RXFE OFFSET(4) NUMBITS(1) [],
         BUSY OFFSET(3) NUMBITS(1) []
     ],
     /// Control register (PL011 TRM 3.3.8).
@@ -64,6 +65,11 @@ impl Pl011 {
         }
     }
 
+    /// Whether a received byte is waiting.
+    fn received(&self) -> bool {
+        !self.regs().fr.is_set(FR::RXFE)
+    }
+
     /// Waits until every byte has left the transmitter.
     pub fn drain(&self) {
         while self.regs().fr.is_set(FR::BUSY) {
@@ -99,5 +105,30 @@ impl embedded_io::Write for Pl011 {
     fn flush(&mut self) -> Result<(), Self::Error> {
         self.drain();
         Ok(())
+    }
+}
+
+impl embedded_io::ReadReady for Pl011 {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        Ok(self.received())
+    }
+}
+
+/// Blocking until a byte arrives, then whatever the receive FIFO holds that fits; DR's error
+/// bits (8-11: framing, parity, break, overrun) are dropped with the byte's status.
+impl embedded_io::Read for Pl011 {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while !self.received() {
+            core::hint::spin_loop();
+        }
+        let mut n = 0;
+        while n < buf.len() && self.received() {
+            buf[n] = self.regs().dr.get() as u8;
+            n += 1;
+        }
+        Ok(n)
     }
 }

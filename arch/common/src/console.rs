@@ -6,12 +6,14 @@ use core::convert::Infallible;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use embedded_io::Write;
+use embedded_io::{Read, ReadReady, Write};
 use spin::mutex::TicketMutex;
 use tandem_core::escape::escape;
 
-/// A UART the console can drive.
-pub trait ConsoleUart: Write<Error = Infallible> {
+/// A UART the console can drive: it prints partitions' lines and takes the console line's input.
+pub trait ConsoleUart:
+    Write<Error = Infallible> + Read<Error = Infallible> + ReadReady<Error = Infallible>
+{
     /// Where the console is until the configuration names it (x86: an I/O port; aarch64: an MMIO
     /// base). A link-time fact, so that a refused configuration can still be reported.
     const DEFAULT: u64;
@@ -69,6 +71,17 @@ impl<U: ConsoleUart> Console<U> {
         // A formatting error leaves nothing to report it to; the line still ends.
         let _ = uart.write_fmt(report);
         let Ok(()) = uart.write_all(b"\n");
+    }
+
+    /// The bytes received on the console line that fit in `buf`, without waiting; how many.
+    pub fn input(buf: &mut [u8]) -> usize {
+        let mut uart = Self::uart();
+        let mut n = 0;
+        while n < buf.len() && uart.read_ready() == Ok(true) {
+            let Ok(read) = uart.read(&mut buf[n..]);
+            n += read;
+        }
+        n
     }
 
     /// Waits until everything printed has left the UART.

@@ -51,6 +51,10 @@ impl<B: Backend> Platform for HwPlatform<B> {
         Console::<B::Uart>::partition_line(partition, line);
     }
 
+    fn console_input(&self, buf: &mut [u8]) -> usize {
+        Console::<B::Uart>::input(buf)
+    }
+
     fn notice(&self, partition: &str, notice: Notice) {
         report::notice(partition, notice);
     }

@@ -25,6 +25,8 @@ const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
 const MCR_DTR_RTS: u8 = 0b11;
 /// 115200 baud from the 1.8432 MHz clock.
 const DIVISOR_115200: u8 = 1;
+const RBR: u16 = 0;
+const LSR_DR: u8 = 1 << 0;
 const LSR_THRE: u8 = 1 << 5;
 const LSR_TEMT: u8 = 1 << 6;
 
@@ -74,6 +76,17 @@ impl Uart {
     }
 
     /// Waits until every byte has left the transmitter, so a following power-off loses nothing.
+    /// Whether a received byte is waiting.
+    fn received(&self) -> bool {
+        self.line_status() & LSR_DR != 0
+    }
+
+    fn receive(&self) -> u8 {
+        // SAFETY: reading the receive buffer of the console UART, which only the hypervisor
+        // drives, takes the byte it holds.
+        unsafe { PortReadOnly::new(self.base + RBR).read() }
+    }
+
     pub fn drain(&self) {
         while self.line_status() & LSR_TEMT == 0 {
             core::hint::spin_loop();
@@ -111,5 +124,29 @@ impl embedded_io::Write for Uart {
     fn flush(&mut self) -> Result<(), Infallible> {
         self.drain();
         Ok(())
+    }
+}
+
+impl embedded_io::ReadReady for Uart {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(self.received())
+    }
+}
+
+/// Blocking until a byte arrives, then whatever the receive FIFO holds that fits.
+impl embedded_io::Read for Uart {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while !self.received() {
+            core::hint::spin_loop();
+        }
+        let mut n = 0;
+        while n < buf.len() && self.received() {
+            buf[n] = self.receive();
+            n += 1;
+        }
+        Ok(n)
     }
 }

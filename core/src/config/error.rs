@@ -125,6 +125,10 @@ pub enum Problem {
     FtPeer {
         peer: usize,
     },
+    /// Another partition already takes the machine's console input.
+    SecondConsoleInput {
+        first: usize,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -212,6 +216,10 @@ impl fmt::Display for Problem {
             Problem::FtPeer { peer } => write!(
                 f,
                 "partition[{peer}] is not this partition's other fault-tolerant copy"
+            ),
+            Problem::SecondConsoleInput { first } => write!(
+                f,
+                "partition[{first}] already takes the console input; only one partition can"
             ),
         }
     }

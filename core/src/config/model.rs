@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -226,6 +226,10 @@ pub struct Partition {
     pub args: String<ARGS_LEN>,
     /// Set on both copies of a fault-tolerant partition.
     pub ft: Option<Ft>,
+    /// The partition's UART receives what arrives on the machine's console line (on both copies
+    /// of a fault-tolerant partition: the primary reads the line and logs it, the backup replays
+    /// it until it goes live).
+    pub console_input: bool,
 }
 
 impl Partition {

@@ -81,6 +81,18 @@ fn names_must_be_unique() {
 }
 
 #[test]
+fn one_partition_at_most_takes_the_console_input() {
+    let mut sys = system();
+    sys.partitions[0].console_input = true;
+    assert_eq!(validate(&sys), Ok(()));
+    sys.partitions[1].console_input = true;
+    assert_eq!(
+        message(&sys),
+        "partition[1].console_input: partition[0] already takes the console input; only one partition can"
+    );
+}
+
+#[test]
 fn image_must_fit_and_not_cover_the_boot_tables() {
     let mut sys = system();
     sys.partitions[0].image.entry = GuestPhysAddr::new(0x50_0000);

@@ -39,7 +39,24 @@ pub fn validate(sys: &System) -> Result {
     for (i, p) in sys.partitions.iter().enumerate() {
         validate_partition(sys, i, p)?;
     }
-    Ok(())
+    validate_console_input(sys)
+}
+
+/// One partition at most takes the machine's console input (a backup copy takes it with its
+/// primary).
+fn validate_console_input(sys: &System) -> Result {
+    let mut takers = sys
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.console_input && !p.ft.is_some_and(|ft| ft.role == FtRole::Backup));
+    match (takers.next(), takers.next()) {
+        (Some((first, _)), Some((second, _))) => Err(err(
+            Field::partition(second, "console_input"),
+            Problem::SecondConsoleInput { first },
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn page_aligned(field: Field, value: u64) -> Result {

@@ -5,6 +5,7 @@ use core::sync::atomic::Ordering;
 
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
+use tandem_core::record::ConsoleIn;
 use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::arbiter::SharedWordArbiter;
@@ -155,7 +156,20 @@ impl Replica for BackupCopy {
                 Ok(vector) => Gate::Deliver(vector),
                 Err(_) => Gate::Stop(StopReason::ReplicationFailed),
             },
-            // Only interrupts are logged as asynchronous events so far.
+            Ok(Due::Deliver(Event::Input { data, .. })) => {
+                let mut bytes = [0; ConsoleIn::CHUNK];
+                match bytes.get_mut(..data.len()) {
+                    Some(to) => {
+                        to.copy_from_slice(&data);
+                        Gate::Input {
+                            len: data.len() as u8,
+                            bytes,
+                        }
+                    }
+                    None => Gate::Stop(StopReason::ReplicationFailed),
+                }
+            }
+            // Interrupts and console input are the only asynchronous events logged.
             Ok(Due::Deliver(_)) => Gate::Stop(StopReason::ReplicationFailed),
             Ok(Due::Run { .. }) => Gate::Run,
             Ok(Due::Wait) => Gate::Wait,
@@ -239,6 +253,11 @@ impl Replica for BackupCopy {
     }
 
     fn interrupt(&mut self, _: ExecPoint, _: u8) -> Result<(), Hold> {
+        Ok(())
+    }
+
+    /// Called once live only: the copy then reads the console line itself.
+    fn input(&mut self, _: ExecPoint, _: &[u8]) -> Result<(), Hold> {
         Ok(())
     }
 

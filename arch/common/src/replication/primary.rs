@@ -9,7 +9,7 @@ use tandem_core::report::StopReason;
 use tandem_ft::arbiter::{Arbiter, SharedWordArbiter, Side};
 use tandem_ft::latency::Latencies;
 use tandem_ft::primary::{MAX_HELD_OUTPUTS, Primary, PrimaryConfig, PrimaryError, PrimaryState};
-use tandem_ft::record::Event;
+use tandem_ft::record::{Event, InputData};
 
 use super::inject::{Injected, KillPoint, Stall};
 use super::lag;
@@ -276,6 +276,20 @@ impl Replica for PrimaryCopy {
                 vector: vector.into(),
             },
         ) {
+            Ok(()) => Ok(()),
+            Err(PrimaryError::Backpressure) => Err(Hold),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn input(&mut self, at: ExecPoint, bytes: &[u8]) -> Result<(), Hold> {
+        let Ok(data) = InputData::from_slice(bytes) else {
+            return Err(Hold);
+        };
+        match self
+            .engine
+            .on_nondeterministic_input(at, Event::Input { device: 0, data })
+        {
             Ok(()) => Ok(()),
             Err(PrimaryError::Backpressure) => Err(Hold),
             Err(e) => Err(self.fail(e)),
