@@ -4,12 +4,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::wfi;
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0, Readable, Writeable};
-use tandem_core::ticks;
+use tandem_core::ticks::Scale;
 
 use crate::sysreg::{isb, write_sysreg};
 
-static FREQ: AtomicU64 = AtomicU64::new(0);
 static AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per tick and ticks per nanosecond ([`Scale`]), set once by [`init`].
+static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
+static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
 
 pub fn counter() -> u64 {
     CNTPCT_EL0.get()
@@ -19,12 +21,13 @@ pub fn counter() -> u64 {
 pub fn init(board_hz: Option<u64>) -> u64 {
     AT_BOOT.store(counter(), Ordering::Relaxed);
     let hz = board_hz.unwrap_or_else(|| CNTFRQ_EL0.get());
-    FREQ.store(hz, Ordering::Relaxed);
+    NS_PER_TICK.store(Scale::ns_per_tick(hz).raw(), Ordering::Relaxed);
+    TICKS_PER_NS.store(Scale::ticks_per_ns(hz).raw(), Ordering::Relaxed);
     hz
 }
 
-fn hz() -> u64 {
-    FREQ.load(Ordering::Relaxed)
+fn scale(factor: &AtomicU64) -> Scale {
+    Scale::from_raw(factor.load(Ordering::Relaxed))
 }
 
 /// Nanoseconds since [`init`]; 0 before it.
@@ -34,12 +37,12 @@ pub fn now_ns() -> u64 {
 
 /// Saturating (`tandem_core::ticks`): a guest's CNTV_CVAL_EL0 may be anything up to `u64::MAX`.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    ticks::ticks_to_ns(ticks, hz())
+    scale(&NS_PER_TICK).apply(ticks)
 }
 
 /// The counter ticks in `ns`.
 pub fn ticks_in(ns: u64) -> u64 {
-    ticks::ns_to_ticks(ns, hz())
+    scale(&TICKS_PER_NS).apply(ns)
 }
 
 /// The counter value `ns` after boot.

@@ -3,16 +3,15 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use tandem_core::ticks::Scale;
 use x86_64::instructions::port::{Port, PortWriteOnly};
 
 use crate::io::rdtsc;
 
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds per TSC tick and ticks per nanosecond as 32.32 fixed point, so converting on the
-/// exit path is a multiply and a shift instead of a 128-bit division.
+/// Nanoseconds per TSC tick and ticks per nanosecond ([`Scale`]), set once by [`init`].
 static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
-const FRACTION_BITS: u32 = 32;
 
 const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 10 ms of PIT channel 2.
@@ -33,16 +32,13 @@ const PORT_B_OUT2: u8 = 1 << 5;
 pub fn init(board_hz: Option<u64>) -> u64 {
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
     let hz = board_hz.unwrap_or_else(calibrate_with_pit).max(1);
-    let ns_per_tick = (1_000_000_000u128 << FRACTION_BITS) / u128::from(hz);
-    let ticks_per_ns = (u128::from(hz) << FRACTION_BITS) / 1_000_000_000;
-    NS_PER_TICK.store(ns_per_tick.min(u64::MAX.into()) as u64, Ordering::Relaxed);
-    TICKS_PER_NS.store(ticks_per_ns.min(u64::MAX.into()) as u64, Ordering::Relaxed);
+    NS_PER_TICK.store(Scale::ns_per_tick(hz).raw(), Ordering::Relaxed);
+    TICKS_PER_NS.store(Scale::ticks_per_ns(hz).raw(), Ordering::Relaxed);
     hz
 }
 
 fn fixed_mul(value: u64, factor: &AtomicU64) -> u64 {
-    let product = u128::from(value) * u128::from(factor.load(Ordering::Relaxed));
-    (product >> FRACTION_BITS).min(u64::MAX.into()) as u64
+    Scale::from_raw(factor.load(Ordering::Relaxed)).apply(value)
 }
 
 /// Nanoseconds since [`init`]; 0 before it.
