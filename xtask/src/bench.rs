@@ -31,21 +31,6 @@ pub fn run() -> Result<()> {
     fault_tolerance(Arch::Aarch64)
 }
 
-/// Boots `config` in Bochs and returns its run (which must end normally).
-fn bochs_run(config: &str, name: &str, guests: &guests::Guests) -> Result<emulator::Run> {
-    let image = build::build(&root().join(config), guests, name)?;
-    let iso = build::iso(&image, "")?;
-    let run = emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?;
-    if !run.success {
-        run.print("  ");
-        bail!(
-            "the benchmark run {config} failed (status {:?})",
-            run.status
-        );
-    }
-    Ok(run)
-}
-
 /// Boots `config` on `arch`'s emulator (Bochs, or QEMU `virt`) and returns its run, which must
 /// end normally.
 fn emulator_run(
@@ -54,11 +39,14 @@ fn emulator_run(
     name: &str,
     guests: &guests::Guests,
 ) -> Result<emulator::Run> {
-    if arch == Arch::X86_64 {
-        return bochs_run(config, name, guests);
-    }
     let image = build::build(&root().join(config), guests, name)?;
-    let run = emulator::qemu_aarch64(&image, "", emulator::QEMU_TIMEOUT)?;
+    let run = match arch {
+        Arch::X86_64 => {
+            let iso = build::iso(&image, "")?;
+            emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)?
+        }
+        Arch::Aarch64 => emulator::qemu_aarch64(&image, "", emulator::QEMU_TIMEOUT)?,
+    };
     if !run.success {
         run.print("  ");
         bail!(
@@ -164,7 +152,12 @@ fn aarch64() -> Result<()> {
 fn x86_64() -> Result<()> {
     tools::require(tools::BOCHS)?;
     let guests = guests::build(Arch::X86_64)?;
-    let run = bochs_run("tests/bench/x86_64.toml", "bench-x86_64", &guests)?;
+    let run = emulator_run(
+        Arch::X86_64,
+        "tests/bench/x86_64.toml",
+        "bench-x86_64",
+        &guests,
+    )?;
     let entered = number_after(&run.log, "entered at TSC ")
         .context("no boot TSC in the log")?
         .1;

@@ -118,17 +118,10 @@ impl embedded_io::ReadReady for Pl011 {
 /// bits (8-11: framing, parity, break, overrun) are dropped with the byte's status.
 impl embedded_io::Read for Pl011 {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while !self.received() {
-            core::hint::spin_loop();
-        }
-        let mut n = 0;
-        while n < buf.len() && self.received() {
-            buf[n] = self.regs().dr.get() as u8;
-            n += 1;
-        }
-        Ok(n)
+        Ok(tandem_hw::console::read_polled(
+            buf,
+            || self.received(),
+            || self.regs().dr.get() as u8,
+        ))
     }
 }

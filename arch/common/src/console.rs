@@ -23,6 +23,27 @@ pub trait ConsoleUart:
     fn init(&mut self);
 }
 
+/// `embedded_io::Read` for a polled UART: waits until `received` says a byte is there, then
+/// `take`s what the receive FIFO holds that fits in `buf`; how many.
+pub fn read_polled(
+    buf: &mut [u8],
+    mut received: impl FnMut() -> bool,
+    mut take: impl FnMut() -> u8,
+) -> usize {
+    if buf.is_empty() {
+        return 0;
+    }
+    while !received() {
+        core::hint::spin_loop();
+    }
+    let mut n = 0;
+    while n < buf.len() && received() {
+        buf[n] = take();
+        n += 1;
+    }
+    n
+}
+
 /// Where the console is; 0 until [`Console::init`].
 static ADDRESS: AtomicU64 = AtomicU64::new(0);
 /// Taken for each whole line. A ticket lock serves CPUs in the order they asked, so a partition

@@ -136,17 +136,10 @@ impl embedded_io::ReadReady for Uart {
 /// Blocking until a byte arrives, then whatever the receive FIFO holds that fits.
 impl embedded_io::Read for Uart {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while !self.received() {
-            core::hint::spin_loop();
-        }
-        let mut n = 0;
-        while n < buf.len() && self.received() {
-            buf[n] = self.receive();
-            n += 1;
-        }
-        Ok(n)
+        Ok(tandem_hw::console::read_polled(
+            buf,
+            || self.received(),
+            || self.receive(),
+        ))
     }
 }

@@ -2,10 +2,12 @@
 
 mod bad_hypercalls;
 mod console;
+mod counting;
 mod outside;
 mod sleeps;
 
 pub use bad_hypercalls::bad_hypercalls;
 pub use console::console_guest;
+pub use counting::count_lines;
 pub use outside::access_outside;
 pub use sleeps::timer_guest;

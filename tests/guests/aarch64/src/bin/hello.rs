@@ -52,20 +52,7 @@ fn main() -> u64 {
     if info.number::<u32>("vcount") == Some(1) {
         println!("virtual count {}", virtual_count());
     }
-    let hashed = info.number::<u32>("hashed") == Some(1);
-    let mut hash: u32 = 0x811c_9dc5;
-    for i in 1..=count {
-        if hashed {
-            // FNV-1a over the count's bytes, carried from line to line.
-            hash = i
-                .to_le_bytes()
-                .iter()
-                .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-            println!("count {i} h={hash:08x}");
-        } else {
-            println!("count {i}");
-        }
-    }
+    tandem_guest::common::checks::count_lines::<Guest>(count);
     let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
     if info.number("off") == Some(1) {
