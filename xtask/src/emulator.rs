@@ -2,12 +2,15 @@
 //! nested VT-x. Each run ends by itself; a deadline catches hangs.
 
 use std::fs::{self, File};
+use std::io::Write as _;
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process_group};
 use wait_timeout::ChildExt;
 
@@ -46,8 +49,14 @@ impl Run {
 const QEMU_SUCCESS: i32 = 33;
 const QEMU_FAILURE: i32 = 35;
 
-fn bochsrc(image: &Image, iso: &Path) -> String {
+/// `com1` is the console line: a file, or, when the run has input for it, a TCP connection to
+/// `console_port` (Bochs's file mode has no input side), which [`ConsoleLine`] serves.
+fn bochsrc(image: &Image, iso: &Path, console_port: Option<u16>) -> String {
     let board = &image.config.system.board;
+    let com1 = match console_port {
+        Some(port) => format!("mode=socket-client, dev=127.0.0.1:{port}"),
+        None => "mode=file, dev=console.out".into(),
+    };
     let ips = board.timer_hz.unwrap_or(4_000_000);
     format!(
         "megs: {megs}
@@ -57,13 +66,14 @@ cpu: model=corei7_skylake_x, count={cpus}, ips={ips}, reset_on_triple_fault=0
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
 display_library: term
-com1: enabled=1, mode=file, dev=console.out
+com1: enabled=1, {com1}
 com2: enabled=1, mode=file, dev=log.bin
 log: bochs.log
 panic: action=fatal
 clock: sync=none, time0=946684800
 magic_break: enabled=1
 ",
+        com1 = com1,
         megs = board.ram.size >> 20,
         cpus = board.cpus,
         iso = iso.display(),
@@ -183,11 +193,59 @@ fn clean(dir: &Path) {
     }
 }
 
-/// Boots `image` in Bochs from its GRUB ISO.
+/// The console line of a Bochs run with input: a listening socket Bochs connects its COM1 to,
+/// and a thread that sends `console.in` and writes what comes back to `console.out`.
+struct ConsoleLine {
+    port: u16,
+    serve: thread::JoinHandle<Result<()>>,
+}
+
+impl ConsoleLine {
+    /// Serves `dir`'s `console.in` if it has any; `None` otherwise.
+    fn start(dir: &Path, timeout: Duration) -> Result<Option<Self>> {
+        let input = fs::read(dir.join("console.in")).unwrap_or_default();
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let out = dir.join("console.out");
+        let serve = thread::spawn(move || -> Result<()> {
+            // Bochs connects as it starts; a run that never starts must not block this thread.
+            listener.set_nonblocking(true)?;
+            let deadline = Instant::now() + timeout;
+            let mut line = loop {
+                match listener.accept() {
+                    Ok((line, _)) => break line,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            bail!("Bochs never connected its console line");
+                        }
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            line.set_nonblocking(false)?;
+            line.write_all(&input)?;
+            // Until Bochs exits and closes its end.
+            std::io::copy(&mut line, &mut File::create(out)?)?;
+            Ok(())
+        });
+        Ok(Some(Self { port, serve }))
+    }
+}
+
+/// Boots `image` in Bochs from its GRUB ISO; `console.in`, if the run's folder has one, arrives
+/// on the console line.
 pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     let dir = &image.dir;
     clean(dir);
-    fs::write(dir.join("bochsrc"), bochsrc(image, iso))?;
+    let line = ConsoleLine::start(dir, timeout)?;
+    fs::write(
+        dir.join("bochsrc"),
+        bochsrc(image, iso, line.as_ref().map(|l| l.port)),
+    )?;
     // The debugger is compiled into Debian's Bochs: continue at once, and quit at the magic
     // breakpoint the hypervisor executes when every partition has stopped.
     fs::write(dir.join("bochs.rc"), "c\nquit\n")?;
@@ -198,6 +256,11 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     cmd.env("TERM", "xterm")
         .args(["-qec", "bochs -q -f bochsrc -rc bochs.rc", "/dev/null"]);
     let (status, timed_out, elapsed) = spawn(cmd, dir, timeout, Streams::Messages)?;
+    if let Some(line) = line {
+        line.serve
+            .join()
+            .map_err(|_| anyhow::anyhow!("the console line's thread panicked"))??;
+    }
     collect(
         image,
         EmulatorName::Bochs,

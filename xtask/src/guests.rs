@@ -39,6 +39,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "console",
                 "attack-decoder",
                 "attack-cpu",
+                "echo",
             ],
         ),
         // Guests may use FP/SIMD: the hypervisor never touches those registers.

@@ -9,6 +9,12 @@ pub fn put_byte(byte: u8) {
     outb(COM1, byte);
 }
 
+/// Waits for a received byte, polling the line status register's data-ready bit, and takes it.
+pub fn get_byte() -> u8 {
+    while inb(COM1 + 5) & 0x01 == 0 {}
+    inb(COM1)
+}
+
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
