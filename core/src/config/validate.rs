@@ -42,14 +42,14 @@ pub fn validate(sys: &System) -> Result {
     validate_console_input(sys)
 }
 
-/// One partition at most takes the machine's console input (a backup copy takes it with its
-/// primary).
+/// One partition at most takes the machine's console input (the other copies of a
+/// fault-tolerant partition take it with its primary).
 fn validate_console_input(sys: &System) -> Result {
     let mut takers = sys
         .partitions
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.console_input && !p.ft.is_some_and(|ft| ft.role == FtRole::Backup));
+        .filter(|(_, p)| p.console_input && p.ft.is_none_or(|ft| ft.role == FtRole::Primary));
     match (takers.next(), takers.next()) {
         (Some((first, _)), Some((second, _))) => Err(err(
             Field::partition(second, "console_input"),
