@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use wait_timeout::ChildExt;
 
 use crate::build::{self, Image};
@@ -116,13 +116,45 @@ fn spawn(
     let status = child.wait_timeout(timeout)?;
     let timed_out = status.is_none();
     if timed_out {
+        // `script` starts Bochs in a session of its own (its pseudo-terminal's), outside the
+        // group: the descendants are found first, then the group and they are stopped.
+        let descendants = descendants(child.id());
         // The child leads its process group (above), so the group's id is the child's.
         if let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
             let _ = kill_process_group(group, Signal::KILL);
         }
+        for pid in descendants {
+            if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
         let _ = child.wait();
     }
     Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))
+}
+
+/// Every process descended from `root`, from `/proc` (empty if it cannot be read).
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold spaces, so read after its last ')'.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(parents.iter().filter(|&&(_, p)| p == parent).map(|&(c, _)| c));
+        next += 1;
+    }
+    found.split_off(1)
 }
 
 fn collect(
