@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod arbiter;
 pub mod backup;
+pub mod check;
 pub mod detect;
 pub mod frame;
 pub mod link;
