@@ -1,0 +1,759 @@
+//! One record on the wire. Each record says only what changed since the previous record of the
+//! log: both ends keep the same [`Deltas`], advanced record by record in log order.
+//!
+//! ```text
+//! op (1)      kind (4 bits) | full (1) | precise (1) | exits (2)
+//! exits       exits == 3: varint, the det_exits step minus 3 (steps of 0..=2 fit in the op)
+//! precise     if set: zigzag varint, the change since the last record that had a counter
+//! check       full: the PC's zigzag change since the last full PC, then the register hash
+//!             (8 bytes LE), or nothing for a heartbeat at the last full point (its own kind);
+//!             otherwise one check tag byte on a checked kind, nothing on bookkeeping
+//! payload     by kind (see `kind`): times as varint steps since the last value of their kind,
+//!             output numbers only when not the next one, 64-bit digests and random values as
+//!             8 bytes LE (a varint of a random value takes 10)
+//! ```
+//!
+//! Varints are postcard's. The op byte packs four fields into one byte, which no serde format
+//! does: it is written by hand, like the fixed-width hashes.
+
+use crate::check::{Check, LoggedPoint};
+use crate::record::{Control, Event, EventClass, InputData, MAX_INPUT, Record};
+
+/// Longest encoded record: an input record with every field at its widest.
+pub const MAX_RECORD: usize = 320;
+
+/// Record kinds, the op byte's top four bits.
+mod kind {
+    pub const TIME_READ: u8 = 0;
+    pub const RANDOM_READ: u8 = 1;
+    pub const INTERRUPT: u8 = 2;
+    /// An interrupt with the vector of the previous one.
+    pub const INTERRUPT_AGAIN: u8 = 3;
+    pub const INPUT: u8 = 4;
+    pub const OUTPUT: u8 = 5;
+    /// An output numbered one past the previous one.
+    pub const OUTPUT_NEXT: u8 = 6;
+    pub const OUTPUT_DONE: u8 = 7;
+    /// `OutputDone` for the output after the previous one's.
+    pub const OUTPUT_DONE_NEXT: u8 = 8;
+    pub const HEARTBEAT: u8 = 9;
+    pub const GO_LIVE: u8 = 10;
+    pub const RESYNC: u8 = 11;
+    /// A heartbeat whose full point is the last full point (a guest that has not moved).
+    pub const HEARTBEAT_SAME: u8 = 12;
+
+    /// Kinds whose point the backup checks (reads, interrupts, input, outputs).
+    pub fn checked(kind: u8) -> bool {
+        kind <= OUTPUT_NEXT
+    }
+}
+
+const FULL: u8 = 1 << 3;
+const PRECISE: u8 = 1 << 2;
+const EXITS_INLINE: u64 = 3;
+
+/// Why a record could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// The output buffer is too small.
+    NoRoom,
+    /// A tag on a bookkeeping record or no check on a checked one: the wire cannot say it.
+    CheckDoesNotFit,
+}
+
+/// The bytes are not one canonically encoded record for this state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed;
+
+/// What the previous records said, so the next one only says what changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deltas {
+    det_exits: u64,
+    precise: u64,
+    /// The last full point's PC and register hash.
+    pc: u64,
+    regs: u64,
+    time: u64,
+    beat: u64,
+    vector: u32,
+    next_output: u64,
+    next_done: u64,
+}
+
+impl Deltas {
+    /// Encode `event` at `point` into `out`; returns its length. The state moves on only on
+    /// success.
+    pub fn encode(
+        &mut self,
+        point: &LoggedPoint,
+        event: &Event,
+        out: &mut [u8],
+    ) -> Result<usize, RecordError> {
+        let mut next = *self;
+        let mut w = Writer { buf: out, len: 0 };
+        let mut kind = next.kind_of(event);
+        if kind == kind::HEARTBEAT && point.check == next.last_full() {
+            kind = kind::HEARTBEAT_SAME;
+        }
+        let (full, tag) = match (point.check, kind::checked(kind)) {
+            (Check::Full { .. }, _) => (FULL, None),
+            (Check::Tag(tag), true) => (0, Some(tag)),
+            (Check::Unchecked, false) => (0, None),
+            _ => return Err(RecordError::CheckDoesNotFit),
+        };
+        let step = point.det_exits.wrapping_sub(next.det_exits);
+        // Below 3 the cast is lossless.
+        let exits = step.min(EXITS_INLINE) as u8;
+        let precise = if point.precise.is_some() { PRECISE } else { 0 };
+        w.byte(kind << 4 | full | precise | exits)?;
+        if exits == EXITS_INLINE as u8 {
+            w.varint(step - EXITS_INLINE)?;
+        }
+        next.det_exits = point.det_exits;
+        if let Some(counter) = point.precise {
+            w.zigzag(counter.wrapping_sub(next.precise))?;
+            next.precise = counter;
+        }
+        match (point.check, tag) {
+            (Check::Full { .. }, _) if kind == kind::HEARTBEAT_SAME => {}
+            (Check::Full { pc, reg_hash }, _) => {
+                w.zigzag(pc.wrapping_sub(next.pc))?;
+                w.fixed(reg_hash)?;
+                (next.pc, next.regs) = (pc, reg_hash);
+            }
+            (_, Some(tag)) => w.byte(tag)?,
+            _ => {}
+        }
+        next.encode_payload(event, &mut w)?;
+        *self = next;
+        Ok(w.len)
+    }
+
+    fn last_full(&self) -> Check {
+        Check::Full {
+            pc: self.pc,
+            reg_hash: self.regs,
+        }
+    }
+
+    /// The kind `event` is written as after the records so far.
+    fn kind_of(&self, event: &Event) -> u8 {
+        match event {
+            Event::TimeRead { .. } => kind::TIME_READ,
+            Event::RandomRead { .. } => kind::RANDOM_READ,
+            Event::Interrupt { vector } if *vector == self.vector => kind::INTERRUPT_AGAIN,
+            Event::Interrupt { .. } => kind::INTERRUPT,
+            Event::Input { .. } => kind::INPUT,
+            Event::Output { seq, .. } if *seq == self.next_output => kind::OUTPUT_NEXT,
+            Event::Output { .. } => kind::OUTPUT,
+            Event::OutputDone { seq } if *seq == self.next_done => kind::OUTPUT_DONE_NEXT,
+            Event::OutputDone { .. } => kind::OUTPUT_DONE,
+            Event::Heartbeat { .. } => kind::HEARTBEAT,
+            Event::Control(Control::GoLive { .. }) => kind::GO_LIVE,
+            Event::Control(Control::Resync { .. }) => kind::RESYNC,
+        }
+    }
+
+    fn encode_payload(&mut self, event: &Event, w: &mut Writer<'_>) -> Result<(), RecordError> {
+        match event {
+            Event::TimeRead { value } => {
+                w.varint(value.wrapping_sub(self.time))?;
+                self.time = *value;
+            }
+            Event::RandomRead { value } => w.fixed(*value)?,
+            Event::Interrupt { vector } => {
+                if *vector != self.vector {
+                    w.varint(u64::from(*vector))?;
+                }
+                self.vector = *vector;
+            }
+            Event::Input { device, data } => {
+                w.varint(u64::from(*device))?;
+                w.varint(data.len() as u64)?;
+                w.raw(data)?;
+            }
+            Event::Output { seq, digest } => {
+                if *seq != self.next_output {
+                    w.varint(seq.wrapping_sub(self.next_output))?;
+                }
+                w.fixed(*digest)?;
+                self.next_output = seq.wrapping_add(1);
+            }
+            Event::OutputDone { seq } => {
+                if *seq != self.next_done {
+                    w.varint(seq.wrapping_sub(self.next_done))?;
+                }
+                self.next_done = seq.wrapping_add(1);
+            }
+            Event::Heartbeat { now } => {
+                w.varint(now.wrapping_sub(self.beat))?;
+                self.beat = *now;
+            }
+            Event::Control(Control::GoLive { epoch } | Control::Resync { epoch }) => {
+                w.varint(u64::from(*epoch))?
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode the record at the start of `bytes`; returns it and its length. Only the canonical
+    /// encoding is accepted (what [`Deltas::encode`] writes for it: shortest varints, the short
+    /// forms wherever they apply), so a frame that decodes is exactly the frame its sender wrote.
+    /// The state moves on only on success.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(Record, usize), Malformed> {
+        let mut next = *self;
+        let mut r = Reader { bytes };
+        let op = r.byte()?;
+        let kind = op >> 4;
+        let mut step = u64::from(op & 3);
+        if step == EXITS_INLINE {
+            step = r.varint()?.checked_add(EXITS_INLINE).ok_or(Malformed)?;
+        }
+        next.det_exits = next.det_exits.wrapping_add(step);
+        let precise = if op & PRECISE != 0 {
+            next.precise = next.precise.wrapping_add(r.zigzag()?);
+            Some(next.precise)
+        } else {
+            None
+        };
+        let check = if kind == kind::HEARTBEAT_SAME {
+            // Only a full point can be the same as the last one.
+            if op & FULL == 0 {
+                return Err(Malformed);
+            }
+            next.last_full()
+        } else if op & FULL != 0 {
+            next.pc = next.pc.wrapping_add(r.zigzag()?);
+            next.regs = r.fixed()?;
+            let check = next.last_full();
+            // The same point again has its own kind on heartbeats.
+            if kind == kind::HEARTBEAT && check == self.last_full() {
+                return Err(Malformed);
+            }
+            check
+        } else if kind::checked(kind) {
+            Check::Tag(r.byte()?)
+        } else {
+            Check::Unchecked
+        };
+        let event = next.decode_payload(kind, &mut r)?;
+        let len = bytes.len() - r.bytes.len();
+        *self = next;
+        Ok((
+            Record {
+                point: LoggedPoint {
+                    det_exits: next.det_exits,
+                    precise,
+                    check,
+                },
+                event,
+            },
+            len,
+        ))
+    }
+
+    fn decode_payload(&mut self, kind: u8, r: &mut Reader<'_>) -> Result<Event, Malformed> {
+        Ok(match kind {
+            kind::TIME_READ => {
+                self.time = self.time.wrapping_add(r.varint()?);
+                Event::TimeRead { value: self.time }
+            }
+            kind::RANDOM_READ => Event::RandomRead { value: r.fixed()? },
+            kind::INTERRUPT | kind::INTERRUPT_AGAIN => {
+                if kind == kind::INTERRUPT {
+                    let vector = u32::try_from(r.varint()?).map_err(|_| Malformed)?;
+                    // The same vector again has its own kind.
+                    if vector == self.vector {
+                        return Err(Malformed);
+                    }
+                    self.vector = vector;
+                }
+                Event::Interrupt {
+                    vector: self.vector,
+                }
+            }
+            kind::INPUT => {
+                let device = u16::try_from(r.varint()?).map_err(|_| Malformed)?;
+                let len = usize::try_from(r.varint()?).map_err(|_| Malformed)?;
+                if len > MAX_INPUT {
+                    return Err(Malformed);
+                }
+                let data = InputData::from_slice(r.take(len)?).map_err(|_| Malformed)?;
+                Event::Input { device, data }
+            }
+            kind::OUTPUT | kind::OUTPUT_NEXT => {
+                let mut seq = self.next_output;
+                if kind == kind::OUTPUT {
+                    seq = seq.wrapping_add(r.nonzero_varint()?);
+                }
+                self.next_output = seq.wrapping_add(1);
+                Event::Output {
+                    seq,
+                    digest: r.fixed()?,
+                }
+            }
+            kind::OUTPUT_DONE | kind::OUTPUT_DONE_NEXT => {
+                let mut seq = self.next_done;
+                if kind == kind::OUTPUT_DONE {
+                    seq = seq.wrapping_add(r.nonzero_varint()?);
+                }
+                self.next_done = seq.wrapping_add(1);
+                Event::OutputDone { seq }
+            }
+            kind::HEARTBEAT | kind::HEARTBEAT_SAME => {
+                self.beat = self.beat.wrapping_add(r.varint()?);
+                Event::Heartbeat { now: self.beat }
+            }
+            kind::GO_LIVE | kind::RESYNC => {
+                let epoch = u32::try_from(r.varint()?).map_err(|_| Malformed)?;
+                Event::Control(if kind == kind::GO_LIVE {
+                    Control::GoLive { epoch }
+                } else {
+                    Control::Resync { epoch }
+                })
+            }
+            _ => return Err(Malformed),
+        })
+    }
+}
+
+/// Whether the backup compares a record's point: the wire carries a check exactly for these.
+pub fn checked_class(class: EventClass) -> bool {
+    class != EventClass::Bookkeeping
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Writer<'_> {
+    fn rest(&mut self) -> Result<&mut [u8], RecordError> {
+        self.buf.get_mut(self.len..).ok_or(RecordError::NoRoom)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(RecordError::NoRoom)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    fn byte(&mut self, byte: u8) -> Result<(), RecordError> {
+        self.raw(&[byte])
+    }
+
+    fn fixed(&mut self, value: u64) -> Result<(), RecordError> {
+        self.raw(&value.to_le_bytes())
+    }
+
+    fn varint(&mut self, value: u64) -> Result<(), RecordError> {
+        let n = postcard::to_slice(&value, self.rest()?)
+            .map_err(|_| RecordError::NoRoom)?
+            .len();
+        self.len += n;
+        Ok(())
+    }
+
+    /// A wrapping difference as a signed varint: small steps either way stay short.
+    fn zigzag(&mut self, difference: u64) -> Result<(), RecordError> {
+        let n = postcard::to_slice(&(difference as i64), self.rest()?)
+            .map_err(|_| RecordError::NoRoom)?
+            .len();
+        self.len += n;
+        Ok(())
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if self.bytes.len() < n {
+            return Err(Malformed);
+        }
+        let (taken, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn fixed(&mut self) -> Result<u64, Malformed> {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(word))
+    }
+
+    /// A shortest varint (postcard also reads overlong ones, which no sender writes).
+    fn varint(&mut self) -> Result<u64, Malformed> {
+        let (value, rest) = postcard::take_from_bytes::<u64>(self.bytes).map_err(|_| Malformed)?;
+        shortest(self.bytes.len() - rest.len(), value)?;
+        self.bytes = rest;
+        Ok(value)
+    }
+
+    /// A varint that is not 0: where 0 has its own shorter form.
+    fn nonzero_varint(&mut self) -> Result<u64, Malformed> {
+        match self.varint()? {
+            0 => Err(Malformed),
+            value => Ok(value),
+        }
+    }
+
+    /// A wrapping difference written by [`Writer::zigzag`].
+    fn zigzag(&mut self) -> Result<u64, Malformed> {
+        let (value, rest) = postcard::take_from_bytes::<i64>(self.bytes).map_err(|_| Malformed)?;
+        // Zigzag, as postcard writes it: the length follows from the unsigned form.
+        shortest(
+            self.bytes.len() - rest.len(),
+            ((value << 1) ^ (value >> 63)) as u64,
+        )?;
+        self.bytes = rest;
+        Ok(value as u64)
+    }
+}
+
+/// Refuse a varint of `len` bytes for `value` unless that is its shortest encoding.
+pub(crate) fn shortest(len: usize, value: u64) -> Result<(), Malformed> {
+    let bits = 64 - value.leading_zeros() as usize;
+    if len == bits.div_ceil(7).max(1) {
+        Ok(())
+    } else {
+        Err(Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+    use tandem_core::point::ExecPoint;
+
+    const KERNEL: u64 = 0xffff_ffff_8100_0000;
+
+    fn at(det_exits: u64, offset: u64, precise: Option<u64>) -> ExecPoint {
+        ExecPoint {
+            det_exits,
+            pc: KERNEL + offset,
+            reg_hash: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(det_exits.wrapping_add(1)),
+            precise,
+        }
+    }
+
+    /// Encodes `records` one after the other; returns each one's bytes.
+    fn encode_all(records: &[Record]) -> Vec<Vec<u8>> {
+        let mut deltas = Deltas::default();
+        records
+            .iter()
+            .map(|r| {
+                let mut buf = [0u8; MAX_RECORD];
+                let n = deltas.encode(&r.point, &r.event, &mut buf).unwrap();
+                buf[..n].to_vec()
+            })
+            .collect()
+    }
+
+    fn decode_all(encoded: &[Vec<u8>]) -> Vec<Record> {
+        let mut deltas = Deltas::default();
+        encoded
+            .iter()
+            .map(|bytes| {
+                let (record, n) = deltas.decode(bytes).unwrap();
+                assert_eq!(n, bytes.len());
+                record
+            })
+            .collect()
+    }
+
+    fn record(point: LoggedPoint, event: Event) -> Record {
+        Record { point, event }
+    }
+
+    fn mixed_log() -> Vec<Record> {
+        let data = InputData::from_slice(&[0xa5; MAX_INPUT]).unwrap();
+        let p = |n, off, precise| at(n, off, precise);
+        Vec::from([
+            record(
+                LoggedPoint::full(&p(1, 0x40, None)),
+                Event::TimeRead { value: 5_000 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(1, 0x48, None)),
+                Event::Interrupt { vector: 236 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(2, 0x48, None)),
+                Event::Interrupt { vector: 236 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(9, 0x10, Some(7))),
+                Event::Interrupt { vector: 32 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(9, 0x10, Some(3))),
+                Event::RandomRead { value: u64::MAX },
+            ),
+            record(
+                LoggedPoint::full(&p(1 << 40, 0, None)),
+                Event::TimeRead { value: 1 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(1 << 40, 0, None)),
+                Event::Input { device: 7, data },
+            ),
+            record(
+                LoggedPoint::tagged(&p(u64::MAX, 0, None)),
+                Event::Output { seq: 0, digest: 3 },
+            ),
+            record(
+                LoggedPoint::tagged(&p(0, 0, None)),
+                Event::Output { seq: 5, digest: 4 },
+            ),
+            record(
+                LoggedPoint::unchecked(&p(0, 0, None)),
+                Event::OutputDone { seq: 0 },
+            ),
+            record(
+                LoggedPoint::unchecked(&p(0, 0, None)),
+                Event::OutputDone { seq: 5 },
+            ),
+            record(
+                LoggedPoint::full(&p(3, 0x7f_0000, None)),
+                Event::Heartbeat { now: 99 },
+            ),
+            record(
+                LoggedPoint::full(&p(3, 0x7f_0000, None)),
+                Event::Heartbeat { now: 100 },
+            ),
+            record(
+                LoggedPoint::full(&p(5, 0x7f_0000, Some(1))),
+                Event::Heartbeat { now: 101 },
+            ),
+            record(
+                LoggedPoint::unchecked(&p(3, 0, None)),
+                Event::Heartbeat { now: 98 },
+            ),
+            record(
+                LoggedPoint::unchecked(&p(4, 0, None)),
+                Event::Control(Control::GoLive { epoch: 3 }),
+            ),
+            record(
+                LoggedPoint::unchecked(&p(4, 0, None)),
+                Event::Control(Control::Resync { epoch: u32::MAX }),
+            ),
+        ])
+    }
+
+    #[test]
+    fn every_kind_round_trips_whatever_the_steps() {
+        // Steps back as well as forward, counters appearing and vanishing, repeated vectors
+        // and numbers out of turn: each record decodes to itself.
+        let log = mixed_log();
+        assert_eq!(decode_all(&encode_all(&log)), log);
+    }
+
+    #[test]
+    fn an_idle_kernel_tick_takes_a_few_bytes() {
+        let records = [
+            record(
+                LoggedPoint::full(&at(3, 0x1f_3a40, None)),
+                Event::Interrupt { vector: 236 },
+            ),
+            record(
+                LoggedPoint::tagged(&at(4, 0x2_0b10, None)),
+                Event::TimeRead { value: 1_000_000 },
+            ),
+            record(
+                LoggedPoint::tagged(&at(7, 0x1f_3a40, None)),
+                Event::Interrupt { vector: 236 },
+            ),
+            record(
+                LoggedPoint::tagged(&at(8, 0x2_0b10, None)),
+                Event::TimeRead { value: 2_000_017 },
+            ),
+            record(
+                LoggedPoint::unchecked(&at(8, 0, None)),
+                Event::OutputDone { seq: 0 },
+            ),
+        ];
+        let sizes: Vec<usize> = encode_all(&records).iter().map(Vec::len).collect();
+        // The log's first full point: op, a step of 3 exits (one past the op's), the whole
+        // kernel PC as a step from 0 (5 bytes), the hash, a new vector. Then op + tag + a
+        // 3-byte time step, op + tag + an exit step for an interrupt with the last vector, and
+        // a 1-byte `OutputDone`.
+        assert_eq!(sizes, [1 + 1 + 5 + 8 + 2, 2 + 3, 2 + 1, 2 + 3, 1]);
+    }
+
+    #[test]
+    fn what_the_encoder_would_not_write_is_refused() {
+        let valid = [kind::OUTPUT_DONE_NEXT << 4];
+        assert!(Deltas::default().decode(&valid).is_ok());
+        let refused: [&[u8]; 6] = [
+            // `OutputDone` for the next output, with its number spelt out.
+            &[kind::OUTPUT_DONE << 4, 0],
+            // The same step, as an overlong varint.
+            &[kind::OUTPUT_DONE << 4, 0x81, 0x00],
+            // A step of 1 exit written as the escape (3 + varint) wrapping round.
+            &[
+                kind::OUTPUT_DONE_NEXT << 4 | 3,
+                0xfe,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0x01,
+            ],
+            // A kind no encoder writes.
+            &[13 << 4],
+            // A heartbeat at the last full point (here the initial one), spelt out in full.
+            &[kind::HEARTBEAT << 4 | FULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            // The short form of that, without its full bit.
+            &[kind::HEARTBEAT_SAME << 4, 0],
+        ];
+        for bytes in refused {
+            let mut deltas = Deltas::default();
+            assert_eq!(deltas.decode(bytes), Err(Malformed), "{bytes:x?}");
+            assert_eq!(deltas, Deltas::default());
+        }
+    }
+
+    #[test]
+    fn a_failed_encode_or_decode_leaves_the_state_alone() {
+        let log = mixed_log();
+        let mut deltas = Deltas::default();
+        let mut small = [0u8; 8];
+        let before = deltas;
+        assert_eq!(
+            deltas.encode(&log[6].point, &log[6].event, &mut small),
+            Err(RecordError::NoRoom)
+        );
+        assert_eq!(deltas, before);
+        let untagged = LoggedPoint::unchecked(&at(1, 0, None));
+        assert_eq!(
+            deltas.encode(
+                &untagged,
+                &Event::TimeRead { value: 1 },
+                &mut [0; MAX_RECORD]
+            ),
+            Err(RecordError::CheckDoesNotFit)
+        );
+        let tagged = LoggedPoint::tagged(&at(1, 0, None));
+        assert_eq!(
+            deltas.encode(&tagged, &Event::OutputDone { seq: 0 }, &mut [0; MAX_RECORD]),
+            Err(RecordError::CheckDoesNotFit)
+        );
+        for encoded in encode_all(&log) {
+            for cut in 0..encoded.len() {
+                assert_eq!(deltas.decode(&encoded[..cut]), Err(Malformed));
+                assert_eq!(deltas, before);
+            }
+        }
+    }
+
+    #[test]
+    fn the_longest_record_fits_the_limit() {
+        let data = InputData::from_slice(&[0xff; MAX_INPUT]).unwrap();
+        let point = LoggedPoint::full(&ExecPoint {
+            det_exits: u64::MAX,
+            pc: 1 << 63,
+            reg_hash: u64::MAX,
+            precise: Some(1 << 63),
+        });
+        let event = Event::Input {
+            device: u16::MAX,
+            data,
+        };
+        let mut buf = [0u8; MAX_RECORD];
+        assert!(Deltas::default().encode(&point, &event, &mut buf).is_ok());
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                any::<u64>().prop_map(|value| Event::TimeRead { value }),
+                any::<u64>().prop_map(|value| Event::RandomRead { value }),
+                (0u32..4).prop_map(|vector| Event::Interrupt { vector }),
+                (
+                    any::<u16>(),
+                    proptest::collection::vec(any::<u8>(), 0..MAX_INPUT)
+                )
+                    .prop_map(|(device, data)| Event::Input {
+                        device,
+                        data: InputData::from_slice(&data).unwrap(),
+                    }),
+                (0u64..4, any::<u64>()).prop_map(|(seq, digest)| Event::Output { seq, digest }),
+                (0u64..4).prop_map(|seq| Event::OutputDone { seq }),
+                any::<u64>().prop_map(|now| Event::Heartbeat { now }),
+                any::<u32>().prop_map(|epoch| Event::Control(Control::GoLive { epoch })),
+            ]
+        }
+
+        fn point() -> impl Strategy<Value = (ExecPoint, bool)> {
+            (
+                0u64..5,
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(0u64..1000),
+                any::<bool>(),
+            )
+                .prop_map(|(det_exits, pc, reg_hash, precise, full)| {
+                    (
+                        ExecPoint {
+                            det_exits,
+                            pc,
+                            reg_hash,
+                            precise,
+                        },
+                        full,
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_log_round_trips(log in proptest::collection::vec((point(), event()), 1..40)) {
+                let records: Vec<Record> = log
+                    .into_iter()
+                    .map(|((p, full), event)| {
+                        let point = match (checked_class(event.class()), full) {
+                            (_, true) => LoggedPoint::full(&p),
+                            (true, false) => LoggedPoint::tagged(&p),
+                            (false, false) => LoggedPoint::unchecked(&p),
+                        };
+                        Record { point, event }
+                    })
+                    .collect();
+                prop_assert_eq!(decode_all(&encode_all(&records)), records);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_decode_only_canonically(
+                bytes in proptest::collection::vec(any::<u8>(), 0..32),
+            ) {
+                let mut deltas = Deltas::default();
+                if let Ok((record, n)) = deltas.decode(&bytes) {
+                    let mut buf = [0u8; MAX_RECORD];
+                    let m = Deltas::default().encode(&record.point, &record.event, &mut buf).unwrap();
+                    prop_assert_eq!(&buf[..m], &bytes[..n]);
+                }
+            }
+        }
+    }
+}
