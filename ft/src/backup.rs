@@ -8,7 +8,7 @@
 //! produces output [`Backup::on_output`], which checks it against the log and suppresses it.
 
 use crate::arbiter::{Arbiter, ArbiterError, Side};
-use crate::check::LoggedPoint;
+use crate::check::{Check, LoggedPoint};
 use crate::detect::{Detector, Health};
 use crate::frame::{FrameReader, MAX_FRAME, MAX_RECORDS, RejectCounts};
 use crate::link::{LinkError, LinkStats, LogReceiver};
@@ -139,6 +139,8 @@ pub struct Backup<L: LogReceiver, A: Arbiter> {
     consumed: u64,
     /// The furthest point the log received so far reaches: replay never goes beyond it.
     horizon: Option<LoggedPoint>,
+    /// The last heartbeat's full point (and log index), until the guest reaches or passes it.
+    heartbeat_check: Option<(u64, LoggedPoint)>,
     outputs: u64,
     done: u64,
     detector: Detector,
@@ -161,6 +163,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             queue: heapless::Deque::new(),
             consumed: 0,
             horizon: None,
+            heartbeat_check: None,
             outputs: 0,
             done: 0,
             detector: Detector::new(config.suspect_after, now),
@@ -282,6 +285,16 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.ensure_replaying()?;
         self.skip_bookkeeping()?;
         let here = at.position();
+        // The primary stood here when it logged the heartbeat, after every record before it: so
+        // does the guest now. A guest that passes the point without stopping there (a precise
+        // stop elsewhere) leaves it unchecked.
+        if let Some((index, expected)) = self.heartbeat_check.filter(|(_, p)| p.position() <= here)
+        {
+            self.heartbeat_check = None;
+            if expected.position() == here {
+                self.check_point(index, expected, at)?;
+            }
+        }
         if let Some(front) = self.queue.front() {
             let (point, class) = (front.point, front.event.class());
             // A read or output is consumed at its exit, so the guest is past it once at its
@@ -444,6 +457,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             let Some((index, record)) = self.take() else {
                 break;
             };
+            // A heartbeat's full point is checked once the guest stands at its position.
+            if matches!(record.event, Event::Heartbeat { .. })
+                && matches!(record.point.check, Check::Full { .. })
+            {
+                self.heartbeat_check = Some((index, record.point));
+            }
             if let Event::OutputDone { seq } = record.event {
                 if seq != self.done {
                     self.diverge(

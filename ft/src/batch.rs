@@ -60,13 +60,19 @@ impl Batch {
         self.first
     }
 
-    /// Encode `event` at `point` as the next record of the log.
-    pub fn push(&mut self, point: &ExecPoint, event: &Event) -> Result<(), BatchError> {
+    /// Encode `event` at `point` as the next record of the log. A heartbeat at a point not
+    /// `known` (the start, before the exit loop reported any) carries its position only.
+    pub fn push(
+        &mut self,
+        point: &ExecPoint,
+        event: &Event,
+        known: bool,
+    ) -> Result<(), BatchError> {
         if self.records == MAX_RECORDS as u64 {
             return Err(BatchError::Full);
         }
         let checked = checked_class(event.class());
-        let logged = if matches!(event, Event::Heartbeat { .. }) {
+        let logged = if known && matches!(event, Event::Heartbeat { .. }) {
             LoggedPoint::full(point)
         } else if !checked {
             LoggedPoint::unchecked(point)
@@ -140,15 +146,17 @@ mod tests {
         let records = read_back(|batch, frames| {
             for n in 0..2 * FULL_EVERY + 1 {
                 let event = Event::TimeRead { value: n };
-                if batch.push(&at(n), &event) == Err(BatchError::Full) {
+                if batch.push(&at(n), &event, true) == Err(BatchError::Full) {
                     frames.extend(batch.seal().map(<[u8]>::to_vec));
                     batch.clear();
-                    batch.push(&at(n), &event).unwrap();
+                    batch.push(&at(n), &event, true).unwrap();
                 }
                 // Bookkeeping in between neither carries a check nor moves the cadence.
-                batch.push(&at(n), &Event::OutputDone { seq: n }).ok();
+                batch.push(&at(n), &Event::OutputDone { seq: n }, true).ok();
             }
-            batch.push(&at(999), &Event::Heartbeat { now: 1 }).ok();
+            batch
+                .push(&at(999), &Event::Heartbeat { now: 1 }, true)
+                .ok();
         });
         let full: Vec<u64> = records
             .iter()
@@ -173,10 +181,12 @@ mod tests {
     fn a_frame_holds_at_most_max_records_and_clearing_starts_the_next_at_the_right_index() {
         let mut batch = Batch::default();
         for n in 0..MAX_RECORDS as u64 {
-            batch.push(&at(n), &Event::OutputDone { seq: n }).unwrap();
+            batch
+                .push(&at(n), &Event::OutputDone { seq: n }, true)
+                .unwrap();
         }
         assert_eq!(
-            batch.push(&at(0), &Event::OutputDone { seq: 99 }),
+            batch.push(&at(0), &Event::OutputDone { seq: 99 }, true),
             Err(BatchError::Full)
         );
         assert!(batch.seal().is_some());

@@ -116,6 +116,8 @@ pub struct Primary<L: LogSender, A: Arbiter> {
     state: PrimaryState,
     now: u64,
     point: ExecPoint,
+    /// `point` was given by the caller (until then it is the start, of unknown PC and registers).
+    reported: bool,
     next_index: u64,
     /// When the last frame left.
     last_send: u64,
@@ -149,6 +151,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             state: PrimaryState::Protected,
             now,
             point: ExecPoint::default(),
+            reported: false,
             next_index: 0,
             last_send: now,
             batch: Batch::default(),
@@ -220,8 +223,9 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             class => return Err(PrimaryError::NotAnInput { class }),
         }
         self.check_point(point)?;
-        self.log(point, event)?;
+        self.log(point, event, true)?;
         self.point = point;
+        self.reported = true;
         Ok(())
     }
 
@@ -233,8 +237,9 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             return Err(PrimaryError::Backpressure);
         }
         let seq = self.next_output;
-        self.log(point, Event::Output { seq, digest })?;
+        self.log(point, Event::Output { seq, digest }, true)?;
         self.point = point;
+        self.reported = true;
         // Cannot fail: fullness was checked above.
         let _ = self.held.push_back(Held {
             seq,
@@ -296,6 +301,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     pub fn boundary_reached(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
         self.check_point(at)?;
         self.point = at;
+        self.reported = true;
         Ok(())
     }
 
@@ -361,7 +367,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         if self.logging() && now - self.last_send >= quiet_for {
             // The records waiting show the primary alive; with none, a heartbeat does.
             if self.batch.is_empty() {
-                match self.log(self.point, Event::Heartbeat { now }) {
+                match self.log(self.point, Event::Heartbeat { now }, self.reported) {
                     Ok(()) => self.stats.heartbeats += 1,
                     Err(PrimaryError::Backpressure) => {}
                     Err(e) => return Err(e),
@@ -389,9 +395,10 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     /// same exit (it never runs past the last point it holds).
     pub fn log_stop(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
         self.check_point(at)?;
-        self.log(at, Event::Heartbeat { now: self.now })?;
+        self.log(at, Event::Heartbeat { now: self.now }, true)?;
         self.stats.heartbeats += 1;
         self.point = at;
+        self.reported = true;
         self.urgent = true;
         self.flush_urgent()
     }
@@ -444,6 +451,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
                 Event::OutputDone {
                     seq: self.done_logged,
                 },
+                self.reported,
             )?;
             self.done_logged += 1;
             // Sent at once, as the output was performed: a backup going live repeats only the
@@ -453,16 +461,18 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         Ok(())
     }
 
-    /// Append a record to the open frame, sending the frame first when it is full.
-    fn log(&mut self, point: ExecPoint, event: Event) -> Result<(), PrimaryError> {
+    /// Append a record to the open frame, sending the frame first when it is full. `known`:
+    /// `point` is one the caller reported, not the start before any (whose PC and registers the
+    /// engine never saw).
+    fn log(&mut self, point: ExecPoint, event: Event, known: bool) -> Result<(), PrimaryError> {
         match self.state {
             PrimaryState::Stopped => Err(PrimaryError::Stopped),
             PrimaryState::Alone => Ok(()),
             PrimaryState::Protected | PrimaryState::Arbitrating => {
-                match self.batch.push(&point, &event) {
+                match self.batch.push(&point, &event, known) {
                     Err(BatchError::Full) => {
                         self.send()?;
-                        self.batch.push(&point, &event)
+                        self.batch.push(&point, &event, known)
                     }
                     other => other,
                 }

@@ -454,3 +454,47 @@ fn a_point_that_differs_from_a_tag_is_a_divergence_that_names_the_record() {
         other => panic!("divergence not reported: {other:?}"),
     }
 }
+
+#[test]
+fn a_heartbeat_full_point_shows_a_divergence_no_record_would() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    // The guest computes without inputs: only heartbeats follow it.
+    p.boundary_reached(at(2)).unwrap();
+    p.poll(PCFG.heartbeat_period, at(2)).unwrap();
+    b.poll(1).unwrap();
+    for n in 0..2 {
+        assert!(matches!(b.next_event_due(at(n)), Ok(Due::Run { .. })));
+    }
+    let elsewhere = ExecPoint {
+        reg_hash: at(2).reg_hash ^ 1,
+        ..at(2)
+    };
+    match b.next_event_due(elsewhere) {
+        Err(BackupError::Diverged(d)) => {
+            assert_eq!(d.index, 0, "the heartbeat is the log's first record");
+            assert!(matches!(
+                d.kind,
+                DivergenceKind::PointMismatch { expected, .. } if expected.check == Check::Full { pc: at(2).pc, reg_hash: at(2).reg_hash }
+            ));
+        }
+        other => panic!("divergence not reported: {other:?}"),
+    }
+}
+
+#[test]
+fn a_heartbeat_before_any_reported_point_is_not_checked() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    // The start's PC and registers were never given to the engine: nothing to compare.
+    p.poll(PCFG.heartbeat_period, at(0)).unwrap();
+    assert_eq!(p.stats().heartbeats, 1);
+    b.poll(1).unwrap();
+    assert_eq!(b.next_event_due(at(0)), Ok(Due::Wait));
+}
