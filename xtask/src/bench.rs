@@ -78,6 +78,9 @@ fn x86_64_ft() -> Result<()> {
         "  log of an idle guest (50 timer ticks of 1 ms, its time reads, lines, heartbeats): {records} records, {bytes} bytes = {} bytes per timer tick, all inclusive",
         bytes / ticks.max(1)
     );
+    if let Some((_, frames)) = number_after(&run.log, "FT log frames: ") {
+        println!("  in {frames} frames (one header and CRC each)");
+    }
     if let Some(hold) = run.log.iter().find(|l| l.contains("FT output rule:")) {
         println!(
             "  {}",
