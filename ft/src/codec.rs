@@ -21,6 +21,7 @@
 
 use crate::check::{Check, LoggedPoint};
 use crate::record::{Control, Event, EventClass, InputData, MAX_INPUT, Record};
+use postcard::ser_flavors::{Flavor, Slice};
 
 /// Longest encoded record: an input record with every field at its widest.
 pub const MAX_RECORD: usize = 320;
@@ -104,7 +105,7 @@ impl Deltas {
         out: &mut [u8],
     ) -> Result<usize, RecordError> {
         let mut next = *self;
-        let mut w = Writer { buf: out, len: 0 };
+        let mut w = Writer::new(out);
         let mut kind = next.kind_of(event);
         if kind == kind::HEARTBEAT && point.check == next.last_full() {
             kind = kind::HEARTBEAT_SAME;
@@ -143,8 +144,9 @@ impl Deltas {
             _ => {}
         }
         next.encode_payload(event, &mut w)?;
+        let len = w.finish()?;
         *self = next;
-        Ok(w.len)
+        Ok(len)
     }
 
     fn last_full(&self) -> Check {
@@ -410,28 +412,43 @@ pub(crate) fn shortest(len: usize, value: u64) -> Result<(), Malformed> {
     }
 }
 
+/// One postcard serializer for a whole record: setting one up per integer would cost more than
+/// the integer.
 struct Writer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
+    ser: postcard::Serializer<Slice<'a>>,
 }
 
-impl Writer<'_> {
-    fn rest(&mut self) -> Result<&mut [u8], RecordError> {
-        self.buf.get_mut(self.len..).ok_or(RecordError::NoRoom)
+impl<'a> Writer<'a> {
+    fn new(buf: &'a mut [u8]) -> Self {
+        Self {
+            ser: postcard::Serializer {
+                output: Slice::new(buf),
+            },
+        }
+    }
+
+    /// Bytes written.
+    fn finish(self) -> Result<usize, RecordError> {
+        Ok(self
+            .ser
+            .output
+            .finalize()
+            .map_err(|_| RecordError::NoRoom)?
+            .len())
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
-        let end = self.len + bytes.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(RecordError::NoRoom)?
-            .copy_from_slice(bytes);
-        self.len = end;
-        Ok(())
+        self.ser
+            .output
+            .try_extend(bytes)
+            .map_err(|_| RecordError::NoRoom)
     }
 
     fn byte(&mut self, byte: u8) -> Result<(), RecordError> {
-        self.raw(&[byte])
+        self.ser
+            .output
+            .try_push(byte)
+            .map_err(|_| RecordError::NoRoom)
     }
 
     fn fixed(&mut self, value: u64) -> Result<(), RecordError> {
@@ -439,20 +456,13 @@ impl Writer<'_> {
     }
 
     fn varint(&mut self, value: u64) -> Result<(), RecordError> {
-        let n = postcard::to_slice(&value, self.rest()?)
-            .map_err(|_| RecordError::NoRoom)?
-            .len();
-        self.len += n;
-        Ok(())
+        serde::Serializer::serialize_u64(&mut self.ser, value).map_err(|_| RecordError::NoRoom)
     }
 
     /// A wrapping difference as a signed varint.
     fn zigzag(&mut self, difference: u64) -> Result<(), RecordError> {
-        let n = postcard::to_slice(&(difference as i64), self.rest()?)
-            .map_err(|_| RecordError::NoRoom)?
-            .len();
-        self.len += n;
-        Ok(())
+        serde::Serializer::serialize_i64(&mut self.ser, difference as i64)
+            .map_err(|_| RecordError::NoRoom)
     }
 }
 

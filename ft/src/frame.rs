@@ -9,6 +9,7 @@
 
 use crate::codec::{Deltas, MAX_RECORD, shortest};
 use crate::record::Record;
+use postcard::ser_flavors::{Flavor, Slice};
 
 /// Frame magic, "TF".
 pub const MAGIC: [u8; 2] = *b"TF";
@@ -70,12 +71,14 @@ pub fn seal(frame: &mut [u8; MAX_FRAME], first: u64, body_len: usize) -> &[u8] {
 fn write_header(out: &mut [u8; MAX_HEADER], first: u64, body_len: usize) -> usize {
     out[..2].copy_from_slice(&MAGIC);
     out[2] = VERSION;
+    let mut ser = postcard::Serializer {
+        output: Slice::new(&mut out[3..]),
+    };
     // Cannot fail: a u64 takes at most 10 bytes and a length below 2^14 two, as MAX_HEADER
     // counts. A failure would only give a frame every reader refuses.
-    let index = postcard::to_slice(&first, &mut out[3..]).map_or(0, |v| v.len());
-    let length =
-        postcard::to_slice(&(body_len as u64), &mut out[3 + index..]).map_or(0, |v| v.len());
-    3 + index + length
+    let _ = serde::Serializer::serialize_u64(&mut ser, first);
+    let _ = serde::Serializer::serialize_u64(&mut ser, body_len as u64);
+    3 + ser.output.finalize().map_or(0, |v| v.len())
 }
 
 /// Check one frame's framing (length, magic, version, header, CRC); returns the index of its
