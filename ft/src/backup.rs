@@ -8,15 +8,17 @@
 //! produces output [`Backup::on_output`], which checks it against the log and suppresses it.
 
 use crate::arbiter::{Arbiter, ArbiterError, Side};
+use crate::check::{Check, LoggedPoint};
 use crate::detect::{Detector, Health};
-use crate::frame::{FrameReader, MAX_FRAME, RejectCounts};
+use crate::frame::{FrameReader, MAX_FRAME, MAX_RECORDS, RejectCounts};
 use crate::link::{LinkError, LinkStats, LogReceiver};
 use crate::mutant::Mutants;
 use crate::record::{Event, EventClass, Record};
 use tandem_core::point::{ExecPoint, Position};
 
-/// Records the backup holds received but not yet replayed.
-pub const REPLAY_CAPACITY: usize = 128;
+/// Records the backup holds received but not yet replayed; it takes a frame from the link when
+/// it has room for a whole one.
+pub const REPLAY_CAPACITY: usize = 2 * MAX_RECORDS;
 
 /// Backup settings; times in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub enum Due {
     /// Inject this interrupt or input now, then ask again.
     Deliver(Event),
     /// Run up to the next deterministic exit; with a precise counter, stop at `stop_at` if set.
-    Run { stop_at: Option<ExecPoint> },
+    Run { stop_at: Option<LoggedPoint> },
     /// Hold the guest: the log does not yet cover its next step.
     Wait,
     /// Replay is complete: perform the held outputs `perform_from..perform_to` (those without
@@ -62,17 +64,18 @@ pub enum Due {
     GoLive { perform_from: u64, perform_to: u64 },
 }
 
-/// How replay departed from the log.
+/// How replay departed from the log. The log's point may carry only a check tag of the
+/// primary's PC and registers ([`crate::check::Check`]); the backup's own point is always whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DivergenceKind {
     /// The guest reached the event's position with different registers or PC.
     PointMismatch {
-        expected: ExecPoint,
+        expected: LoggedPoint,
         actual: ExecPoint,
     },
     /// The guest passed the point of an event it should have received there.
     RanPast {
-        expected: ExecPoint,
+        expected: LoggedPoint,
         actual: ExecPoint,
     },
     /// The guest asked for a different kind of event than the log holds next.
@@ -133,10 +136,11 @@ pub struct Backup<L: LogReceiver, A: Arbiter> {
     state: BackupState,
     reader: FrameReader,
     queue: heapless::Deque<Record, REPLAY_CAPACITY>,
-    received: u64,
     consumed: u64,
     /// The furthest point the log received so far reaches: replay never goes beyond it.
-    horizon: Option<ExecPoint>,
+    horizon: Option<LoggedPoint>,
+    /// The last heartbeat's full point (and log index), until the guest reaches or passes it.
+    heartbeat_check: Option<(u64, LoggedPoint)>,
     outputs: u64,
     done: u64,
     detector: Detector,
@@ -157,9 +161,9 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             state: BackupState::Replaying,
             reader: FrameReader::default(),
             queue: heapless::Deque::new(),
-            received: 0,
             consumed: 0,
             horizon: None,
+            heartbeat_check: None,
             outputs: 0,
             done: 0,
             detector: Detector::new(config.suspect_after, now),
@@ -183,7 +187,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
 
     /// Records received (and acknowledged or about to be).
     pub fn received(&self) -> u64 {
-        self.received
+        self.reader.next_seq()
     }
 
     /// Records replayed.
@@ -220,9 +224,10 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             BackupState::Replaying | BackupState::Arbitrating
         ) {
             self.receive()?;
-            if self.received != self.acked || now - self.acked_at >= self.config.ack_period {
-                self.link.ack(self.received);
-                self.acked = self.received;
+            let received = self.received();
+            if received != self.acked || now - self.acked_at >= self.config.ack_period {
+                self.link.ack(received);
+                self.acked = received;
                 self.acked_at = now;
             }
         }
@@ -245,8 +250,9 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         Ok(self.state)
     }
 
+    /// Take frames from the link while the replay queue has room for a whole one.
     fn receive(&mut self) -> Result<(), BackupError> {
-        while !self.queue.is_full() {
+        while self.queue.capacity() - self.queue.len() >= MAX_RECORDS {
             let Some(n) = self
                 .link
                 .recv(&mut self.scratch)
@@ -254,17 +260,21 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             else {
                 return Ok(());
             };
+            let before = self.queue.len();
             // Refused frames are counted by the reader and otherwise ignored: never trusted.
-            if let Ok(record) = self.reader.accept(&self.scratch[..n]) {
-                if self
-                    .horizon
-                    .is_none_or(|h| h.position() < record.point.position())
-                {
-                    self.horizon = Some(record.point);
+            if self
+                .reader
+                .accept(&self.scratch[..n], &mut self.queue)
+                .is_ok()
+            {
+                for record in self.queue.iter().skip(before) {
+                    if self
+                        .horizon
+                        .is_none_or(|h| h.position() < record.point.position())
+                    {
+                        self.horizon = Some(record.point);
+                    }
                 }
-                // Cannot fail: the loop runs only while the queue has room.
-                let _ = self.queue.push_back(record);
-                self.received += 1;
             }
         }
         Ok(())
@@ -275,6 +285,16 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.ensure_replaying()?;
         self.skip_bookkeeping()?;
         let here = at.position();
+        // The primary stood here when it logged the heartbeat, after every record before it: so
+        // does the guest now. A guest that passes the point without stopping there (a precise
+        // stop elsewhere) leaves it unchecked.
+        if let Some((index, expected)) = self.heartbeat_check.filter(|(_, p)| p.position() <= here)
+        {
+            self.heartbeat_check = None;
+            if expected.position() == here {
+                self.check_point(index, expected, at)?;
+            }
+        }
         if let Some(front) = self.queue.front() {
             let (point, class) = (front.point, front.event.class());
             // A read or output is consumed at its exit, so the guest is past it once at its
@@ -437,6 +457,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             let Some((index, record)) = self.take() else {
                 break;
             };
+            // A heartbeat's full point is checked once the guest stands at its position.
+            if matches!(record.event, Event::Heartbeat { .. })
+                && matches!(record.point.check, Check::Full { .. })
+            {
+                self.heartbeat_check = Some((index, record.point));
+            }
             if let Event::OutputDone { seq } = record.event {
                 if seq != self.done {
                     self.diverge(
@@ -456,10 +482,10 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
     fn check_point(
         &mut self,
         index: u64,
-        expected: ExecPoint,
+        expected: LoggedPoint,
         actual: ExecPoint,
     ) -> Result<(), BackupError> {
-        if expected == actual {
+        if expected.matches(&actual) {
             return Ok(());
         }
         self.diverge(index, DivergenceKind::PointMismatch { expected, actual })

@@ -13,6 +13,9 @@ extern crate std;
 
 pub mod arbiter;
 pub mod backup;
+pub mod batch;
+pub mod check;
+pub mod codec;
 pub mod detect;
 pub mod frame;
 pub mod latency;

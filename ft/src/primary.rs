@@ -2,6 +2,13 @@
 //! the backup acknowledged the log up to it, logs `OutputDone` once performed, throttles the guest
 //! when the backup lags, and arbitrates when the backup falls silent.
 //!
+//! Records gather in one frame until something needs them on the link: an output (its ack
+//! releases it), an `OutputDone` (the backup must not repeat a performed output), device input
+//! (taken from its device, it exists nowhere else), the guest's stop, a full frame, or a
+//! heartbeat period without a frame sent (then, with nothing to flush,
+//! a heartbeat). The link is never silent longer than before, and each flush costs one header
+//! and one CRC however many records it carries.
+//!
 //! A hypervisor's exit loop calls [`Primary::on_nondeterministic_input`] for every time/random read
 //! (at the exit) and every interrupt or input it injects (at the injection point),
 //! [`Primary::on_output`] when the guest produces output, [`Primary::boundary_reached`] at
@@ -10,11 +17,12 @@
 //! reports each with [`Primary::output_performed`].
 
 use crate::arbiter::{Arbiter, ArbiterError, Side};
+use crate::batch::{Batch, BatchError};
+use crate::codec::RecordError;
 use crate::detect::{Detector, Health};
-use crate::frame::{self, EncodeError, MAX_FRAME};
 use crate::link::{LinkError, LinkStats, LogSender};
 use crate::mutant::Mutants;
-use crate::record::{Event, EventClass, Record};
+use crate::record::{Event, EventClass};
 use tandem_core::point::{ExecPoint, Position};
 
 /// Outputs that can be held at once waiting for the backup's ack.
@@ -65,7 +73,7 @@ pub enum PrimaryError {
     /// An output reported performed that was never released.
     OutputNotReleased { seq: u64 },
     /// A record could not be encoded.
-    Encode(EncodeError),
+    Encode(RecordError),
     /// The link refused a frame for a reason other than backpressure.
     Link(LinkError),
 }
@@ -84,8 +92,10 @@ pub struct PrimaryStatus {
 pub struct PrimaryStats {
     /// Records logged.
     pub records: u64,
-    /// Encoded bytes logged.
+    /// Bytes of the frames sent (what the link carried).
     pub log_bytes: u64,
+    /// Frames sent.
+    pub frames: u64,
     /// Heartbeat records among them.
     pub heartbeats: u64,
     /// Outputs produced.
@@ -107,8 +117,14 @@ pub struct Primary<L: LogSender, A: Arbiter> {
     state: PrimaryState,
     now: u64,
     point: ExecPoint,
+    /// `point` was given by the caller (until then it is the start, of unknown PC and registers).
+    reported: bool,
     next_index: u64,
+    /// When the last frame left.
     last_send: u64,
+    /// Records not yet sent, and whether one of them must leave at the next chance.
+    batch: Batch,
+    urgent: bool,
     held: heapless::Deque<Held, MAX_HELD_OUTPUTS>,
     next_output: u64,
     released: u64,
@@ -123,7 +139,6 @@ pub struct Primary<L: LogSender, A: Arbiter> {
     last_acked: u64,
     acks_moved_at: u64,
     stats: PrimaryStats,
-    scratch: [u8; MAX_FRAME],
 }
 
 impl<L: LogSender, A: Arbiter> Primary<L, A> {
@@ -137,8 +152,11 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             state: PrimaryState::Protected,
             now,
             point: ExecPoint::default(),
+            reported: false,
             next_index: 0,
             last_send: now,
+            batch: Batch::default(),
+            urgent: false,
             held: heapless::Deque::new(),
             next_output: 0,
             released: 0,
@@ -150,7 +168,6 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             last_acked: 0,
             acks_moved_at: now,
             stats: PrimaryStats::default(),
-            scratch: [0; MAX_FRAME],
         }
     }
 
@@ -206,9 +223,17 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             EventClass::Sync | EventClass::Async => {}
             class => return Err(PrimaryError::NotAnInput { class }),
         }
+        // Device input was taken from its device: until the backup holds it, no other copy
+        // could give the guest the same bytes, so it leaves at once rather than with the frame.
+        let taken_from_device = matches!(event, Event::Input { .. });
         self.check_point(point)?;
-        self.log(point, event)?;
+        self.log(point, event, true)?;
         self.point = point;
+        self.reported = true;
+        if taken_from_device {
+            self.urgent = true;
+            self.flush_urgent()?;
+        }
         Ok(())
     }
 
@@ -220,8 +245,9 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             return Err(PrimaryError::Backpressure);
         }
         let seq = self.next_output;
-        self.log(point, Event::Output { seq, digest })?;
+        self.log(point, Event::Output { seq, digest }, true)?;
         self.point = point;
+        self.reported = true;
         // Cannot fail: fullness was checked above.
         let _ = self.held.push_back(Held {
             seq,
@@ -229,6 +255,10 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         });
         self.next_output += 1;
         self.stats.outputs += 1;
+        // The output waits for the backup's ack of this record: send it now (or at the next
+        // poll if the link is full).
+        self.urgent = true;
+        self.flush_urgent()?;
         Ok(seq)
     }
 
@@ -269,7 +299,8 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         match self.flush_done() {
             Err(PrimaryError::Backpressure) => Ok(()),
             other => other,
-        }
+        }?;
+        self.flush_urgent()
     }
 
     /// The guest completed an exit (or, with a precise counter, was stopped) at `at`: later
@@ -278,6 +309,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     pub fn boundary_reached(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
         self.check_point(at)?;
         self.point = at;
+        self.reported = true;
         Ok(())
     }
 
@@ -332,21 +364,26 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             Ok(()) | Err(PrimaryError::Backpressure) => {}
             Err(e) => return Err(e),
         }
-        // While records are unacknowledged the link is busy carrying (or retransmitting) them,
-        // and heartbeats would take the room a slow link frees: wait longer then, though not so
-        // long that a backup with nothing new to read starts suspecting.
-        let quiet_for = if self.link.acked() < self.next_index {
+        // While sent records are unacknowledged the link is busy carrying (or retransmitting)
+        // them, and heartbeats would take the room a slow link frees: wait longer then, though
+        // not so long that a backup with nothing new to read starts suspecting.
+        let quiet_for = if self.link.acked() < self.batch.sent() {
             (self.config.suspect_after / 2).max(self.config.heartbeat_period)
         } else {
             self.config.heartbeat_period
         };
         if self.logging() && now - self.last_send >= quiet_for {
-            match self.log(self.point, Event::Heartbeat { now }) {
-                Ok(()) => self.stats.heartbeats += 1,
-                Err(PrimaryError::Backpressure) => {}
-                Err(e) => return Err(e),
+            // The records waiting show the primary alive; with none, a heartbeat does.
+            if self.batch.is_empty() {
+                match self.log(self.point, Event::Heartbeat { now }, self.reported) {
+                    Ok(()) => self.stats.heartbeats += 1,
+                    Err(PrimaryError::Backpressure) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            self.urgent = true;
         }
+        self.flush_urgent()?;
         Ok(PrimaryStatus {
             state: self.state,
             throttle: self.lagging(),
@@ -356,16 +393,22 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
     /// Whether every output produced has been released, performed, and its `OutputDone` logged:
     /// a primary whose guest stopped may stop once it is.
     pub fn settled(&self) -> bool {
-        self.held.is_empty() && self.done == self.released && self.done_logged == self.done
+        self.held.is_empty()
+            && self.done == self.released
+            && self.done_logged == self.done
+            && (self.batch.is_empty() || !self.logging())
     }
 
     /// The guest stopped at the exit at `at`: a heartbeat there lets the backup replay up to the
     /// same exit (it never runs past the last point it holds).
     pub fn log_stop(&mut self, at: ExecPoint) -> Result<(), PrimaryError> {
         self.check_point(at)?;
-        self.log(at, Event::Heartbeat { now: self.now })?;
+        self.log(at, Event::Heartbeat { now: self.now }, true)?;
+        self.stats.heartbeats += 1;
         self.point = at;
-        Ok(())
+        self.reported = true;
+        self.urgent = true;
+        self.flush_urgent()
     }
 
     fn logging(&self) -> bool {
@@ -380,13 +423,14 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             PrimaryState::Alone => false,
             PrimaryState::Stopped => true,
             PrimaryState::Protected | PrimaryState::Arbitrating => {
-                let acked = self.link.acked();
-                if acked != self.last_acked || acked == self.next_index {
+                // Records not sent yet are no lag of the backup's.
+                let (acked, sent) = (self.link.acked(), self.batch.sent());
+                if acked != self.last_acked || acked >= sent {
                     self.last_acked = acked;
                     self.acks_moved_at = self.now;
                 }
                 self.state == PrimaryState::Arbitrating
-                    || self.next_index - acked > self.config.max_lag_records
+                    || sent.saturating_sub(acked) > self.config.max_lag_records
                     || self.now - self.acks_moved_at >= self.config.max_lag_time
             }
         }
@@ -415,30 +459,73 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
                 Event::OutputDone {
                     seq: self.done_logged,
                 },
+                self.reported,
             )?;
             self.done_logged += 1;
+            // Sent at once, as the output was performed: a backup going live repeats only the
+            // outputs whose `OutputDone` it lacks.
+            self.urgent = true;
         }
         Ok(())
     }
 
-    fn log(&mut self, point: ExecPoint, event: Event) -> Result<(), PrimaryError> {
+    /// Append a record to the open frame, sending the frame first when it is full. `known`:
+    /// `point` is one the caller reported, not the start before any (whose PC and registers the
+    /// engine never saw).
+    fn log(&mut self, point: ExecPoint, event: Event, known: bool) -> Result<(), PrimaryError> {
         match self.state {
             PrimaryState::Stopped => Err(PrimaryError::Stopped),
             PrimaryState::Alone => Ok(()),
             PrimaryState::Protected | PrimaryState::Arbitrating => {
-                let record = Record { point, event };
-                let n = frame::encode(self.next_index, &record, &mut self.scratch)
-                    .map_err(PrimaryError::Encode)?;
-                self.link.send(&self.scratch[..n]).map_err(|e| match e {
-                    LinkError::Full => PrimaryError::Backpressure,
-                    e => PrimaryError::Link(e),
+                match self.batch.push(&point, &event, known) {
+                    Err(BatchError::Full) => {
+                        self.send()?;
+                        self.batch.push(&point, &event, known)
+                    }
+                    other => other,
+                }
+                .map_err(|e| match e {
+                    // Cannot happen: an empty frame has room for any record.
+                    BatchError::Full => PrimaryError::Encode(RecordError::NoRoom),
+                    BatchError::Record(e) => PrimaryError::Encode(e),
                 })?;
                 self.next_index += 1;
-                self.last_send = self.now;
                 self.stats.records += 1;
-                self.stats.log_bytes += n as u64;
                 Ok(())
             }
         }
+    }
+
+    /// Send the open frame if a record in it must leave now; a full link only delays it (the
+    /// next `poll` tries again).
+    fn flush_urgent(&mut self) -> Result<(), PrimaryError> {
+        if !self.urgent || !self.logging() {
+            return Ok(());
+        }
+        match self.send() {
+            Ok(()) => {
+                self.urgent = false;
+                Ok(())
+            }
+            Err(PrimaryError::Backpressure) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Put the open frame on the link.
+    fn send(&mut self) -> Result<(), PrimaryError> {
+        let Some(frame) = self.batch.seal() else {
+            return Ok(());
+        };
+        let len = frame.len() as u64;
+        self.link.send(frame).map_err(|e| match e {
+            LinkError::Full => PrimaryError::Backpressure,
+            e => PrimaryError::Link(e),
+        })?;
+        self.batch.clear();
+        self.last_send = self.now;
+        self.stats.frames += 1;
+        self.stats.log_bytes += len;
+        Ok(())
     }
 }

@@ -1,7 +1,6 @@
 //! What the log holds: one record per non-deterministic input, output or control event.
 
-use serde::{Deserialize, Serialize};
-use tandem_core::point::ExecPoint;
+use crate::check::LoggedPoint;
 
 /// Largest device input carried by one record; a device model splits larger input.
 pub const MAX_INPUT: usize = 256;
@@ -12,7 +11,7 @@ pub type InputData = heapless::Vec<u8, MAX_INPUT>;
 /// One logged event.
 // Records are fixed-size by design (no allocator): input bytes travel inline.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A trapped time read at a deterministic exit, with the value the guest saw.
     TimeRead { value: u64 },
@@ -21,11 +20,7 @@ pub enum Event {
     /// A virtual interrupt injected at the record's point.
     Interrupt { vector: u32 },
     /// Device input (bytes or a frame) made visible to the guest at the record's point.
-    Input {
-        device: u16,
-        #[serde(with = "input_bytes")]
-        data: InputData,
-    },
+    Input { device: u16, data: InputData },
     /// The guest produced external output number `seq`; `digest` identifies its content.
     Output { seq: u64, digest: u64 },
     /// Output `seq` has been performed by the primary.
@@ -37,7 +32,7 @@ pub enum Event {
 }
 
 /// Control records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     /// The sender has gone live (informational for a witness or a later backup).
     GoLive { epoch: u32 },
@@ -72,38 +67,11 @@ impl Event {
     }
 }
 
-/// A logged event and the execution point where it happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A logged event and the execution point where it happened, as the log carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Where the event happened (for bookkeeping: the primary's latest point).
-    pub point: ExecPoint,
+    pub point: LoggedPoint,
     /// What happened.
     pub event: Event,
-}
-
-/// Input bytes as one serde byte string rather than a sequence of `u8`: the same postcard wire
-/// format (length, then the bytes), encoded and decoded in one copy instead of byte by byte.
-mod input_bytes {
-    use super::{InputData, MAX_INPUT};
-    use core::fmt;
-    use serde::de::{Error, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(data: &InputData, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(data)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InputData, D::Error> {
-        struct Bytes;
-        impl Visitor<'_> for Bytes {
-            type Value = InputData;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "at most {MAX_INPUT} input bytes")
-            }
-            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<InputData, E> {
-                InputData::from_slice(v).map_err(|_| E::invalid_length(v.len(), &self))
-            }
-        }
-        d.deserialize_bytes(Bytes)
-    }
 }

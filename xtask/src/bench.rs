@@ -91,6 +91,9 @@ fn fault_tolerance(arch: Arch) -> Result<()> {
         "  log of an idle guest (50 timer ticks of 1 ms, its time reads, lines, heartbeats): {records} records, {bytes} bytes = {} bytes per timer tick, all inclusive",
         bytes / ticks.max(1)
     );
+    if let Some((_, frames)) = number_after(&run.log, "FT log frames: ") {
+        println!("  in {frames} frames (one header and CRC each)");
+    }
     for (marker, what) in [
         ("FT output rule: ", "output rule"),
         ("FT backup lag behind the primary: ", "backup lag"),

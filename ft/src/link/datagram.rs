@@ -4,8 +4,10 @@
 //! ```text
 //! kind (1) | seq u64 (8) | payload | crc32c (4)      kind 1 = data (payload: one frame), 2 = ack
 //! ```
-//! A data datagram's `seq` is the frame's index on the link; an ack's `seq` is the number of frames
-//! received. The CRC covers everything before it, so a corrupted ack can never acknowledge a frame.
+//! A data datagram's `seq` is the frame's index on the link. An ack's `seq` is the number of frames
+//! received, which moves the send window, and its payload the number of records the backup holds
+//! (u64 LE), which the engine's output rule counts in: a frame carries several records. The CRC
+//! covers everything before it, so a corrupted ack can never acknowledge a frame.
 
 use super::{LinkError, LinkStats, LogReceiver, LogSender};
 use crate::frame::MAX_FRAME;
@@ -21,6 +23,7 @@ pub trait Datagram {
 const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
 const OVERHEAD: usize = 1 + 8 + 4;
+const ACK_LEN: usize = OVERHEAD + 8;
 /// Largest datagram this link sends.
 pub const MAX_DATAGRAM: usize = MAX_FRAME + OVERHEAD;
 
@@ -66,6 +69,8 @@ pub struct DatagramSender<T: Datagram, const WINDOW: usize> {
     config: DatagramConfig,
     /// Frames acknowledged by the receiver; `window[0]` is frame `base`.
     base: u64,
+    /// Records the receiver acknowledged.
+    acked_records: u64,
     window: heapless::Deque<FrameBuf, WINDOW>,
     now: u64,
     last_progress: u64,
@@ -81,6 +86,7 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
             transport,
             config,
             base: 0,
+            acked_records: 0,
             window: heapless::Deque::new(),
             now: 0,
             last_progress: 0,
@@ -119,7 +125,7 @@ impl<T: Datagram, const WINDOW: usize> LogSender for DatagramSender<T, WINDOW> {
     }
 
     fn acked(&self) -> u64 {
-        self.base
+        self.acked_records
     }
 
     fn peer_activity(&self) -> u64 {
@@ -128,13 +134,21 @@ impl<T: Datagram, const WINDOW: usize> LogSender for DatagramSender<T, WINDOW> {
 
     fn poll(&mut self, now: u64) {
         self.now = now;
-        let mut buf = [0u8; OVERHEAD];
+        let mut buf = [0u8; ACK_LEN];
         while let Some(n) = self.transport.recv(&mut buf) {
             match parse_datagram(&buf[..n]) {
-                Some((KIND_ACK, count, [])) => {
+                Some((KIND_ACK, count, records)) if records.len() == 8 => {
                     self.activity += 1;
                     let sent = self.base + self.window.len() as u64;
-                    if count > self.base && count <= sent {
+                    if count > sent {
+                        // Acknowledges frames never sent: nothing it says can be trusted.
+                        continue;
+                    }
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(records);
+                    // Acks may arrive out of order: the count never moves back.
+                    self.acked_records = self.acked_records.max(u64::from_le_bytes(word));
+                    if count > self.base {
                         for _ in self.base..count {
                             self.window.pop_front();
                         }
@@ -216,7 +230,12 @@ impl<T: Datagram> LogReceiver for DatagramReceiver<T> {
     }
 
     fn ack(&mut self, received: u64) {
-        let n = write_datagram(KIND_ACK, received, &[], &mut self.scratch);
+        let n = write_datagram(
+            KIND_ACK,
+            self.expected,
+            &received.to_le_bytes(),
+            &mut self.scratch,
+        );
         self.transport.send(&self.scratch[..n]);
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += n as u64;
@@ -350,13 +369,42 @@ mod tests {
         let mut raw = b.clone();
         tx.send(&[1]).unwrap();
         let mut d = [0u8; MAX_DATAGRAM];
-        let n = write_datagram(KIND_ACK, 1, &[], &mut d);
+        let n = write_datagram(KIND_ACK, 1, &3u64.to_le_bytes(), &mut d);
         d[3] ^= 0x40;
         raw.send(&d[..n]);
-        let n = write_datagram(KIND_ACK, 7, &[], &mut d);
+        let n = write_datagram(KIND_ACK, 1, &[3], &mut d);
         raw.send(&d[..n]);
         tx.poll(1);
         assert_eq!(tx.acked(), 0);
-        assert_eq!(tx.stats().dropped_corrupt, 1);
+        assert_eq!(tx.stats().dropped_corrupt, 2);
+        // An ack for frames never sent acknowledges nothing.
+        let n = write_datagram(KIND_ACK, 7, &3u64.to_le_bytes(), &mut d);
+        raw.send(&d[..n]);
+        tx.poll(2);
+        assert_eq!(tx.acked(), 0);
+        assert_eq!(tx.stats().dropped_corrupt, 2);
+    }
+
+    #[test]
+    fn acks_count_records_and_move_the_window_by_frames() {
+        let (a, b) = pair(0, false);
+        let mut tx = DatagramSender::<_, 2>::new(
+            a,
+            DatagramConfig {
+                retransmit_after: 10,
+            },
+        );
+        let mut rx = DatagramReceiver::new(b);
+        tx.send(&[1]).unwrap();
+        tx.send(&[2]).unwrap();
+        let mut buf = [0u8; MAX_FRAME];
+        while rx.recv(&mut buf).unwrap().is_some() {}
+        // Two frames holding five records between them.
+        rx.ack(5);
+        tx.poll(1);
+        assert_eq!(tx.acked(), 5);
+        tx.send(&[3]).unwrap();
+        tx.send(&[4]).unwrap();
+        assert_eq!(tx.send(&[5]), Err(LinkError::Full), "two frames in flight");
     }
 }

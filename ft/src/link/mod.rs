@@ -1,7 +1,9 @@
 //! Log links: how frames travel from the primary to the backup and acknowledgements come back.
 //!
 //! The primary writes through a [`LogSender`], the backup reads through a [`LogReceiver`]. Both ends
-//! deliver frames in log order, each once; the engine still validates every frame it reads.
+//! deliver frames in log order, each once; the engine still validates every frame it reads. A
+//! frame carries one or more records; acknowledgements count records, which the output rule is
+//! about.
 
 pub mod datagram;
 pub mod ring;
@@ -39,7 +41,7 @@ pub struct LinkStats {
 pub trait LogSender {
     /// Queue one encoded frame; [`LinkError::Full`] means the backup is not keeping up.
     fn send(&mut self, frame: &[u8]) -> Result<(), LinkError>;
-    /// How many frames the backup has acknowledged (all frames with index below are held there).
+    /// How many records the backup has acknowledged (all records with index below are held there).
     fn acked(&self) -> u64;
     /// A counter that moves whenever the backup showed signs of life.
     fn peer_activity(&self) -> u64;
@@ -53,7 +55,8 @@ pub trait LogSender {
 pub trait LogReceiver {
     /// Copy the next in-order frame into `buf` and return its length, if one has arrived.
     fn recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, LinkError>;
-    /// Acknowledge receipt of the first `received` frames; calling it again is the backup's heartbeat.
+    /// Acknowledge receipt of the first `received` records; calling it again is the backup's
+    /// heartbeat.
     fn ack(&mut self, received: u64);
     /// A counter that moves whenever the primary showed signs of life.
     fn peer_activity(&self) -> u64;

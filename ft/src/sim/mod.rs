@@ -7,6 +7,7 @@
 //! against the invariants in [`oracle`]; a failing seed reruns alone with `TANDEM_FT_SEED=N`.
 
 pub mod guest;
+pub mod idle;
 pub mod net;
 pub mod oracle;
 pub mod rng;

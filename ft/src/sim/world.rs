@@ -8,7 +8,7 @@ use super::rng::Rng;
 use super::scenario::{CrashPoint, LinkKind, Scenario, Who};
 use crate::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use crate::backup::{Backup, BackupConfig, BackupError, BackupState, Due, SyncRead};
-use crate::frame;
+use crate::frame::{FrameReader, MAX_RECORDS};
 use crate::link::{LinkError, LinkStats, LogReceiver, LogSender};
 use crate::primary::{Primary, PrimaryConfig, PrimaryError, PrimaryState};
 use crate::record::{Event, InputData, Record};
@@ -115,15 +115,16 @@ struct Tap<S> {
     inner: S,
     log: Rc<RefCell<Vec<Record>>>,
     enabled: bool,
+    /// Decodes what was sent, frame after frame, as a backup does.
+    reader: FrameReader,
 }
 
 impl<S: LogSender> LogSender for Tap<S> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.inner.send(bytes)?;
-        if self.enabled
-            && let Ok((_, record)) = frame::decode(bytes)
-        {
-            self.log.borrow_mut().push(record);
+        let mut frame = heapless::Deque::<Record, MAX_RECORDS>::new();
+        if self.enabled && self.reader.accept(bytes, &mut frame).is_ok() {
+            self.log.borrow_mut().extend(frame);
         }
         Ok(())
     }
@@ -278,6 +279,7 @@ fn pair<S: LogSender, R: LogReceiver>(
             inner: tx,
             log: log.clone(),
             enabled: sc.keep_history,
+            reader: FrameReader::default(),
         },
         SimArbiter {
             word: word.clone(),

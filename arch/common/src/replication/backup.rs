@@ -12,6 +12,7 @@ use tandem_ft::arbiter::SharedWordArbiter;
 use tandem_ft::backup::{
     Backup, BackupConfig, BackupError, BackupState, DivergenceKind, Due, SyncRead,
 };
+use tandem_ft::check::{Check, check_tag};
 use tandem_ft::record::Event;
 
 use super::inject::Injected;
@@ -100,20 +101,42 @@ impl BackupCopy {
     }
 }
 
-/// Names the record and both execution points: a divergence is never silent.
+/// Names the record and both execution points: a divergence is never silent. Most records carry
+/// only a check tag of the primary's PC and registers: the report then says so, and gives the
+/// backup's tag beside its whole point.
 fn report_divergence(index: u64, kind: &DivergenceKind) {
     match kind {
         DivergenceKind::PointMismatch { expected, actual }
-        | DivergenceKind::RanPast { expected, actual } => defmt::error!(
-            "FT divergence at log record {=u64}: the log has exit {=u64} at PC {=u64:#x} (registers {=u64:#x}), the backup is at exit {=u64} at PC {=u64:#x} (registers {=u64:#x})",
-            index,
-            expected.det_exits,
-            expected.pc,
-            expected.reg_hash,
-            actual.det_exits,
-            actual.pc,
-            actual.reg_hash
-        ),
+        | DivergenceKind::RanPast { expected, actual } => match expected.check {
+            Check::Full { pc, reg_hash } => defmt::error!(
+                "FT divergence at log record {=u64}: the log has exit {=u64} at PC {=u64:#x} (registers {=u64:#x}), the backup is at exit {=u64} at PC {=u64:#x} (registers {=u64:#x})",
+                index,
+                expected.det_exits,
+                pc,
+                reg_hash,
+                actual.det_exits,
+                actual.pc,
+                actual.reg_hash
+            ),
+            Check::Tag(tag) => defmt::error!(
+                "FT divergence at log record {=u64}: the log has exit {=u64} with check tag {=u8:#04x} (the record carries only a tag of the primary's PC and registers), the backup is at exit {=u64} at PC {=u64:#x} (registers {=u64:#x}, tag {=u8:#04x})",
+                index,
+                expected.det_exits,
+                tag,
+                actual.det_exits,
+                actual.pc,
+                actual.reg_hash,
+                check_tag(actual.pc, actual.reg_hash)
+            ),
+            Check::Unchecked => defmt::error!(
+                "FT divergence at log record {=u64}: the log has exit {=u64}, the backup is at exit {=u64} at PC {=u64:#x} (registers {=u64:#x})",
+                index,
+                expected.det_exits,
+                actual.det_exits,
+                actual.pc,
+                actual.reg_hash
+            ),
+        },
         other => defmt::error!(
             "FT divergence at log record {=u64}: {}",
             index,

@@ -256,6 +256,10 @@ impl Replica for PrimaryCopy {
             stats.outputs,
             at.det_exits
         );
+        defmt::info!(
+            "FT log frames: {=u64} sent, each one header and CRC for its records",
+            stats.frames
+        );
     }
 
     fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
