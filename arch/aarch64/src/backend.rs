@@ -155,7 +155,7 @@ impl Backend for VirtBackend {
         let replicated = partition.ft.is_some();
         // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
         unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu), replicated) };
-        let VcpuState { regs, vgic } = state;
+        let VcpuState { regs, vgic, .. } = state;
         Ok(El2Vcpu::new(
             regs,
             vgic,
@@ -168,6 +168,20 @@ impl Backend for VirtBackend {
     fn reset_vcpu(vcpu: &mut El2Vcpu, entry: u64, arg: u64) -> Result<(), VirtError> {
         vcpu.reset(entry, arg);
         Ok(())
+    }
+
+    fn snapshot_vcpu(vcpu: &El2Vcpu, into: &mut VcpuState) -> Result<(), VirtError> {
+        vcpu.snapshot(into);
+        Ok(())
+    }
+
+    fn restore_vcpu(vcpu: &mut El2Vcpu, from: &VcpuState) -> Result<(), VirtError> {
+        vcpu.restore(from);
+        Ok(())
+    }
+
+    fn copy_guest_memory(&self, from: &Partition, to: &Partition) -> Result<u64, VirtError> {
+        guest_load::copy(from, to).map_err(VirtError::Load)
     }
 
     fn clock(&self, _: usize) -> VirtClock {

@@ -36,6 +36,8 @@ pub enum LoadError {
     /// The board does not say where the partition's GIC and PL011 are (validation refuses
     /// such aarch64 boards).
     NoDeviceWindows,
+    /// The partition to copy into has another guest-physical layout.
+    LayoutDiffers,
 }
 
 /// Loads `image` and the device tree into partition `p` (index `id`) of `board`; returns the
@@ -65,4 +67,51 @@ pub fn load(board: &Board, p: &Partition, id: u32, image: &[u8]) -> Result<u64, 
         clean_to_poc(r.hpa.raw(), r.size);
     }
     Ok(dt_gpa)
+}
+
+/// Invalidates `[start, start + len)` in the data cache, cleaning lines to the point of
+/// coherency first: a guest running with its caches off writes memory directly, and a line the
+/// hypervisor still holds from loading (clean since) would hide that.
+fn clean_invalidate(start: u64, len: u64) {
+    let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: the lines are clean or hold what memory should (the hypervisor wrote nothing
+        // here since it cleaned them), so cleaning and invalidating loses nothing.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) addr, options(nostack)) };
+        addr += line;
+    }
+    dsb_ish();
+}
+
+/// Copies the guest memory of partition `from`, whose vCPU is paused, into `to`, a copy of the
+/// same guest in host memory of its own whose vCPU has not run (re-protection). Returns the
+/// bytes copied.
+pub fn copy(from: &Partition, to: &Partition) -> Result<u64, LoadError> {
+    let layout = |r: &tandem_core::config::MemoryRegion| (r.gpa, r.size);
+    if !from
+        .memory
+        .iter()
+        .map(layout)
+        .eq(to.memory.iter().map(layout))
+    {
+        return Err(LoadError::LayoutDiffers);
+    }
+    let mut bytes = 0;
+    for (src, dst) in from.memory.iter().zip(&to.memory) {
+        clean_invalidate(src.hpa.raw(), src.size);
+        // SAFETY: both regions are partitions' own host memory (validated: inside RAM, not the
+        // hypervisor's, exclusive, so they do not overlap), identity-mapped, of the same size;
+        // `from`'s vCPU is paused and `to`'s has not run.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                src.hpa.raw() as *const u8,
+                dst.hpa.raw() as *mut u8,
+                src.size as usize,
+            )
+        };
+        clean_to_poc(dst.hpa.raw(), dst.size);
+        bytes += src.size;
+    }
+    Ok(bytes)
 }

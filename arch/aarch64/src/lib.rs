@@ -26,6 +26,7 @@ mod panic;
 mod pl011;
 mod psci;
 mod semihosting;
+mod snapshot;
 mod stage2;
 mod sysreg;
 mod time;

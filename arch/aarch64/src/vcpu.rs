@@ -12,6 +12,7 @@ use tock_registers::{LocalRegisterCopy, register_bitfields};
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
 use crate::sysreg::{isb, write_sysreg};
+use crate::vcpu_state::VcpuState;
 use crate::{counter, idregs, lr, psci, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
@@ -249,6 +250,23 @@ impl El2Vcpu {
                 options(nostack)
             );
         }
+    }
+
+    /// Copies the paused vCPU's state into `into`: registers, interrupt model, and what the CPU
+    /// holds ([`El1State`]).
+    pub fn snapshot(&self, into: &mut VcpuState) {
+        into.regs = *self.regs;
+        into.vgic = *self.vgic;
+        into.el1.capture();
+    }
+
+    /// Gives the vCPU, which has not run yet, the state [`El2Vcpu::snapshot`] took on another CPU.
+    pub fn restore(&mut self, from: &VcpuState) {
+        *self.regs = from.regs;
+        *self.vgic = from.vgic;
+        self.deadline_ns = None;
+        self.pending = Pending::Step;
+        from.el1.restore();
     }
 
     /// Arms the EL2 physical timer for the core's deadline, and at most [`SLICE_NS`] ahead.

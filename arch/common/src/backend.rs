@@ -108,6 +108,17 @@ pub trait Backend: Sized + Sync + 'static {
     /// Puts the vCPU in its architectural reset state, entering at `entry` with `arg` in its first
     /// argument register.
     fn reset_vcpu(vcpu: &mut Self::Vcpu, entry: u64, arg: u64) -> Result<(), Self::Error>;
+    /// Copies the state of `vcpu`, paused at an exit boundary, into `into`: what the ledger
+    /// slot holds and what lives only in the CPU while the guest runs, so a vCPU of a copy of
+    /// the same partition on another CPU can go on from it ([`Backend::restore_vcpu`];
+    /// re-protection).
+    fn snapshot_vcpu(vcpu: &Self::Vcpu, into: &mut Self::VcpuState) -> Result<(), Self::Error>;
+    /// Gives `vcpu`, which has not run yet, the state [`Backend::snapshot_vcpu`] took.
+    fn restore_vcpu(vcpu: &mut Self::Vcpu, from: &Self::VcpuState) -> Result<(), Self::Error>;
+    /// Copies the guest memory of partition `from`, whose vCPU is paused, into that of `to`, a
+    /// copy of it with the same guest-physical layout whose vCPU has not run yet; returns the
+    /// bytes copied.
+    fn copy_guest_memory(&self, from: &Partition, to: &Partition) -> Result<u64, Self::Error>;
     /// This CPU's clock, set up for idling (once per CPU).
     fn clock(&self, cpu: usize) -> Self::Clock;
     /// Waits a little for another CPU (aarch64: WFE).

@@ -125,6 +125,12 @@ pub enum Problem {
     FtPeer {
         peer: usize,
     },
+    /// A fault-tolerant pair has more than one spare copy.
+    FtSpares {
+        pair: u8,
+    },
+    /// Re-protection onto a spare CPU is built for aarch64 only.
+    FtSpareArch,
 }
 
 impl fmt::Display for Problem {
@@ -212,6 +218,14 @@ impl fmt::Display for Problem {
             Problem::FtPeer { peer } => write!(
                 f,
                 "partition[{peer}] is not this partition's other fault-tolerant copy"
+            ),
+            Problem::FtSpares { pair } => write!(
+                f,
+                "fault-tolerant pair {pair} has more than one spare copy (one spare is supported)"
+            ),
+            Problem::FtSpareArch => write!(
+                f,
+                "a spare CPU for re-protection is supported on aarch64 boards only"
             ),
         }
     }
