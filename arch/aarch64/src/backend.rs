@@ -11,6 +11,7 @@ use tandem_hw::report::Vocabulary;
 
 use crate::clock::VirtClock;
 use crate::console::Console;
+use crate::dirty::{DirtyPages, TrackError};
 use crate::gic::GicError;
 use crate::guest_load::LoadError;
 use crate::pl011::Pl011;
@@ -29,6 +30,8 @@ pub enum VirtError {
     CpuOn(i64),
     /// This CPU's GIC interface could not be set up.
     Gic(GicError),
+    /// Dirty-page tracking could not start.
+    Dirty(TrackError),
 }
 
 /// The aarch64 backend: the board's facts.
@@ -162,6 +165,7 @@ impl Backend for VirtBackend {
             u64::from(vcpu),
             partition.cpus.len() as u64,
             replicated,
+            DirtyPages::new(*root, &partition.memory),
         )?)
     }
 
@@ -180,8 +184,30 @@ impl Backend for VirtBackend {
         Ok(())
     }
 
-    fn copy_guest_memory(&self, from: &Partition, to: &Partition) -> Result<u64, VirtError> {
-        guest_load::copy(from, to).map_err(VirtError::Load)
+    fn copy_guest_pages(
+        &self,
+        from: &Partition,
+        to: &Partition,
+        first: u64,
+        count: u64,
+    ) -> Result<(), VirtError> {
+        guest_load::copy_pages(from, to, first, count).map_err(VirtError::Load)
+    }
+
+    fn start_dirty_tracking(vcpu: &mut El2Vcpu) -> Result<u64, VirtError> {
+        vcpu.dirty().start().map_err(VirtError::Dirty)
+    }
+
+    fn stop_dirty_tracking(vcpu: &mut El2Vcpu) {
+        vcpu.dirty().stop()
+    }
+
+    fn take_dirty(vcpu: &mut El2Vcpu, out: &mut [u64]) -> usize {
+        vcpu.dirty().take(out)
+    }
+
+    fn dirty_count(vcpu: &El2Vcpu) -> u64 {
+        vcpu.dirty_count()
     }
 
     fn clock(&self, _: usize) -> VirtClock {

@@ -3,7 +3,7 @@
 //! the point of coherency, because the guest starts with its MMU and caches off (Arm ARM D7.4.9).
 
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::{Board, Partition};
+use tandem_core::config::{Board, PAGE_SIZE, Partition};
 
 use crate::dt;
 use crate::sysreg::{dsb_ish, read_sysreg};
@@ -84,10 +84,15 @@ fn clean_invalidate(start: u64, len: u64) {
     dsb_ish();
 }
 
-/// Copies the guest memory of partition `from`, whose vCPU is paused, into `to`, a copy of the
-/// same guest in host memory of its own whose vCPU has not run (re-protection). Returns the
-/// bytes copied.
-pub fn copy(from: &Partition, to: &Partition) -> Result<u64, LoadError> {
+/// Copies pages `first..first + count` (numbered across the regions in order) of partition
+/// `from`, whose vCPU is paused, into `to`, a copy of the same guest in host memory of its own
+/// whose vCPU has not run (re-protection).
+pub fn copy_pages(
+    from: &Partition,
+    to: &Partition,
+    first: u64,
+    count: u64,
+) -> Result<(), LoadError> {
     let layout = |r: &tandem_core::config::MemoryRegion| (r.gpa, r.size);
     if !from
         .memory
@@ -97,21 +102,32 @@ pub fn copy(from: &Partition, to: &Partition) -> Result<u64, LoadError> {
     {
         return Err(LoadError::LayoutDiffers);
     }
-    let mut bytes = 0;
+    let (mut first, mut count) = (first, count);
     for (src, dst) in from.memory.iter().zip(&to.memory) {
-        clean_invalidate(src.hpa.raw(), src.size);
-        // SAFETY: both regions are partitions' own host memory (validated: inside RAM, not the
-        // hypervisor's, exclusive, so they do not overlap), identity-mapped, of the same size;
-        // `from`'s vCPU is paused and `to`'s has not run.
+        let pages = src.size / PAGE_SIZE;
+        if first >= pages {
+            first -= pages;
+            continue;
+        }
+        let here = count.min(pages - first);
+        let (offset, len) = (first * PAGE_SIZE, here * PAGE_SIZE);
+        clean_invalidate(src.hpa.raw() + offset, len);
+        // SAFETY: both ranges lie in partitions' own host memory (validated: inside RAM, not the
+        // hypervisor's, exclusive, so they do not overlap), identity-mapped, inside regions of
+        // the same size; `from`'s vCPU is paused and `to`'s has not run.
         unsafe {
             core::ptr::copy_nonoverlapping(
-                src.hpa.raw() as *const u8,
-                dst.hpa.raw() as *mut u8,
-                src.size as usize,
+                (src.hpa.raw() + offset) as *const u8,
+                (dst.hpa.raw() + offset) as *mut u8,
+                len as usize,
             )
         };
-        clean_to_poc(dst.hpa.raw(), dst.size);
-        bytes += src.size;
+        clean_to_poc(dst.hpa.raw() + offset, len);
+        count -= here;
+        first = 0;
+        if count == 0 {
+            break;
+        }
     }
-    Ok(bytes)
+    Ok(())
 }

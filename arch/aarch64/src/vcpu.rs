@@ -9,6 +9,7 @@ use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
+use crate::dirty::{self, DirtyPages};
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
 use crate::sysreg::{isb, write_sysreg};
@@ -80,7 +81,10 @@ register_bitfields! {u64,
         SF OFFSET(15) NUMBITS(1) [],
         /// Write, not read.
         WNR OFFSET(6) NUMBITS(1) [],
-        /// Fault status; translation faults of levels 0-3 are 0b0001xx.
+        /// The fault happened on a stage-1 table walk.
+        S1PTW OFFSET(7) NUMBITS(1) [],
+        /// Fault status; translation faults of levels 0-3 are 0b0001xx, permission faults
+        /// 0b0011xx.
         DFSC OFFSET(0) NUMBITS(6) []
     ]
 }
@@ -150,6 +154,8 @@ pub struct El2Vcpu {
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
+    /// The partition's written pages, while re-protection tracks them.
+    dirty: DirtyPages,
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -192,12 +198,14 @@ impl El2Vcpu {
     /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger;
     /// `replicated` for a copy of a fault-tolerant partition, whose virtual timer's interrupt is
     /// then kept from this CPU.
+    /// `dirty` tracks the partition's writes when asked to (re-protection).
     pub fn new(
         regs: &'static mut GuestRegs,
         vgic: &'static mut VirtualGic,
         index: u64,
         vcpus: u64,
         replicated: bool,
+        dirty: DirtyPages,
     ) -> Result<Self, GicError> {
         let gic = gic::facts();
         if replicated {
@@ -214,6 +222,7 @@ impl El2Vcpu {
             deadline_ns: None,
             replicated,
             sve_reported: false,
+            dirty,
         })
     }
 
@@ -267,6 +276,16 @@ impl El2Vcpu {
         self.deadline_ns = None;
         self.pending = Pending::Step;
         from.el1.restore();
+    }
+
+    /// The partition's dirty-page tracking (re-protection).
+    pub fn dirty(&mut self) -> &mut DirtyPages {
+        &mut self.dirty
+    }
+
+    /// Pages the guest wrote since they were last taken.
+    pub fn dirty_count(&self) -> u64 {
+        self.dirty.count()
     }
 
     /// Arms the EL2 physical timer for the core's deadline, and at most [`SLICE_NS`] ahead.
@@ -383,10 +402,17 @@ impl El2Vcpu {
             },
             Some(ESR_EL2::EC::Value::DataAbortLowerEL) => {
                 let iss = LocalRegisterCopy::<u64, DABT_ISS::Register>::new(esr.read(ESR_EL2::ISS));
-                if iss.read(DABT_ISS::DFSC) >> 2 == 0b0001 {
-                    self.data_abort(iss)
-                } else {
-                    Self::unhandled(esr.get())
+                match iss.read(DABT_ISS::DFSC) >> 2 {
+                    0b0001 => self.data_abort(iss),
+                    // Only dirty tracking takes write permission away from guest memory.
+                    0b0011 if self.dirty.active() => {
+                        match dirty::fault_ipa(iss.is_set(DABT_ISS::S1PTW)) {
+                            Some(ipa) if self.dirty.record_write(ipa) => return None,
+                            Some(_) => Self::unhandled(esr.get()),
+                            None => return None,
+                        }
+                    }
+                    _ => Self::unhandled(esr.get()),
                 }
             }
             _ => Self::unhandled(esr.get()),

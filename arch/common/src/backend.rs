@@ -115,10 +115,26 @@ pub trait Backend: Sized + Sync + 'static {
     fn snapshot_vcpu(vcpu: &Self::Vcpu, into: &mut Self::VcpuState) -> Result<(), Self::Error>;
     /// Gives `vcpu`, which has not run yet, the state [`Backend::snapshot_vcpu`] took.
     fn restore_vcpu(vcpu: &mut Self::Vcpu, from: &Self::VcpuState) -> Result<(), Self::Error>;
-    /// Copies the guest memory of partition `from`, whose vCPU is paused, into that of `to`, a
-    /// copy of it with the same guest-physical layout whose vCPU has not run yet; returns the
-    /// bytes copied.
-    fn copy_guest_memory(&self, from: &Partition, to: &Partition) -> Result<u64, Self::Error>;
+    /// Copies pages `first..first + count` (numbered across the regions in order) of partition
+    /// `from`'s guest memory, its vCPU paused, into that of `to`, a copy of it with the same
+    /// guest-physical layout whose vCPU has not run yet.
+    fn copy_guest_pages(
+        &self,
+        from: &Partition,
+        to: &Partition,
+        first: u64,
+        count: u64,
+    ) -> Result<(), Self::Error>;
+    /// Starts recording which pages of its partition's memory `vcpu`'s guest writes (second-stage
+    /// write protection), with none dirty; returns the partition's page count.
+    fn start_dirty_tracking(vcpu: &mut Self::Vcpu) -> Result<u64, Self::Error>;
+    /// Stops recording writes: the guest's memory is all writable again.
+    fn stop_dirty_tracking(vcpu: &mut Self::Vcpu);
+    /// Moves up to `out.len()` dirty page numbers into `out`, tracking each anew; returns how
+    /// many.
+    fn take_dirty(vcpu: &mut Self::Vcpu, out: &mut [u64]) -> usize;
+    /// Pages dirty now.
+    fn dirty_count(vcpu: &Self::Vcpu) -> u64;
     /// This CPU's clock, set up for idling (once per CPU).
     fn clock(&self, cpu: usize) -> Self::Clock;
     /// Waits a little for another CPU (aarch64: WFE).

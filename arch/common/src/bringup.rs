@@ -216,7 +216,7 @@ trait Paused<B: Backend> {
         &mut self,
         shared: &Booted<B>,
         index: usize,
-        vcpu: &B::Vcpu,
+        vcpu: &mut B::Vcpu,
         record: &VcpuRecord,
         platform: &HwPlatform<B>,
     ) -> bool;
@@ -227,7 +227,7 @@ impl<B: Backend> Paused<B> for Solo {
         &mut self,
         _: &Booted<B>,
         _: usize,
-        _: &B::Vcpu,
+        _: &mut B::Vcpu,
         _: &VcpuRecord,
         _: &HwPlatform<B>,
     ) -> bool {
@@ -241,7 +241,7 @@ impl<B: Backend> Paused<B> for FtCopy {
         &mut self,
         shared: &Booted<B>,
         index: usize,
-        vcpu: &B::Vcpu,
+        vcpu: &mut B::Vcpu,
         record: &VcpuRecord,
         platform: &HwPlatform<B>,
     ) -> bool {
@@ -307,16 +307,15 @@ impl<B: Backend> Run<'_, B> {
                     .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
                 *record = VcpuRecord::new(platform.now_ns());
                 record.resets = resets;
+                defmt::info!(
+                    "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
+                    label,
+                    vcpu_index,
+                    cpu,
+                    B::WORDS.counter,
+                    platform.counter()
+                );
             }
-            defmt::info!(
-                "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}, exit {=u64}",
-                label,
-                vcpu_index,
-                cpu,
-                B::WORDS.counter,
-                platform.counter(),
-                record.deterministic_exits
-            );
             let stop = VcpuRuntime {
                 partition,
                 id: partition.guest_id(index),

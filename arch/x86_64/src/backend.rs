@@ -199,8 +199,28 @@ impl Backend for PcBackend {
         Err(PcError::NoReprotection)
     }
 
-    fn copy_guest_memory(&self, _: &Partition, _: &Partition) -> Result<u64, PcError> {
+    fn copy_guest_pages(
+        &self,
+        _: &Partition,
+        _: &Partition,
+        _: u64,
+        _: u64,
+    ) -> Result<(), PcError> {
         Err(PcError::NoReprotection)
+    }
+
+    fn start_dirty_tracking(_: &mut VmxVcpu) -> Result<u64, PcError> {
+        Err(PcError::NoReprotection)
+    }
+
+    fn stop_dirty_tracking(_: &mut VmxVcpu) {}
+
+    fn take_dirty(_: &mut VmxVcpu, _: &mut [u64]) -> usize {
+        0
+    }
+
+    fn dirty_count(_: &VmxVcpu) -> u64 {
+        0
     }
 
     fn clock(&self, cpu: usize) -> PcClock {

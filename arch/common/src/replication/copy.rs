@@ -5,8 +5,17 @@
 use tandem_core::point::ExecPoint;
 use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
+use tandem_ft::reprotect::Reprotect;
 
 use super::{BackupCopy, PrimaryCopy};
+
+/// A re-protection in progress (`crate::reprotect`): its state machine, when it started, and
+/// when the guest was paused for the last pages and the vCPU state.
+pub struct Session {
+    pub machine: Reprotect,
+    pub started_ns: u64,
+    pub paused_ns: Option<u64>,
+}
 
 // One per CPU, on its stack (there is no heap to box the larger primary in), and both copies'
 // held or kept lines take about as much room.
@@ -24,8 +33,13 @@ pub struct FtCopy {
     /// The copy went live in an earlier epoch or this one: its failed peers' part of the run is
     /// over.
     took_over: bool,
-    /// A spare waits: once live, the copy pauses at its next boundary to re-protect onto it.
+    /// A spare waits: once live, the copy pauses at each boundary to re-protect onto it.
     spare_waits: bool,
+    /// The re-protection under way.
+    session: Option<Session>,
+    /// The boundary (deterministic-exit count) the copy last paused at: the guest runs on from
+    /// there to the next before the next step.
+    paused_at: Option<u64>,
 }
 
 impl FtCopy {
@@ -36,6 +50,8 @@ impl FtCopy {
             epoch,
             took_over: false,
             spare_waits: false,
+            session: None,
+            paused_at: None,
         }
     }
 
@@ -47,12 +63,19 @@ impl FtCopy {
             epoch,
             took_over: false,
             spare_waits: spare,
+            session: None,
+            paused_at: None,
         }
     }
 
     /// The protection epoch the copy works in.
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// The re-protection under way, if any.
+    pub fn session(&mut self) -> &mut Option<Session> {
+        &mut self.session
     }
 
     /// Whether the copy is paused for re-protection: it went live and a spare waits.
@@ -64,6 +87,7 @@ impl FtCopy {
     pub fn protected_by_spare(&mut self, primary: PrimaryCopy) {
         self.took_over = true;
         self.spare_waits = false;
+        self.session = None;
         self.epoch += 1;
         self.role = Role::Primary(primary);
     }
@@ -71,6 +95,7 @@ impl FtCopy {
     /// Re-protection failed: the copy goes on alone, as the live backup it is.
     pub fn unprotected(&mut self) {
         self.spare_waits = false;
+        self.session = None;
     }
 
     fn replica(&mut self) -> &mut dyn Replica {
@@ -104,7 +129,10 @@ impl Replica for FtCopy {
 
     fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
         match self.replica().poll(now_ns, at, print) {
-            Gate::Run if self.pausing() => Gate::Pause,
+            Gate::Run if self.pausing() && self.paused_at != Some(at.det_exits) => {
+                self.paused_at = Some(at.det_exits);
+                Gate::Pause
+            }
             gate => gate,
         }
     }

@@ -20,7 +20,7 @@ use tandem_core::point::register_hash;
 use tandem_ft::link::ring::{Ring, RingConsumer, RingProducer};
 
 pub use backup::BackupCopy;
-pub use copy::FtCopy;
+pub use copy::{FtCopy, Session};
 pub use inject::{Injected, KillPoint, Stall};
 pub use primary::PrimaryCopy;
 
