@@ -27,6 +27,8 @@ use crate::{frames, ledger, replication, report, reprotect, vcpu_power};
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Spare copies that became a backup: from then on they are running partitions.
+static ENLISTED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 /// Partitions whose part of the run is over (stopped, or a failed FT copy whose peer took over).
 static RETIRED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 /// Started vCPUs per partition.
@@ -194,7 +196,12 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
             FtRole::Spare => {
                 let _ = write!(label, "{} (spare)", partition.name);
                 match reprotect::wait_as_spare(shared, &ft, &mut vcpu, run.record, &platform) {
-                    Ok(mut copy) => run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), true),
+                    Ok(mut copy) => {
+                        // Counted before it replays, so before its primary can end the run.
+                        ENLISTED[index].store(true, Ordering::Release);
+                        RUNNING.fetch_add(1, Ordering::AcqRel);
+                        run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), true)
+                    }
                     Err(stop) => {
                         report::stop(label.as_str(), stop, run.record, &B::WORDS);
                         B::park()
@@ -251,9 +258,9 @@ impl<B: Backend> Paused<B> for FtCopy {
 }
 
 /// Partition `index` is done; the last one ends the run. Each is retired once, whichever of an
-/// FT pair's copies gets there first; a spare is never counted.
+/// FT pair's copies gets there first; a spare counts only once it became a backup.
 fn retire<B: Backend>(system: &System, index: usize) {
-    if is_spare(&system.partitions[index]) {
+    if is_spare(&system.partitions[index]) && !ENLISTED[index].load(Ordering::Acquire) {
         return;
     }
     if !RETIRED[index].swap(true, Ordering::AcqRel) && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -358,8 +365,9 @@ impl<B: Backend> Run<'_, B> {
             report::stop(label, stop, record, &B::WORDS);
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
-                // A copy that went live also ends its failed peers' part of the run: every copy
-                // of its pair.
+                // A copy that went live also ends its failed peers' part of the run: the pair's
+                // primary and backup (a spare it re-protected onto is its backup, and ends its
+                // own part).
                 let pair = partition
                     .ft
                     .filter(|_| replica.took_over())
@@ -369,7 +377,9 @@ impl<B: Backend> Run<'_, B> {
                     .partitions
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| pair.is_some() && p.ft.map(|ft| ft.pair) == pair)
+                    .filter(|(_, p)| {
+                        pair.is_some() && p.ft.map(|ft| ft.pair) == pair && !is_spare(p)
+                    })
                     .map(|(i, _)| i);
                 for retiring in core::iter::once(index).chain(peers) {
                     retire::<B>(&shared.system, retiring);
