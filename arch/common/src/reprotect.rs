@@ -20,8 +20,8 @@ use crate::ledger::{self, VcpuSlot};
 use crate::platform::HwPlatform;
 use crate::replication::{self, BackupCopy, FtCopy, Injected, PrimaryCopy, Session};
 
-/// Pages copied per step while the guest runs (256 KiB: a step is one pause at a boundary).
-const CHUNK_PAGES: u64 = 64;
+/// Pages copied per step while the guest runs (64 KiB: each step holds the guest at a boundary).
+const CHUNK_PAGES: u64 = 16;
 /// The guest pauses for good once at most this many pages are dirty...
 const PAUSE_BELOW: u64 = 16;
 /// ...or after this many rounds of re-sending dirty pages, if they do not shrink.
