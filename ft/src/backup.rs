@@ -155,7 +155,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             config,
             mutants: Mutants::default(),
             state: BackupState::Replaying,
-            reader: FrameReader::default(),
+            reader: FrameReader::for_epoch(config.epoch),
             queue: heapless::Deque::new(),
             received: 0,
             consumed: 0,

@@ -1,18 +1,19 @@
 //! Wire framing of records: a fixed little-endian header, a postcard body and a CRC.
 //!
 //! ```text
-//! magic "TF" (2) | version (1) | seq u64 (8) | body length u16 (2) | postcard body | crc32c (4)
+//! magic "TF" (2) | version (1) | epoch u32 (4) | seq u64 (8) | body length u16 (2) | postcard body | crc32c (4)
 //! ```
-//! The CRC covers header and body. `seq` is the record's index in the log.
+//! The CRC covers header and body. `seq` is the record's index in the log; `epoch` the protection
+//! epoch of the pair that wrote it, so a reader of a later epoch refuses a zombie primary's frames.
 
 use crate::record::Record;
 
 /// Frame magic, "TF".
 pub const MAGIC: [u8; 2] = *b"TF";
 /// Format version written and accepted.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header length in bytes.
-pub const HEADER_LEN: usize = 13;
+pub const HEADER_LEN: usize = 17;
 /// CRC trailer length in bytes.
 pub const TRAILER_LEN: usize = 4;
 /// Largest postcard body: the biggest record (an input record) with room to spare.
@@ -49,8 +50,9 @@ pub enum FrameError {
     BadBody { seq: u64 },
 }
 
-/// Encode `record` as log entry `seq` into `buf`; returns the frame length.
-pub fn encode(seq: u64, record: &Record, buf: &mut [u8]) -> Result<usize, EncodeError> {
+/// Encode `record` as log entry `seq` of protection epoch `epoch` into `buf`; returns the frame
+/// length.
+pub fn encode(epoch: u32, seq: u64, record: &Record, buf: &mut [u8]) -> Result<usize, EncodeError> {
     if buf.len() < HEADER_LEN + TRAILER_LEN {
         return Err(EncodeError::BufferTooSmall { have: buf.len() });
     }
@@ -64,17 +66,19 @@ pub fn encode(seq: u64, record: &Record, buf: &mut [u8]) -> Result<usize, Encode
     };
     buf[0..2].copy_from_slice(&MAGIC);
     buf[2] = VERSION;
-    buf[3..11].copy_from_slice(&seq.to_le_bytes());
+    buf[3..7].copy_from_slice(&epoch.to_le_bytes());
+    buf[7..15].copy_from_slice(&seq.to_le_bytes());
     // body_len <= MAX_BODY, far below u16::MAX.
-    buf[11..13].copy_from_slice(&(body_len as u16).to_le_bytes());
+    buf[15..17].copy_from_slice(&(body_len as u16).to_le_bytes());
     let end = HEADER_LEN + body_len;
     let crc = CRC.checksum(&buf[..end]);
     buf[end..end + TRAILER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(end + TRAILER_LEN)
 }
 
-/// Decode one frame, checking length, magic, version, CRC and body; returns `(seq, record)`.
-pub fn decode(bytes: &[u8]) -> Result<(u64, Record), FrameError> {
+/// Decode one frame, checking length, magic, version, CRC and body; returns
+/// `(epoch, seq, record)`.
+pub fn decode(bytes: &[u8]) -> Result<(u32, u64, Record), FrameError> {
     let len = bytes.len();
     if len < HEADER_LEN + TRAILER_LEN {
         return Err(FrameError::Truncated { len });
@@ -85,8 +89,9 @@ pub fn decode(bytes: &[u8]) -> Result<(u64, Record), FrameError> {
     if bytes[2] != VERSION {
         return Err(FrameError::UnsupportedVersion { found: bytes[2] });
     }
-    let seq = u64::from_le_bytes(read_array(&bytes[3..11]));
-    let body_len = usize::from(u16::from_le_bytes(read_array(&bytes[11..13])));
+    let epoch = u32::from_le_bytes(read_array(&bytes[3..7]));
+    let seq = u64::from_le_bytes(read_array(&bytes[7..15]));
+    let body_len = usize::from(u16::from_le_bytes(read_array(&bytes[15..17])));
     let expected = HEADER_LEN + body_len + TRAILER_LEN;
     if len < expected {
         return Err(FrameError::Truncated { len });
@@ -100,7 +105,7 @@ pub fn decode(bytes: &[u8]) -> Result<(u64, Record), FrameError> {
         return Err(FrameError::BadCrc { seq_field: seq });
     }
     match postcard::take_from_bytes::<Record>(&bytes[HEADER_LEN..end]) {
-        Ok((record, [])) => Ok((seq, record)),
+        Ok((record, [])) => Ok((epoch, seq, record)),
         _ => Err(FrameError::BadBody { seq }),
     }
 }
@@ -120,6 +125,8 @@ pub enum Rejected {
     Replayed { seq: u64, expected: u64 },
     /// A valid frame from beyond the next expected index.
     OutOfOrder { seq: u64, expected: u64 },
+    /// A valid frame of another protection epoch (a zombie primary's).
+    OtherEpoch { epoch: u32, expected: u32 },
 }
 
 /// Counts of refused frames, by reason.
@@ -135,28 +142,45 @@ pub struct RejectCounts {
     pub replayed: u64,
     /// Ahead of the expected index.
     pub out_of_order: u64,
+    /// Of another protection epoch.
+    pub other_epoch: u64,
 }
 
 impl RejectCounts {
     /// All refused frames.
     pub fn total(&self) -> u64 {
-        self.truncated + self.corrupt + self.version + self.replayed + self.out_of_order
+        self.truncated
+            + self.corrupt
+            + self.version
+            + self.replayed
+            + self.out_of_order
+            + self.other_epoch
     }
 }
 
-/// Accepts frames strictly in log order, exactly once, and counts everything it refuses.
+/// Accepts frames of one protection epoch strictly in log order, exactly once, and counts
+/// everything it refuses.
 #[derive(Clone, Debug, Default)]
 pub struct FrameReader {
+    epoch: u32,
     next: u64,
     rejects: RejectCounts,
 }
 
 impl FrameReader {
-    /// A reader expecting log index `next` first.
+    /// A reader of epoch `epoch`'s log, expecting index 0 first.
+    pub fn for_epoch(epoch: u32) -> Self {
+        Self {
+            epoch,
+            ..Self::default()
+        }
+    }
+
+    /// A reader (of epoch 0) expecting log index `next` first.
     pub fn starting_at(next: u64) -> Self {
         Self {
             next,
-            rejects: RejectCounts::default(),
+            ..Self::default()
         }
     }
 
@@ -172,7 +196,7 @@ impl FrameReader {
 
     /// Validate one frame; on success the reader moves on to the following index.
     pub fn accept(&mut self, bytes: &[u8]) -> Result<Record, Rejected> {
-        let (seq, record) = decode(bytes).map_err(|e| {
+        let (epoch, seq, record) = decode(bytes).map_err(|e| {
             match e {
                 FrameError::Truncated { .. } | FrameError::TrailingBytes { .. } => {
                     self.rejects.truncated += 1
@@ -184,6 +208,13 @@ impl FrameReader {
             }
             Rejected::Invalid(e)
         })?;
+        if epoch != self.epoch {
+            self.rejects.other_epoch += 1;
+            return Err(Rejected::OtherEpoch {
+                epoch,
+                expected: self.epoch,
+            });
+        }
         let expected = self.next;
         if seq < expected {
             self.rejects.replayed += 1;
@@ -235,15 +266,32 @@ mod tests {
     fn every_record_kind_round_trips() {
         let mut buf = [0u8; MAX_FRAME];
         for (i, record) in samples().iter().enumerate() {
-            let n = encode(i as u64, record, &mut buf).unwrap();
-            assert_eq!(decode(&buf[..n]), Ok((i as u64, record.clone())));
+            let n = encode(0, i as u64, record, &mut buf).unwrap();
+            assert_eq!(decode(&buf[..n]), Ok((0, i as u64, record.clone())));
         }
+    }
+
+    #[test]
+    fn a_reader_refuses_frames_of_another_epoch() {
+        let mut buf = [0u8; MAX_FRAME];
+        let mut reader = FrameReader::for_epoch(2);
+        let n = encode(1, 0, &samples()[0], &mut buf).unwrap();
+        assert_eq!(
+            reader.accept(&buf[..n]),
+            Err(Rejected::OtherEpoch {
+                epoch: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(reader.rejects().other_epoch, 1);
+        let n = encode(2, 0, &samples()[0], &mut buf).unwrap();
+        assert_eq!(reader.accept(&buf[..n]), Ok(samples()[0].clone()));
     }
 
     #[test]
     fn truncation_and_corruption_are_rejected_and_counted() {
         let mut buf = [0u8; MAX_FRAME];
-        let n = encode(0, &samples()[4], &mut buf).unwrap();
+        let n = encode(0, 0, &samples()[4], &mut buf).unwrap();
         let mut reader = FrameReader::default();
         for cut in 0..n {
             assert!(reader.accept(&buf[..cut]).is_err());
@@ -262,7 +310,7 @@ mod tests {
     fn replayed_and_out_of_order_frames_are_rejected() {
         let mut buf = [0u8; MAX_FRAME];
         let mut reader = FrameReader::default();
-        let n = encode(0, &samples()[0], &mut buf).unwrap();
+        let n = encode(0, 0, &samples()[0], &mut buf).unwrap();
         assert!(reader.accept(&buf[..n]).is_ok());
         assert_eq!(
             reader.accept(&buf[..n]),
@@ -271,7 +319,7 @@ mod tests {
                 expected: 1
             })
         );
-        let n = encode(2, &samples()[1], &mut buf).unwrap();
+        let n = encode(0, 2, &samples()[1], &mut buf).unwrap();
         assert_eq!(
             reader.accept(&buf[..n]),
             Err(Rejected::OutOfOrder {
@@ -286,7 +334,7 @@ mod tests {
     #[test]
     fn wrong_version_is_refused() {
         let mut buf = [0u8; MAX_FRAME];
-        let n = encode(0, &samples()[0], &mut buf).unwrap();
+        let n = encode(0, 0, &samples()[0], &mut buf).unwrap();
         buf[2] = VERSION + 1;
         assert_eq!(
             decode(&buf[..n]),
@@ -298,7 +346,7 @@ mod tests {
     fn small_buffer_is_an_error_not_a_panic() {
         let mut buf = [0u8; 20];
         assert_eq!(
-            encode(0, &samples()[3], &mut buf),
+            encode(0, 0, &samples()[3], &mut buf),
             Err(EncodeError::BufferTooSmall { have: 20 })
         );
     }
@@ -316,7 +364,7 @@ mod tests {
                 if let Ok(record) = reader.accept(&bytes) {
                     // Anything accepted must be a canonical frame for index 0.
                     let mut buf = [0u8; MAX_FRAME];
-                    let n = encode(0, &record, &mut buf).unwrap();
+                    let n = encode(0, 0, &record, &mut buf).unwrap();
                     prop_assert_eq!(&buf[..n], &bytes[..]);
                 } else {
                     prop_assert_eq!(reader.rejects().total(), 1);
@@ -331,7 +379,7 @@ mod tests {
                 cut in any::<prop::sample::Index>(),
             ) {
                 let mut buf = [0u8; MAX_FRAME];
-                let n = encode(0, &samples()[which], &mut buf).unwrap();
+                let n = encode(0, 0, &samples()[which], &mut buf).unwrap();
                 let mut flipped = buf;
                 flipped[pos.index(n)] ^= flip;
                 prop_assert!(decode(&flipped[..n]).is_err());

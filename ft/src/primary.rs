@@ -427,8 +427,13 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             PrimaryState::Alone => Ok(()),
             PrimaryState::Protected | PrimaryState::Arbitrating => {
                 let record = Record { point, event };
-                let n = frame::encode(self.next_index, &record, &mut self.scratch)
-                    .map_err(PrimaryError::Encode)?;
+                let n = frame::encode(
+                    self.config.epoch,
+                    self.next_index,
+                    &record,
+                    &mut self.scratch,
+                )
+                .map_err(PrimaryError::Encode)?;
                 self.link.send(&self.scratch[..n]).map_err(|e| match e {
                     LinkError::Full => PrimaryError::Backpressure,
                     e => PrimaryError::Link(e),

@@ -121,7 +121,7 @@ impl<S: LogSender> LogSender for Tap<S> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
         self.inner.send(bytes)?;
         if self.enabled
-            && let Ok((_, record)) = frame::decode(bytes)
+            && let Ok((_, _, record)) = frame::decode(bytes)
         {
             self.log.borrow_mut().push(record);
         }
