@@ -270,13 +270,12 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
     if peer == i || !paired {
         return Err(err(field("ft"), Problem::FtPeer { peer }));
     }
-    let spares = sys
-        .partitions
+    // The second spare of a pair is the one refused.
+    let earlier_spare = sys.partitions[..i]
         .iter()
         .filter_map(|q| q.ft)
-        .filter(|theirs| theirs.pair == ft.pair && theirs.role == FtRole::Spare)
-        .count();
-    if spares > 1 {
+        .any(|theirs| theirs.pair == ft.pair && theirs.role == FtRole::Spare);
+    if ft.role == FtRole::Spare && earlier_spare {
         return Err(err(field("ft"), Problem::FtSpares { pair: ft.pair }));
     }
     if ft.role == FtRole::Spare && sys.board.arch != Arch::Aarch64 {
