@@ -185,14 +185,16 @@ fn step<B: Backend>(
                     session.started_ns,
                     session.paused_ns.unwrap_or(session.started_ns),
                 );
+                // The primary's end of the new ring is taken before the spare may start: once
+                // it replays, a copy that went on alone would leave it to go live as well.
+                let injected = Injected::from_cmdline(shared.backend.cmdline()).for_epoch(epoch);
+                let primary = PrimaryCopy::new(ft, epoch, platform.now_ns(), injected, B::die)
+                    .ok_or(Refused::NoEpoch)?;
                 B::stop_dirty_tracking(tracker.vcpu);
                 let copied_at = platform.now_ns();
                 replication::hand_off(ft.pair);
                 B::wake_cpus();
                 replication::wait_for_backup(ft, epoch, B::wait_for_event);
-                let injected = Injected::from_cmdline(shared.backend.cmdline()).for_epoch(epoch);
-                let primary = PrimaryCopy::new(ft, epoch, platform.now_ns(), injected, B::die)
-                    .ok_or(Refused::NoEpoch)?;
                 copy.protected_by_spare(primary);
                 let resumed_at = platform.now_ns();
                 defmt::info!(

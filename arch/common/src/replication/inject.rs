@@ -1,6 +1,7 @@
 //! Failures injected into a fault-tolerant pair from the boot command line: the primary's CPU
-//! killed or stalled, to test failover; an input corrupted on the backup, to test that a
-//! divergence is reported.
+//! killed or stalled, to test failover (`ft-kill2` kills the primary of the second protection
+//! epoch, after re-protection); an input corrupted on the backup, to test that a divergence is
+//! reported.
 
 /// Where an injected failure kills the primary's CPU, from the boot option
 /// `ft-kill=exit:N|sent:K|acked:K|printed:K`: at its Nth deterministic exit boundary, or at one
