@@ -198,7 +198,7 @@ fn step<B: Backend>(
                 copy.protected_by_spare(primary);
                 let resumed_at = platform.now_ns();
                 defmt::info!(
-                    "FT re-protection of {=str}: {=u64} pages copied while the guest ran ({=u32} rounds of dirty pages after the full copy), {=u64} in the pause; the guest paused {=u64} ns ({=u64} ns copying, {=u64} ns for the spare to restore), {=u64} ns in all",
+                    "FT re-protection of {=str}: {=u64} pages copied while the guest ran ({=u32} rounds of dirty pages after the full copy), {=u64} in the pause; the guest paused {=u64} ns ({=u64} ns for the last pages and the vCPU state, {=u64} ns for the spare to restore it), {=u64} ns in all",
                     partition.name.as_str(),
                     stats.pages_sent - stats.paused_pages,
                     stats.rounds,
