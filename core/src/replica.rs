@@ -32,6 +32,9 @@ pub enum Gate {
     Live { time_ns: u64 },
     /// This copy must stop.
     Stop(StopReason),
+    /// Leave the exit loop at this boundary without stopping ([`StopReason::Paused`]): the
+    /// hardware layer has work on the paused vCPU (re-protection copies it), then runs it on.
+    Pause,
 }
 
 /// The input or output cannot be taken now: the exit is not completed and the guest executes

@@ -45,6 +45,11 @@ pub enum StopReason {
     Superseded,
     /// The fault-tolerance engine failed (a broken link or exit accounting).
     ReplicationFailed,
+    /// Not a stop: the replica paused the vCPU at a deterministic boundary ([`Gate::Pause`]);
+    /// running it again goes on from there.
+    ///
+    /// [`Gate::Pause`]: crate::replica::Gate::Pause
+    Paused,
 }
 
 /// Guest misbehaviour that is answered (with all-ones, a dropped write or a fault) and reported,

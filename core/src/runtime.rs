@@ -254,6 +254,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                     return Ok(());
                 }
                 Gate::Stop(reason) => return Err(reason),
+                Gate::Pause => return Err(StopReason::Paused),
             }
         }
         if self.replica.replays() {

@@ -71,20 +71,19 @@ pub struct ReprotectStats {
     pub paused_pages: u64,
 }
 
-/// The re-protection state machine.
-pub struct Reprotect<T: DirtyTracker> {
-    tracker: T,
+/// The re-protection state machine. The tracker is passed to each call rather than kept, so a
+/// backend whose tracking lives in a vCPU it runs in between can lend it for the step.
+pub struct Reprotect {
     config: ReprotectConfig,
     phase: Phase,
     stats: ReprotectStats,
 }
 
-impl<T: DirtyTracker> Reprotect<T> {
+impl Reprotect {
     /// Begin: dirty tracking starts now, before the first page is copied.
-    pub fn start(mut tracker: T, config: ReprotectConfig) -> Self {
+    pub fn start(tracker: &mut impl DirtyTracker, config: ReprotectConfig) -> Self {
         tracker.start_tracking();
         Self {
-            tracker,
             config,
             phase: Phase::FullCopy { next: 0 },
             stats: ReprotectStats::default(),
@@ -96,21 +95,16 @@ impl<T: DirtyTracker> Reprotect<T> {
         self.stats
     }
 
-    /// The tracker (for the backend's page reads).
-    pub fn tracker(&mut self) -> &mut T {
-        &mut self.tracker
-    }
-
     /// The next action; dirty page numbers are written to `buf` for [`ReprotectAction::SendDirty`].
-    pub fn step(&mut self, buf: &mut [u64]) -> ReprotectAction {
+    pub fn step(&mut self, tracker: &mut impl DirtyTracker, buf: &mut [u64]) -> ReprotectAction {
         match self.phase {
             Phase::FullCopy { next } => {
                 let count = self
                     .config
                     .chunk_pages
-                    .min(self.tracker.page_count() - next);
+                    .min(tracker.page_count().saturating_sub(next));
                 self.stats.pages_sent += count;
-                self.phase = if next + count >= self.tracker.page_count() {
+                self.phase = if next + count >= tracker.page_count() {
                     Phase::Rounds { round: 0, left: 0 }
                 } else {
                     Phase::FullCopy { next: next + count }
@@ -120,7 +114,7 @@ impl<T: DirtyTracker> Reprotect<T> {
             Phase::Rounds { round, left: 0 } => {
                 // A new round: pause if the dirty set is small enough (or we stop converging),
                 // otherwise re-send the pages dirty now, and only those, before looking again.
-                let dirty = self.tracker.dirty_count();
+                let dirty = tracker.dirty_count();
                 if dirty <= self.config.pause_below || round >= self.config.max_rounds {
                     self.phase = Phase::Paused;
                     return ReprotectAction::Pause;
@@ -130,21 +124,21 @@ impl<T: DirtyTracker> Reprotect<T> {
                     round: round + 1,
                     left: dirty,
                 };
-                self.step(buf)
+                self.step(tracker, buf)
             }
             Phase::Rounds { round, left } => {
                 let want = (buf.len() as u64).min(left) as usize;
-                let count = self.tracker.take_dirty(&mut buf[..want]);
+                let count = tracker.take_dirty(&mut buf[..want]);
                 self.stats.pages_sent += count as u64;
                 let left = if count == 0 { 0 } else { left - count as u64 };
                 self.phase = Phase::Rounds { round, left };
                 if count == 0 {
-                    return self.step(buf);
+                    return self.step(tracker, buf);
                 }
                 ReprotectAction::SendDirty { count }
             }
             Phase::Paused => {
-                let count = self.tracker.take_dirty(buf);
+                let count = tracker.take_dirty(buf);
                 if count == 0 {
                     self.phase = Phase::DeviceStateSent;
                     return ReprotectAction::SendDeviceState;
@@ -210,7 +204,7 @@ mod tests {
         };
         let mut copy = vec![0u64; 1024];
         let mut machine = Reprotect::start(
-            &mut memory,
+            &mut &mut memory,
             ReprotectConfig {
                 chunk_pages: 64,
                 pause_below: 8,
@@ -228,18 +222,18 @@ mod tests {
                 let hot = 64 / tick.min(32);
                 for i in 0..hot {
                     let page = (tick * 7 + i * 13) % 1024;
-                    machine.tracker().write(page, tick * 1000 + i);
+                    memory.write(page, tick * 1000 + i);
                 }
             }
-            match machine.step(&mut buf) {
+            match machine.step(&mut &mut memory, &mut buf) {
                 ReprotectAction::SendRange { first, count } => {
-                    let src = &machine.tracker().pages;
+                    let src = &memory.pages;
                     copy[first as usize..(first + count) as usize]
                         .copy_from_slice(&src[first as usize..(first + count) as usize]);
                 }
                 ReprotectAction::SendDirty { count } => {
                     for &page in &buf[..count] {
-                        copy[page as usize] = machine.tracker().pages[page as usize];
+                        copy[page as usize] = memory.pages[page as usize];
                     }
                 }
                 ReprotectAction::Pause => paused = true,
@@ -252,7 +246,10 @@ mod tests {
             }
         }
         let stats = machine.stats();
-        assert_eq!(machine.step(&mut buf), ReprotectAction::Done);
+        assert_eq!(
+            machine.step(&mut &mut memory, &mut buf),
+            ReprotectAction::Done
+        );
         assert_eq!(copy, memory.pages, "backup image differs from the primary");
         assert!(
             stats.paused_pages <= 16,

@@ -203,7 +203,8 @@ pub struct PartitionFile {
     memory: Vec<RegionFile>,
     #[serde(default)]
     ports: Vec<PortsFile>,
-    /// Fault tolerance: a backup copy on `backup_cpus[0]`, kept in lockstep over `link`.
+    /// Fault tolerance: a backup copy on `backup_cpus[0]`, kept in lockstep over `link`; a spare
+    /// on `backup_cpus[1]`, if named, for re-protection after a failover.
     ft: Option<FtFile>,
 }
 
@@ -524,7 +525,9 @@ fn resolve(
 }
 
 /// Appends the backup copy of every partition with an `ft` table: the same guest on its backup
-/// CPU, in host memory of its own (above everything else), the two copies naming each other.
+/// CPU, in host memory of its own (above everything else), the two copies naming each other. A
+/// second `backup_cpus` entry is a spare: a third copy, in host memory of its own too, that waits
+/// there until the copy that goes live re-protects the partition onto it.
 fn add_backups(
     file: &Path,
     parts: &PartitionsFile,
@@ -539,18 +542,24 @@ fn add_backups(
     for (pair, (i, ft)) in pairs.enumerate() {
         let field = |name: &str| format!("partition[{i}].ft.{name}");
         let refuse = |why: String| Err(error(file, format!("{}: {why}", field("backup_cpus"))));
-        let cpu = match ft.backup_cpus.as_slice() {
+        let (cpu, spare) = match ft.backup_cpus.as_slice() {
             [] => return refuse("must name the backup's CPU".into()),
-            [cpu] => *cpu,
+            [cpu] => (*cpu, None),
+            [cpu, spare] => (*cpu, Some(*spare)),
             _ => {
                 return refuse(
-                    "only one backup CPU is supported (re-protection onto a spare CPU is not built yet)"
+                    "names the backup's CPU and at most one spare (one re-protection is supported)"
                         .into(),
                 );
             }
         };
-        if let Some(other) = partitions.iter().position(|q| q.cpus.contains(&cpu)) {
-            return refuse(format!("CPU {cpu} is already given to partition[{other}]"));
+        for c in core::iter::once(cpu).chain(spare) {
+            if let Some(other) = partitions.iter().position(|q| q.cpus.contains(&c)) {
+                return refuse(format!("CPU {c} is already given to partition[{other}]"));
+            }
+        }
+        if spare == Some(cpu) {
+            return refuse(format!("CPU {cpu} is named twice"));
         }
         if pair >= model::MAX_FT_PAIRS {
             return Err(error(
@@ -573,25 +582,32 @@ fn add_backups(
             heartbeat_us: ft.heartbeat_us,
             suspect_after: ft.suspect_after,
         };
-        let mut backup = partitions[i].clone();
-        backup.cpus = heapless::Vec::from_slice(&[cpu]).expect("one CPU fits");
-        for region in backup.memory.iter_mut() {
-            region.hpa = HostPhysAddr::new(*next_hpa);
-            *next_hpa =
-                (*next_hpa + region.size.next_multiple_of(PAGE_SIZE)).next_multiple_of(HPA_ALIGN);
-        }
-        backup.ft = Some(copy(model::FtRole::Backup, i as u8));
+        let mut copy_on = |cpu: u8, ft: model::Ft| {
+            let mut copy = partitions[i].clone();
+            copy.cpus = heapless::Vec::from_slice(&[cpu]).expect("one CPU fits");
+            for region in copy.memory.iter_mut() {
+                region.hpa = HostPhysAddr::new(*next_hpa);
+                *next_hpa = (*next_hpa + region.size.next_multiple_of(PAGE_SIZE))
+                    .next_multiple_of(HPA_ALIGN);
+            }
+            copy.ft = Some(ft);
+            copy
+        };
+        let backup = copy_on(cpu, copy(model::FtRole::Backup, i as u8));
+        let spare = spare.map(|cpu| copy_on(cpu, copy(model::FtRole::Spare, i as u8)));
         partitions[i].ft = Some(copy(model::FtRole::Primary, backup_index as u8));
-        partitions.push(backup).map_err(|_| {
-            error(
-                file,
-                format!(
-                    "{}: the backup copy makes more than {} partitions",
-                    field("backup_cpus"),
-                    model::MAX_PARTITIONS
-                ),
-            )
-        })?;
+        for extra in core::iter::once(backup).chain(spare) {
+            partitions.push(extra).map_err(|_| {
+                error(
+                    file,
+                    format!(
+                        "{}: the backup copies make more than {} partitions",
+                        field("backup_cpus"),
+                        model::MAX_PARTITIONS
+                    ),
+                )
+            })?;
+        }
     }
     Ok(())
 }
@@ -643,6 +659,35 @@ mod tests {
                 loaded.system.partitions[1].memory[0].hpa
             );
         }
+    }
+
+    #[test]
+    fn a_second_backup_cpu_is_a_spare_copy_in_memory_of_its_own() {
+        let file = root().join("tests/scenarios/aarch64/ft-reprotect.toml");
+        let system = load(&file, sizes).unwrap_or_else(|e| panic!("{e}")).system;
+        let copies: Vec<_> = system
+            .partitions
+            .iter()
+            .filter(|p| p.name == "pair")
+            .map(|p| {
+                (
+                    p.cpus[0],
+                    p.ft.unwrap().role,
+                    p.ft.unwrap().peer,
+                    p.memory[0].hpa,
+                )
+            })
+            .collect();
+        assert_eq!(copies.len(), 3);
+        assert_eq!(
+            copies.iter().map(|c| (c.0, c.1, c.2)).collect::<Vec<_>>(),
+            [
+                (0, model::FtRole::Primary, 2),
+                (2, model::FtRole::Backup, 0),
+                (3, model::FtRole::Spare, 0)
+            ]
+        );
+        assert!(copies[0].3 != copies[1].3 && copies[1].3 != copies[2].3);
     }
 
     /// Every file in `tests/configs/bad` starts with `# expect: <part of the message>`.

@@ -127,7 +127,7 @@ fn judge(seed: u64, kill: String, run: &Run, golden: &Golden) -> RunReport {
             (repeated, repeated, lost)
         }
     };
-    if !scenario::numbered(&run.console, PAIR, NUMBERED) {
+    if !scenario::numbered(&run.console, PAIR, NUMBERED, 1) {
         problems.push("the numbered lines have a gap or step back".into());
     }
     let divergences = run

@@ -7,7 +7,8 @@
 //! - `once: TEXT`: exactly one console line contains TEXT (an output neither lost nor repeated);
 //! - `numbered: NAME PREFIX`: partition NAME's console lines that start with PREFIX and a number
 //!   (then anything) count up from 1 without a gap, stepping back at most once (the outputs a
-//!   failover re-performed at the cut);
+//!   failover re-performed at the cut); `numbered: NAME PREFIX cuts=N` allows N step-backs (N
+//!   failovers, after re-protection);
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
@@ -31,7 +32,7 @@ pub enum Rule {
     Log(String),
     Absent(String),
     Once(String),
-    Numbered(String, String),
+    Numbered(String, String, usize),
     Interleaved(String, String),
     Boot(String),
     Input(String),
@@ -81,7 +82,18 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "absent" => Rule::Absent(arg),
             "once" => Rule::Once(arg),
             "numbered" => match arg.split_once(' ') {
-                Some((name, prefix)) => Rule::Numbered(name.to_string(), prefix.trim().to_string()),
+                Some((name, prefix)) => {
+                    let (prefix, cuts) = match prefix.trim().rsplit_once(" cuts=") {
+                        Some((prefix, cuts)) => (
+                            prefix,
+                            cuts.parse().with_context(|| {
+                                format!("{}:{}: cuts=N needs a number", file.display(), n + 1)
+                            })?,
+                        ),
+                        None => (prefix.trim(), 1),
+                    };
+                    Rule::Numbered(name.to_string(), prefix.to_string(), cuts)
+                }
                 None => bail!(
                     "{}:{}: numbered needs a partition name and a prefix",
                     file.display(),
@@ -107,8 +119,9 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
 }
 
 /// Whether partition `name`'s numbered lines (`PREFIX N ...`) count 1, 2, 3... without a gap,
-/// stepping back at most once (a failover re-performing the outputs in flight at the cut).
-pub fn numbered(console: &[String], name: &str, prefix: &str) -> bool {
+/// stepping back at most `cuts` times (each a failover re-performing the outputs in flight at
+/// its cut).
+pub fn numbered(console: &[String], name: &str, prefix: &str, cuts: usize) -> bool {
     let start = format!("[{name}] {prefix} ");
     let numbers = console.iter().filter_map(|l| {
         l.strip_prefix(start.as_str())?
@@ -117,13 +130,13 @@ pub fn numbered(console: &[String], name: &str, prefix: &str) -> bool {
             .parse::<u64>()
             .ok()
     });
-    let (mut last, mut high, mut cut) = (0, 0, false);
+    let (mut last, mut high, mut steps) = (0, 0, 0);
     for n in numbers {
         if n != last + 1 {
-            if cut || n == 0 || n > last {
+            if steps == cuts || n == 0 || n > last {
                 return false;
             }
-            cut = true;
+            steps += 1;
         }
         last = n;
         high = high.max(n);
@@ -181,7 +194,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
                     .count()
                     == 1
             }
-            Rule::Numbered(name, prefix) => numbered(&run.console, name, prefix),
+            Rule::Numbered(name, prefix, cuts) => numbered(&run.console, name, prefix, *cuts),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
             Rule::Boot(_) | Rule::Input(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
         };
@@ -199,7 +212,7 @@ mod tests {
     #[test]
     fn numbered_lines_count_up_and_step_back_only_at_one_cut() {
         let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let ok = |v: &[&str]| numbered(&lines(v), "p", "n");
+        let ok = |v: &[&str]| numbered(&lines(v), "p", "n", 1);
         assert!(ok(&["[p] n 1", "[q] n 5", "[p] n 2", "[p] n 3"]));
         assert!(ok(&["[p] n 1", "[p] n 2", "[p] n 2", "[p] n 3"]));
         assert!(ok(&["[p] n 1", "[p] n 2", "[p] n 3", "[p] n 2", "[p] n 3"]));
@@ -214,6 +227,35 @@ mod tests {
         );
         assert!(!ok(&["[p] n 2", "[p] n 3"]), "a missing start");
         assert!(!ok(&["[q] n 1"]), "no line at all");
+        let two = |v: &[&str]| numbered(&lines(v), "p", "n", 2);
+        assert!(two(&[
+            "[p] n 1", "[p] n 2", "[p] n 1", "[p] n 2", "[p] n 1", "[p] n 2"
+        ]));
+        assert!(two(&["[p] n 1", "[p] n 2", "[p] n 3", "[p] n 4"]));
+        assert!(
+            !two(&[
+                "[p] n 1", "[p] n 2", "[p] n 1", "[p] n 2", "[p] n 1", "[p] n 2", "[p] n 1",
+                "[p] n 2"
+            ]),
+            "three cuts"
+        );
+        assert!(!two(&["[p] n 1", "[p] n 3"]), "a gap");
+    }
+
+    #[test]
+    fn numbered_rule_takes_a_cut_count() {
+        let dir = std::env::temp_dir().join(format!("tandem-numbered-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.expect");
+        std::fs::write(&file, "numbered: pair count cuts=2\nnumbered: pair count\n").unwrap();
+        assert_eq!(
+            parse(&file).unwrap(),
+            vec![
+                Rule::Numbered("pair".into(), "count".into(), 2),
+                Rule::Numbered("pair".into(), "count".into(), 1)
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

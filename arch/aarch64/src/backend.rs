@@ -11,6 +11,7 @@ use tandem_hw::report::Vocabulary;
 
 use crate::clock::VirtClock;
 use crate::console::Console;
+use crate::dirty::{DirtyPages, TrackError};
 use crate::gic::GicError;
 use crate::guest_load::LoadError;
 use crate::pl011::Pl011;
@@ -29,6 +30,8 @@ pub enum VirtError {
     CpuOn(i64),
     /// This CPU's GIC interface could not be set up.
     Gic(GicError),
+    /// Dirty-page tracking could not start.
+    Dirty(TrackError),
 }
 
 /// The aarch64 backend: the board's facts.
@@ -155,19 +158,56 @@ impl Backend for VirtBackend {
         let replicated = partition.ft.is_some();
         // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
         unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu), replicated) };
-        let VcpuState { regs, vgic } = state;
+        let VcpuState { regs, vgic, .. } = state;
         Ok(El2Vcpu::new(
             regs,
             vgic,
             u64::from(vcpu),
             partition.cpus.len() as u64,
             replicated,
+            DirtyPages::new(*root, &partition.memory),
         )?)
     }
 
     fn reset_vcpu(vcpu: &mut El2Vcpu, entry: u64, arg: u64) -> Result<(), VirtError> {
         vcpu.reset(entry, arg);
         Ok(())
+    }
+
+    fn snapshot_vcpu(vcpu: &El2Vcpu, into: &mut VcpuState) -> Result<(), VirtError> {
+        vcpu.snapshot(into);
+        Ok(())
+    }
+
+    fn restore_vcpu(vcpu: &mut El2Vcpu, from: &VcpuState) -> Result<(), VirtError> {
+        vcpu.restore(from);
+        Ok(())
+    }
+
+    fn copy_guest_pages(
+        &self,
+        from: &Partition,
+        to: &Partition,
+        first: u64,
+        count: u64,
+    ) -> Result<(), VirtError> {
+        guest_load::copy_pages(from, to, first, count).map_err(VirtError::Load)
+    }
+
+    fn start_dirty_tracking(vcpu: &mut El2Vcpu) -> Result<u64, VirtError> {
+        vcpu.dirty().start().map_err(VirtError::Dirty)
+    }
+
+    fn stop_dirty_tracking(vcpu: &mut El2Vcpu) {
+        vcpu.dirty().stop()
+    }
+
+    fn take_dirty(vcpu: &mut El2Vcpu, out: &mut [u64]) -> usize {
+        vcpu.dirty().take(out)
+    }
+
+    fn dirty_count(vcpu: &El2Vcpu) -> u64 {
+        vcpu.dirty_count()
     }
 
     fn clock(&self, _: usize) -> VirtClock {

@@ -9,9 +9,11 @@ use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
+use crate::dirty::{self, DirtyPages};
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
 use crate::sysreg::{isb, write_sysreg};
+use crate::vcpu_state::VcpuState;
 use crate::{counter, idregs, lr, psci, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
@@ -79,7 +81,10 @@ register_bitfields! {u64,
         SF OFFSET(15) NUMBITS(1) [],
         /// Write, not read.
         WNR OFFSET(6) NUMBITS(1) [],
-        /// Fault status; translation faults of levels 0-3 are 0b0001xx.
+        /// The fault happened on a stage-1 table walk.
+        S1PTW OFFSET(7) NUMBITS(1) [],
+        /// Fault status; translation faults of levels 0-3 are 0b0001xx, permission faults
+        /// 0b0011xx.
         DFSC OFFSET(0) NUMBITS(6) []
     ]
 }
@@ -149,6 +154,8 @@ pub struct El2Vcpu {
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
+    /// The partition's written pages, while re-protection tracks them.
+    dirty: DirtyPages,
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -191,12 +198,14 @@ impl El2Vcpu {
     /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger;
     /// `replicated` for a copy of a fault-tolerant partition, whose virtual timer's interrupt is
     /// then kept from this CPU.
+    /// `dirty` tracks the partition's writes when asked to (re-protection).
     pub fn new(
         regs: &'static mut GuestRegs,
         vgic: &'static mut VirtualGic,
         index: u64,
         vcpus: u64,
         replicated: bool,
+        dirty: DirtyPages,
     ) -> Result<Self, GicError> {
         let gic = gic::facts();
         if replicated {
@@ -213,6 +222,7 @@ impl El2Vcpu {
             deadline_ns: None,
             replicated,
             sve_reported: false,
+            dirty,
         })
     }
 
@@ -249,6 +259,33 @@ impl El2Vcpu {
                 options(nostack)
             );
         }
+    }
+
+    /// Copies the paused vCPU's state into `into`: registers, interrupt model, and what the CPU
+    /// holds ([`El1State`]).
+    pub fn snapshot(&self, into: &mut VcpuState) {
+        into.regs = *self.regs;
+        into.vgic = *self.vgic;
+        into.el1.capture();
+    }
+
+    /// Gives the vCPU, which has not run yet, the state [`El2Vcpu::snapshot`] took on another CPU.
+    pub fn restore(&mut self, from: &VcpuState) {
+        *self.regs = from.regs;
+        *self.vgic = from.vgic;
+        self.deadline_ns = None;
+        self.pending = Pending::Step;
+        from.el1.restore();
+    }
+
+    /// The partition's dirty-page tracking (re-protection).
+    pub fn dirty(&mut self) -> &mut DirtyPages {
+        &mut self.dirty
+    }
+
+    /// Pages the guest wrote since they were last taken.
+    pub fn dirty_count(&self) -> u64 {
+        self.dirty.count()
     }
 
     /// Arms the EL2 physical timer for the core's deadline, and at most [`SLICE_NS`] ahead.
@@ -365,10 +402,17 @@ impl El2Vcpu {
             },
             Some(ESR_EL2::EC::Value::DataAbortLowerEL) => {
                 let iss = LocalRegisterCopy::<u64, DABT_ISS::Register>::new(esr.read(ESR_EL2::ISS));
-                if iss.read(DABT_ISS::DFSC) >> 2 == 0b0001 {
-                    self.data_abort(iss)
-                } else {
-                    Self::unhandled(esr.get())
+                match iss.read(DABT_ISS::DFSC) >> 2 {
+                    0b0001 => self.data_abort(iss),
+                    // Only dirty tracking takes write permission away from guest memory.
+                    0b0011 if self.dirty.active() => {
+                        match dirty::fault_ipa(iss.is_set(DABT_ISS::S1PTW)) {
+                            Some(ipa) if self.dirty.record_write(ipa) => return None,
+                            Some(_) => Self::unhandled(esr.get()),
+                            None => return None,
+                        }
+                    }
+                    _ => Self::unhandled(esr.get()),
                 }
             }
             _ => Self::unhandled(esr.get()),

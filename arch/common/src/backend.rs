@@ -108,6 +108,33 @@ pub trait Backend: Sized + Sync + 'static {
     /// Puts the vCPU in its architectural reset state, entering at `entry` with `arg` in its first
     /// argument register.
     fn reset_vcpu(vcpu: &mut Self::Vcpu, entry: u64, arg: u64) -> Result<(), Self::Error>;
+    /// Copies the state of `vcpu`, paused at an exit boundary, into `into`: what the ledger
+    /// slot holds and what lives only in the CPU while the guest runs, so a vCPU of a copy of
+    /// the same partition on another CPU can go on from it ([`Backend::restore_vcpu`];
+    /// re-protection).
+    fn snapshot_vcpu(vcpu: &Self::Vcpu, into: &mut Self::VcpuState) -> Result<(), Self::Error>;
+    /// Gives `vcpu`, which has not run yet, the state [`Backend::snapshot_vcpu`] took.
+    fn restore_vcpu(vcpu: &mut Self::Vcpu, from: &Self::VcpuState) -> Result<(), Self::Error>;
+    /// Copies pages `first..first + count` (numbered across the regions in order) of partition
+    /// `from`'s guest memory, its vCPU paused, into that of `to`, a copy of it with the same
+    /// guest-physical layout whose vCPU has not run yet.
+    fn copy_guest_pages(
+        &self,
+        from: &Partition,
+        to: &Partition,
+        first: u64,
+        count: u64,
+    ) -> Result<(), Self::Error>;
+    /// Starts recording which pages of its partition's memory `vcpu`'s guest writes (second-stage
+    /// write protection), with none dirty; returns the partition's page count.
+    fn start_dirty_tracking(vcpu: &mut Self::Vcpu) -> Result<u64, Self::Error>;
+    /// Stops recording writes: the guest's memory is all writable again.
+    fn stop_dirty_tracking(vcpu: &mut Self::Vcpu);
+    /// Moves up to `out.len()` dirty page numbers into `out`, tracking each anew; returns how
+    /// many.
+    fn take_dirty(vcpu: &mut Self::Vcpu, out: &mut [u64]) -> usize;
+    /// Pages dirty now.
+    fn dirty_count(vcpu: &Self::Vcpu) -> u64;
     /// This CPU's clock, set up for idling (once per CPU).
     fn clock(&self, cpu: usize) -> Self::Clock;
     /// Waits a little for another CPU (aarch64: WFE).

@@ -19,20 +19,16 @@ use tandem_core::runtime::VcpuRuntime;
 
 use crate::backend::{Backend, Booted};
 use crate::console::Console;
+pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
-use crate::replication::{BackupCopy, Injected, PrimaryCopy};
-use crate::{frames, ledger, replication, report, vcpu_power};
+use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
+use crate::{frames, ledger, replication, report, reprotect, vcpu_power};
 
-/// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
-/// data, valid when all-zero.
-#[repr(C)]
-pub struct VcpuSlot<S> {
-    pub state: S,
-    pub record: VcpuRecord,
-}
-
-/// Partitions still running.
+/// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
+/// without it).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Spare copies that became a backup: from then on they are running partitions.
+static ENLISTED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 /// Partitions whose part of the run is over (stopped, or a failed FT copy whose peer took over).
 static RETIRED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 /// Started vCPUs per partition.
@@ -108,7 +104,8 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
         );
     }
     defmt::info!("{=u64} frames left", frames::remaining());
-    RUNNING.store(sys.partitions.len(), Ordering::Release);
+    let spares = sys.partitions.iter().filter(|p| is_spare(p)).count();
+    RUNNING.store(sys.partitions.len() - spares, Ordering::Release);
     let booted = B::booted().call_once(|| Booted {
         backend,
         system: bundle.system.clone(),
@@ -174,31 +171,98 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         record,
         platform: &platform,
     };
+    let epoch = replication::FIRST_EPOCH;
+    let mut label = heapless::String::<32>::new();
     match partition.ft {
-        None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str()),
+        None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str(), false),
         Some(ft) => match ft.role {
             FtRole::Primary => {
                 let injected = Injected::from_cmdline(backend.cmdline());
-                replication::wait_for_backup(&ft, B::wait_for_event);
-                let mut copy = PrimaryCopy::new(&ft, platform.now_ns(), injected, B::die)
+                replication::wait_for_backup(&ft, epoch, B::wait_for_event);
+                let copy = PrimaryCopy::new(&ft, epoch, platform.now_ns(), injected, B::die)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
-                run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str())
+                let mut copy = FtCopy::primary(copy, epoch);
+                run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str(), false)
             }
             FtRole::Backup => {
                 let injected = Injected::from_cmdline(backend.cmdline());
-                let mut copy = BackupCopy::new(&ft, platform.now_ns(), injected)
+                let copy = BackupCopy::new(&ft, epoch, platform.now_ns(), injected)
                     .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
-                let mut label = heapless::String::<32>::new();
+                let spare = reprotect::has_spare(&shared.system.partitions, &ft);
+                let mut copy = FtCopy::backup(copy, epoch, spare);
                 let _ = write!(label, "{} (backup)", partition.name);
-                run.vcpu_loop(&mut vcpu, &mut copy, label.as_str())
+                run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), false)
+            }
+            FtRole::Spare => {
+                let _ = write!(label, "{} (spare)", partition.name);
+                match reprotect::wait_as_spare(shared, &ft, &mut vcpu, run.record, &platform) {
+                    Ok(mut copy) => {
+                        // Counted before it replays, so before its primary can end the run.
+                        ENLISTED[index].store(true, Ordering::Release);
+                        RUNNING.fetch_add(1, Ordering::AcqRel);
+                        run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), true)
+                    }
+                    Err(stop) => {
+                        report::stop(label.as_str(), stop, run.record, &B::WORDS);
+                        B::park()
+                    }
+                }
             }
         },
     }
 }
 
+fn is_spare(p: &Partition) -> bool {
+    p.ft.is_some_and(|ft| ft.role == FtRole::Spare)
+}
+
+/// What the hardware layer does when a copy's replica pauses its vCPU ([`StopReason::Paused`]);
+/// returns whether the vCPU runs on.
+trait Paused<B: Backend> {
+    fn paused(
+        &mut self,
+        shared: &Booted<B>,
+        index: usize,
+        vcpu: &mut B::Vcpu,
+        record: &VcpuRecord,
+        platform: &HwPlatform<B>,
+    ) -> bool;
+}
+
+impl<B: Backend> Paused<B> for Solo {
+    fn paused(
+        &mut self,
+        _: &Booted<B>,
+        _: usize,
+        _: &mut B::Vcpu,
+        _: &VcpuRecord,
+        _: &HwPlatform<B>,
+    ) -> bool {
+        false
+    }
+}
+
+impl<B: Backend> Paused<B> for FtCopy {
+    /// A copy that went live re-protects the partition onto its spare, and runs on either way.
+    fn paused(
+        &mut self,
+        shared: &Booted<B>,
+        index: usize,
+        vcpu: &mut B::Vcpu,
+        record: &VcpuRecord,
+        platform: &HwPlatform<B>,
+    ) -> bool {
+        reprotect::reprotect(shared, index, vcpu, record, self, platform);
+        true
+    }
+}
+
 /// Partition `index` is done; the last one ends the run. Each is retired once, whichever of an
-/// FT pair's copies gets there first.
-fn retire<B: Backend>(index: usize) {
+/// FT pair's copies gets there first; a spare counts only once it became a backup.
+fn retire<B: Backend>(system: &System, index: usize) {
+    if is_spare(&system.partitions[index]) && !ENLISTED[index].load(Ordering::Acquire) {
+        return;
+    }
     if !RETIRED[index].swap(true, Ordering::AcqRel) && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
         defmt::info!("all partitions stopped");
         B::exit(true)
@@ -218,7 +282,14 @@ struct Run<'a, B: Backend> {
 
 impl<B: Backend> Run<'_, B> {
     /// Runs the vCPU with `replica` until its partition stops; `label` names this copy in the log.
-    fn vcpu_loop<R: Replica>(self, vcpu: &mut B::Vcpu, replica: &mut R, label: &str) -> ! {
+    /// A `restored` vCPU goes on from the state it was given instead of starting from reset.
+    fn vcpu_loop<R: Replica + Paused<B>>(
+        self,
+        vcpu: &mut B::Vcpu,
+        replica: &mut R,
+        label: &str,
+        mut restored: bool,
+    ) -> ! {
         let Run {
             shared,
             cpu,
@@ -238,18 +309,20 @@ impl<B: Backend> Run<'_, B> {
         }
         ACTIVE[index].fetch_add(1, Ordering::AcqRel);
         loop {
-            B::reset_vcpu(vcpu, entry, arg)
-                .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
-            *record = VcpuRecord::new(platform.now_ns());
-            record.resets = resets;
-            defmt::info!(
-                "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
-                label,
-                vcpu_index,
-                cpu,
-                B::WORDS.counter,
-                platform.counter()
-            );
+            if !core::mem::take(&mut restored) {
+                B::reset_vcpu(vcpu, entry, arg)
+                    .unwrap_or_else(|e| fail::<B>("a vCPU cannot be reset", e));
+                *record = VcpuRecord::new(platform.now_ns());
+                record.resets = resets;
+                defmt::info!(
+                    "partition {=str}: vCPU {=usize} enters on CPU {=usize} at {=str} {=u64}",
+                    label,
+                    vcpu_index,
+                    cpu,
+                    B::WORDS.counter,
+                    platform.counter()
+                );
+            }
             let stop = VcpuRuntime {
                 partition,
                 id: partition.guest_id(index),
@@ -262,6 +335,10 @@ impl<B: Backend> Run<'_, B> {
             .run(vcpu);
             let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
             match stop {
+                StopReason::Paused if replica.paused(shared, index, vcpu, record, platform) => {
+                    restored = true;
+                    continue;
+                }
                 StopReason::ResetRequested
                     if alone && vcpu_index == 0 && partition.ft.is_none() =>
                 {
@@ -288,13 +365,24 @@ impl<B: Backend> Run<'_, B> {
             report::stop(label, stop, record, &B::WORDS);
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
-                // A backup that went live also ends its failed primary's part of the run.
-                let peer = partition
+                // A copy that went live also ends its failed peers' part of the run: the pair's
+                // primary and backup (a spare it re-protected onto is its backup, and ends its
+                // own part).
+                let pair = partition
                     .ft
                     .filter(|_| replica.took_over())
-                    .map(|ft| ft.peer);
-                for retiring in core::iter::once(index).chain(peer.map(usize::from)) {
-                    retire::<B>(retiring);
+                    .map(|ft| ft.pair);
+                let peers = shared
+                    .system
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        pair.is_some() && p.ft.map(|ft| ft.pair) == pair && !is_spare(p)
+                    })
+                    .map(|(i, _)| i);
+                for retiring in core::iter::once(index).chain(peers) {
+                    retire::<B>(&shared.system, retiring);
                 }
             }
             B::park()

@@ -4,11 +4,20 @@
 
 use core::mem::size_of;
 
-use tandem_core::config::{MAX_CPUS, PAGE_SIZE, PhysRange};
+use tandem_core::config::{MAX_CPUS, MAX_FT_PAIRS, PAGE_SIZE, PhysRange};
+use tandem_core::record::VcpuRecord;
 use tandem_recovery::ledger::Header;
 
 use crate::frames;
 use crate::replication::PairAreas;
+
+/// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
+/// data, valid when all-zero.
+#[repr(C)]
+pub struct VcpuSlot<S> {
+    pub state: S,
+    pub record: VcpuRecord,
+}
 
 #[repr(C)]
 struct Ledger<S> {
@@ -16,6 +25,9 @@ struct Ledger<S> {
     slots: [S; MAX_CPUS],
     /// The fault-tolerant pairs' log rings and arbiter words.
     pairs: PairAreas,
+    /// Each pair's re-protection snapshot: a slot's contents, from the copy that went live to
+    /// its spare.
+    handoffs: [S; MAX_FT_PAIRS],
 }
 
 /// Bytes a ledger of `S` slots occupies, rounded up to whole pages.
@@ -58,6 +70,18 @@ pub unsafe fn pairs<S>(base: u64) -> &'static mut PairAreas {
     let ledger = base as *mut Ledger<S>;
     // SAFETY: the caller's contract; the ledger lives for the whole run.
     unsafe { &mut (*ledger).pairs }
+}
+
+/// Pair `pair`'s re-protection snapshot in the ledger at `base`.
+///
+/// # Safety
+/// The ledger at `base` was formatted with the same `S`; `pair` < [`MAX_FT_PAIRS`]; the pair's
+/// live copy calls this before it announces the snapshot (`replication::hand_off`) and its spare
+/// only after, so at most one CPU holds the returned reference at a time.
+pub unsafe fn handoff<S>(base: u64, pair: usize) -> &'static mut S {
+    let ledger = base as *mut Ledger<S>;
+    // SAFETY: the caller's contract; the ledger lives for the whole run.
+    unsafe { &mut (*ledger).handoffs[pair] }
 }
 
 /// The image leaves no room for the ledger in the hypervisor's memory range.

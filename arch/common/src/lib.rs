@@ -15,5 +15,6 @@ pub mod log;
 pub mod platform;
 pub mod replication;
 pub mod report;
+pub mod reprotect;
 pub mod tables;
 pub mod vcpu_power;

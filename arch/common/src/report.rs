@@ -117,6 +117,10 @@ pub fn stop(name: &str, stop: StopReason, record: &VcpuRecord, words: &Vocabular
             "partition {=str} stopped: the fault-tolerance engine failed",
             name
         ),
+        StopReason::Paused => defmt::error!(
+            "partition {=str} stopped: paused for re-protection, which did not resume it",
+            name
+        ),
         StopReason::EntryFailed(e) => {
             defmt::error!("partition {=str} stopped: VM entry failed: {}", name, e)
         }

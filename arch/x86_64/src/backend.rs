@@ -28,6 +28,9 @@ pub enum PcError {
     Enable(EnableError),
     /// The VMCS could not be set up.
     Vmcs(SetupError),
+    /// Re-protection onto a spare CPU is built for aarch64 only (the configuration refuses a
+    /// spare on x86).
+    NoReprotection,
 }
 
 /// What the bootstrap CPU knows from its loader, read before anything else.
@@ -186,6 +189,38 @@ impl Backend for PcBackend {
 
     fn reset_vcpu(vcpu: &mut VmxVcpu, entry: u64, _: u64) -> Result<(), PcError> {
         vcpu.reset(entry).map_err(PcError::Vmcs)
+    }
+
+    fn snapshot_vcpu(_: &VmxVcpu, _: &mut Self::VcpuState) -> Result<(), PcError> {
+        Err(PcError::NoReprotection)
+    }
+
+    fn restore_vcpu(_: &mut VmxVcpu, _: &Self::VcpuState) -> Result<(), PcError> {
+        Err(PcError::NoReprotection)
+    }
+
+    fn copy_guest_pages(
+        &self,
+        _: &Partition,
+        _: &Partition,
+        _: u64,
+        _: u64,
+    ) -> Result<(), PcError> {
+        Err(PcError::NoReprotection)
+    }
+
+    fn start_dirty_tracking(_: &mut VmxVcpu) -> Result<u64, PcError> {
+        Err(PcError::NoReprotection)
+    }
+
+    fn stop_dirty_tracking(_: &mut VmxVcpu) {}
+
+    fn take_dirty(_: &mut VmxVcpu, _: &mut [u64]) -> usize {
+        0
+    }
+
+    fn dirty_count(_: &VmxVcpu) -> u64 {
+        0
     }
 
     fn clock(&self, cpu: usize) -> PcClock {

@@ -129,6 +129,12 @@ pub enum Problem {
     SecondConsoleInput {
         first: usize,
     },
+    /// A fault-tolerant pair has more than one spare copy.
+    FtSpares {
+        pair: u8,
+    },
+    /// Re-protection onto a spare CPU is built for aarch64 only.
+    FtSpareArch,
 }
 
 impl fmt::Display for Problem {
@@ -220,6 +226,14 @@ impl fmt::Display for Problem {
             Problem::SecondConsoleInput { first } => write!(
                 f,
                 "partition[{first}] already takes the console input; only one partition can"
+            ),
+            Problem::FtSpares { pair } => write!(
+                f,
+                "fault-tolerant pair {pair} has more than one spare copy (one spare is supported)"
+            ),
+            Problem::FtSpareArch => write!(
+                f,
+                "a spare CPU for re-protection is supported on aarch64 boards only"
             ),
         }
     }

@@ -188,6 +188,9 @@ pub enum FtRole {
     Primary,
     /// Replays the primary's log on its own copy of the guest, and goes live if the primary fails.
     Backup,
+    /// Waits on a spare CPU until the copy that went live re-protects the partition onto it:
+    /// then it becomes the backup of a new protection epoch. Its `peer` is the primary.
+    Spare,
 }
 
 /// How the two copies of a fault-tolerant partition exchange the log.
@@ -197,9 +200,9 @@ pub enum FtLink {
     Ring,
 }
 
-/// One copy of a fault-tolerant partition. The host tool makes the backup copy from the
-/// partition's `ft` table: same name, image, arguments and guest-physical layout, its own host
-/// memory and CPU.
+/// One copy of a fault-tolerant partition. The host tool makes the backup copy (and the spare,
+/// if `backup_cpus` names a second CPU) from the partition's `ft` table: same name, image,
+/// arguments and guest-physical layout, its own host memory and CPU.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ft {
     pub role: FtRole,
@@ -237,11 +240,11 @@ impl Partition {
     pub fn region_for(&self, gpa: GuestPhysAddr, len: u64) -> Option<&MemoryRegion> {
         self.memory.iter().find(|r| r.contains_gpa(gpa, len))
     }
-    /// The index the guest knows its partition by: a backup copy is its primary.
+    /// The index the guest knows its partition by: a backup or spare copy is its primary.
     pub fn guest_id(&self, index: usize) -> u32 {
         match self.ft {
             Some(Ft {
-                role: FtRole::Backup,
+                role: FtRole::Backup | FtRole::Spare,
                 peer,
                 ..
             }) => peer.into(),

@@ -368,3 +368,40 @@ fn port_ranges_that_end_at_0x10000_still_overlap() {
         "partition[1].ports[0].count: 0x2 is outside the allowed range 0x1..=0x1"
     );
 }
+
+/// The aarch64 sample with partition "a" fault-tolerant: its backup and `spares` spare copies,
+/// each on its own CPU and host memory.
+fn ft_system(spares: usize) -> System {
+    let mut sys = aarch64_system();
+    sys.board.cpus = 8;
+    let ft = |role, peer| Ft {
+        role,
+        peer,
+        pair: 0,
+        link: FtLink::Ring,
+        heartbeat_us: 500,
+        suspect_after: 10,
+    };
+    let primary = sys.partitions[0].clone();
+    let copies =
+        core::iter::once(FtRole::Backup).chain(core::iter::repeat_n(FtRole::Spare, spares));
+    for (k, role) in copies.enumerate() {
+        let mut copy = primary.clone();
+        copy.cpus[0] = 2 + k as u8;
+        copy.memory[0].hpa = HostPhysAddr::new(0x4a00_0000 + k as u64 * 0x40_0000);
+        copy.ft = Some(ft(role, 0));
+        sys.partitions.push(copy).unwrap();
+    }
+    sys.partitions[0].ft = Some(ft(FtRole::Primary, 2));
+    sys
+}
+
+#[test]
+fn a_pair_may_have_one_spare() {
+    assert_eq!(validate(&ft_system(0)), Ok(()));
+    assert_eq!(validate(&ft_system(1)), Ok(()));
+    assert_eq!(
+        message(&ft_system(2)),
+        "partition[4].ft: fault-tolerant pair 0 has more than one spare copy (one spare is supported)"
+    );
+}

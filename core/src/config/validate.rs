@@ -218,11 +218,11 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     if p.name.is_empty() {
         return Err(err(Field::partition(i, "name"), Problem::Empty));
     }
-    let peer = p.ft.map(|ft| usize::from(ft.peer));
+    // The copies of one fault-tolerant partition share its name.
+    let same_pair = |q: &Partition| matches!((p.ft, q.ft), (Some(a), Some(b)) if a.pair == b.pair);
     if let Some(other) = sys.partitions[..i]
         .iter()
-        .enumerate()
-        .position(|(k, q)| q.name == p.name && Some(k) != peer)
+        .position(|q| q.name == p.name && !same_pair(q))
     {
         return Err(err(
             Field::partition(i, "name"),
@@ -274,16 +274,29 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
             && q.ports == p.ports
             && q.memory.iter().map(layout).eq(p.memory.iter().map(layout))
     };
+    // The primary and backup name each other; a spare names the primary, and a pair has one.
     let paired = sys.partitions.get(peer).is_some_and(|q| {
         q.ft.is_some_and(|theirs| {
-            theirs.peer as usize == i
-                && theirs.role != ft.role
-                && theirs.pair == ft.pair
-                && theirs.link == ft.link
+            let roles = match ft.role {
+                FtRole::Spare => theirs.role == FtRole::Primary,
+                _ => theirs.peer as usize == i && theirs.role != ft.role,
+            };
+            roles && theirs.pair == ft.pair && theirs.link == ft.link
         }) && same_guest(q)
     });
     if peer == i || !paired {
         return Err(err(field("ft"), Problem::FtPeer { peer }));
+    }
+    // The second spare of a pair is the one refused.
+    let earlier_spare = sys.partitions[..i]
+        .iter()
+        .filter_map(|q| q.ft)
+        .any(|theirs| theirs.pair == ft.pair && theirs.role == FtRole::Spare);
+    if ft.role == FtRole::Spare && earlier_spare {
+        return Err(err(field("ft"), Problem::FtSpares { pair: ft.pair }));
+    }
+    if ft.role == FtRole::Spare && sys.board.arch != Arch::Aarch64 {
+        return Err(err(field("ft"), Problem::FtSpareArch));
     }
     if usize::from(ft.pair) >= MAX_FT_PAIRS {
         return Err(err(

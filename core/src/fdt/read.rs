@@ -116,13 +116,15 @@ impl<'a> FdtReader<'a> {
                     }
                 }
                 END_NODE => {
+                    // An END_NODE without its BEGIN_NODE is a malformed tree.
+                    let parent = depth.checked_sub(1)?;
                     if matched == depth {
                         if depth == depth_wanted {
                             return None;
                         }
-                        matched -= 1;
+                        matched = parent;
                     }
-                    depth = depth.checked_sub(1)?;
+                    depth = parent;
                 }
                 PROP => {
                     let len = word(s, at)? as usize;

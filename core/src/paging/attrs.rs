@@ -27,6 +27,12 @@ impl Perms {
             ..self
         }
     }
+    pub const fn with_write(self) -> Self {
+        Self {
+            write: true,
+            ..self
+        }
+    }
 }
 
 /// The memory type a mapping gives the guest's accesses.

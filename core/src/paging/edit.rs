@@ -31,6 +31,21 @@ impl<F: EntryFormat, M: TableMemory> PageTable<F, M> {
         self.edit(self.root, F::LEVELS - 1, gpa.raw(), end, &mut protect)
     }
 
+    /// Gives write permission back to every mapped page of `size` bytes at `gpa` (the end of
+    /// dirty tracking, or a page whose write was just recorded).
+    pub fn allow_write(&mut self, gpa: GuestPhysAddr, size: u64) -> Result<(), PagingError> {
+        let end = check_gpa_range::<F>(gpa, size)?;
+        let mut allow = |entry, level| {
+            let attrs = F::attrs(entry);
+            let writable = Attrs {
+                perms: attrs.perms.with_write(),
+                ..attrs
+            };
+            Some(F::leaf(level, F::address(entry), writable))
+        };
+        self.edit(self.root, F::LEVELS - 1, gpa.raw(), end, &mut allow)
+    }
+
     /// Points the `size` bytes at `gpa` to `new_hpa` onwards, keeping each page's attributes.
     /// Every page of the range must be mapped; if one is not, nothing is changed and
     /// [`PagingError::NotMapped`] names it.

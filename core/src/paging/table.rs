@@ -29,6 +29,16 @@ impl<F: EntryFormat, M: TableMemory> PageTable<F, M> {
         })
     }
 
+    /// The translation whose root table is `root`, in `memory` (tables an earlier
+    /// [`PageTable::new`] over the same memory built), to change it.
+    pub fn open(root: HostPhysAddr, memory: M) -> Self {
+        Self {
+            root,
+            memory,
+            format: PhantomData,
+        }
+    }
+
     /// The root table's address (for the EPT pointer or VTTBR_EL2).
     pub fn root(&self) -> HostPhysAddr {
         self.root

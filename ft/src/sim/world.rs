@@ -189,7 +189,7 @@ struct World<S: LogSender, R: LogReceiver> {
     go_lives: u32,
     /// When the live copy starts cloning a new backup, once it runs alone.
     reprotect_at: Option<u64>,
-    reprotect: Option<Reprotect<Pages>>,
+    reprotect: Option<(Reprotect, Pages)>,
     /// The live copy is paused for the final copy of re-protection.
     clone_paused: bool,
     /// The guest as copying began, kept by the `stale_clone` mutant.
@@ -843,8 +843,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         if self.bg.halted() {
             return;
         }
-        if let Some(copy) = &mut self.reprotect {
-            copy.tracker()
+        if let Some((_, pages)) = &mut self.reprotect {
+            pages
                 .dirty
                 .insert(crate::sim::rng::mix(self.bg.det_exits()) % GUEST_PAGES);
         }
@@ -888,20 +888,26 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             if self.sc.mutants.stale_clone {
                 self.stale = Some(self.bg.clone());
             }
-            self.reprotect = Some(Reprotect::start(
-                Pages {
-                    dirty: BTreeSet::new(),
-                },
+            let mut pages = Pages {
+                dirty: BTreeSet::new(),
+            };
+            let machine = Reprotect::start(
+                &mut pages,
                 ReprotectConfig {
                     chunk_pages: 32,
                     pause_below: 4,
                     max_rounds: 4,
                     new_epoch: self.copy + 2,
                 },
-            ));
+            );
+            self.reprotect = Some((machine, pages));
         }
         let mut buf = [0u64; 16];
-        match self.reprotect.as_mut().map(|r| r.step(&mut buf)) {
+        match self
+            .reprotect
+            .as_mut()
+            .map(|(r, pages)| r.step(pages, &mut buf))
+        {
             Some(ReprotectAction::Pause) => self.clone_paused = true,
             Some(ReprotectAction::Resume { epoch }) => self.resync(epoch)?,
             _ => {}

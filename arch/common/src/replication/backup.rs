@@ -18,12 +18,13 @@ use tandem_ft::record::Event;
 use super::inject::Injected;
 use super::lag::LagMeter;
 use super::lines::Lines;
-use super::{Consumer, ENDS, EPOCH, digest, timing};
+use super::{Consumer, ENDS, digest, ends, timing};
 
 /// The replaying copy.
 pub struct BackupCopy {
     engine: Backup<Consumer, SharedWordArbiter<'static>>,
-    pair: usize,
+    pair: u8,
+    epoch: u32,
     ready: bool,
     /// How often the copy acknowledges while its guest runs without exits.
     heartbeat_ns: u64,
@@ -39,22 +40,27 @@ pub struct BackupCopy {
     lag: LagMeter,
 }
 
+/// The bit an injected corruption flips in a time read: about a millisecond, so the guest sees it
+/// in whatever unit it reads time (a 4 MHz TSC tick is 250 ns: flipping bit 0 often changed
+/// nothing it could see).
+const CORRUPTION: u64 = 1 << 20;
+
 impl BackupCopy {
-    /// The backup of pair `ft.pair`, starting at `now_ns`, with the corruption `injected` asks
-    /// for; `None` if another CPU took its end.
-    pub fn new(ft: &Ft, now_ns: u64, injected: Injected) -> Option<Self> {
-        let ends = &ENDS[usize::from(ft.pair)];
-        let consumer = ends.consumer.lock().take()?;
-        let arbiter = SharedWordArbiter::new(ends.arbiter.get()?);
+    /// The backup of pair `ft.pair` in protection epoch `epoch`, starting at `now_ns`, with the
+    /// corruption `injected` asks for; `None` if another CPU took its end.
+    pub fn new(ft: &Ft, epoch: u32, now_ns: u64, injected: Injected) -> Option<Self> {
+        let consumer = ends(ft.pair, epoch)?.consumer.lock().take()?;
+        let arbiter = SharedWordArbiter::new(ENDS.get(usize::from(ft.pair))?.arbiter.get()?);
         let (heartbeat, suspect) = timing(ft);
         let config = BackupConfig {
-            epoch: EPOCH,
+            epoch,
             suspect_after: suspect,
             ack_period: heartbeat,
         };
         Some(Self {
             engine: Backup::new(consumer, arbiter, config, now_ns),
-            pair: usize::from(ft.pair),
+            pair: ft.pair,
+            epoch,
             ready: false,
             heartbeat_ns: heartbeat,
             stopped_at: None,
@@ -168,7 +174,9 @@ impl Replica for BackupCopy {
         }
         if !self.ready {
             self.ready = true;
-            ENDS[self.pair].backup_ready.store(true, Ordering::Release);
+            if let Some(ends) = ends(self.pair, self.epoch) {
+                ends.backup_ready.store(true, Ordering::Release);
+            }
         }
         if let Some(gate) = self.state_gate(now_ns) {
             return gate;
@@ -201,7 +209,8 @@ impl Replica for BackupCopy {
                 perform_to,
             }) => {
                 defmt::warn!(
-                    "FT backup goes live at exit {=u64} ({=u64} ns); printing outputs {=u64}..{=u64} the primary had not reported",
+                    "FT backup goes live in epoch {=u32} at exit {=u64} ({=u64} ns); printing outputs {=u64}..{=u64} the primary had not reported",
+                    self.epoch,
                     at.det_exits,
                     now_ns,
                     perform_from,
@@ -266,7 +275,7 @@ impl Replica for BackupCopy {
                         "injected: the FT backup's time read {=u64} is corrupted",
                         self.time_reads
                     );
-                    return Ok(value ^ 1);
+                    return Ok(value ^ CORRUPTION);
                 }
                 Ok(value)
             }

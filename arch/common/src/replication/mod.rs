@@ -8,6 +8,7 @@
 //! prints the lines the primary had not reported performed, and runs as the partition.
 
 mod backup;
+mod copy;
 mod inject;
 mod lag;
 mod lines;
@@ -20,18 +21,28 @@ use tandem_core::point::register_hash;
 use tandem_ft::link::ring::{Ring, RingConsumer, RingProducer};
 
 pub use backup::BackupCopy;
+pub use copy::{FtCopy, Session};
 pub use inject::{Injected, KillPoint, Stall};
 pub use primary::PrimaryCopy;
 
 /// Frames the ring holds in flight: the backup may lag this far before the primary waits.
 pub const RING_SLOTS: usize = 256;
 
-/// What the two copies of one fault-tolerant partition share, in the ledger: zeroed at a cold
-/// boot, which is an empty ring and an unclaimed arbiter.
+/// Protection epochs a pair can have: the first, and one re-protection onto a spare CPU.
+pub const EPOCHS: usize = 2;
+
+/// The first protection epoch; re-protection starts the next.
+pub const FIRST_EPOCH: u32 = 1;
+
+/// What the copies of one fault-tolerant partition share, in the ledger: zeroed at a cold boot,
+/// which is empty rings and an unclaimed arbiter. Each epoch has a ring of its own, so a copy of
+/// an earlier epoch (a zombie primary) can never write into the log a later backup reads; the
+/// arbiter word is one for all epochs, and a claim for a later epoch makes every earlier one
+/// stale.
 #[repr(C)]
 pub struct PairArea {
     arbiter: AtomicU64,
-    ring: Ring<RING_SLOTS>,
+    rings: [Ring<RING_SLOTS>; EPOCHS],
 }
 
 /// Every pair's shared area, placed in the ledger.
@@ -41,49 +52,79 @@ pub struct PairAreas([PairArea; MAX_FT_PAIRS]);
 type Producer = RingProducer<'static, RING_SLOTS>;
 type Consumer = RingConsumer<'static, RING_SLOTS>;
 
-/// The ends of each pair's ring, made once at bring-up and taken by the CPU of each copy.
-struct Ends {
+/// The ends of one epoch's ring, made once at bring-up and taken by the CPU of each copy.
+struct EpochEnds {
     producer: spin::Mutex<Option<Producer>>,
     consumer: spin::Mutex<Option<Consumer>>,
-    arbiter: spin::Once<&'static AtomicU64>,
     /// The backup has started replaying: the primary's guest may start.
     backup_ready: AtomicBool,
 }
 
+/// A pair's ends for every epoch, its arbiter word, and whether a snapshot for its spare waits
+/// in the ledger.
+struct Ends {
+    epochs: [EpochEnds; EPOCHS],
+    arbiter: spin::Once<&'static AtomicU64>,
+    handoff: AtomicBool,
+}
+
 static ENDS: [Ends; MAX_FT_PAIRS] = [const {
     Ends {
-        producer: spin::Mutex::new(None),
-        consumer: spin::Mutex::new(None),
+        epochs: [const {
+            EpochEnds {
+                producer: spin::Mutex::new(None),
+                consumer: spin::Mutex::new(None),
+                backup_ready: AtomicBool::new(false),
+            }
+        }; EPOCHS],
         arbiter: spin::Once::new(),
-        backup_ready: AtomicBool::new(false),
+        handoff: AtomicBool::new(false),
     }
 }; MAX_FT_PAIRS];
 
-/// Waits until pair `ft.pair`'s backup replays, so both copies start from the same state and
-/// neither counts the other's start-up as silence (setting up a backup takes milliseconds of
-/// virtual time under Bochs).
-pub fn wait_for_backup(ft: &Ft, wait: impl Fn()) {
-    while !ENDS[usize::from(ft.pair)]
-        .backup_ready
-        .load(Ordering::Acquire)
-    {
+/// The ends of pair `pair`'s ring for `epoch` (from [`FIRST_EPOCH`]); `None` past the last.
+fn ends(pair: u8, epoch: u32) -> Option<&'static EpochEnds> {
+    let index = usize::try_from(epoch.checked_sub(FIRST_EPOCH)?).ok()?;
+    ENDS.get(usize::from(pair))?.epochs.get(index)
+}
+
+/// Waits until pair `ft.pair`'s backup of `epoch` replays, so both copies start from the same
+/// state and neither counts the other's start-up as silence (setting up a backup takes
+/// milliseconds of virtual time under Bochs).
+pub fn wait_for_backup(ft: &Ft, epoch: u32, wait: impl Fn()) {
+    let Some(ends) = ends(ft.pair, epoch) else {
+        return;
+    };
+    while !ends.backup_ready.load(Ordering::Acquire) {
         wait();
     }
 }
 
-/// Splits every pair's ring into its two ends (once, on the bootstrap CPU at bring-up).
-pub fn publish(areas: &'static mut PairAreas) {
-    for (area, ends) in areas.0.iter_mut().zip(&ENDS) {
-        let PairArea { arbiter, ring } = area;
-        let (producer, consumer) = ring.split();
-        *ends.producer.lock() = Some(producer);
-        *ends.consumer.lock() = Some(consumer);
-        ends.arbiter.call_once(|| &*arbiter);
+/// The live copy of pair `pair` wrote the snapshot its spare starts from into the ledger.
+pub fn hand_off(pair: u8) {
+    if let Some(ends) = ENDS.get(usize::from(pair)) {
+        ends.handoff.store(true, Ordering::Release);
     }
 }
 
-/// The protection epoch of a pair (one per boot until re-protection makes new ones).
-const EPOCH: u32 = 1;
+/// Whether a snapshot waits for pair `pair`'s spare (see [`hand_off`]).
+pub fn handed_off(pair: u8) -> bool {
+    ENDS.get(usize::from(pair))
+        .is_some_and(|ends| ends.handoff.load(Ordering::Acquire))
+}
+
+/// Splits every pair's rings into their two ends (once, on the bootstrap CPU at bring-up).
+pub fn publish(areas: &'static mut PairAreas) {
+    for (area, ends) in areas.0.iter_mut().zip(&ENDS) {
+        let PairArea { arbiter, rings } = area;
+        for (ring, epoch) in rings.iter_mut().zip(&ends.epochs) {
+            let (producer, consumer) = ring.split();
+            *epoch.producer.lock() = Some(producer);
+            *epoch.consumer.lock() = Some(consumer);
+        }
+        ends.arbiter.call_once(|| &*arbiter);
+    }
+}
 
 fn timing(ft: &Ft) -> (u64, u64) {
     let heartbeat = u64::from(ft.heartbeat_us) * 1000;

@@ -14,7 +14,7 @@ use tandem_ft::record::{Event, InputData};
 use super::inject::{Injected, KillPoint, Stall};
 use super::lag;
 use super::lines::Lines;
-use super::{ENDS, EPOCH, Producer, RING_SLOTS, digest, timing};
+use super::{Producer, RING_SLOTS, digest, ends, timing};
 
 /// The recording copy.
 pub struct PrimaryCopy {
@@ -27,6 +27,8 @@ pub struct PrimaryCopy {
     heartbeat_ns: u64,
     /// The pair's arbiter word, read again before printing an output released before a stall.
     arbiter: &'static AtomicU64,
+    /// The protection epoch this copy logs in.
+    epoch: u32,
     injected: Injected,
     stalled_until: Option<u64>,
     /// An acknowledged output the stall interrupted before it was printed.
@@ -45,16 +47,21 @@ pub struct PrimaryCopy {
 }
 
 impl PrimaryCopy {
-    /// The primary of pair `ft.pair`, starting at `now_ns`; `None` if another CPU took its end.
-    /// `die` stops the CPU when `injected` says it fails.
-    pub fn new(ft: &Ft, now_ns: u64, injected: Injected, die: fn() -> !) -> Option<Self> {
-        let ends = &ENDS[usize::from(ft.pair)];
-        let producer = ends.producer.lock().take()?;
-        let word = *ends.arbiter.get()?;
+    /// The primary of pair `ft.pair` in protection epoch `epoch`, starting at `now_ns`; `None`
+    /// if another CPU took its end. `die` stops the CPU when `injected` says it fails.
+    pub fn new(
+        ft: &Ft,
+        epoch: u32,
+        now_ns: u64,
+        injected: Injected,
+        die: fn() -> !,
+    ) -> Option<Self> {
+        let producer = ends(ft.pair, epoch)?.producer.lock().take()?;
+        let word = *super::ENDS.get(usize::from(ft.pair))?.arbiter.get()?;
         let arbiter = SharedWordArbiter::new(word);
         let (heartbeat, suspect) = timing(ft);
         let config = PrimaryConfig {
-            epoch: EPOCH,
+            epoch,
             heartbeat_period: heartbeat,
             suspect_after: suspect,
             max_lag_records: RING_SLOTS as u64 / 2,
@@ -67,6 +74,7 @@ impl PrimaryCopy {
             last_poll_ns: now_ns,
             heartbeat_ns: heartbeat,
             arbiter: word,
+            epoch,
             injected,
             stalled_until: None,
             unprinted: None,
@@ -103,7 +111,7 @@ impl PrimaryCopy {
     /// Prints every held line the backup now covers, and reports it performed.
     fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
         if self.unprinted.is_some()
-            && SharedWordArbiter::new(self.arbiter).holder(EPOCH) == Ok(Some(Side::Backup))
+            && SharedWordArbiter::new(self.arbiter).holder(self.epoch) == Ok(Some(Side::Backup))
         {
             // Released before the stall, but the backup went live meanwhile: it prints it.
             self.failed = Some(StopReason::Superseded);

@@ -168,6 +168,21 @@ fn partial_write_protect_splits_a_block_and_the_rest_keeps_its_permissions() {
 }
 
 #[test]
+fn allowing_one_page_of_a_protected_block_splits_it_and_only_that_page_is_writable() {
+    let mut t = table::<Fake2M>();
+    t.map(gpa(0), M2, hpa(RAM), rw()).unwrap();
+    t.write_protect(gpa(0), M2).unwrap();
+    let before = frames(&t);
+    t.allow_write(gpa(3 * K4), K4).unwrap();
+    assert_eq!(frames(&t), before + 1);
+    assert_maps(&t, 0, 3 * K4, RAM, ro());
+    assert_maps(&t, 3 * K4, K4, RAM + 3 * K4, rw());
+    assert_maps(&t, 4 * K4, M2 - 4 * K4, RAM + 4 * K4, ro());
+    t.allow_write(gpa(0), M2).unwrap();
+    assert_maps(&t, 0, M2, RAM, rw());
+}
+
+#[test]
 fn write_protect_keeps_whole_blocks_and_skips_holes() {
     let mut t = table::<Fake2M>();
     t.map(gpa(0), M2, hpa(RAM), rw()).unwrap();

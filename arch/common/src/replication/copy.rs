@@ -1,0 +1,177 @@
+//! One copy of a fault-tolerant partition across protection epochs: a primary or a backup, and a
+//! backup that went live becomes the primary of the next epoch once it has re-protected the
+//! partition onto the spare CPU.
+
+use tandem_core::point::ExecPoint;
+use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::report::StopReason;
+use tandem_ft::reprotect::Reprotect;
+
+use super::{BackupCopy, PrimaryCopy};
+
+/// A re-protection in progress (`crate::reprotect`): its state machine, when it started, and
+/// when the guest was paused for the last pages and the vCPU state.
+pub struct Session {
+    pub machine: Reprotect,
+    pub started_ns: u64,
+    pub paused_ns: Option<u64>,
+}
+
+// One per CPU, on its stack (there is no heap to box the larger primary in), and both copies'
+// held or kept lines take about as much room.
+#[allow(clippy::large_enum_variant)]
+enum Role {
+    Primary(PrimaryCopy),
+    Backup(BackupCopy),
+}
+
+/// A copy of a fault-tolerant partition, as the exit loop's [`Replica`].
+pub struct FtCopy {
+    role: Role,
+    /// The protection epoch the copy works in.
+    epoch: u32,
+    /// The copy went live in an earlier epoch or this one: its failed peers' part of the run is
+    /// over.
+    took_over: bool,
+    /// A spare waits: once live, the copy pauses at each boundary to re-protect onto it.
+    spare_waits: bool,
+    /// The re-protection under way.
+    session: Option<Session>,
+    /// The boundary (deterministic-exit count) the copy last paused at: the guest runs on from
+    /// there to the next before the next step.
+    paused_at: Option<u64>,
+}
+
+impl FtCopy {
+    /// The primary of protection epoch `epoch`.
+    pub fn primary(copy: PrimaryCopy, epoch: u32) -> Self {
+        Self {
+            role: Role::Primary(copy),
+            epoch,
+            took_over: false,
+            spare_waits: false,
+            session: None,
+            paused_at: None,
+        }
+    }
+
+    /// The backup of protection epoch `epoch`; `spare` if a spare CPU waits to be re-protected
+    /// onto once this copy goes live.
+    pub fn backup(copy: BackupCopy, epoch: u32, spare: bool) -> Self {
+        Self {
+            role: Role::Backup(copy),
+            epoch,
+            took_over: false,
+            spare_waits: spare,
+            session: None,
+            paused_at: None,
+        }
+    }
+
+    /// The protection epoch the copy works in.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The re-protection under way, if any.
+    pub fn session(&mut self) -> &mut Option<Session> {
+        &mut self.session
+    }
+
+    /// Whether the copy is paused for re-protection: it went live and a spare waits.
+    fn pausing(&self) -> bool {
+        self.spare_waits && matches!(&self.role, Role::Backup(b) if b.took_over())
+    }
+
+    /// Re-protection is done: the copy goes on as `primary`, the primary of the next epoch.
+    pub fn protected_by_spare(&mut self, primary: PrimaryCopy) {
+        self.took_over = true;
+        self.spare_waits = false;
+        self.session = None;
+        self.epoch += 1;
+        self.role = Role::Primary(primary);
+    }
+
+    /// Re-protection failed: the copy goes on alone, as the live backup it is.
+    pub fn unprotected(&mut self) {
+        self.spare_waits = false;
+        self.session = None;
+    }
+
+    fn replica(&mut self) -> &mut dyn Replica {
+        match &mut self.role {
+            Role::Primary(p) => p,
+            Role::Backup(b) => b,
+        }
+    }
+
+    fn replica_ref(&self) -> &dyn Replica {
+        match &self.role {
+            Role::Primary(p) => p,
+            Role::Backup(b) => b,
+        }
+    }
+}
+
+impl Replica for FtCopy {
+    fn logs(&self) -> bool {
+        // A live copy that will pause must still see its boundaries.
+        self.pausing() || self.replica_ref().logs()
+    }
+
+    fn replays(&self) -> bool {
+        self.replica_ref().replays()
+    }
+
+    fn poll_period_ns(&self) -> Option<u64> {
+        self.replica_ref().poll_period_ns()
+    }
+
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+        match self.replica().poll(now_ns, at, print) {
+            Gate::Run if self.pausing() && self.paused_at != Some(at.det_exits) => {
+                self.paused_at = Some(at.det_exits);
+                Gate::Pause
+            }
+            gate => gate,
+        }
+    }
+
+    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+        self.replica().service(now_ns, print)
+    }
+
+    fn took_over(&self) -> bool {
+        self.took_over || self.replica_ref().took_over()
+    }
+
+    fn guest_stopped(&mut self, at: ExecPoint) {
+        self.replica().guest_stopped(at)
+    }
+
+    fn time_read(&mut self, at: ExecPoint, now_ns: u64) -> Result<u64, Hold> {
+        self.replica().time_read(at, now_ns)
+    }
+
+    fn interrupt(&mut self, at: ExecPoint, vector: u8) -> Result<(), Hold> {
+        self.replica().interrupt(at, vector)
+    }
+
+    fn input(&mut self, at: ExecPoint, bytes: &[u8]) -> Result<(), Hold> {
+        self.replica().input(at, bytes)
+    }
+
+    fn output_ready(&self, lines: usize) -> bool {
+        self.replica_ref().output_ready(lines)
+    }
+
+    fn output(
+        &mut self,
+        at: ExecPoint,
+        line: &[u8],
+        now_ns: &dyn Fn() -> u64,
+        print: &mut dyn FnMut(&[u8]),
+    ) {
+        self.replica().output(at, line, now_ns, print)
+    }
+}
