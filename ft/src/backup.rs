@@ -159,7 +159,7 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
             config,
             mutants: Mutants::default(),
             state: BackupState::Replaying,
-            reader: FrameReader::default(),
+            reader: FrameReader::for_epoch(config.epoch),
             queue: heapless::Deque::new(),
             consumed: 0,
             horizon: None,

@@ -25,6 +25,8 @@ pub enum BatchError {
 
 /// Records logged and not yet sent, encoded as the body of the next frame.
 pub struct Batch {
+    /// The protection epoch its frames carry.
+    epoch: u32,
     frame: [u8; MAX_FRAME],
     /// Body bytes so far, from `frame[MAX_HEADER]` on.
     body: usize,
@@ -39,6 +41,7 @@ pub struct Batch {
 impl Default for Batch {
     fn default() -> Self {
         Self {
+            epoch: 0,
             frame: [0; MAX_FRAME],
             body: 0,
             first: 0,
@@ -50,6 +53,14 @@ impl Default for Batch {
 }
 
 impl Batch {
+    /// An empty batch whose frames carry protection epoch `epoch`.
+    pub fn for_epoch(epoch: u32) -> Self {
+        Self {
+            epoch,
+            ..Self::default()
+        }
+    }
+
     /// Whether no record waits to be sent.
     pub fn is_empty(&self) -> bool {
         self.records == 0
@@ -97,7 +108,7 @@ impl Batch {
 
     /// The frame to send, if a record waits: header, records, CRC.
     pub fn seal(&mut self) -> Option<&[u8]> {
-        (!self.is_empty()).then(|| frame::seal(&mut self.frame, self.first, self.body))
+        (!self.is_empty()).then(|| frame::seal(&mut self.frame, self.epoch, self.first, self.body))
     }
 
     /// The sealed frame has been sent: the next record starts a new one.

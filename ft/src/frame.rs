@@ -1,11 +1,13 @@
 //! Wire framing: the records logged since the last flush, behind one header and one CRC.
 //!
 //! ```text
-//! magic "TF" (2) | version (1) | first record index (varint) | body length (varint) | body | crc32c (4)
+//! magic "TF" (2) | version (1) | epoch (varint) | first record index (varint) | body length (varint) | body | crc32c (4)
 //! ```
 //! The body holds one or more records ([`crate::codec`]), each encoded against the records before
 //! it in the log: frames are read in log order, each once, and [`FrameReader`] keeps the decoding
-//! state from one to the next. The CRC covers header and body. Varints are postcard's.
+//! state from one to the next. The CRC covers header and body. Varints are postcard's. The epoch
+//! is the protection epoch of the pair that wrote the frame: a reader refuses (and counts) frames
+//! of any other, so a zombie primary of an earlier epoch never reaches a later backup.
 
 use crate::codec::{Deltas, MAX_RECORD, shortest};
 use crate::record::Record;
@@ -16,8 +18,9 @@ pub const MAGIC: [u8; 2] = *b"TF";
 /// Format version written and accepted: 2 carries batches of delta-coded records (1 carried one
 /// postcard record per frame).
 pub const VERSION: u8 = 2;
-/// Longest header: magic, version, a 10-byte varint index and a 2-byte varint body length.
-pub const MAX_HEADER: usize = 15;
+/// Longest header: magic, version, a 5-byte varint epoch, a 10-byte varint index and a 2-byte
+/// varint body length.
+pub const MAX_HEADER: usize = 20;
 /// CRC trailer length in bytes.
 pub const TRAILER_LEN: usize = 4;
 /// Largest encoded frame: what a ring slot or a datagram carries.
@@ -55,10 +58,10 @@ pub enum FrameError {
 
 /// Write the header before a body already at `frame[MAX_HEADER..MAX_HEADER + body_len]`, and the
 /// CRC after it; returns the frame, which starts where its header does.
-pub fn seal(frame: &mut [u8; MAX_FRAME], first: u64, body_len: usize) -> &[u8] {
+pub fn seal(frame: &mut [u8; MAX_FRAME], epoch: u32, first: u64, body_len: usize) -> &[u8] {
     let body_len = body_len.min(MAX_BODY);
     let mut header = [0u8; MAX_HEADER];
-    let header_len = write_header(&mut header, first, body_len);
+    let header_len = write_header(&mut header, epoch, first, body_len);
     let start = MAX_HEADER - header_len;
     frame[start..MAX_HEADER].copy_from_slice(&header[..header_len]);
     let end = MAX_HEADER + body_len;
@@ -68,7 +71,7 @@ pub fn seal(frame: &mut [u8; MAX_FRAME], first: u64, body_len: usize) -> &[u8] {
 }
 
 /// The canonical header; returns its length.
-fn write_header(out: &mut [u8; MAX_HEADER], first: u64, body_len: usize) -> usize {
+fn write_header(out: &mut [u8; MAX_HEADER], epoch: u32, first: u64, body_len: usize) -> usize {
     out[..2].copy_from_slice(&MAGIC);
     out[2] = VERSION;
     let mut ser = postcard::Serializer {
@@ -76,6 +79,7 @@ fn write_header(out: &mut [u8; MAX_HEADER], first: u64, body_len: usize) -> usiz
     };
     // Cannot fail: a u64 takes at most 10 bytes and a length below 2^14 two, as MAX_HEADER
     // counts. A failure would only give a frame every reader refuses.
+    let _ = serde::Serializer::serialize_u64(&mut ser, epoch.into());
     let _ = serde::Serializer::serialize_u64(&mut ser, first);
     let _ = serde::Serializer::serialize_u64(&mut ser, body_len as u64);
     3 + ser.output.finalize().map_or(0, |v| v.len())
@@ -83,7 +87,7 @@ fn write_header(out: &mut [u8; MAX_HEADER], first: u64, body_len: usize) -> usiz
 
 /// Check one frame's framing (length, magic, version, header, CRC); returns the index of its
 /// first record and its body, not yet decoded.
-pub fn open(bytes: &[u8]) -> Result<(u64, &[u8]), FrameError> {
+pub fn open(bytes: &[u8]) -> Result<(u32, u64, &[u8]), FrameError> {
     let len = bytes.len();
     if len < MIN_FRAME {
         return Err(FrameError::Truncated { len });
@@ -94,7 +98,9 @@ pub fn open(bytes: &[u8]) -> Result<(u64, &[u8]), FrameError> {
     if bytes[2] != VERSION {
         return Err(FrameError::UnsupportedVersion { found: bytes[2] });
     }
-    let (first, rest) = header_varint(&bytes[3..], len)?;
+    let (epoch, rest) = header_varint(&bytes[3..], len)?;
+    let epoch = u32::try_from(epoch).map_err(|_| FrameError::BadHeader)?;
+    let (first, rest) = header_varint(rest, len)?;
     let (body_len, rest) = header_varint(rest, len)?;
     let header_len = len - rest.len();
     let body_len = usize::try_from(body_len)
@@ -117,7 +123,7 @@ pub fn open(bytes: &[u8]) -> Result<(u64, &[u8]), FrameError> {
     if body_len == 0 {
         return Err(FrameError::BadBody { first });
     }
-    Ok((first, &bytes[header_len..end]))
+    Ok((epoch, first, &bytes[header_len..end]))
 }
 
 /// A header varint; only its shortest form is accepted, as the sender writes it.
@@ -135,6 +141,8 @@ fn header_varint(bytes: &[u8], len: usize) -> Result<(u64, &[u8]), FrameError> {
 pub enum Rejected {
     /// The bytes are not a valid frame.
     Invalid(FrameError),
+    /// A valid frame of another protection epoch than the reader's.
+    OtherEpoch { epoch: u32, expected: u32 },
     /// A valid frame whose records were already accepted.
     Replayed { first: u64, expected: u64 },
     /// A valid frame from beyond the next expected record.
@@ -153,6 +161,8 @@ pub struct RejectCounts {
     pub corrupt: u64,
     /// Unknown version.
     pub version: u64,
+    /// Of another protection epoch (a zombie's).
+    pub other_epoch: u64,
     /// Already accepted.
     pub replayed: u64,
     /// Ahead of the expected record.
@@ -162,7 +172,12 @@ pub struct RejectCounts {
 impl RejectCounts {
     /// All refused frames.
     pub fn total(&self) -> u64 {
-        self.truncated + self.corrupt + self.version + self.replayed + self.out_of_order
+        self.truncated
+            + self.corrupt
+            + self.version
+            + self.other_epoch
+            + self.replayed
+            + self.out_of_order
     }
 }
 
@@ -170,6 +185,8 @@ impl RejectCounts {
 /// so far, and counts everything it refuses.
 #[derive(Clone, Debug, Default)]
 pub struct FrameReader {
+    /// The protection epoch whose frames it accepts.
+    epoch: u32,
     /// The first record index the next frame must carry: records accepted so far.
     next: u64,
     /// The decoding state after the last record accepted.
@@ -178,6 +195,14 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// A reader of protection epoch `epoch`'s frames.
+    pub fn for_epoch(epoch: u32) -> Self {
+        Self {
+            epoch,
+            ..Self::default()
+        }
+    }
+
     /// Records in the frames accepted so far (the index the next frame must start at).
     pub fn next_seq(&self) -> u64 {
         self.next
@@ -201,7 +226,14 @@ impl FrameReader {
         if N - before < MAX_RECORDS {
             return Err(Rejected::NoRoom);
         }
-        let (first, body) = open(bytes).map_err(|e| self.refuse(e))?;
+        let (epoch, first, body) = open(bytes).map_err(|e| self.refuse(e))?;
+        if epoch != self.epoch {
+            self.rejects.other_epoch += 1;
+            return Err(Rejected::OtherEpoch {
+                epoch,
+                expected: self.epoch,
+            });
+        }
         let expected = self.next;
         if first < expected {
             self.rejects.replayed += 1;
@@ -311,7 +343,7 @@ mod tests {
                         )
                         .unwrap();
                 }
-                let frame = seal(&mut buf, next, len).to_vec();
+                let frame = seal(&mut buf, 0, next, len).to_vec();
                 next += records.len() as u64;
                 frame
             })
@@ -439,6 +471,32 @@ mod tests {
     }
 
     #[test]
+    fn frames_of_another_epoch_are_refused_and_counted() {
+        let records = samples();
+        let mut buf = [0u8; MAX_FRAME];
+        let mut deltas = Deltas::default();
+        let len = deltas
+            .encode(
+                &records[0].point,
+                &records[0].event,
+                &mut buf[MAX_HEADER..MAX_HEADER + MAX_BODY],
+            )
+            .unwrap();
+        let zombie = seal(&mut buf, 1, 0, len).to_vec();
+        let mut reader = FrameReader::for_epoch(2);
+        assert_eq!(
+            take(&mut reader, &zombie),
+            Err(Rejected::OtherEpoch {
+                epoch: 1,
+                expected: 2
+            })
+        );
+        assert_eq!((reader.rejects().other_epoch, reader.next_seq()), (1, 0));
+        let current = seal(&mut buf, 2, 0, len).to_vec();
+        assert_eq!(take(&mut reader, &current), Ok(records[..1].to_vec()));
+    }
+
+    #[test]
     fn wrong_version_is_refused() {
         let mut frame = frames(0, &[&samples()[..1]]).remove(0);
         frame[2] = VERSION + 1;
@@ -457,7 +515,7 @@ mod tests {
     #[test]
     fn an_overlong_header_varint_is_refused_even_with_a_good_crc() {
         let frame = frames(0, &[&samples()[..1]]).remove(0);
-        // Index 0 written as two bytes (0x80 0x00): same value, not what a sender writes.
+        // Epoch 0 written as two bytes (0x80 0x00): same value, not what a sender writes.
         let mut long = frame[..3].to_vec();
         long.extend([0x80, 0x00]);
         long.extend(&frame[4..frame.len() - TRAILER_LEN]);
@@ -472,7 +530,7 @@ mod tests {
         let mut buf = [0u8; MAX_FRAME];
         let len = body.len().min(MAX_BODY);
         buf[MAX_HEADER..MAX_HEADER + len].copy_from_slice(&body[..len]);
-        seal(&mut buf, first, len).to_vec()
+        seal(&mut buf, 0, first, len).to_vec()
     }
 
     mod fuzz {
@@ -523,7 +581,7 @@ mod tests {
                 // Valid records with one byte changed, or cut short: close to what decodes.
                 let records = samples();
                 let frame = frames(0, &[&records[4..]]).remove(0);
-                let mut body = open(&frame).unwrap().1.to_vec();
+                let mut body = open(&frame).unwrap().2.to_vec();
                 let at = pos.index(body.len());
                 body[at] ^= flip;
                 check(&wrap(0, &body))?;

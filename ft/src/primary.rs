@@ -155,7 +155,7 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
             reported: false,
             next_index: 0,
             last_send: now,
-            batch: Batch::default(),
+            batch: Batch::for_epoch(config.epoch),
             urgent: false,
             held: heapless::Deque::new(),
             next_output: 0,

@@ -279,7 +279,7 @@ fn pair<S: LogSender, R: LogReceiver>(
             inner: tx,
             log: log.clone(),
             enabled: sc.keep_history,
-            reader: FrameReader::default(),
+            reader: FrameReader::for_epoch(epoch),
         },
         SimArbiter {
             word: word.clone(),
