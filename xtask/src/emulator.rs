@@ -184,6 +184,8 @@ fn collect(
         .collect();
     let log_bytes = fs::read(dir.join("log.bin")).unwrap_or_default();
     let (log, malformed_frames) = logs::decode(&fs::read(&image.elf)?, &log_bytes)?;
+    // Kept decoded beside the run's other files, for whoever looks into a run afterwards.
+    fs::write(dir.join("log.txt"), log.join("\n") + "\n")?;
     // Bochs exits 0 at the magic breakpoint and 1 at its shutdown port; QEMU aarch64 with the
     // semihosting SYS_EXIT status, 0 or 1.
     let (success, failure) = match (image.config.board.arch, emulator) {

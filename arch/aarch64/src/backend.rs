@@ -6,14 +6,15 @@ use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
 use tandem_hw::backend::{Backend, Booted};
 use tandem_hw::bringup;
+use tandem_hw::dirty::{DirtyPages, TrackError};
 use tandem_hw::frames::OutOfFrames;
+use tandem_hw::guest_memory::{self, LayoutDiffers};
 use tandem_hw::report::Vocabulary;
 
 use crate::clock::VirtClock;
 use crate::console::Console;
-use crate::dirty::{DirtyPages, TrackError};
 use crate::gic::GicError;
-use crate::guest_load::LoadError;
+use crate::guest_load::{Coherent, LoadError};
 use crate::pl011::Pl011;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
@@ -32,6 +33,8 @@ pub enum VirtError {
     Gic(GicError),
     /// Dirty-page tracking could not start.
     Dirty(TrackError),
+    /// The spare copy of a partition has another guest-physical layout.
+    Copy(LayoutDiffers),
 }
 
 /// The aarch64 backend: the board's facts.
@@ -191,7 +194,7 @@ impl Backend for VirtBackend {
         first: u64,
         count: u64,
     ) -> Result<(), VirtError> {
-        guest_load::copy_pages(from, to, first, count).map_err(VirtError::Load)
+        guest_memory::copy_pages::<Coherent>(from, to, first, count).map_err(VirtError::Copy)
     }
 
     fn start_dirty_tracking(vcpu: &mut El2Vcpu) -> Result<u64, VirtError> {

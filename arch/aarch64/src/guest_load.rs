@@ -3,7 +3,8 @@
 //! the point of coherency, because the guest starts with its MMU and caches off (Arm ARM D7.4.9).
 
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::{Board, PAGE_SIZE, Partition};
+use tandem_core::config::{Board, Partition};
+use tandem_hw::guest_memory::Coherence;
 
 use crate::dt;
 use crate::sysreg::{dsb_ish, read_sysreg};
@@ -36,8 +37,6 @@ pub enum LoadError {
     /// The board does not say where the partition's GIC and PL011 are (validation refuses
     /// such aarch64 boards).
     NoDeviceWindows,
-    /// The partition to copy into has another guest-physical layout.
-    LayoutDiffers,
 }
 
 /// Loads `image` and the device tree into partition `p` (index `id`) of `board`; returns the
@@ -84,50 +83,15 @@ fn clean_invalidate(start: u64, len: u64) {
     dsb_ish();
 }
 
-/// Copies pages `first..first + count` (numbered across the regions in order) of partition
-/// `from`, whose vCPU is paused, into `to`, a copy of the same guest in host memory of its own
-/// whose vCPU has not run (re-protection).
-pub fn copy_pages(
-    from: &Partition,
-    to: &Partition,
-    first: u64,
-    count: u64,
-) -> Result<(), LoadError> {
-    let layout = |r: &tandem_core::config::MemoryRegion| (r.gpa, r.size);
-    if !from
-        .memory
-        .iter()
-        .map(layout)
-        .eq(to.memory.iter().map(layout))
-    {
-        return Err(LoadError::LayoutDiffers);
+/// Copies of guest memory (re-protection) see what the guest wrote with its caches off, and the
+/// guest sees them with its caches off.
+pub struct Coherent;
+
+impl Coherence for Coherent {
+    fn before_read(hpa: u64, len: u64) {
+        clean_invalidate(hpa, len);
     }
-    let (mut first, mut count) = (first, count);
-    for (src, dst) in from.memory.iter().zip(&to.memory) {
-        let pages = src.size / PAGE_SIZE;
-        if first >= pages {
-            first -= pages;
-            continue;
-        }
-        let here = count.min(pages - first);
-        let (offset, len) = (first * PAGE_SIZE, here * PAGE_SIZE);
-        clean_invalidate(src.hpa.raw() + offset, len);
-        // SAFETY: both ranges lie in partitions' own host memory (validated: inside RAM, not the
-        // hypervisor's, exclusive, so they do not overlap), identity-mapped, inside regions of
-        // the same size; `from`'s vCPU is paused and `to`'s has not run.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                (src.hpa.raw() + offset) as *const u8,
-                (dst.hpa.raw() + offset) as *mut u8,
-                len as usize,
-            )
-        };
-        clean_to_poc(dst.hpa.raw() + offset, len);
-        count -= here;
-        first = 0;
-        if count == 0 {
-            break;
-        }
+    fn after_write(hpa: u64, len: u64) {
+        clean_to_poc(hpa, len);
     }
-    Ok(())
 }

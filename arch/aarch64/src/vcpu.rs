@@ -7,11 +7,13 @@ use tandem_core::config::Gic;
 use tandem_core::devices::vgic::{GicWindows, VirtualGic};
 use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
+use tandem_hw::dirty::DirtyPages;
 use tock_registers::{LocalRegisterCopy, register_bitfields};
 
-use crate::dirty::{self, DirtyPages};
+use crate::dirty;
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
+use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
 use crate::{counter, idregs, lr, psci, stage2, time, vgic};
@@ -155,7 +157,7 @@ pub struct El2Vcpu {
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
     /// The partition's written pages, while re-protection tracks them.
-    dirty: DirtyPages,
+    dirty: DirtyPages<Stage2>,
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -205,7 +207,7 @@ impl El2Vcpu {
         index: u64,
         vcpus: u64,
         replicated: bool,
-        dirty: DirtyPages,
+        dirty: DirtyPages<Stage2>,
     ) -> Result<Self, GicError> {
         let gic = gic::facts();
         if replicated {
@@ -279,7 +281,7 @@ impl El2Vcpu {
     }
 
     /// The partition's dirty-page tracking (re-protection).
-    pub fn dirty(&mut self) -> &mut DirtyPages {
+    pub fn dirty(&mut self) -> &mut DirtyPages<Stage2> {
         &mut self.dirty
     }
 

@@ -1,6 +1,7 @@
-//! Copies between the hypervisor and a partition's memory, for hypercall buffers.
+//! Copies between the hypervisor and a partition's memory, for hypercall buffers, and between
+//! two copies of a partition, for re-protection.
 
-use tandem_core::config::MemoryRegion;
+use tandem_core::config::{MemoryRegion, PAGE_SIZE, Partition};
 
 /// Host address of `len` bytes at `offset` in `region`, if they lie inside it.
 fn host(region: &MemoryRegion, offset: u64, len: usize) -> Option<u64> {
@@ -23,4 +24,64 @@ pub fn write(region: &MemoryRegion, offset: u64, data: &[u8]) {
         // SAFETY: as in `read`.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) }
     }
+}
+
+/// What a backend does around copying guest memory to keep it coherent with what a guest sees
+/// (nothing where caches are coherent with every access, as on x86).
+pub trait Coherence {
+    /// Before `len` bytes at `hpa`, which a guest wrote, are read.
+    fn before_read(hpa: u64, len: u64);
+    /// After `len` bytes at `hpa`, which a guest will read, were written.
+    fn after_write(hpa: u64, len: u64);
+}
+
+/// The partition to copy into has another guest-physical layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub struct LayoutDiffers;
+
+/// Copies pages `first..first + count` (numbered across the regions in order) of partition
+/// `from`, whose vCPU is paused, into `to`, a copy of the same guest in host memory of its own
+/// whose vCPU has not run (re-protection). Pages past the end are ignored.
+pub fn copy_pages<C: Coherence>(
+    from: &Partition,
+    to: &Partition,
+    mut first: u64,
+    mut count: u64,
+) -> Result<(), LayoutDiffers> {
+    let layout = |r: &MemoryRegion| (r.gpa, r.size);
+    if !from
+        .memory
+        .iter()
+        .map(layout)
+        .eq(to.memory.iter().map(layout))
+    {
+        return Err(LayoutDiffers);
+    }
+    for (src, dst) in from.memory.iter().zip(&to.memory) {
+        if count == 0 {
+            break;
+        }
+        let pages = src.size / PAGE_SIZE;
+        if first >= pages {
+            first -= pages;
+            continue;
+        }
+        let here = count.min(pages - first);
+        let (offset, len) = (first * PAGE_SIZE, here * PAGE_SIZE);
+        C::before_read(src.hpa.raw() + offset, len);
+        // SAFETY: both ranges lie in partitions' own host memory (validated: inside RAM, not the
+        // hypervisor's, exclusive, so they do not overlap), identity-mapped, inside regions of
+        // the same size; `from`'s vCPU is paused and `to`'s has not run.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (src.hpa.raw() + offset) as *const u8,
+                (dst.hpa.raw() + offset) as *mut u8,
+                len as usize,
+            )
+        };
+        C::after_write(dst.hpa.raw() + offset, len);
+        count -= here;
+        first = 0;
+    }
+    Ok(())
 }

@@ -7,6 +7,8 @@ use tandem_core::config::{Partition, System, Uart};
 use tandem_hw::backend::{Backend, Booted};
 use tandem_hw::bringup;
 use tandem_hw::console::ConsoleUart;
+use tandem_hw::dirty::TrackError;
+use tandem_hw::guest_memory::{self, Coherence, LayoutDiffers};
 use tandem_hw::report::Vocabulary;
 use x86_64::instructions::port::PortWriteOnly;
 
@@ -16,7 +18,9 @@ use crate::console::Console;
 use crate::inject::Injection;
 use crate::io::{halt_forever, rdtsc};
 use crate::serial;
-use crate::vmx::{self, Caps, EnableError, GuestRegs, PartitionTables, SetupError, VmxVcpu};
+use crate::vmx::{
+    self, Caps, EnableError, PartitionTables, SetupError, SnapshotError, VcpuState, VmxVcpu,
+};
 use crate::{apic, boot, cpu, guest_load, logger, machine, smp, time};
 
 /// Why a bring-up step failed.
@@ -28,9 +32,20 @@ pub enum PcError {
     Enable(EnableError),
     /// The VMCS could not be set up.
     Vmcs(SetupError),
-    /// Re-protection onto a spare CPU is built for aarch64 only (the configuration refuses a
-    /// spare on x86).
-    NoReprotection,
+    /// A vCPU's state could not be captured or given to its copy.
+    Snapshot(SnapshotError),
+    /// Dirty-page tracking could not start.
+    Dirty(TrackError),
+    /// The spare copy of a partition has another guest-physical layout.
+    Copy(LayoutDiffers),
+}
+
+/// Caches are coherent with every access on x86, so copies of guest memory need no maintenance.
+struct Coherent;
+
+impl Coherence for Coherent {
+    fn before_read(_: u64, _: u64) {}
+    fn after_write(_: u64, _: u64) {}
 }
 
 /// What the bootstrap CPU knows from its loader, read before anything else.
@@ -84,7 +99,7 @@ fn mask_pic() {
 impl Backend for PcBackend {
     type Early = Early;
     type Error = PcError;
-    type VcpuState = GuestRegs;
+    type VcpuState = VcpuState;
     type Tables = PartitionTables;
     type Vcpu = VmxVcpu;
     type Uart = serial::Uart;
@@ -175,12 +190,12 @@ impl Backend for PcBackend {
         tables: &'static PartitionTables,
         id: u32,
         _: u32,
-        regs: &'static mut GuestRegs,
+        state: &'static mut VcpuState,
     ) -> Result<VmxVcpu, PcError> {
         // VPID 0 is the hypervisor's own (SDM Vol. 3C, 29.1).
         let vpid = (id + 1) as u16;
-        let vcpu =
-            VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, regs).map_err(PcError::Vmcs)?;
+        let vcpu = VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, &mut state.regs)
+            .map_err(PcError::Vmcs)?;
         if let (0, Some(injection)) = (cpu, self.injection) {
             injection.fire_at_guests(BOOTED.wait().system());
         }
@@ -191,36 +206,38 @@ impl Backend for PcBackend {
         vcpu.reset(entry).map_err(PcError::Vmcs)
     }
 
-    fn snapshot_vcpu(_: &VmxVcpu, _: &mut Self::VcpuState) -> Result<(), PcError> {
-        Err(PcError::NoReprotection)
+    fn snapshot_vcpu(vcpu: &VmxVcpu, into: &mut VcpuState) -> Result<(), PcError> {
+        vcpu.snapshot(into).map_err(PcError::Snapshot)
     }
 
-    fn restore_vcpu(_: &mut VmxVcpu, _: &Self::VcpuState) -> Result<(), PcError> {
-        Err(PcError::NoReprotection)
+    fn restore_vcpu(vcpu: &mut VmxVcpu, from: &VcpuState) -> Result<(), PcError> {
+        vcpu.restore(from).map_err(PcError::Snapshot)
     }
 
     fn copy_guest_pages(
         &self,
-        _: &Partition,
-        _: &Partition,
-        _: u64,
-        _: u64,
+        from: &Partition,
+        to: &Partition,
+        first: u64,
+        count: u64,
     ) -> Result<(), PcError> {
-        Err(PcError::NoReprotection)
+        guest_memory::copy_pages::<Coherent>(from, to, first, count).map_err(PcError::Copy)
     }
 
-    fn start_dirty_tracking(_: &mut VmxVcpu) -> Result<u64, PcError> {
-        Err(PcError::NoReprotection)
+    fn start_dirty_tracking(vcpu: &mut VmxVcpu) -> Result<u64, PcError> {
+        vcpu.dirty().start().map_err(PcError::Dirty)
     }
 
-    fn stop_dirty_tracking(_: &mut VmxVcpu) {}
-
-    fn take_dirty(_: &mut VmxVcpu, _: &mut [u64]) -> usize {
-        0
+    fn stop_dirty_tracking(vcpu: &mut VmxVcpu) {
+        vcpu.dirty().stop()
     }
 
-    fn dirty_count(_: &VmxVcpu) -> u64 {
-        0
+    fn take_dirty(vcpu: &mut VmxVcpu, out: &mut [u64]) -> usize {
+        vcpu.dirty().take(out)
+    }
+
+    fn dirty_count(vcpu: &VmxVcpu) -> u64 {
+        vcpu.dirty_count()
     }
 
     fn clock(&self, cpu: usize) -> PcClock {

@@ -133,8 +133,6 @@ pub enum Problem {
     FtSpares {
         pair: u8,
     },
-    /// Re-protection onto a spare CPU is built for aarch64 only.
-    FtSpareArch,
 }
 
 impl fmt::Display for Problem {
@@ -230,10 +228,6 @@ impl fmt::Display for Problem {
             Problem::FtSpares { pair } => write!(
                 f,
                 "fault-tolerant pair {pair} has more than one spare copy (one spare is supported)"
-            ),
-            Problem::FtSpareArch => write!(
-                f,
-                "a spare CPU for re-protection is supported on aarch64 boards only"
             ),
         }
     }

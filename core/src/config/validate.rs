@@ -295,9 +295,6 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
     if ft.role == FtRole::Spare && earlier_spare {
         return Err(err(field("ft"), Problem::FtSpares { pair: ft.pair }));
     }
-    if ft.role == FtRole::Spare && sys.board.arch != Arch::Aarch64 {
-        return Err(err(field("ft"), Problem::FtSpareArch));
-    }
     if usize::from(ft.pair) >= MAX_FT_PAIRS {
         return Err(err(
             field("ft.pair"),

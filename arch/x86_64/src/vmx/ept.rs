@@ -5,6 +5,9 @@
 use tandem_core::addr::HostPhysAddr;
 use tandem_core::config::MemoryRegion;
 use tandem_core::paging::{Attrs, EntryFormat, MemKind, Perms};
+
+use super::vmcs;
+use tandem_hw::dirty::Tracked;
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::tables;
 
@@ -23,6 +26,8 @@ const LARGE: u64 = 1 << 7;
 /// Bits 51:12: the physical address of the next table or the page.
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
+/// The EPT root's address in an EPTP (bits 51:12).
+pub const ROOT_MASK: u64 = ADDR_MASK;
 /// EPTP (SDM Vol. 3C 25.6.11): bits 2:0 memory type of the walk (write-back), bits 5:3 the walk
 /// length minus one (four levels).
 const EPTP_WB: u64 = 6;
@@ -92,6 +97,13 @@ impl EntryFormat for Ept {
                 MemKind::Device
             },
         }
+    }
+}
+
+impl Tracked for Ept {
+    /// INVEPT all-context: this CPU runs one partition, so that is the partition's alone.
+    fn flush_guest_tlb() {
+        vmcs::invept_all();
     }
 }
 

@@ -80,6 +80,8 @@ pub mod guest {
     pub const IA32_DEBUGCTL: F = F(0x2802);
     pub const IA32_PAT: F = F(0x2804);
     pub const IA32_EFER: F = F(0x2806);
+    /// PDPTE0..PDPTE3: the guest's PAE page-directory pointers, used with EPT in PAE paging.
+    pub const PDPTE0: F = F(0x280a);
     pub const ES_LIMIT: F = F(0x4800);
     pub const LDTR_LIMIT: F = F(0x480c);
     pub const TR_LIMIT: F = F(0x480e);

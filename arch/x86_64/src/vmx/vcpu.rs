@@ -14,14 +14,17 @@ use x86_64::registers::rflags::RFlags;
 
 use super::caps::{Caps, Execution};
 use super::entry;
+use super::ept::Ept;
 use super::exits::{self, ExceptionExit};
 use super::fields::{ProcControls, ProcControls2, VmcsField, ctrl, guest, host, ro};
 use super::guest_paging::{CodeSegment, FetchStop, GuestMemory};
 use super::reasons::{ExitReason, VmInstructionError};
 use super::regs::GuestRegs;
+use super::snapshot::CpuState;
 use super::vmcs::{self, VmFail};
 use crate::io::rdtsc;
 use crate::{apic, cpu, time};
+use tandem_hw::dirty::DirtyPages;
 use tandem_hw::frames::{self, OutOfFrames};
 
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).
@@ -151,8 +154,56 @@ pub struct VmxVcpu {
     window_exiting: bool,
     proc_controls: ProcControls,
     memory: Vec<MemoryRegion, MAX_REGIONS>,
+    /// Which pages the guest writes, when asked (re-protection).
+    dirty: DirtyPages<Ept>,
     /// A VMWRITE on the exit path failed: the next `run` reports it instead of entering.
     failed: Option<EntryError>,
+}
+
+/// A vCPU's ledger slot: its general registers, and what a re-protection snapshot adds.
+/// Plain `#[repr(C)]` data, valid when all-zero.
+#[repr(C)]
+pub struct VcpuState {
+    /// Where the world switch keeps the guest's general registers while it does not run.
+    pub regs: GuestRegs,
+    /// Only in a re-protection snapshot (`tandem_hw::reprotect`): the VMCS and what the CPU held.
+    cpu: CpuState,
+    /// The events the vCPU holds for its next entries, as [`Events`] encodes them.
+    events: Events,
+    /// The guest's task priority (CR8), from its virtual-APIC page.
+    tpr: u64,
+}
+
+/// A vCPU's pending events as plain data: each valid when its [`EVENT_VALID`] bit is set.
+#[derive(Default)]
+#[repr(C)]
+struct Events {
+    /// An interrupt waiting for the guest to take it: its vector.
+    interrupt: u64,
+    /// An interrupted event's delivery to retry: interruption information, error code,
+    /// instruction length.
+    reinject: [u64; 3],
+    /// An exception a completion asked for: 13 (#GP) or 6 (#UD).
+    fault: u64,
+    /// The #DB or #AC the last entry handed back to the guest.
+    reflected: u64,
+}
+
+fn encode(vector: Option<u8>) -> u64 {
+    vector.map_or(0, |v| u64::from(v) | EVENT_VALID)
+}
+
+fn decode(word: u64) -> Option<u8> {
+    (word & EVENT_VALID != 0).then_some(word as u8)
+}
+
+/// Why a snapshot could not be taken or given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum SnapshotError {
+    /// A VMREAD or VMWRITE of the guest state failed.
+    Vmcs(VmFail),
+    /// The snapshot names an exception the vCPU cannot raise.
+    Fault { vector: u64 },
 }
 
 /// VMWRITE while setting the VMCS up: a failure fails the setup.
@@ -238,7 +289,7 @@ impl VmxVcpu {
     pub fn new(
         caps: &Caps,
         cpu: usize,
-        partition: &Partition,
+        partition: &'static Partition,
         tables: &PartitionTables,
         vpid: u16,
         regs: &'static mut GuestRegs,
@@ -277,9 +328,10 @@ impl VmxVcpu {
             window_exiting: false,
             proc_controls: execution.proc,
             memory: partition.memory.clone(),
+            dirty: DirtyPages::new(tables.eptp & super::ept::ROOT_MASK, &partition.memory),
             failed: None,
         };
-        vcpu.clear_tpr();
+        vcpu.set_tpr(0);
         write_controls(caps, execution, tables, vpid, virtual_apic)?;
         write_host_state(cpu)?;
         write_guest_state(partition.image.entry.raw())?;
@@ -295,15 +347,72 @@ impl VmxVcpu {
         self.reinject = None;
         self.fault = None;
         self.reflected = None;
-        self.clear_tpr();
+        self.set_tpr(0);
         self.pending = Pending::Nothing;
         self.set_window_exiting(false);
         write_guest_state(entry)
     }
 
-    fn clear_tpr(&self) {
+    /// Copies the vCPU's state, paused at an exit boundary, into `into`: its registers, its
+    /// VMCS guest state and what the CPU holds for the guest, its TPR and pending events.
+    pub fn snapshot(&self, into: &mut VcpuState) -> Result<(), SnapshotError> {
+        into.regs = *self.regs;
+        into.cpu.capture().map_err(SnapshotError::Vmcs)?;
+        into.tpr = self.tpr().into();
+        into.events = Events {
+            interrupt: encode(self.interrupt),
+            reinject: self
+                .reinject
+                .map_or([0; 3], |(info, error, len)| [info, error, len]),
+            fault: match self.fault {
+                None => 0,
+                Some(GuestFault::GeneralProtection) => 13 | EVENT_VALID,
+                Some(GuestFault::InvalidOpcode) => 6 | EVENT_VALID,
+            },
+            reflected: encode(self.reflected),
+        };
+        Ok(())
+    }
+
+    /// Gives the vCPU, which has not run yet, the state [`VmxVcpu::snapshot`] took on another
+    /// CPU.
+    pub fn restore(&mut self, from: &VcpuState) -> Result<(), SnapshotError> {
+        let events = &from.events;
+        self.fault = match decode(events.fault) {
+            None => None,
+            Some(13) => Some(GuestFault::GeneralProtection),
+            Some(6) => Some(GuestFault::InvalidOpcode),
+            Some(v) => return Err(SnapshotError::Fault { vector: v.into() }),
+        };
+        from.cpu.restore().map_err(SnapshotError::Vmcs)?;
+        *self.regs = from.regs;
+        self.set_tpr(from.tpr as u32);
+        self.interrupt = decode(events.interrupt);
+        let [info, error, len] = events.reinject;
+        self.reinject = (info & EVENT_VALID != 0).then_some((info, error, len));
+        self.reflected = decode(events.reflected);
+        self.pending = Pending::Nothing;
+        Ok(())
+    }
+
+    /// The partition's dirty-page tracking (re-protection).
+    pub fn dirty(&mut self) -> &mut DirtyPages<Ept> {
+        &mut self.dirty
+    }
+
+    /// Pages dirty now.
+    pub fn dirty_count(&self) -> u64 {
+        self.dirty.count()
+    }
+
+    fn tpr(&self) -> u32 {
         // SAFETY: the vCPU's own virtual-APIC frame, identity-mapped; the guest is not running.
-        unsafe { ((self.virtual_apic + VTPR_OFFSET) as *mut u32).write_volatile(0) };
+        unsafe { ((self.virtual_apic + VTPR_OFFSET) as *const u32).read_volatile() }
+    }
+
+    fn set_tpr(&self, tpr: u32) {
+        // SAFETY: as in `tpr`.
+        unsafe { ((self.virtual_apic + VTPR_OFFSET) as *mut u32).write_volatile(tpr) };
     }
 
     /// VMWRITE on the exit path. Fields and values are valid for the current VMCS, so a failure
@@ -457,6 +566,17 @@ impl VmxVcpu {
             _ => truncate(value, size),
         };
         self.set_gpr(reg.index, new);
+    }
+
+    /// An EPT violation while writes are tracked: a write to the partition's memory (an
+    /// instruction's, or the guest's page walk setting an accessed or dirty flag) is recorded
+    /// and allowed, and the guest retries it (`true`). Any other goes on as usual.
+    fn record_write(&mut self) -> bool {
+        let qualification = vmcs::read(ro::EXIT_QUALIFICATION);
+        exits::ept_access(qualification) == Access::Write
+            && self
+                .dirty
+                .record_write(vmcs::read(ro::GUEST_PHYSICAL_ADDRESS))
     }
 
     /// An EPT violation: on a data access, decoded into an MMIO exit when the instruction is one
@@ -665,6 +785,9 @@ impl Vcpu for VmxVcpu {
             self.exit_instruction_len = vmcs::read(ro::EXIT_INSTRUCTION_LEN);
             self.pending = Pending::Nothing;
             match basic {
+                ExitReason::EPT_VIOLATION if self.dirty.active() && self.record_write() => {
+                    continue;
+                }
                 ExitReason::EPT_VIOLATION => return Ok(self.ept_violation()),
                 ExitReason::EXCEPTION_OR_NMI => match self.exception(reflected) {
                     Some(exit) => return Ok(exit),

@@ -83,6 +83,18 @@ pub fn read(field: VmcsField) -> u64 {
     value
 }
 
+/// Reads a field of the current VMCS, failing where [`read`] would return a made-up value (no
+/// current VMCS, or a field this CPU does not have).
+pub fn try_read(field: VmcsField) -> Result<u64, VmFail> {
+    let (value, rflags): (u64, u64);
+    // SAFETY: as in `read`.
+    unsafe {
+        asm!("vmread {}, {}", "pushfq", "pop {}", out(reg) value, in(reg) u64::from(field.encoding()),
+             lateout(reg) rflags)
+    };
+    check(rflags).map(|()| value)
+}
+
 /// Writes a field of the current VMCS.
 #[inline]
 pub fn write(field: VmcsField, value: u64) -> Result<(), VmFail> {

@@ -46,9 +46,10 @@ _start:
     lea rdi, [rip + __bss_start]
     lea rcx, [rip + __bss_end]
     sub rcx, rdi
+    shr rcx, 3
     xor eax, eax
     cld
-    rep stosb
+    rep stosq
     call guest_main
 2:  hlt
     jmp 2b

@@ -4,36 +4,16 @@
 //! the physical counter (trapped and logged for a fault-tolerant partition), `vcount=1` the
 //! virtual counter, which no hypervisor can trap without FEAT_ECV: an input no log records, which
 //! makes a fault-tolerant backup diverge. `hashed=1` ends each count line with a running hash of
-//! the stream (`count 7 h=...`), so an output oracle sees any line that differs. `dirty=N` writes
-//! N pages of a 1 MiB buffer before each count line and folds a word written earlier into the
-//! hash, so a copy of the guest whose memory missed a write prints other lines (re-protection's
-//! dirty-page tracking).
+//! the stream (`count 7 h=...`), so an output oracle sees any line that differs; `dirty=N` writes
+//! N pages of memory before each line (`tandem_guest::common::checks::count_lines`).
 #![no_std]
 #![no_main]
-
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use tandem_guest::cpu::{physical_count, virtual_count};
 use tandem_guest::hypercall::{PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION, psci};
 use tandem_guest::{Guest, Runtime, device_tree, println};
 
 tandem_guest::entry!(main);
-
-/// Pages of the buffer `dirty=N` writes, and 32-bit words per page.
-const PAGES: usize = 256;
-const WORDS: usize = 1024;
-static BUFFER: [AtomicU32; PAGES * WORDS] = [const { AtomicU32::new(0) }; PAGES * WORDS];
-
-/// Writes `pages` pages of the buffer for line `i`, and returns a word an earlier line wrote.
-fn dirty(i: u32, pages: u32) -> u32 {
-    let i = i as usize;
-    for j in 0..pages as usize {
-        let page = (i * 31 + j * 17) % PAGES;
-        BUFFER[page * WORDS + i % WORDS].store((i ^ j) as u32 | 1, Ordering::Relaxed);
-    }
-    let back = i.saturating_sub(3);
-    BUFFER[((back * 31) % PAGES) * WORDS + back % WORDS].load(Ordering::Relaxed)
-}
 
 fn be32(addr: u64) -> u32 {
     // SAFETY: the device tree lies in the partition's memory, at the address given in X0.
@@ -73,24 +53,7 @@ fn main() -> u64 {
     if info.number::<u32>("vcount") == Some(1) {
         println!("virtual count {}", virtual_count());
     }
-    let hashed = info.number::<u32>("hashed") == Some(1);
-    let dirty_pages: u32 = info.number("dirty").unwrap_or(0);
-    let mut hash: u32 = 0x811c_9dc5;
-    for i in 1..=count {
-        if dirty_pages > 0 {
-            hash = (hash ^ dirty(i, dirty_pages)).wrapping_mul(0x0100_0193);
-        }
-        if hashed {
-            // FNV-1a over the count's bytes, carried from line to line.
-            hash = i
-                .to_le_bytes()
-                .iter()
-                .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-            println!("count {i} h={hash:08x}");
-        } else {
-            println!("count {i}");
-        }
-    }
+    tandem_guest::common::checks::count_lines::<Guest>(count);
     let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
     if info.number("off") == Some(1) {

@@ -2,7 +2,8 @@
 //! `tsc=1` also prints the time-stamp counter, read in each of the three ways (a fault-tolerant
 //! partition's copies all read the time its log gives them). `hashed=1` ends each count line
 //! with a running hash of the stream (`count 7 h=...`), so an output oracle sees any line that
-//! differs.
+//! differs; `dirty=N` writes N pages of memory before each line
+//! (`tandem_guest::common::checks::count_lines`).
 #![no_std]
 #![no_main]
 
