@@ -6,6 +6,7 @@ pub mod console;
 pub mod cpu;
 pub mod hypercall;
 mod interrupts;
+pub mod state;
 
 pub use interrupts::{expect_fault, faults_taken, sleep_ns, spin_ns, ticks};
 pub use tandem_guest_common::{self as common, Runtime, arg};

@@ -3,7 +3,9 @@
 //! partition's copies all read the time its log gives them). `hashed=1` ends each count line
 //! with a running hash of the stream (`count 7 h=...`), so an output oracle sees any line that
 //! differs; `dirty=N` writes N pages of memory before each line
-//! (`tandem_guest::common::checks::count_lines`).
+//! (`tandem_guest::common::checks::count_lines`). `state=1` fills registers the hypervisor must
+//! carry to another CPU (XMM, MSRs, CR2, debug registers, TPR) before counting and checks them
+//! after, on whichever copy of the partition finishes.
 #![no_std]
 #![no_main]
 
@@ -44,7 +46,18 @@ fn main() -> u64 {
         }
         println!("tsc {} by RDMSR", rdmsr(IA32_TSC));
     }
+    let state = info.number::<u32>("state") == Some(1);
+    const SEED: u64 = 0x5eed_0f7a_4de1_1100;
+    if state {
+        tandem_guest::state::load(SEED);
+    }
     tandem_guest::common::checks::count_lines::<Guest>(count);
+    if state {
+        match tandem_guest::state::changed(SEED) {
+            None => println!("cpu state kept"),
+            Some(register) => println!("ERROR: cpu state changed: {register}"),
+        }
+    }
     let (status, _) = Guest::console_write(b"written through CONSOLE_WRITE\n");
     println!("done (console write status {status})");
     if vmx { 1 } else { 0 }
