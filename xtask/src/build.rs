@@ -37,7 +37,14 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
     let dir = root().join("build").join(name);
     fs::create_dir_all(&dir)?;
     let encoded = postcard::to_stdvec(&loaded.system).context("encoding the configuration")?;
-    let images: Vec<&[u8]> = loaded.guests.iter().map(|g| guests.image(g)).collect();
+    let images: Vec<&[u8]> = loaded
+        .images
+        .iter()
+        .map(|image| match image {
+            config::Bundled::Guest(name) => guests.image(name),
+            config::Bundled::File(bytes) => bytes.as_slice(),
+        })
+        .collect();
     let mut blob = Vec::new();
     bundle::encode(&encoded, &images, |b| blob.extend_from_slice(b));
     let bundle_path = dir.join("bundle.bin");

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tandem_core::addr::{GuestPhysAddr, HostPhysAddr};
 use tandem_core::config::{self as model, FORMAT_VERSION, PAGE_SIZE};
 
-use crate::root;
+use crate::{image_file, root};
 
 /// A configuration error: which file, and what is wrong.
 #[derive(Debug)]
@@ -194,8 +194,10 @@ struct PortsFile {
 pub struct PartitionFile {
     pub name: String,
     cpus: Vec<u8>,
-    /// A test guest from `tests/guests/<arch>`.
-    pub guest: String,
+    /// A test guest from `tests/guests/<arch>`, or...
+    pub guest: Option<String>,
+    /// ...an image from a file.
+    image: Option<ImageSpec>,
     load: Option<Size>,
     entry: Option<Size>,
     #[serde(default)]
@@ -206,6 +208,15 @@ pub struct PartitionFile {
     /// Fault tolerance: a backup copy on `backup_cpus[0]`, kept in lockstep over `link`; a spare
     /// on `backup_cpus[1]`, if named, for re-protection after a failover.
     ft: Option<FtFile>,
+}
+
+/// `image = { path = "...", format = "flat" | "elf" }`; a relative path is resolved against the
+/// partitions file's folder.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct ImageSpec {
+    path: PathBuf,
+    format: image_file::Format,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -243,13 +254,22 @@ pub struct PartitionsFile {
     pub partition: Vec<PartitionFile>,
 }
 
+/// Where an image in the bundle comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bundled {
+    /// A test guest, by name.
+    Guest(String),
+    /// A file's image, as loaded.
+    File(Vec<u8>),
+}
+
 /// A loaded configuration, ready to be bundled with its guest images.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub board: BoardFile,
     pub system: model::System,
-    /// Guest names in image-index order.
-    pub guests: Vec<String>,
+    /// The images in image-index order.
+    pub images: Vec<Bundled>,
 }
 
 /// Where guests are loaded and entered unless the partition says otherwise: 1 MiB on x86_64;
@@ -400,30 +420,21 @@ fn resolve(
         }),
     };
 
-    let mut guests: Vec<String> = Vec::new();
+    let mut images: Vec<Bundled> = Vec::new();
     let mut partitions = heapless::Vec::new();
     // Host memory for regions without an explicit `hpa`, right above the hypervisor.
     let mut next_hpa = (b.hypervisor.base.0 + b.hypervisor.size.0).next_multiple_of(HPA_ALIGN);
     for (i, p) in parts.partition.iter().enumerate() {
         let field = |name: &str| format!("partition[{i}].{name}");
-        let size = image_sizes(&p.guest).ok_or_else(|| {
-            error(
-                file,
-                format!(
-                    "{}: there is no test guest named `{}`",
-                    field("guest"),
-                    p.guest
-                ),
-            )
-        })?;
-        let index = match guests.iter().position(|g| g == &p.guest) {
+        let (bundled, size, load, entry) =
+            partition_image(file, i, p, b.arch.into(), &image_sizes)?;
+        let index = match images.iter().position(|g| g == &bundled) {
             Some(idx) => idx,
             None => {
-                guests.push(p.guest.clone());
-                guests.len() - 1
+                images.push(bundled);
+                images.len() - 1
             }
         };
-        let load = p.load.map_or(default_load(b.arch.into()), |s| s.0);
         let mut memory = heapless::Vec::new();
         for (j, r) in p.memory.iter().enumerate() {
             let hpa = match r.hpa {
@@ -487,7 +498,7 @@ fn resolve(
             image: model::Image {
                 index: index as u8,
                 load: GuestPhysAddr::new(load),
-                entry: GuestPhysAddr::new(p.entry.map_or(load, |s| s.0)),
+                entry: GuestPhysAddr::new(entry),
                 size,
             },
             ports,
@@ -520,8 +531,47 @@ fn resolve(
     Ok(Loaded {
         board,
         system,
-        guests,
+        images,
     })
+}
+
+/// Partition `i`'s image (a test guest's or a file's), with its size, load address and entry.
+fn partition_image(
+    file: &Path,
+    i: usize,
+    p: &PartitionFile,
+    arch: crate::Arch,
+    image_sizes: &impl Fn(&str) -> Option<u64>,
+) -> Result<(Bundled, u64, u64, u64), ConfigError> {
+    match (&p.guest, &p.image) {
+        (Some(guest), None) => {
+            let size = image_sizes(guest).ok_or_else(|| {
+                error(
+                    file,
+                    format!("partition[{i}].guest: there is no test guest named `{guest}`"),
+                )
+            })?;
+            let load = p.load.map_or(default_load(arch), |s| s.0);
+            let entry = p.entry.map_or(load, |s| s.0);
+            Ok((Bundled::Guest(guest.clone()), size, load, entry))
+        }
+        (None, Some(spec)) => {
+            let folder = file.parent().unwrap_or(Path::new("."));
+            let (load, entry) = (p.load.map(|s| s.0), p.entry.map(|s| s.0));
+            let image = image_file::read(&folder.join(&spec.path), spec.format, arch, load, entry)
+                .map_err(|why| error(file, format!("partition[{i}].image: {why}")))?;
+            let size = image.bytes.len() as u64;
+            Ok((Bundled::File(image.bytes), size, image.load, image.entry))
+        }
+        (Some(_), Some(_)) => Err(error(
+            file,
+            format!("partition[{i}]: names both a test `guest` and an `image`; give one"),
+        )),
+        (None, None) => Err(error(
+            file,
+            format!("partition[{i}]: names neither a test `guest` nor an `image` to run"),
+        )),
+    }
 }
 
 /// Appends the backup copy of every partition with an `ft` table: the same guest on its backup

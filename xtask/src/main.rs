@@ -5,6 +5,7 @@ mod build;
 mod config;
 mod emulator;
 mod guests;
+mod image_file;
 mod inject;
 mod lint;
 mod logs;
@@ -13,6 +14,7 @@ mod modgraph;
 mod scenario;
 mod test;
 mod tools;
+mod user_images;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,7 +12,7 @@ use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Run};
 use crate::scenario::{self, Rule};
-use crate::{Arch, guests, inject, root, tools};
+use crate::{Arch, guests, inject, root, tools, user_images};
 
 #[derive(Default)]
 struct Tally {
@@ -178,6 +178,7 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
         Arch::Aarch64 => tools::QEMU_AARCH64,
     })?;
     let guests = guests::build(arch)?;
+    user_images::build(arch)?;
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
     let ready: Vec<Prepared> = list
         .into_iter()
