@@ -327,6 +327,12 @@ pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Lo
     resolve(file, &parts, board, image_sizes)
 }
 
+/// The board a partitions file names.
+pub fn board_of(file: &Path) -> Result<BoardFile, ConfigError> {
+    let parts: PartitionsFile = read_toml(file)?;
+    load_board(&parts.board).map_err(|e| error(file, format!("board: {e}")))
+}
+
 /// The physical span `[start, end)` the loadable segments of a hypervisor ELF cover (linked
 /// identity-mapped, so virtual and physical addresses agree).
 pub fn image_span(elf: &[u8]) -> Option<(u64, u64)> {

@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use wait_timeout::ChildExt;
 
-use crate::build::{self, Image};
+use crate::build::Image;
 use crate::config::{ArchName, EmulatorName};
-use crate::{Arch, EmulatorChoice, logs, tools};
+use crate::{logs, tools};
 
 /// What a run produced.
 pub struct Run {
@@ -403,78 +403,6 @@ pub fn kvm_has_vmx() -> bool {
 
 pub const BOCHS_TIMEOUT: Duration = Duration::from_secs(120);
 pub const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub fn run_image(image: &Image) -> Result<Run> {
-    if image.config.board.arch == ArchName::Aarch64 {
-        return qemu_aarch64(image, "", QEMU_TIMEOUT);
-    }
-    match image.config.board.emulator {
-        EmulatorName::Bochs => {
-            let iso = build::iso(image, "")?;
-            bochs(image, &iso, BOCHS_TIMEOUT)
-        }
-        EmulatorName::Qemu if kvm_has_vmx() => qemu(image, "", Accel::Kvm, QEMU_TIMEOUT),
-        EmulatorName::Qemu => {
-            println!(
-                "No KVM with nested VT-x here: QEMU emulates a CPU without VMX, so Tandem will refuse to start."
-            );
-            qemu(image, "", Accel::Tcg, QEMU_TIMEOUT)
-        }
-    }
-}
-
-/// `cargo xtask qemu`: the demo on whichever emulator can run it here.
-pub fn demo(arch: Arch, choice: Option<EmulatorChoice>) -> Result<bool> {
-    if arch == Arch::Aarch64 {
-        return demo_aarch64();
-    }
-    let kvm = kvm_has_vmx();
-    let (board, why) = match choice {
-        Some(EmulatorChoice::Qemu) => ("qemu-x86_64", "as asked"),
-        Some(EmulatorChoice::Bochs) => ("bochs-x86_64", "as asked"),
-        None if kvm => ("qemu-x86_64", "KVM exposes nested VT-x"),
-        None => ("bochs-x86_64", "this host's KVM has no nested VT-x"),
-    };
-    let emulator = if board.starts_with("qemu") {
-        "QEMU with KVM"
-    } else {
-        "Bochs (emulated VT-x)"
-    };
-    println!("Running the x86_64 demo in {emulator}: {why}.");
-    if board == "bochs-x86_64" {
-        tools::require(tools::BOCHS)?;
-    }
-    let image = build::build_board(board, None)?;
-    let run = run_image(&image)?;
-    Ok(show_demo(&run, emulator))
-}
-
-/// `cargo xtask qemu --arch aarch64`: the demo on QEMU `virt` at EL2.
-fn demo_aarch64() -> Result<bool> {
-    println!("Running the aarch64 demo in QEMU virt (EL2, GICv3, TCG with -icount shift=0).");
-    let image = build::build_board("qemu-virt-aarch64", None)?;
-    let run = run_image(&image)?;
-    Ok(show_demo(&run, "QEMU"))
-}
-
-/// Prints a demo run and how it ended; true if it ended normally.
-fn show_demo(run: &Run, emulator: &str) -> bool {
-    run.print("");
-    if run.success {
-        println!(
-            "Every partition stopped; {emulator} exited normally after {:.1}s.",
-            run.elapsed.as_secs_f64()
-        );
-    } else {
-        println!(
-            "The run did not end normally (status {:?}{}). Emulator log tail:\n{}",
-            run.status,
-            if run.timed_out { ", timed out" } else { "" },
-            run.emulator_log
-        );
-    }
-    run.success
-}
 
 #[cfg(test)]
 mod tests {

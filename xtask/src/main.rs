@@ -8,6 +8,7 @@ mod guests;
 mod image_file;
 mod inject;
 mod lint;
+mod live;
 mod logs;
 #[cfg(test)]
 mod modgraph;
@@ -18,6 +19,7 @@ mod user_images;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -64,13 +66,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Run the demo: two partitions side by side. x86_64: QEMU with KVM where the host has nested
-    /// VT-x, otherwise Bochs. aarch64: QEMU `virt` at EL2.
+    /// Run the demo (two partitions side by side), or with `--config` any partitions file,
+    /// showing each partition's lines as they come. x86_64: QEMU with KVM where the host has
+    /// nested VT-x, otherwise Bochs. aarch64: QEMU `virt` at EL2.
     Qemu {
-        #[arg(long, value_enum, default_value = "x86_64")]
-        arch: Arch,
+        /// The demo's architecture (x86_64 if not given); with `--config`, the board decides and
+        /// this must agree with it.
+        #[arg(long, value_enum)]
+        arch: Option<Arch>,
         #[arg(long, value_enum)]
         emulator: Option<EmulatorChoice>,
+        /// A partitions file to build and run instead of the demo.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop the run after this many seconds of wall time (then exit non-zero).
+        #[arg(long)]
+        timeout: Option<u64>,
     },
     /// Run every host unit test and every integration test; ends with `N passed, N failed`.
     Test {
@@ -111,7 +122,22 @@ fn main() -> ExitCode {
                 true
             })
         }
-        Command::Qemu { arch, emulator } => emulator::demo(arch, emulator),
+        Command::Qemu {
+            arch,
+            emulator,
+            config: Some(file),
+            timeout,
+        } => live::run_config(&file, arch, emulator, timeout.map(Duration::from_secs)),
+        Command::Qemu {
+            arch,
+            emulator,
+            config: None,
+            timeout,
+        } => live::demo(
+            arch.unwrap_or(Arch::X86_64),
+            emulator,
+            timeout.map(Duration::from_secs),
+        ),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench => bench::run().map(|()| true),
         Command::Lint => lint::run_all().map(|()| true),

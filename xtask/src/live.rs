@@ -1,0 +1,193 @@
+//! `cargo xtask qemu`: running a partitions file the way a user tries one, each partition's
+//! lines shown as the hypervisor prints them (read from the run's `console.out` while the
+//! emulator runs), then the hypervisor's log and how the run ended.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::build::{self, Image};
+use crate::config::{self, ArchName, EmulatorName};
+use crate::emulator::{self, Accel, Run};
+use crate::{Arch, EmulatorChoice, guests, tools};
+
+/// How often the console file is read while the emulator runs.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Prints the complete lines `path` gains until `stop` is set, then what is left.
+fn follow(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let (mut offset, mut pending) = (0u64, Vec::new());
+        loop {
+            let done = stop.load(Ordering::Acquire);
+            if let Ok(mut file) = fs::File::open(&path) {
+                let len = file.metadata().map_or(0, |m| m.len());
+                if len < offset {
+                    // The emulator started it anew.
+                    (offset, pending) = (0, Vec::new());
+                }
+                if file.seek(SeekFrom::Start(offset)).is_ok() {
+                    let mut fresh = Vec::new();
+                    if let Ok(n) = file.read_to_end(&mut fresh) {
+                        offset += n as u64;
+                        pending.extend_from_slice(&fresh);
+                    }
+                }
+            }
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&line);
+                let _ = out.flush();
+            }
+            if done {
+                if !pending.is_empty() {
+                    println!("{}", String::from_utf8_lossy(&pending));
+                }
+                return;
+            }
+            thread::sleep(POLL);
+        }
+    })
+}
+
+/// `cargo xtask qemu` without `--config`: the demo's partitions on whichever emulator can run
+/// them here.
+pub fn demo(arch: Arch, choice: Option<EmulatorChoice>, timeout: Option<Duration>) -> Result<bool> {
+    let board = match arch {
+        Arch::Aarch64 => {
+            println!(
+                "Running the aarch64 demo in QEMU virt (EL2, GICv3, TCG with -icount shift=0)."
+            );
+            "qemu-virt-aarch64"
+        }
+        Arch::X86_64 => {
+            let kvm = emulator::kvm_has_vmx();
+            let (board, why) = match choice {
+                Some(EmulatorChoice::Qemu) => ("qemu-x86_64", "as asked"),
+                Some(EmulatorChoice::Bochs) => ("bochs-x86_64", "as asked"),
+                None if kvm => ("qemu-x86_64", "KVM exposes nested VT-x"),
+                None => ("bochs-x86_64", "this host's KVM has no nested VT-x"),
+            };
+            let emulator = if kvm && board.starts_with("qemu") {
+                "QEMU with KVM"
+            } else if board.starts_with("qemu") {
+                "QEMU without KVM"
+            } else {
+                "Bochs (emulated VT-x)"
+            };
+            println!("Running the x86_64 demo in {emulator}: {why}.");
+            board
+        }
+    };
+    let file = config::board_dir(board).join("partitions.toml");
+    run_config(&file, Some(arch), choice, timeout)
+}
+
+/// Builds `file` (a partitions file) and runs it on its board's emulator for at most `timeout`,
+/// showing each partition's lines as they come; true if every partition stopped in time.
+pub fn run_config(
+    file: &Path,
+    arch: Option<Arch>,
+    choice: Option<EmulatorChoice>,
+    timeout: Option<Duration>,
+) -> Result<bool> {
+    let board = config::board_of(file)?;
+    let board_arch: Arch = board.arch.into();
+    if let Some(asked) = arch.filter(|&a| a != board_arch) {
+        bail!(
+            "{} runs on board `{}`, an {} board, not on {}",
+            file.display(),
+            board.name,
+            board_arch.name(),
+            asked.name()
+        );
+    }
+    let emulator = match (board.arch, board.emulator, choice) {
+        (ArchName::Aarch64, _, _) => EmulatorName::Qemu,
+        (_, _, Some(EmulatorChoice::Qemu)) => EmulatorName::Qemu,
+        (_, _, Some(EmulatorChoice::Bochs)) => EmulatorName::Bochs,
+        (_, name, None) => name,
+    };
+    if emulator == EmulatorName::Bochs {
+        tools::require(tools::BOCHS)?;
+    }
+    let guests = guests::build(board_arch)?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("config");
+    let image = build::build(file, &guests, &format!("run-{name}"))?;
+    let timeout = timeout.unwrap_or(match emulator {
+        EmulatorName::Bochs => emulator::BOCHS_TIMEOUT,
+        EmulatorName::Qemu => emulator::QEMU_TIMEOUT,
+    });
+    println!(
+        "Running {} on board {} in {} (at most {} s); each partition's lines follow as they come.",
+        file.display(),
+        board.name,
+        match emulator {
+            EmulatorName::Bochs => "Bochs",
+            EmulatorName::Qemu => "QEMU",
+        },
+        timeout.as_secs()
+    );
+    let run = run_following(&image, emulator, timeout)?;
+    for line in &run.log {
+        println!("[tandem] {line}");
+    }
+    Ok(report(&run, timeout))
+}
+
+fn run_following(image: &Image, emulator: EmulatorName, timeout: Duration) -> Result<Run> {
+    let console = image.dir.join("console.out");
+    let _ = fs::remove_file(&console);
+    let stop = Arc::new(AtomicBool::new(false));
+    let shown = follow(console, stop.clone());
+    let run = match (image.config.board.arch, emulator) {
+        (ArchName::Aarch64, _) => emulator::qemu_aarch64(image, "", timeout),
+        (_, EmulatorName::Bochs) => {
+            let iso = build::iso(image, "")?;
+            emulator::bochs(image, &iso, timeout)
+        }
+        (_, EmulatorName::Qemu) if emulator::kvm_has_vmx() => {
+            emulator::qemu(image, "", Accel::Kvm, timeout)
+        }
+        (_, EmulatorName::Qemu) => {
+            println!(
+                "No KVM with nested VT-x here: QEMU emulates a CPU without VMX, so Tandem will refuse to start."
+            );
+            emulator::qemu(image, "", Accel::Tcg, timeout)
+        }
+    };
+    stop.store(true, Ordering::Release);
+    let _ = shown.join();
+    run
+}
+
+/// Says how the run ended; true if every partition stopped and the hypervisor ended the run.
+fn report(run: &Run, timeout: Duration) -> bool {
+    if run.success {
+        println!(
+            "Every partition stopped; the run ended normally after {:.1} s.",
+            run.elapsed.as_secs_f64()
+        );
+    } else if run.timed_out {
+        println!(
+            "Stopped at the timeout: not every partition had stopped after {} s (--timeout S gives more).",
+            timeout.as_secs()
+        );
+    } else {
+        println!(
+            "The run did not end normally (status {:?}). Emulator log tail:\n{}",
+            run.status, run.emulator_log
+        );
+    }
+    run.success
+}
