@@ -6,7 +6,7 @@
 
 use crc::{CRC_32_ISO_HDLC, Crc};
 
-use crate::config::{self, ConfigError, System};
+use crate::config::{self, ConfigError, ImageSource, System};
 
 pub const MAGIC: [u8; 8] = *b"TANDEMB1";
 const HEADER: usize = 16;
@@ -46,6 +46,12 @@ impl From<ConfigError> for InvalidConfig {
             field: e.field.name,
         }
     }
+}
+
+/// The CRC-32 (ISO-HDLC) of `bytes`: the bundle's checksum, and that of each image carried
+/// beside the hypervisor.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32, BundleError> {
@@ -94,9 +100,13 @@ impl<'a> Bundle<'a> {
             count,
         };
         for (i, p) in bundle.system.partitions.iter().enumerate() {
-            let fits = bundle
-                .image(p.image.index)
-                .is_some_and(|img| img.len() as u64 == p.image.size);
+            // An image carried beside the hypervisor is checked where it is read (`crc32`).
+            let fits = match p.image.source {
+                ImageSource::Bundle { index } => bundle
+                    .image(index)
+                    .is_some_and(|img| img.len() as u64 == p.image.size),
+                ImageSource::Beside { .. } => true,
+            };
             if !fits {
                 return Err(BundleError::MissingImage { partition: i as u8 });
             }

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::config::{self, Image, MemoryRegion, PortMode, PortRange};
+use crate::config::{self, Image, ImageSource, MemoryRegion, PortMode, PortRange};
 use crate::exit::Exit;
 use crate::platform::Platform;
 use crate::power::PowerStatus;
@@ -168,7 +168,7 @@ pub fn partition() -> config::Partition {
         cpus: heapless::Vec::from_slice(&[0]).unwrap(),
         memory: heapless::Vec::new(),
         image: Image {
-            index: 0,
+            source: ImageSource::Bundle { index: 0 },
             load: GuestPhysAddr::new(0x10_0000),
             entry: GuestPhysAddr::new(0x10_0000),
             size: 0x1000,
@@ -246,13 +246,14 @@ pub fn system() -> config::System {
         exit: ExitDevice::Bochs,
         gic: None,
         guest_uart: None,
+        images: None,
     };
     let mut a = partition();
     a.name = "a".try_into().unwrap();
     let mut b = partition();
     b.name = "b".try_into().unwrap();
     b.cpus[0] = 1;
-    b.image.index = 1;
+    b.image.source = ImageSource::Bundle { index: 1 };
     b.memory[0].hpa = HostPhysAddr::new(0x200_0000);
     let mut partitions = heapless::Vec::new();
     partitions.push(a).unwrap();

@@ -84,7 +84,7 @@ pub const AFFINITY_OFF: u64 = 1;
 mod tests {
     use super::*;
     use crate::addr::HostPhysAddr;
-    use crate::config::{Image, MemoryRegion};
+    use crate::config::{Image, ImageSource, MemoryRegion};
 
     const MEMORY: u64 = 0x20_0000;
 
@@ -95,7 +95,7 @@ mod tests {
             cpus: heapless::Vec::from_slice(&[0, 1]).unwrap(),
             memory: heapless::Vec::new(),
             image: Image {
-                index: 0,
+                source: ImageSource::Bundle { index: 0 },
                 load: GuestPhysAddr::new(0x10_0000),
                 entry: GuestPhysAddr::new(0x10_0000),
                 size: 0x1000,

@@ -12,6 +12,9 @@ use crate::guests::{self, Guests};
 use crate::tools;
 use crate::{Arch, root};
 
+/// The file of guest images carried beside the hypervisor, in a built image's folder.
+pub const IMAGES_FILE: &str = "images.bin";
+
 /// A built image and what went into it.
 pub struct Image {
     pub dir: PathBuf,
@@ -47,6 +50,13 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
         .collect();
     let mut blob = Vec::new();
     bundle::encode(&encoded, &images, |b| blob.extend_from_slice(b));
+    // Images too big to travel inside the hypervisor go beside it, for the boot path to load.
+    let beside = dir.join(IMAGES_FILE);
+    if loaded.beside.is_empty() {
+        let _ = fs::remove_file(&beside);
+    } else if fs::read(&beside).ok().as_deref() != Some(&loaded.beside[..]) {
+        fs::write(&beside, &loaded.beside)?;
+    }
     let bundle_path = dir.join("bundle.bin");
     if fs::read(&bundle_path).ok().as_deref() != Some(&blob[..]) {
         fs::write(&bundle_path, &blob)?;

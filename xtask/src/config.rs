@@ -158,6 +158,9 @@ pub struct BoardFile {
     guest_uart: Option<GuestUartFile>,
     /// aarch64 boards only: the GICv3.
     gic: Option<GicFile>,
+    /// RAM the emulator fills with the images file (guest images carried beside the
+    /// hypervisor's own); aarch64 boards only for now.
+    images: Option<RangeFile>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -268,8 +271,10 @@ pub enum Bundled {
 pub struct Loaded {
     pub board: BoardFile,
     pub system: model::System,
-    /// The images in image-index order.
+    /// The images in the bundle, in image-index order.
     pub images: Vec<Bundled>,
+    /// The images file for the board's image area (empty if no image goes beside).
+    pub beside: Vec<u8>,
 }
 
 /// Where guests are loaded and entered unless the partition says otherwise: 1 MiB on x86_64;
@@ -424,9 +429,14 @@ fn resolve(
             base: GuestPhysAddr::new(u.base.0),
             intid: u.intid,
         }),
+        images: b.images.map(|r| model::PhysRange {
+            base: HostPhysAddr::new(r.base.0),
+            size: r.size.0,
+        }),
     };
 
     let mut images: Vec<Bundled> = Vec::new();
+    let mut beside = Beside::default();
     let mut partitions = heapless::Vec::new();
     // Host memory for regions without an explicit `hpa`, right above the hypervisor.
     let mut next_hpa = (b.hypervisor.base.0 + b.hypervisor.size.0).next_multiple_of(HPA_ALIGN);
@@ -434,12 +444,18 @@ fn resolve(
         let field = |name: &str| format!("partition[{i}].{name}");
         let (bundled, size, load, entry) =
             partition_image(file, i, p, b.arch.into(), &image_sizes)?;
-        let index = match images.iter().position(|g| g == &bundled) {
-            Some(idx) => idx,
-            None => {
-                images.push(bundled);
-                images.len() - 1
-            }
+        let source = match (bundled, board_model.images) {
+            // Files go beside the hypervisor where the board has room for them.
+            (Bundled::File(bytes), Some(_)) => beside.place(bytes),
+            (bundled, _) => model::ImageSource::Bundle {
+                index: match images.iter().position(|g| g == &bundled) {
+                    Some(idx) => idx as u8,
+                    None => {
+                        images.push(bundled);
+                        (images.len() - 1) as u8
+                    }
+                },
+            },
         };
         let mut memory = heapless::Vec::new();
         for (j, r) in p.memory.iter().enumerate() {
@@ -502,7 +518,7 @@ fn resolve(
             })?,
             memory,
             image: model::Image {
-                index: index as u8,
+                source,
                 load: GuestPhysAddr::new(load),
                 entry: GuestPhysAddr::new(entry),
                 size,
@@ -538,7 +554,33 @@ fn resolve(
         board,
         system,
         images,
+        beside: beside.bytes,
     })
+}
+
+/// The images file the boot path loads into the board's image area: each image at a 4 KiB
+/// boundary, once however many partitions name it.
+#[derive(Default)]
+struct Beside {
+    bytes: Vec<u8>,
+    placed: Vec<(Vec<u8>, model::ImageSource)>,
+}
+
+impl Beside {
+    fn place(&mut self, image: Vec<u8>) -> model::ImageSource {
+        if let Some((_, source)) = self.placed.iter().find(|(bytes, _)| *bytes == image) {
+            return *source;
+        }
+        let offset = self.bytes.len().next_multiple_of(PAGE_SIZE as usize);
+        self.bytes.resize(offset, 0);
+        self.bytes.extend_from_slice(&image);
+        let source = model::ImageSource::Beside {
+            offset: offset as u64,
+            crc: tandem_core::bundle::crc32(&image),
+        };
+        self.placed.push((image, source));
+        source
+    }
 }
 
 /// Partition `i`'s image (a test guest's or a file's), with its size, load address and entry.

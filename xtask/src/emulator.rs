@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use wait_timeout::ChildExt;
 
-use crate::build::Image;
+use crate::build::{IMAGES_FILE, Image};
 use crate::config::{ArchName, EmulatorName};
 use crate::{logs, tools};
 
@@ -391,6 +391,18 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         .arg("-kernel")
         .arg(&image.elf)
         .args(["-append", cmdline]);
+    if let Some(area) = board.images {
+        let file = dir.join(IMAGES_FILE);
+        if file.exists() {
+            // The generic loader copies the file into RAM at reset, as a board's boot loader
+            // would: the hypervisor finds it in the board's image area and checks each image.
+            cmd.arg("-device").arg(format!(
+                "loader,file={},addr={:#x},force-raw=on",
+                file.display(),
+                area.base.raw()
+            ));
+        }
+    }
     run_qemu(cmd, image, timeout, Streams::Console)
 }
 

@@ -1,12 +1,13 @@
 //! Programs that stand for a user's own guest: single files under `tests/images`, built by
 //! `rustc` alone, outside the workspace and Tandem's guest runtime, into `target/images/ARCH`
 //! as an ELF (`uart.elf`) and, flattened by objcopy, a flat binary (`uart.bin`) for the
-//! scenarios that load them with `image = { path, format }`.
+//! scenarios that load them with `image = { path, format }`. On aarch64 also `uart-big.bin`:
+//! the flat binary with a 24 MiB padding block 64 KiB in, which the program checks byte by byte.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::tools::{self, llvm, run};
 use crate::{Arch, root};
@@ -35,8 +36,29 @@ pub fn build(arch: Arch) -> Result<()> {
         .arg("-o")
         .arg(&elf)
         .arg(&source))?;
+    let flat = dir.join("uart.bin");
     run(Command::new(llvm("llvm-objcopy")?)
         .args(["-O", "binary"])
         .arg(&elf)
-        .arg(dir.join("uart.bin")))
+        .arg(&flat))?;
+    if arch == Arch::Aarch64 {
+        let mut big = std::fs::read(&flat)?;
+        if big.len() > PADDING_AT {
+            bail!(
+                "{} outgrew the {PADDING_AT} bytes before its padding",
+                flat.display()
+            );
+        }
+        big.resize(PADDING_AT, 0);
+        big.extend_from_slice(b"PADDING!");
+        big.extend_from_slice(&(PADDING_LEN as u64).to_le_bytes());
+        big.extend((0..PADDING_LEN).map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8));
+        std::fs::write(dir.join("uart-big.bin"), big)?;
+    }
+    Ok(())
 }
+
+/// Where the padding block starts in the program's flat image, and how many bytes follow its
+/// header (as `tests/images/uart-aarch64.rs` expects them).
+const PADDING_AT: usize = 0x1_0000;
+const PADDING_LEN: usize = 24 << 20;

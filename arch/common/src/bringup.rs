@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use tandem_core::bundle::Bundle;
-use tandem_core::config::{FtRole, MAX_PARTITIONS, Partition, System};
+use tandem_core::config::{FtRole, ImageSource, MAX_PARTITIONS, Partition, System};
 use tandem_core::platform::Platform;
 use tandem_core::point::ExecPoint;
 use tandem_core::record::VcpuRecord;
@@ -22,7 +22,7 @@ use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
-use crate::{frames, ledger, replication, report, reprotect, vcpu_power};
+use crate::{frames, images, ledger, replication, report, reprotect, vcpu_power};
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
@@ -57,6 +57,29 @@ fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
     })
 }
 
+/// Partition `p`'s image carried beside the hypervisor, `offset` bytes into the board's image
+/// area, once its bytes match `crc`: the boot path put them there, and nothing checked them yet.
+fn beside<B: Backend>(sys: &System, p: &Partition, offset: u64, crc: u32) -> &'static [u8] {
+    let bytes = sys
+        .board
+        .images
+        .and_then(|area| images::area(&area, &sys.board.hypervisor, offset, p.image.size))
+        .unwrap_or_else(|| fatal::<B>("a partition image lies outside the board's image area"));
+    let found = tandem_core::bundle::crc32(bytes);
+    if found != crc {
+        defmt::error!(
+            "the image of partition {=str} ({=u64} bytes at offset {=u64:#x} of the image area) has CRC {=u32:#010x}, not {=u32:#010x}: the boot path did not load the images file beside the hypervisor",
+            p.name.as_str(),
+            p.image.size,
+            offset,
+            found,
+            crc
+        );
+        fatal::<B>("a partition image carried beside the hypervisor is damaged or missing");
+    }
+    bytes
+}
+
 /// The bootstrap CPU's bring-up, from the board's entry point.
 pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     let bundle = Bundle::parse(bundle).unwrap_or_else(|e| {
@@ -79,9 +102,12 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     let mut boot_args = Vec::new();
     let mut tables = Vec::new();
     for (id, p) in sys.partitions.iter().enumerate() {
-        let image = bundle
-            .image(p.image.index)
-            .unwrap_or_else(|| fatal::<B>("a partition image is missing"));
+        let image = match p.image.source {
+            ImageSource::Bundle { index } => bundle
+                .image(index)
+                .unwrap_or_else(|| fatal::<B>("a partition image is missing")),
+            ImageSource::Beside { offset, crc } => beside::<B>(sys, p, offset, crc),
+        };
         // A backup copy is loaded as its primary, so both guests start the same.
         let arg = backend
             .load_partition(p, p.guest_id(id), image)

@@ -69,6 +69,15 @@ pub enum Problem {
         other_item: usize,
     },
     OverlapsHypervisor,
+    /// Overlaps the board's image area.
+    OverlapsImages,
+    /// An image carried beside the hypervisor on a board without an image area.
+    NoImageArea,
+    /// An image carried beside the hypervisor does not fit the board's image area.
+    OutsideImageArea {
+        end: u64,
+        size: u64,
+    },
     OutsideRam,
     DuplicateName {
         other: usize,
@@ -162,6 +171,18 @@ impl fmt::Display for Problem {
                 "overlaps an earlier range (partition[{other_partition}], entry {other_item})"
             ),
             Problem::OverlapsHypervisor => write!(f, "overlaps the hypervisor's own memory"),
+            Problem::OverlapsImages => write!(
+                f,
+                "overlaps the board's image area (`images`), which the boot path fills"
+            ),
+            Problem::NoImageArea => write!(
+                f,
+                "is carried beside the hypervisor, but the board has no image area (`images`)"
+            ),
+            Problem::OutsideImageArea { end, size } => write!(
+                f,
+                "ends {end:#x} bytes into the board's image area, which has {size:#x}"
+            ),
             Problem::OutsideRam => write!(f, "is not inside the board's RAM"),
             Problem::DuplicateName { other } => {
                 write!(f, "the same name is already used by partition[{other}]")

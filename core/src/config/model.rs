@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -87,6 +87,10 @@ pub struct Board {
     /// Where each partition sees its virtual PL011; aarch64 boards only (x86 partitions get a
     /// port-mapped 16550).
     pub guest_uart: Option<GuestUart>,
+    /// RAM the boot path fills with guest images carried beside the hypervisor's own image (on
+    /// QEMU `virt`, its generic loader); no partition and not the hypervisor may use it.
+    /// aarch64 boards only for now.
+    pub images: Option<PhysRange>,
 }
 
 /// An aarch64 board's GICv3 (Arm IHI 0069), which the hypervisor owns. Like Bao's platform
@@ -170,11 +174,20 @@ impl PortRange {
     }
 }
 
+/// Where a partition's image comes from.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Image `index` of the bundle embedded next to the config.
+    Bundle { index: u8 },
+    /// `offset` bytes into the board's image area ([`Board::images`]), with the CRC-32 (ISO-HDLC)
+    /// of its bytes, checked before they are used: the boot path loads them, not the hypervisor.
+    Beside { offset: u64, crc: u32 },
+}
+
 /// The guest image a partition boots.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Image {
-    /// Index of the image in the bundle embedded next to the config.
-    pub index: u8,
+    pub source: ImageSource,
     /// Where its bytes are copied in guest-physical space.
     pub load: GuestPhysAddr,
     pub entry: GuestPhysAddr,

@@ -405,3 +405,30 @@ fn a_pair_may_have_one_spare() {
         "partition[4].ft: fault-tolerant pair 0 has more than one spare copy (one spare is supported)"
     );
 }
+
+#[test]
+fn images_beside_the_hypervisor_need_an_image_area_they_fit() {
+    let mut sys = aarch64_system();
+    sys.partitions[0].image.source = ImageSource::Beside { offset: 0, crc: 0 };
+    assert_eq!(
+        message(&sys),
+        "partition[0].image: is carried beside the hypervisor, but the board has no image area (`images`)"
+    );
+    sys.board.images = Some(PhysRange {
+        base: HostPhysAddr::new(0x4800_0000),
+        size: 0x1000,
+    });
+    sys.partitions[0].image.size = 0x2000;
+    assert_eq!(
+        message(&sys),
+        "partition[0].image: ends 0x2000 bytes into the board's image area, which has 0x1000"
+    );
+    sys.partitions[0].image.size = 0x1000;
+    assert_eq!(validate(&sys), Ok(()));
+    let mut x86 = system();
+    x86.board.images = sys.board.images;
+    assert_eq!(
+        message(&x86),
+        "board.images: does not exist on this board's architecture"
+    );
+}

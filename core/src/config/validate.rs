@@ -93,6 +93,19 @@ fn validate_board(b: &Board) -> Result {
         (Arch::Aarch64, Uart::Semihosting) if log => Ok(()),
         _ => Err(Problem::ArchMismatch),
     };
+    if let Some(images) = b.images {
+        page_aligned(Field::board("images.base"), images.base.raw())?;
+        page_aligned(Field::board("images.size"), images.size)?;
+        if b.arch == Arch::X86_64 {
+            return Err(err(Field::board("images"), Problem::ArchMismatch));
+        }
+        if !b.ram.contains(&images) {
+            return Err(err(Field::board("images"), Problem::OutsideRam));
+        }
+        if images.overlaps(&b.hypervisor) {
+            return Err(err(Field::board("images"), Problem::OverlapsHypervisor));
+        }
+    }
     uarts_fit(b.console, false).map_err(|p| err(Field::board("console"), p))?;
     uarts_fit(b.log, true).map_err(|p| err(Field::board("log"), p))?;
     match b.arch {
@@ -245,7 +258,7 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
             Problem::BootTablesUnmapped,
         ));
     }
-    validate_image(b.arch, i, p)?;
+    validate_image(b, i, p)?;
     for (j, r) in p.ports.iter().enumerate() {
         validate_ports(sys, i, j, r)?;
     }
@@ -387,6 +400,13 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     if host.overlaps(&sys.board.hypervisor) {
         return Err(err(field("hpa"), Problem::OverlapsHypervisor));
     }
+    if sys
+        .board
+        .images
+        .is_some_and(|images| host.overlaps(&images))
+    {
+        return Err(err(field("hpa"), Problem::OverlapsImages));
+    }
     if sys.board.arch == Arch::X86_64 && host.base.raw() < LOW_MEMORY_END {
         return Err(err(field("hpa"), Problem::LowMemory));
     }
@@ -423,12 +443,28 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     Ok(())
 }
 
-fn validate_image(arch: Arch, i: usize, p: &Partition) -> Result {
+fn validate_image(b: &Board, i: usize, p: &Partition) -> Result {
     let img = &p.image;
     let field = |name| Field::partition(i, name);
     if img.size == 0 {
         return Err(err(field("image"), Problem::Empty));
     }
+    if let ImageSource::Beside { offset, .. } = img.source {
+        let area = b.images.ok_or(err(field("image"), Problem::NoImageArea))?;
+        if offset
+            .checked_add(img.size)
+            .is_none_or(|end| end > area.size)
+        {
+            return Err(err(
+                field("image"),
+                Problem::OutsideImageArea {
+                    end: offset.saturating_add(img.size),
+                    size: area.size,
+                },
+            ));
+        }
+    }
+    let arch = b.arch;
     if p.region_for(img.load, img.size).is_none() {
         return Err(err(
             field("load"),
