@@ -246,6 +246,7 @@ pub fn system() -> config::System {
         exit: ExitDevice::Bochs,
         gic: None,
         guest_uart: None,
+        instruction_counter: InstructionCounter::None,
     };
     let mut a = partition();
     a.name = "a".try_into().unwrap();

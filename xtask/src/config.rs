@@ -158,6 +158,15 @@ pub struct BoardFile {
     guest_uart: Option<GuestUartFile>,
     /// aarch64 boards only: the GICv3.
     gic: Option<GicFile>,
+    /// What counts a guest's progress per instruction, if anything (see
+    /// `model::InstructionCounter`).
+    instruction_counter: Option<InstructionCounterFile>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum InstructionCounterFile {
+    MachineWide,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -214,11 +223,21 @@ enum FtLinkFile {
     Ring,
 }
 
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+enum FtDeliveryFile {
+    #[default]
+    Exit,
+    Precise,
+}
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct FtFile {
     backup_cpus: Vec<u8>,
     link: FtLinkFile,
+    #[serde(default)]
+    delivery: FtDeliveryFile,
     #[serde(default = "default_heartbeat_us")]
     heartbeat_us: u32,
     #[serde(default = "default_suspect_after")]
@@ -398,6 +417,10 @@ fn resolve(
             base: GuestPhysAddr::new(u.base.0),
             intid: u.intid,
         }),
+        instruction_counter: match b.instruction_counter {
+            None => model::InstructionCounter::None,
+            Some(InstructionCounterFile::MachineWide) => model::InstructionCounter::MachineWide,
+        },
     };
 
     let mut guests: Vec<String> = Vec::new();
@@ -581,6 +604,10 @@ fn add_backups(
             },
             heartbeat_us: ft.heartbeat_us,
             suspect_after: ft.suspect_after,
+            delivery: match ft.delivery {
+                FtDeliveryFile::Exit => model::FtDelivery::Exit,
+                FtDeliveryFile::Precise => model::FtDelivery::Precise,
+            },
         };
         let mut copy_on = |cpu: u8, ft: model::Ft| {
             let mut copy = partitions[i].clone();

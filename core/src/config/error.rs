@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use super::model::InstructionCounter;
+
 /// Which field of the configuration a problem is about, written the way the TOML file spells it
 /// (`partition[1].memory[0].size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,10 @@ pub enum Problem {
     },
     /// Re-protection onto a spare CPU is built for aarch64 only.
     FtSpareArch,
+    /// Precise delivery asked of a board without a per-CPU instruction counter.
+    FtPrecise {
+        counter: InstructionCounter,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -234,6 +240,21 @@ impl fmt::Display for Problem {
             Problem::FtSpareArch => write!(
                 f,
                 "a spare CPU for re-protection is supported on aarch64 boards only"
+            ),
+            Problem::FtPrecise {
+                counter: InstructionCounter::None,
+            } => write!(
+                f,
+                "\"precise\" needs an instruction counter to stop the backup's guest at, and this \
+                 board has none; use \"exit\""
+            ),
+            Problem::FtPrecise {
+                counter: InstructionCounter::MachineWide,
+            } => write!(
+                f,
+                "\"precise\" needs an instruction counter of one CPU, and this board's counts \
+                 every CPU's instructions (QEMU 7.2 -icount: the PMU follows the machine's virtual \
+                 time), so each copy's count would depend on what the other CPUs ran; use \"exit\""
             ),
         }
     }
