@@ -247,6 +247,7 @@ pub fn system() -> config::System {
         gic: None,
         guest_uart: None,
         images: None,
+        instruction_counter: InstructionCounter::None,
     };
     let mut a = partition();
     a.name = "a".try_into().unwrap();

@@ -83,6 +83,11 @@ fn fault_tolerance(arch: Arch) -> Result<()> {
     let result = bench_result(&run, "FT")?;
     println!("Fault tolerance on {name}, primary on CPU 0 and backup on CPU 1");
     println!("  exit round trip on the FT primary: {result}");
+    if arch == Arch::Aarch64 {
+        println!(
+            "    (QEMU's virtual time counts every CPU's instructions: this includes what the backup ran meanwhile)"
+        );
+    }
     let run = emulator_run(
         arch,
         &format!("tests/bench/{name}-ft-log.toml"),
@@ -167,8 +172,9 @@ fn log_volume(run: &emulator::Run) -> Result<(u64, u64, u64)> {
     ))
 }
 
-/// QEMU `virt` at EL2 with `-icount shift=0`: the guest's PMU cycle counter, counting at EL1 and
-/// EL2, advances once per instruction (emulators.md 5.6).
+/// QEMU `virt` at EL2 with `-icount shift=0`: the guest's virtual counter follows the machine's
+/// virtual time, one nanosecond per instruction any CPU executes (`tests/probes/pmu-smp.S`); the
+/// other CPU idles, so it counts the bench partition's instructions, at EL1 and EL2.
 fn aarch64() -> Result<()> {
     let guests = guests::build(Arch::Aarch64)?;
     let run = emulator_run(

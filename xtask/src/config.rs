@@ -161,6 +161,15 @@ pub struct BoardFile {
     /// RAM the emulator fills with the images file (guest images carried beside the
     /// hypervisor's own); aarch64 boards only for now.
     images: Option<RangeFile>,
+    /// What counts a guest's progress per instruction, if anything (see
+    /// `model::InstructionCounter`).
+    instruction_counter: Option<InstructionCounterFile>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum InstructionCounterFile {
+    MachineWide,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -228,11 +237,21 @@ enum FtLinkFile {
     Ring,
 }
 
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+enum FtDeliveryFile {
+    #[default]
+    Exit,
+    Precise,
+}
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct FtFile {
     backup_cpus: Vec<u8>,
     link: FtLinkFile,
+    #[serde(default)]
+    delivery: FtDeliveryFile,
     #[serde(default = "default_heartbeat_us")]
     heartbeat_us: u32,
     #[serde(default = "default_suspect_after")]
@@ -433,6 +452,10 @@ fn resolve(
             base: HostPhysAddr::new(r.base.0),
             size: r.size.0,
         }),
+        instruction_counter: match b.instruction_counter {
+            None => model::InstructionCounter::None,
+            Some(InstructionCounterFile::MachineWide) => model::InstructionCounter::MachineWide,
+        },
     };
 
     let mut images: Vec<Bundled> = Vec::new();
@@ -679,6 +702,10 @@ fn add_backups(
             },
             heartbeat_us: ft.heartbeat_us,
             suspect_after: ft.suspect_after,
+            delivery: match ft.delivery {
+                FtDeliveryFile::Exit => model::FtDelivery::Exit,
+                FtDeliveryFile::Precise => model::FtDelivery::Precise,
+            },
         };
         let mut copy_on = |cpu: u8, ft: model::Ft| {
             let mut copy = partitions[i].clone();

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use super::model::InstructionCounter;
+
 /// Which field of the configuration a problem is about, written the way the TOML file spells it
 /// (`partition[1].memory[0].size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,10 @@ pub enum Problem {
     FtSpares {
         pair: u8,
     },
+    /// Precise delivery asked of a board without a per-CPU instruction counter.
+    FtPrecise {
+        counter: InstructionCounter,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -249,6 +255,21 @@ impl fmt::Display for Problem {
             Problem::FtSpares { pair } => write!(
                 f,
                 "fault-tolerant pair {pair} has more than one spare copy (one spare is supported)"
+            ),
+            Problem::FtPrecise {
+                counter: InstructionCounter::None,
+            } => write!(
+                f,
+                "\"precise\" needs an instruction counter to stop the backup's guest at, and this \
+                 board has none; use \"exit\""
+            ),
+            Problem::FtPrecise {
+                counter: InstructionCounter::MachineWide,
+            } => write!(
+                f,
+                "\"precise\" needs an instruction counter of one CPU, and this board's counts \
+                 every CPU's instructions (QEMU 7.2 -icount: the PMU follows the machine's virtual \
+                 time), so each copy's count would depend on what the other CPUs ran; use \"exit\""
             ),
         }
     }

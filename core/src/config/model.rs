@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -91,6 +91,21 @@ pub struct Board {
     /// QEMU `virt`, its generic loader); no partition and not the hypervisor may use it.
     /// aarch64 boards only for now.
     pub images: Option<PhysRange>,
+    /// What the CPUs can count a guest's progress with: whether a fault-tolerant partition can
+    /// have its interrupts delivered between deterministic exits ([`FtDelivery::Precise`]).
+    pub instruction_counter: InstructionCounter,
+}
+
+/// A board's counter of guest progress, as precise interrupt delivery would need it: a count
+/// of the instructions one CPU retired at EL1 and EL0, exact, with an overflow interrupt.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstructionCounter {
+    /// No usable counter (Bochs emulates no PMU).
+    None,
+    /// Exact, but counting every CPU's instructions while this one is at a counted level: QEMU
+    /// 7.2 under `-icount` derives PMCCNTR_EL0 and INST_RETIRED from the machine's virtual time,
+    /// which the other CPUs advance whenever its round-robin loop runs them.
+    MachineWide,
 }
 
 /// An aarch64 board's GICv3 (Arm IHI 0069), which the hypervisor owns. Like Bao's platform
@@ -213,6 +228,16 @@ pub enum FtLink {
     Ring,
 }
 
+/// When a fault-tolerant partition's asynchronous interrupts reach its guest.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtDelivery {
+    /// At the next deterministic exit, on the primary and the backup alike.
+    Exit,
+    /// As they arrive, at an instruction count the backup stops its guest at: needs a per-CPU
+    /// instruction counter, which no board has yet ([`InstructionCounter`]).
+    Precise,
+}
+
 /// One copy of a fault-tolerant partition. The host tool makes the backup copy (and the spare,
 /// if `backup_cpus` names a second CPU) from the partition's `ft` table: same name, image,
 /// arguments and guest-physical layout, its own host memory and CPU.
@@ -228,6 +253,8 @@ pub struct Ft {
     pub heartbeat_us: u32,
     /// Heartbeat periods of silence after which a copy suspects the other has failed.
     pub suspect_after: u8,
+    /// When asynchronous interrupts reach the guest.
+    pub delivery: FtDelivery,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -381,6 +381,7 @@ fn ft_system(spares: usize) -> System {
         link: FtLink::Ring,
         heartbeat_us: 500,
         suspect_after: 10,
+        delivery: FtDelivery::Exit,
     };
     let primary = sys.partitions[0].clone();
     let copies =
@@ -430,5 +431,44 @@ fn images_beside_the_hypervisor_need_an_image_area_they_fit() {
     assert_eq!(
         message(&x86),
         "board.images: does not exist on this board's architecture"
+    );
+}
+
+#[test]
+fn precise_delivery_is_refused_without_a_per_cpu_instruction_counter() {
+    let precise = |counter| {
+        let mut sys = ft_system(0);
+        sys.board.instruction_counter = counter;
+        for p in sys.partitions.iter_mut() {
+            if let Some(ft) = p.ft.as_mut() {
+                ft.delivery = FtDelivery::Precise;
+            }
+        }
+        message(&sys)
+    };
+    assert_eq!(
+        precise(InstructionCounter::None),
+        "partition[0].ft.delivery: \"precise\" needs an instruction counter to stop the \
+         backup's guest at, and this board has none; use \"exit\""
+    );
+    let machine_wide = precise(InstructionCounter::MachineWide);
+    assert!(
+        machine_wide.starts_with(
+            "partition[0].ft.delivery: \"precise\" needs an instruction counter of one CPU"
+        ),
+        "{machine_wide}"
+    );
+    assert!(machine_wide.contains("QEMU 7.2"), "{machine_wide}");
+}
+
+#[test]
+fn both_copies_deliver_interrupts_the_same_way() {
+    let mut sys = ft_system(0);
+    if let Some(ft) = sys.partitions[2].ft.as_mut() {
+        ft.delivery = FtDelivery::Precise;
+    }
+    assert_eq!(
+        message(&sys),
+        "partition[0].ft: partition[2] is not this partition's other fault-tolerant copy"
     );
 }

@@ -294,7 +294,10 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
                 FtRole::Spare => theirs.role == FtRole::Primary,
                 _ => theirs.peer as usize == i && theirs.role != ft.role,
             };
-            roles && theirs.pair == ft.pair && theirs.link == ft.link
+            roles
+                && theirs.pair == ft.pair
+                && theirs.link == ft.link
+                && theirs.delivery == ft.delivery
         }) && same_guest(q)
     });
     if peer == i || !paired {
@@ -315,6 +318,14 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
                 value: ft.pair.into(),
                 min: 0,
                 max: MAX_FT_PAIRS as u64 - 1,
+            },
+        ));
+    }
+    if ft.delivery == FtDelivery::Precise {
+        return Err(err(
+            field("ft.delivery"),
+            Problem::FtPrecise {
+                counter: sys.board.instruction_counter,
             },
         ));
     }
