@@ -6,7 +6,7 @@
 
 use crc::{CRC_32_ISO_HDLC, Crc};
 
-use crate::config::{self, ConfigError, ImageSource, System};
+use crate::config::{self, CMDLINE_LEN, ConfigError, ImageSource, System};
 
 pub const MAGIC: [u8; 8] = *b"TANDEMB1";
 const HEADER: usize = 16;
@@ -101,13 +101,22 @@ impl<'a> Bundle<'a> {
         };
         for (i, p) in bundle.system.partitions.iter().enumerate() {
             // An image carried beside the hypervisor is checked where it is read (`crc32`).
-            let fits = match p.image.source {
+            let holds = |source, size| match source {
                 ImageSource::Bundle { index } => bundle
                     .image(index)
-                    .is_some_and(|img| img.len() as u64 == p.image.size),
+                    .is_some_and(|img| img.len() as u64 == size),
                 ImageSource::Beside { .. } => true,
             };
-            if !fits {
+            let kernel_parts = p.kernel.is_none_or(|k| {
+                k.initrd
+                    .is_none_or(|initrd| holds(initrd.source, initrd.size))
+                    && k.cmdline.is_none_or(|index| {
+                        bundle
+                            .image(index)
+                            .is_some_and(|line| line.len() <= CMDLINE_LEN)
+                    })
+            });
+            if !holds(p.image.source, p.image.size) || !kernel_parts {
                 return Err(BundleError::MissingImage { partition: i as u8 });
             }
         }

@@ -175,6 +175,7 @@ pub fn partition() -> config::Partition {
         },
         ports: heapless::Vec::new(),
         args: "mode=test".try_into().unwrap(),
+        kernel: None,
         ft: None,
         console_input: false,
     };

@@ -102,6 +102,7 @@ mod tests {
             },
             ports: heapless::Vec::new(),
             args: heapless::String::new(),
+            kernel: None,
             ft: None,
             console_input: false,
         };

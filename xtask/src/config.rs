@@ -210,6 +210,10 @@ pub struct PartitionFile {
     pub guest: Option<String>,
     /// ...an image from a file.
     image: Option<ImageSpec>,
+    /// A Linux kernel's initial RAM disk, relative to the partitions file's folder.
+    initrd: Option<PathBuf>,
+    /// A Linux kernel's command line (`/chosen/bootargs`).
+    cmdline: Option<String>,
     load: Option<Size>,
     entry: Option<Size>,
     #[serde(default)]
@@ -458,28 +462,35 @@ fn resolve(
         },
     };
 
-    let mut images: Vec<Bundled> = Vec::new();
-    let mut beside = Beside::default();
+    let mut placement = Placement {
+        images: Vec::new(),
+        beside: Beside::default(),
+        area: board_model.images.is_some(),
+    };
     let mut partitions = heapless::Vec::new();
     // Host memory for regions without an explicit `hpa`, right above the hypervisor.
     let mut next_hpa = (b.hypervisor.base.0 + b.hypervisor.size.0).next_multiple_of(HPA_ALIGN);
     for (i, p) in parts.partition.iter().enumerate() {
         let field = |name: &str| format!("partition[{i}].{name}");
-        let (bundled, size, load, entry) =
-            partition_image(file, i, p, b.arch.into(), &image_sizes)?;
-        let source = match (bundled, board_model.images) {
-            // Files go beside the hypervisor where the board has room for them.
-            (Bundled::File(bytes), Some(_)) => beside.place(bytes),
-            (bundled, _) => model::ImageSource::Bundle {
-                index: match images.iter().position(|g| g == &bundled) {
-                    Some(idx) => idx as u8,
-                    None => {
-                        images.push(bundled);
-                        (images.len() - 1) as u8
-                    }
-                },
-            },
-        };
+        if let Some(line) = p
+            .cmdline
+            .as_ref()
+            .filter(|line| line.len() > model::CMDLINE_LEN || line.contains('\0'))
+        {
+            return Err(error(
+                file,
+                format!(
+                    "{}: {} bytes; a command line has at most {} and no NUL",
+                    field("cmdline"),
+                    line.len(),
+                    model::CMDLINE_LEN
+                ),
+            ));
+        }
+        let resolved = partition_image(file, i, p, b.arch.into(), &image_sizes)?;
+        let (size, load, entry) = (resolved.size, resolved.load, resolved.entry);
+        let kernel = kernel_boot(file, i, p, &resolved, &mut placement)?;
+        let source = placement.place(resolved.bundled);
         let mut memory = heapless::Vec::new();
         for (j, r) in p.memory.iter().enumerate() {
             let hpa = match r.hpa {
@@ -548,6 +559,7 @@ fn resolve(
             },
             ports,
             args: heapless_string(file, &field("args"), &p.args)?,
+            kernel,
             ft: None,
             console_input: parts.console_input.as_deref() == Some(p.name.as_str()),
         };
@@ -576,9 +588,95 @@ fn resolve(
     Ok(Loaded {
         board,
         system,
-        images,
-        beside: beside.bytes,
+        images: placement.images,
+        beside: placement.beside.bytes,
     })
+}
+
+/// Where each image goes: the bundle inside the hypervisor's image, or the images file beside it
+/// (files, on a board with an image area).
+struct Placement {
+    images: Vec<Bundled>,
+    beside: Beside,
+    area: bool,
+}
+
+impl Placement {
+    fn place(&mut self, bundled: Bundled) -> model::ImageSource {
+        match bundled {
+            Bundled::File(bytes) if self.area => self.beside.place(bytes),
+            bundled => model::ImageSource::Bundle {
+                index: self.in_bundle(bundled),
+            },
+        }
+    }
+
+    /// The bundle's index of `bundled`, added once.
+    fn in_bundle(&mut self, bundled: Bundled) -> u8 {
+        match self.images.iter().position(|g| *g == bundled) {
+            Some(index) => index as u8,
+            None => {
+                self.images.push(bundled);
+                (self.images.len() - 1) as u8
+            }
+        }
+    }
+}
+
+/// For a Linux kernel, where its device tree and initial RAM disk go (each 2 MiB-aligned above
+/// what comes before it) and its command line; `None` for any other image, which may not name
+/// an initrd or a command line.
+fn kernel_boot(
+    file: &Path,
+    i: usize,
+    p: &PartitionFile,
+    resolved: &Resolved,
+    placement: &mut Placement,
+) -> Result<Option<model::KernelBoot>, ConfigError> {
+    const BLOCK: u64 = 2 << 20;
+    let field = |name: &str| format!("partition[{i}].{name}");
+    let Some(image_size) = resolved.image_size else {
+        for (name, given) in [
+            ("initrd", p.initrd.is_some()),
+            ("cmdline", p.cmdline.is_some()),
+        ] {
+            if given {
+                return Err(error(
+                    file,
+                    format!(
+                        "{}: only a Linux kernel (`format = \"linux\"`) takes one",
+                        field(name)
+                    ),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let dtb = (resolved.load + image_size).next_multiple_of(BLOCK);
+    let initrd = match &p.initrd {
+        Some(path) => {
+            let folder = file.parent().unwrap_or(Path::new("."));
+            let bytes = image_file::read_bytes(&folder.join(path))
+                .map_err(|why| error(file, format!("{}: {why}", field("initrd"))))?;
+            let size = bytes.len() as u64;
+            Some(model::Initrd {
+                source: placement.place(Bundled::File(bytes)),
+                gpa: GuestPhysAddr::new((dtb + model::DTB_ROOM).next_multiple_of(BLOCK)),
+                size,
+            })
+        }
+        None => None,
+    };
+    let cmdline = p
+        .cmdline
+        .as_ref()
+        .map(|line| placement.in_bundle(Bundled::File(line.clone().into_bytes())));
+    Ok(Some(model::KernelBoot {
+        image_size,
+        dtb: GuestPhysAddr::new(dtb),
+        initrd,
+        cmdline,
+    }))
 }
 
 /// The images file the boot path loads into the board's image area: each image at a 4 KiB
@@ -606,6 +704,16 @@ impl Beside {
     }
 }
 
+/// A partition's image as resolved from its file or test guest.
+struct Resolved {
+    bundled: Bundled,
+    size: u64,
+    load: u64,
+    entry: u64,
+    /// A Linux kernel's `image_size` (the memory it uses from `load`).
+    image_size: Option<u64>,
+}
+
 /// Partition `i`'s image (a test guest's or a file's), with its size, load address and entry.
 fn partition_image(
     file: &Path,
@@ -613,7 +721,7 @@ fn partition_image(
     p: &PartitionFile,
     arch: crate::Arch,
     image_sizes: &impl Fn(&str) -> Option<u64>,
-) -> Result<(Bundled, u64, u64, u64), ConfigError> {
+) -> Result<Resolved, ConfigError> {
     match (&p.guest, &p.image) {
         (Some(guest), None) => {
             let size = image_sizes(guest).ok_or_else(|| {
@@ -623,16 +731,30 @@ fn partition_image(
                 )
             })?;
             let load = p.load.map_or(default_load(arch), |s| s.0);
-            let entry = p.entry.map_or(load, |s| s.0);
-            Ok((Bundled::Guest(guest.clone()), size, load, entry))
+            Ok(Resolved {
+                bundled: Bundled::Guest(guest.clone()),
+                size,
+                load,
+                entry: p.entry.map_or(load, |s| s.0),
+                image_size: None,
+            })
         }
         (None, Some(spec)) => {
             let folder = file.parent().unwrap_or(Path::new("."));
-            let (load, entry) = (p.load.map(|s| s.0), p.entry.map(|s| s.0));
-            let image = image_file::read(&folder.join(&spec.path), spec.format, arch, load, entry)
+            let placement = image_file::Placement {
+                load: p.load.map(|s| s.0),
+                entry: p.entry.map(|s| s.0),
+                memory_base: p.memory.first().map_or(0, |r| r.gpa.0),
+            };
+            let image = image_file::read(&folder.join(&spec.path), spec.format, arch, placement)
                 .map_err(|why| error(file, format!("partition[{i}].image: {why}")))?;
-            let size = image.bytes.len() as u64;
-            Ok((Bundled::File(image.bytes), size, image.load, image.entry))
+            Ok(Resolved {
+                size: image.bytes.len() as u64,
+                bundled: Bundled::File(image.bytes),
+                load: image.load,
+                entry: image.entry,
+                image_size: image.image_size,
+            })
         }
         (Some(_), Some(_)) => Err(error(
             file,

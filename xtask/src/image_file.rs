@@ -1,5 +1,6 @@
-//! Guest images from files: a flat binary, loaded and entered where the partition says, or an
-//! ELF executable, flattened from its loadable segments and entered at its entry point.
+//! Guest images from files: a flat binary, loaded and entered where the partition says; an ELF
+//! executable, flattened from its loadable segments and entered at its entry point; or a Linux
+//! arm64 kernel `Image`, placed by its header (Documentation/arch/arm64/booting.rst).
 
 use std::path::Path;
 
@@ -21,6 +22,17 @@ pub enum Format {
     /// An ELF64 executable for the board's architecture: loaded at its segments' physical
     /// addresses, entered at its entry point.
     Elf,
+    /// A Linux arm64 kernel `Image`: `text_offset` above the 2 MiB-aligned base of the
+    /// partition's first memory region, entered at its first byte.
+    Linux,
+}
+
+/// What the partition says about where its image goes.
+pub struct Placement {
+    pub load: Option<u64>,
+    pub entry: Option<u64>,
+    /// The guest-physical base of the partition's first memory region.
+    pub memory_base: u64,
 }
 
 /// An image ready for the bundle: its bytes, where they go and where the guest starts.
@@ -29,18 +41,13 @@ pub struct FileImage {
     pub bytes: Vec<u8>,
     pub load: u64,
     pub entry: u64,
+    /// A Linux kernel's `image_size`: the memory it uses from `load`, BSS included.
+    pub image_size: Option<u64>,
 }
 
-/// Reads the image at `path` in `format` for a board of `arch`. `load` and `entry` are the
-/// partition's, which a flat image needs and an ELF must not have. The error says why, for the
-/// caller to name the file and field.
-pub fn read(
-    path: &Path,
-    format: Format,
-    arch: Arch,
-    load: Option<u64>,
-    entry: Option<u64>,
-) -> Result<FileImage, String> {
+/// The bytes of the file at `path` (an image or an initial RAM disk), which must have some and
+/// at most [`MAX_IMAGE`].
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if bytes.is_empty() {
@@ -54,21 +61,80 @@ pub fn read(
             MAX_IMAGE >> 20
         ));
     }
+    Ok(bytes)
+}
+
+/// Reads the image at `path` in `format` for a board of `arch`, placed as `at` says: `load`
+/// and `entry`, which a flat image needs and the other formats must not have. The error says
+/// why, for the caller to name the file and field.
+pub fn read(path: &Path, format: Format, arch: Arch, at: Placement) -> Result<FileImage, String> {
+    let bytes = read_bytes(path)?;
+    if format != Format::Flat && (at.load.is_some() || at.entry.is_some()) {
+        return Err(
+            "this format takes `load` and `entry` from the image itself: leave them out".into(),
+        );
+    }
+    let named = |why: String| format!("`{}`: {why}", path.display());
     match format {
         Format::Flat => {
-            let load = load.ok_or("a flat image needs `load`, the address it is copied to")?;
-            let entry = entry.ok_or("a flat image needs `entry`, where the guest starts")?;
-            Ok(FileImage { bytes, load, entry })
+            let load = at
+                .load
+                .ok_or("a flat image needs `load`, the address it is copied to")?;
+            let entry = at
+                .entry
+                .ok_or("a flat image needs `entry`, where the guest starts")?;
+            Ok(FileImage {
+                bytes,
+                load,
+                entry,
+                image_size: None,
+            })
         }
-        Format::Elf => {
-            if load.is_some() || entry.is_some() {
-                return Err(
-                    "an ELF image takes `load` and `entry` from its headers: leave them out".into(),
-                );
-            }
-            flatten(&bytes, arch).map_err(|why| format!("`{}`: {why}", path.display()))
-        }
+        Format::Elf => flatten(&bytes, arch).map_err(named),
+        Format::Linux if arch != Arch::Aarch64 => Err(
+            "format \"linux\" is the arm64 kernel Image; x86 kernels are not supported yet".into(),
+        ),
+        Format::Linux => linux(bytes, at.memory_base).map_err(named),
     }
+}
+
+/// The arm64 kernel `Image` header (booting.rst, "Call the kernel image"): code0/code1, then
+/// little-endian `text_offset` at 8, `image_size` at 16, `flags` at 24, and the magic
+/// "ARM\x64" at 56.
+fn linux(bytes: Vec<u8>, memory_base: u64) -> Result<FileImage, String> {
+    const MAGIC: &[u8] = b"ARM\x64";
+    const BLOCK: u64 = 2 << 20;
+    if bytes.get(56..60) != Some(MAGIC) {
+        return Err("no arm64 kernel Image header (magic \"ARM\\x64\" at byte 56)".into());
+    }
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (text_offset, image_size, flags) = (word(8), word(16), word(24));
+    if image_size == 0 {
+        return Err("image_size is 0: kernels before Linux 3.17 are not supported".into());
+    }
+    if flags & 1 != 0 {
+        return Err("a big-endian kernel: the guest runs little-endian".into());
+    }
+    if (bytes.len() as u64) > image_size {
+        return Err(format!(
+            "the file has {} bytes, more than the header's image_size {image_size:#x}",
+            bytes.len()
+        ));
+    }
+    if text_offset >= BLOCK {
+        return Err(format!("text_offset {text_offset:#x} is not below 2 MiB"));
+    }
+    let load = memory_base.next_multiple_of(BLOCK) + text_offset;
+    Ok(FileImage {
+        bytes,
+        load,
+        entry: load,
+        image_size: Some(image_size),
+    })
 }
 
 /// The loadable segments of an ELF executable as one image from the lowest physical address to
@@ -151,6 +217,7 @@ fn flatten(elf: &[u8], arch: Arch) -> Result<FileImage, String> {
         bytes,
         load: lo,
         entry,
+        image_size: None,
     })
 }
 
@@ -245,5 +312,39 @@ mod tests {
             assert!(why.contains(reason), "`{why}` lacks `{reason}`");
         }
         assert!(flatten(b"not an elf", Arch::X86_64).is_err());
+    }
+
+    /// An arm64 kernel Image header with these fields, followed by `body` bytes.
+    fn kernel(text_offset: u64, image_size: u64, flags: u64, body: usize) -> Vec<u8> {
+        let mut out = vec![0u8; 64];
+        out[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        out[16..24].copy_from_slice(&image_size.to_le_bytes());
+        out[24..32].copy_from_slice(&flags.to_le_bytes());
+        out[56..60].copy_from_slice(b"ARM\x64");
+        out.resize(64 + body, 0xaa);
+        out
+    }
+
+    #[test]
+    fn a_kernel_goes_text_offset_above_the_2_mib_aligned_memory_base() {
+        let image = linux(kernel(0x8_0000, 0x20_0000, 0xa, 16), 0x4010_0000).unwrap();
+        assert_eq!(image.load, 0x4028_0000);
+        assert_eq!(image.entry, image.load);
+        assert_eq!(image.image_size, Some(0x20_0000));
+    }
+
+    #[test]
+    fn kernel_headers_that_cannot_boot_are_refused_with_the_reason() {
+        let cases: [(Vec<u8>, &str); 5] = [
+            (vec![0; 64], "no arm64 kernel Image header"),
+            (kernel(0, 0, 0, 0), "kernels before Linux 3.17"),
+            (kernel(0, 0x1000, 1, 0), "big-endian"),
+            (kernel(0, 0x20, 0, 0), "more than the header's image_size"),
+            (kernel(0x20_0000, 0x1000, 0, 0), "not below 2 MiB"),
+        ];
+        for (bytes, reason) in cases {
+            let why = linux(bytes, 0x4000_0000).unwrap_err();
+            assert!(why.contains(reason), "`{why}` lacks `{reason}`");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
-use tandem_hw::backend::{Backend, Booted};
+use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
 use tandem_hw::dirty::{DirtyPages, TrackError};
 use tandem_hw::frames::OutOfFrames;
@@ -118,9 +118,9 @@ impl Backend for VirtBackend {
         &self,
         partition: &Partition,
         id: u32,
-        image: &[u8],
+        files: &BootFiles,
     ) -> Result<u64, VirtError> {
-        guest_load::load(&self.board, partition, id, image).map_err(VirtError::Load)
+        guest_load::load(&self.board, partition, id, files).map_err(VirtError::Load)
     }
 
     /// The stage-2 root.

@@ -34,12 +34,20 @@ fn node_name(prefix: &str, address: u64) -> String<40> {
     s
 }
 
+/// What `/chosen` tells the guest: its command line and, for a kernel, where its initial RAM
+/// disk lies (`[start, end)`, guest-physical).
+pub struct Chosen<'a> {
+    pub bootargs: &'a str,
+    pub initrd: Option<(u64, u64)>,
+}
+
 /// Writes partition `p`'s device tree into `buf`, with the board's `gic` and `uart` window.
 pub fn write(
     p: &Partition,
     id: u32,
     gic: &Gic,
     uart: GuestUart,
+    chosen: &Chosen,
     buf: &mut [u8],
 ) -> Result<usize, TooSmall> {
     let mut w = FdtWriter::new(buf);
@@ -54,9 +62,15 @@ pub fn write(
     w.prop_str("model", &model);
     w.prop_cells("interrupt-parent", &[GIC_PHANDLE]);
 
+    // The chosen node (Documentation/devicetree/bindings/chosen.txt): the command line, the
+    // console, and the initial RAM disk as 64-bit addresses.
     w.begin_node("chosen");
-    w.prop_str("bootargs", &p.args);
+    w.prop_str("bootargs", chosen.bootargs);
     w.prop_str("stdout-path", &node_name("/pl011", uart_base));
+    if let Some((start, end)) = chosen.initrd {
+        w.prop_u64s("linux,initrd-start", &[start]);
+        w.prop_u64s("linux,initrd-end", &[end]);
+    }
     w.end_node();
 
     for r in &p.memory {

@@ -3,10 +3,11 @@
 //! the point of coherency, because the guest starts with its MMU and caches off (Arm ARM D7.4.9).
 
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::{Board, Partition};
+use tandem_core::config::{Board, DTB_ROOM, Partition};
+use tandem_hw::backend::BootFiles;
 use tandem_hw::guest_memory::Coherence;
 
-use crate::dt;
+use crate::dt::{self, Chosen};
 use crate::sysreg::{dsb_ish, read_sysreg};
 
 /// Host address backing `gpa`; the configuration guarantees the range lies in one region.
@@ -37,11 +38,15 @@ pub enum LoadError {
     /// The board does not say where the partition's GIC and PL011 are (validation refuses
     /// such aarch64 boards).
     NoDeviceWindows,
+    /// What goes at `gpa` does not fit the partition's memory there (validation refuses such
+    /// configurations).
+    DoesNotFit { gpa: u64 },
 }
 
-/// Loads `image` and the device tree into partition `p` (index `id`) of `board`; returns the
-/// device tree's guest-physical address. Runs before any vCPU of the partition does.
-pub fn load(board: &Board, p: &Partition, id: u32, image: &[u8]) -> Result<u64, LoadError> {
+/// Loads partition `p` (index `id`) of `board` from `files`: its image and device tree, and for a
+/// Linux kernel its initial RAM disk; returns the device tree's guest-physical address (x0).
+/// Runs before any vCPU of the partition does.
+pub fn load(board: &Board, p: &Partition, id: u32, files: &BootFiles) -> Result<u64, LoadError> {
     let (Some(gic), Some(uart)) = (board.gic, board.guest_uart) else {
         return Err(LoadError::NoDeviceWindows);
     };
@@ -50,22 +55,54 @@ pub fn load(board: &Board, p: &Partition, id: u32, image: &[u8]) -> Result<u64, 
         // hypervisor's, exclusive), identity-mapped, and no vCPU of it runs.
         unsafe { core::ptr::write_bytes(r.hpa.raw() as *mut u8, 0, r.size as usize) };
     }
-    let dst = host(p, p.image.load.raw(), image.len() as u64).unwrap_or(0);
-    // SAFETY: as above; the image fits in its region (validated against `image.size`).
-    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), dst as *mut u8, image.len()) };
-    let region = p
-        .region_for(p.image.load, 1)
-        .ok_or(LoadError::NoRoomForDeviceTree)?;
-    let dt_gpa = region.gpa.raw();
-    let room = p.image.load.raw() - dt_gpa;
-    // SAFETY: `room` bytes from the region's start lie below the image, inside the region.
-    let buf =
-        unsafe { core::slice::from_raw_parts_mut(region.hpa.raw() as *mut u8, room as usize) };
-    dt::write(p, id, &gic, uart, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
+    copy_in(p, p.image.load.raw(), files.image)?;
+    let (dt_gpa, room, chosen) = match p.kernel {
+        // Booting.rst: the device tree above the kernel's image_size, 8-byte aligned.
+        Some(kernel) => {
+            let initrd = match (kernel.initrd, files.initrd) {
+                (Some(initrd), Some(bytes)) => {
+                    copy_in(p, initrd.gpa.raw(), bytes)?;
+                    Some((initrd.gpa.raw(), initrd.gpa.raw() + bytes.len() as u64))
+                }
+                _ => None,
+            };
+            let chosen = Chosen {
+                bootargs: files.cmdline,
+                initrd,
+            };
+            (kernel.dtb.raw(), DTB_ROOM, chosen)
+        }
+        // Test guests: the device tree between the start of the image's region and the image.
+        None => {
+            let region = p
+                .region_for(p.image.load, 1)
+                .ok_or(LoadError::NoRoomForDeviceTree)?;
+            let start = region.gpa.raw();
+            let chosen = Chosen {
+                bootargs: &p.args,
+                initrd: None,
+            };
+            (start, p.image.load.raw() - start, chosen)
+        }
+    };
+    let dt_host = host(p, dt_gpa, room).ok_or(LoadError::NoRoomForDeviceTree)?;
+    // SAFETY: `room` bytes at `dt_gpa` lie inside one of the partition's regions (checked by
+    // `host`), clear of the image and initrd (validated), and no vCPU of it runs.
+    let buf = unsafe { core::slice::from_raw_parts_mut(dt_host as *mut u8, room as usize) };
+    dt::write(p, id, &gic, uart, &chosen, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
     for r in &p.memory {
         clean_to_poc(r.hpa.raw(), r.size);
     }
     Ok(dt_gpa)
+}
+
+/// Copies `bytes` into partition `p` at `gpa`.
+fn copy_in(p: &Partition, gpa: u64, bytes: &[u8]) -> Result<(), LoadError> {
+    let dst = host(p, gpa, bytes.len() as u64).ok_or(LoadError::DoesNotFit { gpa })?;
+    // SAFETY: `host` found the whole range inside one of the partition's regions, which are its
+    // own identity-mapped host memory, and no vCPU of it runs.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
+    Ok(())
 }
 
 /// Invalidates `[start, start + len)` in the data cache, cleaning lines to the point of

@@ -27,8 +27,8 @@ pub struct Booted<B: Backend> {
     pub(crate) system: System,
     /// Each partition's class-A state.
     pub(crate) tables: Vec<B::Tables, MAX_PARTITIONS>,
-    /// Each partition's image, inside the bundle embedded in the hypervisor's image.
-    pub(crate) images: Vec<&'static [u8], MAX_PARTITIONS>,
+    /// What each partition boots from (in the bundle, or beside the hypervisor's image).
+    pub(crate) images: Vec<BootFiles, MAX_PARTITIONS>,
     /// What each partition's first vCPU finds in its first argument register.
     pub(crate) boot_args: Vec<u64, MAX_PARTITIONS>,
     pub(crate) ledger: u64,
@@ -39,6 +39,15 @@ impl<B: Backend> Booted<B> {
     pub fn system(&self) -> &System {
         &self.system
     }
+}
+
+/// What a partition boots from: its image and, for a Linux kernel, its initial RAM disk and
+/// command line (checked: in the bundle, or beside it with its CRC).
+#[derive(Clone, Copy)]
+pub struct BootFiles {
+    pub image: &'static [u8],
+    pub initrd: Option<&'static [u8]>,
+    pub cmdline: &'static str,
 }
 
 /// One architecture's half of bring-up.
@@ -71,14 +80,14 @@ pub trait Backend: Sized + Sync + 'static {
     fn init(system: &System, early: Self::Early) -> Self;
     /// Where the hypervisor's loaded image ends: the frame pool starts there.
     fn image_end() -> u64;
-    /// Zeroes partition `id`'s memory and loads its image (again, when it asks to be reset);
-    /// returns the value its first vCPU finds in its first argument register (aarch64: the
-    /// device tree's address).
+    /// Zeroes partition `id`'s memory and loads what it boots from (again, when it asks to be
+    /// reset); returns the value its first vCPU finds in its first argument register (aarch64:
+    /// the device tree's address).
     fn load_partition(
         &self,
         partition: &Partition,
         id: u32,
-        image: &[u8],
+        files: &BootFiles,
     ) -> Result<u64, Self::Error>;
     /// Builds partition `id`'s class-A state (translation tables, bitmaps) from its configuration.
     fn prepare_partition(

@@ -17,7 +17,7 @@ use tandem_core::replica::{Replica, Solo};
 use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
 
-use crate::backend::{Backend, Booted};
+use crate::backend::{Backend, BootFiles, Booted};
 use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
@@ -57,20 +57,53 @@ fn partition_of(system: &System, cpu: usize) -> Option<(usize, usize)> {
     })
 }
 
-/// Partition `p`'s image carried beside the hypervisor, `offset` bytes into the board's image
-/// area, once its bytes match `crc`: the boot path put them there, and nothing checked them yet.
-fn beside<B: Backend>(sys: &System, p: &Partition, offset: u64, crc: u32) -> &'static [u8] {
+/// The `size` bytes partition `p` boots from at `source`.
+fn image_bytes<B: Backend>(
+    bundle: &Bundle<'static>,
+    sys: &System,
+    p: &Partition,
+    source: ImageSource,
+    size: u64,
+) -> &'static [u8] {
+    match source {
+        ImageSource::Bundle { index } => bundle
+            .image(index)
+            .unwrap_or_else(|| fatal::<B>("a partition image is missing")),
+        ImageSource::Beside { offset, crc } => beside::<B>(sys, p, offset, size, crc),
+    }
+}
+
+/// A kernel's command line, image `index` of the bundle (the host tool wrote it as UTF-8 without
+/// NUL, and the bundle's CRC held).
+fn command_line<B: Backend>(bundle: &Bundle<'static>, index: u8) -> &'static str {
+    bundle
+        .image(index)
+        .and_then(|bytes| core::str::from_utf8(bytes).ok())
+        .filter(|line| !line.contains('\0'))
+        .unwrap_or_else(|| fatal::<B>("a kernel command line is missing or not text"))
+}
+
+/// `size` bytes carried beside the hypervisor for partition `p`, `offset` bytes into the
+/// board's image area, once they match `crc`: the boot path put them there, and nothing checked
+/// them yet.
+fn beside<B: Backend>(
+    sys: &System,
+    p: &Partition,
+    offset: u64,
+    size: u64,
+    crc: u32,
+) -> &'static [u8] {
     let bytes = sys
         .board
         .images
-        .and_then(|area| images::area(&area, &sys.board.hypervisor, offset, p.image.size))
+        .and_then(|area| images::area(&area, &sys.board.hypervisor, offset, size))
         .unwrap_or_else(|| fatal::<B>("a partition image lies outside the board's image area"));
     let found = tandem_core::bundle::crc32(bytes);
     if found != crc {
         defmt::error!(
-            "the image of partition {=str} ({=u64} bytes at offset {=u64:#x} of the image area) has CRC {=u32:#010x}, not {=u32:#010x}: the boot path did not load the images file beside the hypervisor",
+            "an image of partition {=str} ({=u64} bytes at offset {=u64:#x} of the image area) has CRC {=u32:#010x}, not {=u32:#010x}: the boot path did not load the images file beside the hypervisor",
             p.name.as_str(),
-            p.image.size,
+            size,
             offset,
             found,
             crc
@@ -102,21 +135,29 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     let mut boot_args = Vec::new();
     let mut tables = Vec::new();
     for (id, p) in sys.partitions.iter().enumerate() {
-        let image = match p.image.source {
-            ImageSource::Bundle { index } => bundle
-                .image(index)
-                .unwrap_or_else(|| fatal::<B>("a partition image is missing")),
-            ImageSource::Beside { offset, crc } => beside::<B>(sys, p, offset, crc),
+        let image = image_bytes::<B>(&bundle, sys, p, p.image.source, p.image.size);
+        let initrd = p
+            .kernel
+            .and_then(|k| k.initrd)
+            .map(|initrd| image_bytes::<B>(&bundle, sys, p, initrd.source, initrd.size));
+        let cmdline = p
+            .kernel
+            .and_then(|k| k.cmdline)
+            .map_or("", |index| command_line::<B>(&bundle, index));
+        let files = BootFiles {
+            image,
+            initrd,
+            cmdline,
         };
         // A backup copy is loaded as its primary, so both guests start the same.
         let arg = backend
-            .load_partition(p, p.guest_id(id), image)
+            .load_partition(p, p.guest_id(id), &files)
             .unwrap_or_else(|e| fail::<B>("a partition cannot be loaded", e));
         let prepared = backend
             .prepare_partition(p, id as u32)
             .unwrap_or_else(|e| fail::<B>("a partition cannot be prepared", e));
         // The vectors hold MAX_PARTITIONS entries, as many as the configuration can have.
-        let _ = images.push(image);
+        let _ = images.push(files);
         let _ = boot_args.push(arg);
         let _ = tables.push(prepared);
         defmt::info!(
@@ -373,7 +414,7 @@ impl<B: Backend> Run<'_, B> {
                         label
                     );
                     arg = backend
-                        .load_partition(partition, index as u32, shared.images[index])
+                        .load_partition(partition, index as u32, &shared.images[index])
                         .unwrap_or_else(|e| fail::<B>("a partition cannot be reloaded", e));
                     resets += 1;
                     continue;

@@ -4,7 +4,7 @@
 
 use spin::Once;
 use tandem_core::config::{Partition, System, Uart};
-use tandem_hw::backend::{Backend, Booted};
+use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
 use tandem_hw::console::ConsoleUart;
 use tandem_hw::dirty::TrackError;
@@ -156,8 +156,15 @@ impl Backend for PcBackend {
         boot::image_range().1
     }
 
-    fn load_partition(&self, partition: &Partition, _: u32, image: &[u8]) -> Result<u64, PcError> {
-        guest_load::load(partition, image);
+    /// x86 partitions boot test guests and ELF or flat images only (the validator refuses a
+    /// kernel's initrd and command line here).
+    fn load_partition(
+        &self,
+        partition: &Partition,
+        _: u32,
+        files: &BootFiles,
+    ) -> Result<u64, PcError> {
+        guest_load::load(partition, files.image);
         Ok(0)
     }
 

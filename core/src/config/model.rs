@@ -13,6 +13,10 @@ pub const MAX_REGIONS: usize = 8;
 pub const MAX_PORT_RANGES: usize = 8;
 pub const NAME_LEN: usize = 16;
 pub const ARGS_LEN: usize = 64;
+/// The longest kernel command line (`/chosen/bootargs`; Linux arm64's COMMAND_LINE_SIZE).
+pub const CMDLINE_LEN: usize = 2048;
+/// Room a kernel's device tree gets (Tandem's are a few KiB; Linux allows up to 2 MiB).
+pub const DTB_ROOM: u64 = 0x1_0000;
 pub const PAGE_SIZE: u64 = 4096;
 /// Fault-tolerant pairs a system may have (each takes a log ring in the ledger).
 pub const MAX_FT_PAIRS: usize = 2;
@@ -209,6 +213,29 @@ pub struct Image {
     pub size: u64,
 }
 
+/// What a Linux arm64 kernel (`format = "linux"`) is given besides its image, by the boot
+/// protocol (Documentation/arch/arm64/booting.rst): the image sits `text_offset` above a 2
+/// MiB-aligned base ([`Image::load`]), the device tree above the memory the kernel uses, and the
+/// initial RAM disk and command line where `/chosen` says.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelBoot {
+    /// The kernel header's `image_size`: the memory it uses from [`Image::load`], BSS included.
+    pub image_size: u64,
+    /// Where the device tree goes, [`DTB_ROOM`] bytes of it, above `load + image_size`.
+    pub dtb: GuestPhysAddr,
+    pub initrd: Option<Initrd>,
+    /// The command line's bytes: an image of the bundle (at most [`CMDLINE_LEN`]).
+    pub cmdline: Option<u8>,
+}
+
+/// A kernel's initial RAM disk: its bytes and where they are copied.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Initrd {
+    pub source: ImageSource,
+    pub gpa: GuestPhysAddr,
+    pub size: u64,
+}
+
 /// Which copy of a fault-tolerant partition this is.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FtRole {
@@ -267,6 +294,8 @@ pub struct Partition {
     pub ports: Vec<PortRange, MAX_PORT_RANGES>,
     /// A free-form argument string the guest reads through the `PARTITION_INFO` hypercall.
     pub args: String<ARGS_LEN>,
+    /// Set when the image is a Linux kernel booted by its boot protocol.
+    pub kernel: Option<KernelBoot>,
     /// Set on both copies of a fault-tolerant partition.
     pub ft: Option<Ft>,
     /// The partition's UART receives what arrives on the machine's console line (on both copies

@@ -472,3 +472,54 @@ fn both_copies_deliver_interrupts_the_same_way() {
         "partition[0].ft: partition[2] is not this partition's other fault-tolerant copy"
     );
 }
+
+#[test]
+fn a_kernels_image_device_tree_and_initrd_each_fit_without_overlap() {
+    let mut sys = aarch64_system();
+    let p = &mut sys.partitions[0];
+    p.memory[0].size = 0x40_0000;
+    p.image.load = GuestPhysAddr::new(0x4000_0000);
+    p.image.entry = p.image.load;
+    p.image.size = 0x1000;
+    let kernel = KernelBoot {
+        image_size: 0x10_0000,
+        dtb: GuestPhysAddr::new(0x4020_0000),
+        initrd: Some(Initrd {
+            source: ImageSource::Bundle { index: 0 },
+            gpa: GuestPhysAddr::new(0x4030_0000),
+            size: 0x1000,
+        }),
+        cmdline: None,
+    };
+    p.kernel = Some(kernel);
+    assert_eq!(validate(&sys), Ok(()));
+    let with = |change: fn(&mut KernelBoot)| {
+        let mut sys = sys.clone();
+        let mut k = kernel;
+        change(&mut k);
+        sys.partitions[0].kernel = Some(k);
+        message(&sys)
+    };
+    assert_eq!(
+        with(|k| k.dtb = GuestPhysAddr::new(0x4008_0000)),
+        "partition[0].image: 0x40080000 is not inside the partition's memory"
+    );
+    assert_eq!(
+        with(|k| k.image_size = 0x100_0000),
+        "partition[0].image: 0x41000000 is not inside the partition's memory"
+    );
+    assert_eq!(
+        with(|k| {
+            if let Some(initrd) = k.initrd.as_mut() {
+                initrd.gpa = GuestPhysAddr::new(0x4020_8000);
+            }
+        }),
+        "partition[0].initrd: 0x40208000 is not inside the partition's memory"
+    );
+    let mut x86 = system();
+    x86.partitions[0].kernel = Some(kernel);
+    assert_eq!(
+        message(&x86),
+        "partition[0].image: does not exist on this board's architecture"
+    );
+}

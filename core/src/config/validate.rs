@@ -259,6 +259,9 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
         ));
     }
     validate_image(b, i, p)?;
+    if let Some(kernel) = &p.kernel {
+        validate_kernel(b, i, p, kernel)?;
+    }
     for (j, r) in p.ports.iter().enumerate() {
         validate_ports(sys, i, j, r)?;
     }
@@ -506,6 +509,54 @@ fn validate_image(b: &Board, i: usize, p: &Partition) -> Result {
                 value: img.entry.raw(),
             },
         ));
+    }
+    Ok(())
+}
+
+/// An image carried beside the hypervisor lies inside the board's image area.
+fn check_beside(b: &Board, field: Field, source: ImageSource, size: u64) -> Result {
+    if let ImageSource::Beside { offset, .. } = source {
+        let area = b.images.ok_or(err(field, Problem::NoImageArea))?;
+        if offset.checked_add(size).is_none_or(|end| end > area.size) {
+            return Err(err(
+                field,
+                Problem::OutsideImageArea {
+                    end: offset.saturating_add(size),
+                    size: area.size,
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Linux kernel's memory (Documentation/arch/arm64/booting.rst): its image at `text_offset`
+/// above a 2 MiB-aligned base, the memory it uses (`image_size`), then its device tree, then
+/// its initial RAM disk, each inside the partition's memory and none over another.
+fn validate_kernel(b: &Board, i: usize, p: &Partition, k: &KernelBoot) -> Result {
+    let field = |name| Field::partition(i, name);
+    if b.arch != Arch::Aarch64 {
+        return Err(err(field("image"), Problem::ArchMismatch));
+    }
+    let (load, end) = (
+        p.image.load.raw(),
+        p.image.load.raw().saturating_add(k.image_size),
+    );
+    if k.image_size < p.image.size || p.region_for(p.image.load, k.image_size).is_none() {
+        return Err(err(field("image"), Problem::NotInMemory { value: end }));
+    }
+    let dtb = k.dtb.raw();
+    if !dtb.is_multiple_of(8) || dtb < end || p.region_for(k.dtb, DTB_ROOM).is_none() {
+        return Err(err(field("image"), Problem::NotInMemory { value: dtb }));
+    }
+    if let Some(initrd) = k.initrd {
+        let start = initrd.gpa.raw();
+        let clear =
+            start >= dtb.saturating_add(DTB_ROOM) || start.saturating_add(initrd.size) <= load;
+        if initrd.size == 0 || !clear || p.region_for(initrd.gpa, initrd.size).is_none() {
+            return Err(err(field("initrd"), Problem::NotInMemory { value: start }));
+        }
+        check_beside(b, field("initrd"), initrd.source, initrd.size)?;
     }
     Ok(())
 }
