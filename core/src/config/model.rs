@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
