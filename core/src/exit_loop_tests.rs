@@ -439,6 +439,30 @@ fn a_halted_guest_sleeps_until_its_own_timer() {
 }
 
 #[test]
+fn a_vcpu_stops_when_a_sibling_stopped_its_partition() {
+    let mut p = FakePlatform::new(0);
+    p.stops_at = Some(0);
+    let (stop, vcpu, _) = run([hc(Call::Yield as u64, [0; 4])], &p);
+    assert_eq!(stop, StopReason::WithPartition { vcpu: 0 });
+    assert!(vcpu.completions.is_empty(), "the guest did not run again");
+}
+
+#[test]
+fn a_sibling_stopping_the_partition_ends_a_wait_for_interrupt() {
+    let mut p = FakePlatform::new(0);
+    p.stops_at = Some(3_000);
+    let mut vcpu = ScriptedVcpu::new([Exit::Halt]);
+    vcpu.wake = Some(1_000_000_000);
+    let (stop, _, _) = run_on(&crate::fake::partition(), vcpu, &p);
+    assert_eq!(stop, StopReason::WithPartition { vcpu: 0 });
+    assert_eq!(
+        p.now.get(),
+        3_000,
+        "kicked out of the wait, not woken by the timer"
+    );
+}
+
+#[test]
 fn partition_info_reports_resets() {
     let p = FakePlatform::new(MEMORY as usize);
     let part = crate::fake::partition();

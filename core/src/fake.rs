@@ -100,6 +100,8 @@ pub struct FakePlatform {
     pub started: RefCell<Vec<(u32, u32, u64, u64)>>,
     /// What arrives on the machine's console line.
     pub input: RefCell<VecDeque<u8>>,
+    /// When a sibling vCPU stops the partition ([`Platform::partition_stopping`]).
+    pub stops_at: Option<u64>,
 }
 
 impl FakePlatform {
@@ -112,6 +114,7 @@ impl FakePlatform {
             uart_mmio: None,
             started: RefCell::new(Vec::new()),
             input: RefCell::new(VecDeque::new()),
+            stops_at: None,
         }
     }
 }
@@ -122,6 +125,14 @@ impl Platform for FakePlatform {
     }
     fn wait_until_ns(&self, deadline_ns: u64) {
         self.now.set(self.now.get().max(deadline_ns));
+    }
+    /// A sibling's stop is a kick: it ends the wait then.
+    fn idle_until_ns(&self, deadline_ns: u64) {
+        let kick = self.stops_at.unwrap_or(u64::MAX);
+        self.now.set(self.now.get().max(deadline_ns.min(kick)));
+    }
+    fn partition_stopping(&self) -> bool {
+        self.stops_at.is_some_and(|at| self.now.get() >= at)
     }
     fn console_input(&self, buf: &mut [u8]) -> usize {
         let mut input = self.input.borrow_mut();

@@ -11,6 +11,16 @@ pub trait Platform {
     fn now_ns(&self) -> u64;
     /// Idles the physical CPU until `deadline_ns` has passed.
     fn wait_until_ns(&self, deadline_ns: u64);
+    /// Idles the physical CPU until `deadline_ns` has passed or another CPU kicks this one (a
+    /// sibling vCPU stopping the partition), whichever comes first.
+    fn idle_until_ns(&self, deadline_ns: u64) {
+        self.wait_until_ns(deadline_ns);
+    }
+    /// Whether another vCPU of the partition this CPU runs has stopped it: this vCPU must stop
+    /// too.
+    fn partition_stopping(&self) -> bool {
+        false
+    }
     /// Prints one line of a partition's console, prefixed with its name.
     fn console_line(&self, partition: &str, line: &[u8]);
     /// The bytes that arrived on the machine's console line and fit in `buf`, without waiting;

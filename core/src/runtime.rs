@@ -136,6 +136,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         // deterministic exit; a logging replica only acts at those.
         let mut at_boundary = true;
         loop {
+            if self.platform.partition_stopping() {
+                return self.finish(self.with_partition());
+            }
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
                 if self.partition.console_input {
@@ -205,6 +208,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
         }
+    }
+
+    /// Why this vCPU stops when a sibling stopped the partition.
+    fn with_partition(&self) -> StopReason {
+        StopReason::WithPartition { vcpu: self.vcpu }
     }
 
     fn wait_for_peer(&self) {
@@ -277,6 +285,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     fn wait_for_interrupt<V: Vcpu>(&mut self, vcpu: &mut V) -> Result<(), StopReason> {
         let pc = vcpu.pc();
         loop {
+            if self.platform.partition_stopping() {
+                return Err(self.with_partition());
+            }
             if vcpu.interrupt_pending() {
                 return Ok(());
             }
@@ -295,8 +306,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 (None, None) => return Err(StopReason::HaltedForever { pc }),
                 // The guest's own timer comes first: the hardware raises its interrupt once the
                 // guest runs again.
+                // A kick ends the wait early: a spurious wake-up, which WFI allows (Arm ARM
+                // D1.16.2).
                 (core_deadline, Some(own)) if core_deadline.is_none_or(|d| own <= d) => {
-                    self.platform.wait_until_ns(own);
+                    self.platform.idle_until_ns(own);
                     return Ok(());
                 }
                 (Some(deadline), _) | (None, Some(deadline)) => {
@@ -307,7 +320,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                         self.boundary(vcpu)?;
                         continue;
                     }
-                    self.platform.wait_until_ns(deadline)
+                    self.platform.idle_until_ns(deadline)
                 }
             }
             self.raise_due_timer(vcpu);

@@ -22,7 +22,7 @@ use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
-use crate::{frames, ledger, replication, report, reprotect, vcpu_power};
+use crate::{frames, kick, ledger, replication, report, reprotect, vcpu_power};
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
@@ -161,7 +161,7 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         )
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
     let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
-    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio);
+    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio, cpu, index);
     let run = Run {
         shared,
         cpu,
@@ -362,6 +362,8 @@ impl<B: Backend> Run<'_, B> {
                 }
                 _ => {}
             }
+            // Whatever stopped this vCPU stops its partition: the siblings follow.
+            kick::stop_partition::<B>(partition, index, cpu);
             report::stop(label, stop, record, &B::WORDS);
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -11,6 +11,7 @@ pub mod console;
 pub mod dirty;
 pub mod frames;
 pub mod guest_memory;
+pub mod kick;
 pub mod ledger;
 pub mod log;
 pub mod platform;
