@@ -1,6 +1,7 @@
 //! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::sgi::SgiRequest;
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
@@ -459,6 +460,38 @@ fn a_sibling_stopping_the_partition_ends_a_wait_for_interrupt() {
         p.now.get(),
         3_000,
         "kicked out of the wait, not woken by the timer"
+    );
+}
+
+#[test]
+fn sgis_go_to_the_partitions_own_vcpus_only() {
+    let p = FakePlatform::new(0);
+    let mut part = crate::fake::partition();
+    part.cpus.push(1).unwrap();
+    // vCPUs 1 and 5: the partition has no vCPU 5.
+    let sgi = Exit::SendSgi(SgiRequest {
+        intid: 3,
+        targets: 1 << 1 | 1 << 5,
+    });
+    let (stop, vcpu, _) = run_on(&part, ScriptedVcpu::new([sgi]), &p);
+    assert_eq!(stop, END);
+    assert_eq!(*p.sgis_sent.borrow(), [(1, 3)]);
+    assert_eq!(vcpu.completions, [Completion::Done]);
+}
+
+#[test]
+fn a_vcpu_halted_without_a_timer_waits_for_a_siblings_sgi() {
+    let p = FakePlatform::new(0);
+    p.sgis_while_waiting.set(1 << 7);
+    let (stop, vcpu, _) = run([Exit::Halt, Exit::Halt], &p);
+    assert_eq!(
+        vcpu.delivered,
+        [7],
+        "woken by the SGI, which is then delivered"
+    );
+    assert!(
+        matches!(stop, StopReason::HaltedForever { .. }),
+        "the second WFI has no sibling left to wake it"
     );
 }
 

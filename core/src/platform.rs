@@ -47,6 +47,20 @@ pub trait Platform {
         let _ = (partition, vcpu, entry, context);
         PowerStatus::NotSupported
     }
+    /// Makes SGI `intid` pending for vCPU `vcpu` of the partition this CPU runs, and kicks it
+    /// (out of its guest or its wait, [`Platform::take_sgis`]).
+    fn send_sgi(&self, vcpu: u32, intid: u8) {
+        let _ = (vcpu, intid);
+    }
+    /// The SGIs sent to this CPU's vCPU since the last call (bit n = INTID n).
+    fn take_sgis(&self) -> u16 {
+        0
+    }
+    /// Idles until another vCPU of the partition kicks this CPU; `false` at once if none could
+    /// (every other one is off, or waits the same way).
+    fn wait_for_sibling(&self) -> bool {
+        false
+    }
     /// Whether vCPU `vcpu` of partition `partition` is running.
     fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
         let _ = (partition, vcpu);

@@ -139,6 +139,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             if self.platform.partition_stopping() {
                 return self.finish(self.with_partition());
             }
+            self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
                 if self.partition.console_input {
@@ -208,6 +209,14 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
         }
+    }
+
+    /// Makes the SGIs siblings sent this vCPU pending in its interrupt model.
+    fn raise_sgis<V: Vcpu>(&mut self, vcpu: &mut V) {
+        let sgis = self.platform.take_sgis();
+        (0..16u8)
+            .filter(|i| sgis & (1 << i) != 0)
+            .for_each(|intid| vcpu.raise_interrupt(intid));
     }
 
     /// Why this vCPU stops when a sibling stopped the partition.
@@ -288,6 +297,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             if self.platform.partition_stopping() {
                 return Err(self.with_partition());
             }
+            self.raise_sgis(vcpu);
             if vcpu.interrupt_pending() {
                 return Ok(());
             }
@@ -303,6 +313,8 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 continue;
             }
             match (self.absolute_deadline(), vcpu.wake_deadline()) {
+                // Only a sibling's SGI (or its stop) can end this wait.
+                (None, None) if self.platform.wait_for_sibling() => continue,
                 (None, None) => return Err(StopReason::HaltedForever { pc }),
                 // The guest's own timer comes first: the hardware raises its interrupt once the
                 // guest runs again.

@@ -57,6 +57,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "attack-el2",
                 "echo",
                 "siblings",
+                "sgi",
             ],
         ),
     }

@@ -4,6 +4,7 @@
 use aarch64_cpu::registers::*;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::Gic;
+use tandem_core::devices::sgi::SgiRequest;
 use tandem_core::devices::vgic::{GicWindows, VirtualGic};
 use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
@@ -16,7 +17,7 @@ use crate::gic::{self, GicError, SPURIOUS};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
-use crate::{counter, idregs, lr, psci, stage2, time, vgic};
+use crate::{counter, idregs, lr, psci, sgi, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -383,6 +384,12 @@ impl El2Vcpu {
                 if let Some(reg) = counter::decode(esr.read(ESR_EL2::ISS)) {
                     self.pending = Pending::Counter { reg };
                     return Some(Exit::CounterRead);
+                }
+                if let Some(rt) = sgi::decode(esr.read(ESR_EL2::ISS)) {
+                    let value = if rt == 31 { 0 } else { self.regs.x[rt] };
+                    return Some(Exit::SendSgi(SgiRequest::from_sgi1r(
+                        value, self.index, self.vcpus,
+                    )));
                 }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {

@@ -22,7 +22,7 @@ use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
-use crate::{frames, kick, ledger, replication, report, reprotect, vcpu_power};
+use crate::{frames, kick, ledger, replication, report, reprotect, siblings, vcpu_power};
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
@@ -355,6 +355,7 @@ impl<B: Backend> Run<'_, B> {
                 StopReason::VcpuOff if !alone => {
                     defmt::info!("partition {=str}: vCPU {=usize} off", label, vcpu_index);
                     vcpu_power::set_off(cpu);
+                    siblings::clear_sgis(cpu);
                     ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
                     (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
                     ACTIVE[index].fetch_add(1, Ordering::AcqRel);

@@ -18,5 +18,6 @@ pub mod platform;
 pub mod replication;
 pub mod report;
 pub mod reprotect;
+pub mod siblings;
 pub mod tables;
 pub mod vcpu_power;

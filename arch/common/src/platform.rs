@@ -13,7 +13,7 @@ use tandem_core::report::Notice;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::console::Console;
-use crate::{guest_memory, kick, report, vcpu_power};
+use crate::{guest_memory, kick, report, siblings, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
 pub struct HwPlatform<B: Backend> {
@@ -64,6 +64,18 @@ impl<B: Backend> Platform for HwPlatform<B> {
 
     fn partition_stopping(&self) -> bool {
         kick::stopping(self.partition)
+    }
+
+    fn send_sgi(&self, vcpu: u32, intid: u8) {
+        siblings::send_sgi::<B>(self.partition, vcpu, intid);
+    }
+
+    fn take_sgis(&self) -> u16 {
+        siblings::take_sgis(self.cpu)
+    }
+
+    fn wait_for_sibling(&self) -> bool {
+        siblings::wait_for_sibling::<B>(&self.clock, self.partition, self.cpu)
     }
 
     fn console_line(&self, partition: &str, line: &[u8]) {
