@@ -58,6 +58,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "echo",
                 "siblings",
                 "sgi",
+                "level",
             ],
         ),
     }

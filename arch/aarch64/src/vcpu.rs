@@ -154,6 +154,9 @@ pub struct El2Vcpu {
     /// so its physical counter traps and its virtual timer never interrupts it (the timer's
     /// interrupt would come at a different point in each copy).
     replicated: bool,
+    /// Whether the virtual timer's interrupt may be pending or active for the guest (forwarded,
+    /// and not yet seen withdrawn or finished).
+    vtimer_forwarded: bool,
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
@@ -224,6 +227,7 @@ impl El2Vcpu {
             pending: Pending::Step,
             deadline_ns: None,
             replicated,
+            vtimer_forwarded: false,
             sve_reported: false,
             dirty,
         })
@@ -247,6 +251,7 @@ impl El2Vcpu {
         };
         *self.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
+        self.vtimer_forwarded = false;
         // EL1 state of the guest this CPU runs; it restarts with none of it.
         SCTLR_EL1.set(SCTLR_EL1_RESET);
         CNTV_CTL_EL0.set(0);
@@ -277,6 +282,8 @@ impl El2Vcpu {
         *self.regs = from.regs;
         *self.vgic = from.vgic;
         self.deadline_ns = None;
+        // The snapshot's list registers may hold it.
+        self.vtimer_forwarded = true;
         self.pending = Pending::Step;
         from.el1.restore();
     }
@@ -315,8 +322,10 @@ impl El2Vcpu {
             }
             gic::end_of_interrupt(intid);
             if intid == self.gic.virtual_timer_intid {
-                // Stays active until the guest deactivates its virtual copy (hardware LR).
+                // Stays active until the guest deactivates its virtual copy (hardware LR), or
+                // the timer's line drops first ([`El2Vcpu::withdraw_idle_vtimer`]).
                 self.vgic.interrupts.raise(intid, true);
+                self.vtimer_forwarded = true;
             } else if intid == self.gic.hyp_timer_intid {
                 // Re-armed before the next entry.
                 CNTHP_CTL_EL2.set(0);
@@ -473,6 +482,10 @@ impl El2Vcpu {
     /// offers to its devices (the PL011, the emulated GIC).
     fn data_abort(&mut self, iss: LocalRegisterCopy<u64, DABT_ISS::Register>) -> Exit {
         let gpa = GuestPhysAddr::new(Self::fault_address());
+        if self.vgic.decode(gpa.raw()).is_some() {
+            // The core emulates GICR_ISACTIVER0 from what the list registers hold.
+            self.vgic.set_active(vgic::active_private(self.lrs));
+        }
         if !iss.is_set(DABT_ISS::ISV) {
             return Exit::UndecodedAccess { gpa };
         }
@@ -518,6 +531,18 @@ impl El2Vcpu {
         self.regs.pstate = PSTATE_EL1H;
     }
 
+    /// The virtual timer's interrupt is a level that follows the timer condition (Arm ARM
+    /// D11.2.4): once the guest disabled or masked its timer, or moved the compare value ahead,
+    /// a forwarded copy it has not acknowledged goes away, as it would on a GIC whose line
+    /// dropped. Checked before each entry, so it takes effect at the guest's next exit.
+    fn withdraw_idle_vtimer(&mut self) {
+        if !self.vtimer_forwarded || Self::vtimer_firing() {
+            return;
+        }
+        let intid = self.gic.virtual_timer_intid;
+        self.vtimer_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
+    }
+
     fn vtimer_firing() -> bool {
         CNTV_CTL_EL0.matches_all(
             CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR + CNTV_CTL_EL0::ISTATUS::SET,
@@ -529,7 +554,8 @@ impl Vcpu for El2Vcpu {
     const GPRS: usize = 31;
 
     fn run(&mut self) -> Result<Exit, EntryError> {
-        vgic::flush(self.vgic, self.lrs);
+        self.withdraw_idle_vtimer();
+        vgic::flush(self.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
             // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
