@@ -59,6 +59,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "siblings",
                 "sgi",
                 "level",
+                "sve",
             ],
         ),
     }

@@ -93,15 +93,21 @@ register_bitfields! {u64,
 }
 
 /// CPTR_EL2's RES1 bits (7:0, 9, 13). FP/SIMD does not trap (TFP = 0): guests use it and the
-/// hypervisor does not (softfloat). TZ and TSM trap SVE and SME on purpose: the hypervisor does not
-/// switch their state and FT does not log it, so neither is offered. The ID registers say so
-/// (`idregs`), and an SVE or SME instruction all the same is an undefined-instruction fault in
-/// the guest, reported by name. TTA traps trace, TAM the activity monitors.
-const CPTR: u64 = 0x22ff
-    | CPTR::TZ::SET.value
-    | CPTR::TSM::SET.value
-    | CPTR::TTA::SET.value
-    | CPTR_EL2::TAM::SET.value;
+/// hypervisor does not (softfloat). SVE is offered the same way, where the CPU has it, to every
+/// partition but a fault-tolerant one ([`sve_offered`]): each CPU runs one vCPU and the hypervisor
+/// never touches the Z, P and FFR registers, so they are the guest's alone, as the FP/SIMD
+/// registers are. TSM traps SME, offered to none (its ZA state and streaming mode would need
+/// the same care, and no guest has asked). The ID registers say what is offered (`idregs`); an
+/// SVE or SME instruction all the same is an undefined-instruction fault in the guest, reported
+/// by name. TTA traps trace, TAM the activity monitors.
+const CPTR_SVE: u64 =
+    0x22ff | CPTR::TSM::SET.value | CPTR::TTA::SET.value | CPTR_EL2::TAM::SET.value;
+/// CPTR_EL2 where SVE is not offered: TZ traps it too (and is RES1 without FEAT_SVE).
+const CPTR_NO_SVE: u64 = CPTR_SVE | CPTR::TZ::SET.value;
+/// ZCR_EL2.LEN = 15: EL1 and EL0 may use up to 2048-bit vectors, so the guest sees the machine's
+/// own maximum vector length (the CPU caps LEN to it; Arm ARM, ZCR_EL2). The guest picks its own
+/// with ZCR_EL1.
+const ZCR_LEN_MAX: u64 = 0xf;
 /// CNTHCTL_EL2 (E2H = 0): EL1PCTEN = 1 (the physical counter is readable), EL1PCEN = 0 (the EL1
 /// physical timer traps; guests use the virtual timer) (Arm ARM D19.2.21).
 const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value;
@@ -157,6 +163,8 @@ pub struct El2Vcpu {
     /// Whether the virtual timer's interrupt may be pending or active for the guest (forwarded,
     /// and not yet seen withdrawn or finished).
     vtimer_forwarded: bool,
+    /// Whether the vCPU has SVE ([`sve_offered`]).
+    sve: bool,
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
@@ -173,6 +181,12 @@ fn zero_extend(v: u64, size: u8) -> u64 {
     v & (u64::MAX >> (64 - 8 * u32::from(size)))
 }
 
+/// Whether a vCPU is given SVE: where the CPU has it (ID_AA64PFR0_EL1.SVE), and not to a copy of
+/// a fault-tolerant partition, whose re-protection snapshot carries FP/SIMD but no SVE state.
+pub fn sve_offered(replicated: bool) -> bool {
+    !replicated && ID_AA64PFR0_EL1.read(ID_AA64PFR0_EL1::SVE) != 0
+}
+
 /// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`;
 /// `replicated` for a copy of a fault-tolerant partition (see [`El2Vcpu::new`]).
 ///
@@ -183,7 +197,16 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
     VTCR_EL2.set(stage2::VTCR);
     VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
     HCR_EL2.set(HCR);
-    CPTR_EL2.set(CPTR);
+    if sve_offered(replicated) {
+        CPTR_EL2.set(CPTR_SVE);
+        // ZCR_EL2 is reachable once CPTR_EL2.TZ is clear.
+        isb();
+        // SAFETY: ZCR_EL2 (s3_4_c1_c2_0; named by encoding, the assembler knows it only with
+        // SVE enabled) only bounds the vector length of this CPU's guest.
+        unsafe { write_sysreg!("s3_4_c1_c2_0", ZCR_LEN_MAX) };
+    } else {
+        CPTR_EL2.set(CPTR_NO_SVE);
+    }
     MDCR_EL2.set(MDCR);
     CNTHCTL_EL2.set(if replicated {
         CNTHCTL_REPLICATED
@@ -228,6 +251,7 @@ impl El2Vcpu {
             deadline_ns: None,
             replicated,
             vtimer_forwarded: false,
+            sve: sve_offered(replicated),
             sve_reported: false,
             dirty,
         })
@@ -402,7 +426,7 @@ impl El2Vcpu {
                 }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {
-                        self.regs.x[read.rt] = idregs::guest_value(read);
+                        self.regs.x[read.rt] = idregs::guest_value(read, self.sve);
                     }
                     self.step();
                     return None;
@@ -456,13 +480,13 @@ impl El2Vcpu {
         }
     }
 
-    /// An SVE or SME instruction (CPTR_EL2.TZ, TSM): not offered, so an undefined-instruction
-    /// fault; the first one on this vCPU is reported by name.
+    /// An SVE or SME instruction where it is not offered (CPTR_EL2.TZ, TSM): an
+    /// undefined-instruction fault; the first one on this vCPU is reported by name.
     fn refuse_sve(&mut self, code: u32) -> Exit {
         if !self.sve_reported {
             self.sve_reported = true;
             defmt::warn!(
-                "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SVE and SME are not offered to partitions (CPTR_EL2.TZ, TSM); the guest takes an undefined-instruction fault",
+                "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SME is not offered to partitions, nor SVE to fault-tolerant ones (CPTR_EL2.TSM, TZ); the guest takes an undefined-instruction fault",
                 self.index,
                 self.regs.pc,
                 code
