@@ -67,7 +67,7 @@ impl<B: Backend> Platform for HwPlatform<B> {
     }
 
     fn send_sgi(&self, vcpu: u32, intid: u8) {
-        siblings::send_sgi::<B>(self.partition, vcpu, intid);
+        siblings::send_sgi::<B>(self.partition, vcpu, intid, self.cpu);
     }
 
     fn take_sgis(&self) -> u16 {

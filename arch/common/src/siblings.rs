@@ -14,9 +14,10 @@ static PENDING: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(0) }; MAX_CPUS];
 /// CPUs whose vCPU waits for a sibling and for nothing else.
 static WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Makes SGI `intid` pending for vCPU `vcpu` of partition `partition` and kicks its CPU. A vCPU
+/// Makes SGI `intid` pending for vCPU `vcpu` of partition `partition` and kicks its CPU, unless
+/// that is `from`, the sender's own (its exit loop takes the SGI before the next entry). A vCPU
 /// that does not exist or is off gets nothing (one starting keeps what it is sent).
-pub fn send_sgi<B: Backend>(partition: usize, vcpu: u32, intid: u8) {
+pub fn send_sgi<B: Backend>(partition: usize, vcpu: u32, intid: u8, from: usize) {
     let Some(cpu) = vcpu_power::cpu_of(partition as u32, vcpu).filter(|&c| vcpu_power::running(c))
     else {
         return;
@@ -28,7 +29,9 @@ pub fn send_sgi<B: Backend>(partition: usize, vcpu: u32, intid: u8) {
     // Cleared by the sender, before the kick: a sibling deciding whether anyone could still wake
     // it must not count this one as waiting.
     waiting.store(false, Ordering::SeqCst);
-    kick::kick::<B>(cpu);
+    if cpu != from {
+        kick::kick::<B>(cpu);
+    }
 }
 
 /// The SGIs sent to the vCPU on CPU `cpu` since the last call.

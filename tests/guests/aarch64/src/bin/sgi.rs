@@ -3,8 +3,8 @@
 //! to every other vCPU (IRM = 1), SGI 6 to vCPUs the partition does not have (target list bits
 //! 2-15, Aff1 = 1, range selector 1), which must be dropped, then SGI 7 to vCPU 1; vCPU 1 prints
 //! the SGIs it took, in order, and powers itself off. With `role=listen` the guest instead
-//! enables every SGI on its only vCPU, sleeps 10 ms on its virtual timer and prints the SGIs it
-//! took: none may come from another partition.
+//! enables every SGI on its only vCPU, sends itself SGI 2, sleeps 10 ms on its virtual timer and
+//! prints the SGIs it took: its own, and none from another partition.
 #![no_std]
 #![no_main]
 
@@ -114,6 +114,7 @@ fn listen() -> u64 {
         gic::enable_private(0, intid, 0x80);
     }
     gic::enable_ppi(gic::VTIMER);
+    gic::send_sgi(sgi(2) | 1);
     for _ in 0..20 {
         sleep_ns(500_000);
     }
