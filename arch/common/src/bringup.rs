@@ -1,8 +1,9 @@
 //! Bring-up and the per-CPU run, the same on every architecture (the differences are
 //! [`Backend`] hooks): the bootstrap CPU checks the embedded bundle, lays out the hypervisor's
 //! memory, loads and prepares every partition and starts the CPUs partitions use; each CPU then
-//! runs its vCPU until it stops. A partition stops when all its started vCPUs have; the run ends
-//! when every partition has.
+//! runs its vCPU until it stops. A vCPU that stops (other than by CPU_OFF with siblings on)
+//! stops its partition's other vCPUs too ([`crate::kick`]); a partition has stopped when all its
+//! started vCPUs have, and the run ends when every partition has.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
