@@ -306,8 +306,8 @@ impl El2Vcpu {
         *self.regs = from.regs;
         *self.vgic = from.vgic;
         self.deadline_ns = None;
-        // The snapshot's list registers may hold it.
-        self.vtimer_forwarded = true;
+        // The snapshot's list registers may hold it, unless it is never forwarded.
+        self.vtimer_forwarded = !self.replicated;
         self.pending = Pending::Step;
         from.el1.restore();
     }
