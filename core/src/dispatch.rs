@@ -93,6 +93,15 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
             Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
             Exit::Power(request) => self.power(request, pc),
+            // Only the partition's own vCPUs (the request names no other); a repeated send
+            // leaves the SGI pending, as one send would.
+            Exit::SendSgi(request) => {
+                request
+                    .vcpus()
+                    .filter(|&v| (v as usize) < self.partition.cpus.len())
+                    .for_each(|v| self.platform.send_sgi(v, request.intid));
+                Outcome::done(Completion::Done)
+            }
             Exit::Cpuid {
                 leaf,
                 subleaf,

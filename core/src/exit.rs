@@ -5,6 +5,7 @@
 //! microreboot commit rule both rest on that difference, so it is part of the type.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::sgi::SgiRequest;
 use crate::power::PowerRequest;
 
 /// The kind of a guest memory access.
@@ -124,6 +125,8 @@ pub enum Exit {
     },
     /// A power-management call (aarch64: PSCI over HVC or SMC).
     Power(PowerRequest),
+    /// An interrupt for vCPUs of the partition (aarch64: a write of ICC_SGI1R_EL1).
+    SendSgi(SgiRequest),
     /// A privileged instruction the partition may not execute (VMX instructions, ...).
     Forbidden {
         /// The backend's code for the instruction (x86: the VM-exit reason).
@@ -183,6 +186,7 @@ impl Exit {
             | Exit::PageFault { .. }
             | Exit::UndecodedAccess { .. }
             | Exit::Power(_)
+            | Exit::SendSgi(_)
             | Exit::Forbidden { .. }
             | Exit::Shutdown { .. }
             | Exit::Unhandled { .. } => ExitKind::Deterministic,

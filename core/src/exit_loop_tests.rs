@@ -1,6 +1,7 @@
 //! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::sgi::SgiRequest;
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
@@ -436,6 +437,62 @@ fn a_halted_guest_sleeps_until_its_own_timer() {
     assert_eq!(p.now.get(), 5_000);
     let (stop, _, _) = run([Exit::Halt], &p);
     assert!(matches!(stop, StopReason::HaltedForever { .. }));
+}
+
+#[test]
+fn a_vcpu_stops_when_a_sibling_stopped_its_partition() {
+    let mut p = FakePlatform::new(0);
+    p.stops_at = Some(0);
+    let (stop, vcpu, _) = run([hc(Call::Yield as u64, [0; 4])], &p);
+    assert_eq!(stop, StopReason::WithPartition { vcpu: 0 });
+    assert!(vcpu.completions.is_empty(), "the guest did not run again");
+}
+
+#[test]
+fn a_sibling_stopping_the_partition_ends_a_wait_for_interrupt() {
+    let mut p = FakePlatform::new(0);
+    p.stops_at = Some(3_000);
+    let mut vcpu = ScriptedVcpu::new([Exit::Halt]);
+    vcpu.wake = Some(1_000_000_000);
+    let (stop, _, _) = run_on(&crate::fake::partition(), vcpu, &p);
+    assert_eq!(stop, StopReason::WithPartition { vcpu: 0 });
+    assert_eq!(
+        p.now.get(),
+        3_000,
+        "kicked out of the wait, not woken by the timer"
+    );
+}
+
+#[test]
+fn sgis_go_to_the_partitions_own_vcpus_only() {
+    let p = FakePlatform::new(0);
+    let mut part = crate::fake::partition();
+    part.cpus.push(1).unwrap();
+    // vCPUs 1 and 5: the partition has no vCPU 5.
+    let sgi = Exit::SendSgi(SgiRequest {
+        intid: 3,
+        targets: 1 << 1 | 1 << 5,
+    });
+    let (stop, vcpu, _) = run_on(&part, ScriptedVcpu::new([sgi]), &p);
+    assert_eq!(stop, END);
+    assert_eq!(*p.sgis_sent.borrow(), [(1, 3)]);
+    assert_eq!(vcpu.completions, [Completion::Done]);
+}
+
+#[test]
+fn a_vcpu_halted_without_a_timer_waits_for_a_siblings_sgi() {
+    let p = FakePlatform::new(0);
+    p.sgis_while_waiting.set(1 << 7);
+    let (stop, vcpu, _) = run([Exit::Halt, Exit::Halt], &p);
+    assert_eq!(
+        vcpu.delivered,
+        [7],
+        "woken by the SGI, which is then delivered"
+    );
+    assert!(
+        matches!(stop, StopReason::HaltedForever { .. }),
+        "the second WFI has no sibling left to wake it"
+    );
 }
 
 #[test]

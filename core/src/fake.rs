@@ -100,6 +100,13 @@ pub struct FakePlatform {
     pub started: RefCell<Vec<(u32, u32, u64, u64)>>,
     /// What arrives on the machine's console line.
     pub input: RefCell<VecDeque<u8>>,
+    /// When a sibling vCPU stops the partition ([`Platform::partition_stopping`]).
+    pub stops_at: Option<u64>,
+    /// SGIs sent through [`Platform::send_sgi`]: (vCPU, INTID).
+    pub sgis_sent: RefCell<Vec<(u32, u8)>>,
+    /// SGIs a sibling sends this vCPU while it waits for one ([`Platform::wait_for_sibling`]).
+    pub sgis_while_waiting: Cell<u16>,
+    sgis_pending: Cell<u16>,
 }
 
 impl FakePlatform {
@@ -112,6 +119,10 @@ impl FakePlatform {
             uart_mmio: None,
             started: RefCell::new(Vec::new()),
             input: RefCell::new(VecDeque::new()),
+            stops_at: None,
+            sgis_sent: RefCell::new(Vec::new()),
+            sgis_while_waiting: Cell::new(0),
+            sgis_pending: Cell::new(0),
         }
     }
 }
@@ -122,6 +133,26 @@ impl Platform for FakePlatform {
     }
     fn wait_until_ns(&self, deadline_ns: u64) {
         self.now.set(self.now.get().max(deadline_ns));
+    }
+    /// A sibling's stop is a kick: it ends the wait then.
+    fn idle_until_ns(&self, deadline_ns: u64) {
+        let kick = self.stops_at.unwrap_or(u64::MAX);
+        self.now.set(self.now.get().max(deadline_ns.min(kick)));
+    }
+    fn partition_stopping(&self) -> bool {
+        self.stops_at.is_some_and(|at| self.now.get() >= at)
+    }
+    fn send_sgi(&self, vcpu: u32, intid: u8) {
+        self.sgis_sent.borrow_mut().push((vcpu, intid));
+    }
+    fn take_sgis(&self) -> u16 {
+        self.sgis_pending.take()
+    }
+    /// A sibling exists while it still has SGIs to send.
+    fn wait_for_sibling(&self) -> bool {
+        let sgis = self.sgis_while_waiting.take();
+        self.sgis_pending.set(sgis);
+        sgis != 0
     }
     fn console_input(&self, buf: &mut [u8]) -> usize {
         let mut input = self.input.borrow_mut();

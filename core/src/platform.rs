@@ -11,6 +11,16 @@ pub trait Platform {
     fn now_ns(&self) -> u64;
     /// Idles the physical CPU until `deadline_ns` has passed.
     fn wait_until_ns(&self, deadline_ns: u64);
+    /// Idles the physical CPU until `deadline_ns` has passed or another CPU kicks this one (a
+    /// sibling vCPU stopping the partition), whichever comes first.
+    fn idle_until_ns(&self, deadline_ns: u64) {
+        self.wait_until_ns(deadline_ns);
+    }
+    /// Whether another vCPU of the partition this CPU runs has stopped it: this vCPU must stop
+    /// too.
+    fn partition_stopping(&self) -> bool {
+        false
+    }
     /// Prints one line of a partition's console, prefixed with its name.
     fn console_line(&self, partition: &str, line: &[u8]);
     /// The bytes that arrived on the machine's console line and fit in `buf`, without waiting;
@@ -36,6 +46,20 @@ pub trait Platform {
     fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {
         let _ = (partition, vcpu, entry, context);
         PowerStatus::NotSupported
+    }
+    /// Makes SGI `intid` pending for vCPU `vcpu` of the partition this CPU runs, and kicks it
+    /// (out of its guest or its wait, [`Platform::take_sgis`]).
+    fn send_sgi(&self, vcpu: u32, intid: u8) {
+        let _ = (vcpu, intid);
+    }
+    /// The SGIs sent to this CPU's vCPU since the last call (bit n = INTID n).
+    fn take_sgis(&self) -> u16 {
+        0
+    }
+    /// Idles until another vCPU of the partition kicks this CPU; `false` at once if none could
+    /// (every other one is off, or waits the same way).
+    fn wait_for_sibling(&self) -> bool {
+        false
     }
     /// Whether vCPU `vcpu` of partition `partition` is running.
     fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {

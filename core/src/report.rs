@@ -39,6 +39,9 @@ pub enum StopReason {
     ResetRequested,
     /// The guest stopped this vCPU (PSCI CPU_OFF); the partition's other vCPUs keep running.
     VcpuOff,
+    /// Another vCPU of the partition stopped it (powered off, asked for a reset while this one
+    /// ran, or failed), so this one stops too.
+    WithPartition { vcpu: u32 },
     /// A backup copy's replay departed from the primary's log at this record.
     Diverged { record: u64 },
     /// The other copy of this fault-tolerant partition won arbitration and runs it now.

@@ -136,6 +136,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         // deterministic exit; a logging replica only acts at those.
         let mut at_boundary = true;
         loop {
+            if self.platform.partition_stopping() {
+                return self.finish(self.with_partition());
+            }
+            self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
                 if self.partition.console_input {
@@ -205,6 +209,19 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
         }
+    }
+
+    /// Makes the SGIs siblings sent this vCPU pending in its interrupt model.
+    fn raise_sgis<V: Vcpu>(&mut self, vcpu: &mut V) {
+        let sgis = self.platform.take_sgis();
+        (0..16u8)
+            .filter(|i| sgis & (1 << i) != 0)
+            .for_each(|intid| vcpu.raise_interrupt(intid));
+    }
+
+    /// Why this vCPU stops when a sibling stopped the partition.
+    fn with_partition(&self) -> StopReason {
+        StopReason::WithPartition { vcpu: self.vcpu }
     }
 
     fn wait_for_peer(&self) {
@@ -277,6 +294,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     fn wait_for_interrupt<V: Vcpu>(&mut self, vcpu: &mut V) -> Result<(), StopReason> {
         let pc = vcpu.pc();
         loop {
+            if self.platform.partition_stopping() {
+                return Err(self.with_partition());
+            }
+            self.raise_sgis(vcpu);
             if vcpu.interrupt_pending() {
                 return Ok(());
             }
@@ -292,11 +313,15 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 continue;
             }
             match (self.absolute_deadline(), vcpu.wake_deadline()) {
+                // Only a sibling's SGI (or its stop) can end this wait.
+                (None, None) if self.platform.wait_for_sibling() => continue,
                 (None, None) => return Err(StopReason::HaltedForever { pc }),
                 // The guest's own timer comes first: the hardware raises its interrupt once the
                 // guest runs again.
+                // A kick ends the wait early: a spurious wake-up, which WFI allows (Arm ARM
+                // D1.16.2).
                 (core_deadline, Some(own)) if core_deadline.is_none_or(|d| own <= d) => {
-                    self.platform.wait_until_ns(own);
+                    self.platform.idle_until_ns(own);
                     return Ok(());
                 }
                 (Some(deadline), _) | (None, Some(deadline)) => {
@@ -307,7 +332,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                         self.boundary(vcpu)?;
                         continue;
                     }
-                    self.platform.wait_until_ns(deadline)
+                    self.platform.idle_until_ns(deadline)
                 }
             }
             self.raise_due_timer(vcpu);

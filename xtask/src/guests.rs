@@ -56,6 +56,10 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "console",
                 "attack-el2",
                 "echo",
+                "siblings",
+                "sgi",
+                "level",
+                "sve",
             ],
         ),
     }

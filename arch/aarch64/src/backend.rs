@@ -227,6 +227,14 @@ impl Backend for VirtBackend {
         unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
     }
 
+    fn kick_cpu(cpu: usize) {
+        gic::send_kick(cpu);
+    }
+
+    fn clear_kick() {
+        gic::clear_kick();
+    }
+
     fn exit(success: bool) -> ! {
         machine::exit(success)
     }

@@ -15,6 +15,10 @@ impl Clock for VirtClock {
         time::wait_until_ns(deadline_ns);
     }
 
+    fn wait_once_until_ns(&self, deadline_ns: u64) {
+        time::wait_once_until_ns(deadline_ns);
+    }
+
     fn counter(&self) -> u64 {
         time::counter()
     }

@@ -19,6 +19,9 @@ use crate::sysreg::{isb, write_sysreg};
 
 /// INTIDs 1020-1023 are special: nothing to acknowledge (IHI 0069, 2.2.1).
 pub const SPURIOUS: u32 = 1020;
+/// The SGI one CPU sends another to bring it out of its guest or its idle wait (`kick`); any
+/// SGI would do, the physical GIC is the hypervisor's alone.
+pub const KICK_SGI: u32 = 1;
 /// The priority of the hypervisor's own interrupts: the middle of the range, below none of the
 /// guest's (they are virtual and never compete at the physical interface).
 const PRIORITY: u32 = 0x80;
@@ -64,6 +67,8 @@ register_structs! {
         (0x1_0104 => _sgi_reserved1),
         (0x1_0180 => icenabler0: ReadWrite<u32>),
         (0x1_0184 => _sgi_reserved2),
+        (0x1_0280 => icpendr0: ReadWrite<u32>),
+        (0x1_0284 => _sgi_reserved3),
         (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
         (0x1_0420 => @END),
     }
@@ -134,6 +139,7 @@ pub fn init_cpu() -> Result<(), GicError> {
         core::hint::spin_loop();
     }
     let mine = [
+        KICK_SGI,
         gic.maintenance_intid,
         gic.hyp_timer_intid,
         gic.virtual_timer_intid,
@@ -171,6 +177,28 @@ pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
     let rd = redistributor(facts()).ok_or(GicError::NoRedistributor)?;
     rd.icenabler0.set(1 << intid);
     Ok(())
+}
+
+/// Sends [`KICK_SGI`] to CPU `cpu`. ICC_SGI1R_EL1 (IHI 0069, 12.2.22): INTID in bits 27:24,
+/// Aff3.Aff2.Aff1 = 0 and Aff0 = `cpu` (QEMU `virt` numbers CPUs in Aff0, as `start_cpu` assumes),
+/// given as range selector RS (bits 47:44, Aff0 / 16) and TargetList bit Aff0 % 16.
+pub fn send_kick(cpu: usize) {
+    let cpu = cpu as u64 & 0xff;
+    let value = u64::from(KICK_SGI) << 24 | (cpu / 16) << 44 | 1 << (cpu % 16);
+    // SAFETY: the DSB makes the caller's kick flag visible before the SGI can arrive; the SGI
+    // only interrupts the hypervisor on `cpu`, which acknowledges it as a plain exit.
+    unsafe {
+        core::arch::asm!("dsb ish", options(nostack));
+        write_sysreg!("icc_sgi1r_el1", value);
+    }
+    isb();
+}
+
+/// Drops this CPU's pending [`KICK_SGI`] (GICR_ICPENDR0, IHI 0069, 12.11.15).
+pub fn clear_kick() {
+    if let Some(rd) = redistributor(facts()) {
+        rd.icpendr0.set(1 << KICK_SGI);
+    }
 }
 
 /// Acknowledges the highest-priority pending interrupt; [`SPURIOUS`] or above if none.

@@ -57,11 +57,13 @@ const HIDDEN: &[(u8, u8, u64)] = &[
     (1, 0, field(28) | field(20)),
     // ID_DFR0_EL1: PerfMon (MDCR_EL2.TPM), MMapTrc and CopTrc (CPTR_EL2.TTA).
     (1, 2, field(24) | field(16) | field(12)),
-    // ID_AA64PFR0_EL1: AMU (CPTR_EL2.TAM), SVE (CPTR_EL2.TZ), RAS (HCR_EL2.TERR).
+    // ID_AA64PFR0_EL1: AMU (CPTR_EL2.TAM), SVE (CPTR_EL2.TZ, unless offered: `SVE`), RAS
+    // (HCR_EL2.TERR).
     (4, 0, field(44) | field(32) | field(28)),
     // ID_AA64PFR1_EL1: SME (CPTR_EL2.TSM).
     (4, 1, field(24)),
-    // ID_AA64ZFR0_EL1 and ID_AA64SMFR0_EL1 describe SVE and SME: all of them.
+    // ID_AA64ZFR0_EL1 and ID_AA64SMFR0_EL1 describe SVE and SME: all of them (SVE's unless
+    // offered).
     (4, 4, u64::MAX),
     (4, 5, u64::MAX),
     // ID_AA64DFR0_EL1: BRBE, MTPMU, TraceBuffer, TraceFilt, PMSVer (MDCR_EL2.E2PB/TPMS, TTRF),
@@ -77,13 +79,21 @@ const HIDDEN: &[(u8, u8, u64)] = &[
     (6, 0, field(60)),
 ];
 
-/// The value the guest reads for `read`.
-pub fn guest_value(read: IdRead) -> u64 {
-    let hidden = HIDDEN
+/// The fields that describe SVE, shown to a vCPU that has it (`vcpu::sve_offered`):
+/// ID_AA64PFR0_EL1.SVE and ID_AA64ZFR0_EL1.
+const SVE: &[(u8, u8, u64)] = &[(4, 0, field(32)), (4, 4, u64::MAX)];
+
+fn mask(table: &[(u8, u8, u64)], read: IdRead) -> u64 {
+    table
         .iter()
         .find(|&&(crm, op2, _)| crm == read.crm && op2 == read.op2)
-        .map_or(0, |&(_, _, mask)| mask);
-    hardware(read.crm, read.op2) & !hidden
+        .map_or(0, |&(_, _, mask)| mask)
+}
+
+/// The value the guest reads for `read`; `sve` if the vCPU has SVE.
+pub fn guest_value(read: IdRead, sve: bool) -> u64 {
+    let shown = if sve { mask(SVE, read) } else { 0 };
+    hardware(read.crm, read.op2) & !(mask(HIDDEN, read) & !shown)
 }
 
 /// One row of the ID space: `op2` selects the register in row `crm`.

@@ -27,6 +27,7 @@ mod panic;
 mod pl011;
 mod psci;
 mod semihosting;
+mod sgi;
 mod snapshot;
 mod stage2;
 mod sysreg;

@@ -60,14 +60,31 @@ pub fn ns_at(value: u64) -> u64 {
 /// halts lets an emulator run the other CPUs meanwhile instead of this one spinning.
 pub fn wait_until_ns(deadline: u64) {
     while now_ns() < deadline {
-        // SAFETY: the EL2 physical timer belongs to the hypervisor; the vCPU re-arms it for its
-        // own deadline before the next entry.
-        unsafe { write_sysreg!("cnthp_cval_el2", counter_at(deadline)) };
-        CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
-        isb();
-        wfi();
+        sleep_once(deadline);
     }
-    // Disarming drops the timer's (level) interrupt.
+    disarm();
+}
+
+/// One WFI of [`wait_until_ns`]: ends at `deadline` or at any interrupt pending for this CPU (a
+/// kick among them).
+pub fn wait_once_until_ns(deadline: u64) {
+    if now_ns() < deadline {
+        sleep_once(deadline);
+    }
+    disarm();
+}
+
+fn sleep_once(deadline: u64) {
+    // SAFETY: the EL2 physical timer belongs to the hypervisor; the vCPU re-arms it for its own
+    // deadline before the next entry.
+    unsafe { write_sysreg!("cnthp_cval_el2", counter_at(deadline)) };
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
+    isb();
+    wfi();
+}
+
+/// Disarming drops the timer's (level) interrupt.
+fn disarm() {
     CNTHP_CTL_EL2.set(0);
     isb();
 }

@@ -4,6 +4,7 @@
 use aarch64_cpu::registers::*;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::Gic;
+use tandem_core::devices::sgi::SgiRequest;
 use tandem_core::devices::vgic::{GicWindows, VirtualGic};
 use tandem_core::exit::{Access, Exit};
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
@@ -16,7 +17,7 @@ use crate::gic::{self, GicError, SPURIOUS};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
-use crate::{counter, idregs, lr, psci, stage2, time, vgic};
+use crate::{counter, idregs, lr, psci, sgi, stage2, time, vgic};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -92,15 +93,21 @@ register_bitfields! {u64,
 }
 
 /// CPTR_EL2's RES1 bits (7:0, 9, 13). FP/SIMD does not trap (TFP = 0): guests use it and the
-/// hypervisor does not (softfloat). TZ and TSM trap SVE and SME on purpose: the hypervisor does not
-/// switch their state and FT does not log it, so neither is offered. The ID registers say so
-/// (`idregs`), and an SVE or SME instruction all the same is an undefined-instruction fault in
-/// the guest, reported by name. TTA traps trace, TAM the activity monitors.
-const CPTR: u64 = 0x22ff
-    | CPTR::TZ::SET.value
-    | CPTR::TSM::SET.value
-    | CPTR::TTA::SET.value
-    | CPTR_EL2::TAM::SET.value;
+/// hypervisor does not (softfloat). SVE is offered the same way, where the CPU has it, to every
+/// partition but a fault-tolerant one ([`sve_offered`]): each CPU runs one vCPU and the hypervisor
+/// never touches the Z, P and FFR registers, so they are the guest's alone, as the FP/SIMD
+/// registers are. TSM traps SME, offered to none (its ZA state and streaming mode would need
+/// the same care, and no guest has asked). The ID registers say what is offered (`idregs`); an
+/// SVE or SME instruction all the same is an undefined-instruction fault in the guest, reported
+/// by name. TTA traps trace, TAM the activity monitors.
+const CPTR_SVE: u64 =
+    0x22ff | CPTR::TSM::SET.value | CPTR::TTA::SET.value | CPTR_EL2::TAM::SET.value;
+/// CPTR_EL2 where SVE is not offered: TZ traps it too (and is RES1 without FEAT_SVE).
+const CPTR_NO_SVE: u64 = CPTR_SVE | CPTR::TZ::SET.value;
+/// ZCR_EL2.LEN = 15: EL1 and EL0 may use up to 2048-bit vectors, so the guest sees the machine's
+/// own maximum vector length (the CPU caps LEN to it; Arm ARM, ZCR_EL2). The guest picks its own
+/// with ZCR_EL1.
+const ZCR_LEN_MAX: u64 = 0xf;
 /// CNTHCTL_EL2 (E2H = 0): EL1PCTEN = 1 (the physical counter is readable), EL1PCEN = 0 (the EL1
 /// physical timer traps; guests use the virtual timer) (Arm ARM D19.2.21).
 const CNTHCTL: u64 = CNTHCTL_EL2::EL1PCTEN::SET.value;
@@ -153,6 +160,11 @@ pub struct El2Vcpu {
     /// so its physical counter traps and its virtual timer never interrupts it (the timer's
     /// interrupt would come at a different point in each copy).
     replicated: bool,
+    /// Whether the virtual timer's interrupt may be pending or active for the guest (forwarded,
+    /// and not yet seen withdrawn or finished).
+    vtimer_forwarded: bool,
+    /// Whether the vCPU has SVE ([`sve_offered`]).
+    sve: bool,
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
@@ -169,6 +181,12 @@ fn zero_extend(v: u64, size: u8) -> u64 {
     v & (u64::MAX >> (64 - 8 * u32::from(size)))
 }
 
+/// Whether a vCPU is given SVE: where the CPU has it (ID_AA64PFR0_EL1.SVE), and not to a copy of
+/// a fault-tolerant partition, whose re-protection snapshot carries FP/SIMD but no SVE state.
+pub fn sve_offered(replicated: bool) -> bool {
+    !replicated && ID_AA64PFR0_EL1.read(ID_AA64PFR0_EL1::SVE) != 0
+}
+
 /// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`;
 /// `replicated` for a copy of a fault-tolerant partition (see [`El2Vcpu::new`]).
 ///
@@ -179,7 +197,16 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
     VTCR_EL2.set(stage2::VTCR);
     VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
     HCR_EL2.set(HCR);
-    CPTR_EL2.set(CPTR);
+    if sve_offered(replicated) {
+        CPTR_EL2.set(CPTR_SVE);
+        // ZCR_EL2 is reachable once CPTR_EL2.TZ is clear.
+        isb();
+        // SAFETY: ZCR_EL2 (s3_4_c1_c2_0; named by encoding, the assembler knows it only with
+        // SVE enabled) only bounds the vector length of this CPU's guest.
+        unsafe { write_sysreg!("s3_4_c1_c2_0", ZCR_LEN_MAX) };
+    } else {
+        CPTR_EL2.set(CPTR_NO_SVE);
+    }
     MDCR_EL2.set(MDCR);
     CNTHCTL_EL2.set(if replicated {
         CNTHCTL_REPLICATED
@@ -223,6 +250,8 @@ impl El2Vcpu {
             pending: Pending::Step,
             deadline_ns: None,
             replicated,
+            vtimer_forwarded: false,
+            sve: sve_offered(replicated),
             sve_reported: false,
             dirty,
         })
@@ -246,6 +275,7 @@ impl El2Vcpu {
         };
         *self.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
+        self.vtimer_forwarded = false;
         // EL1 state of the guest this CPU runs; it restarts with none of it.
         SCTLR_EL1.set(SCTLR_EL1_RESET);
         CNTV_CTL_EL0.set(0);
@@ -276,6 +306,8 @@ impl El2Vcpu {
         *self.regs = from.regs;
         *self.vgic = from.vgic;
         self.deadline_ns = None;
+        // The snapshot's list registers may hold it, unless it is never forwarded.
+        self.vtimer_forwarded = !self.replicated;
         self.pending = Pending::Step;
         from.el1.restore();
     }
@@ -314,8 +346,10 @@ impl El2Vcpu {
             }
             gic::end_of_interrupt(intid);
             if intid == self.gic.virtual_timer_intid {
-                // Stays active until the guest deactivates its virtual copy (hardware LR).
+                // Stays active until the guest deactivates its virtual copy (hardware LR), or
+                // the timer's line drops first ([`El2Vcpu::withdraw_idle_vtimer`]).
                 self.vgic.interrupts.raise(intid, true);
+                self.vtimer_forwarded = true;
             } else if intid == self.gic.hyp_timer_intid {
                 // Re-armed before the next entry.
                 CNTHP_CTL_EL2.set(0);
@@ -384,9 +418,15 @@ impl El2Vcpu {
                     self.pending = Pending::Counter { reg };
                     return Some(Exit::CounterRead);
                 }
+                if let Some(rt) = sgi::decode(esr.read(ESR_EL2::ISS)) {
+                    let value = if rt == 31 { 0 } else { self.regs.x[rt] };
+                    return Some(Exit::SendSgi(SgiRequest::from_sgi1r(
+                        value, self.index, self.vcpus,
+                    )));
+                }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {
-                        self.regs.x[read.rt] = idregs::guest_value(read);
+                        self.regs.x[read.rt] = idregs::guest_value(read, self.sve);
                     }
                     self.step();
                     return None;
@@ -440,13 +480,13 @@ impl El2Vcpu {
         }
     }
 
-    /// An SVE or SME instruction (CPTR_EL2.TZ, TSM): not offered, so an undefined-instruction
-    /// fault; the first one on this vCPU is reported by name.
+    /// An SVE or SME instruction where it is not offered (CPTR_EL2.TZ, TSM): an
+    /// undefined-instruction fault; the first one on this vCPU is reported by name.
     fn refuse_sve(&mut self, code: u32) -> Exit {
         if !self.sve_reported {
             self.sve_reported = true;
             defmt::warn!(
-                "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SVE and SME are not offered to partitions (CPTR_EL2.TZ, TSM); the guest takes an undefined-instruction fault",
+                "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SME is not offered to partitions, nor SVE to fault-tolerant ones (CPTR_EL2.TSM, TZ); the guest takes an undefined-instruction fault",
                 self.index,
                 self.regs.pc,
                 code
@@ -466,6 +506,10 @@ impl El2Vcpu {
     /// offers to its devices (the PL011, the emulated GIC).
     fn data_abort(&mut self, iss: LocalRegisterCopy<u64, DABT_ISS::Register>) -> Exit {
         let gpa = GuestPhysAddr::new(Self::fault_address());
+        if self.vgic.decode(gpa.raw()).is_some() {
+            // The core emulates GICR_ISACTIVER0 from what the list registers hold.
+            self.vgic.set_active(vgic::active_private(self.lrs));
+        }
         if !iss.is_set(DABT_ISS::ISV) {
             return Exit::UndecodedAccess { gpa };
         }
@@ -511,6 +555,18 @@ impl El2Vcpu {
         self.regs.pstate = PSTATE_EL1H;
     }
 
+    /// The virtual timer's interrupt is a level that follows the timer condition (Arm ARM
+    /// D11.2.4): once the guest disabled or masked its timer, or moved the compare value ahead,
+    /// a forwarded copy it has not acknowledged goes away, as it would on a GIC whose line
+    /// dropped. Checked before each entry, so it takes effect at the guest's next exit.
+    fn withdraw_idle_vtimer(&mut self) {
+        if !self.vtimer_forwarded || Self::vtimer_firing() {
+            return;
+        }
+        let intid = self.gic.virtual_timer_intid;
+        self.vtimer_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
+    }
+
     fn vtimer_firing() -> bool {
         CNTV_CTL_EL0.matches_all(
             CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR + CNTV_CTL_EL0::ISTATUS::SET,
@@ -522,7 +578,8 @@ impl Vcpu for El2Vcpu {
     const GPRS: usize = 31;
 
     fn run(&mut self) -> Result<Exit, EntryError> {
-        vgic::flush(self.vgic, self.lrs);
+        self.withdraw_idle_vtimer();
+        vgic::flush(self.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
             // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the

@@ -21,9 +21,109 @@ register_bitfields! {u64,
     ]
 }
 
+/// The list register holding `intid`, if one does.
+fn find(lrs: usize, intid: u32) -> Option<(usize, ListRegister)> {
+    (0..lrs)
+        .map(|n| (n, lr::read(n)))
+        .find(|(_, v)| lr::in_use(*v) && v.read(ICH_LR0_EL2::vINTID) == u64::from(intid))
+}
+
+/// The SGIs and PPIs the guest has acknowledged and not deactivated (bit n = INTID n), as the
+/// list registers hold them.
+pub fn active_private(lrs: usize) -> u32 {
+    (0..lrs).map(lr::read).fold(0, |bits, v| {
+        let intid = v.read(ICH_LR0_EL2::vINTID);
+        let active = matches!(
+            v.read_as_enum(ICH_LR0_EL2::State),
+            Some(ICH_LR0_EL2::State::Value::Active | ICH_LR0_EL2::State::Value::PendingAndActive)
+        );
+        if active && intid < 32 {
+            bits | 1 << intid
+        } else {
+            bits
+        }
+    })
+}
+
+/// Makes the guest's writes of GICR_ISACTIVER0 and GICR_ICACTIVER0 in the list registers. A
+/// deactivated interrupt linked to a physical one passes that one to `hardware` (the hypervisor
+/// deactivates it, as the guest's own deactivation would have, IHI 0069, 4.4). An activation
+/// needs a free list register when the interrupt is in none; without one it is dropped.
+fn apply_active_changes(gic: &mut VirtualGic, lrs: usize, hardware: &mut impl FnMut(u32)) {
+    let (activate, deactivate) = gic.take_active_changes();
+    for intid in (0..32).filter(|i| deactivate & (1 << i) != 0) {
+        let Some((n, mut v)) = find(lrs, intid) else {
+            continue;
+        };
+        match v.read_as_enum(ICH_LR0_EL2::State) {
+            Some(ICH_LR0_EL2::State::Value::PendingAndActive) => {
+                v.modify(ICH_LR0_EL2::State::Pending);
+                lr::write(n, v);
+            }
+            Some(ICH_LR0_EL2::State::Value::Active) => {
+                if v.is_set(ICH_LR0_EL2::HW) {
+                    hardware(v.read(ICH_LR0_EL2::pINTID) as u32);
+                }
+                lr::write(n, ListRegister::new(0));
+            }
+            _ => {}
+        }
+    }
+    for intid in (0..32).filter(|i| activate & (1 << i) != 0) {
+        match find(lrs, intid) {
+            Some((n, mut v)) => {
+                if v.matches_all(ICH_LR0_EL2::State::Pending) {
+                    v.modify(ICH_LR0_EL2::State::PendingAndActive);
+                    lr::write(n, v);
+                }
+            }
+            None => {
+                if let Some(n) = (0..lrs).find(|&n| !lr::in_use(lr::read(n))) {
+                    let mut v = ListRegister::new(0);
+                    v.write(
+                        ICH_LR0_EL2::State::Active
+                            + ICH_LR0_EL2::Group::SET
+                            + ICH_LR0_EL2::Priority.val(gic.interrupts.priority(intid).into())
+                            + ICH_LR0_EL2::vINTID.val(intid.into()),
+                    );
+                    lr::write(n, v);
+                }
+            }
+        }
+    }
+}
+
+/// Withdraws level interrupt `intid`, linked to the physical interrupt of the same ID, whose
+/// line has dropped: a copy only pending (in the model, or in a list register the guest has not
+/// acknowledged) goes, and the physical interrupt, active since EL2 took it, is passed to
+/// `hardware` to be deactivated so it can fire again. Returns whether the guest still holds
+/// the interrupt active.
+pub fn withdraw(
+    gic: &mut VirtualGic,
+    lrs: usize,
+    intid: u32,
+    mut hardware: impl FnMut(u32),
+) -> bool {
+    if intid < 32 && gic.interrupts.pending_word(0) & (1 << intid) != 0 {
+        gic.interrupts.clear_pending(intid);
+        hardware(intid);
+    }
+    match find(lrs, intid) {
+        Some((n, v)) if v.matches_all(ICH_LR0_EL2::State::Pending) => {
+            lr::write(n, ListRegister::new(0));
+            hardware(intid);
+            false
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
 /// Moves pending interrupts of `gic` into free list registers (of `lrs`), highest priority first,
-/// and asks for an underflow maintenance interrupt if some must wait.
-pub fn flush(gic: &mut VirtualGic, lrs: usize) {
+/// and asks for an underflow maintenance interrupt if some must wait; first makes the guest's
+/// activations and deactivations, passing physical interrupts to deactivate to `hardware`.
+pub fn flush(gic: &mut VirtualGic, lrs: usize, mut hardware: impl FnMut(u32)) {
+    apply_active_changes(gic, lrs, &mut hardware);
     let in_lr = |intid: u32| {
         (0..lrs).any(|n| {
             let v = lr::read(n);

@@ -150,6 +150,11 @@ pub trait Backend: Sized + Sync + 'static {
     fn wait_for_event();
     /// Wakes CPUs waiting in [`Backend::wait_for_event`] (aarch64: SEV).
     fn wake_cpus();
+    /// Sends CPU `cpu` the interrupt that brings it out of its guest and ends its
+    /// [`Clock::wait_once_until_ns`] ([`crate::kick`]).
+    fn kick_cpu(cpu: usize);
+    /// Drops this CPU's pending kick interrupt, if any.
+    fn clear_kick();
     /// Stops the machine and reports `success` to whoever runs it (an emulator's exit status).
     fn exit(success: bool) -> !;
     /// Stops this CPU for good; the others carry on.

@@ -1,8 +1,9 @@
 //! Bring-up and the per-CPU run, the same on every architecture (the differences are
 //! [`Backend`] hooks): the bootstrap CPU checks the embedded bundle, lays out the hypervisor's
 //! memory, loads and prepares every partition and starts the CPUs partitions use; each CPU then
-//! runs its vCPU until it stops. A partition stops when all its started vCPUs have; the run ends
-//! when every partition has.
+//! runs its vCPU until it stops. A vCPU that stops (other than by CPU_OFF with siblings on)
+//! stops its partition's other vCPUs too ([`crate::kick`]); a partition has stopped when all its
+//! started vCPUs have, and the run ends when every partition has.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -22,7 +23,7 @@ use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
-use crate::{frames, images, ledger, replication, report, reprotect, vcpu_power};
+use crate::{frames, images, kick, ledger, replication, report, reprotect, siblings, vcpu_power};
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
@@ -228,7 +229,7 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         )
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
     let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
-    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio);
+    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio, cpu, index);
     let run = Run {
         shared,
         cpu,
@@ -422,6 +423,7 @@ impl<B: Backend> Run<'_, B> {
                 StopReason::VcpuOff if !alone => {
                     defmt::info!("partition {=str}: vCPU {=usize} off", label, vcpu_index);
                     vcpu_power::set_off(cpu);
+                    siblings::clear_sgis(cpu);
                     ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
                     (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
                     ACTIVE[index].fetch_add(1, Ordering::AcqRel);
@@ -429,6 +431,8 @@ impl<B: Backend> Run<'_, B> {
                 }
                 _ => {}
             }
+            // Whatever stopped this vCPU stops its partition: the siblings follow.
+            kick::stop_partition::<B>(partition, index, cpu);
             report::stop(label, stop, record, &B::WORDS);
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {

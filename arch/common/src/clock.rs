@@ -8,6 +8,11 @@ pub trait Clock {
     fn now_ns(&self) -> u64;
     /// Idles this CPU until `deadline_ns` has passed.
     fn wait_until_ns(&self, deadline_ns: u64);
+    /// Idles this CPU until `deadline_ns` has passed or an interrupt is pending for it (a kick,
+    /// [`crate::kick`]), whichever comes first; it may also return early for no reason.
+    fn wait_once_until_ns(&self, deadline_ns: u64) {
+        self.wait_until_ns(deadline_ns);
+    }
     /// The raw hardware counter (x86 TSC, aarch64 CNTPCT_EL0), for log lines that measure boot
     /// time in the emulators' exact units.
     fn counter(&self) -> u64;

@@ -13,21 +13,32 @@ use tandem_core::report::Notice;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::console::Console;
-use crate::{guest_memory, report, vcpu_power};
+use crate::{guest_memory, kick, report, siblings, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
 pub struct HwPlatform<B: Backend> {
     clock: B::Clock,
     /// Where each partition finds its memory-mapped UART (board data), if the board gives one.
     uart_mmio: Option<GuestPhysAddr>,
+    /// This CPU, and the index of the partition it runs.
+    cpu: usize,
+    partition: usize,
     backend: PhantomData<B>,
 }
 
 impl<B: Backend> HwPlatform<B> {
-    pub fn new(clock: B::Clock, uart_mmio: Option<GuestPhysAddr>) -> Self {
+    /// The platform of CPU `cpu`, which runs a vCPU of partition `partition` (its index).
+    pub fn new(
+        clock: B::Clock,
+        uart_mmio: Option<GuestPhysAddr>,
+        cpu: usize,
+        partition: usize,
+    ) -> Self {
         Self {
             clock,
             uart_mmio,
+            cpu,
+            partition,
             backend: PhantomData,
         }
     }
@@ -45,6 +56,26 @@ impl<B: Backend> Platform for HwPlatform<B> {
 
     fn wait_until_ns(&self, deadline_ns: u64) {
         self.clock.wait_until_ns(deadline_ns);
+    }
+
+    fn idle_until_ns(&self, deadline_ns: u64) {
+        kick::idle_until::<B>(&self.clock, self.cpu, deadline_ns);
+    }
+
+    fn partition_stopping(&self) -> bool {
+        kick::stopping(self.partition)
+    }
+
+    fn send_sgi(&self, vcpu: u32, intid: u8) {
+        siblings::send_sgi::<B>(self.partition, vcpu, intid, self.cpu);
+    }
+
+    fn take_sgis(&self) -> u16 {
+        siblings::take_sgis(self.cpu)
+    }
+
+    fn wait_for_sibling(&self) -> bool {
+        siblings::wait_for_sibling::<B>(&self.clock, self.partition, self.cpu)
     }
 
     fn console_line(&self, partition: &str, line: &[u8]) {

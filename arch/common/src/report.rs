@@ -101,6 +101,11 @@ pub fn stop(name: &str, stop: StopReason, record: &VcpuRecord, words: &Vocabular
             "partition {=str} stopped: its last vCPU turned off (PSCI CPU_OFF)",
             name
         ),
+        StopReason::WithPartition { vcpu } => defmt::info!(
+            "partition {=str} stopped: vCPU {=u32} stopped with its partition",
+            name,
+            vcpu
+        ),
         StopReason::ResetRequested => defmt::warn!(
             "partition {=str} stopped: SYSTEM_RESET while other vCPUs run is not supported",
             name

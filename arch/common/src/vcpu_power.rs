@@ -95,6 +95,14 @@ pub fn cpu_of(partition: u32, vcpu: u32) -> Option<usize> {
     p.cpus.get(vcpu as usize).map(|&c| usize::from(c))
 }
 
+/// The physical CPUs of partition `partition`, one per vCPU.
+pub fn cpus_of(partition: usize) -> &'static [u8] {
+    SYSTEM
+        .get()
+        .and_then(|s| s.partitions.get(partition))
+        .map_or(&[], |p| p.cpus.as_slice())
+}
+
 /// Posts a start request for vCPU `vcpu` of partition `partition` (PSCI CPU_ON). The caller wakes
 /// the CPU if the architecture needs it.
 pub fn start_vcpu(partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {

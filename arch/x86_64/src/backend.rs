@@ -270,6 +270,11 @@ impl Backend for PcBackend {
     /// Waiting CPUs spin: nothing to wake.
     fn wake_cpus() {}
 
+    /// An x86_64 partition has one vCPU (validation), so no vCPU has a sibling to kick it.
+    fn kick_cpu(_: usize) {}
+
+    fn clear_kick() {}
+
     fn exit(success: bool) -> ! {
         machine::exit(success)
     }

@@ -6,6 +6,7 @@ pub mod line;
 pub mod msr;
 pub mod pl011;
 pub mod rx;
+pub mod sgi;
 pub mod uart16550;
 pub mod vgic;
 pub mod vintc;

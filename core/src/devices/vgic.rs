@@ -27,6 +27,10 @@ const ICENABLER: u64 = 0x0180;
 const ISPENDR: u64 = 0x0200;
 const ICPENDR: u64 = 0x0280;
 const BANKS_END: u64 = 0x0300;
+// Active state, emulated for SGIs and PPIs only (in the SGI_base frame): the hardware holds it,
+// in the list registers (IHI 0069, 12.11.3 and 12.11.4).
+const ISACTIVER: u64 = 0x0300;
+const ICACTIVER: u64 = 0x0380;
 const IPRIORITYR: u64 = 0x0400;
 const IPRIORITYR_END: u64 = 0x0800;
 const PIDR2: u64 = 0xffe8;
@@ -68,6 +72,13 @@ pub struct VirtualGic {
     vcpus: u64,
     gicd_ctlr: u32,
     waker: u32,
+    /// SGIs and PPIs active: what the list registers said at the last [`VirtualGic::set_active`],
+    /// with the guest's writes since.
+    active: u32,
+    /// Activations and deactivations the guest asked for, for the backend to make in its list
+    /// registers ([`VirtualGic::take_active_changes`]).
+    activate: u32,
+    deactivate: u32,
 }
 
 /// Which emulated register an access falls in: its frame, and the offset of the aligned word
@@ -124,7 +135,26 @@ impl VirtualGic {
             vcpus,
             gicd_ctlr: 0,
             waker: WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP,
+            active: 0,
+            activate: 0,
+            deactivate: 0,
         }
+    }
+
+    /// The SGIs and PPIs active in the backend's list registers (bit n = INTID n), before a
+    /// register access is emulated; changes the guest asked for and the backend has not made
+    /// yet stay visible.
+    pub fn set_active(&mut self, active: u32) {
+        self.active = (active | self.activate) & !self.deactivate;
+    }
+
+    /// The activations and deactivations of SGIs and PPIs the guest wrote (GICR_ISACTIVER0,
+    /// GICR_ICACTIVER0) since the last call: (activate, deactivate).
+    pub fn take_active_changes(&mut self) -> (u32, u32) {
+        (
+            core::mem::take(&mut self.activate),
+            core::mem::take(&mut self.deactivate),
+        )
     }
 
     /// The register `gpa` falls in, if it is one of the partition's GIC windows.
@@ -186,6 +216,16 @@ impl VirtualGic {
                     let sleep = value & WAKER_PROCESSOR_SLEEP;
                     self.waker = sleep | if sleep != 0 { WAKER_CHILDREN_ASLEEP } else { 0 };
                 }
+                o if o == SGI_FRAME + ISACTIVER => {
+                    self.active |= value;
+                    self.activate |= value;
+                    self.deactivate &= !value;
+                }
+                o if o == SGI_FRAME + ICACTIVER => {
+                    self.active &= !value;
+                    self.deactivate |= value;
+                    self.activate &= !value;
+                }
                 o if o >= SGI_FRAME => self.bits_write(o - SGI_FRAME, value, 0..32),
                 _ => {}
             },
@@ -201,6 +241,9 @@ impl VirtualGic {
                 // Affinity = vCPU index; Processor_Number; Last on the final redistributor.
                 GICR_TYPER => vcpu << 32 | vcpu << 8 | u64::from(vcpu + 1 == self.vcpus) << 4,
                 GICR_WAKER if vcpu == me => self.waker.into(),
+                o if vcpu == me && (o == SGI_FRAME + ISACTIVER || o == SGI_FRAME + ICACTIVER) => {
+                    self.active.into()
+                }
                 PIDR2 => PIDR2_VALUE.into(),
                 o if vcpu == me && o >= SGI_FRAME => u64::from(self.private_read(o - SGI_FRAME)),
                 _ => 0,
@@ -366,6 +409,27 @@ mod tests {
         assert_eq!(read(&gic, GICD + IPRIORITYR + 32, 4), 0x40ff_2010);
         assert_eq!(read(&gic, GICD + IPRIORITYR + 33, 1), 0x20);
         assert_eq!(read(&gic, GICD + IPRIORITYR + 34, 2), 0x40ff);
+    }
+
+    #[test]
+    fn active_sgis_and_ppis_read_as_the_backend_says_and_writes_go_to_the_backend() {
+        let mut gic = VirtualGic::new(WINDOWS, 0, 1);
+        let frame = WINDOWS.redistributors + SGI_FRAME;
+        gic.set_active(1 << 27);
+        assert_eq!(read(&gic, frame + ISACTIVER, 4), 1 << 27);
+        assert_eq!(read(&gic, frame + ICACTIVER, 4), 1 << 27);
+        write(&mut gic, frame + ICACTIVER, 4, 1 << 27);
+        write(&mut gic, frame + ISACTIVER, 4, 1 << 3);
+        // The backend has not made the changes yet: its list registers still say 27.
+        gic.set_active(1 << 27);
+        assert_eq!(read(&gic, frame + ISACTIVER, 4), 1 << 3);
+        assert_eq!(gic.take_active_changes(), (1 << 3, 1 << 27));
+        assert_eq!(gic.take_active_changes(), (0, 0));
+        assert_eq!(
+            read(&gic, GICD + ISACTIVER, 4),
+            0,
+            "SPIs' active state is not emulated"
+        );
     }
 
     #[test]

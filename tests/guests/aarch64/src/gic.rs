@@ -9,6 +9,8 @@ use crate::cpu::{mmio_read32, mmio_write32};
 const GICD: u64 = 0x0800_0000;
 const GICR: u64 = 0x080a_0000;
 const GICR_WAKER: u64 = GICR + 0x14;
+/// vCPU n's redistributor is at GICR + n * this (the board's stride).
+const GICR_STRIDE: u64 = 0x2_0000;
 /// The redistributor's SGI frame, laid out like the distributor for INTIDs 0-31.
 const GICR_SGI: u64 = GICR + 0x1_0000;
 const ISENABLER: u64 = 0x100;
@@ -23,6 +25,21 @@ pub const HYPERCALL_TIMER: u32 = 48;
 pub fn enable_ppi(ppi: u32) {
     mmio_write32(GICR_WAKER, mmio_read32(GICR_WAKER) & !(1 << 1));
     enable(GICR_SGI, ppi, 0x80);
+}
+
+/// Wakes vCPU `vcpu`'s redistributor and enables its SGI or PPI `intid` at `priority`, with Group
+/// 1 interrupts; a vCPU may only do this to its own.
+pub fn enable_private(vcpu: u64, intid: u32, priority: u8) {
+    let rd = GICR + vcpu * GICR_STRIDE;
+    mmio_write32(rd + 0x14, mmio_read32(rd + 0x14) & !(1 << 1));
+    enable(rd + 0x1_0000, intid, priority);
+}
+
+/// Writes `value` to ICC_SGI1R_EL1: INTID in bits 27:24, target list in 15:0, Aff1 in 23:16,
+/// IRM in bit 40, RS in 47:44 (Arm IHI 0069, 12.2.22).
+pub fn send_sgi(value: u64) {
+    // SAFETY: sends SGIs; the hypervisor decides who gets them.
+    unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value, options(nomem, nostack)) }
 }
 
 /// Enables the shared peripheral interrupt `spi` at `priority`, with Group 1 interrupts.

@@ -1,9 +1,9 @@
 //! Reaches for what the hypervisor keeps at EL2, chosen by `attack=` in its arguments:
 //! - `el0`: drops to EL0 and runs HVC and SMC there; both must be undefined instructions taken
 //!   by the guest's own EL1, never calls.
-//! - `sysregs`: touches the PMU, debug and OS lock registers, set/way cache maintenance, the RAS
-//!   error records and SVE; each must fault in the guest, and the ID registers must not offer
-//!   what faults.
+//! - `sysregs`: touches the PMU, debug and OS lock registers, set/way cache maintenance and the
+//!   RAS error records; each must fault in the guest, and the ID registers must not offer what
+//!   faults (SVE, offered to partitions that are not fault-tolerant, is the `sve` guest's).
 //! - `cval`: arms the virtual timer near the top of the counter and halts; only the TIMER_SET
 //!   hypercall's interrupt may wake it, once.
 //! - `cpu-on`: starts its second vCPU at addresses outside its memory; PSCI must answer
@@ -181,20 +181,14 @@ fn sysregs() -> u64 {
              out(reg) pfr0, out(reg) dfr0, out(reg) isar0, options(nomem, nostack));
     }
     let field = |reg: u64, shift: u32| reg >> shift & 0xf;
-    let (sve, ras, pmu) = (field(pfr0, 32), field(pfr0, 28), field(dfr0, 8));
+    let (ras, pmu) = (field(pfr0, 28), field(dfr0, 8));
     let (trace, rndr) = (field(dfr0, 4), field(isar0, 60));
-    println!(
-        "ID registers offer SVE {sve}, RAS {ras}, PMUVer {pmu}, TraceVer {trace}, RNDR {rndr}"
-    );
-    let mut failures = u64::from(sve | ras | pmu | trace | rndr != 0);
-
-    // SVE instructions must reach EL2 rather than this EL1: CPACR_EL1.ZEN = 0b11, FPEN kept.
-    // SAFETY: the guest's own trap control.
-    unsafe { asm!("msr cpacr_el1, {}", "isb", in(reg) 3u64 << 20 | 3 << 16, options(nostack)) };
+    println!("ID registers offer RAS {ras}, PMUVer {pmu}, TraceVer {trace}, RNDR {rndr}");
+    let mut failures = u64::from(ras | pmu | trace | rndr != 0);
 
     // SAFETY (every block below): the access may fault; `faults` has armed `expect_fault`,
     // and the guest's vectors resume after it.
-    let attempts: [(&str, fn()); 8] = [
+    let attempts: [(&str, fn()); 7] = [
         ("PMCR_EL0 read", || {
             // SAFETY: see above.
             unsafe { asm!("mrs {}, pmcr_el0", out(reg) _, options(nomem, nostack)) }
@@ -224,11 +218,6 @@ fn sysregs() -> u64 {
         ("ERRSELR_EL1 write", || {
             // SAFETY: see above.
             unsafe { asm!("msr s3_0_c5_c3_1, {}", in(reg) 0u64, options(nomem, nostack)) }
-        }),
-        ("SVE RDVL", || {
-            // RDVL X0, #1: an SVE instruction, encoded so no SVE assembler support is needed.
-            // SAFETY: see above.
-            unsafe { asm!(".inst 0x04bf5020", out("x0") _, options(nomem, nostack)) }
         }),
     ];
     let mut faulted = 0;
