@@ -165,6 +165,7 @@ impl Backend for VirtBackend {
         Ok(El2Vcpu::new(
             regs,
             vgic,
+            id as usize,
             u64::from(vcpu),
             partition.cpus.len() as u64,
             replicated,

@@ -35,3 +35,4 @@ mod time;
 mod vcpu;
 mod vcpu_state;
 mod vgic;
+mod virtual_time;

@@ -17,7 +17,7 @@ use crate::gic::{self, GicError, SPURIOUS};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
-use crate::{counter, idregs, lr, psci, sgi, stage2, time, vgic};
+use crate::{counter, idregs, lr, psci, sgi, stage2, time, vgic, virtual_time};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -151,6 +151,8 @@ pub struct El2Vcpu {
     vgic: &'static mut VirtualGic,
     /// The board's GIC: its PPIs, and the windows the partition sees it at.
     gic: &'static Gic,
+    /// The partition's index in the configuration, and this vCPU's in the partition.
+    partition: usize,
     index: u64,
     vcpus: u64,
     lrs: usize,
@@ -231,6 +233,7 @@ impl El2Vcpu {
     pub fn new(
         regs: &'static mut GuestRegs,
         vgic: &'static mut VirtualGic,
+        partition: usize,
         index: u64,
         vcpus: u64,
         replicated: bool,
@@ -244,6 +247,7 @@ impl El2Vcpu {
             regs,
             vgic,
             gic,
+            partition,
             index,
             vcpus,
             lrs: lr::count(),
@@ -258,7 +262,7 @@ impl El2Vcpu {
     }
 
     /// Puts the vCPU in its power-on state: PC = `entry`, X0 = `x0`, EL1 with the MMU off, no
-    /// pending interrupts, and virtual time starting now.
+    /// pending interrupts, and the partition's virtual time (starting now for its first vCPU).
     pub fn reset(&mut self, entry: u64, x0: u64) {
         *self.regs = GuestRegs::zeroed();
         self.regs.x[0] = x0;
@@ -279,7 +283,11 @@ impl El2Vcpu {
         // EL1 state of the guest this CPU runs; it restarts with none of it.
         SCTLR_EL1.set(SCTLR_EL1_RESET);
         CNTV_CTL_EL0.set(0);
-        CNTVOFF_EL2.set(time::counter());
+        CNTVOFF_EL2.set(if self.index == 0 {
+            virtual_time::start(self.partition)
+        } else {
+            virtual_time::offset(self.partition)
+        });
         ICH_VMCR_EL2.set(0);
         // SAFETY: drops the guest's old translations and instructions before it restarts.
         unsafe {
