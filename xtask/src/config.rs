@@ -741,12 +741,12 @@ fn partition_image(
         }
         (None, Some(spec)) => {
             let folder = file.parent().unwrap_or(Path::new("."));
-            let placement = image_file::Placement {
+            let requested = image_file::Requested {
                 load: p.load.map(|s| s.0),
                 entry: p.entry.map(|s| s.0),
                 memory_base: p.memory.first().map_or(0, |r| r.gpa.0),
             };
-            let image = image_file::read(&folder.join(&spec.path), spec.format, arch, placement)
+            let image = image_file::read(&folder.join(&spec.path), spec.format, arch, requested)
                 .map_err(|why| error(file, format!("partition[{i}].image: {why}")))?;
             Ok(Resolved {
                 size: image.bytes.len() as u64,

@@ -28,7 +28,7 @@ pub enum Format {
 }
 
 /// What the partition says about where its image goes.
-pub struct Placement {
+pub struct Requested {
     pub load: Option<u64>,
     pub entry: Option<u64>,
     /// The guest-physical base of the partition's first memory region.
@@ -67,7 +67,7 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
 /// Reads the image at `path` in `format` for a board of `arch`, placed as `at` says: `load`
 /// and `entry`, which a flat image needs and the other formats must not have. The error says
 /// why, for the caller to name the file and field.
-pub fn read(path: &Path, format: Format, arch: Arch, at: Placement) -> Result<FileImage, String> {
+pub fn read(path: &Path, format: Format, arch: Arch, at: Requested) -> Result<FileImage, String> {
     let bytes = read_bytes(path)?;
     if format != Format::Flat && (at.load.is_some() || at.entry.is_some()) {
         return Err(
