@@ -163,7 +163,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
 
     /// The register offset of `gpa` in the partition's memory-mapped UART, if it is one.
     fn uart_offset(&self, gpa: GuestPhysAddr) -> Option<u64> {
-        let base = self.platform.uart_mmio()?;
+        let base = self.platform.uart_mmio()?.base;
         gpa.offset_from(base).filter(|&off| off < pl011::SIZE)
     }
 

@@ -1,6 +1,7 @@
 //! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
 
 use crate::addr::GuestPhysAddr;
+use crate::config::GuestUart;
 use crate::devices::sgi::SgiRequest;
 use crate::exit::{Access, Exit, ShutdownCause};
 use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
@@ -297,7 +298,7 @@ fn asynchronous_exits_are_counted_apart() {
 fn mmio_uart_writes_become_lines_and_other_mmio_stops_the_partition() {
     let mut p = FakePlatform::new(0);
     let base = GuestPhysAddr::new(0x0900_0000);
-    p.uart_mmio = Some(base);
+    p.uart_mmio = Some(GuestUart { base, intid: 33 });
     let mut exits: Vec<Exit> = b"ok\n"
         .iter()
         .map(|&b| Exit::MmioWrite {

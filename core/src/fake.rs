@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::config::{self, Image, ImageSource, MemoryRegion, PortMode, PortRange};
+use crate::config::{self, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange};
 use crate::exit::Exit;
 use crate::platform::Platform;
 use crate::power::PowerStatus;
@@ -95,7 +95,7 @@ pub struct FakePlatform {
     pub lines: RefCell<Vec<(String, String)>>,
     pub notices: RefCell<Vec<Notice>>,
     pub memory: RefCell<Vec<u8>>,
-    pub uart_mmio: Option<GuestPhysAddr>,
+    pub uart_mmio: Option<GuestUart>,
     /// vCPUs started through [`Platform::start_vcpu`]: (partition, vCPU, entry, context).
     pub started: RefCell<Vec<(u32, u32, u64, u64)>>,
     /// What arrives on the machine's console line.
@@ -179,7 +179,7 @@ impl Platform for FakePlatform {
         let o = offset as usize;
         self.memory.borrow_mut()[o..o + data.len()].copy_from_slice(data);
     }
-    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+    fn uart_mmio(&self) -> Option<GuestUart> {
         self.uart_mmio
     }
     fn start_vcpu(&self, partition: u32, vcpu: u32, entry: u64, context: u64) -> PowerStatus {

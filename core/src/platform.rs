@@ -1,7 +1,6 @@
 //! What a physical CPU provides to the portable exit loop besides the vCPU itself.
 
-use crate::addr::GuestPhysAddr;
-use crate::config::MemoryRegion;
+use crate::config::{GuestUart, MemoryRegion};
 use crate::power::PowerStatus;
 use crate::report::Notice;
 
@@ -36,9 +35,9 @@ pub trait Platform {
     fn read_guest(&self, region: &MemoryRegion, offset: u64, buf: &mut [u8]);
     /// Copies `data` into `region` at `offset`, under the same rule as [`Platform::read_guest`].
     fn write_guest(&self, region: &MemoryRegion, offset: u64, data: &[u8]);
-    /// Where this machine puts each partition's memory-mapped UART (a PL011), if it gives them one
-    /// instead of a port-mapped 16550.
-    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+    /// Where this machine puts each partition's memory-mapped UART (a PL011) and the interrupt it
+    /// raises, if it gives them one instead of a port-mapped 16550.
+    fn uart_mmio(&self) -> Option<GuestUart> {
         None
     }
     /// Starts vCPU `vcpu` of partition `partition` at `entry` with `context` in its first argument

@@ -142,9 +142,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
-                if self.partition.console_input {
+                if self.takes_console_input() {
                     self.pump_input(ExecPoint::default());
                 }
+                self.follow_uart_line(vcpu);
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
             }
@@ -209,6 +210,38 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
         }
+    }
+
+    /// The PL011's receive interrupt follows its line: pending while a received byte waits
+    /// unmasked, withdrawn once the guest read them all. Fault-tolerant copies do not take it
+    /// (when it would come is not logged): their guests poll the UART.
+    fn follow_uart_line<V: Vcpu>(&mut self, vcpu: &mut V) {
+        let Some(intid) = self
+            .platform
+            .uart_mmio()
+            .and_then(|uart| u8::try_from(uart.intid).ok())
+        else {
+            return;
+        };
+        if self.record.pl011.interrupt_line() {
+            vcpu.raise_interrupt(intid);
+        } else {
+            vcpu.lower_interrupt(intid);
+        }
+    }
+
+    /// Whether this vCPU moves the machine's console line into its UART: the partition's first
+    /// vCPU only, so that no byte lands in a UART the guest does not read. Each vCPU has its own
+    /// PL011 model, and a guest takes the UART's interrupt on its first CPU unless it moves it.
+    fn takes_console_input(&self) -> bool {
+        self.partition.console_input && self.vcpu == 0
+    }
+
+    /// When an idle vCPU next looks at the console line: a partition that takes console input
+    /// (and does not log) is woken by it, every [`ConsoleIn::POLL_NS`].
+    fn input_poll_deadline(&self) -> Option<u64> {
+        (self.takes_console_input() && !self.replica.logs())
+            .then(|| self.platform.now_ns().saturating_add(ConsoleIn::POLL_NS))
     }
 
     /// Makes the SGIs siblings sent this vCPU pending in its interrupt model.
@@ -277,7 +310,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         if self.replica.replays() {
             return Ok(());
         }
-        if self.partition.console_input {
+        if self.takes_console_input() {
             self.pump_input(at);
         }
         let now = self.partition_now();
@@ -298,6 +331,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 return Err(self.with_partition());
             }
             self.raise_sgis(vcpu);
+            if self.takes_console_input() && !self.replica.logs() {
+                self.pump_input(ExecPoint::default());
+                self.follow_uart_line(vcpu);
+            }
             if vcpu.interrupt_pending() {
                 return Ok(());
             }
@@ -312,7 +349,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
                 continue;
             }
-            match (self.absolute_deadline(), vcpu.wake_deadline()) {
+            let core_deadline = match (self.absolute_deadline(), self.input_poll_deadline()) {
+                (Some(timer), Some(poll)) => Some(timer.min(poll)),
+                (timer, poll) => timer.or(poll),
+            };
+            match (core_deadline, vcpu.wake_deadline()) {
                 // Only a sibling's SGI (or its stop) can end this wait.
                 (None, None) if self.platform.wait_for_sibling() => continue,
                 (None, None) => return Err(StopReason::HaltedForever { pc }),

@@ -68,6 +68,12 @@ pub trait Vcpu {
     fn complete(&mut self, completion: Completion);
     /// Requests delivery of `vector` as soon as the guest can take an interrupt.
     fn raise_interrupt(&mut self, vector: u8);
+    /// Withdraws `vector` if it still waits to be delivered: a level-triggered device line
+    /// dropped before the guest took it. A backend that delivers nothing it could withdraw
+    /// ignores it.
+    fn lower_interrupt(&mut self, vector: u8) {
+        let _ = vector;
+    }
     /// Whether an interrupt raised earlier is still waiting to be delivered.
     fn interrupt_pending(&self) -> bool;
     /// Whether the guest can take an interrupt at all now (x86 RFLAGS.IF, aarch64 PSTATE.I).

@@ -8,6 +8,7 @@ mod guests;
 mod image_file;
 mod inject;
 mod lint;
+mod linux;
 mod live;
 mod logs;
 #[cfg(test)]
@@ -91,6 +92,9 @@ enum Command {
     },
     /// Measure exit costs and boot time in emulated instructions.
     Bench,
+    /// Fetch Debian's arm64 kernel and busybox with apt (packages only, cached under
+    /// `target/linux`) and build the initial RAM disk `examples/linux-aarch64.toml` boots.
+    FetchLinux,
     /// Run clippy, warnings as errors, on every crate for each target it is built for.
     Lint,
     /// Run a fault-injection campaign: `ft-kill` kills a fault-tolerant partition's primary at a
@@ -140,6 +144,14 @@ fn main() -> ExitCode {
         ),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench => bench::run().map(|()| true),
+        Command::FetchLinux => linux::fetch().map(|files| {
+            println!(
+                "kernel {}\ninitial RAM disk {}",
+                files.image.display(),
+                files.initramfs.display()
+            );
+            true
+        }),
         Command::Lint => lint::run_all().map(|()| true),
         Command::Inject {
             campaign,

@@ -15,12 +15,15 @@
 //! - `input: TEXT`: TEXT and a newline arrive on the machine's console line (QEMU boards; the
 //!   rules' lines in order);
 //! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
-//! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM.
+//! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM;
+//! - `timeout: SECONDS`: the run's wall-time limit, for guests that take long to emulate (a
+//!   Linux kernel), instead of the emulator's default.
 //!
 //! Unless `ends: failure` is given, every run must end normally (every partition stopped, the
 //! emulator's success status) with no hypervisor failure report.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -38,6 +41,7 @@ pub enum Rule {
     Input(String),
     EndsInFailure,
     QemuTcg,
+    Timeout(Duration),
 }
 
 /// The boot command line the rules ask for.
@@ -50,6 +54,17 @@ pub fn cmdline(rules: &[Rule]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The run's wall-time limit: the rules' own, or `default`.
+pub fn timeout(rules: &[Rule], default: Duration) -> Duration {
+    rules
+        .iter()
+        .find_map(|r| match r {
+            Rule::Timeout(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(default)
 }
 
 /// What the rules send on the machine's console line.
@@ -104,6 +119,9 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "input" => Rule::Input(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
+            "timeout" => Rule::Timeout(Duration::from_secs(arg.parse().with_context(|| {
+                format!("{}:{}: timeout needs whole seconds", file.display(), n + 1)
+            })?)),
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
                 None => bail!(
@@ -196,7 +214,11 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             }
             Rule::Numbered(name, prefix, cuts) => numbered(&run.console, name, prefix, *cuts),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
-            Rule::Boot(_) | Rule::Input(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
+            Rule::Boot(_)
+            | Rule::Input(_)
+            | Rule::EndsInFailure
+            | Rule::QemuTcg
+            | Rule::Timeout(_) => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));

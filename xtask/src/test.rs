@@ -12,7 +12,10 @@ use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Run};
 use crate::scenario::{self, Rule};
-use crate::{Arch, guests, inject, root, tools, user_images};
+use crate::{Arch, guests, inject, linux, root, tools, user_images};
+
+/// Scenarios whose names contain this boot Debian's arm64 kernel (`cargo xtask fetch-linux`).
+const LINUX_DEBIAN: &str = "linux-debian";
 
 #[derive(Default)]
 struct Tally {
@@ -100,11 +103,22 @@ impl Prepared {
             Ok((img, iso))
         });
         let run = run.and_then(|(img, iso)| match iso {
-            Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
-            None if img.config.board.arch == ArchName::Aarch64 => {
-                emulator::qemu_aarch64(&img, &cmdline, emulator::QEMU_TIMEOUT)
-            }
-            None => emulator::qemu(&img, &cmdline, accel, emulator::QEMU_TIMEOUT),
+            Some(iso) => emulator::bochs(
+                &img,
+                &iso,
+                scenario::timeout(&self.rules, emulator::BOCHS_TIMEOUT),
+            ),
+            None if img.config.board.arch == ArchName::Aarch64 => emulator::qemu_aarch64(
+                &img,
+                &cmdline,
+                scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT),
+            ),
+            None => emulator::qemu(
+                &img,
+                &cmdline,
+                accel,
+                scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT),
+            ),
         });
         report(&self.name, run, &self.rules, tally);
     }
@@ -179,6 +193,13 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
     })?;
     let guests = guests::build(arch)?;
     user_images::build(arch)?;
+    // Scenarios that boot Debian's kernel fail on their own (missing files) if it cannot be
+    // fetched; the others run.
+    if list.iter().any(|s| s.name.contains(LINUX_DEBIAN))
+        && let Err(e) = linux::fetch()
+    {
+        println!("    cannot fetch Linux: {e:#}");
+    }
     // Builds share cargo's target directory, so they run one at a time; boots run two at a time.
     let ready: Vec<Prepared> = list
         .into_iter()

@@ -13,6 +13,7 @@ pub mod boot;
 mod clock;
 mod console;
 mod counter;
+mod debugregs;
 mod dirty;
 mod dt;
 mod entry;

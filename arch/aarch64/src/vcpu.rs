@@ -17,7 +17,7 @@ use crate::gic::{self, GicError, SPURIOUS};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
-use crate::{counter, idregs, lr, psci, sgi, stage2, time, vgic, virtual_time};
+use crate::{counter, debugregs, idregs, lr, psci, sgi, stage2, time, vgic, virtual_time};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -432,6 +432,13 @@ impl El2Vcpu {
                         value, self.index, self.vcpus,
                     )));
                 }
+                if let Some(access) = debugregs::decode(esr.read(ESR_EL2::ISS)) {
+                    if let Some(rt) = access.into {
+                        self.regs.x[rt] = access.value;
+                    }
+                    self.step();
+                    return None;
+                }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {
                         self.regs.x[read.rt] = idregs::guest_value(read, self.sve);
@@ -654,6 +661,10 @@ impl Vcpu for El2Vcpu {
 
     fn raise_interrupt(&mut self, vector: u8) {
         self.vgic.interrupts.raise(vector.into(), false);
+    }
+
+    fn lower_interrupt(&mut self, vector: u8) {
+        self.vgic.interrupts.clear_pending(vector.into());
     }
 
     fn interrupt_pending(&self) -> bool {

@@ -228,7 +228,7 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
             state,
         )
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
-    let uart_mmio = shared.system.board.guest_uart.map(|uart| uart.base);
+    let uart_mmio = shared.system.board.guest_uart;
     let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio, cpu, index);
     let run = Run {
         shared,

@@ -4,8 +4,7 @@
 
 use core::marker::PhantomData;
 
-use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::MemoryRegion;
+use tandem_core::config::{GuestUart, MemoryRegion};
 use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
@@ -19,7 +18,7 @@ use crate::{guest_memory, kick, report, siblings, vcpu_power};
 pub struct HwPlatform<B: Backend> {
     clock: B::Clock,
     /// Where each partition finds its memory-mapped UART (board data), if the board gives one.
-    uart_mmio: Option<GuestPhysAddr>,
+    uart_mmio: Option<GuestUart>,
     /// This CPU, and the index of the partition it runs.
     cpu: usize,
     partition: usize,
@@ -30,7 +29,7 @@ impl<B: Backend> HwPlatform<B> {
     /// The platform of CPU `cpu`, which runs a vCPU of partition `partition` (its index).
     pub fn new(
         clock: B::Clock,
-        uart_mmio: Option<GuestPhysAddr>,
+        uart_mmio: Option<GuestUart>,
         cpu: usize,
         partition: usize,
     ) -> Self {
@@ -98,7 +97,7 @@ impl<B: Backend> Platform for HwPlatform<B> {
         guest_memory::write(region, offset, data);
     }
 
-    fn uart_mmio(&self) -> Option<GuestPhysAddr> {
+    fn uart_mmio(&self) -> Option<GuestUart> {
         self.uart_mmio
     }
 

@@ -4,8 +4,9 @@
 //! The guest sees a UART whose transmit FIFO is never full; its receive FIFO holds the bytes of
 //! the machine's console line routed to the partition. Registers and identification values follow
 //! the PL011 Technical Reference Manual (DDI 0183), section 3.2, so that drivers probing the
-//! primecell IDs (Linux's amba-pl011) accept it. The receive interrupt's status is modelled
-//! (RIS, MIS) but not yet raised at the interrupt controller: a driver must poll.
+//! primecell IDs (Linux's amba-pl011) accept it. The receive interrupt is a level the exit loop
+//! follows ([`Pl011::interrupt_line`]); the transmit interrupt is never needed, as the transmit
+//! FIFO never fills.
 
 use super::line::LineBuffer;
 use super::rx::RxFifo;
@@ -73,6 +74,12 @@ impl Pl011 {
 
     fn raw_interrupts(&self) -> u32 {
         if self.rx.is_empty() { 0 } else { INT_RX }
+    }
+
+    /// The UART's combined interrupt line (UARTINTR, TRM 2.8): high while an unmasked interrupt
+    /// is raised, i.e. a received byte waits and the guest unmasked the receive interrupt.
+    pub fn interrupt_line(&self) -> bool {
+        self.raw_interrupts() & self.imsc != 0
     }
 
     /// The value a read of the register at `offset` returns; reading DR takes a received byte.
