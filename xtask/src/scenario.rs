@@ -15,7 +15,9 @@
 //! - `input: TEXT`: TEXT and a newline arrive on the machine's console line (QEMU boards; the
 //!   rules' lines in order);
 //! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
-//! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM.
+//! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM;
+//! - `images: damaged` or `images: withheld`: the GRUB ISO of an x86_64 board carries the
+//!   images file with one byte flipped, or not at all (to see the hypervisor refuse it).
 //!
 //! Unless `ends: failure` is given, every run must end normally (every partition stopped, the
 //! emulator's success status) with no hypervisor failure report.
@@ -24,6 +26,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::build::Module;
 use crate::emulator::Run;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +41,7 @@ pub enum Rule {
     Input(String),
     EndsInFailure,
     QemuTcg,
+    Images(Module),
 }
 
 /// The boot command line the rules ask for.
@@ -50,6 +54,17 @@ pub fn cmdline(rules: &[Rule]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What the boot ISO carries of the images file, as the rules ask.
+pub fn module(rules: &[Rule]) -> Module {
+    rules
+        .iter()
+        .find_map(|r| match r {
+            Rule::Images(module) => Some(*module),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// What the rules send on the machine's console line.
@@ -104,6 +119,8 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "input" => Rule::Input(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
+            "images" if arg == "damaged" => Rule::Images(Module::Damaged),
+            "images" if arg == "withheld" => Rule::Images(Module::Withheld),
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
                 None => bail!(
@@ -196,7 +213,11 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             }
             Rule::Numbered(name, prefix, cuts) => numbered(&run.console, name, prefix, *cuts),
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
-            Rule::Boot(_) | Rule::Input(_) | Rule::EndsInFailure | Rule::QemuTcg => true,
+            Rule::Boot(_)
+            | Rule::Input(_)
+            | Rule::EndsInFailure
+            | Rule::QemuTcg
+            | Rule::Images(_) => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));
