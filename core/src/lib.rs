@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod beside;
 pub mod bundle;
 pub mod config;
 pub mod devices;

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use tandem_core::beside::IMAGES_MODULE;
 use tandem_core::bundle;
+use tandem_core::config::ImageSource;
 
-use crate::config::{self, Loaded};
+use crate::config::{self, ArchName, EmulatorName, Loaded};
 use crate::guests::{self, Guests};
 use crate::tools;
 use crate::{Arch, root};
@@ -86,17 +88,66 @@ pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
     })
 }
 
-/// A GRUB rescue ISO that boots the image through multiboot2 with `cmdline`.
+/// What a GRUB ISO carries of the images file: the file as built, or, for the tests of the
+/// hypervisor's checks, a copy with one byte flipped, or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Module {
+    #[default]
+    AsBuilt,
+    Damaged,
+    Withheld,
+}
+
+/// A GRUB rescue ISO that boots the image through multiboot2 with `cmdline`; the images file,
+/// if the configuration has one, goes with it as a Multiboot2 module named
+/// [`IMAGES_MODULE`], which the hypervisor moves into the board's image area.
 pub fn iso(image: &Image, cmdline: &str) -> Result<PathBuf> {
-    tools::require(tools::BOCHS)?;
+    iso_with(image, cmdline, Module::AsBuilt)
+}
+
+/// The ISO an x86_64 board boots from, if it boots from one: always in Bochs; in QEMU only when
+/// images travel beside the hypervisor, since QEMU 7.2's `-kernel` (PVH) passes no modules.
+pub fn boot_iso(image: &Image, cmdline: &str, module: Module) -> Result<Option<PathBuf>> {
+    let board = &image.config.board;
+    let wanted = match (board.arch, board.emulator) {
+        (ArchName::Aarch64, _) => false,
+        (ArchName::X86_64, EmulatorName::Bochs) => true,
+        (ArchName::X86_64, EmulatorName::Qemu) => !image.config.beside.is_empty(),
+    };
+    wanted.then(|| iso_with(image, cmdline, module)).transpose()
+}
+
+/// [`iso`], carrying the images file as `module` says.
+pub fn iso_with(image: &Image, cmdline: &str, module: Module) -> Result<PathBuf> {
+    tools::require(tools::GRUB)?;
     let tree = image.dir.join("iso");
     fs::create_dir_all(tree.join("boot/grub"))?;
     fs::copy(&image.elf, tree.join("boot/tandem.elf"))?;
+    let carried = tree.join("boot").join(IMAGES_FILE);
+    let _ = fs::remove_file(&carried);
+    let mut entry = format!("  multiboot2 /boot/tandem.elf {cmdline}\n");
+    let mut bytes = image.config.beside.clone();
+    if !bytes.is_empty() && module != Module::Withheld {
+        if module == Module::Damaged {
+            // Halfway into the image that starts the file.
+            let first = image
+                .config
+                .system
+                .partitions
+                .iter()
+                .find_map(|p| match p.image.source {
+                    ImageSource::Beside { offset: 0, .. } => Some(p.image.size as usize),
+                    _ => None,
+                });
+            let middle = first.unwrap_or(bytes.len()).min(bytes.len()) / 2;
+            bytes[middle] ^= 0x80;
+        }
+        fs::write(&carried, &bytes)?;
+        entry += &format!("  module2 /boot/{IMAGES_FILE} {IMAGES_MODULE}\n");
+    }
     fs::write(
         tree.join("boot/grub/grub.cfg"),
-        format!(
-            "set timeout=0\nset default=0\nmenuentry \"Tandem\" {{\n  multiboot2 /boot/tandem.elf {cmdline}\n  boot\n}}\n"
-        ),
+        format!("set timeout=0\nset default=0\nmenuentry \"Tandem\" {{\n{entry}  boot\n}}\n"),
     )?;
     let iso = image.dir.join("tandem.iso");
     let out = Command::new("grub-mkrescue")

@@ -118,6 +118,27 @@ struct RangeFile {
     size: Size,
 }
 
+/// `images = { base, size, carrier }`: the board's image area.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct ImagesFile {
+    base: Size,
+    size: Size,
+    #[serde(default)]
+    carrier: CarrierFile,
+}
+
+/// How the images file reaches the image area (see `model::ImageCarrier`).
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum CarrierFile {
+    /// The emulator writes it at `base` (QEMU's generic loader).
+    #[default]
+    Loader,
+    /// GRUB loads it as a Multiboot2 module; the hypervisor moves it to `base`.
+    Multiboot2,
+}
+
 /// An aarch64 board's `[gic]` section.
 #[derive(Deserialize, Debug, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -158,9 +179,9 @@ pub struct BoardFile {
     guest_uart: Option<GuestUartFile>,
     /// aarch64 boards only: the GICv3.
     gic: Option<GicFile>,
-    /// RAM the emulator fills with the images file (guest images carried beside the
-    /// hypervisor's own); aarch64 boards only for now.
-    images: Option<RangeFile>,
+    /// RAM that holds the images file (guest images carried beside the hypervisor's own), and
+    /// how the file gets there.
+    images: Option<ImagesFile>,
     /// What counts a guest's progress per instruction, if anything (see
     /// `model::InstructionCounter`).
     instruction_counter: Option<InstructionCounterFile>,
@@ -452,9 +473,15 @@ fn resolve(
             base: GuestPhysAddr::new(u.base.0),
             intid: u.intid,
         }),
-        images: b.images.map(|r| model::PhysRange {
-            base: HostPhysAddr::new(r.base.0),
-            size: r.size.0,
+        images: b.images.map(|r| model::ImageArea {
+            range: model::PhysRange {
+                base: HostPhysAddr::new(r.base.0),
+                size: r.size.0,
+            },
+            carrier: match r.carrier {
+                CarrierFile::Loader => model::ImageCarrier::Loader,
+                CarrierFile::Multiboot2 => model::ImageCarrier::Multiboot2,
+            },
         }),
         instruction_counter: match b.instruction_counter {
             None => model::InstructionCounter::None,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use tandem_core::config::ImageCarrier;
 use wait_timeout::ChildExt;
 
 use crate::build::{IMAGES_FILE, Image};
@@ -325,8 +326,15 @@ pub enum Accel {
     Tcg,
 }
 
-/// Boots `image` with QEMU `-kernel` (PVH), passing `cmdline`.
-pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Result<Run> {
+/// Boots `image` with QEMU: from `iso` (GRUB, multiboot2, with the images module), or with
+/// `-kernel` (PVH), passing `cmdline`.
+pub fn qemu(
+    image: &Image,
+    iso: Option<&Path>,
+    cmdline: &str,
+    accel: Accel,
+    timeout: Duration,
+) -> Result<Run> {
     tools::require(tools::QEMU_X86)?;
     let dir = &image.dir;
     clean(dir);
@@ -347,10 +355,15 @@ pub fn qemu(image: &Image, cmdline: &str, accel: Accel, timeout: Duration) -> Re
         &format!("{}M", board.ram.size >> 20),
     ])
     .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-    .arg("-kernel")
-    .arg(&image.elf)
-    .args(["-append", cmdline]);
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    match iso {
+        // The command line is in the ISO's grub.cfg.
+        Some(iso) => cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]),
+        None => cmd
+            .arg("-kernel")
+            .arg(&image.elf)
+            .args(["-append", cmdline]),
+    };
     run_qemu(cmd, image, timeout, Streams::Messages)
 }
 
@@ -391,7 +404,7 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         .arg("-kernel")
         .arg(&image.elf)
         .args(["-append", cmdline]);
-    if let Some(area) = board.images {
+    if let Some(area) = board.images.filter(|a| a.carrier == ImageCarrier::Loader) {
         let file = dir.join(IMAGES_FILE);
         if file.exists() {
             // The generic loader copies the file into RAM at reset, as a board's boot loader
@@ -399,7 +412,7 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
             cmd.arg("-device").arg(format!(
                 "loader,file={},addr={:#x},force-raw=on",
                 file.display(),
-                area.base.raw()
+                area.range.base.raw()
             ));
         }
     }

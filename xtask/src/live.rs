@@ -156,14 +156,18 @@ fn run_following(image: &Image, emulator: EmulatorName, timeout: Duration) -> Re
             let iso = build::iso(image, "")?;
             emulator::bochs(image, &iso, timeout)
         }
-        (_, EmulatorName::Qemu) if emulator::kvm_has_vmx() => {
-            emulator::qemu(image, "", Accel::Kvm, timeout)
-        }
         (_, EmulatorName::Qemu) => {
-            println!(
-                "No KVM with nested VT-x here: QEMU emulates a CPU without VMX, so Tandem will refuse to start."
-            );
-            emulator::qemu(image, "", Accel::Tcg, timeout)
+            // A GRUB ISO when images travel beside the hypervisor (as a Multiboot2 module).
+            let iso = build::boot_iso(image, "", build::Module::AsBuilt)?;
+            let accel = if emulator::kvm_has_vmx() {
+                Accel::Kvm
+            } else {
+                println!(
+                    "No KVM with nested VT-x here: QEMU emulates a CPU without VMX, so Tandem will refuse to start."
+                );
+                Accel::Tcg
+            };
+            emulator::qemu(image, iso.as_deref(), "", accel, timeout)
         }
     };
     stop.store(true, Ordering::Release);

@@ -18,6 +18,8 @@
 //! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM;
 //! - `timeout: SECONDS`: the run's wall-time limit, for guests that take long to emulate (a
 //!   Linux kernel), instead of the emulator's default.
+//! - `images: damaged` or `images: withheld`: the GRUB ISO of an x86_64 board carries the
+//!   images file with one byte flipped, or not at all (to see the hypervisor refuse it).
 //!
 //! Unless `ends: failure` is given, every run must end normally (every partition stopped, the
 //! emulator's success status) with no hypervisor failure report.
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::build::Module;
 use crate::emulator::Run;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +45,7 @@ pub enum Rule {
     EndsInFailure,
     QemuTcg,
     Timeout(Duration),
+    Images(Module),
 }
 
 /// The boot command line the rules ask for.
@@ -65,6 +69,17 @@ pub fn timeout(rules: &[Rule], default: Duration) -> Duration {
             _ => None,
         })
         .unwrap_or(default)
+}
+
+/// What the boot ISO carries of the images file, as the rules ask.
+pub fn module(rules: &[Rule]) -> Module {
+    rules
+        .iter()
+        .find_map(|r| match r {
+            Rule::Images(module) => Some(*module),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// What the rules send on the machine's console line.
@@ -122,6 +137,8 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             "timeout" => Rule::Timeout(Duration::from_secs(arg.parse().with_context(|| {
                 format!("{}:{}: timeout needs whole seconds", file.display(), n + 1)
             })?)),
+            "images" if arg == "damaged" => Rule::Images(Module::Damaged),
+            "images" if arg == "withheld" => Rule::Images(Module::Withheld),
             "interleaved" => match arg.split_once(' ') {
                 Some((a, b)) => Rule::Interleaved(a.to_string(), b.trim().to_string()),
                 None => bail!(
@@ -218,7 +235,8 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             | Rule::Input(_)
             | Rule::EndsInFailure
             | Rule::QemuTcg
-            | Rule::Timeout(_) => true,
+            | Rule::Timeout(_)
+            | Rule::Images(_) => true,
         };
         if !ok {
             failures.push(format!("expected {rule:?}"));

@@ -64,7 +64,8 @@ fn unit_tests(tally: &mut Tally) -> Result<()> {
 }
 
 /// A scenario whose image is built (or failed to build), waiting for an emulator: Bochs boots
-/// an ISO, QEMU the ELF itself.
+/// an ISO, QEMU x86 one too when images travel beside the hypervisor, QEMU otherwise the ELF
+/// itself.
 struct Prepared {
     name: String,
     image: Result<(Image, Option<PathBuf>)>,
@@ -79,9 +80,9 @@ impl Prepared {
             guests,
             &format!("test-{}", s.name.replace('/', "-")),
         )
-        .and_then(|img| match img.config.board.emulator {
-            EmulatorName::Bochs => build::iso(&img, &cmdline).map(|iso| (img, Some(iso))),
-            EmulatorName::Qemu => Ok((img, None)),
+        .and_then(|img| {
+            let iso = build::boot_iso(&img, &cmdline, scenario::module(&s.rules))?;
+            Ok((img, iso))
         });
         Self {
             name: s.name,
@@ -102,23 +103,21 @@ impl Prepared {
             std::fs::write(img.dir.join("console.in"), &input)?;
             Ok((img, iso))
         });
-        let run = run.and_then(|(img, iso)| match iso {
-            Some(iso) => emulator::bochs(
-                &img,
-                &iso,
-                scenario::timeout(&self.rules, emulator::BOCHS_TIMEOUT),
-            ),
-            None if img.config.board.arch == ArchName::Aarch64 => emulator::qemu_aarch64(
-                &img,
-                &cmdline,
-                scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT),
-            ),
-            None => emulator::qemu(
-                &img,
-                &cmdline,
-                accel,
-                scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT),
-            ),
+        let run = run.and_then(|(img, iso)| {
+            let board = &img.config.board;
+            let qemu_timeout = scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT);
+            match (board.arch, board.emulator, iso) {
+                (ArchName::Aarch64, ..) => emulator::qemu_aarch64(&img, &cmdline, qemu_timeout),
+                (_, EmulatorName::Bochs, Some(iso)) => emulator::bochs(
+                    &img,
+                    &iso,
+                    scenario::timeout(&self.rules, emulator::BOCHS_TIMEOUT),
+                ),
+                (_, EmulatorName::Bochs, None) => anyhow::bail!("Bochs boots from an ISO"),
+                (_, EmulatorName::Qemu, iso) => {
+                    emulator::qemu(&img, iso.as_deref(), &cmdline, accel, qemu_timeout)
+                }
+            }
         });
         report(&self.name, run, &self.rules, tally);
     }

@@ -12,6 +12,27 @@ pub struct Need {
     pub package: &'static str,
 }
 
+/// What `grub-mkrescue` needs to make a bootable ISO (Bochs boots one always, QEMU x86 when
+/// images travel beside the hypervisor as a Multiboot2 module).
+pub const GRUB: &[Need] = &[
+    Need {
+        file: "/usr/bin/grub-mkrescue",
+        package: "grub-common",
+    },
+    Need {
+        file: "/usr/lib/grub/i386-pc/multiboot2.mod",
+        package: "grub-pc-bin",
+    },
+    Need {
+        file: "/usr/bin/xorriso",
+        package: "xorriso",
+    },
+    Need {
+        file: "/usr/bin/mformat",
+        package: "mtools",
+    },
+];
+
 pub const BOCHS: &[Need] = &[
     Need {
         file: "/usr/bin/bochs",

@@ -1,8 +1,8 @@
 //! Programs that stand for a user's own guest: single files under `tests/images`, built by
 //! `rustc` alone, outside the workspace and Tandem's guest runtime, into `target/images/ARCH`
 //! for the scenarios that load them with `image = { path, format }`:
-//! - `uart.elf` and, flattened by objcopy, `uart.bin`; on aarch64 also `uart-big.bin`, the flat
-//!   binary with a 24 MiB padding block 64 KiB in, which the program checks byte by byte;
+//! - `uart.elf` and, flattened by objcopy, `uart.bin`; also `uart-big.bin`, the flat binary
+//!   with a 24 MiB padding block 64 KiB in, which the program checks byte by byte;
 //! - on aarch64, `linux.bin`, an arm64 kernel `Image` stand-in that checks the boot protocol,
 //!   and `initrd.bin`, a 3 MiB initial RAM disk it checks byte by byte.
 
@@ -15,7 +15,7 @@ use crate::tools::{self, llvm, run};
 use crate::{Arch, root};
 
 /// Where the padding block starts in the program's flat image, and how many bytes follow its
-/// header (as `tests/images/uart-aarch64.rs` expects them).
+/// header (as `tests/images/uart-ARCH.rs` expect them).
 const PADDING_AT: usize = 0x1_0000;
 const PADDING_LEN: usize = 24 << 20;
 /// The initial RAM disk's pattern bytes (as `tests/images/linux-aarch64.rs` expects them).
@@ -74,17 +74,17 @@ pub fn build(arch: Arch) -> Result<()> {
         &dir,
         "uart",
     )?;
+    let mut big = std::fs::read(&flat)?;
+    if big.len() > PADDING_AT {
+        bail!(
+            "{} outgrew the {PADDING_AT} bytes before its padding",
+            flat.display()
+        );
+    }
+    big.resize(PADDING_AT, 0);
+    big.extend(pattern_block(b"PADDING!", PADDING_LEN));
+    std::fs::write(dir.join("uart-big.bin"), big)?;
     if arch == Arch::Aarch64 {
-        let mut big = std::fs::read(&flat)?;
-        if big.len() > PADDING_AT {
-            bail!(
-                "{} outgrew the {PADDING_AT} bytes before its padding",
-                flat.display()
-            );
-        }
-        big.resize(PADDING_AT, 0);
-        big.extend(pattern_block(b"PADDING!", PADDING_LEN));
-        std::fs::write(dir.join("uart-big.bin"), big)?;
         build_one(target, "linux-aarch64", "link-linux-aarch64", &dir, "linux")?;
         std::fs::write(
             dir.join("initrd.bin"),

@@ -97,12 +97,12 @@ fn beside<B: Backend>(
     let bytes = sys
         .board
         .images
-        .and_then(|area| images::area(&area, &sys.board.hypervisor, offset, size))
+        .and_then(|area| images::area(&area.range, &sys.board.hypervisor, offset, size))
         .unwrap_or_else(|| fatal::<B>("a partition image lies outside the board's image area"));
     let found = tandem_core::bundle::crc32(bytes);
     if found != crc {
         defmt::error!(
-            "an image of partition {=str} ({=u64} bytes at offset {=u64:#x} of the image area) has CRC {=u32:#010x}, not {=u32:#010x}: the boot path did not load the images file beside the hypervisor",
+            "an image of partition {=str} ({=u64} bytes at offset {=u64:#x} of the image area) has CRC {=u32:#010x}, not {=u32:#010x}: the images file beside the hypervisor is missing, damaged or not the one it was built with",
             p.name.as_str(),
             size,
             offset,

@@ -3,12 +3,15 @@
 //! the INIT-SIPI-SIPI trampoline, and a VMX vCPU per CPU.
 
 use spin::Once;
-use tandem_core::config::{Partition, System, Uart};
+use tandem_core::addr::HostPhysAddr;
+use tandem_core::beside::IMAGES_MODULE;
+use tandem_core::config::{ImageCarrier, Partition, PhysRange, System, Uart};
 use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
 use tandem_hw::console::ConsoleUart;
 use tandem_hw::dirty::TrackError;
 use tandem_hw::guest_memory::{self, Coherence, LayoutDiffers};
+use tandem_hw::images;
 use tandem_hw::report::Vocabulary;
 use x86_64::instructions::port::PortWriteOnly;
 
@@ -86,6 +89,41 @@ fn port(uart: Uart) -> u16 {
     }
 }
 
+/// Moves the images module the boot loader placed where it chose into the board's image area,
+/// or stops the machine saying why it cannot.
+fn gather_images(sys: &System, boot: &BootInfo) {
+    let (start, end) = boot::image_range();
+    let image = PhysRange {
+        base: HostPhysAddr::new(start),
+        size: end - start,
+    };
+    // SAFETY: called from `init` on the bootstrap CPU, which since the loader handed over has
+    // written only the hypervisor's image (`.bss`, boot stack and tables, statics) and device
+    // registers: the frame pool, the ledger and the partitions come after `init`. The loader's
+    // information was read and its command line copied (`BootInfo::parse`).
+    match unsafe { images::gather(sys, boot.images, &image) } {
+        Ok(Some(moved)) => defmt::info!(
+            "images module `{=str}`: {=u64} bytes at {=u64:#x}, moved to the image area at {=u64:#x} ({=u32} module(s) passed)",
+            IMAGES_MODULE,
+            moved.len,
+            moved.from,
+            moved.to,
+            boot.modules
+        ),
+        Ok(None) => {}
+        Err(error) => {
+            defmt::error!(
+                "{}; booted by {=str}, which passed {=u32} module(s)",
+                defmt::Display2Format(&error),
+                boot.loader_name(),
+                boot.modules
+            );
+            Console::emergency(format_args!("{error}"));
+            bringup::fatal::<PcBackend>("the images carried beside the hypervisor cannot be used")
+        }
+    }
+}
+
 /// Masks both 8259 PICs: the hypervisor takes no device interrupts, and a pending one would turn
 /// every VM entry into an immediate external-interrupt exit.
 fn mask_pic() {
@@ -134,6 +172,16 @@ impl Backend for PcBackend {
         let cmdline = early.boot.cmdline();
         if !cmdline.is_empty() {
             defmt::info!("boot command line: \"{=str}\"", cmdline);
+        }
+        if early.boot.malformed {
+            defmt::warn!("the boot loader's information is malformed; read up to where it broke");
+        }
+        if sys
+            .board
+            .images
+            .is_some_and(|area| area.carrier == ImageCarrier::Multiboot2)
+        {
+            gather_images(sys, &early.boot);
         }
         cpu::init_idt();
         cpu::init(0);

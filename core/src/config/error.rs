@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::model::InstructionCounter;
+use super::model::{ImageCarrier, InstructionCounter};
 
 /// Which field of the configuration a problem is about, written the way the TOML file spells it
 /// (`partition[1].memory[0].size`).
@@ -81,6 +81,10 @@ pub enum Problem {
         size: u64,
     },
     OutsideRam,
+    /// The board's architecture has no boot path that carries the images file this way.
+    NoSuchCarrier {
+        carrier: ImageCarrier,
+    },
     DuplicateName {
         other: usize,
     },
@@ -190,6 +194,22 @@ impl fmt::Display for Problem {
                 "ends {end:#x} bytes into the board's image area, which has {size:#x}"
             ),
             Problem::OutsideRam => write!(f, "is not inside the board's RAM"),
+            Problem::NoSuchCarrier {
+                carrier: ImageCarrier::Loader,
+            } => write!(
+                f,
+                "\"loader\" needs a boot path that writes the images file at `base`, which PC boot \
+                 loaders do not; use \"multiboot2\" (GRUB loads it as a module, the hypervisor \
+                 moves it to `base`)"
+            ),
+            Problem::NoSuchCarrier {
+                carrier: ImageCarrier::Multiboot2,
+            } => write!(
+                f,
+                "\"multiboot2\" needs a boot path that passes Multiboot2 modules, which this \
+                 architecture's does not; use \"loader\" (QEMU's generic loader writes the file at \
+                 `base`)"
+            ),
             Problem::DuplicateName { other } => {
                 write!(f, "the same name is already used by partition[{other}]")
             }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -91,13 +91,33 @@ pub struct Board {
     /// Where each partition sees its virtual PL011; aarch64 boards only (x86 partitions get a
     /// port-mapped 16550).
     pub guest_uart: Option<GuestUart>,
-    /// RAM the boot path fills with guest images carried beside the hypervisor's own image (on
-    /// QEMU `virt`, its generic loader); no partition and not the hypervisor may use it.
-    /// aarch64 boards only for now.
-    pub images: Option<PhysRange>,
+    /// RAM that holds guest images carried beside the hypervisor's own image, from the boot
+    /// path or the hypervisor's first steps on to the partitions' loading; no partition and not
+    /// the hypervisor may use it.
+    pub images: Option<ImageArea>,
     /// What the CPUs can count a guest's progress with: whether a fault-tolerant partition can
     /// have its interrupts delivered between deterministic exits ([`FtDelivery::Precise`]).
     pub instruction_counter: InstructionCounter,
+}
+
+/// The board's image area: where the images file (every guest image carried beside the
+/// hypervisor, each at its offset) lies once the hypervisor reads it, and how it gets there.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageArea {
+    pub range: PhysRange,
+    pub carrier: ImageCarrier,
+}
+
+/// How the images file reaches the board's image area.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageCarrier {
+    /// The boot path writes it at the area's base before the hypervisor starts (QEMU `virt`'s
+    /// generic loader). aarch64 boards.
+    Loader,
+    /// The boot loader loads it as a Multiboot2 boot module (Multiboot2 specification 2.0,
+    /// 3.6.6) wherever it chooses; the hypervisor checks where, and moves it to the area's base
+    /// before it uses any memory outside its own image. x86_64 boards.
+    Multiboot2,
 }
 
 /// A board's counter of guest progress, as precise interrupt delivery would need it: a count

@@ -415,9 +415,12 @@ fn images_beside_the_hypervisor_need_an_image_area_they_fit() {
         message(&sys),
         "partition[0].image: is carried beside the hypervisor, but the board has no image area (`images`)"
     );
-    sys.board.images = Some(PhysRange {
-        base: HostPhysAddr::new(0x4800_0000),
-        size: 0x1000,
+    sys.board.images = Some(ImageArea {
+        range: PhysRange {
+            base: HostPhysAddr::new(0x4800_0000),
+            size: 0x1000,
+        },
+        carrier: ImageCarrier::Loader,
     });
     sys.partitions[0].image.size = 0x2000;
     assert_eq!(
@@ -426,11 +429,46 @@ fn images_beside_the_hypervisor_need_an_image_area_they_fit() {
     );
     sys.partitions[0].image.size = 0x1000;
     assert_eq!(validate(&sys), Ok(()));
+}
+
+#[test]
+fn each_architecture_carries_images_its_own_way() {
+    let area = |carrier| {
+        Some(ImageArea {
+            range: PhysRange {
+                base: HostPhysAddr::new(0x800_0000),
+                size: 0x800_0000,
+            },
+            carrier,
+        })
+    };
     let mut x86 = system();
-    x86.board.images = sys.board.images;
+    x86.partitions[0].image.source = ImageSource::Beside { offset: 0, crc: 0 };
+    x86.board.images = area(ImageCarrier::Multiboot2);
+    assert_eq!(validate(&x86), Ok(()));
+    x86.board.images = area(ImageCarrier::Loader);
+    assert!(
+        message(&x86).starts_with("board.images.carrier: \"loader\" needs a boot path"),
+        "{}",
+        message(&x86)
+    );
+    let mut arm = aarch64_system();
+    arm.board.ram.size = 512 << 20;
+    arm.board.images = area(ImageCarrier::Multiboot2).map(|mut a| {
+        a.range.base = HostPhysAddr::new(0x5000_0000);
+        a
+    });
+    assert!(
+        message(&arm).starts_with("board.images.carrier: \"multiboot2\" needs a boot path"),
+        "{}",
+        message(&arm)
+    );
+    // The area stays off the hypervisor and the partitions on x86 too.
+    x86.board.images = area(ImageCarrier::Multiboot2);
+    x86.partitions[1].memory[0].hpa = HostPhysAddr::new(0x800_0000);
     assert_eq!(
         message(&x86),
-        "board.images: does not exist on this board's architecture"
+        "partition[1].memory[0].hpa: overlaps the board's image area (`images`), which the boot path fills"
     );
 }
 

@@ -93,11 +93,22 @@ fn validate_board(b: &Board) -> Result {
         (Arch::Aarch64, Uart::Semihosting) if log => Ok(()),
         _ => Err(Problem::ArchMismatch),
     };
-    if let Some(images) = b.images {
+    if let Some(ImageArea {
+        range: images,
+        carrier,
+    }) = b.images
+    {
         page_aligned(Field::board("images.base"), images.base.raw())?;
         page_aligned(Field::board("images.size"), images.size)?;
-        if b.arch == Arch::X86_64 {
-            return Err(err(Field::board("images"), Problem::ArchMismatch));
+        let carried = matches!(
+            (b.arch, carrier),
+            (Arch::Aarch64, ImageCarrier::Loader) | (Arch::X86_64, ImageCarrier::Multiboot2)
+        );
+        if !carried {
+            return Err(err(
+                Field::board("images.carrier"),
+                Problem::NoSuchCarrier { carrier },
+            ));
         }
         if !b.ram.contains(&images) {
             return Err(err(Field::board("images"), Problem::OutsideRam));
@@ -417,7 +428,7 @@ fn validate_region(sys: &System, i: usize, j: usize, r: &MemoryRegion) -> Result
     if sys
         .board
         .images
-        .is_some_and(|images| host.overlaps(&images))
+        .is_some_and(|images| host.overlaps(&images.range))
     {
         return Err(err(field("hpa"), Problem::OverlapsImages));
     }
@@ -463,21 +474,7 @@ fn validate_image(b: &Board, i: usize, p: &Partition) -> Result {
     if img.size == 0 {
         return Err(err(field("image"), Problem::Empty));
     }
-    if let ImageSource::Beside { offset, .. } = img.source {
-        let area = b.images.ok_or(err(field("image"), Problem::NoImageArea))?;
-        if offset
-            .checked_add(img.size)
-            .is_none_or(|end| end > area.size)
-        {
-            return Err(err(
-                field("image"),
-                Problem::OutsideImageArea {
-                    end: offset.saturating_add(img.size),
-                    size: area.size,
-                },
-            ));
-        }
-    }
+    check_beside(b, field("image"), img.source, img.size)?;
     let arch = b.arch;
     if p.region_for(img.load, img.size).is_none() {
         return Err(err(
@@ -516,7 +513,7 @@ fn validate_image(b: &Board, i: usize, p: &Partition) -> Result {
 /// An image carried beside the hypervisor lies inside the board's image area.
 fn check_beside(b: &Board, field: Field, source: ImageSource, size: u64) -> Result {
     if let ImageSource::Beside { offset, .. } = source {
-        let area = b.images.ok_or(err(field, Problem::NoImageArea))?;
+        let area = b.images.ok_or(err(field, Problem::NoImageArea))?.range;
         if offset.checked_add(size).is_none_or(|end| end > area.size) {
             return Err(err(
                 field,
