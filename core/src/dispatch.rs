@@ -3,7 +3,7 @@
 //! then the completion), so a handler cut short can run again.
 
 use crate::addr::GuestPhysAddr;
-use crate::config::PortMode;
+use crate::config::{PortMode, Unbacked};
 use crate::devices::line::{LINE_MAX, LineBuffer};
 use crate::devices::uart16550::Uart16550;
 use crate::devices::vgic::VirtualGic;
@@ -75,7 +75,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
                 match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
                     Some((g, access)) => Outcome::done(Completion::Value(g.read(access, size))),
-                    None => Outcome::stop(self.violation(gpa, Access::Read, pc)),
+                    None => self.unbacked(gpa, Access::Read, pc),
                 }
             }
             Exit::MmioWrite { gpa, size, value } => {
@@ -87,10 +87,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                         gic: Some(g.write(access, size, value)),
                         ..Outcome::done(Completion::Done)
                     },
-                    None => Outcome::stop(self.violation(gpa, Access::Write, pc)),
+                    None => self.unbacked(gpa, Access::Write, pc),
                 }
             }
-            Exit::PageFault { gpa, access } => Outcome::stop(self.violation(gpa, access, pc)),
+            Exit::PageFault { gpa, access } => self.unbacked(gpa, access, pc),
             Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
             Exit::Power(request) => self.power(request, pc),
             // Only the partition's own vCPUs (the request names no other); a repeated send
@@ -157,8 +157,16 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
     }
 
-    fn violation(&self, gpa: GuestPhysAddr, access: Access, pc: u64) -> StopReason {
-        StopReason::MemoryViolation { gpa, access, pc }
+    /// An access to `gpa`, which neither the partition's memory nor one of its devices backs:
+    /// an external abort in the guest (noted), or the partition's stop if it asked to be strict.
+    fn unbacked(&mut self, gpa: GuestPhysAddr, access: Access, pc: u64) -> Outcome {
+        match self.partition.unbacked {
+            Unbacked::ExternalAbort => {
+                self.notice(Notice::ExternalAbort { gpa, access, pc });
+                Outcome::done(Completion::Fault(GuestFault::ExternalAbort))
+            }
+            Unbacked::Stop => Outcome::stop(StopReason::MemoryViolation { gpa, access, pc }),
+        }
     }
 
     /// The register offset of `gpa` in the partition's memory-mapped UART, if it is one.

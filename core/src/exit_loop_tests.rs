@@ -1,10 +1,10 @@
 //! Host tests of the exit loop and its handlers, driven by a scripted vCPU.
 
 use crate::addr::GuestPhysAddr;
-use crate::config::GuestUart;
+use crate::config::{GuestUart, Unbacked};
 use crate::devices::sgi::SgiRequest;
 use crate::exit::{Access, Exit, ShutdownCause};
-use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, run, run_on};
+use crate::fake::{FakePlatform, MEMORY, ScriptedVcpu, partition, run, run_on};
 use crate::hypercall::{ABI_VERSION, Call, PARTITION_INFO_SIZE, Status};
 use crate::power::{PowerRequest, PowerStatus};
 use crate::report::{Notice, StopReason};
@@ -292,6 +292,50 @@ fn asynchronous_exits_are_counted_apart() {
     assert_eq!(record.asynchronous_exits, 2);
     assert_eq!(record.deterministic_exits, 1);
     assert_eq!(vcpu.completions, [Completion::Cpuid([1, 2, 3, 4])]);
+}
+
+#[test]
+fn an_unbacked_access_is_an_external_abort_unless_the_partition_is_strict() {
+    let p = FakePlatform::new(0);
+    let gpa = GuestPhysAddr::new(0x0a00_0000);
+    let exits = || {
+        [
+            Exit::MmioRead { gpa, size: 4 },
+            Exit::PageFault {
+                gpa,
+                access: Access::Execute,
+            },
+        ]
+    };
+    let mut part = partition();
+    part.unbacked = Unbacked::ExternalAbort;
+    let (stop, vcpu, _) = run_on(&part, ScriptedVcpu::new(exits()), &p);
+    assert!(
+        matches!(stop, StopReason::EntryFailed(_)),
+        "ran on: {stop:?}"
+    );
+    assert_eq!(
+        vcpu.completions,
+        [Completion::Fault(GuestFault::ExternalAbort); 2]
+    );
+    assert_eq!(
+        p.notices.borrow()[0],
+        Notice::ExternalAbort {
+            gpa,
+            access: Access::Read,
+            pc: 0x10_0000,
+        }
+    );
+    part.unbacked = Unbacked::Stop;
+    let (stop, _, _) = run_on(&part, ScriptedVcpu::new(exits()), &p);
+    assert_eq!(
+        stop,
+        StopReason::MemoryViolation {
+            gpa,
+            access: Access::Read,
+            pc: 0x10_0000,
+        }
+    );
 }
 
 #[test]

@@ -209,6 +209,7 @@ pub fn partition() -> config::Partition {
         kernel: None,
         ft: None,
         console_input: false,
+        unbacked: config::Unbacked::Stop,
     };
     p.memory
         .push(MemoryRegion {

@@ -84,7 +84,7 @@ pub const AFFINITY_OFF: u64 = 1;
 mod tests {
     use super::*;
     use crate::addr::HostPhysAddr;
-    use crate::config::{Image, ImageSource, MemoryRegion};
+    use crate::config::{Image, ImageSource, MemoryRegion, Unbacked};
 
     const MEMORY: u64 = 0x20_0000;
 
@@ -105,6 +105,7 @@ mod tests {
             kernel: None,
             ft: None,
             console_input: false,
+            unbacked: Unbacked::Stop,
         };
         p.memory
             .push(MemoryRegion {

@@ -74,6 +74,12 @@ pub enum Notice {
         code: u32,
         pc: u64,
     },
+    /// An access nothing backs, answered with a synchronous external abort.
+    ExternalAbort {
+        gpa: GuestPhysAddr,
+        access: Access,
+        pc: u64,
+    },
     BadHypercall {
         nr: u64,
         status: i64,

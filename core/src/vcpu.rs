@@ -31,6 +31,10 @@ pub enum GuestFault {
     GeneralProtection,
     /// x86 #UD; on aarch64 an undefined-instruction exception.
     InvalidOpcode,
+    /// aarch64: a synchronous external abort on the access (or instruction fetch) the exit
+    /// reported, as from a bus that answered with an error. x86 has no such fault: its
+    /// partitions always stop on an unbacked access (`config::Unbacked`).
+    ExternalAbort,
 }
 
 /// Why the backend could not run the vCPU.

@@ -245,6 +245,16 @@ pub struct PartitionFile {
     /// Fault tolerance: a backup copy on `backup_cpus[0]`, kept in lockstep over `link`; a spare
     /// on `backup_cpus[1]`, if named, for re-protection after a failover.
     ft: Option<FtFile>,
+    /// What an access nothing backs does: `"external-abort"` (aarch64's default) or `"stop"`
+    /// (x86_64's only choice).
+    unbacked: Option<UnbackedFile>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum UnbackedFile {
+    ExternalAbort,
+    Stop,
 }
 
 /// `image = { path = "...", format = "flat" | "elf" }`; a relative path is resolved against the
@@ -589,6 +599,12 @@ fn resolve(
             kernel,
             ft: None,
             console_input: parts.console_input.as_deref() == Some(p.name.as_str()),
+            unbacked: match (p.unbacked, b.arch) {
+                (Some(UnbackedFile::ExternalAbort), _) | (None, ArchName::Aarch64) => {
+                    model::Unbacked::ExternalAbort
+                }
+                (Some(UnbackedFile::Stop), _) | (None, ArchName::X86_64) => model::Unbacked::Stop,
+            },
         };
         partitions.push(partition).map_err(|_| {
             error(

@@ -172,7 +172,25 @@ pub struct El2Vcpu {
     sve_reported: bool,
     /// The partition's written pages, while re-protection tracks them.
     dirty: DirtyPages<Stage2>,
+    /// The stage-2 abort the last exit reported, for the external abort the core may answer it
+    /// with.
+    abort: Abort,
 }
+
+/// A guest access that took a stage-2 abort: an instruction fetch or a data access (a write or
+/// not), at virtual address `far` (FAR_EL2).
+#[derive(Debug, Clone, Copy, Default)]
+struct Abort {
+    fetch: bool,
+    write: bool,
+    far: u64,
+}
+
+/// ESR_ELx.ISS fault status of a synchronous external abort, not on a translation table walk
+/// (Arm ARM D19.2.42, DFSC and IFSC = 0b010000).
+const FSC_EXTERNAL_ABORT: u64 = 0b01_0000;
+/// ESR_ELx.ISS.WnR of a data abort: the access was a write.
+const ISS_WNR: u64 = 1 << 6;
 
 fn sign_extend(v: u64, size: u8) -> u64 {
     let shift = 64 - 8 * u32::from(size);
@@ -258,6 +276,7 @@ impl El2Vcpu {
             sve: sve_offered(replicated),
             sve_reported: false,
             dirty,
+            abort: Abort::default(),
         })
     }
 
@@ -453,10 +472,17 @@ impl El2Vcpu {
             Some(ESR_EL2::EC::Value::TrappedSve | ESR_EL2::EC::Value::TrappedSME) => {
                 self.refuse_sve(esr.read(ESR_EL2::EC) as u32)
             }
-            Some(ESR_EL2::EC::Value::InstrAbortLowerEL) => Exit::PageFault {
-                gpa: GuestPhysAddr::new(Self::fault_address()),
-                access: Access::Execute,
-            },
+            Some(ESR_EL2::EC::Value::InstrAbortLowerEL) => {
+                self.abort = Abort {
+                    fetch: true,
+                    write: false,
+                    far: FAR_EL2.get(),
+                };
+                Exit::PageFault {
+                    gpa: GuestPhysAddr::new(Self::fault_address()),
+                    access: Access::Execute,
+                }
+            }
             Some(ESR_EL2::EC::Value::DataAbortLowerEL) => {
                 let iss = LocalRegisterCopy::<u64, DABT_ISS::Register>::new(esr.read(ESR_EL2::ISS));
                 match iss.read(DABT_ISS::DFSC) >> 2 {
@@ -521,6 +547,11 @@ impl El2Vcpu {
     /// offers to its devices (the PL011, the emulated GIC).
     fn data_abort(&mut self, iss: LocalRegisterCopy<u64, DABT_ISS::Register>) -> Exit {
         let gpa = GuestPhysAddr::new(Self::fault_address());
+        self.abort = Abort {
+            fetch: false,
+            write: iss.is_set(DABT_ISS::WNR),
+            far: FAR_EL2.get(),
+        };
         if self.vgic.decode(gpa.raw()).is_some() {
             // The core emulates GICR_ISACTIVER0 from what the list registers hold.
             self.vgic.set_active(vgic::active_private(self.lrs));
@@ -555,15 +586,47 @@ impl El2Vcpu {
     /// Delivers an undefined-instruction exception to the guest's EL1 (Arm ARM D1.10.2): ESR_EL1
     /// = EC 0 with IL, the vector by the EL the guest was at.
     fn inject_undefined(&mut self) {
+        self.take_exception(ESR_EL1::EC::Unknown.value);
+    }
+
+    /// A synchronous external abort on the access the last exit reported (a data or an
+    /// instruction abort, from EL0 or EL1), with FAR_EL1 the faulting virtual address (FnV 0).
+    /// The core asks for it when nothing backs the address, as a bus answering with an error
+    /// would.
+    fn inject_external_abort(&mut self) {
+        let Abort { fetch, write, far } = self.abort;
+        let from_el0 = self.guest_el0();
+        let ec = match (fetch, from_el0) {
+            (true, true) => ESR_EL1::EC::InstrAbortLowerEL,
+            (true, false) => ESR_EL1::EC::InstrAbortCurrentEL,
+            (false, true) => ESR_EL1::EC::DataAbortLowerEL,
+            (false, false) => ESR_EL1::EC::DataAbortCurrentEL,
+        };
+        let wnr = if write { ISS_WNR } else { 0 };
+        FAR_EL1.set(far);
+        self.take_exception(ec.value | FSC_EXTERNAL_ABORT | wnr);
+    }
+
+    /// Whether the guest was at EL0 (SPSR_EL2.M says where the exit came from).
+    fn guest_el0(&self) -> bool {
+        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.regs.pstate);
+        !matches!(
+            from.read_as_enum(SPSR_EL2::M),
+            Some(SPSR_EL2::M::Value::EL1h | SPSR_EL2::M::Value::EL1t)
+        )
+    }
+
+    /// Makes the guest take a synchronous exception with syndrome `esr` (EC and ISS; IL is set:
+    /// every trapped instruction is 32-bit) at its EL1: its own exception registers set as the
+    /// architecture would (Arm ARM D1.10.2), resuming at the vector for where it came from.
+    fn take_exception(&mut self, esr: u64) {
         let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.regs.pstate);
         let offset = match from.read_as_enum(SPSR_EL2::M) {
             Some(SPSR_EL2::M::Value::EL1h) => 0x200,
             Some(SPSR_EL2::M::Value::EL1t) => 0x000,
             _ => 0x400,
         };
-        // The guest's own EL1 exception registers, set as the architecture would when taking
-        // the exception; the guest resumes at its vector.
-        ESR_EL1.write(ESR_EL1::EC::Unknown + ESR_EL1::IL::SET);
+        ESR_EL1.set(esr | ESR_EL1::IL::SET.value);
         ELR_EL1.set(self.regs.pc);
         SPSR_EL1.set(self.regs.pstate);
         self.regs.pc = VBAR_EL1.get() + offset;
@@ -653,6 +716,10 @@ impl Vcpu for El2Vcpu {
             }
             Completion::Fault(GuestFault::GeneralProtection | GuestFault::InvalidOpcode) => {
                 self.inject_undefined();
+                return;
+            }
+            Completion::Fault(GuestFault::ExternalAbort) => {
+                self.inject_external_abort();
                 return;
             }
         }

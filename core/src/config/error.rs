@@ -107,6 +107,8 @@ pub enum Problem {
     },
     ArchMismatch,
     BootTablesUnmapped,
+    /// An x86_64 partition asked for external aborts on unbacked accesses.
+    NoExternalAbort,
     /// A fact this board's architecture needs is not given.
     Missing,
     Misaligned {
@@ -232,6 +234,10 @@ impl fmt::Display for Problem {
                 write!(f, "{value:#x} is reserved by the hypervisor")
             }
             Problem::ArchMismatch => write!(f, "does not exist on this board's architecture"),
+            Problem::NoExternalAbort => write!(
+                f,
+                "must be \"stop\": x86_64 has no synchronous external abort to give a guest, so an access nothing backs stops the partition"
+            ),
             Problem::BootTablesUnmapped => write!(
                 f,
                 "must contain GPA 0x0..0x7000: x86_64 guests start with boot page tables there"

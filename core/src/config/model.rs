@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -322,6 +322,20 @@ pub struct Partition {
     /// of a fault-tolerant partition: the primary reads the line and logs it, the backup replays
     /// it until it goes live).
     pub console_input: bool,
+    /// What an access to a guest-physical address nothing backs does.
+    pub unbacked: Unbacked,
+}
+
+/// What a guest's access to a guest-physical address that neither its memory nor an emulated
+/// device backs does.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unbacked {
+    /// The guest takes a synchronous external abort, as from a bus that answered with an error
+    /// (aarch64, as KVM does), and the hypervisor notes it (rate-limited): a kernel probing for
+    /// a device survives.
+    ExternalAbort,
+    /// The partition stops with a memory violation (x86_64 always, aarch64 when asked).
+    Stop,
 }
 
 impl Partition {

@@ -93,6 +93,19 @@ fn one_partition_at_most_takes_the_console_input() {
 }
 
 #[test]
+fn x86_partitions_stop_on_unbacked_accesses() {
+    let mut sys = system();
+    sys.partitions[1].unbacked = Unbacked::ExternalAbort;
+    assert_eq!(
+        message(&sys),
+        "partition[1].unbacked: must be \"stop\": x86_64 has no synchronous external abort to give a guest, so an access nothing backs stops the partition"
+    );
+    let mut sys = aarch64_system();
+    sys.partitions[0].unbacked = Unbacked::ExternalAbort;
+    assert_eq!(validate(&sys), Ok(()));
+}
+
+#[test]
 fn image_must_fit_and_not_cover_the_boot_tables() {
     let mut sys = system();
     sys.partitions[0].image.entry = GuestPhysAddr::new(0x50_0000);

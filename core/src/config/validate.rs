@@ -269,6 +269,12 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
             Problem::BootTablesUnmapped,
         ));
     }
+    if b.arch == Arch::X86_64 && p.unbacked == Unbacked::ExternalAbort {
+        return Err(err(
+            Field::partition(i, "unbacked"),
+            Problem::NoExternalAbort,
+        ));
+    }
     validate_image(b, i, p)?;
     if let Some(kernel) = &p.kernel {
         validate_kernel(b, i, p, kernel)?;

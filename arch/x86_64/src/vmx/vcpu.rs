@@ -266,7 +266,9 @@ fn log_fetch_failed(gpa: GuestPhysAddr, rip: u64, fetched: u8, stop: Option<Fetc
 /// The VM-entry interruption information, error code and instruction length for `fault`.
 fn fault_event(fault: GuestFault) -> (u64, u64, u64) {
     match fault {
-        GuestFault::GeneralProtection => {
+        // ExternalAbort is never asked on x86 (the validator keeps its partitions' unbacked
+        // accesses stopping them); a #GP is the nearest fault if it were.
+        GuestFault::GeneralProtection | GuestFault::ExternalAbort => {
             let protected = Cr0Flags::from_bits_retain(vmcs::read(guest::CR0))
                 .contains(Cr0Flags::PROTECTED_MODE_ENABLE);
             (gp_interruption_info(protected), 0, 0)
@@ -366,7 +368,7 @@ impl VmxVcpu {
                 .map_or([0; 3], |(info, error, len)| [info, error, len]),
             fault: match self.fault {
                 None => 0,
-                Some(GuestFault::GeneralProtection) => 13 | EVENT_VALID,
+                Some(GuestFault::GeneralProtection | GuestFault::ExternalAbort) => 13 | EVENT_VALID,
                 Some(GuestFault::InvalidOpcode) => 6 | EVENT_VALID,
             },
             reflected: encode(self.reflected),

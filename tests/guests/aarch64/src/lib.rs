@@ -17,7 +17,7 @@ pub use irq::{taken, ticks};
 pub use sleep::{sleep_hypercall_ns, sleep_ns};
 pub use smp::start_cpu;
 pub use tandem_guest_common::{self as common, Runtime, arg};
-pub use vectors::{expect_fault, faults_taken};
+pub use vectors::{expect_fault, faults_taken, last_fault};
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};

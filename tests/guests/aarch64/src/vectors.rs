@@ -8,6 +8,9 @@ use crate::{hypercall, println};
 
 static EXPECTING: AtomicBool = AtomicBool::new(false);
 static FAULTS: AtomicU64 = AtomicU64::new(0);
+/// ESR_EL1 and FAR_EL1 of the last expected fault.
+static LAST_ESR: AtomicU64 = AtomicU64::new(0);
+static LAST_FAR: AtomicU64 = AtomicU64::new(0);
 
 /// The next synchronous exception is expected: count it and resume at the next instruction.
 pub fn expect_fault() {
@@ -16,6 +19,14 @@ pub fn expect_fault() {
 
 pub fn faults_taken() -> u64 {
     FAULTS.load(Ordering::SeqCst)
+}
+
+/// The syndrome (ESR_EL1) and fault address (FAR_EL1) of the last expected fault.
+pub fn last_fault() -> (u64, u64) {
+    (
+        LAST_ESR.load(Ordering::SeqCst),
+        LAST_FAR.load(Ordering::SeqCst),
+    )
 }
 
 #[repr(C)]
@@ -27,6 +38,11 @@ struct Frame {
 #[unsafe(no_mangle)]
 extern "C" fn guest_sync(frame: &mut Frame) {
     if EXPECTING.swap(false, Ordering::SeqCst) {
+        let far: u64;
+        // SAFETY: reads the fault address register of the exception being handled.
+        unsafe { core::arch::asm!("mrs {}, far_el1", out(reg) far, options(nomem, nostack)) };
+        LAST_ESR.store(frame.esr, Ordering::SeqCst);
+        LAST_FAR.store(far, Ordering::SeqCst);
         FAULTS.fetch_add(1, Ordering::SeqCst);
         frame.elr += 4;
         return;

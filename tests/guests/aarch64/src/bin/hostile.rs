@@ -1,7 +1,8 @@
 //! Tries what a partition must not do: garbage hypercalls, PSCI calls for CPUs it does not own,
 //! the physical timer, SMCs to firmware, and finally memory outside its own or an access the
 //! hypervisor cannot decode. Every attempt must be refused or contained; the last one, chosen by
-//! `finally=` in its arguments, must stop it.
+//! `finally=` in its arguments, must stop it, except `finally=abort`: a read and a write outside
+//! its memory must each be a synchronous external abort it survives.
 #![no_std]
 #![no_main]
 
@@ -11,7 +12,7 @@ use tandem_guest::cpu::{
     write_with_writeback,
 };
 use tandem_guest::hypercall::{PSCI_CPU_ON, psci, psci_smc};
-use tandem_guest::{Guest, Runtime, arg, expect_fault, faults_taken, println};
+use tandem_guest::{Guest, Runtime, arg, expect_fault, faults_taken, last_fault, println};
 
 tandem_guest::entry!(main);
 
@@ -46,6 +47,9 @@ fn main() -> u64 {
     }
 
     let finally = arg(info.args(), "finally").unwrap_or_default();
+    if finally == "abort" {
+        return (failures + external_aborts()) as u64;
+    }
     if !access_outside::<Guest>(finally, read_u64, write_u64) {
         match finally {
             "writeback" => {
@@ -61,4 +65,40 @@ fn main() -> u64 {
     }
     println!("ERROR: the access was not stopped");
     99
+}
+
+/// Nothing backs this address: a read and a write there must each be a synchronous external
+/// abort at the access (DFSC 0b010000, WnR telling them apart, FAR_EL1 the address), taken from
+/// EL1; the guest resumes past it.
+const UNBACKED: u64 = 0x1000_0000;
+
+fn external_aborts() -> usize {
+    let mut failures = 0;
+    for write in [false, true] {
+        let before = faults_taken();
+        expect_fault();
+        if write {
+            write_u64(UNBACKED, 1);
+        } else {
+            read_u64(UNBACKED);
+        }
+        let (esr, far) = last_fault();
+        let (ec, dfsc, wnr) = (esr >> 26, esr & 0x3f, esr >> 6 & 1);
+        println!(
+            "{} at {UNBACKED:#x}: {} faults, EC {ec:#x}, DFSC {dfsc:#x}, WnR {wnr}, FAR {far:#x}",
+            if write { "write" } else { "read" },
+            faults_taken() - before
+        );
+        if faults_taken() - before != 1
+            || ec != 0x25
+            || dfsc != 0x10
+            || wnr != u64::from(write)
+            || far != UNBACKED
+        {
+            println!("ERROR: not a synchronous external abort on the access");
+            failures += 1;
+        }
+    }
+    println!("survived both external aborts");
+    failures
 }
