@@ -65,12 +65,16 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
     }
 
-    /// Moves console input from the machine's line into the partition's UART, if the partition
-    /// takes it: a chunk at a time, reading the line at most every [`ConsoleIn::POLL_NS`]. A
+    /// Moves console input routed to the partition into its UART, while the platform says it may
+    /// have some ([`Platform::console_input_wanted`]): a chunk at a time, reading the line at most
+    /// every [`ConsoleIn::POLL_NS`]. A
     /// logging copy calls this at deterministic boundary `at` only and logs the bytes there;
     /// bytes it cannot log or the UART cannot take yet wait in the record.
     fn pump_input(&mut self, at: ExecPoint) {
         if self.record.console_in.pending().is_empty() {
+            if !self.platform.console_input_wanted() {
+                return;
+            }
             let now = self.platform.now_ns();
             if now < self.record.console_in.next_poll_ns {
                 return;
@@ -142,9 +146,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
-                if self.partition.console_input {
-                    self.pump_input(ExecPoint::default());
-                }
+                self.pump_input(ExecPoint::default());
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
             }
@@ -277,9 +279,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         if self.replica.replays() {
             return Ok(());
         }
-        if self.partition.console_input {
-            self.pump_input(at);
-        }
+        self.pump_input(at);
         let now = self.partition_now();
         if let Some(vector) = self.record.timer.due(now)
             && self.replica.interrupt(at, vector).is_ok()
