@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
-use crate::emulator::{self, Accel, Run};
+use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
 use crate::{Arch, guests, inject, root, tools, user_images};
 
@@ -94,15 +94,25 @@ impl Prepared {
         } else {
             Accel::Kvm
         };
-        let input = scenario::input(&self.rules);
+        let steps = scenario::input(&self.rules);
         let run = self.image.and_then(|(img, iso)| {
-            std::fs::write(img.dir.join("console.in"), &input)?;
+            // Kept whole beside the run, for whoever looks into it afterwards.
+            let bytes: Vec<u8> = steps.iter().flat_map(|s| s.bytes.clone()).collect();
+            std::fs::write(img.dir.join("console.in"), bytes)?;
             Ok((img, iso))
         });
+        // With `wait:` rules the line gets its input in steps, otherwise `console.in` at once.
+        let feed = || {
+            if steps.iter().any(|s| s.after.is_some()) {
+                Feed::Script(steps.clone())
+            } else {
+                Feed::File
+            }
+        };
         let run = run.and_then(|(img, iso)| match iso {
-            Some(iso) => emulator::bochs(&img, &iso, emulator::BOCHS_TIMEOUT),
+            Some(iso) => emulator::bochs_fed(&img, &iso, emulator::BOCHS_TIMEOUT, feed()),
             None if img.config.board.arch == ArchName::Aarch64 => {
-                emulator::qemu_aarch64(&img, &cmdline, emulator::QEMU_TIMEOUT)
+                emulator::qemu_aarch64_fed(&img, &cmdline, emulator::QEMU_TIMEOUT, feed())
             }
             None => emulator::qemu(&img, &cmdline, accel, emulator::QEMU_TIMEOUT),
         });
