@@ -154,6 +154,9 @@ impl Platform for FakePlatform {
         self.sgis_pending.set(sgis);
         sgis != 0
     }
+    fn console_input_wanted(&self) -> bool {
+        !self.input.borrow().is_empty()
+    }
     fn console_input(&self, buf: &mut [u8]) -> usize {
         let mut input = self.input.borrow_mut();
         let n = buf.len().min(input.len());

@@ -22,8 +22,14 @@ pub trait Platform {
     }
     /// Prints one line of a partition's console, prefixed with its name.
     fn console_line(&self, partition: &str, line: &[u8]);
-    /// The bytes that arrived on the machine's console line and fit in `buf`, without waiting;
-    /// how many.
+    /// Whether this CPU's partition should look at the machine's console line now: it is where
+    /// the line's input goes, has bytes routed to it, or reads the line for the switch keys
+    /// ([`crate::console_switch`]). Checked on every exit, before the clock: it must be cheap.
+    fn console_input_wanted(&self) -> bool {
+        false
+    }
+    /// The bytes of the machine's console line routed to this CPU's partition that fit in
+    /// `buf`, without waiting; how many.
     fn console_input(&self, buf: &mut [u8]) -> usize {
         let _ = buf;
         0

@@ -96,8 +96,7 @@ fn run_with(
 fn console_input_is_logged_at_a_boundary_before_the_guest_can_read_it() {
     let p = FakePlatform::new(0);
     p.input.borrow_mut().extend(b"hi");
-    let mut part = partition();
-    part.console_input = true;
+    let part = partition();
     let mut record = VcpuRecord::new(p.now.get());
     let read = |port| Exit::PortRead { port, size: 1 };
     let exits = [read(0x3fd), read(0x3f8), read(0x3f8), read(0x3fd)];

@@ -65,12 +65,22 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
     }
 
-    /// Moves console input from the machine's line into the partition's UART, if the partition
-    /// takes it: a chunk at a time, reading the line at most every [`ConsoleIn::POLL_NS`]. A
+    /// Moves console input routed to the partition into its UART, while the platform says it may
+    /// have some ([`Platform::console_input_wanted`]): a chunk at a time, reading the line at most
+    /// every [`ConsoleIn::POLL_NS`]. A
     /// logging copy calls this at deterministic boundary `at` only and logs the bytes there;
     /// bytes it cannot log or the UART cannot take yet wait in the record.
     fn pump_input(&mut self, at: ExecPoint) {
+        // The partition's first vCPU only: each vCPU has its own PL011 model, and a guest takes
+        // the UART's interrupt on its first CPU unless it moves it, so no byte lands in a UART
+        // the guest does not read.
+        if self.vcpu != 0 {
+            return;
+        }
         if self.record.console_in.pending().is_empty() {
+            if !self.platform.console_input_wanted() {
+                return;
+            }
             let now = self.platform.now_ns();
             if now < self.record.console_in.next_poll_ns {
                 return;
@@ -142,9 +152,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
-                if self.takes_console_input() {
-                    self.pump_input(ExecPoint::default());
-                }
+                self.pump_input(ExecPoint::default());
                 self.follow_uart_line(vcpu);
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
@@ -230,17 +238,10 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         }
     }
 
-    /// Whether this vCPU moves the machine's console line into its UART: the partition's first
-    /// vCPU only, so that no byte lands in a UART the guest does not read. Each vCPU has its own
-    /// PL011 model, and a guest takes the UART's interrupt on its first CPU unless it moves it.
-    fn takes_console_input(&self) -> bool {
-        self.partition.console_input && self.vcpu == 0
-    }
-
     /// When an idle vCPU next looks at the console line: a partition that takes console input
     /// (and does not log) is woken by it, every [`ConsoleIn::POLL_NS`].
     fn input_poll_deadline(&self) -> Option<u64> {
-        (self.takes_console_input() && !self.replica.logs())
+        (self.vcpu == 0 && !self.replica.logs() && self.platform.console_input_wanted())
             .then(|| self.platform.now_ns().saturating_add(ConsoleIn::POLL_NS))
     }
 
@@ -310,9 +311,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         if self.replica.replays() {
             return Ok(());
         }
-        if self.takes_console_input() {
-            self.pump_input(at);
-        }
+        self.pump_input(at);
         let now = self.partition_now();
         if let Some(vector) = self.record.timer.due(now)
             && self.replica.interrupt(at, vector).is_ok()
@@ -331,7 +330,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 return Err(self.with_partition());
             }
             self.raise_sgis(vcpu);
-            if self.takes_console_input() && !self.replica.logs() {
+            if !self.replica.logs() {
                 self.pump_input(ExecPoint::default());
                 self.follow_uart_line(vcpu);
             }

@@ -2,11 +2,13 @@
 //! nested VT-x. Each run ends by itself; a deadline catches hangs.
 
 use std::fs::{self, File};
-use std::io::Write as _;
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,7 @@ use wait_timeout::ChildExt;
 
 use crate::build::{IMAGES_FILE, Image};
 use crate::config::{ArchName, EmulatorName};
-use crate::{logs, tools};
+use crate::{logs, terminal, tools};
 
 /// What a run produced.
 pub struct Run {
@@ -32,6 +34,8 @@ pub struct Run {
     pub malformed_frames: usize,
     pub emulator_log: String,
     pub elapsed: Duration,
+    /// The user ended the run from the terminal ([`Feed::Terminal`]).
+    pub ended_by_user: bool,
 }
 
 impl Run {
@@ -43,6 +47,72 @@ impl Run {
         for line in &self.log {
             println!("{indent}[tandem] {line}");
         }
+    }
+}
+
+/// What arrives on the machine's console line.
+pub enum Feed {
+    /// The run's `console.in`, if its folder has one, all at once.
+    File,
+    /// Bytes sent in steps, each once the console shows a line its text is part of.
+    Script(Vec<Step>),
+    /// The user's terminal, key by key, until Ctrl-T q ([`terminal::forward`]).
+    Terminal,
+}
+
+/// One step of a [`Feed::Script`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Sent once some console line contains this text (at once if `None`).
+    pub after: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// How long a step waits between looks at the console.
+const STEP_POLL: Duration = Duration::from_millis(20);
+
+/// Whether some complete line of the console file `console` contains `text`.
+fn console_shows(console: &Path, text: &str) -> bool {
+    let bytes = fs::read(console).unwrap_or_default();
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&[][..], |end| &bytes[..end]);
+    String::from_utf8_lossy(complete)
+        .lines()
+        .any(|line| line.contains(text))
+}
+
+/// The flags a fed console line shares with the run: the emulator has ended (`done`), the user
+/// asked to end it (`quit`).
+#[derive(Clone, Default)]
+struct Flags {
+    done: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+}
+
+/// Sends `feed` (a script or the terminal) into `to`, the emulator's side of the console line,
+/// whose output goes to `console`; returns when it is all sent, the terminal closes or the user
+/// ends the run, or the emulator has ended.
+fn feed_line(feed: Feed, mut to: impl Write, console: &Path, flags: &Flags) {
+    match feed {
+        Feed::File => {}
+        Feed::Script(steps) => {
+            for step in steps {
+                if let Some(text) = &step.after {
+                    while !console_shows(console, text) {
+                        if flags.done.load(Ordering::Acquire) {
+                            return;
+                        }
+                        thread::sleep(STEP_POLL);
+                    }
+                }
+                if to.write_all(&step.bytes).and_then(|()| to.flush()).is_err() {
+                    return;
+                }
+            }
+        }
+        Feed::Terminal => terminal::forward(to, &flags.done, &flags.quit),
     }
 }
 
@@ -82,28 +152,42 @@ magic_break: enabled=1
 }
 
 /// What the emulator's standard input and output carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Streams {
     /// Its own messages (to `emulator.out`); no input.
     Messages,
-    /// The machine's console line: input from `console.in` (if the run's folder has one),
-    /// output to `console.out`.
-    Console,
+    /// The machine's console line: output to `console.out`, input from `feed` (a
+    /// [`Feed::File`] is `console.in`, if the run's folder has one).
+    Console(Feed),
 }
+
+/// How a run ended: status, timed out, ended by the user, how long it took.
+struct Ended {
+    status: Option<i32>,
+    timed_out: bool,
+    by_user: bool,
+    elapsed: Duration,
+}
+
+/// How often the run is checked for its end while it runs.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 fn spawn(
     mut cmd: Command,
     dir: &Path,
     timeout: Duration,
     streams: Streams,
-) -> Result<(Option<i32>, bool, Duration)> {
+    flags: &Flags,
+) -> Result<Ended> {
     let start = Instant::now();
-    let (stdin, stdout) = match streams {
-        Streams::Messages => (Stdio::null(), File::create(dir.join("emulator.out"))?),
-        Streams::Console => (
+    let console = dir.join("console.out");
+    let (stdin, stdout, feed) = match streams {
+        Streams::Messages => (Stdio::null(), File::create(dir.join("emulator.out"))?, None),
+        Streams::Console(Feed::File) => (
             File::open(dir.join("console.in")).map_or_else(|_| Stdio::null(), Stdio::from),
-            File::create(dir.join("console.out"))?,
+            File::create(&console)?,
+            None,
         ),
+        Streams::Console(feed) => (Stdio::piped(), File::create(&console)?, Some(feed)),
     };
     let mut child = cmd
         // Its own process group, so a deadline stops the emulator and any wrapper around it.
@@ -114,9 +198,25 @@ fn spawn(
         .stderr(File::create(dir.join("emulator.err"))?)
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
-    let status = child.wait_timeout(timeout)?;
-    let timed_out = status.is_none();
-    if timed_out {
+    let feeder = match (feed, child.stdin.take()) {
+        (Some(feed), Some(to)) => {
+            let flags = flags.clone();
+            Some(thread::spawn(move || feed_line(feed, to, &console, &flags)))
+        }
+        _ => None,
+    };
+    let status = loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() || flags.quit.load(Ordering::Acquire) {
+            break None;
+        }
+        if let Some(status) = child.wait_timeout(left.min(WAIT_SLICE))? {
+            break Some(status);
+        }
+    };
+    let by_user = status.is_none() && flags.quit.load(Ordering::Acquire);
+    let timed_out = status.is_none() && !by_user;
+    if status.is_none() {
         // `script` starts Bochs in a session of its own (its pseudo-terminal's), outside the
         // group: the descendants are found first, then the group and they are stopped.
         let descendants = descendants(child.id());
@@ -131,7 +231,16 @@ fn spawn(
         }
         let _ = child.wait();
     }
-    Ok((status.and_then(|s| s.code()), timed_out, start.elapsed()))
+    flags.done.store(true, Ordering::Release);
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    Ok(Ended {
+        status: status.and_then(|s| s.code()),
+        timed_out,
+        by_user,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Every process descended from `root`, from `/proc` (empty if it cannot be read).
@@ -169,14 +278,13 @@ fn descendants(root: u32) -> Vec<u32> {
     found.split_off(1)
 }
 
-fn collect(
-    image: &Image,
-    emulator: EmulatorName,
-    status: Option<i32>,
-    timed_out: bool,
-    elapsed: Duration,
-    emulator_log: &str,
-) -> Result<Run> {
+fn collect(image: &Image, emulator: EmulatorName, ended: Ended, emulator_log: &str) -> Result<Run> {
+    let Ended {
+        status,
+        timed_out,
+        by_user,
+        elapsed,
+    } = ended;
     let dir = &image.dir;
     let console_bytes = fs::read(dir.join("console.out")).unwrap_or_default();
     let console = String::from_utf8_lossy(&console_bytes)
@@ -209,6 +317,7 @@ fn collect(
         malformed_frames,
         emulator_log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         elapsed,
+        ended_by_user: by_user,
     })
 }
 
@@ -240,31 +349,42 @@ fn clean(dir: &Path) {
 }
 
 /// The console line of a Bochs run with input: a listening socket Bochs connects its COM1 to,
-/// and a thread that sends `console.in` and writes what comes back to `console.out`.
+/// a thread that writes what comes back to `console.out`, and one that sends the input.
 struct ConsoleLine {
     port: u16,
     serve: thread::JoinHandle<Result<()>>,
 }
 
 impl ConsoleLine {
-    /// Serves `dir`'s `console.in` if it has any; `None` otherwise.
-    fn start(dir: &Path, timeout: Duration) -> Result<Option<Self>> {
-        let input = fs::read(dir.join("console.in")).unwrap_or_default();
-        if input.is_empty() {
-            return Ok(None);
-        }
+    /// Serves `feed` (a [`Feed::File`] is `dir`'s `console.in`, if it has any); `None` when
+    /// there is no input.
+    fn start(dir: &Path, timeout: Duration, feed: Feed, flags: &Flags) -> Result<Option<Self>> {
+        let feed = match feed {
+            Feed::File => {
+                let input = fs::read(dir.join("console.in")).unwrap_or_default();
+                if input.is_empty() {
+                    return Ok(None);
+                }
+                Feed::Script(vec![Step {
+                    after: None,
+                    bytes: input,
+                }])
+            }
+            feed => feed,
+        };
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let out = dir.join("console.out");
+        let flags = flags.clone();
         let serve = thread::spawn(move || -> Result<()> {
             // Bochs connects as it starts; a run that never starts must not block this thread.
             listener.set_nonblocking(true)?;
             let deadline = Instant::now() + timeout;
-            let mut line = loop {
+            let line = loop {
                 match listener.accept() {
                     Ok((line, _)) => break line,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if Instant::now() > deadline {
+                        if Instant::now() > deadline || flags.done.load(Ordering::Acquire) {
                             bail!("Bochs never connected its console line");
                         }
                         thread::sleep(Duration::from_millis(20));
@@ -273,9 +393,13 @@ impl ConsoleLine {
                 }
             };
             line.set_nonblocking(false)?;
-            line.write_all(&input)?;
+            let mut from = line.try_clone()?;
+            let mut file = File::create(&out)?;
             // Until Bochs exits and closes its end.
-            std::io::copy(&mut line, &mut File::create(out)?)?;
+            let copy = thread::spawn(move || std::io::copy(&mut from, &mut file));
+            feed_line(feed, &line, &out, &flags);
+            copy.join()
+                .map_err(|_| anyhow::anyhow!("the console line's copy thread panicked"))??;
             Ok(())
         });
         Ok(Some(Self { port, serve }))
@@ -285,9 +409,15 @@ impl ConsoleLine {
 /// Boots `image` in Bochs from its GRUB ISO; `console.in`, if the run's folder has one, arrives
 /// on the console line.
 pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
+    bochs_fed(image, iso, timeout, Feed::File)
+}
+
+/// [`bochs`] with `feed` arriving on the console line.
+pub fn bochs_fed(image: &Image, iso: &Path, timeout: Duration, feed: Feed) -> Result<Run> {
     let dir = &image.dir;
     clean(dir);
-    let line = ConsoleLine::start(dir, timeout)?;
+    let flags = Flags::default();
+    let line = ConsoleLine::start(dir, timeout, feed, &flags)?;
     fs::write(
         dir.join("bochsrc"),
         bochsrc(image, iso, line.as_ref().map(|l| l.port)),
@@ -301,20 +431,16 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
     let mut cmd = Command::new("script");
     cmd.env("TERM", "xterm")
         .args(["-qec", "bochs -q -f bochsrc -rc bochs.rc", "/dev/null"]);
-    let (status, timed_out, elapsed) = spawn(cmd, dir, timeout, Streams::Messages)?;
+    let ended = spawn(cmd, dir, timeout, Streams::Messages, &flags);
+    // The line's threads end with the run (Bochs closes its end), or give up waiting for it.
+    flags.done.store(true, Ordering::Release);
+    let ended = ended?;
     if let Some(line) = line {
         line.serve
             .join()
             .map_err(|_| anyhow::anyhow!("the console line's thread panicked"))??;
     }
-    collect(
-        image,
-        EmulatorName::Bochs,
-        status,
-        timed_out,
-        elapsed,
-        "bochs.log",
-    )
+    collect(image, EmulatorName::Bochs, ended, "bochs.log")
 }
 
 /// How QEMU executes the guest machine.
@@ -369,15 +495,8 @@ pub fn qemu(
 
 /// Runs a QEMU command line for `image` under `timeout` and collects what it produced.
 fn run_qemu(cmd: Command, image: &Image, timeout: Duration, streams: Streams) -> Result<Run> {
-    let (status, timed_out, elapsed) = spawn(cmd, &image.dir, timeout, streams)?;
-    collect(
-        image,
-        EmulatorName::Qemu,
-        status,
-        timed_out,
-        elapsed,
-        "emulator.err",
-    )
+    let ended = spawn(cmd, &image.dir, timeout, streams, &Flags::default())?;
+    collect(image, EmulatorName::Qemu, ended, "emulator.err")
 }
 
 /// Boots `image` on QEMU `virt` at EL2 (emulators.md section 5): deterministic instruction
@@ -386,6 +505,16 @@ fn run_qemu(cmd: Command, image: &Image, timeout: Duration, streams: Streams) ->
 /// folder has one, is the console line's input. `cmdline` reaches the
 /// hypervisor as `/chosen/bootargs` of the device tree QEMU writes at the base of RAM.
 pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<Run> {
+    qemu_aarch64_fed(image, cmdline, timeout, Feed::File)
+}
+
+/// [`qemu_aarch64`] with `feed` arriving on the console line (QEMU's standard input).
+pub fn qemu_aarch64_fed(
+    image: &Image,
+    cmdline: &str,
+    timeout: Duration,
+    feed: Feed,
+) -> Result<Run> {
     tools::require(tools::QEMU_AARCH64)?;
     let dir = &image.dir;
     clean(dir);
@@ -397,8 +526,9 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         .args(["-m", &format!("{}M", board.ram.size >> 20)])
         .args(["-icount", "shift=0,sleep=off"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        // The PL011 on QEMU's standard input and output: `console.in` is what arrives on the
-        // machine's console line (QEMU 7.2's file backend has no input side).
+        // The PL011 on QEMU's standard input and output: `console.in`, a script or the user's
+        // keys (through a pipe) arrive on the machine's console line (QEMU 7.2's file backend
+        // has no input side). signal=off: a Ctrl-C on the line is the guest's.
         .args(["-chardev", "stdio,id=console,signal=off"])
         .args(["-serial", "chardev:console"])
         .arg("-kernel")
@@ -416,7 +546,7 @@ pub fn qemu_aarch64(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
             ));
         }
     }
-    run_qemu(cmd, image, timeout, Streams::Console)
+    run_qemu(cmd, image, timeout, Streams::Console(feed))
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).

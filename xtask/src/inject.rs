@@ -481,6 +481,7 @@ mod tests {
             malformed_frames: 0,
             emulator_log: String::new(),
             elapsed: Duration::ZERO,
+            ended_by_user: false,
         }
     }
 

@@ -1,9 +1,10 @@
 //! `cargo xtask qemu`: running a partitions file the way a user tries one, each partition's
 //! lines shown as the hypervisor prints them (read from the run's `console.out` while the
-//! emulator runs), then the hypervisor's log and how the run ended.
+//! emulator runs), then the hypervisor's log and how the run ended. With a terminal on standard
+//! input, what the user types goes to the machine's console line ([`crate::terminal`]).
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +15,11 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, Image};
 use crate::config::{self, ArchName, EmulatorName};
-use crate::emulator::{self, Accel, Run};
-use crate::{Arch, EmulatorChoice, guests, tools};
+use crate::emulator::{self, Accel, Feed, Run};
+use crate::{Arch, EmulatorChoice, guests, terminal, tools};
+
+/// The deadline of an interactive run unless `--timeout` gives one: the user ends it.
+const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How often the console file is read while the emulator runs.
 const POLL: Duration = Duration::from_millis(50);
@@ -124,37 +128,73 @@ pub fn run_config(
         .and_then(|s| s.to_str())
         .unwrap_or("config");
     let image = build::build(file, &guests, &format!("run-{name}"))?;
+    // The user's keys reach the console line where the emulator gives it an input side: QEMU
+    // `virt` (standard input) and Bochs (a socket); QEMU for x86 writes the line to a file.
+    let takes_input = board_arch == Arch::Aarch64 || emulator == EmulatorName::Bochs;
+    let interactive = takes_input && std::io::stdin().is_terminal();
     let timeout = timeout.unwrap_or(match emulator {
+        _ if interactive => INTERACTIVE_TIMEOUT,
         EmulatorName::Bochs => emulator::BOCHS_TIMEOUT,
         EmulatorName::Qemu => emulator::QEMU_TIMEOUT,
     });
     println!(
-        "Running {} on board {} in {} (at most {} s); each partition's lines follow as they come.",
+        "Running {} on board {} in {} ({}); each partition's lines follow as they come.",
         file.display(),
         board.name,
         match emulator {
             EmulatorName::Bochs => "Bochs",
             EmulatorName::Qemu => "QEMU",
         },
-        timeout.as_secs()
+        if interactive && timeout == INTERACTIVE_TIMEOUT {
+            "until every partition stops or you end it".to_string()
+        } else {
+            format!("at most {} s", timeout.as_secs())
+        }
     );
-    let run = run_following(&image, emulator, timeout)?;
+    if interactive {
+        println!(
+            "What you type goes to the machine's console line, Ctrl-C included: Ctrl-T ? lists the partitions, Ctrl-T 1-9 sends input to one, Ctrl-T q ends the run."
+        );
+    } else if std::io::stdin().is_terminal() {
+        println!(
+            "QEMU for x86 gives the machine's console line no input side: keys typed here go nowhere (Bochs, --emulator bochs, takes them)."
+        );
+    }
+    let run = run_following(&image, emulator, timeout, interactive)?;
     for line in &run.log {
         println!("[tandem] {line}");
     }
     Ok(report(&run, timeout))
 }
 
-fn run_following(image: &Image, emulator: EmulatorName, timeout: Duration) -> Result<Run> {
+fn run_following(
+    image: &Image,
+    emulator: EmulatorName,
+    timeout: Duration,
+    interactive: bool,
+) -> Result<Run> {
     let console = image.dir.join("console.out");
     let _ = fs::remove_file(&console);
+    // Raw until the run ends (the guard puts the terminal back, also on an error).
+    let raw = if interactive {
+        terminal::Raw::enter()?
+    } else {
+        None
+    };
+    let feed = || {
+        if raw.is_some() {
+            Feed::Terminal
+        } else {
+            Feed::File
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let shown = follow(console, stop.clone());
     let run = match (image.config.board.arch, emulator) {
-        (ArchName::Aarch64, _) => emulator::qemu_aarch64(image, "", timeout),
+        (ArchName::Aarch64, _) => emulator::qemu_aarch64_fed(image, "", timeout, feed()),
         (_, EmulatorName::Bochs) => {
             let iso = build::iso(image, "")?;
-            emulator::bochs(image, &iso, timeout)
+            emulator::bochs_fed(image, &iso, timeout, feed())
         }
         (_, EmulatorName::Qemu) => {
             // A GRUB ISO when images travel beside the hypervisor (as a Multiboot2 module).
@@ -172,11 +212,19 @@ fn run_following(image: &Image, emulator: EmulatorName, timeout: Duration) -> Re
     };
     stop.store(true, Ordering::Release);
     let _ = shown.join();
+    drop(raw);
     run
 }
 
 /// Says how the run ended; true if every partition stopped and the hypervisor ended the run.
 fn report(run: &Run, timeout: Duration) -> bool {
+    if run.ended_by_user {
+        println!(
+            "You ended the run (Ctrl-T q) after {:.1} s.",
+            run.elapsed.as_secs_f64()
+        );
+        return true;
+    }
     if run.success {
         println!(
             "Every partition stopped; the run ended normally after {:.1} s.",

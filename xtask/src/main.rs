@@ -14,6 +14,7 @@ mod logs;
 #[cfg(test)]
 mod modgraph;
 mod scenario;
+mod terminal;
 mod test;
 mod tools;
 mod user_images;

@@ -12,8 +12,11 @@
 //! - `interleaved: A B`: partition B printed between partition A's first and last lines, which
 //!   only happens when both run at once;
 //! - `boot: ARGS`: boot the hypervisor with this command line (e.g. `inject=ud`);
-//! - `input: TEXT`: TEXT and a newline arrive on the machine's console line (QEMU boards; the
-//!   rules' lines in order);
+//! - `input: TEXT`: TEXT and a newline arrive on the machine's console line (the rules' lines in
+//!   order); `\xNN` in TEXT is the byte NN (`\x14` is Ctrl-T, the console switch's escape) and
+//!   `\\` a backslash;
+//! - `wait: TEXT`: the `input:` lines after it are sent only once some console line contains
+//!   TEXT (e.g. a partition's echo, or the hypervisor's `[tandem]` line about the switch);
 //! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
 //! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM;
 //! - `timeout: SECONDS`: the run's wall-time limit, for guests that take long to emulate (a
@@ -30,7 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::build::Module;
-use crate::emulator::Run;
+use crate::emulator::{Run, Step};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rule {
@@ -41,7 +44,8 @@ pub enum Rule {
     Numbered(String, String, usize),
     Interleaved(String, String),
     Boot(String),
-    Input(String),
+    Input(Vec<u8>),
+    Wait(String),
     EndsInFailure,
     QemuTcg,
     Timeout(Duration),
@@ -82,15 +86,60 @@ pub fn module(rules: &[Rule]) -> Module {
         .unwrap_or_default()
 }
 
-/// What the rules send on the machine's console line.
-pub fn input(rules: &[Rule]) -> String {
-    rules
-        .iter()
-        .filter_map(|r| match r {
-            Rule::Input(text) => Some(format!("{text}\n")),
-            _ => None,
-        })
-        .collect()
+/// What the rules send on the machine's console line, in steps that each wait for their
+/// `wait:` text.
+pub fn input(rules: &[Rule]) -> Vec<Step> {
+    let mut steps = vec![Step {
+        after: None,
+        bytes: Vec::new(),
+    }];
+    for rule in rules {
+        match rule {
+            Rule::Input(bytes) => {
+                if let Some(step) = steps.last_mut() {
+                    step.bytes.extend_from_slice(bytes);
+                    step.bytes.push(b'\n');
+                }
+            }
+            Rule::Wait(text) => steps.push(Step {
+                after: Some(text.clone()),
+                bytes: Vec::new(),
+            }),
+            _ => {}
+        }
+    }
+    steps.retain(|s| !s.bytes.is_empty());
+    steps
+}
+
+/// The bytes `text` stands for: `\xNN` is byte NN, `\\` a backslash, the rest as written.
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                bytes.push(b'\\');
+                rest = tail;
+            }
+            [b'x', hi, lo, tail @ ..] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                let digit = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+                bytes.push(digit(*hi) << 4 | digit(*lo));
+                rest = tail;
+            }
+            _ => {
+                return Err(format!(
+                    "a backslash starts `\\xNN` (two hex digits) or `\\\\` in `{text}`"
+                ));
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 pub fn parse(file: &Path) -> Result<Vec<Rule>> {
@@ -131,7 +180,10 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
                 ),
             },
             "boot" => Rule::Boot(arg),
-            "input" => Rule::Input(arg),
+            "input" => Rule::Input(
+                unescape(&arg).map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), n + 1))?,
+            ),
+            "wait" => Rule::Wait(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
             "timeout" => Rule::Timeout(Duration::from_secs(arg.parse().with_context(|| {
@@ -233,6 +285,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             Rule::Interleaved(a, b) => interleaved(&run.console, a, b),
             Rule::Boot(_)
             | Rule::Input(_)
+            | Rule::Wait(_)
             | Rule::EndsInFailure
             | Rule::QemuTcg
             | Rule::Timeout(_)
@@ -296,6 +349,33 @@ mod tests {
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn input_lines_unescape_and_split_at_waits() {
+        assert_eq!(unescape(r"a\x14\\b\x0A").unwrap(), b"a\x14\\b\n");
+        assert!(unescape(r"\x1").is_err());
+        assert!(unescape(r"\q").is_err());
+        let rules = [
+            Rule::Input(b"one".to_vec()),
+            Rule::Input(b"\x142".to_vec()),
+            Rule::Wait("[b] echo".into()),
+            Rule::Console("x".into()),
+            Rule::Input(b"two".to_vec()),
+        ];
+        assert_eq!(
+            input(&rules),
+            [
+                Step {
+                    after: None,
+                    bytes: b"one\n\x142\n".to_vec()
+                },
+                Step {
+                    after: Some("[b] echo".into()),
+                    bytes: b"two\n".to_vec()
+                }
+            ]
+        );
     }
 
     #[test]

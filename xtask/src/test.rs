@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
-use crate::emulator::{self, Accel, Run};
+use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
 use crate::{Arch, guests, inject, linux, root, tools, user_images};
 
@@ -98,20 +98,33 @@ impl Prepared {
         } else {
             Accel::Kvm
         };
-        let input = scenario::input(&self.rules);
+        let steps = scenario::input(&self.rules);
         let run = self.image.and_then(|(img, iso)| {
-            std::fs::write(img.dir.join("console.in"), &input)?;
+            // Kept whole beside the run, for whoever looks into it afterwards.
+            let bytes: Vec<u8> = steps.iter().flat_map(|s| s.bytes.clone()).collect();
+            std::fs::write(img.dir.join("console.in"), bytes)?;
             Ok((img, iso))
         });
+        // With `wait:` rules the line gets its input in steps, otherwise `console.in` at once.
+        let feed = || {
+            if steps.iter().any(|s| s.after.is_some()) {
+                Feed::Script(steps.clone())
+            } else {
+                Feed::File
+            }
+        };
         let run = run.and_then(|(img, iso)| {
             let board = &img.config.board;
             let qemu_timeout = scenario::timeout(&self.rules, emulator::QEMU_TIMEOUT);
             match (board.arch, board.emulator, iso) {
-                (ArchName::Aarch64, ..) => emulator::qemu_aarch64(&img, &cmdline, qemu_timeout),
-                (_, EmulatorName::Bochs, Some(iso)) => emulator::bochs(
+                (ArchName::Aarch64, ..) => {
+                    emulator::qemu_aarch64_fed(&img, &cmdline, qemu_timeout, feed())
+                }
+                (_, EmulatorName::Bochs, Some(iso)) => emulator::bochs_fed(
                     &img,
                     &iso,
                     scenario::timeout(&self.rules, emulator::BOCHS_TIMEOUT),
+                    feed(),
                 ),
                 (_, EmulatorName::Bochs, None) => anyhow::bail!("Bochs boots from an ISO"),
                 (_, EmulatorName::Qemu, iso) => {

@@ -23,7 +23,10 @@ use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
-use crate::{frames, images, kick, ledger, replication, report, reprotect, siblings, vcpu_power};
+use crate::{
+    console_input, frames, images, kick, ledger, replication, report, reprotect, siblings,
+    vcpu_power,
+};
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
 /// without it).
@@ -183,6 +186,7 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
         ledger: ledger_base,
     });
     vcpu_power::publish(&booted.system);
+    console_input::setup(&booted.system);
     for cpu in 1..usize::from(booted.system.board.cpus) {
         if partition_of(&booted.system, cpu).is_some() {
             let before = STARTED.load(Ordering::Acquire);
@@ -229,7 +233,7 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         )
         .unwrap_or_else(|e| fail::<B>("a vCPU cannot be created", e));
     let uart_mmio = shared.system.board.guest_uart;
-    let platform = HwPlatform::<B>::new(backend.clock(cpu), uart_mmio, cpu, index);
+    let platform = HwPlatform::<B>::new(backend.clock(cpu), &shared.system, uart_mmio, cpu, index);
     let run = Run {
         shared,
         cpu,
@@ -326,14 +330,32 @@ impl<B: Backend> Paused<B> for FtCopy {
 }
 
 /// Partition `index` is done; the last one ends the run. Each is retired once, whichever of an
-/// FT pair's copies gets there first; a spare counts only once it became a backup.
+/// FT pair's copies gets there first; a spare counts only once it became a backup. Once every
+/// copy of a partition is done, the console switch hears it stopped.
 fn retire<B: Backend>(system: &System, index: usize) {
     if is_spare(&system.partitions[index]) && !ENLISTED[index].load(Ordering::Acquire) {
         return;
     }
-    if !RETIRED[index].swap(true, Ordering::AcqRel) && RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
+    // Sequentially consistent, with the loads below: of two copies retiring at once, at least
+    // one sees the other's flag.
+    if RETIRED[index].swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
         defmt::info!("all partitions stopped");
         B::exit(true)
+    }
+    let id = system.partitions[index].guest_id(index);
+    let done = system
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|&(i, p)| p.guest_id(i) == id)
+        .all(|(i, p)| {
+            RETIRED[i].load(Ordering::SeqCst) || is_spare(p) && !ENLISTED[i].load(Ordering::Acquire)
+        });
+    if done {
+        console_input::stopped::<B::Uart>(system, index);
     }
 }
 

@@ -94,15 +94,26 @@ impl<U: ConsoleUart> Console<U> {
         let Ok(()) = uart.write_all(b"\n");
     }
 
-    /// The bytes received on the console line that fit in `buf`, without waiting; how many.
-    pub fn input(buf: &mut [u8]) -> usize {
+    /// The next byte received on the console line, if one is there (without waiting).
+    pub fn read_byte() -> Option<u8> {
         let mut uart = Self::uart();
-        let mut n = 0;
-        while n < buf.len() && uart.read_ready() == Ok(true) {
-            let Ok(read) = uart.read(&mut buf[n..]);
-            n += read;
+        if uart.read_ready() != Ok(true) {
+            return None;
         }
-        n
+        let mut byte = [0];
+        let Ok(n) = uart.read(&mut byte);
+        (n == 1).then_some(byte[0])
+    }
+
+    /// Prints `[tandem] line`: the hypervisor speaking on the console (the console switch,
+    /// [`crate::console_input`]), whole, like a partition's line.
+    pub fn hypervisor_line(line: core::fmt::Arguments<'_>) {
+        let _guard = LOCK.lock();
+        let mut uart = Self::uart();
+        let Ok(()) = uart.write_all(b"[tandem] ");
+        // A formatting error leaves nothing to report it to; the line still ends.
+        let _ = uart.write_fmt(line);
+        let Ok(()) = uart.write_all(b"\n");
     }
 
     /// Waits until everything printed has left the UART.

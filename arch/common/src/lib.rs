@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bringup;
 pub mod clock;
 pub mod console;
+pub mod console_input;
 pub mod dirty;
 pub mod frames;
 pub mod guest_memory;

@@ -2,9 +2,11 @@
 //! memory, reports and vCPU start requests are the shared hardware layer's; time, idling and the
 //! console's UART come from the backend ([`Backend::Clock`], [`Backend::Uart`]).
 
+use core::cell::Cell;
 use core::marker::PhantomData;
+use core::sync::atomic::AtomicU8;
 
-use tandem_core::config::{GuestUart, MemoryRegion};
+use tandem_core::config::{GuestUart, MemoryRegion, System};
 use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
@@ -12,32 +14,43 @@ use tandem_core::report::Notice;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::console::Console;
-use crate::{guest_memory, kick, report, siblings, vcpu_power};
+use crate::{console_input, guest_memory, kick, report, siblings, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
 pub struct HwPlatform<B: Backend> {
     clock: B::Clock,
+    system: &'static System,
     /// Where each partition finds its memory-mapped UART (board data), if the board gives one.
     uart_mmio: Option<GuestUart>,
     /// This CPU, and the index of the partition it runs.
     cpu: usize,
     partition: usize,
+    /// The partition's place in the console switch ([`console_input`]), and how often it looks
+    /// at the line.
+    input_slot: Option<(u8, &'static AtomicU8)>,
+    /// Exits since this CPU last looked at the line as the switch's watcher.
+    input_skipped: Cell<u8>,
     backend: PhantomData<B>,
 }
 
 impl<B: Backend> HwPlatform<B> {
-    /// The platform of CPU `cpu`, which runs a vCPU of partition `partition` (its index).
+    /// The platform of CPU `cpu`, which runs a vCPU of partition `partition` (its index in
+    /// `system`).
     pub fn new(
         clock: B::Clock,
+        system: &'static System,
         uart_mmio: Option<GuestUart>,
         cpu: usize,
         partition: usize,
     ) -> Self {
         Self {
             clock,
+            system,
             uart_mmio,
             cpu,
             partition,
+            input_slot: console_input::slot(partition),
+            input_skipped: Cell::new(0),
             backend: PhantomData,
         }
     }
@@ -81,8 +94,16 @@ impl<B: Backend> Platform for HwPlatform<B> {
         Console::<B::Uart>::partition_line(partition, line);
     }
 
+    #[inline]
+    fn console_input_wanted(&self) -> bool {
+        self.input_slot
+            .is_some_and(|(_, look)| console_input::wanted(look, &self.input_skipped))
+    }
+
     fn console_input(&self, buf: &mut [u8]) -> usize {
-        Console::<B::Uart>::input(buf)
+        self.input_slot.map_or(0, |(slot, _)| {
+            console_input::input::<B::Uart>(self.system, slot, self.now_ns(), buf)
+        })
     }
 
     fn notice(&self, partition: &str, notice: Notice) {

@@ -88,6 +88,8 @@ pub enum Problem {
     DuplicateName {
         other: usize,
     },
+    /// The name the hypervisor's own console lines carry (`[tandem] ...`).
+    HypervisorName,
     CpuTaken {
         cpu: u8,
         other: usize,
@@ -215,6 +217,10 @@ impl fmt::Display for Problem {
             Problem::DuplicateName { other } => {
                 write!(f, "the same name is already used by partition[{other}]")
             }
+            Problem::HypervisorName => write!(
+                f,
+                "`tandem` is the hypervisor's name on the console: its lines could pass for the hypervisor's"
+            ),
             Problem::CpuTaken { cpu, other } => {
                 write!(f, "CPU {cpu} is already given to partition[{other}]")
             }

@@ -318,9 +318,10 @@ pub struct Partition {
     pub kernel: Option<KernelBoot>,
     /// Set on both copies of a fault-tolerant partition.
     pub ft: Option<Ft>,
-    /// The partition's UART receives what arrives on the machine's console line (on both copies
-    /// of a fault-tolerant partition: the primary reads the line and logs it, the backup replays
-    /// it until it goes live).
+    /// The partition's UART receives what arrives on the machine's console line from boot, until
+    /// the user switches the line to another partition ([`crate::console_switch`]). Set on both
+    /// copies of a fault-tolerant partition: the primary takes the bytes and logs them, the
+    /// backup replays them until it goes live.
     pub console_input: bool,
     /// What an access to a guest-physical address nothing backs does.
     pub unbacked: Unbacked,

@@ -81,6 +81,16 @@ fn names_must_be_unique() {
 }
 
 #[test]
+fn no_partition_takes_the_hypervisors_name() {
+    let mut sys = system();
+    sys.partitions[1].name = "tandem".try_into().unwrap();
+    assert_eq!(
+        message(&sys),
+        "partition[1].name: `tandem` is the hypervisor's name on the console: its lines could pass for the hypervisor's"
+    );
+}
+
+#[test]
 fn one_partition_at_most_takes_the_console_input() {
     let mut sys = system();
     sys.partitions[0].console_input = true;

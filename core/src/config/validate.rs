@@ -242,6 +242,9 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     if p.name.is_empty() {
         return Err(err(Field::partition(i, "name"), Problem::Empty));
     }
+    if p.name == "tandem" {
+        return Err(err(Field::partition(i, "name"), Problem::HypervisorName));
+    }
     // The copies of one fault-tolerant partition share its name.
     let same_pair = |q: &Partition| matches!((p.ft, q.ft), (Some(a), Some(b)) if a.pair == b.pair);
     if let Some(other) = sys.partitions[..i]
