@@ -25,6 +25,7 @@ mod logger;
 mod lr;
 mod machine;
 mod panic;
+mod physical_timer;
 mod pl011;
 mod psci;
 mod semihosting;

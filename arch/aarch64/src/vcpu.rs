@@ -4,6 +4,7 @@
 use aarch64_cpu::registers::*;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::Gic;
+use tandem_core::devices::ptimer::PhysicalTimer;
 use tandem_core::devices::sgi::SgiRequest;
 use tandem_core::devices::vgic::{GicWindows, VirtualGic};
 use tandem_core::exit::{Access, Exit};
@@ -14,6 +15,7 @@ use tock_registers::{LocalRegisterCopy, register_bitfields};
 use crate::dirty;
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
+use crate::physical_timer::{self, TimerAccess};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
@@ -175,6 +177,8 @@ pub struct El2Vcpu {
     /// The stage-2 abort the last exit reported, for the external abort the core may answer it
     /// with.
     abort: Abort,
+    /// The guest's EL1 physical timer (`physical_timer`).
+    ptimer: PhysicalTimer,
 }
 
 /// A guest access that took a stage-2 abort: an instruction fetch or a data access (a write or
@@ -277,6 +281,7 @@ impl El2Vcpu {
             sve_reported: false,
             dirty,
             abort: Abort::default(),
+            ptimer: PhysicalTimer::new(),
         })
     }
 
@@ -357,7 +362,11 @@ impl El2Vcpu {
     /// virtual time). On hardware it costs one asynchronous exit per slice.
     fn arm_hyp_timer(&self) {
         let slice_end = time::now_ns() + SLICE_NS;
-        let deadline = self.deadline_ns.map_or(slice_end, |d| d.min(slice_end));
+        // The guest's physical timer interrupts it when it fires, as the hardware's would.
+        let deadline = [self.deadline_ns, self.ptimer_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(slice_end, u64::min);
         // SAFETY: the EL2 physical timer belongs to the hypervisor; it only raises its own PPI.
         unsafe { write_sysreg!("cnthp_cval_el2", time::counter_at(deadline)) };
         CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
@@ -456,6 +465,12 @@ impl El2Vcpu {
                         self.regs.x[rt] = access.value;
                     }
                     self.step();
+                    return None;
+                }
+                if let Some(access) = physical_timer::decode(esr.read(ESR_EL2::ISS))
+                    && !self.replicated
+                {
+                    self.physical_timer(access);
                     return None;
                 }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
@@ -645,6 +660,52 @@ impl El2Vcpu {
         self.vtimer_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
     }
 
+    /// Emulates a trapped access to the guest's physical timer and steps over it.
+    fn physical_timer(&mut self, access: TimerAccess) {
+        let now = time::counter();
+        if access.read {
+            if access.rt != 31 {
+                self.regs.x[access.rt] = self.ptimer.read(access.register, now);
+            }
+        } else {
+            let value = if access.rt == 31 {
+                0
+            } else {
+                self.regs.x[access.rt]
+            };
+            self.ptimer.write(access.register, value, now);
+        }
+        self.step();
+    }
+
+    /// The physical timer's interrupt follows its level (Arm ARM D11.2.4): pending in the vGIC
+    /// while the timer condition holds unmasked, withdrawn from it once it does not.
+    fn follow_ptimer(&mut self) {
+        let intid = self.gic.physical_timer_intid;
+        if self.ptimer.asserted(time::counter()) {
+            self.raise_level(intid);
+        } else {
+            self.vgic.interrupts.clear_pending(intid);
+        }
+    }
+
+    /// Makes `intid` pending unless a list register already holds it pending.
+    fn raise_level(&mut self, intid: u32) {
+        if !vgic::pending_in_lr(self.lrs, intid) {
+            self.vgic.interrupts.raise(intid, false);
+        }
+    }
+
+    /// When the physical timer's interrupt will assert (ns after boot), if it is armed and has
+    /// not yet: one that already has is pending in the vGIC, and a deadline in the past would
+    /// end every entry at once.
+    fn ptimer_deadline(&self) -> Option<u64> {
+        self.ptimer
+            .deadline()
+            .filter(|&cval| cval > time::counter())
+            .map(time::ns_at)
+    }
+
     fn vtimer_firing() -> bool {
         CNTV_CTL_EL0.matches_all(
             CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR + CNTV_CTL_EL0::ISTATUS::SET,
@@ -657,6 +718,7 @@ impl Vcpu for El2Vcpu {
 
     fn run(&mut self) -> Result<Exit, EntryError> {
         self.withdraw_idle_vtimer();
+        self.follow_ptimer();
         vgic::flush(self.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
@@ -727,7 +789,7 @@ impl Vcpu for El2Vcpu {
     }
 
     fn raise_interrupt(&mut self, vector: u8) {
-        self.vgic.interrupts.raise(vector.into(), false);
+        self.raise_level(vector.into());
     }
 
     fn lower_interrupt(&mut self, vector: u8) {
@@ -735,7 +797,9 @@ impl Vcpu for El2Vcpu {
     }
 
     fn interrupt_pending(&self) -> bool {
-        vgic::pending(self.vgic, self.lrs) || (!self.replicated && Self::vtimer_firing())
+        vgic::pending(self.vgic, self.lrs)
+            || (!self.replicated
+                && (Self::vtimer_firing() || self.ptimer.asserted(time::counter())))
     }
 
     fn accepts_interrupts(&self) -> bool {
@@ -769,8 +833,13 @@ impl Vcpu for El2Vcpu {
             return None;
         }
         let ctl = CNTV_CTL_EL0.extract();
-        ctl.matches_all(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR)
-            .then(|| time::ns_at(CNTV_CVAL_EL0.get().saturating_add(CNTVOFF_EL2.get())))
+        let virtual_timer = ctl
+            .matches_all(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR)
+            .then(|| time::ns_at(CNTV_CVAL_EL0.get().saturating_add(CNTVOFF_EL2.get())));
+        [virtual_timer, self.ptimer_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn virtual_gic(&mut self) -> Option<&mut VirtualGic> {

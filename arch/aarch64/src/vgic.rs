@@ -174,6 +174,17 @@ pub fn pending(gic: &VirtualGic, lrs: usize) -> bool {
         || (0..lrs).any(|n| lr::read(n).matches_all(ICH_LR0_EL2::State::Pending))
 }
 
+/// Whether a list register holds `intid` pending: raising it again changes nothing (pending is
+/// one bit per interrupt, IHI 0069 4.1), and a second pending copy in the model would keep the
+/// underflow maintenance interrupt firing ahead of the guest's own at every entry.
+pub fn pending_in_lr(lrs: usize, intid: u32) -> bool {
+    (0..lrs).any(|n| {
+        let v = lr::read(n);
+        v.matches_all(ICH_LR0_EL2::State::Pending)
+            && v.read(ICH_LR0_EL2::vINTID) == u64::from(intid)
+    })
+}
+
 /// Whether the guest has enabled Group 1 virtual interrupts (ICH_VMCR_EL2.VENG1).
 pub fn group1_enabled() -> bool {
     LocalRegisterCopy::<u64, ICH_VMCR::Register>::new(ICH_VMCR_EL2.get()).is_set(ICH_VMCR::VENG1)

@@ -5,6 +5,7 @@ pub mod cpuid;
 pub mod line;
 pub mod msr;
 pub mod pl011;
+pub mod ptimer;
 pub mod rx;
 pub mod sgi;
 pub mod uart16550;

@@ -35,15 +35,15 @@ pub fn write_with_writeback(addr: u64, value: u64) {
     }
 }
 
-/// Reads the EL1 physical timer's control register, which the hypervisor traps (4 bytes).
+/// Reads the EL1 physical timer's control register, which the hypervisor emulates.
 pub fn read_physical_timer() -> u64 {
     let v: u64;
-    // SAFETY: may fault; the caller has armed `expect_fault`.
+    // SAFETY: the guest's own (emulated) physical timer.
     unsafe { asm!("mrs {}, cntp_ctl_el0", out(reg) v, options(nomem, nostack)) }
     v
 }
 
-/// Writes the EL1 physical timer's compare value, which the hypervisor traps (4 bytes).
+/// Writes the EL1 physical timer's compare value, which the hypervisor emulates.
 pub fn write_physical_timer(value: u64) {
     // SAFETY: as `read_physical_timer`.
     unsafe { asm!("msr cntp_cval_el0, {}", in(reg) value, options(nomem, nostack)) }

@@ -12,7 +12,7 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 static TAKEN: [AtomicU32; LOG] = [const { AtomicU32::new(0) }; LOG];
 static TAKEN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// Timer interrupts taken: the virtual timer's and the one `TIMER_SET` raises.
+/// Timer interrupts taken: the virtual and physical timers' and the one `TIMER_SET` raises.
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::SeqCst)
 }
@@ -31,6 +31,11 @@ extern "C" fn guest_irq() {
             // Disabling the timer drops its interrupt line before the end of interrupt.
             // SAFETY: the guest's own virtual timer.
             unsafe { asm!("msr cntv_ctl_el0, xzr", options(nomem, nostack)) };
+            TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+        gic::PTIMER => {
+            // SAFETY: the guest's own physical timer, as the virtual one above.
+            unsafe { asm!("msr cntp_ctl_el0, xzr", options(nomem, nostack)) };
             TICKS.fetch_add(1, Ordering::SeqCst);
         }
         gic::HYPERCALL_TIMER => {

@@ -14,7 +14,7 @@ mod smp;
 mod vectors;
 
 pub use irq::{taken, ticks};
-pub use sleep::{sleep_hypercall_ns, sleep_ns};
+pub use sleep::{sleep_hypercall_ns, sleep_ns, sleep_physical_ns};
 pub use smp::start_cpu;
 pub use tandem_guest_common::{self as common, Runtime, arg};
 pub use vectors::{expect_fault, faults_taken, last_fault};

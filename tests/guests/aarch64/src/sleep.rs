@@ -1,4 +1,5 @@
-//! Sleeping until a timer interrupt: the EL1 virtual timer, or the `TIMER_SET` hypercall.
+//! Sleeping until a timer interrupt: the EL1 virtual or physical timer, or the `TIMER_SET`
+//! hypercall.
 
 use core::arch::asm;
 
@@ -14,6 +15,21 @@ pub fn sleep_ns(ns: u64) {
     unsafe {
         asm!("msr cntv_cval_el0, {}", in(reg) deadline, options(nomem, nostack));
         asm!("msr cntv_ctl_el0, {}", in(reg) 1u64, options(nomem, nostack));
+        asm!("isb", options(nomem, nostack));
+    }
+    wait_for_tick(start);
+}
+
+/// Sleeps until the physical timer fires `ns` from now, armed through its timer value
+/// (CNTP_TVAL_EL0, a distance from the physical counter).
+pub fn sleep_physical_ns(ns: u64) {
+    let start = ticks();
+    let distance =
+        (u128::from(ns) * u128::from(counter_frequency())).div_ceil(1_000_000_000) as u64;
+    // SAFETY: the guest's own physical timer: timer value, then enabled and unmasked.
+    unsafe {
+        asm!("msr cntp_tval_el0, {}", in(reg) distance, options(nomem, nostack));
+        asm!("msr cntp_ctl_el0, {}", in(reg) 1u64, options(nomem, nostack));
         asm!("isb", options(nomem, nostack));
     }
     wait_for_tick(start);

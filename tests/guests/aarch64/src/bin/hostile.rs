@@ -36,13 +36,14 @@ fn main() -> u64 {
         failures += 1;
     }
 
-    expect_fault();
-    let v = read_physical_timer();
-    expect_fault();
+    // The physical timer is the partition's own, emulated: a compare value long past does
+    // nothing while the timer is disabled (CNTP_CTL_EL0 0, ISTATUS clear), and nothing faults.
+    let before = faults_taken();
     write_physical_timer(1);
-    let faults = faults_taken();
-    println!("physical timer accesses faulted {faults} of 2 times (read {v:#x})");
-    if faults != 2 {
+    let v = read_physical_timer();
+    let faults = faults_taken() - before;
+    println!("physical timer: CNTP_CTL_EL0 {v:#x} after CNTP_CVAL_EL0 = 1, {faults} faults");
+    if faults != 0 || v != 0 {
         failures += 1;
     }
 
