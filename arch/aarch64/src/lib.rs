@@ -26,6 +26,7 @@ mod lr;
 mod machine;
 mod panic;
 mod pl011;
+mod pmu;
 mod psci;
 mod semihosting;
 mod sgi;
