@@ -213,6 +213,7 @@ pub fn partition() -> config::Partition {
         ft: None,
         console_input: false,
         unbacked: config::Unbacked::Stop,
+        pmu: false,
     };
     p.memory
         .push(MemoryRegion {

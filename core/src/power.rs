@@ -106,6 +106,7 @@ mod tests {
             ft: None,
             console_input: false,
             unbacked: Unbacked::Stop,
+            pmu: false,
         };
         p.memory
             .push(MemoryRegion {

@@ -151,6 +151,8 @@ struct GicFile {
     virtual_timer_intid: u32,
     physical_timer_intid: u32,
     secure_timer_intid: u32,
+    /// The PMU's overflow interrupt, on a board whose PMU partitions may use (`pmu = true`).
+    pmu_intid: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -248,6 +250,10 @@ pub struct PartitionFile {
     /// What an access nothing backs does: `"external-abort"` (aarch64's default) or `"stop"`
     /// (x86_64's only choice).
     unbacked: Option<UnbackedFile>,
+    /// The partition uses its CPUs' PMU itself (aarch64, not fault-tolerant, on a board with a
+    /// `pmu_intid`); otherwise the PMU is trapped and hidden.
+    #[serde(default)]
+    pmu: bool,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -478,6 +484,7 @@ fn resolve(
             virtual_timer_intid: g.virtual_timer_intid,
             physical_timer_intid: g.physical_timer_intid,
             secure_timer_intid: g.secure_timer_intid,
+            pmu_intid: g.pmu_intid,
         }),
         guest_uart: b.guest_uart.map(|u| model::GuestUart {
             base: GuestPhysAddr::new(u.base.0),
@@ -605,6 +612,7 @@ fn resolve(
                 }
                 (Some(UnbackedFile::Stop), _) | (None, ArchName::X86_64) => model::Unbacked::Stop,
             },
+            pmu: p.pmu,
         };
         partitions.push(partition).map_err(|_| {
             error(

@@ -60,6 +60,7 @@ fn spec(arch: Arch) -> (&'static str, &'static str, &'static [&'static str]) {
                 "sgi",
                 "level",
                 "sve",
+                "pmu",
             ],
         ),
     }

@@ -18,7 +18,7 @@ use crate::guest_load::{Coherent, LoadError};
 use crate::pl011::Pl011;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
-use crate::{boot, firmware, gic, guest_load, logger, machine, psci, stage2, time};
+use crate::{boot, firmware, gic, guest_load, logger, machine, pmu, psci, stage2, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -159,8 +159,25 @@ impl Backend for VirtBackend {
     ) -> Result<El2Vcpu, VirtError> {
         // Each partition has its own VMID, so TLB entries of one never match another's.
         let replicated = partition.ft.is_some();
+        let pmu = self.board.gic.and_then(|gic| pmu::granted(partition, &gic));
+        if partition.pmu && pmu.is_none() {
+            defmt::warn!(
+                "partition {=str}: vCPU {=u32} does not get the PMU it asks for: this CPU has no FEAT_PMUv3p1 (ID_AA64DFR0_EL1.PMUVer {=u64}) to prohibit counting at EL2 with, so the PMU stays trapped and hidden",
+                partition.name.as_str(),
+                vcpu,
+                pmu::version()
+            );
+        }
         // SAFETY: `root` is this partition's stage 2; no guest runs on this CPU yet.
-        unsafe { vcpu::configure(*root, (id + 1) as u16, u64::from(vcpu), replicated) };
+        unsafe {
+            vcpu::configure(
+                *root,
+                (id + 1) as u16,
+                u64::from(vcpu),
+                replicated,
+                pmu.is_some(),
+            )
+        };
         let VcpuState { regs, vgic, .. } = state;
         Ok(El2Vcpu::new(
             regs,
@@ -169,6 +186,7 @@ impl Backend for VirtBackend {
             u64::from(vcpu),
             partition.cpus.len() as u64,
             replicated,
+            pmu,
             DirtyPages::new(*root, &partition.memory),
         )?)
     }

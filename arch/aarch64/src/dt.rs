@@ -1,8 +1,8 @@
 //! The device tree a partition boots with: exactly what it owns (its memory, its vCPUs with PSCI
 //! over HVC, the emulated GICv3 with one redistributor per vCPU, the generic timer's PPIs, its
-//! PL011) and its argument string as `/chosen/bootargs`, in the shape Linux expects of QEMU
-//! `virt` (Documentation/devicetree/bindings: arm/psci, timer/arm,arch_timer,
-//! interrupt-controller/arm,gic-v3, serial/pl011).
+//! PL011, the PMU if it uses the PMU) and its argument string as `/chosen/bootargs`, in the shape
+//! Linux expects of QEMU `virt` (Documentation/devicetree/bindings: arm/psci,
+//! timer/arm,arch_timer, interrupt-controller/arm,gic-v3, serial/pl011, arm/pmu).
 
 use core::fmt::Write;
 
@@ -41,12 +41,14 @@ pub struct Chosen<'a> {
     pub initrd: Option<(u64, u64)>,
 }
 
-/// Writes partition `p`'s device tree into `buf`, with the board's `gic` and `uart` window.
+/// Writes partition `p`'s device tree into `buf`, with the board's `gic` and `uart` window, and
+/// a PMU with overflow interrupt `pmu` if the partition uses the PMU (`pmu::granted`).
 pub fn write(
     p: &Partition,
     id: u32,
     gic: &Gic,
     uart: GuestUart,
+    pmu: Option<u32>,
     chosen: &Chosen,
     buf: &mut [u8],
 ) -> Result<usize, TooSmall> {
@@ -111,6 +113,15 @@ pub fn write(
     w.prop_cells("interrupts", timers.as_flattened());
     w.prop_empty("always-on");
     w.end_node();
+
+    // The PMU (binding arm/pmu.yaml): its overflow interrupt, a PPI, as on QEMU `virt`. Absent
+    // for a partition whose PMU is trapped and hidden.
+    if let Some(intid) = pmu {
+        w.begin_node("pmu");
+        w.prop_str("compatible", "arm,armv8-pmuv3");
+        w.prop_cells("interrupts", &ppi(intid));
+        w.end_node();
+    }
 
     // The emulated GIC is where the machine's is.
     let (gicd, gicr) = (gic.distributor.raw(), gic.redistributors.raw());

@@ -4,7 +4,8 @@
 //! The distributor is enabled with affinity routing; each CPU wakes its redistributor and enables
 //! the private interrupts the hypervisor takes: the EL1 virtual timer, which it forwards to the
 //! guest with a hardware list register, the EL2 physical timer for hypercall timer deadlines, and
-//! the virtual interface's maintenance interrupt (their INTIDs are board data too).
+//! the virtual interface's maintenance interrupt (their INTIDs are board data too); a CPU whose
+//! vCPU uses the PMU also takes the PMU's overflow interrupt, forwarded the same way.
 //! EOImode = 1 splits priority drop (ICC_EOIR1_EL1) from deactivation (ICC_DIR_EL1), so a
 //! forwarded interrupt stays active until the guest deactivates its virtual copy (IHI 0069, 4.4).
 
@@ -138,20 +139,15 @@ pub fn init_cpu() -> Result<(), GicError> {
     while rd.waker.is_set(GICR_WAKER::ChildrenAsleep) {
         core::hint::spin_loop();
     }
-    let mine = [
-        KICK_SGI,
-        gic.maintenance_intid,
-        gic.hyp_timer_intid,
-        gic.virtual_timer_intid,
-    ];
-    let mask = mine.iter().fold(0u32, |m, i| m | 1 << i);
-    rd.igroupr0.set(rd.igroupr0.get() | mask);
-    for intid in mine {
-        let reg = &rd.ipriorityr[(intid / 4) as usize];
-        let shift = 8 * (intid % 4);
-        reg.set((reg.get() & !(0xff << shift)) | PRIORITY << shift);
-    }
-    rd.isenabler0.set(mask);
+    enable_private(
+        rd,
+        &[
+            KICK_SGI,
+            gic.maintenance_intid,
+            gic.hyp_timer_intid,
+            gic.virtual_timer_intid,
+        ],
+    );
     // ICC_SRE_EL2: system-register interface (SRE) with IRQ/FIQ bypass disabled (DIB, DFB), and
     // lower ELs allowed to use ICC_SRE_EL1 (Enable) (IHI 0069, 12.2.7).
     ICC_SRE_EL2.write(
@@ -169,6 +165,28 @@ pub fn init_cpu() -> Result<(), GicError> {
         write_sysreg!("icc_igrpen1_el1", 1);
     }
     isb();
+    Ok(())
+}
+
+/// Makes the SGIs and PPIs `intids` Group 1 interrupts of the hypervisor's priority and enables
+/// them at redistributor `rd` (GICR_IGROUPR0, GICR_IPRIORITYR<n> and GICR_ISENABLER0 in the
+/// SGI_base frame, IHI 0069, 12.11).
+fn enable_private(rd: &Redistributor, intids: &[u32]) {
+    let mask = intids.iter().fold(0u32, |m, i| m | 1 << i);
+    rd.igroupr0.set(rd.igroupr0.get() | mask);
+    for &intid in intids {
+        let reg = &rd.ipriorityr[(intid / 4) as usize];
+        let shift = 8 * (intid % 4);
+        reg.set((reg.get() & !(0xff << shift)) | PRIORITY << shift);
+    }
+    rd.isenabler0.set(mask);
+}
+
+/// Lets PPI `intid` reach this CPU, as [`init_cpu`] does the hypervisor's own (the PMU's overflow
+/// interrupt, for a vCPU that uses the PMU).
+pub fn enable_ppi(intid: u32) -> Result<(), GicError> {
+    let rd = redistributor(facts()).ok_or(GicError::NoRedistributor)?;
+    enable_private(rd, &[intid]);
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use tandem_hw::backend::BootFiles;
 use tandem_hw::guest_memory::Coherence;
 
 use crate::dt::{self, Chosen};
+use crate::pmu;
 use crate::sysreg::{dsb_ish, read_sysreg};
 
 /// Host address backing `gpa`; the configuration guarantees the range lies in one region.
@@ -89,7 +90,8 @@ pub fn load(board: &Board, p: &Partition, id: u32, files: &BootFiles) -> Result<
     // SAFETY: `room` bytes at `dt_gpa` lie inside one of the partition's regions (checked by
     // `host`), clear of the image and initrd (validated), and no vCPU of it runs.
     let buf = unsafe { core::slice::from_raw_parts_mut(dt_host as *mut u8, room as usize) };
-    dt::write(p, id, &gic, uart, &chosen, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
+    let pmu = pmu::granted(p, &gic);
+    dt::write(p, id, &gic, uart, pmu, &chosen, buf).map_err(|_| LoadError::NoRoomForDeviceTree)?;
     for r in &p.memory {
         clean_to_poc(r.hpa.raw(), r.size);
     }

@@ -55,7 +55,8 @@ const fn field(shift: u32) -> u64 {
 const HIDDEN: &[(u8, u8, u64)] = &[
     // ID_PFR0_EL1: RAS (TERR traps the error records), AMU (CPTR_EL2.TAM).
     (1, 0, field(28) | field(20)),
-    // ID_DFR0_EL1: PerfMon (MDCR_EL2.TPM), MMapTrc and CopTrc (CPTR_EL2.TTA).
+    // ID_DFR0_EL1: PerfMon (MDCR_EL2.TPM, unless the PMU is given: `PMU`), MMapTrc and CopTrc
+    // (CPTR_EL2.TTA).
     (1, 2, field(24) | field(16) | field(12)),
     // ID_AA64PFR0_EL1: AMU (CPTR_EL2.TAM), SVE (CPTR_EL2.TZ, unless offered: `SVE`), RAS
     // (HCR_EL2.TERR).
@@ -67,8 +68,8 @@ const HIDDEN: &[(u8, u8, u64)] = &[
     (4, 4, u64::MAX),
     (4, 5, u64::MAX),
     // ID_AA64DFR0_EL1: BRBE, MTPMU, TraceBuffer, TraceFilt, PMSVer (MDCR_EL2.E2PB/TPMS, TTRF),
-    // PMUVer (MDCR_EL2.TPM), TraceVer (CPTR_EL2.TTA). DebugVer stays: the debug architecture
-    // is always there, its registers trap (MDCR_EL2.TDA).
+    // PMUVer (MDCR_EL2.TPM, unless the PMU is given: `PMU`), TraceVer (CPTR_EL2.TTA). DebugVer
+    // stays: the debug architecture is always there, its registers trap (MDCR_EL2.TDA).
     (
         5,
         0,
@@ -83,6 +84,17 @@ const HIDDEN: &[(u8, u8, u64)] = &[
 /// ID_AA64PFR0_EL1.SVE and ID_AA64ZFR0_EL1.
 const SVE: &[(u8, u8, u64)] = &[(4, 0, field(32)), (4, 4, u64::MAX)];
 
+/// The fields that describe the PMU, shown to a vCPU that uses it (`pmu::granted`):
+/// ID_DFR0_EL1.PerfMon and ID_AA64DFR0_EL1.PMUVer, the CPU's own version.
+const PMU: &[(u8, u8, u64)] = &[(1, 2, field(24)), (5, 0, field(8))];
+
+/// What a vCPU is offered beyond the rest, whose ID fields it then sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    pub sve: bool,
+    pub pmu: bool,
+}
+
 fn mask(table: &[(u8, u8, u64)], read: IdRead) -> u64 {
     table
         .iter()
@@ -90,10 +102,11 @@ fn mask(table: &[(u8, u8, u64)], read: IdRead) -> u64 {
         .map_or(0, |&(_, _, mask)| mask)
 }
 
-/// The value the guest reads for `read`; `sve` if the vCPU has SVE.
-pub fn guest_value(read: IdRead, sve: bool) -> u64 {
-    let shown = if sve { mask(SVE, read) } else { 0 };
-    hardware(read.crm, read.op2) & !(mask(HIDDEN, read) & !shown)
+/// The value the guest reads for `read`, on a vCPU `offered` SVE or the PMU or both.
+pub fn guest_value(read: IdRead, offered: Offered) -> u64 {
+    let sve = if offered.sve { mask(SVE, read) } else { 0 };
+    let pmu = if offered.pmu { mask(PMU, read) } else { 0 };
+    hardware(read.crm, read.op2) & !(mask(HIDDEN, read) & !(sve | pmu))
 }
 
 /// One row of the ID space: `op2` selects the register in row `crm`.

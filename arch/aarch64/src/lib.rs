@@ -27,6 +27,7 @@ mod machine;
 mod panic;
 mod physical_timer;
 mod pl011;
+mod pmu;
 mod psci;
 mod semihosting;
 mod sgi;

@@ -15,11 +15,12 @@ use tock_registers::{LocalRegisterCopy, register_bitfields};
 use crate::dirty;
 use crate::entry::{self, GuestRegs};
 use crate::gic::{self, GicError, SPURIOUS};
+use crate::idregs::Offered;
 use crate::physical_timer::{self, TimerAccess};
 use crate::stage2::Stage2;
 use crate::sysreg::{isb, write_sysreg};
 use crate::vcpu_state::VcpuState;
-use crate::{counter, debugregs, idregs, lr, psci, sgi, stage2, time, vgic, virtual_time};
+use crate::{counter, debugregs, idregs, lr, pmu, psci, sgi, stage2, time, vgic, virtual_time};
 
 /// HCR_EL2 (Arm ARM D19.2.49): VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError to
 /// EL2, virtual ones to the guest), TWI (trap WFI), TSC (trap SMC), TIDCP and TACR (trap
@@ -46,19 +47,22 @@ const HCR: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2.value
     | HCR_EL2::API::DisableTrapPointerAuthInstToEl2.value;
 
-/// MDCR_EL2 (Arm ARM D19.3): the PMU, the debug, OS lock and debug ROM registers, trace and
-/// statistical profiling stay the hypervisor's (FT counts instructions with the PMU, a guest
-/// breakpoint or OS lock would act on the whole CPU): TPM and TPMCR trap every PMU register,
-/// HPMN = 0 gives the guest no event counter, TDA, TDOSA and TDRA trap the debug, OS lock and
-/// ROM registers, TTRF the trace filter, TPMS and E2PB = 0 the profiling buffer. TDE stays 0: the
-/// guest's own debug exceptions stay the guest's.
-const MDCR: u64 = MDCR_EL2::TPM::SET.value
-    | MDCR_EL2::TPMCR::SET.value
-    | MDCR_EL2::TDA::SET.value
+/// MDCR_EL2 (Arm ARM D19.3) for every vCPU: the debug, OS lock and debug ROM registers, trace
+/// and statistical profiling stay the hypervisor's (a guest breakpoint or OS lock would act on
+/// the whole CPU): TDA, TDOSA and TDRA trap the debug, OS lock and ROM registers, TTRF the trace
+/// filter, TPMS and E2PB = 0 the profiling buffer. TDE stays 0: the guest's own debug exceptions
+/// stay the guest's.
+const MDCR_DEBUG: u64 = MDCR_EL2::TDA::SET.value
     | MDCR_EL2::TDOSA::SET.value
     | MDCR_EL2::TDRA::SET.value
     | MDCR_EL2::TTRF::SET.value
-    | MDCR_EL2::TPMS::SET.value
+    | MDCR_EL2::TPMS::SET.value;
+/// MDCR_EL2 for a vCPU without the PMU, the default: the PMU stays the hypervisor's too (FT would
+/// count instructions with it): TPM and TPMCR trap every PMU register, HPMN = 0 gives the guest no
+/// event counter. A partition with `pmu = true` gets [`pmu::mdcr_controls`] instead.
+const MDCR: u64 = MDCR_DEBUG
+    | MDCR_EL2::TPM::SET.value
+    | MDCR_EL2::TPMCR::SET.value
     | MDCR_EL2::HPMN.val(0).value;
 
 register_bitfields! {u64,
@@ -169,6 +173,12 @@ pub struct El2Vcpu {
     vtimer_forwarded: bool,
     /// Whether the vCPU has SVE ([`sve_offered`]).
     sve: bool,
+    /// The PMU's overflow interrupt when the vCPU uses the PMU itself ([`pmu::granted`]); `None`
+    /// when the PMU is trapped and hidden.
+    pmu: Option<u32>,
+    /// Whether the PMU's overflow interrupt may be pending or active for the guest (forwarded,
+    /// and not yet seen withdrawn or finished), as [`El2Vcpu::vtimer_forwarded`] for the timer.
+    pmu_forwarded: bool,
     /// Whether the log already says SVE and SME are not offered to this vCPU (said once: the
     /// core's notice of each trapped instruction is rate-limited, this one names the feature).
     sve_reported: bool,
@@ -212,12 +222,13 @@ pub fn sve_offered(replicated: bool) -> bool {
 }
 
 /// Configures EL2 on this CPU to run a vCPU of the partition whose stage-2 root is `root`;
-/// `replicated` for a copy of a fault-tolerant partition (see [`El2Vcpu::new`]).
+/// `replicated` for a copy of a fault-tolerant partition (see [`El2Vcpu::new`]), `pmu` if the
+/// vCPU uses the PMU itself ([`pmu::granted`]).
 ///
 /// # Safety
 /// `root` is a stage-2 table built by [`stage2::build`] for the partition this CPU runs, and no
 /// guest runs on this CPU yet.
-pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
+pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool, pmu: bool) {
     VTCR_EL2.set(stage2::VTCR);
     VTTBR_EL2.write(VTTBR_EL2::BADDR.val(root >> 1) + VTTBR_EL2::VMID.val(vmid.into()));
     HCR_EL2.set(HCR);
@@ -231,7 +242,11 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
     } else {
         CPTR_EL2.set(CPTR_NO_SVE);
     }
-    MDCR_EL2.set(MDCR);
+    MDCR_EL2.set(if pmu {
+        MDCR_DEBUG | pmu::mdcr_controls()
+    } else {
+        MDCR
+    });
     CNTHCTL_EL2.set(if replicated {
         CNTHCTL_REPLICATED
     } else {
@@ -250,8 +265,10 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool) {
 impl El2Vcpu {
     /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger;
     /// `replicated` for a copy of a fault-tolerant partition, whose virtual timer's interrupt is
-    /// then kept from this CPU.
+    /// then kept from this CPU; `pmu`, the PMU's overflow interrupt if the vCPU uses the PMU,
+    /// which then reaches this CPU (and only then).
     /// `dirty` tracks the partition's writes when asked to (re-protection).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         regs: &'static mut GuestRegs,
         vgic: &'static mut VirtualGic,
@@ -259,11 +276,17 @@ impl El2Vcpu {
         index: u64,
         vcpus: u64,
         replicated: bool,
+        pmu: Option<u32>,
         dirty: DirtyPages<Stage2>,
     ) -> Result<Self, GicError> {
         let gic = gic::facts();
         if replicated {
             gic::disable_ppi(gic.virtual_timer_intid)?;
+        }
+        match (pmu, gic.pmu_intid) {
+            (Some(intid), _) => gic::enable_ppi(intid)?,
+            (None, Some(intid)) => gic::disable_ppi(intid)?,
+            (None, None) => {}
         }
         Ok(Self {
             regs,
@@ -278,6 +301,8 @@ impl El2Vcpu {
             replicated,
             vtimer_forwarded: false,
             sve: sve_offered(replicated),
+            pmu,
+            pmu_forwarded: false,
             sve_reported: false,
             dirty,
             abort: Abort::default(),
@@ -286,12 +311,18 @@ impl El2Vcpu {
     }
 
     /// Puts the vCPU in its power-on state: PC = `entry`, X0 = `x0`, EL1 with the MMU off, no
-    /// pending interrupts, and the partition's virtual time (starting now for its first vCPU).
+    /// pending interrupts, a clean PMU if it uses the PMU, and the partition's virtual time
+    /// (starting now for its first vCPU).
     pub fn reset(&mut self, entry: u64, x0: u64) {
         *self.regs = GuestRegs::zeroed();
         self.regs.x[0] = x0;
         self.regs.pc = entry;
         self.regs.pstate = PSTATE_EL1H;
+        if self.pmu.is_some() {
+            // First, so the overflow interrupt's line is down before its forwarded copy is
+            // deactivated below: it cannot fire again from what counted before.
+            pmu::reset();
+        }
         vgic::clear_list_registers(self.lrs, gic::deactivate);
         for intid in self.vgic.interrupts.take_hardware_pending() {
             gic::deactivate(intid);
@@ -304,6 +335,7 @@ impl El2Vcpu {
         *self.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
         self.vtimer_forwarded = false;
+        self.pmu_forwarded = false;
         // EL1 state of the guest this CPU runs; it restarts with none of it.
         SCTLR_EL1.set(SCTLR_EL1_RESET);
         CNTV_CTL_EL0.set(0);
@@ -340,6 +372,8 @@ impl El2Vcpu {
         self.deadline_ns = None;
         // The snapshot's list registers may hold it, unless it is never forwarded.
         self.vtimer_forwarded = !self.replicated;
+        // Only fault-tolerant copies are restored, and they never have the PMU.
+        self.pmu_forwarded = false;
         self.pending = Pending::Step;
         from.el1.restore();
     }
@@ -372,7 +406,8 @@ impl El2Vcpu {
         CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
     }
 
-    /// Takes every pending physical interrupt; the virtual timer's is forwarded to the guest.
+    /// Takes every pending physical interrupt; the virtual timer's, and the PMU's for a vCPU that
+    /// uses the PMU, are forwarded to the guest.
     fn interrupts(&mut self) -> Exit {
         let mut exit = Exit::ExternalInterrupt { vector: SPURIOUS };
         loop {
@@ -386,6 +421,11 @@ impl El2Vcpu {
                 // the timer's line drops first ([`El2Vcpu::withdraw_idle_vtimer`]).
                 self.vgic.interrupts.raise(intid, true);
                 self.vtimer_forwarded = true;
+            } else if Some(intid) == self.pmu {
+                // The same for the PMU's overflow interrupt, a level too
+                // ([`El2Vcpu::withdraw_idle_pmu`]).
+                self.vgic.interrupts.raise(intid, true);
+                self.pmu_forwarded = true;
             } else if intid == self.gic.hyp_timer_intid {
                 // Re-armed before the next entry.
                 CNTHP_CTL_EL2.set(0);
@@ -475,7 +515,11 @@ impl El2Vcpu {
                 }
                 if let Some(read) = idregs::decode(esr.read(ESR_EL2::ISS)) {
                     if read.rt != 31 {
-                        self.regs.x[read.rt] = idregs::guest_value(read, self.sve);
+                        let offered = Offered {
+                            sve: self.sve,
+                            pmu: self.pmu.is_some(),
+                        };
+                        self.regs.x[read.rt] = idregs::guest_value(read, offered);
                     }
                     self.step();
                     return None;
@@ -706,6 +750,17 @@ impl El2Vcpu {
             .map(time::ns_at)
     }
 
+    /// The PMU's overflow interrupt is a level too ([`pmu::overflow_asserted`]): once the guest
+    /// has cleared the overflow flags or their interrupt enables, a forwarded copy it has not
+    /// acknowledged goes away, as the timer's does.
+    fn withdraw_idle_pmu(&mut self) {
+        let Some(intid) = self.pmu else { return };
+        if !self.pmu_forwarded || pmu::overflow_asserted() {
+            return;
+        }
+        self.pmu_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
+    }
+
     fn vtimer_firing() -> bool {
         CNTV_CTL_EL0.matches_all(
             CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR + CNTV_CTL_EL0::ISTATUS::SET,
@@ -719,6 +774,7 @@ impl Vcpu for El2Vcpu {
     fn run(&mut self) -> Result<Exit, EntryError> {
         self.withdraw_idle_vtimer();
         self.follow_ptimer();
+        self.withdraw_idle_pmu();
         vgic::flush(self.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
@@ -797,9 +853,12 @@ impl Vcpu for El2Vcpu {
     }
 
     fn interrupt_pending(&self) -> bool {
+        // An overflow the hypervisor has not taken yet: its physical interrupt is pending here.
+        let overflow = self.pmu.is_some() && !self.pmu_forwarded && pmu::overflow_asserted();
         vgic::pending(self.vgic, self.lrs)
             || (!self.replicated
                 && (Self::vtimer_firing() || self.ptimer.asserted(time::counter())))
+            || overflow
     }
 
     fn accepts_interrupts(&self) -> bool {

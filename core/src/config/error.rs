@@ -156,6 +156,12 @@ pub enum Problem {
     FtPrecise {
         counter: InstructionCounter,
     },
+    /// The PMU asked for on an architecture that does not give it to partitions.
+    PmuArch,
+    /// The PMU asked for on a board that names no PMU interrupt.
+    NoPmu,
+    /// The PMU asked for by a fault-tolerant partition.
+    FtPmu,
 }
 
 impl fmt::Display for Problem {
@@ -302,6 +308,21 @@ impl fmt::Display for Problem {
                 "\"precise\" needs an instruction counter of one CPU, and this board's counts \
                  every CPU's instructions (QEMU 7.2 -icount: the PMU follows the machine's virtual \
                  time), so each copy's count would depend on what the other CPUs ran; use \"exit\""
+            ),
+            Problem::PmuArch => write!(
+                f,
+                "the PMU is given to partitions on aarch64 only (x86_64 partitions see no \
+                 performance monitoring: CPUID hides it and RDPMC exits)"
+            ),
+            Problem::NoPmu => write!(
+                f,
+                "the board names no PMU overflow interrupt (`[gic] pmu_intid`), so it has no PMU \
+                 to give"
+            ),
+            Problem::FtPmu => write!(
+                f,
+                "a fault-tolerant partition cannot use the PMU: its counts differ between the \
+                 primary and the backup (nondeterministic), and the log cannot make them agree"
             ),
         }
     }

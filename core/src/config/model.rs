@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -155,6 +155,10 @@ pub struct Gic {
     pub virtual_timer_intid: u32,
     pub physical_timer_intid: u32,
     pub secure_timer_intid: u32,
+    /// The PMU's overflow interrupt (a PPI; Arm ARM, The Performance Monitors Extension), if
+    /// the board has a PMU it may give partitions ([`Partition::pmu`]): forwarded to the guest of
+    /// a partition that has the PMU, and named in its device tree.
+    pub pmu_intid: Option<u32>,
 }
 
 /// A partition's virtual PL011: its register window and the interrupt its device tree names.
@@ -325,6 +329,11 @@ pub struct Partition {
     pub console_input: bool,
     /// What an access to a guest-physical address nothing backs does.
     pub unbacked: Unbacked,
+    /// The partition's vCPUs use their CPU's PMU themselves (aarch64): its registers do not
+    /// trap, the ID registers and the device tree show it, its overflow interrupt is forwarded,
+    /// and counting is prohibited while the CPU is at EL2. Otherwise the PMU is trapped and
+    /// hidden. Never for a fault-tolerant partition (the two copies' counts differ).
+    pub pmu: bool,
 }
 
 /// What a guest's access to a guest-physical address that neither its memory nor an emulated

@@ -208,6 +208,7 @@ fn aarch64_system() -> System {
         virtual_timer_intid: 27,
         physical_timer_intid: 30,
         secure_timer_intid: 29,
+        pmu_intid: Some(23),
     });
     b.guest_uart = Some(GuestUart {
         base: GuestPhysAddr::new(0x0900_0000),
@@ -272,6 +273,53 @@ fn gic_facts_are_checked() {
     assert_eq!(
         with(|g| g.redistributors = HostPhysAddr::new(0x4000_0000)),
         "board.gic.redistributors: lies inside the board's RAM"
+    );
+}
+
+#[test]
+fn the_pmu_interrupt_is_a_ppi_of_its_own() {
+    let with = |f: fn(&mut Gic)| {
+        let mut sys = aarch64_system();
+        f(sys.board.gic.as_mut().unwrap());
+        validate(&sys).map_err(|e| e.to_string())
+    };
+    assert_eq!(with(|g| g.pmu_intid = None), Ok(()));
+    assert_eq!(
+        with(|g| g.pmu_intid = Some(33)),
+        Err("board.gic.pmu_intid: 0x21 is outside the allowed range 0x10..=0x1f".into())
+    );
+    assert_eq!(
+        with(|g| g.pmu_intid = Some(27)),
+        Err("board.gic.pmu_intid: is the same interrupt as gic.virtual_timer_intid".into())
+    );
+}
+
+#[test]
+fn the_pmu_is_given_on_aarch64_boards_with_one_and_never_to_fault_tolerant_partitions() {
+    let mut sys = aarch64_system();
+    sys.partitions[1].pmu = true;
+    assert_eq!(validate(&sys), Ok(()));
+    sys.board.gic.as_mut().unwrap().pmu_intid = None;
+    assert_eq!(
+        message(&sys),
+        "partition[1].pmu: the board names no PMU overflow interrupt (`[gic] pmu_intid`), so it \
+         has no PMU to give"
+    );
+    let mut sys = system();
+    sys.partitions[1].pmu = true;
+    assert_eq!(
+        message(&sys),
+        "partition[1].pmu: the PMU is given to partitions on aarch64 only (x86_64 partitions see \
+         no performance monitoring: CPUID hides it and RDPMC exits)"
+    );
+    let mut sys = ft_system(0);
+    for p in sys.partitions.iter_mut().filter(|p| p.ft.is_some()) {
+        p.pmu = true;
+    }
+    assert_eq!(
+        message(&sys),
+        "partition[0].pmu: a fault-tolerant partition cannot use the PMU: its counts differ \
+         between the primary and the backup (nondeterministic), and the log cannot make them agree"
     );
 }
 

@@ -205,15 +205,17 @@ fn validate_gic(b: &Board, gic: &Gic) -> Result {
         }
     }
     let ppis = [
-        ("gic.maintenance_intid", gic.maintenance_intid),
-        ("gic.hyp_timer_intid", gic.hyp_timer_intid),
-        ("gic.virtual_timer_intid", gic.virtual_timer_intid),
-        ("gic.physical_timer_intid", gic.physical_timer_intid),
-        ("gic.secure_timer_intid", gic.secure_timer_intid),
+        ("gic.maintenance_intid", Some(gic.maintenance_intid)),
+        ("gic.hyp_timer_intid", Some(gic.hyp_timer_intid)),
+        ("gic.virtual_timer_intid", Some(gic.virtual_timer_intid)),
+        ("gic.physical_timer_intid", Some(gic.physical_timer_intid)),
+        ("gic.secure_timer_intid", Some(gic.secure_timer_intid)),
+        ("gic.pmu_intid", gic.pmu_intid),
     ];
     for (k, &(name, intid)) in ppis.iter().enumerate() {
+        let Some(intid) = intid else { continue };
         in_range(Field::board(name), intid, 16..=31)?;
-        if let Some(&(other, _)) = ppis[..k].iter().find(|(_, i)| *i == intid) {
+        if let Some(&(other, _)) = ppis[..k].iter().find(|(_, i)| *i == Some(intid)) {
             return Err(err(Field::board(name), Problem::SameInterrupt { other }));
         }
     }
@@ -287,6 +289,27 @@ fn validate_partition(sys: &System, i: usize, p: &Partition) -> Result {
     }
     if let Some(ft) = p.ft {
         validate_ft(sys, i, p, ft)?;
+    }
+    if p.pmu {
+        validate_pmu(b, i, p)?;
+    }
+    Ok(())
+}
+
+/// A partition that uses the PMU itself: on aarch64 only, on a board that names the PMU's
+/// overflow interrupt, and never fault-tolerant (its two copies' counts differ, and nothing the
+/// log records can make them agree). Whether the CPU can prohibit counting at EL2
+/// (FEAT_PMUv3p1) is known only at boot: the hypervisor hides the PMU where it cannot.
+fn validate_pmu(b: &Board, i: usize, p: &Partition) -> Result {
+    let field = Field::partition(i, "pmu");
+    if b.arch != Arch::Aarch64 {
+        return Err(err(field, Problem::PmuArch));
+    }
+    if b.gic.is_none_or(|g| g.pmu_intid.is_none()) {
+        return Err(err(field, Problem::NoPmu));
+    }
+    if p.ft.is_some() {
+        return Err(err(field, Problem::FtPmu));
     }
     Ok(())
 }

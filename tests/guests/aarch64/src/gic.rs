@@ -20,6 +20,8 @@ const IPRIORITYR: u64 = 0x400;
 pub const VTIMER: u32 = 27;
 /// The EL1 physical timer's PPI (the device tree's second timer interrupt).
 pub const PTIMER: u32 = 30;
+/// The PMU's overflow interrupt (QEMU `virt`'s PPI 7), for a partition that uses the PMU.
+pub const PMU: u32 = 23;
 /// The shared peripheral interrupt the guests ask `TIMER_SET` to raise.
 pub const HYPERCALL_TIMER: u32 = 48;
 

@@ -1,5 +1,5 @@
 //! The guest's IRQ handler: timer interrupts count as ticks, any other interrupt is recorded in
-//! the order it was taken.
+//! the order it was taken (the PMU's with the overflow flags it clears).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -11,10 +11,16 @@ const LOG: usize = 32;
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TAKEN: [AtomicU32; LOG] = [const { AtomicU32::new(0) }; LOG];
 static TAKEN_COUNT: AtomicUsize = AtomicUsize::new(0);
+static OVERFLOWS: AtomicU64 = AtomicU64::new(0);
 
 /// Timer interrupts taken: the virtual and physical timers' and the one `TIMER_SET` raises.
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::SeqCst)
+}
+
+/// The PMU overflow flags the PMU's interrupts found set (PMOVSSET_EL0 bits, ORed together).
+pub fn overflows() -> u64 {
+    OVERFLOWS.load(Ordering::SeqCst)
 }
 
 /// The other interrupts taken so far, in order (the first 32).
@@ -41,14 +47,29 @@ extern "C" fn guest_irq() {
         gic::HYPERCALL_TIMER => {
             TICKS.fetch_add(1, Ordering::SeqCst);
         }
-        _ => {
-            let n = TAKEN_COUNT.fetch_add(1, Ordering::SeqCst);
-            if let Some(slot) = TAKEN.get(n) {
-                slot.store(intid, Ordering::SeqCst);
-            }
+        gic::PMU => {
+            // The overflow interrupt is a level: its flags are cleared (PMOVSCLR_EL0) before the
+            // end of interrupt, or it is taken again at once. Recorded with the others too.
+            let flags: u64;
+            // SAFETY: only a partition that uses the PMU takes its interrupt; this clears the
+            // flags it found.
+            unsafe {
+                asm!("mrs {f}, pmovsclr_el0", "msr pmovsclr_el0, {f}", "isb", f = out(reg) flags,
+                     options(nomem, nostack))
+            };
+            OVERFLOWS.fetch_or(flags, Ordering::SeqCst);
+            record(intid);
         }
+        _ => record(intid),
     }
     if intid < 1020 {
         gic::end(intid);
+    }
+}
+
+fn record(intid: u32) {
+    let n = TAKEN_COUNT.fetch_add(1, Ordering::SeqCst);
+    if let Some(slot) = TAKEN.get(n) {
+        slot.store(intid, Ordering::SeqCst);
     }
 }

@@ -13,7 +13,7 @@ mod sleep;
 mod smp;
 mod vectors;
 
-pub use irq::{taken, ticks};
+pub use irq::{overflows, taken, ticks};
 pub use sleep::{sleep_hypercall_ns, sleep_ns, sleep_physical_ns};
 pub use smp::start_cpu;
 pub use tandem_guest_common::{self as common, Runtime, arg};
