@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 
 use crate::emulator::{self};
-use crate::{Arch, build, guests, root, tools};
+use crate::{Arch, bench_linux, build, guests, root, tools};
 
 /// What the bench guest of `run` printed after `bench:`.
 fn bench_result<'a>(run: &'a emulator::Run, which: &str) -> Result<&'a str> {
@@ -24,11 +24,30 @@ fn number_after<'a>(lines: &'a [String], marker: &str) -> Option<(&'a str, u64)>
     })
 }
 
-pub fn run() -> Result<()> {
-    x86_64()?;
-    fault_tolerance(Arch::X86_64)?;
-    aarch64()?;
-    fault_tolerance(Arch::Aarch64)
+/// A part of the bench: an architecture's exit costs and fault tolerance, or Linux's boot.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    #[value(name = "x86_64")]
+    X86_64,
+    Aarch64,
+    Linux,
+}
+
+/// Runs every section, or `only` one.
+pub fn run(only: Option<Section>) -> Result<()> {
+    let wanted = |s: Section| only.is_none_or(|o| o == s);
+    if wanted(Section::X86_64) {
+        x86_64()?;
+        fault_tolerance(Arch::X86_64)?;
+    }
+    if wanted(Section::Aarch64) {
+        aarch64()?;
+        fault_tolerance(Arch::Aarch64)?;
+    }
+    if wanted(Section::Linux) {
+        bench_linux::run()?;
+    }
+    Ok(())
 }
 
 /// Boots `config` on `arch`'s emulator (Bochs, or QEMU `virt`) and returns its run, which must

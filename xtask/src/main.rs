@@ -1,6 +1,7 @@
 //! `cargo xtask`: Tandem's host tool.
 
 mod bench;
+mod bench_linux;
 mod build;
 mod config;
 mod emulator;
@@ -91,8 +92,12 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
-    /// Measure exit costs and boot time in emulated instructions.
-    Bench,
+    /// Measure exit costs and boot time in emulated instructions, and Linux's boot to /init.
+    Bench {
+        /// Only this section.
+        #[arg(long, value_enum)]
+        only: Option<bench::Section>,
+    },
     /// Fetch Debian's arm64 kernel and busybox with apt (packages only, cached under
     /// `target/linux`) and build the initial RAM disk `examples/linux-aarch64.toml` boots.
     FetchLinux,
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
             timeout.map(Duration::from_secs),
         ),
         Command::Test { filter } => test::run(filter.as_deref()),
-        Command::Bench => bench::run().map(|()| true),
+        Command::Bench { only } => bench::run(only).map(|()| true),
         Command::FetchLinux => linux::fetch().map(|files| {
             println!(
                 "kernel {}\ninitial RAM disk {}",
