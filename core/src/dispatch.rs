@@ -48,14 +48,34 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         self.replica.output(self.exit_at, line, &now, &mut print);
     }
 
-    /// Prints the line a UART model completed and starts the next one.
+    /// Prints the line a UART model completed (what of it was not shown yet,
+    /// [`Self::show_partial_line`]) and starts the next one.
     fn output_uart_line(&mut self, out: fn(&mut VcpuRecord) -> &mut LineBuffer) {
         let mut line = [0u8; LINE_MAX];
         let done = out(self.record);
-        let len = done.line().len();
-        line[..len].copy_from_slice(done.line());
+        let len = done.unshown().len();
+        line[..len].copy_from_slice(done.unshown());
         done.clear();
         self.output(&line[..len]);
+    }
+
+    /// The guest waits (idles, or reads its UART's receive side) with part of a line: unless the
+    /// partition is fault-tolerant (its output leaves only under the output rule, whole lines),
+    /// the platform may show that part now ([`Platform::console_partial`]), and only the rest
+    /// follows when the line completes. An interactive shell's prompt and echo appear so.
+    fn show_partial_line(&mut self) {
+        if self.partition.ft.is_some() {
+            return;
+        }
+        let out = if self.platform.uart_mmio().is_some() {
+            self.record.pl011.output()
+        } else {
+            self.record.uart.output()
+        };
+        let fresh = out.unshown();
+        if !fresh.is_empty() && self.platform.console_partial(&self.partition.name, fresh) {
+            out.mark_shown();
+        }
     }
 
     /// Handles `exit` of the guest instruction at `pc`; `gic` is the vCPU's emulated GIC, read
@@ -71,6 +91,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             Exit::PortWrite { port, size, value } => self.port_write(port, size, value, pc),
             Exit::MmioRead { gpa, size } => {
                 if let Some(offset) = self.uart_offset(gpa) {
+                    if offset == pl011::DR {
+                        self.show_partial_line();
+                    }
                     return Outcome::done(Completion::Value(self.record.pl011.read(offset).into()));
                 }
                 match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
@@ -128,10 +151,13 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             },
             // The exit itself is the point: the loop delivers what is due at its boundary.
             Exit::Pause => Outcome::done(Completion::Done),
-            Exit::Halt => Outcome {
-                next: Next::WaitForInterrupt,
-                ..Outcome::done(Completion::Done)
-            },
+            Exit::Halt => {
+                self.show_partial_line();
+                Outcome {
+                    next: Next::WaitForInterrupt,
+                    ..Outcome::done(Completion::Done)
+                }
+            }
             Exit::Forbidden { code } => {
                 self.notice(Notice::ForbiddenInstruction { code, pc });
                 Outcome::done(Completion::Fault(GuestFault::InvalidOpcode))
@@ -241,6 +267,9 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
 
     fn port_read(&mut self, port: u16, size: u8, pc: u64) -> Outcome {
         if Uart16550::handles(port) {
+            if Uart16550::receives(port) {
+                self.show_partial_line();
+            }
             return Outcome::done(Completion::Value(self.record.uart.read(port).into()));
         }
         if self.port_mode(port).is_none() {

@@ -599,3 +599,106 @@ fn execution_point_counts_committed_exits_and_sees_registers() {
     assert_ne!(runtime.execution_point(&vcpu).reg_hash, point.reg_hash);
     assert!(vcpu.set_gpr(16, 0).is_err());
 }
+
+/// The 16550's receive buffer read, and bytes written to it.
+fn rbr_read() -> Exit {
+    Exit::PortRead {
+        port: 0x3f8,
+        size: 1,
+    }
+}
+
+fn uart_out(bytes: &[u8]) -> impl Iterator<Item = Exit> + '_ {
+    bytes.iter().map(|&b| Exit::PortWrite {
+        port: 0x3f8,
+        size: 1,
+        value: b.into(),
+    })
+}
+
+/// A shell's prompt, its echo of a typed `ls`, Enter, and a part left when it idles.
+fn shell_exits() -> Vec<Exit> {
+    let mut exits: Vec<Exit> = uart_out(b"/ # ").collect();
+    exits.push(rbr_read());
+    exits.extend(uart_out(b"ls"));
+    exits.push(rbr_read());
+    exits.push(rbr_read());
+    exits.extend(uart_out(b"\nx"));
+    exits.push(Exit::Halt);
+    exits
+}
+
+#[test]
+fn a_guest_waiting_with_part_of_a_line_shows_it_when_the_platform_does() {
+    let p = {
+        let mut p = FakePlatform::new(0);
+        p.partial = true;
+        p
+    };
+    run(shell_exits(), &p);
+    assert_eq!(
+        String::from_utf8(p.console.take()).unwrap(),
+        "[guest] / # ls\n[guest] x"
+    );
+    // The completed line only brought its newline.
+    assert_eq!(*p.lines.borrow(), vec![("guest".into(), "".into())]);
+}
+
+#[test]
+fn whole_lines_only_without_partial_lines_or_for_fault_tolerant_partitions() {
+    use crate::config::{Ft, FtDelivery, FtLink, FtRole};
+    let mut ft = partition();
+    ft.ft = Some(Ft {
+        role: FtRole::Primary,
+        peer: 1,
+        pair: 0,
+        link: FtLink::Ring,
+        heartbeat_us: 500,
+        suspect_after: 10,
+        delivery: FtDelivery::Exit,
+    });
+    for (partial, part) in [(false, partition()), (true, ft)] {
+        let mut p = FakePlatform::new(0);
+        p.partial = partial;
+        run_on(&part, ScriptedVcpu::new(shell_exits()), &p);
+        assert_eq!(
+            String::from_utf8(p.console.take()).unwrap(),
+            "[guest] / # ls\n"
+        );
+        assert_eq!(*p.lines.borrow(), vec![("guest".into(), "/ # ls".into())]);
+    }
+}
+
+mod partial_lines {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A guest's UART accesses: a byte written (`Some`), or the receive buffer read (`None`).
+    fn accesses() -> impl Strategy<Value = Vec<Option<u8>>> {
+        proptest::collection::vec(proptest::option::of(any::<u8>()), 0..300)
+    }
+
+    fn console(partial: bool, accesses: &[Option<u8>]) -> String {
+        let mut p = FakePlatform::new(0);
+        p.partial = partial;
+        let exits = accesses.iter().map(|a| match a {
+            Some(b) => Exit::PortWrite {
+                port: 0x3f8,
+                size: 1,
+                value: (*b).into(),
+            },
+            None => rbr_read(),
+        });
+        run(exits.chain(uart_out(b"\n")), &p);
+        String::from_utf8(p.console.take()).unwrap()
+    }
+
+    proptest! {
+        /// Any bytes, shown in parts at any reads: no panic, and the console holds the very
+        /// lines whole printing makes (only one partition prints, so nothing cuts in).
+        #[test]
+        fn parts_make_the_same_lines(accesses in accesses()) {
+            prop_assert_eq!(console(true, &accesses), console(false, &accesses));
+        }
+    }
+}

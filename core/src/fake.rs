@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::config::{self, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange};
+use crate::console_out::ConsoleOut;
 use crate::exit::Exit;
 use crate::platform::Platform;
 use crate::power::PowerStatus;
@@ -107,6 +108,11 @@ pub struct FakePlatform {
     /// SGIs a sibling sends this vCPU while it waits for one ([`Platform::wait_for_sibling`]).
     pub sgis_while_waiting: Cell<u16>,
     sgis_pending: Cell<u16>,
+    /// Whether partial lines are shown ([`Platform::console_partial`]).
+    pub partial: bool,
+    /// The machine's console as printed, through a [`ConsoleOut`].
+    pub console: RefCell<Vec<u8>>,
+    console_out: RefCell<ConsoleOut>,
 }
 
 impl FakePlatform {
@@ -123,6 +129,9 @@ impl FakePlatform {
             sgis_sent: RefCell::new(Vec::new()),
             sgis_while_waiting: Cell::new(0),
             sgis_pending: Cell::new(0),
+            partial: false,
+            console: RefCell::new(Vec::new()),
+            console_out: RefCell::new(ConsoleOut::new()),
         }
     }
 }
@@ -165,7 +174,20 @@ impl Platform for FakePlatform {
         }
         n
     }
+    fn console_partial(&self, partition: &str, bytes: &[u8]) -> bool {
+        if self.partial {
+            let mut console = self.console.borrow_mut();
+            self.console_out
+                .borrow_mut()
+                .partition(partition, bytes, false, |p| console.extend_from_slice(p));
+        }
+        self.partial
+    }
     fn console_line(&self, partition: &str, line: &[u8]) {
+        let mut console = self.console.borrow_mut();
+        self.console_out
+            .borrow_mut()
+            .partition(partition, line, true, |p| console.extend_from_slice(p));
         self.lines.borrow_mut().push((
             partition.to_string(),
             String::from_utf8_lossy(line).into_owned(),

@@ -12,6 +12,7 @@ pub mod addr;
 pub mod beside;
 pub mod bundle;
 pub mod config;
+pub mod console_out;
 pub mod console_switch;
 pub mod devices;
 pub mod dispatch;

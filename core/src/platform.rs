@@ -20,8 +20,18 @@ pub trait Platform {
     fn partition_stopping(&self) -> bool {
         false
     }
-    /// Prints one line of a partition's console, prefixed with its name.
+    /// Prints the rest of a line of a partition's console and ends it: prefixed with its name,
+    /// unless the line is still open on the console after [`Platform::console_partial`] showed
+    /// its first part (then `line` is only what follows that part).
     fn console_line(&self, partition: &str, line: &[u8]);
+    /// Shows `bytes`, more of an unfinished line of this CPU's partition (not fault-tolerant),
+    /// at once and without a newline, if the platform shows partial lines for it (the machine's
+    /// console input goes to it); whether it did. When it did not, the bytes come with the rest
+    /// of the line.
+    fn console_partial(&self, partition: &str, bytes: &[u8]) -> bool {
+        let _ = (partition, bytes);
+        false
+    }
     /// Whether this CPU's partition should look at the machine's console line now: it is where
     /// the line's input goes, has bytes routed to it, or reads the line for the switch keys
     /// ([`crate::console_switch`]). Checked on every exit, before the clock: it must be cheap.

@@ -5,7 +5,7 @@
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TNDMLDGR");
 /// Bumped whenever the layout of the header or of any slot type changes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]

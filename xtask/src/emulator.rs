@@ -71,14 +71,11 @@ pub struct Step {
 /// How long a step waits between looks at the console.
 const STEP_POLL: Duration = Duration::from_millis(20);
 
-/// Whether some complete line of the console file `console` contains `text`.
+/// Whether some line of the console file `console`, its unfinished last one too, contains `text`.
 fn console_shows(console: &Path, text: &str) -> bool {
-    let bytes = fs::read(console).unwrap_or_default();
-    let complete = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(&[][..], |end| &bytes[..end]);
-    String::from_utf8_lossy(complete)
+    // The last line too while it is unfinished: the hypervisor shows a waiting shell's prompt
+    // before its line ends.
+    String::from_utf8_lossy(&fs::read(console).unwrap_or_default())
         .lines()
         .any(|line| line.contains(text))
 }

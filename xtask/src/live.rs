@@ -24,35 +24,36 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// How often the console file is read while the emulator runs.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Prints the complete lines `path` gains until `stop` is set, then what is left.
+/// Prints what `path` gains as it comes, a line's part too (a shell's prompt, the echo of what
+/// is typed: the hypervisor shows those before the line ends), until `stop` is set; then ends an
+/// unfinished last line.
 fn follow(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let (mut offset, mut pending) = (0u64, Vec::new());
+        let (mut offset, mut open) = (0u64, false);
         loop {
             let done = stop.load(Ordering::Acquire);
             if let Ok(mut file) = fs::File::open(&path) {
                 let len = file.metadata().map_or(0, |m| m.len());
                 if len < offset {
                     // The emulator started it anew.
-                    (offset, pending) = (0, Vec::new());
+                    offset = 0;
                 }
                 if file.seek(SeekFrom::Start(offset)).is_ok() {
                     let mut fresh = Vec::new();
-                    if let Ok(n) = file.read_to_end(&mut fresh) {
+                    if let Ok(n) = file.read_to_end(&mut fresh)
+                        && n > 0
+                    {
                         offset += n as u64;
-                        pending.extend_from_slice(&fresh);
+                        open = fresh.last() != Some(&b'\n');
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&fresh);
+                        let _ = out.flush();
                     }
                 }
             }
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&line);
-                let _ = out.flush();
-            }
             if done {
-                if !pending.is_empty() {
-                    println!("{}", String::from_utf8_lossy(&pending));
+                if open {
+                    println!();
                 }
                 return;
             }

@@ -16,7 +16,8 @@
 //!   order); `\xNN` in TEXT is the byte NN (`\x14` is Ctrl-T, the console switch's escape) and
 //!   `\\` a backslash;
 //! - `wait: TEXT`: the `input:` lines after it are sent only once some console line contains
-//!   TEXT (e.g. a partition's echo, or the hypervisor's `[tandem]` line about the switch);
+//!   TEXT (e.g. a partition's echo, or the hypervisor's `[tandem]` line about the switch), an
+//!   unfinished one too (a shell's prompt, which the hypervisor shows while the shell waits);
 //! - `ends: failure`: the hypervisor must stop the machine with its failure signal;
 //! - `qemu: tcg`: for a board run by QEMU, use software emulation (no VT-x) instead of KVM;
 //! - `timeout: SECONDS`: the run's wall-time limit, for guests that take long to emulate (a

@@ -1,4 +1,5 @@
-//! The physical console: partitions' lines, whole and prefixed, plus an emergency path for
+//! The physical console: partitions' lines, prefixed (whole, or shown in parts while the
+//! console input target waits: [`tandem_core::console_out`]), plus an emergency path for
 //! failures of the hypervisor itself. The UART is any `embedded_io::Write` driver the backend
 //! names ([`ConsoleUart`]); where it is comes from the board.
 
@@ -8,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use embedded_io::{Read, ReadReady, Write};
 use spin::mutex::TicketMutex;
-use tandem_core::escape::escape;
+use tandem_core::console_out::ConsoleOut;
 
 /// A UART the console can drive: it prints partitions' lines and takes the console line's input.
 pub trait ConsoleUart:
@@ -46,11 +47,13 @@ pub fn read_polled(
 
 /// Where the console is; 0 until [`Console::init`].
 static ADDRESS: AtomicU64 = AtomicU64::new(0);
-/// Taken for each whole line. A ticket lock serves CPUs in the order they asked, so a partition
-/// printing as fast as it can delays another's line by at most the one line it is printing: a
-/// partition's console costs others at most one line (prefix and at most `LINE_MAX` escaped
-/// bytes) per line they print, however much it prints.
-static LOCK: TicketMutex<()> = TicketMutex::new(());
+/// Taken for each line or part of one, with which partition's line is open on the console
+/// (scratch: a microreboot starts with none open). A ticket lock serves CPUs in the order they
+/// asked, so a partition printing as fast as it can delays another's line by at most the one line
+/// it is printing: a partition's console costs others at most one line (prefix and at most
+/// `LINE_MAX` escaped bytes, and a newline closing an open line) per line they print, however
+/// much it prints.
+static LOCK: TicketMutex<ConsoleOut> = TicketMutex::new(ConsoleOut::new());
 
 /// The console on UART type `U` (one per machine).
 pub struct Console<U>(PhantomData<U>);
@@ -69,19 +72,26 @@ impl<U: ConsoleUart> Console<U> {
         Self::uart().init();
     }
 
-    /// Prints `[partition] line` with the guest's control characters escaped; lines from
-    /// different CPUs never interleave.
+    /// Prints `[partition] line` and a newline, with the guest's control characters escaped;
+    /// lines from different CPUs never interleave. If the partition's line is open
+    /// ([`Self::partition_part`]), `line` is its rest and follows without the prefix.
     pub fn partition_line(partition: &str, line: &[u8]) {
-        let _guard = LOCK.lock();
+        Self::partition_print(partition, line, true);
+    }
+
+    /// Shows `part` of an unfinished line of `partition`, escaped, without a newline: the line
+    /// stays open for the partition until its rest, or another line, comes.
+    pub fn partition_part(partition: &str, part: &[u8]) {
+        Self::partition_print(partition, part, false);
+    }
+
+    fn partition_print(partition: &str, bytes: &[u8], ends: bool) {
+        let mut open = LOCK.lock();
         let mut uart = Self::uart();
         // The UART cannot fail (its error type is Infallible): it waits for room instead.
-        let Ok(()) = uart.write_all(b"[");
-        let Ok(()) = uart.write_all(partition.as_bytes());
-        let Ok(()) = uart.write_all(b"] ");
-        escape(line, |piece| {
+        open.partition(partition, bytes, ends, |piece| {
             let Ok(()) = uart.write_all(piece);
         });
-        let Ok(()) = uart.write_all(b"\n");
     }
 
     /// Writes a hypervisor failure report without taking the console lock, which the failing CPU
@@ -108,16 +118,25 @@ impl<U: ConsoleUart> Console<U> {
     /// Prints `[tandem] line`: the hypervisor speaking on the console (the console switch,
     /// [`crate::console_input`]), whole, like a partition's line.
     pub fn hypervisor_line(line: core::fmt::Arguments<'_>) {
-        let _guard = LOCK.lock();
+        let mut open = LOCK.lock();
         let mut uart = Self::uart();
+        open.hypervisor(|piece| {
+            let Ok(()) = uart.write_all(piece);
+        });
         let Ok(()) = uart.write_all(b"[tandem] ");
         // A formatting error leaves nothing to report it to; the line still ends.
         let _ = uart.write_fmt(line);
         let Ok(()) = uart.write_all(b"\n");
     }
 
-    /// Waits until everything printed has left the UART.
+    /// Ends a partition's open line, unless another CPU holds the console (a failing one may),
+    /// then waits until everything printed has left the UART.
     pub fn drain() {
+        if let Some(mut open) = LOCK.try_lock() {
+            open.close(&mut |piece| {
+                let Ok(()) = Self::uart().write_all(piece);
+            });
+        }
         let Ok(()) = Self::uart().flush();
     }
 }

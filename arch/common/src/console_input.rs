@@ -26,7 +26,13 @@ const EVERY: u8 = 1;
 const WATCH: u8 = 2;
 const WATCH_EVERY: u8 = 32;
 
+/// The slot the console input goes to ([`Switch::target`]), [`NO_TARGET`] if none: the one
+/// partition whose unfinished lines are shown ([`is_target`]).
+static TARGET: AtomicU8 = AtomicU8::new(NO_TARGET);
+const NO_TARGET: u8 = u8::MAX;
+
 fn publish(switch: &Switch) {
+    TARGET.store(switch.target().unwrap_or(NO_TARGET), Ordering::Relaxed);
     let (readers, watcher) = (switch.readers(), switch.watcher());
     for (slot, look) in (0u8..).zip(&LOOK) {
         let how = if readers & 1u8.checked_shl(slot.into()).unwrap_or(0) != 0 {
@@ -52,6 +58,11 @@ pub fn setup(system: &System) {
 pub fn slot(index: usize) -> Option<(u8, &'static AtomicU8)> {
     let slot = SWITCH.lock().slot(index)?;
     Some((slot, LOOK.get(usize::from(slot))?))
+}
+
+/// Whether the console input goes to slot `slot` now.
+pub fn is_target(slot: u8) -> bool {
+    TARGET.load(Ordering::Relaxed) == slot
 }
 
 /// Whether a partition should look at the line now, `look` saying how often (from [`slot`]):

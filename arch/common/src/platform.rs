@@ -94,6 +94,18 @@ impl<B: Backend> Platform for HwPlatform<B> {
         Console::<B::Uart>::partition_line(partition, line);
     }
 
+    /// Only for the console input target: the partition someone types to, whose prompt and
+    /// echo they wait for.
+    fn console_partial(&self, partition: &str, bytes: &[u8]) -> bool {
+        let target = self
+            .input_slot
+            .is_some_and(|(slot, _)| console_input::is_target(slot));
+        if target {
+            Console::<B::Uart>::partition_part(partition, bytes);
+        }
+        target
+    }
+
     #[inline]
     fn console_input_wanted(&self) -> bool {
         self.input_slot

@@ -4,6 +4,10 @@
 //! The buffer lives in the ledger, which survives microreboots and which a fault may have
 //! scribbled on, so its length is never trusted: a length beyond the capacity is treated as a
 //! corrupt, empty line instead of an index.
+//!
+//! Part of a line may be shown before it is complete ([`crate::console_out`]): `shown` counts
+//! the bytes of the current line already printed, so that only the rest follows. A `shown` beyond
+//! the line (a corrupt ledger) shows the whole line again rather than lose any of it.
 
 /// A line longer than this is emitted in pieces.
 pub const LINE_MAX: usize = 120;
@@ -12,6 +16,7 @@ pub const LINE_MAX: usize = 120;
 #[repr(C)]
 pub struct LineBuffer {
     len: u32,
+    shown: u32,
     bytes: [u8; LINE_MAX],
 }
 
@@ -25,6 +30,7 @@ impl LineBuffer {
     pub const fn new() -> Self {
         Self {
             len: 0,
+            shown: 0,
             bytes: [0; LINE_MAX],
         }
     }
@@ -41,6 +47,7 @@ impl LineBuffer {
                     // A full line was never cleared, or the length was corrupted: start afresh.
                     self.bytes[0] = byte;
                     self.len = 1;
+                    self.shown = 0;
                     return false;
                 };
                 *slot = byte;
@@ -55,9 +62,22 @@ impl LineBuffer {
         self.bytes.get(..self.len as usize).unwrap_or_default()
     }
 
+    /// The bytes of the line not shown yet: the whole line unless part of it was
+    /// ([`LineBuffer::mark_shown`]).
+    pub fn unshown(&self) -> &[u8] {
+        let line = self.line();
+        line.get(self.shown as usize..).unwrap_or(line)
+    }
+
+    /// The line so far has been printed: only what follows is [`LineBuffer::unshown`].
+    pub fn mark_shown(&mut self) {
+        self.shown = self.line().len() as u32;
+    }
+
     /// Starts a new line once the current one has been printed.
     pub fn clear(&mut self) {
         self.len = 0;
+        self.shown = 0;
     }
 }
 
@@ -80,6 +100,25 @@ mod tests {
             assert!(!b.push(b'x'));
             assert_eq!(b.line(), b"x");
         }
+    }
+
+    #[test]
+    fn only_the_unshown_rest_follows() {
+        let mut b = LineBuffer::new();
+        b"/ # ".iter().for_each(|&c| assert!(!b.push(c)));
+        assert_eq!(b.unshown(), b"/ # ");
+        b.mark_shown();
+        assert_eq!(b.unshown(), b"");
+        assert!(!b.push(b'l'));
+        assert_eq!(b.unshown(), b"l");
+        assert!(b.push(b'\n'));
+        assert_eq!((b.line(), b.unshown()), (&b"/ # l"[..], &b"l"[..]));
+        b.clear();
+        assert!(!b.push(b'x'));
+        assert_eq!(b.unshown(), b"x");
+        // A corrupt count shows the whole line again.
+        b.shown = 99;
+        assert_eq!(b.unshown(), b"x");
     }
 
     #[test]

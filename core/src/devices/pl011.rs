@@ -14,7 +14,8 @@ use super::rx::RxFifo;
 /// Size of the register window.
 pub const SIZE: u64 = 0x1000;
 
-const DR: u64 = 0x000;
+/// The data register: written, a byte to send; read, a received byte.
+pub const DR: u64 = 0x000;
 const FR: u64 = 0x018;
 const IBRD: u64 = 0x024;
 const FBRD: u64 = 0x028;

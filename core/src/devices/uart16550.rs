@@ -58,6 +58,12 @@ impl Uart16550 {
         (COM1_BASE..COM1_BASE + COM1_PORTS).contains(&port)
     }
 
+    /// Whether a read of `port` is one of the receive buffer (or, with DLAB set, of the
+    /// divisor latch at its address).
+    pub fn receives(port: u16) -> bool {
+        port == COM1_BASE
+    }
+
     /// The value a read of `port` returns; reading the receive buffer takes a received byte.
     pub fn read(&mut self, port: u16) -> u8 {
         let dlab = self.lcr & LCR_DLAB != 0;
