@@ -139,7 +139,11 @@ mod tests {
     /// line (partition 2).
     fn steps() -> impl Strategy<Value = Vec<(u8, Vec<u8>, bool)>> {
         proptest::collection::vec(
-            (0u8..3, proptest::collection::vec(any::<u8>(), 0..12), any::<bool>()),
+            (
+                0u8..3,
+                proptest::collection::vec(any::<u8>(), 0..12),
+                any::<bool>(),
+            ),
             0..40,
         )
     }

@@ -33,6 +33,7 @@ pub const GRUB: &[Need] = &[
     },
 ];
 
+/// Bochs and its BIOSes; the GRUB ISO it boots needs [`GRUB`], which building one requires.
 pub const BOCHS: &[Need] = &[
     Need {
         file: "/usr/bin/bochs",
@@ -51,22 +52,6 @@ pub const BOCHS: &[Need] = &[
     Need {
         file: "/usr/share/vgabios/vgabios.bin",
         package: "vgabios",
-    },
-    Need {
-        file: "/usr/bin/grub-mkrescue",
-        package: "grub-common",
-    },
-    Need {
-        file: "/usr/lib/grub/i386-pc/multiboot2.mod",
-        package: "grub-pc-bin",
-    },
-    Need {
-        file: "/usr/bin/xorriso",
-        package: "xorriso",
-    },
-    Need {
-        file: "/usr/bin/mformat",
-        package: "mtools",
     },
 ];
 
