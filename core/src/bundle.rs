@@ -4,13 +4,15 @@
 //! is the config length (u32) and bytes, the image count (u32), then each image's length (u32) and
 //! bytes. The host tool writes it with [`encode`]; the hypervisor checks it with [`Bundle::parse`].
 
-use crc::{CRC_32_ISO_HDLC, Crc};
+use crc::{CRC_32_ISO_HDLC, Crc, Table};
 
 use crate::config::{self, CMDLINE_LEN, ConfigError, ImageSource, System};
 
 pub const MAGIC: [u8; 8] = *b"TANDEMB1";
 const HEADER: usize = 16;
-const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+/// Slice-by-16 (16 KiB of tables in the image): images carried beside the hypervisor run to tens
+/// of MiB, and the byte-wise table took 0.3 s of virtual boot for a 33 MiB Linux Image.
+const CRC: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISO_HDLC);
 
 /// Why an embedded bundle was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +143,7 @@ impl<'a> Bundle<'a> {
 pub fn encode(config: &[u8], images: &[&[u8]], mut out: impl FnMut(&[u8])) {
     let mut body_len = 4 + config.len() + 4;
     let mut digest = CRC.digest();
-    let feed = |bytes: &[u8], digest: &mut crc::Digest<'_, u32>| digest.update(bytes);
+    let feed = |bytes: &[u8], digest: &mut crc::Digest<'_, u32, Table<16>>| digest.update(bytes);
     feed(&(config.len() as u32).to_le_bytes(), &mut digest);
     feed(config, &mut digest);
     feed(&(images.len() as u32).to_le_bytes(), &mut digest);
