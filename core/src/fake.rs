@@ -285,6 +285,19 @@ pub fn run_on(
 }
 
 /// A valid two-partition x86_64 system on a 256 MiB board.
+/// The FT settings of copy `role` of pair 0, whose other copy is partition `peer`.
+pub fn ft(role: config::FtRole, peer: u8) -> config::Ft {
+    config::Ft {
+        role,
+        peer,
+        pair: 0,
+        link: config::FtLink::Ring,
+        heartbeat_us: 500,
+        suspect_after: 10,
+        delivery: config::FtDelivery::Exit,
+    }
+}
+
 pub fn system() -> config::System {
     use crate::config::*;
     let board = Board {

@@ -152,8 +152,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             self.raise_sgis(vcpu);
             if !self.replica.logs() {
                 self.raise_due_timer(vcpu);
-                self.pump_input(ExecPoint::default());
-                self.follow_uart_line(vcpu);
+                self.console_unlogged(vcpu);
             } else if at_boundary && let Err(stop) = self.boundary(vcpu) {
                 return stop;
             }
@@ -218,6 +217,13 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 }
             }
         }
+    }
+
+    /// A copy that does not log takes console input whenever it looks, and its UART's
+    /// interrupt follows.
+    fn console_unlogged<V: Vcpu>(&mut self, vcpu: &mut V) {
+        self.pump_input(ExecPoint::default());
+        self.follow_uart_line(vcpu);
     }
 
     /// The PL011's receive interrupt follows its line: pending while a received byte waits
@@ -331,8 +337,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             }
             self.raise_sgis(vcpu);
             if !self.replica.logs() {
-                self.pump_input(ExecPoint::default());
-                self.follow_uart_line(vcpu);
+                self.console_unlogged(vcpu);
             }
             if vcpu.interrupt_pending() {
                 return Ok(());

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::fake::system;
+use crate::fake::{ft, system};
 
 fn message(sys: &System) -> String {
     validate(sys)
@@ -445,15 +445,6 @@ fn port_ranges_that_end_at_0x10000_still_overlap() {
 fn ft_system(spares: usize) -> System {
     let mut sys = aarch64_system();
     sys.board.cpus = 8;
-    let ft = |role, peer| Ft {
-        role,
-        peer,
-        pair: 0,
-        link: FtLink::Ring,
-        heartbeat_us: 500,
-        suspect_after: 10,
-        delivery: FtDelivery::Exit,
-    };
     let primary = sys.partitions[0].clone();
     let copies =
         core::iter::once(FtRole::Backup).chain(core::iter::repeat_n(FtRole::Spare, spares));

@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Ft, FtDelivery, FtLink};
 use crate::fake;
+use crate::fake::ft;
 
 /// `a`, `b` and `c`, input starting with `a`.
 fn three() -> System {
@@ -187,15 +187,6 @@ fn the_list_marks_the_target_and_stopped_partitions() {
 #[test]
 fn a_fault_tolerant_partitions_copies_are_one_partition() {
     let mut sys = three();
-    let ft = |role, peer| Ft {
-        role,
-        peer,
-        pair: 0,
-        link: FtLink::Ring,
-        heartbeat_us: 500,
-        suspect_after: 10,
-        delivery: FtDelivery::Exit,
-    };
     // b (index 1) is a primary whose backup comes last (index 3), after c.
     sys.partitions[1].ft = Some(ft(FtRole::Primary, 3));
     let mut backup = sys.partitions[1].clone();
