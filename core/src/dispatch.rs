@@ -42,6 +42,13 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     /// A console line the guest completed at this exit: an output, which the replica prints when
     /// it may leave.
     fn output(&mut self, line: &[u8]) {
+        // Journaled, the line waits in the outbox for the commit (recovery never prints it
+        // twice); a line that does not fit, which one exit cannot make, is printed at once.
+        if let Some(journal) = self.journal()
+            && journal.outbox.put(line)
+        {
+            return;
+        }
         let (platform, name) = (self.platform, &self.partition.name);
         let mut print = |line: &[u8]| platform.console_line(name, line);
         let now = || platform.now_ns();

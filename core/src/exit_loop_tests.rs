@@ -271,6 +271,7 @@ fn halting_with_interrupts_off_stops_even_with_a_timer() {
         platform,
         replica: &mut crate::replica::Solo,
         exit_at: crate::point::ExecPoint::default(),
+        journal: None,
     }
     .run(&mut vcpu);
     assert!(matches!(stop, StopReason::HaltedForever { .. }));
@@ -555,6 +556,7 @@ fn partition_info_reports_resets() {
         platform: &p,
         replica: &mut crate::replica::Solo,
         exit_at: crate::point::ExecPoint::default(),
+        journal: None,
     }
     .run(&mut vcpu);
     let mem = p.memory.borrow();
@@ -586,6 +588,7 @@ fn execution_point_counts_committed_exits_and_sees_registers() {
         platform: &p,
         replica: &mut crate::replica::Solo,
         exit_at: crate::point::ExecPoint::default(),
+        journal: None,
     };
     let start = runtime.execution_point(&vcpu);
     assert_eq!(start.det_exits, 0);

@@ -279,6 +279,7 @@ pub fn run_on(
         platform,
         replica: &mut crate::replica::Solo,
         exit_at: crate::point::ExecPoint::default(),
+        journal: None,
     }
     .run(&mut vcpu);
     (stop, vcpu, record)

@@ -20,6 +20,7 @@ pub mod escape;
 pub mod exit;
 pub mod fdt;
 pub mod hypercall;
+pub mod journal;
 pub mod outcome;
 pub mod paging;
 pub mod platform;

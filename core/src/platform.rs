@@ -1,6 +1,7 @@
 //! What a physical CPU provides to the portable exit loop besides the vCPU itself.
 
 use crate::config::{GuestUart, MemoryRegion};
+use crate::journal::ExitJournal;
 use crate::power::PowerStatus;
 use crate::report::Notice;
 
@@ -24,6 +25,15 @@ pub trait Platform {
     /// unless the line is still open on the console after [`Platform::console_partial`] showed
     /// its first part (then `line` is only what follows that part).
     fn console_line(&self, partition: &str, line: &[u8]);
+    /// Prints the lines a committed exit left in `journal`'s outbox, as [`Platform::console_line`]
+    /// does, recording in `journal.printed` how far it got, so a recovery finishes a batch cut
+    /// short without printing any of it twice. Where nothing survives a failure (tests), plain
+    /// lines are enough.
+    fn console_batch(&self, partition: &str, journal: &mut ExitJournal) {
+        for line in journal.outbox.lines() {
+            self.console_line(partition, line);
+        }
+    }
     /// Shows `bytes`, more of an unfinished line of this CPU's partition (not fault-tolerant),
     /// at once and without a newline, if the platform shows partial lines for it (the machine's
     /// console input goes to it); whether it did. When it did not, the bytes come with the rest

@@ -87,6 +87,7 @@ fn run_with(
         platform: p,
         replica,
         exit_at: ExecPoint::default(),
+        journal: None,
     }
     .run(&mut vcpu);
     (stop, record, vcpu)
@@ -110,6 +111,7 @@ fn console_input_is_logged_at_a_boundary_before_the_guest_can_read_it() {
         platform: &p,
         replica: &mut r,
         exit_at: ExecPoint::default(),
+        journal: None,
     }
     .run(&mut vcpu);
     assert_eq!(r.inputs.len(), 1, "one chunk, logged once");

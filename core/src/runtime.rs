@@ -8,6 +8,7 @@
 use crate::config;
 use crate::devices::rx::RxFifo;
 use crate::exit::ExitKind;
+use crate::journal::ExitJournal;
 use crate::outcome::Next;
 use crate::platform::Platform;
 use crate::point::ExecPoint;
@@ -41,6 +42,10 @@ pub struct VcpuRuntime<'a, P: Platform, R: Replica = Solo> {
     pub replica: &'a mut R,
     /// The execution point of the exit being handled, when the replica logs.
     pub exit_at: ExecPoint,
+    /// Where exits are journaled so a hypervisor recovery can roll one back or complete it
+    /// ([`crate::journal`]); `None` when recovery is off. A logging replica's exits are not
+    /// journaled: its outputs leave under the output rule.
+    pub journal: Option<&'a mut ExitJournal>,
 }
 
 impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
@@ -173,6 +178,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             };
             let pc = vcpu.pc();
             let kind = exit.kind();
+            self.begin_exit(vcpu, pc);
             // Only exits that can read time or complete a line log at their own point; the
             // register hash costs more than the rest of a short exit.
             if self.replica.logs() && exit.carries_io() {
@@ -193,6 +199,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 ExitKind::Deterministic => self.record.deterministic_exits += 1,
                 ExitKind::Asynchronous => self.record.asynchronous_exits += 1,
             }
+            self.end_exit();
             at_boundary = kind == ExitKind::Deterministic;
             if !at_boundary
                 && self.replica.logs()
@@ -216,6 +223,38 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                     return self.finish(reason);
                 }
             }
+        }
+    }
+
+    /// The journal for this exit, when it is kept: recovery is on and the replica does not log.
+    pub(crate) fn journal(&mut self) -> Option<&mut ExitJournal> {
+        if self.replica.logs() {
+            return None;
+        }
+        self.journal.as_deref_mut()
+    }
+
+    /// Checkpoints the record and the registers before the exit at `pc` changes anything.
+    // Inlined into each exit loop for the reason given at `Outcome::commit`.
+    #[inline(always)]
+    fn begin_exit<V: Vcpu>(&mut self, vcpu: &V, pc: u64) {
+        let record = &*self.record;
+        if let Some(journal) = self.journal.as_deref_mut().filter(|_| !self.replica.logs()) {
+            vcpu.save_gprs(&mut journal.gprs);
+            journal.begin(pc, record);
+        }
+    }
+
+    /// The exit is committed and counted: its lines leave, then it is over.
+    #[inline(always)]
+    fn end_exit(&mut self) {
+        let (platform, name) = (self.platform, &self.partition.name);
+        if let Some(journal) = self.journal() {
+            journal.committed();
+            if !journal.outbox.is_empty() {
+                platform.console_batch(name, journal);
+            }
+            journal.idle();
         }
     }
 

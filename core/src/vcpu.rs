@@ -2,6 +2,7 @@
 
 use crate::devices::vgic::VirtualGic;
 use crate::exit::Exit;
+use crate::journal::MAX_GPRS;
 use crate::point;
 
 /// What finishing an exit does to the guest. The backend applies it as the last step of the exit
@@ -92,6 +93,13 @@ pub trait Vcpu {
     fn gpr(&self, index: usize) -> Option<u64>;
     /// Writes general register `index`.
     fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister>;
+    /// Copies the general registers, in [`Vcpu::gpr`]'s order, into `into` (an exit's
+    /// checkpoint, [`crate::journal`]). Backends with the registers in one array copy it whole.
+    fn save_gprs(&self, into: &mut [u64; MAX_GPRS]) {
+        for (i, slot) in into.iter_mut().enumerate().take(Self::GPRS) {
+            *slot = self.gpr(i).unwrap_or(0);
+        }
+    }
     /// A hash of the general registers and the PC: the part of an execution point that catches a
     /// replay that diverged without changing the exit count.
     fn register_hash(&self) -> u64 {

@@ -14,7 +14,9 @@
 use heapless::Vec;
 use spin::Once;
 use tandem_core::config::{MAX_PARTITIONS, Partition, System};
+use tandem_core::journal::MAX_GPRS;
 use tandem_core::vcpu::Vcpu;
+use tandem_recovery::cause::ResetCause;
 
 use crate::clock::Clock;
 use crate::console::ConsoleUart;
@@ -164,4 +166,94 @@ pub trait Backend: Sized + Sync + 'static {
     fn die() -> !;
     /// The hypervisor's boot command line, empty where the board gives none.
     fn cmdline(&self) -> &'static str;
+
+    /// Whether this backend recovers from its own failures (the hooks below); without, a
+    /// failure stops the machine.
+    const RECOVERS: bool = false;
+
+    /// The calling CPU's index.
+    fn cpu_index() -> usize {
+        0
+    }
+
+    /// The backend's clock for the recovery's timeline and the ledger: (value at boot, Hz).
+    fn clock_base() -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// Cold boot, recovery on: copies the code to a pristine copy and notes it in `control`;
+    /// the bytes kept.
+    fn keep_pristine(control: &crate::recovery::control::Control) -> u64 {
+        let _ = control;
+        0
+    }
+
+    /// Nanoseconds since boot, usable from any context (no lock, no per-CPU state).
+    fn recovery_now_ns() -> u64 {
+        0
+    }
+
+    /// Stops the CPUs in `mask` for a recovery, even with their interrupts masked (x86: NMI);
+    /// each lands in the recovery's follower path.
+    fn stop_cpus(mask: u32) {
+        let _ = mask;
+    }
+
+    /// Captures the vCPU this CPU runs into its ledger slot `state`, and leaves virtualization;
+    /// false if the CPU had no vCPU state to capture.
+    fn capture_vcpu(cpu: usize, state: &mut Self::VcpuState) -> bool {
+        let _ = (cpu, state);
+        false
+    }
+
+    /// Runs `f(cpu)` on CPU `cpu`'s own stack, reset to its top: whatever ran on it is abandoned.
+    fn on_fresh_stack(cpu: usize, f: extern "C" fn(usize) -> !) -> ! {
+        f(cpu)
+    }
+
+    /// Releases the log's lock and starts a fresh frame (a failed CPU may have held it).
+    fn reset_log() {}
+
+    /// Puts back the code: the whole image from the pristine copy after checking its hash
+    /// (`reload`, microreboot), or only a byte an injection flipped. Err if the copy is corrupt.
+    fn repair_code(
+        control: &crate::recovery::control::Control,
+        reload: bool,
+    ) -> Result<(), ResetCause> {
+        let _ = (control, reload);
+        Ok(())
+    }
+
+    /// Rolls the captured vCPU in `state` back to the start of the exit at `pc`, with the
+    /// general registers `gprs` held then.
+    fn roll_back(state: &mut Self::VcpuState, pc: u64, gprs: &[u64; MAX_GPRS]) {
+        let _ = (state, pc, gprs);
+    }
+
+    /// Rebuilds this CPU's own class-A state after a recovery (descriptor tables, vectors).
+    fn rebuild_cpu(cpu: usize) {
+        let _ = cpu;
+    }
+
+    /// Gives a freshly made vCPU the state a recovery captured into its own ledger slot.
+    fn resume_vcpu(vcpu: &mut Self::Vcpu) -> Result<(), Self::Error> {
+        let _ = vcpu;
+        Ok(())
+    }
+
+    /// Fires the injected fault planned for CPU `cpu` at its `beats`th pass, if that is now.
+    fn inject_at(cpu: usize, beats: u64) {
+        let _ = (cpu, beats);
+    }
+
+    /// The watchdog on this CPU saw CPU `buddy` hang: the backend starts the recovery
+    /// (`crate::recover::recover`), which the watchdog cannot name without a module cycle.
+    fn hang_detected(buddy: usize) {
+        let _ = buddy;
+    }
+
+    /// Resets the whole machine (recovery gave up).
+    fn full_reset() -> ! {
+        Self::exit(false)
+    }
 }

@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use heapless::Vec;
 use tandem_core::bundle::Bundle;
 use tandem_core::config::{FtRole, ImageSource, MAX_PARTITIONS, Partition, System};
+use tandem_core::journal::ExitJournal;
 use tandem_core::platform::Platform;
 use tandem_core::point::ExecPoint;
 use tandem_core::record::VcpuRecord;
@@ -24,8 +25,8 @@ pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
 use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
 use crate::{
-    console_input, frames, images, kick, ledger, replication, report, reprotect, siblings,
-    vcpu_power,
+    console_input, frames, images, kick, ledger, recovery, replication, report, reprotect,
+    siblings, vcpu_power,
 };
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
@@ -129,9 +130,15 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
 
     // SAFETY: the validated hypervisor range holds the image, which ends at `image_end`; only
     // this CPU runs.
-    let ledger_base =
-        unsafe { ledger::lay_out::<VcpuSlot<B::VcpuState>>(&sys.board.hypervisor, B::image_end()) }
-            .unwrap_or_else(|_| fatal::<B>("the hypervisor image does not fit its memory range"));
+    let ledger_base = unsafe {
+        ledger::lay_out::<VcpuSlot<B::VcpuState>>(
+            &sys.board.hypervisor,
+            B::image_end(),
+            B::clock_base(),
+        )
+    }
+    .unwrap_or_else(|_| fatal::<B>("the hypervisor image does not fit its memory range"));
+    recovery::setup::<B>(ledger_base, sys, backend.cmdline());
     // SAFETY: the ledger was just formatted with this slot type; only this CPU runs.
     replication::publish(unsafe { ledger::pairs::<VcpuSlot<B::VcpuState>>(ledger_base) });
 
@@ -199,6 +206,7 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
             }
         }
     }
+    recovery::arm();
     run_cpu(0, booted)
 }
 
@@ -220,8 +228,12 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         .unwrap_or_else(|e| fail::<B>("virtualization cannot be enabled", e));
     let partition = &shared.system.partitions[index];
     // SAFETY: each CPU takes its own slot, once.
-    let VcpuSlot { state, record } =
-        unsafe { ledger::slot::<VcpuSlot<B::VcpuState>>(shared.ledger, cpu) };
+    let VcpuSlot {
+        state,
+        record,
+        journal,
+        ..
+    } = unsafe { ledger::slot::<VcpuSlot<B::VcpuState>>(shared.ledger, cpu) };
     let mut vcpu = backend
         .create_vcpu(
             cpu,
@@ -241,6 +253,8 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         vcpu_index,
         partition,
         record,
+        journal: recovery::journaling().then_some(journal),
+        resumed: false,
         platform: &platform,
     };
     let epoch = replication::FIRST_EPOCH;
@@ -282,6 +296,93 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
             }
         },
     }
+}
+
+/// The name of the partition CPU `cpu` runs ("" for none).
+pub fn partition_name(system: &System, cpu: usize) -> &str {
+    partition_of(system, cpu).map_or("", |(i, _)| system.partitions[i].name.as_str())
+}
+
+/// CPU `cpu` after a recovery, on a fresh stack with its class-A state rebuilt: makes its vCPU
+/// again, gives it the state captured in the ledger and goes on; a CPU with no running vCPU
+/// parks again.
+pub fn resume<B: Backend>(shared: &'static Booted<B>, cpu: usize) -> ! {
+    let backend = &shared.backend;
+    let running = recovery::control().is_some_and(|c| c.status(cpu) == recovery::control::RUNNING);
+    let Some((index, vcpu_index)) = partition_of(&shared.system, cpu).filter(|_| running) else {
+        B::park()
+    };
+    backend
+        .enable_cpu(cpu)
+        .unwrap_or_else(|e| fail::<B>("virtualization cannot be enabled again", e));
+    let partition = &shared.system.partitions[index];
+    // SAFETY: each CPU takes its own slot, once per recovery; the abandoned loop's reference
+    // to it is gone with its stack.
+    let VcpuSlot {
+        state,
+        record,
+        journal,
+        failed,
+    } = unsafe { ledger::slot::<VcpuSlot<B::VcpuState>>(shared.ledger, cpu) };
+    let preserved_ok = *failed == 0;
+    let mut vcpu = backend
+        .create_vcpu(
+            cpu,
+            partition,
+            &shared.tables[index],
+            index as u32,
+            vcpu_index as u32,
+            state,
+        )
+        .unwrap_or_else(|e| fail::<B>("a vCPU cannot be made again", e));
+    let resumed = if preserved_ok {
+        B::resume_vcpu(&mut vcpu).map_err(|e| {
+            defmt::warn!(
+                "recovery: partition {=str}'s preserved vCPU state is refused: {}",
+                partition.name.as_str(),
+                e
+            )
+        })
+    } else {
+        Err(())
+    };
+    let platform = HwPlatform::<B>::new(
+        backend.clock(cpu),
+        &shared.system,
+        shared.system.board.guest_uart,
+        cpu,
+        index,
+    );
+    recovery::resumed::<B>(shared);
+    if resumed.is_err() {
+        *failed = 0;
+        kick::stop_partition::<B>(partition, index, cpu);
+        defmt::warn!(
+            "partition {=str} stopped: its state did not survive the recovery",
+            partition.name.as_str()
+        );
+        if let Some(control) = recovery::control() {
+            control.set_status(cpu, recovery::control::STOPPED);
+        }
+        vcpu_power::set_off(cpu);
+        if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
+            retire::<B>(&shared.system, index);
+        }
+        B::park()
+    }
+    platform.audit_resume();
+    Run {
+        shared,
+        cpu,
+        index,
+        vcpu_index,
+        partition,
+        record,
+        journal: Some(journal),
+        resumed: true,
+        platform: &platform,
+    }
+    .vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str(), true)
 }
 
 fn is_spare(p: &Partition) -> bool {
@@ -367,6 +468,10 @@ struct Run<'a, B: Backend> {
     vcpu_index: usize,
     partition: &'static Partition,
     record: &'static mut VcpuRecord,
+    /// Where exits are journaled for a recovery, when recovery is on.
+    journal: Option<&'static mut ExitJournal>,
+    /// The vCPU goes on after a recovery: it was running, and its state is in the ledger.
+    resumed: bool,
     platform: &'a HwPlatform<B>,
 }
 
@@ -387,17 +492,26 @@ impl<B: Backend> Run<'_, B> {
             vcpu_index,
             partition,
             record,
+            mut journal,
+            resumed,
             platform,
         } = self;
         let backend = &shared.backend;
-        let mut resets = 0;
+        let mut resets = record.resets;
         let (mut entry, mut arg) = (partition.image.entry.raw(), shared.boot_args[index]);
-        if vcpu_index == 0 {
-            vcpu_power::set_on(cpu);
-        } else {
-            (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+        // A resumed vCPU's power state and count survived the recovery with the rest of the
+        // hypervisor's data.
+        if !resumed {
+            if vcpu_index == 0 {
+                vcpu_power::set_on(cpu);
+            } else {
+                (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+            }
+            ACTIVE[index].fetch_add(1, Ordering::AcqRel);
         }
-        ACTIVE[index].fetch_add(1, Ordering::AcqRel);
+        if let Some(control) = recovery::control() {
+            control.set_status(cpu, recovery::control::RUNNING);
+        }
         loop {
             if !core::mem::take(&mut restored) {
                 B::reset_vcpu(vcpu, entry, arg)
@@ -421,6 +535,7 @@ impl<B: Backend> Run<'_, B> {
                 platform,
                 replica,
                 exit_at: ExecPoint::default(),
+                journal: journal.as_deref_mut(),
             }
             .run(vcpu);
             let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
@@ -456,6 +571,9 @@ impl<B: Backend> Run<'_, B> {
             // Whatever stopped this vCPU stops its partition: the siblings follow.
             kick::stop_partition::<B>(partition, index, cpu);
             report::stop(label, stop, record, &B::WORDS);
+            if let Some(control) = recovery::control() {
+                control.set_status(cpu, recovery::control::STOPPED);
+            }
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
                 // A copy that went live also ends its failed peers' part of the run: the pair's

@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use embedded_io::{Read, ReadReady, Write};
 use spin::mutex::TicketMutex;
 use tandem_core::console_out::ConsoleOut;
+use tandem_core::journal::ExitJournal;
 
 /// A UART the console can drive: it prints partitions' lines and takes the console line's input.
 pub trait ConsoleUart:
@@ -92,6 +93,48 @@ impl<U: ConsoleUart> Console<U> {
         open.partition(partition, bytes, ends, |piece| {
             let Ok(()) = uart.write_all(piece);
         });
+    }
+
+    /// Prints the lines a committed exit left in `journal`'s outbox, byte by byte recording how
+    /// far it got in `journal.printed` (in the ledger): a recovery calls it again for a batch cut
+    /// short, which then goes on from the next byte, as the console had it open then, so no line
+    /// is lost, repeated or torn.
+    pub fn partition_batch(partition: &str, journal: &mut ExitJournal) {
+        let mut open = LOCK.lock();
+        let mut uart = Self::uart();
+        let ExitJournal {
+            outbox, printed, ..
+        } = journal;
+        printed.start(outbox.seq);
+        for line in outbox.lines().skip(printed.lines as usize) {
+            if printed.bytes == 0 {
+                printed.before = *open;
+            } else {
+                *open = printed.before;
+            }
+            let skip = printed.bytes as usize;
+            let mut at = 0;
+            open.partition(partition, line, true, |piece| {
+                for byte in piece {
+                    if at >= skip {
+                        let Ok(()) = uart.write_all(core::slice::from_ref(byte));
+                        printed.bytes += 1;
+                    }
+                    at += 1;
+                }
+            });
+            printed.lines += 1;
+            printed.bytes = 0;
+        }
+    }
+
+    /// For a recovery, with every other CPU stopped: whoever held the console lock is gone.
+    pub fn reset_lock() {
+        while LOCK.is_locked() {
+            // SAFETY: every other CPU is stopped for the recovery and never returns to the code
+            // that took a ticket, so each outstanding ticket is served and dropped here.
+            unsafe { LOCK.force_unlock() };
+        }
     }
 
     /// Writes a hypervisor failure report without taking the console lock, which the failing CPU

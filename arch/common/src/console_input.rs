@@ -47,6 +47,14 @@ fn publish(switch: &Switch) {
 }
 
 /// Sets the switch up for `system`, before any partition runs.
+/// For a recovery, with every other CPU stopped: whoever held the switch's lock is gone.
+pub fn reset_lock() {
+    while SWITCH.is_locked() {
+        // SAFETY: as for the console's lock (`Console::reset_lock`).
+        unsafe { SWITCH.force_unlock() };
+    }
+}
+
 pub fn setup(system: &System) {
     let switch = Switch::setup(system);
     publish(&switch);

@@ -30,6 +30,18 @@ pub fn alloc() -> Result<HostPhysAddr, OutOfFrames> {
     Ok(HostPhysAddr::new(frame))
 }
 
+/// `len` bytes of contiguous frames, zeroed (the pristine image copy); returns the first.
+pub fn alloc_contiguous(len: u64) -> Result<u64, OutOfFrames> {
+    let size = len.next_multiple_of(PAGE_SIZE);
+    let first = NEXT.fetch_add(size, Ordering::Relaxed);
+    if first + size > END.load(Ordering::Relaxed) {
+        return Err(OutOfFrames);
+    }
+    // SAFETY: as in `alloc`, for every frame of the range.
+    unsafe { core::ptr::write_bytes(first as *mut u8, 0, size as usize) };
+    Ok(first)
+}
+
 /// The remaining frames, for the boot report.
 pub fn remaining() -> u64 {
     END.load(Ordering::Relaxed)

@@ -5,10 +5,13 @@
 use core::mem::size_of;
 
 use tandem_core::config::{MAX_CPUS, MAX_FT_PAIRS, PAGE_SIZE, PhysRange};
+use tandem_core::journal::ExitJournal;
 use tandem_core::record::VcpuRecord;
-use tandem_recovery::ledger::Header;
+use tandem_recovery::cause::ResetCause;
+use tandem_recovery::ledger::{Header, Mismatch};
 
 use crate::frames;
+use crate::recovery::control::Control;
 use crate::replication::PairAreas;
 
 /// A CPU's ledger slot: the portable record and the backend's vCPU state. Plain `#[repr(C)]`
@@ -17,11 +20,18 @@ use crate::replication::PairAreas;
 pub struct VcpuSlot<S> {
     pub state: S,
     pub record: VcpuRecord,
+    /// The exit in progress, for a recovery to roll back or complete.
+    pub journal: ExitJournal,
+    /// Non-zero when a recovery found this vCPU's preserved state unusable: its partition is
+    /// stopped instead of resumed.
+    pub failed: u32,
 }
 
 #[repr(C)]
 struct Ledger<S> {
     header: Header,
+    /// The recovery's shared state (`crate::recovery::control`).
+    control: Control,
     slots: [S; MAX_CPUS],
     /// The fault-tolerant pairs' log rings and arbiter words.
     pairs: PairAreas,
@@ -41,13 +51,51 @@ pub const fn size<S>() -> u64 {
 /// `base` is the ledger region: page-aligned, identity-mapped, [`size::<S>`] bytes of hypervisor
 /// memory nothing else uses; no CPU holds a slot yet; `S` is plain data for which all-zero
 /// bytes are a valid value.
-pub unsafe fn format<S>(base: u64) {
+pub unsafe fn format<S>(base: u64, clock: (u64, u64)) {
     let ledger = base as *mut Ledger<S>;
     // SAFETY: the caller's contract.
     unsafe {
+        if let Some(cause) = (*ledger).header.last_reset_cause() {
+            defmt::warn!(
+                "the previous run over this memory ended in a full reset: {=str}",
+                cause.describe()
+            );
+        }
         core::ptr::write_bytes(ledger as *mut u8, 0, size_of::<Ledger<S>>());
-        (*ledger).header = Header::formatted(MAX_CPUS as u32, size_of::<S>() as u32);
+        (*ledger).header =
+            Header::formatted(MAX_CPUS as u32, size_of::<S>() as u32, clock.0, clock.1);
     }
+}
+
+/// The address of the recovery control block in the ledger at `base`.
+pub fn control<S>(base: u64) -> u64 {
+    base + core::mem::offset_of!(Ledger<S>, control) as u64
+}
+
+/// Re-attaches the ledger at `base` after a recovery: checks its header, counts the boot.
+pub fn attach<S>(base: u64) -> Result<u32, Mismatch> {
+    let ledger = base as *mut Ledger<S>;
+    // SAFETY: `base` is the ledger `lay_out` placed; only the recovery's owner calls this, with
+    // every other CPU stopped, so nothing else touches the header.
+    unsafe {
+        (*ledger)
+            .header
+            .attach(MAX_CPUS as u32, size_of::<S>() as u32)
+    }
+}
+
+/// The boots the ledger at `base` counted.
+pub fn boots<S>(base: u64) -> u32 {
+    let ledger = base as *const Ledger<S>;
+    // SAFETY: as in `attach`; a plain read of a word.
+    unsafe { (*ledger).header.boots() }
+}
+
+/// Notes in the ledger at `base` why the machine is about to be reset in full.
+pub fn set_reset_cause<S>(base: u64, cause: ResetCause) {
+    let ledger = base as *mut Ledger<S>;
+    // SAFETY: as in `attach`: the failing owner, the last to run.
+    unsafe { (*ledger).header.set_reset_cause(cause) }
 }
 
 /// The slot of CPU `cpu` in the ledger at `base`.
@@ -96,7 +144,11 @@ pub struct DoesNotFit;
 /// `hypervisor` is the board's (validated) hypervisor range, identity-mapped and owned by the
 /// hypervisor; `image_end` is where the loaded image ends inside it; runs once, on the bootstrap
 /// CPU, before any other CPU starts; `S` is as for [`format`].
-pub unsafe fn lay_out<S>(hypervisor: &PhysRange, image_end: u64) -> Result<u64, DoesNotFit> {
+pub unsafe fn lay_out<S>(
+    hypervisor: &PhysRange,
+    image_end: u64,
+    clock: (u64, u64),
+) -> Result<u64, DoesNotFit> {
     let base = hypervisor.end() - size::<S>();
     if image_end > base {
         return Err(DoesNotFit);
@@ -104,6 +156,6 @@ pub unsafe fn lay_out<S>(hypervisor: &PhysRange, image_end: u64) -> Result<u64, 
     frames::init(image_end, base);
     // SAFETY: the ledger range is the top of the hypervisor's own memory, above the image and the
     // frame pool, and no CPU uses it yet (the caller's contract).
-    unsafe { format::<S>(base) };
+    unsafe { format::<S>(base, clock) };
     Ok(base)
 }

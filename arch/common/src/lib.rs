@@ -17,6 +17,8 @@ pub mod kick;
 pub mod ledger;
 pub mod log;
 pub mod platform;
+pub mod recover;
+pub mod recovery;
 pub mod replication;
 pub mod report;
 pub mod reprotect;

@@ -70,6 +70,22 @@ impl LogState {
         f(encoder, &mut sink);
     }
 
+    /// For a recovery, with every other CPU stopped: drops whatever frame a failed CPU left
+    /// half-written (a zero byte ends it on the wire, where the decoder discards it) and frees the
+    /// lock.
+    pub fn reset(&self, emit: impl Fn(&[u8])) {
+        // SAFETY: every other CPU is stopped and this one holds no reference into `inner`.
+        unsafe {
+            *self.inner.get() = Inner {
+                encoder: defmt::Encoder::new(),
+                buf: [0; CHUNK],
+                len: 0,
+            }
+        };
+        emit(&[0]);
+        self.taken.store(false, Ordering::Release);
+    }
+
     pub fn acquire(&self, emit: impl Fn(&[u8])) {
         while self
             .taken
@@ -135,5 +151,10 @@ macro_rules! global_logger {
         }
 
         defmt::timestamp!("{=u64:us}", $now_ns() / 1000);
+
+        /// For a recovery: the log's lock and frame, reset (`LogState::reset`).
+        pub fn reset_log() {
+            LOG_STATE.reset($emit)
+        }
     };
 }

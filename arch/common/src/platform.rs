@@ -7,6 +7,7 @@ use core::marker::PhantomData;
 use core::sync::atomic::AtomicU8;
 
 use tandem_core::config::{GuestUart, MemoryRegion, System};
+use tandem_core::journal::ExitJournal;
 use tandem_core::platform::Platform;
 use tandem_core::power::PowerStatus;
 use tandem_core::report::Notice;
@@ -14,7 +15,8 @@ use tandem_core::report::Notice;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::console::Console;
-use crate::{console_input, guest_memory, kick, report, siblings, vcpu_power};
+use crate::recovery::watchdog::Watch;
+use crate::{console_input, guest_memory, kick, recovery, report, siblings, vcpu_power};
 
 /// The platform of one CPU of a machine run by backend `B`.
 pub struct HwPlatform<B: Backend> {
@@ -30,6 +32,8 @@ pub struct HwPlatform<B: Backend> {
     input_slot: Option<(u8, &'static AtomicU8)>,
     /// Exits since this CPU last looked at the line as the switch's watcher.
     input_skipped: Cell<u8>,
+    /// The hang watchdog's and the post-recovery audit's state for this CPU.
+    watch: Watch,
     backend: PhantomData<B>,
 }
 
@@ -51,8 +55,14 @@ impl<B: Backend> HwPlatform<B> {
             partition,
             input_slot: console_input::slot(partition),
             input_skipped: Cell::new(0),
+            watch: Watch::default(),
             backend: PhantomData,
         }
+    }
+
+    /// This vCPU was resumed by a recovery: the next passes audit it.
+    pub fn audit_resume(&self) {
+        self.watch.audit();
     }
 
     /// The raw hardware counter ([`Clock::counter`]).
@@ -71,10 +81,20 @@ impl<B: Backend> Platform for HwPlatform<B> {
     }
 
     fn idle_until_ns(&self, deadline_ns: u64) {
+        // The watchdog hears from an idle CPU at least twice a period.
+        let deadline_ns = match recovery::watchdog_bound_ns() {
+            Some(bound) => deadline_ns.min(self.clock.now_ns().saturating_add(bound)),
+            None => deadline_ns,
+        };
         kick::idle_until::<B>(&self.clock, self.cpu, deadline_ns);
     }
 
+    /// Checked on every pass through the exit loop: also the watchdog's heartbeat.
     fn partition_stopping(&self) -> bool {
+        self.watch.beat::<B>(
+            self.cpu,
+            self.system.partitions[self.partition].name.as_str(),
+        );
         kick::stopping(self.partition)
     }
 
@@ -92,6 +112,10 @@ impl<B: Backend> Platform for HwPlatform<B> {
 
     fn console_line(&self, partition: &str, line: &[u8]) {
         Console::<B::Uart>::partition_line(partition, line);
+    }
+
+    fn console_batch(&self, partition: &str, journal: &mut ExitJournal) {
+        Console::<B::Uart>::partition_batch(partition, journal);
     }
 
     /// Only for the console input target: the partition someone types to, whose prompt and

@@ -6,13 +6,16 @@ use spin::Once;
 use tandem_core::addr::HostPhysAddr;
 use tandem_core::beside::IMAGES_MODULE;
 use tandem_core::config::{ImageCarrier, Partition, PhysRange, System, Uart};
+use tandem_core::journal::MAX_GPRS;
 use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
 use tandem_hw::console::ConsoleUart;
 use tandem_hw::dirty::TrackError;
 use tandem_hw::guest_memory::{self, Coherence, LayoutDiffers};
 use tandem_hw::images;
+use tandem_hw::recovery::control::Control;
 use tandem_hw::report::Vocabulary;
+use tandem_recovery::cause::{Detected, ResetCause};
 use x86_64::instructions::port::PortWriteOnly;
 
 use crate::bootinfo::BootInfo;
@@ -24,7 +27,7 @@ use crate::serial;
 use crate::vmx::{
     self, Caps, EnableError, PartitionTables, SetupError, SnapshotError, VcpuState, VmxVcpu,
 };
-use crate::{apic, boot, cpu, guest_load, logger, machine, smp, time};
+use crate::{apic, boot, cpu, guest_load, logger, machine, recovery, smp, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -185,6 +188,8 @@ impl Backend for PcBackend {
         }
         cpu::init_idt();
         cpu::init(0);
+        recovery::plan_from(cmdline);
+        recovery::set_follow(tandem_hw::recover::follower::<Self>());
         let injection = Injection::from_cmdline(cmdline);
         if let Some(injection) = injection {
             injection.fire();
@@ -234,8 +239,8 @@ impl Backend for PcBackend {
         Ok(())
     }
 
-    fn enable_cpu(&self, _: usize) -> Result<(), PcError> {
-        vmx::enable(&self.caps).map_err(PcError::Enable)
+    fn enable_cpu(&self, cpu: usize) -> Result<(), PcError> {
+        vmx::enable(&self.caps, cpu).map_err(PcError::Enable)
     }
 
     fn create_vcpu(
@@ -249,8 +254,8 @@ impl Backend for PcBackend {
     ) -> Result<VmxVcpu, PcError> {
         // VPID 0 is the hypervisor's own (SDM Vol. 3C, 29.1).
         let vpid = (id + 1) as u16;
-        let vcpu = VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, &mut state.regs)
-            .map_err(PcError::Vmcs)?;
+        let vcpu =
+            VmxVcpu::new(&self.caps, cpu, partition, tables, vpid, state).map_err(PcError::Vmcs)?;
         if let (0, Some(injection)) = (cpu, self.injection) {
             injection.fire_at_guests(BOOTED.wait().system());
         }
@@ -341,5 +346,67 @@ impl Backend for PcBackend {
 
     fn cmdline(&self) -> &'static str {
         self.cmdline
+    }
+
+    const RECOVERS: bool = true;
+
+    fn cpu_index() -> usize {
+        apic::cpu_index()
+    }
+
+    fn clock_base() -> (u64, u64) {
+        time::base()
+    }
+
+    fn keep_pristine(control: &Control) -> u64 {
+        recovery::keep_pristine(control).unwrap_or(0)
+    }
+
+    fn recovery_now_ns() -> u64 {
+        time::now_ns()
+    }
+
+    fn stop_cpus(mask: u32) {
+        recovery::stop_cpus(mask)
+    }
+
+    fn capture_vcpu(cpu: usize, state: &mut VcpuState) -> bool {
+        recovery::capture_vcpu(cpu, state)
+    }
+
+    fn on_fresh_stack(cpu: usize, f: extern "C" fn(usize) -> !) -> ! {
+        recovery::on_fresh_stack(cpu, f)
+    }
+
+    fn reset_log() {
+        logger::reset_log()
+    }
+
+    fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
+        recovery::repair_code(control, reload)
+    }
+
+    fn roll_back(state: &mut VcpuState, pc: u64, gprs: &[u64; MAX_GPRS]) {
+        recovery::roll_back(state, pc, gprs)
+    }
+
+    fn rebuild_cpu(cpu: usize) {
+        cpu::init(cpu);
+    }
+
+    fn resume_vcpu(vcpu: &mut VmxVcpu) -> Result<(), PcError> {
+        vcpu.resume().map_err(PcError::Snapshot)
+    }
+
+    fn inject_at(cpu: usize, beats: u64) {
+        recovery::inject_at(cpu, beats)
+    }
+
+    fn hang_detected(buddy: usize) {
+        tandem_hw::recover::recover::<Self>(Detected::Hang, buddy as u64, 0)
+    }
+
+    fn full_reset() -> ! {
+        recovery::full_reset()
     }
 }

@@ -146,6 +146,7 @@ boot_image_pt:
     .balign 16
 boot_stack:
     .skip {stack}
+    .global boot_stack_top
 boot_stack_top:
 "#,
     stack = const BOOT_STACK_SIZE,
@@ -161,6 +162,17 @@ unsafe extern "C" {
     static __text_end: u8;
     static __data_start: u8;
     static __image_end: u8;
+    static boot_stack_top: u8;
+}
+
+/// The top of the bootstrap CPU's stack.
+pub fn stack_top() -> u64 {
+    core::ptr::addr_of!(boot_stack_top) as u64
+}
+
+/// Where the image's writable data begins: code and read-only data lie before it.
+pub fn data_start() -> u64 {
+    core::ptr::addr_of!(__data_start) as u64
 }
 
 /// Where the application processors' start-up trampoline runs (its SIPI vector is this >> 12).

@@ -11,15 +11,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use tandem_core::config::MAX_CPUS;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::{DescriptorTablePointer, lidt, load_tss};
-use x86_64::registers::control::Cr2;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::idt::{Entry, HandlerFunc};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PrivilegeLevel, VirtAddr};
 
 use crate::apic::{self, SPURIOUS_VECTOR, WAKE_VECTOR};
-use crate::console::Console;
-use crate::machine;
 
 /// Selectors of the GDT `init` builds, in the order it appends the descriptors; the boot GDT
 /// has the same code and data slots, so the switch keeps the loaded selectors valid.
@@ -33,6 +30,9 @@ const IST_STACK_SIZE: usize = 16 * 1024;
 pub const AP_STACK_SIZE: usize = 256 * 1024;
 /// The IST slot NMI, #DF and #MC switch to (the crate counts from 0; the hardware's IST1).
 const IST_INDEX: u16 = 0;
+/// The IST slot every other exception switches to: a fault in hypervisor context starts the
+/// recovery on a known-good stack even when the stack pointer was the fault (recovery.md 6.1).
+const FAULT_IST_INDEX: u16 = 1;
 
 /// All-zero until `init`, so the per-CPU area stays in `.bss` instead of the image (an empty GDT
 /// and a fresh TSS are not all-zero).
@@ -41,6 +41,7 @@ struct CpuLocal {
     gdt: MaybeUninit<GlobalDescriptorTable<GDT_ENTRIES>>,
     tss: MaybeUninit<TaskStateSegment>,
     ist_stack: [u8; IST_STACK_SIZE],
+    fault_stack: [u8; IST_STACK_SIZE],
     stack: [u8; AP_STACK_SIZE],
 }
 
@@ -50,6 +51,7 @@ impl CpuLocal {
             gdt: MaybeUninit::zeroed(),
             tss: MaybeUninit::zeroed(),
             ist_stack: [0; IST_STACK_SIZE],
+            fault_stack: [0; IST_STACK_SIZE],
             stack: [0; AP_STACK_SIZE],
         }
     }
@@ -128,11 +130,15 @@ pub fn init_idt() {
             options.set_code_selector(KERNEL_CS);
             options
         };
-        // NMI, #DF and #MC switch to the IST stack so they run on a known-good stack.
-        if matches!(vector, 2 | 8 | 18) {
-            // SAFETY: every CPU's TSS has that IST slot set (`init`), and only these use it.
-            unsafe { options.set_stack_index(IST_INDEX) };
-        }
+        // NMI, #DF and #MC switch to the IST stack so they run on a known-good stack; the
+        // other exceptions to another, so an NMI for the recovery cannot overwrite them.
+        let ist = match vector {
+            2 | 8 | 18 => IST_INDEX,
+            _ if vector < 32 => FAULT_IST_INDEX,
+            _ => continue,
+        };
+        // SAFETY: every CPU's TSS has both IST slots set (`init`).
+        unsafe { options.set_stack_index(ist) };
     }
 }
 
@@ -144,6 +150,8 @@ pub fn init(cpu: usize) {
     let ist_top = local.ist_stack.as_ptr() as u64 + IST_STACK_SIZE as u64;
     let mut tss = TaskStateSegment::new();
     tss.interrupt_stack_table[usize::from(IST_INDEX)] = VirtAddr::new(ist_top);
+    let fault_top = local.fault_stack.as_ptr() as u64 + IST_STACK_SIZE as u64;
+    tss.interrupt_stack_table[usize::from(FAULT_IST_INDEX)] = VirtAddr::new(fault_top);
     let tss = local.tss.write(tss);
     let mut gdt = GlobalDescriptorTable::empty();
     let cs = gdt.append(Descriptor::kernel_code_segment());
@@ -180,68 +188,16 @@ pub fn descriptor_bases(cpu: usize) -> (u64, u64, u64) {
     (gdt, tss, IDT.0.get() as u64)
 }
 
-/// What the exception stubs push, lowest address first.
+/// What the exception stubs push, lowest address first; `fault` handles it.
 #[repr(C)]
 pub struct ExceptionFrame {
-    gprs: [u64; 15],
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-}
-
-const NAMES: [&str; 32] = [
-    "divide error",
-    "debug",
-    "NMI",
-    "breakpoint",
-    "overflow",
-    "bound range",
-    "invalid opcode",
-    "device not available",
-    "double fault",
-    "coprocessor overrun",
-    "invalid TSS",
-    "segment not present",
-    "stack fault",
-    "general protection",
-    "page fault",
-    "reserved",
-    "x87 error",
-    "alignment check",
-    "machine check",
-    "SIMD error",
-    "virtualization",
-    "control protection",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "hypervisor injection",
-    "VMM communication",
-    "security",
-    "reserved",
-];
-
-#[unsafe(no_mangle)]
-extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    let cr2 = Cr2::read_raw();
-    let vector = frame.vector as usize;
-    Console::emergency(format_args!(
-        "exception {} ({}) error {:#x} at RIP {:#x} RSP {:#x} CR2 {:#x} on CPU {}",
-        vector,
-        NAMES.get(vector).copied().unwrap_or("unknown"),
-        frame.error_code,
-        frame.rip,
-        frame.rsp,
-        cr2,
-        apic::cpu_index()
-    ));
-    machine::exit(false)
+    pub gprs: [u64; 15],
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
 }
 
 #[unsafe(no_mangle)]
@@ -283,6 +239,15 @@ spurious_stub:
     .balign 16
 nmi_stub:
     lock inc qword ptr [rip + HOST_NMIS]
+    cmp dword ptr [rip + RECOVERY_PENDING], 0
+    jne 1f
+    iretq
+1:
+    mov rbx, rsp
+    mov rdi, rsp
+    and rsp, -16
+    call nmi_recovery_frame
+    mov rsp, rbx
     iretq
 "#
 );

@@ -37,6 +37,15 @@ pub fn init(board_hz: Option<u64>) -> u64 {
     hz
 }
 
+/// The TSC at boot and its frequency, for the ledger.
+pub fn base() -> (u64, u64) {
+    let ns_per_tick = Scale::from_raw(NS_PER_TICK.load(Ordering::Relaxed));
+    (
+        TSC_AT_BOOT.load(Ordering::Relaxed),
+        1_000_000_000 / ns_per_tick.apply(1_000_000).max(1) * 1_000_000,
+    )
+}
+
 fn fixed_mul(value: u64, factor: &AtomicU64) -> u64 {
     Scale::from_raw(factor.load(Ordering::Relaxed)).apply(value)
 }

@@ -101,6 +101,13 @@ pub struct CpuState {
 }
 
 impl CpuState {
+    /// Sets the captured guest RIP.
+    pub fn set_rip(&mut self, rip: u64) {
+        if let Some(i) = FIELDS.iter().position(|&f| f == guest::RIP) {
+            self.vmcs[i] = rip;
+        }
+    }
+
     /// Captures the current VMCS's guest state and this CPU's guest registers; the vCPU is
     /// paused in the hypervisor.
     pub fn capture(&mut self) -> Result<(), VmFail> {
@@ -140,10 +147,16 @@ impl CpuState {
 
     /// Gives the current VMCS and this CPU the state [`CpuState::capture`] took on another CPU;
     /// the guest has not run here yet.
-    pub fn restore(&self) -> Result<(), VmFail> {
+    /// Writes the captured guest-state fields into the current VMCS.
+    pub fn restore_vmcs(&self) -> Result<(), VmFail> {
         for (&value, &field) in self.vmcs.iter().zip(&FIELDS) {
             vmcs::write(field, value)?;
         }
+        Ok(())
+    }
+
+    pub fn restore(&self) -> Result<(), VmFail> {
+        self.restore_vmcs()?;
         for (&value, &msr) in self.msrs.iter().zip(&MSRS) {
             // SAFETY: the guest owns these MSRs on this CPU, which runs no other partition and
             // whose hypervisor code uses neither SYSCALL, SWAPGS nor TSC_AUX (`bitmaps`); each

@@ -5,6 +5,7 @@ use heapless::Vec;
 use tandem_core::addr::GuestPhysAddr;
 use tandem_core::config::{MAX_REGIONS, MemoryRegion, Partition};
 use tandem_core::exit::{Access, Exit, ShutdownCause};
+use tandem_core::journal::MAX_GPRS;
 use tandem_core::vcpu::{Completion, EntryError, GuestFault, NoSuchRegister, Vcpu};
 use tandem_x86_insn::{self as insn, DecodeError, Operand, Reg};
 
@@ -25,7 +26,7 @@ use super::vmcs::{self, VmFail};
 use crate::io::rdtsc;
 use crate::{apic, cpu, time};
 use tandem_hw::dirty::DirtyPages;
-use tandem_hw::frames::{self, OutOfFrames};
+use tandem_hw::frames::OutOfFrames;
 
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).
 const BLOCKING_STI_MOVSS: u64 = 0b11;
@@ -135,7 +136,9 @@ fn truncate(value: u64, size: u8) -> u64 {
 }
 
 pub struct VmxVcpu {
-    regs: &'static mut GuestRegs,
+    /// The vCPU's ledger slot: the world switch keeps the guest's registers there, and the
+    /// pending events are written through at each entry and exit, so a recovery finds them.
+    slot: &'static mut VcpuState,
     launched: bool,
     preemption_rate: u32,
     deadline_ns: Option<u64>,
@@ -172,6 +175,36 @@ pub struct VcpuState {
     events: Events,
     /// The guest's task priority (CR8), from its virtual-APIC page.
     tpr: u64,
+}
+
+impl VcpuState {
+    /// Captures the current VMCS's guest state and the TPR from its virtual-APIC page, for a
+    /// recovery (the events and registers are in the slot already).
+    pub(super) fn capture_for_recovery(&mut self) -> Result<(), VmFail> {
+        self.cpu.capture()?;
+        let virtual_apic = vmcs::try_read(ctrl::VIRTUAL_APIC_PAGE)?;
+        if virtual_apic != 0 {
+            // SAFETY: the VMCS's virtual-APIC page is this vCPU's frame, identity-mapped.
+            self.tpr =
+                u64::from(unsafe { ((virtual_apic + VTPR_OFFSET) as *const u32).read_volatile() });
+        }
+        Ok(())
+    }
+
+    /// Rolls the general registers back to `gprs`, in [`Vcpu::gpr`]'s order (RSP, index 4,
+    /// lives in the VMCS and no exit handler changes it).
+    pub fn roll_back_gprs(&mut self, gprs: &[u64; MAX_GPRS]) {
+        let r = &mut self.regs;
+        [r.rax, r.rcx, r.rdx, r.rbx] = [gprs[0], gprs[1], gprs[2], gprs[3]];
+        [r.rbp, r.rsi, r.rdi] = [gprs[5], gprs[6], gprs[7]];
+        [r.r8, r.r9, r.r10, r.r11] = [gprs[8], gprs[9], gprs[10], gprs[11]];
+        [r.r12, r.r13, r.r14, r.r15] = [gprs[12], gprs[13], gprs[14], gprs[15]];
+    }
+
+    /// Moves the captured guest RIP back to `rip` (an exit rolled back).
+    pub fn set_captured_rip(&mut self, rip: u64) {
+        self.cpu.set_rip(rip);
+    }
 }
 
 /// A vCPU's pending events as plain data: each valid when its [`EVENT_VALID`] bit is set.
@@ -294,9 +327,9 @@ impl VmxVcpu {
         partition: &'static Partition,
         tables: &PartitionTables,
         vpid: u16,
-        regs: &'static mut GuestRegs,
+        slot: &'static mut VcpuState,
     ) -> Result<Self, SetupError> {
-        let vmcs_frame = frames::alloc()?.raw();
+        let vmcs_frame = super::cpu_frame(cpu, super::CpuFrame::Vmcs)?;
         // SAFETY: a fresh frame, the revision identifier in its first word; it becomes this
         // CPU's current VMCS and is never loaded on another CPU.
         unsafe {
@@ -304,8 +337,7 @@ impl VmxVcpu {
             vmcs::vmclear(vmcs_frame).map_err(SetupError::Vmclear)?;
             vmcs::vmptrld(vmcs_frame).map_err(SetupError::Vmptrld)?;
         }
-        *regs = GuestRegs::default();
-        let virtual_apic = frames::alloc()?.raw();
+        let virtual_apic = super::cpu_frame(cpu, super::CpuFrame::VirtualApic)?;
         let execution = if partition.ft.is_some() {
             caps.replicated
         } else {
@@ -315,7 +347,7 @@ impl VmxVcpu {
             }
         };
         let vcpu = Self {
-            regs,
+            slot,
             launched: false,
             preemption_rate: caps.preemption_rate,
             deadline_ns: None,
@@ -343,7 +375,7 @@ impl VmxVcpu {
     /// Back to the state of a vCPU that has not run: registers cleared, no event pending, 64-bit
     /// mode at `entry` (a partition restarting from its image).
     pub fn reset(&mut self, entry: u64) -> Result<(), SetupError> {
-        *self.regs = GuestRegs::default();
+        self.slot.regs = GuestRegs::default();
         self.deadline_ns = None;
         self.interrupt = None;
         self.reinject = None;
@@ -352,16 +384,13 @@ impl VmxVcpu {
         self.set_tpr(0);
         self.pending = Pending::Nothing;
         self.set_window_exiting(false);
+        self.sync_events();
         write_guest_state(entry)
     }
 
-    /// Copies the vCPU's state, paused at an exit boundary, into `into`: its registers, its
-    /// VMCS guest state and what the CPU holds for the guest, its TPR and pending events.
-    pub fn snapshot(&self, into: &mut VcpuState) -> Result<(), SnapshotError> {
-        into.regs = *self.regs;
-        into.cpu.capture().map_err(SnapshotError::Vmcs)?;
-        into.tpr = self.tpr().into();
-        into.events = Events {
+    /// The pending events as the ledger stores them.
+    fn events(&self) -> Events {
+        Events {
             interrupt: encode(self.interrupt),
             reinject: self
                 .reinject
@@ -372,28 +401,59 @@ impl VmxVcpu {
                 Some(GuestFault::InvalidOpcode) => 6 | EVENT_VALID,
             },
             reflected: encode(self.reflected),
-        };
-        Ok(())
+        }
     }
 
-    /// Gives the vCPU, which has not run yet, the state [`VmxVcpu::snapshot`] took on another
-    /// CPU.
-    pub fn restore(&mut self, from: &VcpuState) -> Result<(), SnapshotError> {
-        let events = &from.events;
+    /// Takes `events` as the vCPU's pending events.
+    fn set_events(&mut self, events: &Events) -> Result<(), SnapshotError> {
         self.fault = match decode(events.fault) {
             None => None,
             Some(13) => Some(GuestFault::GeneralProtection),
             Some(6) => Some(GuestFault::InvalidOpcode),
             Some(v) => return Err(SnapshotError::Fault { vector: v.into() }),
         };
-        from.cpu.restore().map_err(SnapshotError::Vmcs)?;
-        *self.regs = from.regs;
-        self.set_tpr(from.tpr as u32);
         self.interrupt = decode(events.interrupt);
         let [info, error, len] = events.reinject;
         self.reinject = (info & EVENT_VALID != 0).then_some((info, error, len));
         self.reflected = decode(events.reflected);
         self.pending = Pending::Nothing;
+        Ok(())
+    }
+
+    /// Writes the pending events through to the ledger slot, where a recovery finds them.
+    fn sync_events(&mut self) {
+        self.slot.events = self.events();
+    }
+
+    /// Copies the vCPU's state, paused at an exit boundary, into `into`: its registers, its
+    /// VMCS guest state and what the CPU holds for the guest, its TPR and pending events.
+    pub fn snapshot(&self, into: &mut VcpuState) -> Result<(), SnapshotError> {
+        into.regs = self.slot.regs;
+        into.cpu.capture().map_err(SnapshotError::Vmcs)?;
+        into.tpr = self.tpr().into();
+        into.events = self.events();
+        Ok(())
+    }
+
+    /// Goes on from the state a recovery captured into this vCPU's own ledger slot
+    /// (`vmx::capture_current`): a fresh VMCS takes the guest state, the TPR and the events. The
+    /// registers VT-x does not switch (CR2, debug registers, the guest's MSRs, x87/SSE) never
+    /// left this CPU, which the recovery does not reset, so they stay as the guest left them.
+    pub fn resume(&mut self) -> Result<(), SnapshotError> {
+        self.slot.cpu.restore_vmcs().map_err(SnapshotError::Vmcs)?;
+        let events = Events { ..self.slot.events };
+        self.set_events(&events)?;
+        self.set_tpr(self.slot.tpr as u32);
+        Ok(())
+    }
+
+    /// Gives the vCPU, which has not run yet, the state [`VmxVcpu::snapshot`] took on another
+    /// CPU.
+    pub fn restore(&mut self, from: &VcpuState) -> Result<(), SnapshotError> {
+        self.set_events(&from.events)?;
+        from.cpu.restore().map_err(SnapshotError::Vmcs)?;
+        self.slot.regs = from.regs;
+        self.set_tpr(from.tpr as u32);
         Ok(())
     }
 
@@ -478,7 +538,16 @@ impl VmxVcpu {
     }
 
     fn arm_preemption_timer(&mut self) {
-        let value = match self.deadline_ns {
+        // With recovery on, the watchdog needs every running vCPU back in the hypervisor
+        // within its period, whatever the guest does.
+        let deadline = match tandem_hw::recovery::watchdog_bound_ns() {
+            Some(bound) => {
+                let cap = time::now_ns().saturating_add(bound);
+                Some(self.deadline_ns.map_or(cap, |d| d.min(cap)))
+            }
+            None => self.deadline_ns,
+        };
+        let value = match deadline {
             Some(deadline) => {
                 let ticks = time::tsc_at(deadline).saturating_sub(rdtsc());
                 (ticks >> self.preemption_rate).min(u64::from(u32::MAX))
@@ -501,7 +570,7 @@ impl VmxVcpu {
 
     /// General register `index` in encoding order (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..).
     fn gpr(&self, index: u8) -> u64 {
-        let r = &*self.regs;
+        let r = &self.slot.regs;
         match index {
             0 => r.rax,
             1 => r.rcx,
@@ -523,7 +592,7 @@ impl VmxVcpu {
     }
 
     fn set_gpr(&mut self, index: u8, value: u64) {
-        let r = &mut *self.regs;
+        let r = &mut self.slot.regs;
         let slot = match index {
             0 => &mut r.rax,
             1 => &mut r.rcx,
@@ -755,13 +824,14 @@ impl Vcpu for VmxVcpu {
         // CR4 bit) are completed here and the guest re-entered, as if it had not exited.
         loop {
             self.prepare_event();
+            self.sync_events();
             self.arm_preemption_timer();
             if let Some(e) = self.failed {
                 return Err(e);
             }
             // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
             // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
-            let failed = unsafe { entry::vmx_enter(self.regs, u64::from(self.launched)) };
+            let failed = unsafe { entry::vmx_enter(&mut self.slot.regs, u64::from(self.launched)) };
             if failed != 0 {
                 let error = VmInstructionError(vmcs::read(ro::INSTRUCTION_ERROR) as u32);
                 defmt::error!("VM entry failed: {}", error);
@@ -804,7 +874,8 @@ impl Vcpu for VmxVcpu {
                 ExitReason::CR_ACCESS if self.refuse_hidden_cr4_bits() => continue,
                 _ => {}
             }
-            let exit = exits::decode(basic, self.regs, self.proc2);
+            self.sync_events();
+            let exit = exits::decode(basic, &self.slot.regs, self.proc2);
             self.pending = match exit {
                 Exit::PortRead { size, .. } => Pending::PortRead { size },
                 Exit::MsrRead { .. } => Pending::MsrRead,
@@ -825,32 +896,32 @@ impl Vcpu for VmxVcpu {
             Completion::Value(v) => match self.pending {
                 Pending::PortRead { size } => self.write_reg(RAX, size, v),
                 Pending::MsrRead => {
-                    self.regs.rax = v & 0xffff_ffff;
-                    self.regs.rdx = v >> 32;
+                    self.slot.regs.rax = v & 0xffff_ffff;
+                    self.slot.regs.rdx = v >> 32;
                 }
                 Pending::MmioLoad { dst, dst_size } => self.write_reg(dst, dst_size, v),
                 Pending::Nothing | Pending::Counter { .. } => {}
             },
             Completion::Counter { ns } => {
                 let tsc = time::ticks_in(ns);
-                self.regs.rax = tsc & 0xffff_ffff;
-                self.regs.rdx = tsc >> 32;
+                self.slot.regs.rax = tsc & 0xffff_ffff;
+                self.slot.regs.rdx = tsc >> 32;
                 if self.pending == (Pending::Counter { aux: true }) {
                     // SAFETY: IA32_TSC_AUX exists wherever RDTSCP does, and the guest owns it
                     // (`bitmaps`): what it holds is what the guest wrote, in every copy.
-                    self.regs.rcx = unsafe { Msr::new(IA32_TSC_AUX).read() } & 0xffff_ffff;
+                    self.slot.regs.rcx = unsafe { Msr::new(IA32_TSC_AUX).read() } & 0xffff_ffff;
                 }
             }
             Completion::Cpuid([a, b, c, d]) => {
-                let regs = &mut *self.regs;
+                let regs = &mut self.slot.regs;
                 regs.rax = a.into();
                 regs.rbx = b.into();
                 regs.rcx = c.into();
                 regs.rdx = d.into();
             }
             Completion::Hypercall { status, value } => {
-                self.regs.rax = status as u64;
-                self.regs.rdx = value;
+                self.slot.regs.rax = status as u64;
+                self.slot.regs.rdx = value;
             }
             Completion::Fault(fault) => {
                 self.fault = Some(fault);
@@ -862,6 +933,7 @@ impl Vcpu for VmxVcpu {
 
     fn raise_interrupt(&mut self, vector: u8) {
         self.interrupt = Some(vector);
+        self.slot.events.interrupt = encode(self.interrupt);
     }
 
     fn interrupt_pending(&self) -> bool {
@@ -882,6 +954,14 @@ impl Vcpu for VmxVcpu {
 
     fn set_pc(&mut self, pc: u64) {
         self.vmwrite(guest::RIP, pc);
+    }
+
+    fn save_gprs(&self, into: &mut [u64; MAX_GPRS]) {
+        let r = &self.slot.regs;
+        into[..16].copy_from_slice(&[
+            r.rax, r.rcx, r.rdx, r.rbx, 0, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+            r.r13, r.r14, r.r15,
+        ]);
     }
 
     fn gpr(&self, index: usize) -> Option<u64> {

@@ -72,6 +72,16 @@ pub unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
     check(rflags)
 }
 
+/// This CPU's current VMCS (VMPTRST), if it has one. The CPU must be in VMX operation, outside
+/// which VMPTRST raises #UD.
+pub fn current() -> Option<u64> {
+    let mut pointer: u64 = u64::MAX;
+    // SAFETY: VMPTRST only stores the current-VMCS pointer into `pointer`; the caller's contract
+    // keeps it from faulting.
+    unsafe { asm!("vmptrst [{}]", in(reg) &mut pointer, options(nostack)) };
+    (pointer != u64::MAX).then_some(pointer)
+}
+
 /// Reads a field of the current VMCS; 0 if there is none.
 #[inline]
 pub fn read(field: VmcsField) -> u64 {
