@@ -50,14 +50,15 @@ pub fn replay_command(model: &str, arch: &str, mode: &str, seed: u64) -> String 
     format!("cargo xtask inject --campaign {model} --arch {arch} --mode {mode} --replay {seed}")
 }
 
-/// Boots and judges every planned run, [`WORKERS`] at a time, each in its worker's folder.
+/// Boots and judges every planned run, [`WORKERS`] at a time, each in its worker's folder (a
+/// single run, as `--replay` makes, in `worker-0`).
 fn run_all(image: &Image, golden: &Golden, plans: &[Planned], scratch: &Path) -> Vec<RunReport> {
     let queue = Mutex::new(plans.iter());
     let reports = Mutex::new(Vec::new());
     let total = plans.len() as u64;
     progress(0, total, 0);
     thread::scope(|scope| {
-        for worker in 0..WORKERS {
+        for worker in 0..WORKERS.min(plans.len()) {
             let (queue, reports) = (&queue, &reports);
             scope.spawn(move || {
                 loop {
@@ -168,8 +169,8 @@ fn print_results(c: &Campaign, summary: &Summary, reports: &[RunReport], out: &P
 }
 
 /// Runs the campaign; true when it measured soundly (clean golden runs, every run booted with
-/// its injection armed),
-/// whatever the rates: a campaign is a measurement, and a low rate is its result.
+/// its injection armed), whatever the rates: a campaign is a measurement, and a low rate is its
+/// result.
 pub fn run(c: &Campaign) -> Result<bool> {
     let model = Model::parse(&c.name).ok_or_else(|| {
         let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
@@ -186,10 +187,14 @@ pub fn run(c: &Campaign) -> Result<bool> {
     })?;
     let config = root().join(format!("tests/campaigns/recovery-{arch}.toml"));
     let guests = guests::build(c.arch)?;
+    // A replay writes beside the campaign's report, not over it.
+    let folder = c
+        .replay
+        .map_or("report".into(), |seed| format!("replay-{seed}"));
     let out = c
         .out
         .clone()
-        .unwrap_or_else(|| root().join(format!("build/campaign-{}-{arch}/report", c.name)));
+        .unwrap_or_else(|| root().join(format!("build/campaign-{}-{arch}/{folder}", c.name)));
     // Campaigns writing to different folders build and boot in different folders too, so they
     // can run at once.
     let tag = out
