@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::judge::{Outcome, RunReport};
+use super::judge::RunReport;
 use super::model::Model;
+use super::outcome::Outcome;
 use super::replay_command;
 use super::report::{Rate, Summary};
 use super::stats::spread;
@@ -125,7 +126,7 @@ fn setup_table(s: &Summary) -> String {
     )
 }
 
-fn outcome_table(s: &Summary) -> String {
+fn outcome_table(s: &Summary, model: Model) -> String {
     let of = s.measured();
     let mut rows: Vec<String> = Outcome::CLASSES
         .into_iter()
@@ -163,7 +164,16 @@ fn outcome_table(s: &Summary) -> String {
             interval(r.ci95),
         ]));
     }
-    table(&["outcome", "runs", "%", "95 % Wilson interval"], &rows)
+    let reference = model
+        .outcome_references()
+        .map_or(String::new(), |[quiet, sdc, detected]| {
+            format!(
+                "<p>ReHype, {} faults (3AppVM): not manifested {quiet} %, SDC {sdc} %, detected \
+             {detected} %.</p>",
+                model.name()
+            )
+        });
+    table(&["outcome", "runs", "%", "95 % Wilson interval"], &rows) + &reference
 }
 
 // The success chart's plot area: y from 100 % at the top to 0 at the bottom.
@@ -479,7 +489,7 @@ their 95 % Wilson intervals, ReHype's and NiLiHype's (at most one VM affected) f
         novmf_ci = interval(s.novmf_ci95),
         false_detections = s.golden_false_detections,
         setup = setup_table(s),
-        outcomes = outcome_table(s),
+        outcomes = outcome_table(s, model),
         chart = success_chart(s, model),
         failures = failures(s),
         cdf = latency_cdf(recovered),
@@ -511,6 +521,10 @@ mod tests {
         );
         assert!(page.contains("<title>ReHype: 96.3 %</title>"));
         assert!(page.contains("--replay 3"), "failures name their replay");
+        assert!(
+            page.contains("not manifested 74.8 %"),
+            "ReHype's breakdown beside ours"
+        );
         assert!(
             !page.contains(" src=") && !page.contains("href="),
             "nothing is fetched"

@@ -12,9 +12,11 @@ mod html;
 mod judge;
 mod log;
 mod model;
+mod outcome;
 mod report;
 mod setup;
 mod stats;
+mod stream;
 mod trigger;
 
 use std::fs;

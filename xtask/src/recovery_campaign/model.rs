@@ -48,6 +48,17 @@ impl Model {
             Model::Memory | Model::Hang => None,
         }
     }
+
+    /// ReHype's 3AppVM outcome breakdown in percent, not manifested / SDC / detected
+    /// (DSN'18 §VI), where the model was measured.
+    pub fn outcome_references(self) -> Option<[f64; 3]> {
+        match self {
+            Model::Register => Some([74.8, 5.6, 19.6]),
+            Model::Code => Some([35.0, 12.1, 52.9]),
+            // Every failstop fault is detected by construction.
+            Model::Failstop | Model::Memory | Model::Hang => None,
+        }
+    }
 }
 
 #[cfg(test)]

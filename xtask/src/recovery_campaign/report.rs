@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::golden::GoldenRuns;
-use super::judge::{Outcome, RunReport};
+use super::judge::RunReport;
+use super::outcome::Outcome;
 use super::setup::Setup;
 use super::stats::{rate, spread, wilson};
 use crate::inject::Percentiles;
