@@ -17,7 +17,10 @@ use serde::Serialize;
 
 use crate::build::{self, Image};
 use crate::emulator::{self, Run};
-use crate::{Arch, guests, root, scenario, tools};
+use crate::{Arch, RecoveryMode, guests, root, scenario, tools};
+
+/// The campaign `run` serves; the others are the recovery campaigns'.
+pub const FT_KILL: &str = "ft-kill";
 
 /// The partition the campaign protects, and the prefix of its numbered lines.
 const PAIR: &str = "pair";
@@ -31,10 +34,13 @@ pub struct Campaign {
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub replay: Option<u64>,
+    /// How the hypervisor recovers from its own failures (the recovery campaigns; ft-kill
+    /// ignores it).
+    pub mode: RecoveryMode,
 }
 
 /// SplitMix64: a seed per run from the campaign's seed, so `--replay` reruns one alone.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -195,7 +201,7 @@ fn image_in(image: &Image, dir: &Path) -> Result<Image> {
 
 /// One boot of the campaign's machine with `cmdline`: Bochs for x86_64 (from a GRUB ISO), QEMU
 /// `virt` for aarch64.
-fn boot(image: &Image, dir: &Path, cmdline: &str) -> Result<Run> {
+pub(crate) fn boot(image: &Image, dir: &Path, cmdline: &str) -> Result<Run> {
     let image = image_in(image, dir)?;
     if Arch::from(image.config.board.arch) == Arch::Aarch64 {
         return emulator::qemu_aarch64(&image, cmdline, emulator::QEMU_TIMEOUT);
@@ -223,10 +229,10 @@ fn golden(image: &Image, dir: &Path) -> Result<Golden> {
 }
 
 #[derive(Serialize)]
-struct Percentiles {
-    p50: u64,
-    p99: u64,
-    max: u64,
+pub(crate) struct Percentiles {
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
 }
 
 #[derive(Serialize)]
@@ -244,7 +250,7 @@ struct Summary {
     failover_ns: Percentiles,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -336,7 +342,7 @@ failover p50 {p50:.2} ms, p99 {p99:.2} ms, max {maxms:.2} ms (virtual time)</p>\
     )
 }
 
-fn progress(done: u64, total: u64, failed: u64) {
+pub(crate) fn progress(done: u64, total: u64, failed: u64) {
     let width = 40;
     let filled = (done * width / total.max(1)) as usize;
     eprint!(
@@ -349,8 +355,11 @@ fn progress(done: u64, total: u64, failed: u64) {
 
 /// Runs the campaign; true when every run passed.
 pub fn run(c: &Campaign) -> Result<bool> {
-    if c.name != "ft-kill" {
-        bail!("unknown campaign `{}` (there is `ft-kill`)", c.name);
+    if c.name != FT_KILL {
+        bail!(
+            "unknown campaign `{}` (this runner has `{FT_KILL}`)",
+            c.name
+        );
     }
     tools::require(match c.arch {
         Arch::X86_64 => tools::BOCHS,

@@ -14,6 +14,7 @@ mod live;
 mod logs;
 #[cfg(test)]
 mod modgraph;
+mod recovery_campaign;
 mod scenario;
 mod terminal;
 mod test;
@@ -49,6 +50,25 @@ impl Arch {
         match self {
             Arch::X86_64 => "x86_64",
             Arch::Aarch64 => "aarch64",
+        }
+    }
+}
+
+/// How the hypervisor recovers from its own failures (`recovery=` on its command line).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum RecoveryMode {
+    /// Repair the hypervisor's state in place and resume (NiLiHype-style).
+    Microreset,
+    /// Boot a fresh hypervisor from its pristine image, keeping the partitions (ReHype-style).
+    Microreboot,
+}
+
+impl RecoveryMode {
+    /// The word on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecoveryMode::Microreset => "microreset",
+            RecoveryMode::Microreboot => "microreboot",
         }
     }
 }
@@ -104,7 +124,9 @@ enum Command {
     /// Run clippy, warnings as errors, on every crate for each target it is built for.
     Lint,
     /// Run a fault-injection campaign: `ft-kill` kills a fault-tolerant partition's primary at a
-    /// seeded point in each run and checks the output stream against a fault-free run.
+    /// seeded point in each run and checks the output stream against a fault-free run;
+    /// `failstop`, `register`, `code`, `memory` and `hang` inject that fault into the hypervisor
+    /// itself and judge its recovery (`--mode`) by both partitions' streams.
     Inject {
         #[arg(long)]
         campaign: String,
@@ -114,12 +136,16 @@ enum Command {
         runs: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Where runs.jsonl, report.json and report.html go (default build/campaign-<name>/report).
+        /// Where runs.jsonl, report.json and report.html go (default
+        /// build/campaign-<name>-<arch>/report).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Rerun only the run with this seed (as a report names it).
         #[arg(long)]
         replay: Option<u64>,
+        /// How the hypervisor recovers (the recovery campaigns; ft-kill ignores it).
+        #[arg(long, value_enum, default_value = "microreboot")]
+        mode: RecoveryMode,
     },
 }
 
@@ -166,14 +192,23 @@ fn main() -> ExitCode {
             seed,
             out,
             replay,
-        } => inject::run(&inject::Campaign {
-            name: campaign,
-            arch,
-            runs,
-            seed,
-            out,
-            replay,
-        }),
+            mode,
+        } => {
+            let c = inject::Campaign {
+                name: campaign,
+                arch,
+                runs,
+                seed,
+                out,
+                replay,
+                mode,
+            };
+            if c.name == inject::FT_KILL {
+                inject::run(&c)
+            } else {
+                recovery_campaign::run(&c)
+            }
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

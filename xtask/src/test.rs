@@ -12,7 +12,7 @@ use crate::build::{self, Image};
 use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
-use crate::{Arch, guests, inject, linux, root, tools, user_images};
+use crate::{Arch, RecoveryMode, guests, inject, linux, root, tools, user_images};
 
 /// Scenarios whose names contain this boot Debian's arm64 kernel (`cargo xtask fetch-linux`).
 const LINUX_DEBIAN: &str = "linux-debian";
@@ -246,12 +246,14 @@ fn campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
     for arch in wanted {
         let name = format!("{}/campaign-ft-kill", arch.name());
         let campaign = inject::Campaign {
-            name: "ft-kill".into(),
+            name: inject::FT_KILL.into(),
             arch,
             runs: 4,
             seed: 1,
             out: Some(root().join(format!("build/test-campaign-ft-kill-{}", arch.name()))),
             replay: None,
+            // ft-kill boots without recovery options.
+            mode: RecoveryMode::Microreboot,
         };
         let result = inject::run(&campaign);
         let mut t = tally.lock().unwrap();

@@ -5,7 +5,8 @@
 //! virtual counter, which no hypervisor can trap without FEAT_ECV: an input no log records, which
 //! makes a fault-tolerant backup diverge. `hashed=1` ends each count line with a running hash of
 //! the stream (`count 7 h=...`), so an output oracle sees any line that differs; `dirty=N` writes
-//! N pages of memory before each line (`tandem_guest::common::checks::count_lines`).
+//! N pages of memory before each line, `via=hypercall` prints each line with CONSOLE_WRITE after
+//! a TIME_NOW (`tandem_guest::common::checks::count_lines`).
 #![no_std]
 #![no_main]
 

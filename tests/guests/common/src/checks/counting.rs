@@ -2,11 +2,17 @@
 //! running FNV-1a hash of the stream, so an output oracle sees any line that differs. `dirty=N`
 //! writes N pages of a 1 MiB buffer before each line and folds a word written earlier into the
 //! hash, so a copy of the guest whose memory missed a write prints other lines (re-protection's
-//! dirty-page tracking).
+//! dirty-page tracking). `via=hypercall` sends each line with one CONSOLE_WRITE hypercall
+//! instead of a UART write per byte, and reads the time with TIME_NOW before each line, so the
+//! partition exits mostly on hypercalls (the recovery campaigns' hypercall-heavy workload); it
+//! prints `ERROR: time went back` if a read is earlier than the one before (time must survive a
+//! hypervisor recovery), and never the time itself, which differs from run to run.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Runtime, say};
+use crate::Runtime;
+use crate::console::{print_line, write_line};
+use crate::info::arg;
 
 /// Pages of the buffer `dirty=N` writes, and 32-bit words per page.
 const PAGES: usize = 256;
@@ -36,17 +42,36 @@ pub fn count_lines<R: Runtime>(count: u32) {
     let info = R::partition_info();
     let hashed = info.number::<u32>("hashed") == Some(1);
     let dirty_pages: u32 = info.number("dirty").unwrap_or(0);
+    let hypercalls = arg(info.args(), "via") == Some("hypercall");
+    // Each line through the UART, or through CONSOLE_WRITE.
+    let line = |args: core::fmt::Arguments<'_>| {
+        if hypercalls {
+            write_line::<R>(args);
+        } else {
+            print_line::<R>(args);
+        }
+    };
     let mut hash: u32 = 0x811c_9dc5;
+    let mut last_time = 0;
     for i in 1..=count {
+        if hypercalls {
+            let now = R::time_now();
+            if now < last_time {
+                line(format_args!(
+                    "ERROR: time went back from {last_time} to {now} ns"
+                ));
+            }
+            last_time = now;
+        }
         if dirty_pages > 0 {
             hash = (hash ^ dirty(i, dirty_pages)).wrapping_mul(0x0100_0193);
         }
         if hashed {
             // Carried from line to line.
             hash = fold(hash, i);
-            say!(R, "count {i} h={hash:08x}");
+            line(format_args!("count {i} h={hash:08x}"));
         } else {
-            say!(R, "count {i}");
+            line(format_args!("count {i}"));
         }
     }
 }

@@ -2,8 +2,8 @@
 //! `tsc=1` also prints the time-stamp counter, read in each of the three ways (a fault-tolerant
 //! partition's copies all read the time its log gives them). `hashed=1` ends each count line
 //! with a running hash of the stream (`count 7 h=...`), so an output oracle sees any line that
-//! differs; `dirty=N` writes N pages of memory before each line
-//! (`tandem_guest::common::checks::count_lines`). `state=1` fills registers the hypervisor must
+//! differs; `dirty=N` writes N pages of memory before each line, `via=hypercall` prints each
+//! line with CONSOLE_WRITE after a TIME_NOW (`tandem_guest::common::checks::count_lines`). `state=1` fills registers the hypervisor must
 //! carry to another CPU (XMM, MSRs, CR2, debug registers, TPR) before counting and checks them
 //! after, on whichever copy of the partition finishes.
 #![no_std]
