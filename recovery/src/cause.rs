@@ -14,13 +14,22 @@ pub enum Detected {
     Hang = 3,
     /// A lock was held past the watchdog's bound.
     LockHeld = 4,
+    /// A VM entry failed: the VMCS or EL2 state the hypervisor keeps is wrong (a guest cannot
+    /// make an entry fail).
+    EntryFailed = 5,
 }
 
 impl Detected {
     pub fn from_raw(raw: u32) -> Option<Self> {
-        [Self::Panic, Self::Exception, Self::Hang, Self::LockHeld]
-            .into_iter()
-            .find(|c| *c as u32 == raw)
+        [
+            Self::Panic,
+            Self::Exception,
+            Self::Hang,
+            Self::LockHeld,
+            Self::EntryFailed,
+        ]
+        .into_iter()
+        .find(|c| *c as u32 == raw)
     }
 
     pub fn name(self) -> &'static str {
@@ -29,6 +38,7 @@ impl Detected {
             Self::Exception => "exception",
             Self::Hang => "hang",
             Self::LockHeld => "lock-held",
+            Self::EntryFailed => "entry-failure",
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cause;
 pub mod escalation;
+pub mod image;
 pub mod inject;
 pub mod ledger;
 pub mod resolve;

@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -202,12 +203,22 @@ fn image_in(image: &Image, dir: &Path) -> Result<Image> {
 /// One boot of the campaign's machine with `cmdline`: Bochs for x86_64 (from a GRUB ISO), QEMU
 /// `virt` for aarch64.
 pub(crate) fn boot(image: &Image, dir: &Path, cmdline: &str) -> Result<Run> {
+    boot_within(image, dir, cmdline, emulator::BOCHS_TIMEOUT)
+}
+
+/// [`boot`] with a wall-time bound of `bochs` for Bochs runs (QEMU's is its default).
+pub(crate) fn boot_within(
+    image: &Image,
+    dir: &Path,
+    cmdline: &str,
+    bochs: Duration,
+) -> Result<Run> {
     let image = image_in(image, dir)?;
     if Arch::from(image.config.board.arch) == Arch::Aarch64 {
         return emulator::qemu_aarch64(&image, cmdline, emulator::QEMU_TIMEOUT);
     }
     let iso = build::iso(&image, cmdline)?;
-    emulator::bochs(&image, &iso, emulator::BOCHS_TIMEOUT)
+    emulator::bochs(&image, &iso, bochs)
 }
 
 fn golden(image: &Image, dir: &Path) -> Result<Golden> {

@@ -64,7 +64,12 @@ fn follow(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 
 /// `cargo xtask qemu` without `--config`: the demo's partitions on whichever emulator can run
 /// them here.
-pub fn demo(arch: Arch, choice: Option<EmulatorChoice>, timeout: Option<Duration>) -> Result<bool> {
+pub fn demo(
+    arch: Arch,
+    choice: Option<EmulatorChoice>,
+    timeout: Option<Duration>,
+    boot: &str,
+) -> Result<bool> {
     let board = match arch {
         Arch::Aarch64 => {
             println!(
@@ -92,7 +97,7 @@ pub fn demo(arch: Arch, choice: Option<EmulatorChoice>, timeout: Option<Duration
         }
     };
     let file = config::board_dir(board).join("partitions.toml");
-    run_config(&file, Some(arch), choice, timeout)
+    run_config(&file, Some(arch), choice, timeout, boot)
 }
 
 /// Builds `file` (a partitions file) and runs it on its board's emulator for at most `timeout`,
@@ -102,6 +107,7 @@ pub fn run_config(
     arch: Option<Arch>,
     choice: Option<EmulatorChoice>,
     timeout: Option<Duration>,
+    boot: &str,
 ) -> Result<bool> {
     let board = config::board_of(file)?;
     let board_arch: Arch = board.arch.into();
@@ -161,7 +167,7 @@ pub fn run_config(
             "QEMU for x86 gives the machine's console line no input side: keys typed here go nowhere (Bochs, --emulator bochs, takes them)."
         );
     }
-    let run = run_following(&image, emulator, timeout, interactive)?;
+    let run = run_following(&image, emulator, timeout, interactive, boot)?;
     for line in &run.log {
         println!("[tandem] {line}");
     }
@@ -173,6 +179,7 @@ fn run_following(
     emulator: EmulatorName,
     timeout: Duration,
     interactive: bool,
+    boot: &str,
 ) -> Result<Run> {
     let console = image.dir.join("console.out");
     let _ = fs::remove_file(&console);
@@ -192,14 +199,14 @@ fn run_following(
     let stop = Arc::new(AtomicBool::new(false));
     let shown = follow(console, stop.clone());
     let run = match (image.config.board.arch, emulator) {
-        (ArchName::Aarch64, _) => emulator::qemu_aarch64_fed(image, "", timeout, feed()),
+        (ArchName::Aarch64, _) => emulator::qemu_aarch64_fed(image, boot, timeout, feed()),
         (_, EmulatorName::Bochs) => {
-            let iso = build::iso(image, "")?;
+            let iso = build::iso(image, boot)?;
             emulator::bochs_fed(image, &iso, timeout, feed())
         }
         (_, EmulatorName::Qemu) => {
             // A GRUB ISO when images travel beside the hypervisor (as a Multiboot2 module).
-            let iso = build::boot_iso(image, "", build::Module::AsBuilt)?;
+            let iso = build::boot_iso(image, boot, build::Module::AsBuilt)?;
             let accel = if emulator::kvm_has_vmx() {
                 Accel::Kvm
             } else {
@@ -208,7 +215,7 @@ fn run_following(
                 );
                 Accel::Tcg
             };
-            emulator::qemu(image, iso.as_deref(), "", accel, timeout)
+            emulator::qemu(image, iso.as_deref(), boot, accel, timeout)
         }
     };
     stop.store(true, Ordering::Release);

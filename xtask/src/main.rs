@@ -105,6 +105,10 @@ enum Command {
         /// Stop the run after this many seconds of wall time (then exit non-zero).
         #[arg(long)]
         timeout: Option<u64>,
+        /// The hypervisor's boot options (the multiboot command line on x86, `/chosen/bootargs`
+        /// on aarch64), e.g. "recovery=microreboot".
+        #[arg(long, default_value = "")]
+        boot: String,
     },
     /// Run every host unit test and every integration test; ends with `N passed, N failed`.
     Test {
@@ -163,16 +167,25 @@ fn main() -> ExitCode {
             emulator,
             config: Some(file),
             timeout,
-        } => live::run_config(&file, arch, emulator, timeout.map(Duration::from_secs)),
+            boot,
+        } => live::run_config(
+            &file,
+            arch,
+            emulator,
+            timeout.map(Duration::from_secs),
+            &boot,
+        ),
         Command::Qemu {
             arch,
             emulator,
             config: None,
             timeout,
+            boot,
         } => live::demo(
             arch.unwrap_or(Arch::X86_64),
             emulator,
             timeout.map(Duration::from_secs),
+            &boot,
         ),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Bench { only } => bench::run(only).map(|()| true),

@@ -16,7 +16,7 @@ use spin::Once;
 use tandem_core::config::{MAX_PARTITIONS, Partition, System};
 use tandem_core::journal::MAX_GPRS;
 use tandem_core::vcpu::Vcpu;
-use tandem_recovery::cause::ResetCause;
+use tandem_recovery::cause::{Detected, ResetCause};
 
 use crate::clock::Clock;
 use crate::console::ConsoleUart;
@@ -246,10 +246,11 @@ pub trait Backend: Sized + Sync + 'static {
         let _ = (cpu, beats);
     }
 
-    /// The watchdog on this CPU saw CPU `buddy` hang: the backend starts the recovery
-    /// (`crate::recover::recover`), which the watchdog cannot name without a module cycle.
-    fn hang_detected(buddy: usize) {
-        let _ = buddy;
+    /// A detector in the shared layer (the watchdog, a failed VM entry) saw the hypervisor
+    /// fail: the backend starts the recovery (`crate::recover::recover`), which those modules
+    /// cannot name without a module cycle; returns if recovery is not armed.
+    fn detected(cause: Detected, detail: u64, pc: u64) {
+        let _ = (cause, detail, pc);
     }
 
     /// Resets the whole machine (recovery gave up).

@@ -18,6 +18,7 @@ use tandem_core::record::VcpuRecord;
 use tandem_core::replica::{Replica, Solo};
 use tandem_core::report::StopReason;
 use tandem_core::runtime::VcpuRuntime;
+use tandem_recovery::cause::Detected;
 
 use crate::backend::{Backend, BootFiles, Booted};
 use crate::console::Console;
@@ -538,6 +539,14 @@ impl<B: Backend> Run<'_, B> {
                 journal: journal.as_deref_mut(),
             }
             .run(vcpu);
+            // A VM entry cannot fail for anything the guest did: the hypervisor's own state is
+            // wrong, which a recovery rebuilds, unless the vCPU fails again straight after one
+            // (its preserved state is the problem, and only its partition stops).
+            if let StopReason::EntryFailed(_) = stop
+                && !platform.auditing()
+            {
+                B::detected(Detected::EntryFailed, 0, 0);
+            }
             let alone = ACTIVE[index].load(Ordering::Acquire) == 1;
             match stop {
                 StopReason::Paused if replica.paused(shared, index, vcpu, record, platform) => {

@@ -60,6 +60,11 @@ impl<B: Backend> HwPlatform<B> {
         }
     }
 
+    /// Whether this vCPU was resumed by a recovery and has not made progress since.
+    pub fn auditing(&self) -> bool {
+        self.watch.auditing()
+    }
+
     /// This vCPU was resumed by a recovery: the next passes audit it.
     pub fn audit_resume(&self) {
         self.watch.audit();

@@ -165,14 +165,14 @@ fn report_detection(c: &Control) {
     let message =
         core::str::from_utf8(c.message.get(..c.message_len as usize).unwrap_or(&[])).unwrap_or("");
     defmt::warn!(
-        "recovery: detected {=str} on CPU {=u32} (detail {=u64:#x}, at {=u64:#x}) ({=u64} ns){=str}{=str}",
+        "recovery: detected {=str} on CPU {=u32} (at {=u64:#x}, detail {=u64:#x}){=str}{=str} ({=u64} ns)",
         cause,
         c.cause_cpu.load(Ordering::Relaxed),
-        c.detail.load(Ordering::Relaxed),
         c.pc.load(Ordering::Relaxed),
-        c.timeline.at(Step::Detected),
+        c.detail.load(Ordering::Relaxed),
         if message.is_empty() { "" } else { ": " },
-        message
+        message,
+        c.timeline.at(Step::Detected)
     );
 }
 

@@ -402,8 +402,8 @@ impl Backend for PcBackend {
         recovery::inject_at(cpu, beats)
     }
 
-    fn hang_detected(buddy: usize) {
-        tandem_hw::recover::recover::<Self>(Detected::Hang, buddy as u64, 0)
+    fn detected(cause: Detected, detail: u64, pc: u64) {
+        tandem_hw::recover::recover::<Self>(cause, detail, pc)
     }
 
     fn full_reset() -> ! {

@@ -64,6 +64,8 @@ static PER_CPU: PerCpu = PerCpu([const { UnsafeCell::new(CpuLocal::new()) }; MAX
 
 const VECTORS: usize = 34;
 const NMI_VECTOR: u8 = 2;
+/// The single-step trap the fault injection counts hypervisor instructions with (`recovery`).
+const DEBUG_VECTOR: u8 = 1;
 
 /// The IDT is an array of the crate's gate descriptors indexed by vector: its
 /// `InterruptDescriptorTable` types each exception's slot for the unstable `x86-interrupt` ABI
@@ -85,6 +87,7 @@ unsafe extern "C" {
     fn wake_stub();
     fn spurious_stub();
     fn nmi_stub();
+    fn debug_stub();
 }
 
 /// NMIs taken on any CPU, in hypervisor context or forwarded from a guest's exit. The stub only
@@ -118,6 +121,7 @@ pub fn init_idt() {
     for (vector, entry) in idt.iter_mut().enumerate() {
         let handler = match vector as u8 {
             NMI_VECTOR => nmi_stub as *const () as u64,
+            DEBUG_VECTOR => debug_stub as *const () as u64,
             WAKE_VECTOR => wake_stub as *const () as u64,
             SPURIOUS_VECTOR => spurious_stub as *const () as u64,
             // SAFETY: `exception_stubs` is a table of 32 addresses built by the assembly below.
@@ -211,7 +215,7 @@ global_asm!(
     r#"
     .section .text.wake, "ax"
     .balign 16
-    .global wake_stub, spurious_stub, nmi_stub
+    .global wake_stub, spurious_stub, nmi_stub, debug_stub
 wake_stub:
     push rax
     push rcx
@@ -232,6 +236,47 @@ wake_stub:
     pop rdx
     pop rcx
     pop rax
+    iretq
+    .balign 16
+debug_stub:
+    push 0
+    push 1
+    push r15
+    push r14
+    push r13
+    push r12
+    push r11
+    push r10
+    push r9
+    push r8
+    push rbp
+    push rdi
+    push rsi
+    push rdx
+    push rcx
+    push rbx
+    push rax
+    mov rbx, rsp
+    mov rdi, rsp
+    and rsp, -16
+    call debug_step
+    mov rsp, rbx
+    pop rax
+    pop rbx
+    pop rcx
+    pop rdx
+    pop rsi
+    pop rdi
+    pop rbp
+    pop r8
+    pop r9
+    pop r10
+    pop r11
+    pop r12
+    pop r13
+    pop r14
+    pop r15
+    add rsp, 16
     iretq
     .balign 16
 spurious_stub:

@@ -116,7 +116,7 @@ fn code_range() -> (u64, u64) {
 }
 
 /// Cold boot: copies the code and read-only data to fresh frames and records where and their
-/// CRC-32 in the control block.
+/// hash in the control block.
 pub fn keep_pristine(control: &Control) -> Result<u64, frames::OutOfFrames> {
     let (start, end) = code_range();
     let len = end - start;
@@ -130,8 +130,8 @@ pub fn keep_pristine(control: &Control) -> Result<u64, frames::OutOfFrames> {
     control.pristine[0].store(copy, Ordering::Relaxed);
     control.pristine[1].store(len, Ordering::Relaxed);
     control
-        .pristine_crc
-        .store(tandem_core::bundle::crc32(bytes), Ordering::Relaxed);
+        .pristine_hash
+        .store(tandem_recovery::image::hash(bytes), Ordering::Relaxed);
     Ok(len)
 }
 
@@ -146,7 +146,7 @@ fn with_code_writable(f: impl FnOnce()) {
     unsafe { Cr0::update(|c| c.insert(Cr0Flags::WRITE_PROTECT)) };
 }
 
-/// Puts the code back: from the pristine copy once its CRC checks (`reload`), or only the byte
+/// Puts the code back: from the pristine copy once its hash checks (`reload`), or only the byte
 /// an injection flipped.
 pub fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
     let at = control.repair_at.swap(0, Ordering::AcqRel);
@@ -161,13 +161,21 @@ pub fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
         }
         // SAFETY: `keep_pristine` made `len` bytes at `copy`, which stay the hypervisor's.
         let pristine = unsafe { core::slice::from_raw_parts(copy as *const u8, len as usize) };
-        if tandem_core::bundle::crc32(pristine) != control.pristine_crc.load(Ordering::Relaxed) {
+        if tandem_recovery::image::hash(pristine) != control.pristine_hash.load(Ordering::Relaxed) {
             return Err(ResetCause::PristineCorrupt);
         }
-        // SAFETY: the image's code range, `len` bytes, written with WP off; the copy holds what
-        // was there at cold boot, so the code running now (this function) is unchanged by it.
+        // SAFETY: the image's code range, `len` bytes (whole pages), written with WP off; the
+        // copy holds what was there at cold boot, so the code running now (this function) is
+        // unchanged by it. `rep movsq` because it is one instruction per word where the
+        // emulators count instructions (DF is clear in the hypervisor).
         with_code_writable(|| unsafe {
-            core::ptr::copy_nonoverlapping(pristine.as_ptr(), start as *mut u8, len as usize)
+            core::arch::asm!(
+                "rep movsq",
+                inout("rcx") len / 8 => _,
+                inout("rsi") pristine.as_ptr() => _,
+                inout("rdi") start => _,
+                options(nostack, preserves_flags)
+            )
         });
     } else if at != 0 {
         let byte = control.repair_byte.load(Ordering::Relaxed) as u8;
@@ -197,6 +205,14 @@ pub fn full_reset() -> ! {
 /// The plan from the command line, once parsed.
 static PLAN: spin::Once<Option<Plan>> = spin::Once::new();
 static FIRED: AtomicBool = AtomicBool::new(false);
+/// Passes through the exit loop on every CPU, counted for a plan that names no CPU.
+static BEATS: AtomicU64 = AtomicU64::new(0);
+/// Hypervisor instructions still to single-step on each CPU before the fault (register and code
+/// models), and the guest's DR6, which each single-step trap overwrites.
+static STEPS_LEFT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static GUEST_DR6: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Set once any CPU steps, so a VM entry checks nothing more until then.
+static STEPPING: AtomicBool = AtomicBool::new(false);
 
 pub fn plan_from(cmdline: &str) {
     PLAN.call_once(|| match Plan::from_cmdline(cmdline) {
@@ -218,38 +234,75 @@ pub fn plan_from(cmdline: &str) {
     });
 }
 
-/// CPU `cpu`'s `beats`th pass: fires the planned fault if it is due here.
+fn plan() -> Option<&'static Plan> {
+    PLAN.get().and_then(Option::as_ref)
+}
+
+/// Whether this is the pass the plan fires at: CPU `cpu`'s `beats`th when the plan names a
+/// CPU, else the machine's Nth pass over all CPUs (the campaigns').
+fn due(plan: &Plan, cpu: usize, beats: u64) -> bool {
+    let n = plan.exits.max(1);
+    let now = match plan.cpu {
+        Some(c) => usize::from(c) == cpu && beats == n,
+        None => BEATS.fetch_add(1, Ordering::Relaxed) + 1 == n,
+    };
+    now && !FIRED.swap(true, Ordering::AcqRel)
+}
+
+/// CPU `cpu`'s `beats`th pass: fires the planned fault if it is due here, or goes on
+/// single-stepping towards it.
 pub fn inject_at(cpu: usize, beats: u64) {
-    let Some(Some(plan)) = PLAN.get() else { return };
-    let target = plan.cpu.map_or(plan.seed % 2, u64::from) as usize;
-    if cpu != target || beats != plan.exits.max(1) || FIRED.swap(true, Ordering::AcqRel) {
+    let Some(plan) = plan() else { return };
+    if STEPS_LEFT[cpu].load(Ordering::Relaxed) != 0 {
+        set_trap_flag(true);
         return;
     }
+    if !due(plan, cpu, beats) {
+        return;
+    }
+    let mut rng = plan.rng();
     let now = crate::time::now_ns();
-    defmt::warn!(
-        "injected: {=str} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
-        plan.model.name(),
-        cpu,
-        inject_at as *const () as u64,
-        now
-    );
+    if plan.model.steps() {
+        defmt::warn!(
+            "injection: {=str} fault armed on CPU {=usize} in {=u64} instructions ({=u64} ns)",
+            plan.model.name(),
+            cpu,
+            plan.steps,
+            now
+        );
+        GUEST_DR6[cpu].store(read_dr6(), Ordering::Relaxed);
+        STEPS_LEFT[cpu].store(plan.steps + 1, Ordering::Relaxed);
+        STEPPING.store(true, Ordering::Relaxed);
+        set_trap_flag(true);
+        return;
+    }
+    let what = plan.model.name();
+    let at = inject_at as *const () as u64;
     match plan.model {
-        Model::Failstop => panic!("injected failstop"),
+        Model::Memory => flip_memory(&mut rng, cpu, now),
+        Model::Failstop => {
+            injected(what, cpu, at, now);
+            panic!("injected failstop")
+        }
         Model::PageFault => {
+            injected(what, cpu, at, now);
             // SAFETY: deliberately faults: 64 GiB is beyond the 4 GiB identity map.
             let _ = unsafe { core::ptr::read_volatile(0x10_0000_0000 as *const u64) };
         }
         Model::Undefined => {
+            injected(what, cpu, at, now);
             // SAFETY: deliberately raises #UD.
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
         }
         Model::Hang => {
+            injected(what, cpu, at, now);
             x86_64::instructions::interrupts::disable();
             loop {
                 core::hint::spin_loop();
             }
         }
         Model::Pristine => {
+            injected(what, cpu, at, now);
             if let Some(control) = tandem_hw::recovery::control() {
                 let copy = control.pristine[0].load(Ordering::Relaxed);
                 if copy != 0 {
@@ -259,11 +312,186 @@ pub fn inject_at(cpu: usize, beats: u64) {
             }
             panic!("injected failstop after corrupting the pristine image")
         }
-        Model::Register | Model::Code | Model::Memory => {
-            defmt::warn!(
-                "injection model {=str} is not implemented on x86_64",
-                plan.model.name()
-            )
+        Model::Register | Model::Code => {}
+    }
+}
+
+fn injected(what: &str, cpu: usize, rip: u64, now: u64) {
+    defmt::warn!(
+        "injected: {=str} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+        what,
+        cpu,
+        rip,
+        now
+    );
+}
+
+/// Sets or clears RFLAGS.TF on this CPU: with it set, every instruction traps to [`debug_step`]
+/// (SDM Vol. 3B, 18.3.1.4).
+fn set_trap_flag(on: bool) {
+    // SAFETY: only RFLAGS.TF changes; the #DB handler is installed (`cpu::init_idt`).
+    unsafe {
+        if on {
+            core::arch::asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq");
+        } else {
+            core::arch::asm!("pushfq", "and qword ptr [rsp], ~0x100", "popfq");
         }
+    }
+}
+
+/// Before a VM entry: stepping stops (a host single-step trap must not meet the entry); the next
+/// pass through the exit loop goes on counting.
+pub fn pause_stepping() {
+    if STEPPING.load(Ordering::Relaxed)
+        && STEPS_LEFT[apic::cpu_index()].load(Ordering::Relaxed) != 0
+    {
+        set_trap_flag(false);
+    }
+}
+
+fn read_dr6() -> u64 {
+    let dr6: u64;
+    // SAFETY: reading DR6 at CPL 0 has no effect.
+    unsafe { core::arch::asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack)) };
+    dr6
+}
+
+/// The single-step trap, from `cpu`'s #DB stub: counts down, then corrupts the interrupted
+/// context (register model) or the next instruction's bytes (code model) and stops stepping.
+#[unsafe(no_mangle)]
+extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
+    let cpu = apic::cpu_index();
+    // SAFETY: DR6 holds the guest's value between entries (the hypervisor never switches it);
+    // the trap set BS in it, which is put back.
+    unsafe {
+        core::arch::asm!("mov dr6, {}", in(reg) GUEST_DR6[cpu].load(Ordering::Relaxed), options(nomem, nostack))
+    };
+    let left = STEPS_LEFT[cpu].load(Ordering::Relaxed);
+    if left == 0 {
+        frame.rflags &= !0x100;
+        return;
+    }
+    STEPS_LEFT[cpu].store(left - 1, Ordering::Relaxed);
+    if left > 1 {
+        return;
+    }
+    frame.rflags &= !0x100;
+    let Some(plan) = plan() else { return };
+    let mut rng = plan.rng();
+    let now = crate::time::now_ns();
+    let rip = frame.rip;
+    match plan.model {
+        Model::Register => {
+            let (which, bit) = (rng.below(18) as usize, rng.below(64) as u32);
+            let name = match which {
+                0..15 => {
+                    frame.gprs[which] ^= 1 << bit;
+                    GPR_NAMES[which]
+                }
+                15 => {
+                    frame.rsp ^= 1 << bit;
+                    "rsp"
+                }
+                16 => {
+                    frame.rflags ^= 1 << bit;
+                    "rflags"
+                }
+                _ => {
+                    frame.rip ^= 1 << bit;
+                    "rip"
+                }
+            };
+            defmt::warn!(
+                "injected: register {=str} bit {=u32} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+                name,
+                bit,
+                cpu,
+                rip,
+                now
+            );
+        }
+        Model::Code => {
+            let (offset, bit) = (rng.below(15), rng.below(8) as u32);
+            let at = rip + offset;
+            let (start, end) = code_range();
+            if !(start..end).contains(&at) {
+                return;
+            }
+            // SAFETY: `at` is a byte of the image's code.
+            let byte = unsafe { (at as *const u8).read_volatile() };
+            if let Some(control) = tandem_hw::recovery::control() {
+                control
+                    .repair_byte
+                    .store(u32::from(byte), Ordering::Relaxed);
+                control.repair_at.store(at + 1, Ordering::Release);
+            }
+            // SAFETY: as above; the flip is the injected fault, repaired once detected.
+            with_code_writable(|| unsafe { (at as *mut u8).write_volatile(byte ^ (1 << bit)) });
+            defmt::warn!(
+                "injected: code bit {=u32} of the byte at {=u64:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+                bit,
+                at,
+                cpu,
+                rip,
+                now
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The names of the general registers in the order the exception stubs save them.
+const GPR_NAMES: [&str; 15] = [
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15",
+];
+
+/// The memory model: one bit of the ledger, the image's data and `.bss`, this CPU's stack, or a
+/// guest-state field of the current VMCS.
+fn flip_memory(rng: &mut tandem_recovery::inject::Rng, cpu: usize, now: u64) {
+    let bit = rng.below(64) as u32;
+    let (region, at) = match rng.below(4) {
+        0 => {
+            let (base, size) = tandem_hw::recovery::ledger_range();
+            ("ledger", base + rng.below(size / 8) * 8)
+        }
+        1 => {
+            let (start, end) = (boot::data_start(), boot::image_range().1);
+            (".data/.bss", start + rng.below((end - start) / 8) * 8)
+        }
+        2 => {
+            let rsp: u64;
+            // SAFETY: reads the stack pointer.
+            unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+            ("stack", (rsp & !7) + rng.below(512) * 8)
+        }
+        _ => {
+            let which = rng.below(64);
+            let field = crate::vmx::flip_field(which, bit).unwrap_or(0);
+            defmt::warn!(
+                "injected: memory bit {=u32} of VMCS field {=u32:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+                bit,
+                field,
+                cpu,
+                inject_at as *const () as u64,
+                now
+            );
+            return;
+        }
+    };
+    defmt::warn!(
+        "injected: memory bit {=u32} of the {=str} at {=u64:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+        bit,
+        region,
+        at,
+        cpu,
+        inject_at as *const () as u64,
+        now
+    );
+    // SAFETY: `at` is an aligned word of the hypervisor's own writable memory (its ledger, data,
+    // `.bss` or stack), identity-mapped: corrupting it is the injected fault.
+    unsafe {
+        let word = at as *mut u64;
+        word.write_volatile(word.read_volatile() ^ (1 << bit));
     }
 }

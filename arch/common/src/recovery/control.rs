@@ -31,9 +31,9 @@ pub struct Control {
     pub pc: AtomicU64,
     pub heartbeat: [AtomicU64; MAX_CPUS],
     pub status: [AtomicU32; MAX_CPUS],
-    /// The pristine image copy: where, how long, its CRC-32 at cold boot.
+    /// The pristine image copy: where, how long, its hash at cold boot (`tandem_recovery::image`).
     pub pristine: [AtomicU64; 2],
-    pub pristine_crc: AtomicU32,
+    pub pristine_hash: AtomicU64,
     /// A code byte an injection flipped, to put back once detected: address + 1, and the byte.
     pub repair_at: AtomicU64,
     pub repair_byte: AtomicU32,

@@ -46,6 +46,16 @@ pub(crate) fn mode() -> Mode {
     }
 }
 
+/// Where the ledger is and how long, for the memory-fault injection.
+static LEDGER: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+pub fn ledger_range() -> (u64, u64) {
+    (
+        LEDGER[0].load(Ordering::Relaxed),
+        LEDGER[1].load(Ordering::Relaxed),
+    )
+}
+
 /// The ledger's control block.
 pub fn control() -> Option<&'static Control> {
     match CONTROL.load(Ordering::Acquire) {
@@ -119,9 +129,14 @@ pub fn note_message(args: core::fmt::Arguments<'_>) {
     impl core::fmt::Write for Into<'_> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             let room = self.0.len() - self.1;
-            let n = s.len().min(room);
-            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.1 += n;
+            // One log line: the panic location's newline becomes a space.
+            for (to, &b) in self.0[self.1..]
+                .iter_mut()
+                .zip(s.as_bytes().iter().take(room))
+            {
+                *to = if b == b'\n' { b' ' } else { b };
+            }
+            self.1 += s.len().min(room);
             Ok(())
         }
     }

@@ -9,6 +9,7 @@ use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
 use tandem_core::config::MAX_CPUS;
+use tandem_recovery::cause::Detected;
 
 use super::control::RUNNING;
 use super::{STRIKES, WATCHDOG_NS, armed, control};
@@ -33,6 +34,11 @@ impl Watch {
     /// The vCPU was resumed by a recovery: audit its progress.
     pub fn audit(&self) {
         self.audit_from.set(self.beats.get() + 1);
+    }
+
+    /// Whether a recovery resumed this vCPU and it has not shown progress yet.
+    pub fn auditing(&self) -> bool {
+        self.audit_from.get() != 0
     }
 
     /// A pass through CPU `cpu`'s exit loop, in partition `name`.
@@ -76,7 +82,7 @@ impl Watch {
         }
         self.strikes.set(self.strikes.get() + 1);
         if self.strikes.get() >= STRIKES {
-            B::hang_detected(buddy);
+            B::detected(Detected::Hang, buddy as u64, 0);
         }
     }
 }

@@ -14,6 +14,7 @@ mod vcpu;
 mod vmcs;
 
 pub use caps::{Caps, probe};
+pub use snapshot::flip_field;
 pub use vcpu::{PartitionTables, SetupError, SnapshotError, VcpuState, VmxVcpu};
 pub use vmcs::VmFail;
 

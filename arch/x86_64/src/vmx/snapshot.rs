@@ -100,6 +100,15 @@ pub struct CpuState {
     fx: [u64; 64],
 }
 
+/// Flips bit `bit` of guest-state field `which` (modulo the fields captured) of the current VMCS:
+/// the memory-fault injection's VMCS target. Returns the field's encoding.
+pub fn flip_field(which: u64, bit: u32) -> Result<u32, VmFail> {
+    let field = FIELDS[(which % FIELDS.len() as u64) as usize];
+    let value = vmcs::try_read(field)?;
+    vmcs::write(field, value ^ (1 << (bit % 64)))?;
+    Ok(field.encoding())
+}
+
 impl CpuState {
     /// Sets the captured guest RIP.
     pub fn set_rip(&mut self, rip: u64) {

@@ -829,6 +829,7 @@ impl Vcpu for VmxVcpu {
             if let Some(e) = self.failed {
                 return Err(e);
             }
+            crate::recovery::pause_stepping();
             // SAFETY: this vCPU's VMCS is current on this CPU with host state for this CPU and
             // HOST_RIP at the exit point (`new`); `regs` lives in the ledger for the whole run.
             let failed = unsafe { entry::vmx_enter(&mut self.slot.regs, u64::from(self.launched)) };
