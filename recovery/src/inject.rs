@@ -15,7 +15,7 @@ pub enum Model {
     PageFault,
     /// An undefined instruction in hypervisor context.
     Undefined,
-    /// A loop with interrupts masked; with an odd seed, while holding the console lock.
+    /// A loop with interrupts masked.
     Hang,
     /// One bit of one general register, the stack pointer, the flags or the PC.
     Register,

@@ -193,6 +193,13 @@ pub trait Backend: Sized + Sync + 'static {
         0
     }
 
+    /// Recovery is armed (every partition CPU runs): the backend starts what watches for hangs
+    /// beyond the heartbeat buddies (x86: the NMI watchdog).
+    fn start_watchdog() {}
+
+    /// Every CPU a recovery stopped has arrived: later stop signals are ordinary events again.
+    fn stop_done() {}
+
     /// Stops the CPUs in `mask` for a recovery, even with their interrupts masked (x86: NMI);
     /// each lands in the recovery's follower path.
     fn stop_cpus(mask: u32) {

@@ -207,7 +207,7 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
             }
         }
     }
-    recovery::arm();
+    recovery::arm::<B>();
     run_cpu(0, booted)
 }
 

@@ -110,8 +110,11 @@ extern "C" fn follow_entry<B: Backend>(cpu: usize) -> ! {
         B::park()
     };
     let release = control.release.load(Ordering::Acquire);
-    capture::<B>(shared, cpu);
-    control.arrived.fetch_or(1 << cpu, Ordering::AcqRel);
+    // A second stop signal (one pending behind another NMI) finds this CPU already stopped.
+    if control.arrived.load(Ordering::Acquire) & (1 << cpu) == 0 {
+        capture::<B>(shared, cpu);
+        control.arrived.fetch_or(1 << cpu, Ordering::AcqRel);
+    }
     while control.release.load(Ordering::Acquire) == release {
         core::hint::spin_loop();
     }
@@ -123,6 +126,7 @@ extern "C" fn own_entry<B: Backend>(cpu: usize) -> ! {
     let Some(shared) = B::booted().get() else {
         B::park()
     };
+    B::stop_done();
     let now = B::recovery_now_ns();
     // SAFETY: this CPU owns the recovery and every other CPU is stopped.
     let c = unsafe { control_mut() };

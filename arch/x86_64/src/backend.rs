@@ -27,7 +27,7 @@ use crate::serial;
 use crate::vmx::{
     self, Caps, EnableError, PartitionTables, SetupError, SnapshotError, VcpuState, VmxVcpu,
 };
-use crate::{apic, boot, cpu, guest_load, logger, machine, recovery, smp, time};
+use crate::{apic, boot, cpu, guest_load, logger, machine, nmi_watchdog, recovery, smp, time};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -76,6 +76,12 @@ pub fn primary_main(magic: u32, info: u64, bundle: &'static [u8]) -> ! {
         boot: BootInfo::parse(magic, info),
     };
     bringup::primary_main::<PcBackend>(bundle, early)
+}
+
+/// Where the NMI watchdog sends a CPU it found hung, on a fresh stack: the recovery.
+extern "C" fn hung_entry(cpu: usize) -> ! {
+    tandem_hw::recover::recover::<PcBackend>(Detected::Hang, cpu as u64, 0);
+    halt_forever()
 }
 
 /// Entry of every other CPU, from the trampoline (`smp.rs`), on its own stack.
@@ -364,6 +370,15 @@ impl Backend for PcBackend {
 
     fn recovery_now_ns() -> u64 {
         time::now_ns()
+    }
+
+    fn start_watchdog() {
+        recovery::set_hang(hung_entry);
+        nmi_watchdog::start();
+    }
+
+    fn stop_done() {
+        recovery::stop_done()
     }
 
     fn stop_cpus(mask: u32) {

@@ -1,6 +1,8 @@
 //! Per-CPU descriptor tables: a GDT with a TSS whose IST stack catches NMI, double fault and
-//! machine check even on a broken stack, and one shared IDT whose handlers report and stop,
-//! except the NMI's, which counts and returns: an NMI is an event, not a hypervisor fault.
+//! machine check even on a broken stack (every other exception has a second one), and one shared
+//! IDT whose handlers report and stop (or recover, `fault`), except the NMI's, which counts and
+//! returns: an NMI is an event, not a hypervisor fault. With recovery armed it also asks
+//! `recovery::nmi_check` whether this CPU must stop for a recovery or is hung.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
@@ -284,15 +286,40 @@ spurious_stub:
     .balign 16
 nmi_stub:
     lock inc qword ptr [rip + HOST_NMIS]
-    cmp dword ptr [rip + RECOVERY_PENDING], 0
+    cmp dword ptr [rip + NMI_CHECKS], 0
     jne 1f
     iretq
 1:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    push rbx
     mov rbx, rsp
-    mov rdi, rsp
+    lea rdi, [rsp + 80]
     and rsp, -16
-    call nmi_recovery_frame
+    call nmi_check
     mov rsp, rbx
+    cmp rax, -1
+    je 2f
+    add rsp, 80
+    iretq
+2:
+    pop rbx
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
     iretq
 "#
 );

@@ -18,6 +18,7 @@ mod inject;
 mod io;
 mod logger;
 mod machine;
+mod nmi_watchdog;
 mod panic;
 mod recovery;
 mod serial;

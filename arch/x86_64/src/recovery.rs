@@ -30,6 +30,7 @@ pub fn set_follow(entry: extern "C" fn(usize) -> !) {
 /// NMIs to every CPU in `mask`; their handler sees [`RECOVERY_PENDING`].
 pub fn stop_cpus(mask: u32) {
     RECOVERY_PENDING.store(1, Ordering::Release);
+    crate::nmi_watchdog::check_nmis();
     for cpu in 0..MAX_CPUS {
         if mask & (1 << cpu) != 0 {
             apic::send_nmi(cpu as u32);
@@ -47,31 +48,63 @@ pub struct IretFrame {
     ss: u64,
 }
 
-/// From the NMI stub while a recovery is pending: its IRET (which ends NMI blocking, the
-/// "NMI ack" of recovery.md 2.3) goes to the follower path, on this CPU's stack reset to its
-/// top, interrupts masked, with the CPU index as argument.
+/// Where a CPU that finds itself hung starts the recovery, as the NMI handler's patched return
+/// address.
+static HANG: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_hang(entry: extern "C" fn(usize) -> !) {
+    HANG.store(entry as usize as u64, Ordering::Release);
+}
+
+/// From the NMI stub once recovery is armed: a recovery is stopping this CPU, or the NMI
+/// watchdog finds it hung. Then its IRET (which ends NMI blocking, the "NMI ack" of recovery.md
+/// 2.3) goes to the follower path or to the start of a recovery, on this CPU's stack reset to
+/// its top, interrupts masked, the CPU index as argument; returns that index. Otherwise returns
+/// `u64::MAX` and the interrupted code goes on.
 #[unsafe(no_mangle)]
-extern "C" fn nmi_recovery_frame(frame: &mut IretFrame) -> u64 {
+extern "C" fn nmi_check(frame: &mut IretFrame) -> u64 {
     let cpu = apic::cpu_index();
-    frame.rip = follow_trampoline as *const () as u64;
+    let stopping = RECOVERY_PENDING.load(Ordering::Acquire) != 0;
+    let target = if stopping && tandem_hw::recovery::owner() == Some(cpu) {
+        // The recovery's owner only takes watchdog ticks meanwhile: nothing to do.
+        return u64::MAX;
+    } else if stopping {
+        follow_trampoline as *const () as u64
+    } else if crate::nmi_watchdog::hung(cpu) {
+        hang_trampoline as *const () as u64
+    } else {
+        return u64::MAX;
+    };
+    frame.rip = target;
     frame.rsp = stack_top(cpu) - 8;
     frame.rflags = 0x2;
     cpu as u64
 }
 
+/// The stop is over: every CPU the recovery stopped has arrived, and later NMIs (a stop NMI
+/// still pending behind a watchdog tick, the next ticks) are ordinary again.
+pub fn stop_done() {
+    RECOVERY_PENDING.store(0, Ordering::Release);
+}
+
 unsafe extern "C" {
     fn follow_trampoline();
+    fn hang_trampoline();
 }
 
 core::arch::global_asm!(
     r#"
     .section .text.recovery, "ax"
-    .global follow_trampoline
+    .global follow_trampoline, hang_trampoline
 follow_trampoline:
     mov rdi, rax
     jmp [rip + {follow}]
+hang_trampoline:
+    mov rdi, rax
+    jmp [rip + {hang}]
 "#,
     follow = sym FOLLOW,
+    hang = sym HANG,
 );
 
 /// The top of CPU `cpu`'s own stack (the boot stack for the bootstrap CPU).

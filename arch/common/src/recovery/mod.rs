@@ -76,6 +76,14 @@ pub(crate) unsafe fn control_mut() -> &'static mut Control {
     unsafe { &mut *(CONTROL.load(Ordering::Acquire) as *mut Control) }
 }
 
+/// The CPU running a recovery, if one is under way.
+pub fn owner() -> Option<usize> {
+    control()
+        .map(|c| c.owner.load(Ordering::Acquire))
+        .filter(|&o| o != 0)
+        .map(|o| o as usize - 1)
+}
+
 /// The bound the watchdog needs on the time a running vCPU goes without an exit, when recovery
 /// is armed.
 pub fn watchdog_bound_ns() -> Option<u64> {
@@ -113,9 +121,10 @@ pub fn journaling() -> bool {
 }
 
 /// Every partition CPU runs: failures are recovered from now on.
-pub fn arm() {
+pub fn arm<B: Backend>() {
     if mode() != Mode::Off {
         ARMED.store(true, Ordering::Release);
+        B::start_watchdog();
     }
 }
 
