@@ -178,10 +178,8 @@ impl Backend for VirtBackend {
                 pmu.is_some(),
             )
         };
-        let VcpuState { regs, vgic, .. } = state;
         Ok(El2Vcpu::new(
-            regs,
-            vgic,
+            state,
             id as usize,
             u64::from(vcpu),
             partition.cpus.len() as u64,

@@ -3,9 +3,10 @@
 //! `guest_enter` saves the hypervisor's callee-saved registers and the guest-register pointer on
 //! the current CPU's stack, loads the guest's general registers, ELR_EL2 and SPSR_EL2, and ERETs.
 //! An exception from the guest (lower EL, AArch64) lands on the same stack (SP_EL2), stores the
-//! guest's registers back and returns the exception kind to `guest_enter`'s caller. EL1 system
-//! registers are never switched: each vCPU owns its physical CPU. The hypervisor uses no FP/SIMD
-//! (softfloat target), so the guest's FP registers are left as they are.
+//! guest's registers back (the PC of an HVC moved back to the HVC itself, so the saved PC always
+//! names the instruction that trapped) and returns the exception kind to `guest_enter`'s caller.
+//! EL1 system registers are never switched: each vCPU owns its physical CPU. The hypervisor uses
+//! no FP/SIMD (softfloat target), so the guest's FP registers are left as they are.
 //!
 //! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`.
 
@@ -142,7 +143,16 @@ guest_exit:
     ldp x2, x3, [sp], #16
     stp x2, x3, [x1]
     mrs x2, elr_el2
-    mrs x3, spsr_el2
+    /* An HVC's preferred return address is the next instruction (Arm ARM D1.10.3); every other
+       trap's is the trapping one. The saved PC is always the trapping instruction, so a stop
+       before the exit is handled, or a recovery rolling it back, runs the HVC again. */
+    cbnz x0, 7f
+    mrs x3, esr_el2
+    lsr x3, x3, #{ec_shift}
+    cmp x3, #{ec_hvc64}
+    b.ne 7f
+    sub x2, x2, #4
+7:  mrs x3, spsr_el2
     stp x2, x3, [x1, #248]
     ldp x19, x20, [sp, #16]
     ldp x21, x22, [sp, #32]
@@ -151,7 +161,9 @@ guest_exit:
     ldp x27, x28, [sp, #80]
     ldp x29, x30, [sp], #112
     ret
-"#
+"#,
+    ec_shift = const 26,
+    ec_hvc64 = const 0x16,
 );
 
 unsafe extern "C" {
