@@ -377,6 +377,35 @@ impl El2Vcpu {
         from.el1.restore();
     }
 
+    /// Goes on from the state a recovery captured into this vCPU's own ledger slot
+    /// (`recovery::capture_vcpu`), on the same CPU: the registers, the virtual GIC's and physical
+    /// timer's models are in the slot already; the EL1 system registers, the virtual timer and
+    /// the virtual CPU interface are written back (FP/SIMD and SVE never left the CPU). The
+    /// forwarded interrupts are then reconciled with the physical GIC (recovery.md 6.5): one
+    /// active there that no list register and no pending copy in the model holds was taken
+    /// when the CPU stopped and would never be deactivated by the guest, so it is deactivated
+    /// here (a level still asserted fires again); one the guest still holds stays active for its
+    /// virtual EOI.
+    pub fn resume(&mut self) {
+        self.slot.el1.restore_system();
+        self.deadline_ns = None;
+        self.pending = Pending::Step;
+        // Either may be forwarded: the next entry withdraws what is no longer asserted.
+        self.vtimer_forwarded = !self.replicated;
+        self.pmu_forwarded = self.pmu.is_some();
+        let forwarded = [
+            (!self.replicated).then_some(self.gic.virtual_timer_intid),
+            self.pmu,
+        ];
+        for intid in forwarded.into_iter().flatten() {
+            let held = vgic::in_list_registers(self.lrs, intid)
+                || self.slot.vgic.interrupts.pending_word(0) & (1 << intid) != 0;
+            if !held && gic::private_active(intid) {
+                gic::deactivate_private(intid);
+            }
+        }
+    }
+
     /// The partition's dirty-page tracking (re-protection).
     pub fn dirty(&mut self) -> &mut DirtyPages<Stage2> {
         &mut self.dirty
@@ -773,6 +802,8 @@ impl Vcpu for El2Vcpu {
             self.slot.exit_pstate = self.slot.regs.pstate;
             return Ok(match kind {
                 entry::KIND_IRQ => self.interrupts(),
+                // A stale stop request, ended as the world switch let FIQs in again.
+                entry::KIND_FIQ => continue,
                 entry::KIND_SYNC => match self.synchronous() {
                     Some(exit) => exit,
                     None => continue,
