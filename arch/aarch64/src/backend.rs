@@ -309,6 +309,14 @@ impl Backend for VirtBackend {
         stop::stop_cpus(mask)
     }
 
+    /// YIELD, not WFE: a CPU that never stops sends no event, and masked interrupts do not end
+    /// a WFE (Arm ARM D1.16.1), so the owner would miss its deadline; YIELD also lets QEMU's
+    /// round robin (-icount) run the stopped CPUs instead of this one until a timer deadline.
+    fn relax() {
+        // SAFETY: a hint only.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack)) };
+    }
+
     fn capture_vcpu(cpu: usize, state: &mut VcpuState) -> bool {
         recovery::capture_vcpu(cpu, state)
     }

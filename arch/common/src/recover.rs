@@ -72,7 +72,7 @@ pub fn recover<B: Backend>(cause: Detected, detail: u64, pc: u64) {
         if B::recovery_now_ns() > deadline {
             escalate::<B>(ResetCause::CpuDidNotStop);
         }
-        core::hint::spin_loop();
+        B::relax();
     }
     B::on_fresh_stack(cpu, own_entry::<B>)
 }
