@@ -2,14 +2,19 @@
 //! and exit, the generic timer, the GICv3, each partition's stage 2 and device tree, secondary CPUs
 //! started through PSCI CPU_ON, and an EL2 vCPU per CPU.
 
+use core::sync::atomic::Ordering;
+
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
+use tandem_core::journal::MAX_GPRS;
 use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
 use tandem_hw::dirty::{DirtyPages, TrackError};
 use tandem_hw::frames::OutOfFrames;
 use tandem_hw::guest_memory::{self, LayoutDiffers};
+use tandem_hw::recovery::control::Control;
 use tandem_hw::report::Vocabulary;
+use tandem_recovery::cause::{Detected, ResetCause};
 
 use crate::clock::VirtClock;
 use crate::console::Console;
@@ -18,7 +23,10 @@ use crate::guest_load::{Coherent, LoadError};
 use crate::pl011::Pl011;
 use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
-use crate::{boot, firmware, gic, guest_load, logger, machine, pmu, psci, stage2, time};
+use crate::{
+    boot, firmware, gic, guest_load, inject, logger, machine, pmu, pristine, psci, recovery,
+    stage2, stop, sysreg, time,
+};
 
 /// Why a bring-up step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
@@ -104,6 +112,7 @@ impl Backend for VirtBackend {
         if !cmdline.is_empty() {
             defmt::info!("boot command line: \"{=str}\"", cmdline);
         }
+        inject::plan_from(cmdline);
         Self {
             board: sys.board.clone(),
             cmdline,
@@ -144,13 +153,18 @@ impl Backend for VirtBackend {
         Ok(())
     }
 
+    /// With recovery on, lets the recovery's stop request reach this CPU (`stop`).
     fn enable_cpu(&self, _: usize) -> Result<(), VirtError> {
+        if tandem_hw::recovery::journaling() {
+            gic::enable_stop()?;
+            stop::allow();
+        }
         Ok(())
     }
 
     fn create_vcpu(
         &'static self,
-        _: usize,
+        cpu: usize,
         partition: &'static Partition,
         root: &'static u64,
         id: u32,
@@ -178,10 +192,9 @@ impl Backend for VirtBackend {
                 pmu.is_some(),
             )
         };
-        let VcpuState { regs, vgic, .. } = state;
+        recovery::vcpu_made(cpu);
         Ok(El2Vcpu::new(
-            regs,
-            vgic,
+            state,
             id as usize,
             u64::from(vcpu),
             partition.cpus.len() as u64,
@@ -242,8 +255,10 @@ impl Backend for VirtBackend {
     }
 
     fn wake_cpus() {
-        // SAFETY: SEV only wakes CPUs waiting in WFE.
-        unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
+        // SAFETY: SEV only wakes CPUs waiting in WFE. The DSB first: a CPU woken before the
+        // caller's store is visible would find nothing changed and wait again, with no second
+        // event to come (Arm ARM D1.16.1, "Wait for Event").
+        unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
     }
 
     fn kick_cpu(cpu: usize) {
@@ -270,6 +285,82 @@ impl Backend for VirtBackend {
 
     fn cmdline(&self) -> &'static str {
         self.cmdline
+    }
+
+    const RECOVERS: bool = true;
+
+    fn cpu_index() -> usize {
+        sysreg::cpu_index()
+    }
+
+    fn clock_base() -> (u64, u64) {
+        time::base()
+    }
+
+    fn keep_pristine(control: &Control) -> u64 {
+        pristine::keep(control).unwrap_or(0)
+    }
+
+    fn recovery_now_ns() -> u64 {
+        time::now_ns()
+    }
+
+    fn stop_cpus(mask: u32) {
+        stop::stop_cpus(mask)
+    }
+
+    /// YIELD, not WFE: a CPU that never stops sends no event, and masked interrupts do not end
+    /// a WFE (Arm ARM D1.16.1), so the owner would miss its deadline; YIELD also lets QEMU's
+    /// round robin (-icount) run the stopped CPUs instead of this one until a timer deadline.
+    fn relax() {
+        // SAFETY: a hint only.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack)) };
+    }
+
+    fn capture_vcpu(cpu: usize, state: &mut VcpuState) -> bool {
+        recovery::capture_vcpu(cpu, state)
+    }
+
+    fn on_fresh_stack(cpu: usize, f: extern "C" fn(usize) -> !) -> ! {
+        boot::on_fresh_stack(cpu, f)
+    }
+
+    fn reset_log() {
+        logger::reset_log()
+    }
+
+    fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
+        pristine::repair(control, reload)
+    }
+
+    fn roll_back(state: &mut VcpuState, pc: u64, gprs: &[u64; MAX_GPRS]) {
+        recovery::roll_back(state, pc, gprs)
+    }
+
+    fn rebuild_cpu(cpu: usize) {
+        let owner = tandem_hw::recovery::control()
+            .is_some_and(|c| c.owner.load(Ordering::Acquire) == cpu as u32 + 1);
+        recovery::rebuild_cpu(owner)
+    }
+
+    fn resume_vcpu(vcpu: &mut El2Vcpu) -> Result<(), VirtError> {
+        vcpu.resume();
+        Ok(())
+    }
+
+    fn inject_at(cpu: usize, beats: u64) {
+        inject::inject_at(cpu, beats)
+    }
+
+    fn detected(cause: Detected, detail: u64, pc: u64) {
+        // As for a panic (`panic`): this CPU runs the recovery, it is not stopped by it.
+        stop::block();
+        tandem_hw::recover::recover::<Self>(cause, detail, pc);
+        stop::allow();
+    }
+
+    fn full_reset() -> ! {
+        machine::reset()
     }
 }
 

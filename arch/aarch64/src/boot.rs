@@ -117,6 +117,7 @@ boot_common:
 boot_l1:
     .skip 4096
     .balign 16
+    .global boot_stacks
 boot_stacks:
     .skip {stack} * {cpus}
 "#,
@@ -131,8 +132,37 @@ boot_stacks:
 
 unsafe extern "C" {
     static __image_start: u8;
+    static __data_start: u8;
     static __image_end: u8;
+    static boot_stacks: u8;
     fn secondary_entry();
+}
+
+/// Where the image's writable data begins: code and read-only data lie before it.
+pub fn data_start() -> u64 {
+    core::ptr::addr_of!(__data_start) as u64
+}
+
+/// The top of CPU `cpu`'s own stack, as `boot_common` set it.
+fn stack_top(cpu: usize) -> u64 {
+    core::ptr::addr_of!(boot_stacks) as u64 + (cpu as u64 + 1) * STACK_SIZE as u64
+}
+
+/// Runs `f(cpu)` on CPU `cpu`'s own stack reset to its top: whatever ran on it is abandoned.
+pub fn on_fresh_stack(cpu: usize, f: extern "C" fn(usize) -> !) -> ! {
+    // SAFETY: the stack belongs to this CPU and whatever ran on it is abandoned (the caller's
+    // point); `f` never returns, so nothing pops past the top.
+    unsafe {
+        core::arch::asm!(
+            "mov sp, {top}",
+            "blr {f}",
+            "udf #0",
+            top = in(reg) stack_top(cpu),
+            f = in(reg) f,
+            in("x0") cpu,
+            options(noreturn)
+        )
+    }
 }
 
 /// The physical range the loaded image occupies (code, data and `.bss`).

@@ -3,17 +3,29 @@
 //! `guest_enter` saves the hypervisor's callee-saved registers and the guest-register pointer on
 //! the current CPU's stack, loads the guest's general registers, ELR_EL2 and SPSR_EL2, and ERETs.
 //! An exception from the guest (lower EL, AArch64) lands on the same stack (SP_EL2), stores the
-//! guest's registers back and returns the exception kind to `guest_enter`'s caller. EL1 system
-//! registers are never switched: each vCPU owns its physical CPU. The hypervisor uses no FP/SIMD
-//! (softfloat target), so the guest's FP registers are left as they are.
+//! guest's registers back (the PC of an HVC moved back to the HVC itself, so the saved PC always
+//! names the instruction that trapped) and returns the exception kind to `guest_enter`'s caller.
+//! EL1 system registers are never switched: each vCPU owns its physical CPU. The hypervisor uses
+//! no FP/SIMD (softfloat target), so the guest's FP registers are left as they are.
 //!
-//! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`.
+//! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`
+//! (`fault`) on this CPU's recovery stack, whatever the stack pointer was (ReHype's FixSP,
+//! recovery.md 6.1); a FIQ is the recovery's stop request (`stop`), taken wherever EL2 code runs
+//! with PSTATE.F clear: the world switch clears it once the guest's state is saved.
 
 use core::arch::global_asm;
 
 /// What brought the CPU back from the guest (the vector's index; 2 is FIQ and 3 SError).
 pub const KIND_SYNC: u64 = 0;
 pub const KIND_IRQ: u64 = 1;
+/// A FIQ ended the guest's run: a stop request, taken (or found stale) as soon as PSTATE.F is
+/// clear again.
+pub const KIND_FIQ: u64 = 2;
+
+/// Bytes of each CPU's recovery stack, where a failure's handler starts: enough for the
+/// recovery's first steps and the failure report, which move to the CPU's own stack afterwards
+/// (`boot::on_fresh_stack`).
+const RECOVERY_STACK_SIZE: usize = 16 * 1024;
 
 /// The guest's general registers, PC (ELR_EL2) and PSTATE (SPSR_EL2) while it is not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +70,24 @@ global_asm!(
     b hypervisor_fault_entry
     .endm
 
+    .macro STOP
+    .balign 128
+    b stop_entry
+    .endm
+
+    /* SP = the top of this CPU's recovery stack (MPIDR_EL1.Aff0 numbers the CPUs, as in boot.rs);
+       clobbers x9-x11. */
+    .macro RECOVERY_SP
+    mrs x9, mpidr_el1
+    and x9, x9, #0xff
+    add x9, x9, #1
+    adrp x10, recovery_stacks
+    add x10, x10, :lo12:recovery_stacks
+    mov x11, #{recovery_stack}
+    madd x10, x9, x11, x10
+    mov sp, x10
+    .endm
+
     .section .text.vectors, "ax"
     .balign 2048
     .global el2_vectors
@@ -67,10 +97,10 @@ el2_vectors:
     FAULT 1
     FAULT 2
     FAULT 3
-    /* Current EL with SP_EL2: a failure of the hypervisor. */
+    /* Current EL with SP_EL2: a failure of the hypervisor, or the recovery's stop request. */
     FAULT 0
     FAULT 1
-    FAULT 2
+    STOP
     FAULT 3
     /* Lower EL, AArch64: the guest. */
     GUEST 0
@@ -84,6 +114,7 @@ el2_vectors:
     FAULT 3
 
 hypervisor_fault_entry:
+    RECOVERY_SP
     mrs x1, esr_el2
     mrs x2, elr_el2
     mrs x3, far_el2
@@ -91,9 +122,36 @@ hypervisor_fault_entry:
 6:  wfe
     b 6b
 
+    /* A FIQ at EL2: with a stop pending, the follower path on the recovery stack; otherwise a
+       stale request, ended here before going on where the CPU was (x0 kept in TPIDR_EL2, which
+       the hypervisor uses for nothing else; ERET restores the flags from SPSR_EL2). */
+stop_entry:
+    msr tpidr_el2, x0
+    adrp x0, STOP_PENDING
+    ldr w0, [x0, :lo12:STOP_PENDING]
+    cbnz w0, 8f
+    mrs x0, icc_iar0_el1
+    cmp x0, #{spurious}
+    b.hs 9f
+    msr icc_eoir0_el1, x0
+    msr icc_dir_el1, x0
+9:  mrs x0, tpidr_el2
+    eret
+8:  RECOVERY_SP
+    bl stop_taken
+    b 6b
+
+    .section .bss.recovery, "aw", @nobits
+    .balign 16
+recovery_stacks:
+    .skip {recovery_stack} * {cpus}
+
     .text
     .global guest_enter
 guest_enter:
+    /* No FIQ between here and the ERET: a stale stop request taken after ELR_EL2 and SPSR_EL2
+       are set would overwrite them; one pending is taken from the guest instead. */
+    msr daifset, #1
     stp x29, x30, [sp, #-112]!
     stp x19, x20, [sp, #16]
     stp x21, x22, [sp, #32]
@@ -142,8 +200,19 @@ guest_exit:
     ldp x2, x3, [sp], #16
     stp x2, x3, [x1]
     mrs x2, elr_el2
-    mrs x3, spsr_el2
+    /* An HVC's preferred return address is the next instruction (Arm ARM D1.10.3); every other
+       trap's is the trapping one. The saved PC is always the trapping instruction, so a stop
+       before the exit is handled, or a recovery rolling it back, runs the HVC again. */
+    cbnz x0, 7f
+    mrs x3, esr_el2
+    lsr x3, x3, #{ec_shift}
+    cmp x3, #{ec_hvc64}
+    b.ne 7f
+    sub x2, x2, #4
+7:  mrs x3, spsr_el2
     stp x2, x3, [x1, #248]
+    /* The guest's state is saved: a stop request may come in. */
+    msr daifclr, #1
     ldp x19, x20, [sp, #16]
     ldp x21, x22, [sp, #32]
     ldp x23, x24, [sp, #48]
@@ -151,7 +220,12 @@ guest_exit:
     ldp x27, x28, [sp, #80]
     ldp x29, x30, [sp], #112
     ret
-"#
+"#,
+    ec_shift = const 26,
+    ec_hvc64 = const 0x16,
+    recovery_stack = const RECOVERY_STACK_SIZE,
+    cpus = const tandem_core::config::MAX_CPUS,
+    spurious = const crate::gic::SPURIOUS,
 );
 
 unsafe extern "C" {
@@ -163,11 +237,11 @@ unsafe extern "C" {
     pub fn guest_enter(regs: *mut GuestRegs) -> u64;
 }
 
-/// An exception taken at EL2: the hypervisor itself failed.
-#[unsafe(no_mangle)]
-extern "C" fn hypervisor_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
-    crate::panic::fatal(format_args!(
-        "exception in the hypervisor on CPU {}: kind {kind}, ESR_EL2 {esr:#x}, ELR_EL2 {elr:#x}, FAR_EL2 {far:#x}",
-        crate::sysreg::cpu_index()
-    ))
+unsafe extern "C" {
+    static el2_vectors: u8;
+}
+
+/// The vector table's address, for VBAR_EL2.
+pub fn vectors() -> u64 {
+    core::ptr::addr_of!(el2_vectors) as u64
 }

@@ -8,6 +8,8 @@
 //! vCPU uses the PMU also takes the PMU's overflow interrupt, forwarded the same way.
 //! EOImode = 1 splits priority drop (ICC_EOIR1_EL1) from deactivation (ICC_DIR_EL1), so a
 //! forwarded interrupt stays active until the guest deactivates its virtual copy (IHI 0069, 4.4).
+//! All of these are Group 1 (IRQ). With recovery on, one Group 0 SGI (FIQ) stops CPUs for a
+//! recovery (`stop`), and a recovery resets each CPU's interface ([`reset_for_recovery`]).
 
 use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
 use spin::Once;
@@ -16,22 +18,30 @@ use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
 
-use crate::sysreg::{isb, write_sysreg};
+use crate::sysreg::{isb, read_sysreg, write_sysreg};
 
 /// INTIDs 1020-1023 are special: nothing to acknowledge (IHI 0069, 2.2.1).
 pub const SPURIOUS: u32 = 1020;
 /// The SGI one CPU sends another to bring it out of its guest or its idle wait (`kick`); any
 /// SGI would do, the physical GIC is the hypervisor's alone.
 pub const KICK_SGI: u32 = 1;
+/// The Group 0 SGI a recovery stops the other CPUs with (`stop`): signalled as FIQ.
+pub const STOP_SGI: u32 = 2;
 /// The priority of the hypervisor's own interrupts: the middle of the range, below none of the
 /// guest's (they are virtual and never compete at the physical interface).
 const PRIORITY: u32 = 0x80;
+/// The stop request's priority: the highest, so it preempts whatever the CPU interface has
+/// active (IHI 0069, 4.8).
+const STOP_PRIORITY: u32 = 0x00;
 
 register_bitfields! {u32,
     /// IHI 0069, 12.9.4 (GICD_CTLR, non-secure view with a single security state).
     GICD_CTLR [
         ARE_NS OFFSET(4) NUMBITS(1) [],
-        EnableGrp1A OFFSET(1) NUMBITS(1) []
+        EnableGrp1A OFFSET(1) NUMBITS(1) [],
+        /// With a single security state (GICD_CTLR.DS = 1, QEMU `virt` without EL3), Group 0
+        /// belongs to the hypervisor (IHI 0069, 12.9.4).
+        EnableGrp0 OFFSET(0) NUMBITS(1) []
     ],
     /// IHI 0069, 12.11.42.
     GICR_WAKER [
@@ -70,6 +80,10 @@ register_structs! {
         (0x1_0184 => _sgi_reserved2),
         (0x1_0280 => icpendr0: ReadWrite<u32>),
         (0x1_0284 => _sgi_reserved3),
+        (0x1_0300 => isactiver0: ReadWrite<u32>),
+        (0x1_0304 => _sgi_reserved4),
+        (0x1_0380 => icactiver0: ReadWrite<u32>),
+        (0x1_0384 => _sgi_reserved5),
         (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
         (0x1_0420 => @END),
     }
@@ -175,11 +189,117 @@ fn enable_private(rd: &Redistributor, intids: &[u32]) {
     let mask = intids.iter().fold(0u32, |m, i| m | 1 << i);
     rd.igroupr0.set(rd.igroupr0.get() | mask);
     for &intid in intids {
-        let reg = &rd.ipriorityr[(intid / 4) as usize];
-        let shift = 8 * (intid % 4);
-        reg.set((reg.get() & !(0xff << shift)) | PRIORITY << shift);
+        set_priority(rd, intid, PRIORITY);
     }
     rd.isenabler0.set(mask);
+}
+
+fn set_priority(rd: &Redistributor, intid: u32, priority: u32) {
+    let reg = &rd.ipriorityr[(intid / 4) as usize];
+    let shift = 8 * (intid % 4);
+    reg.set((reg.get() & !(0xff << shift)) | priority << shift);
+}
+
+/// Lets [`STOP_SGI`] reach this CPU as a FIQ: a Group 0 interrupt (GICR_IGROUPR0 bit clear) of
+/// the highest priority, Group 0 enabled at the distributor and the CPU interface
+/// (ICC_IGRPEN0_EL1, IHI 0069, 12.2.14). With a single security state Group 0 is signalled as
+/// FIQ (IHI 0069, 4.6.2).
+pub fn enable_stop() -> Result<(), GicError> {
+    let gic = facts();
+    distributor(gic).ctlr.modify(GICD_CTLR::EnableGrp0::SET);
+    let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
+    rd.igroupr0.set(rd.igroupr0.get() & !(1 << STOP_SGI));
+    set_priority(rd, STOP_SGI, STOP_PRIORITY);
+    rd.isenabler0.set(1 << STOP_SGI);
+    // SAFETY: enables Group 0 at this CPU's interface, whose only Group 0 interrupt is the stop
+    // request.
+    unsafe { write_sysreg!("icc_igrpen0_el1", 1) };
+    isb();
+    Ok(())
+}
+
+/// Sends [`STOP_SGI`] to CPU `cpu`: ICC_SGI0R_EL1, the Group 0 twin of ICC_SGI1R_EL1 (IHI 0069,
+/// 12.2.21), encoded as [`send_kick`] does.
+pub fn send_stop(cpu: usize) {
+    // SAFETY: the DSB makes the recovery's state visible before the SGI can arrive; the SGI only
+    // stops the hypervisor on `cpu` for the recovery.
+    unsafe {
+        core::arch::asm!("dsb ish", options(nostack));
+        write_sysreg!("icc_sgi0r_el1", sgi_target(STOP_SGI, cpu));
+    }
+    isb();
+}
+
+/// Acknowledges and ends the Group 0 interrupt this CPU takes as a FIQ (only [`STOP_SGI`]):
+/// ICC_IAR0_EL1, then the priority drop (ICC_EOIR0_EL1) and, EOImode being 1, the deactivation
+/// (ICC_DIR_EL1) (IHI 0069, 4.4 and 12.2.8-12.2.10).
+pub fn take_stop() {
+    let intid: u64;
+    // SAFETY: acknowledges this CPU's highest-priority Group 0 interrupt, ended just below.
+    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) intid, options(nomem, nostack)) };
+    if intid < u64::from(SPURIOUS) {
+        // SAFETY: ends the interrupt just acknowledged.
+        unsafe {
+            write_sysreg!("icc_eoir0_el1", intid);
+            write_sysreg!("icc_dir_el1", intid);
+        }
+    }
+}
+
+/// For a recovery (recovery.md 6.5): resets this CPU's interrupt interface as a cold boot leaves
+/// it and drops what a stopped CPU left behind. The active priorities go (ICC_AP0Rn_EL1 and
+/// ICC_AP1Rn_EL1 = 0, as many as ICC_CTLR_EL1.PRIbits implies, IHI 0069, 12.2.1-12.2.4), so an
+/// interrupt acknowledged and never ended no longer masks the others; the binary points go to
+/// their minimum; the hypervisor's own interrupts are deactivated (GICR_ICACTIVER0) and a stop
+/// request still pending is dropped (GICR_ICPENDR0). The interrupts forwarded to the guest are
+/// left to its vCPU (`El2Vcpu::resume`), whose list registers may still hold them.
+pub fn reset_for_recovery() -> Result<(), GicError> {
+    let gic = facts();
+    // ICC_CTLR_EL1.PRIbits (bits 10:8) is the number of priority bits - 1: 5 bits need one
+    // register of each, 6 two and 7 four; the others are UNDEFINED.
+    let pribits = ((read_sysreg!("icc_ctlr_el1") >> 8) & 0x7) + 1;
+    // SAFETY: this CPU's own interface, owned by the hypervisor; nothing of the run before the
+    // recovery is being handled any more (its stack was abandoned).
+    unsafe {
+        write_sysreg!("icc_ap0r0_el1", 0);
+        write_sysreg!("icc_ap1r0_el1", 0);
+        if pribits >= 6 {
+            write_sysreg!("icc_ap0r1_el1", 0);
+            write_sysreg!("icc_ap1r1_el1", 0);
+        }
+        if pribits >= 7 {
+            write_sysreg!("icc_ap0r2_el1", 0);
+            write_sysreg!("icc_ap1r2_el1", 0);
+            write_sysreg!("icc_ap0r3_el1", 0);
+            write_sysreg!("icc_ap1r3_el1", 0);
+        }
+        write_sysreg!("icc_bpr0_el1", 0);
+        write_sysreg!("icc_bpr1_el1", 0);
+    }
+    init_cpu()?;
+    let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
+    rd.icpendr0.set(1 << STOP_SGI);
+    let own = [
+        KICK_SGI,
+        STOP_SGI,
+        gic.maintenance_intid,
+        gic.hyp_timer_intid,
+    ];
+    rd.icactiver0.set(own.iter().fold(0u32, |m, &i| m | 1 << i));
+    Ok(())
+}
+
+/// Whether SGI or PPI `intid` is active at this CPU's redistributor (GICR_ISACTIVER0).
+pub fn private_active(intid: u32) -> bool {
+    redistributor(facts()).is_some_and(|rd| rd.isactiver0.get() & (1 << intid) != 0)
+}
+
+/// Deactivates SGI or PPI `intid` at this CPU's redistributor (GICR_ICACTIVER0), whoever
+/// acknowledged it.
+pub fn deactivate_private(intid: u32) {
+    if let Some(rd) = redistributor(facts()) {
+        rd.icactiver0.set(1 << intid);
+    }
 }
 
 /// Lets PPI `intid` reach this CPU, as [`init_cpu`] does the hypervisor's own (the PMU's overflow
@@ -201,8 +321,7 @@ pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
 /// Aff3.Aff2.Aff1 = 0 and Aff0 = `cpu` (QEMU `virt` numbers CPUs in Aff0, as `start_cpu` assumes),
 /// given as range selector RS (bits 47:44, Aff0 / 16) and TargetList bit Aff0 % 16.
 pub fn send_kick(cpu: usize) {
-    let cpu = cpu as u64 & 0xff;
-    let value = u64::from(KICK_SGI) << 24 | (cpu / 16) << 44 | 1 << (cpu % 16);
+    let value = sgi_target(KICK_SGI, cpu);
     // SAFETY: the DSB makes the caller's kick flag visible before the SGI can arrive; the SGI
     // only interrupts the hypervisor on `cpu`, which acknowledges it as a plain exit.
     unsafe {
@@ -210,6 +329,12 @@ pub fn send_kick(cpu: usize) {
         write_sysreg!("icc_sgi1r_el1", value);
     }
     isb();
+}
+
+/// The ICC_SGI1R_EL1 / ICC_SGI0R_EL1 value sending SGI `intid` to CPU `cpu` ([`send_kick`]).
+fn sgi_target(intid: u32, cpu: usize) -> u64 {
+    let cpu = cpu as u64 & 0xff;
+    u64::from(intid) << 24 | (cpu / 16) << 44 | 1 << (cpu % 16)
 }
 
 /// Drops this CPU's pending [`KICK_SGI`] (GICR_ICPENDR0, IHI 0069, 12.11.15).

@@ -7,7 +7,7 @@ use aarch64_cpu::asm::wfe;
 use tandem_core::config::ExitDevice;
 
 use crate::console::Console;
-use crate::{logger, semihosting};
+use crate::{logger, psci, semihosting};
 
 static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
 
@@ -23,6 +23,20 @@ pub fn exit(success: bool) -> ! {
     if SEMIHOSTING.load(Ordering::Relaxed) {
         semihosting::exit(if success { 0 } else { 1 })
     }
+    park()
+}
+
+/// Resets the whole machine (a recovery gave up). Under an emulator whose run ends through
+/// semihosting the run is ended with the failure status instead: QEMU started with `-no-reboot`
+/// ends on PSCI SYSTEM_RESET with status 0, which would read as success. Elsewhere the firmware's
+/// SYSTEM_RESET; should it refuse, the CPU parks.
+pub fn reset() -> ! {
+    if SEMIHOSTING.load(Ordering::Relaxed) {
+        exit(false)
+    }
+    logger::drain();
+    Console::drain();
+    psci::system_reset();
     park()
 }
 

@@ -63,3 +63,14 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
     };
     status as i64
 }
+
+/// Resets the whole machine through its firmware (PSCI SYSTEM_RESET); returns only if the
+/// firmware refused.
+pub fn system_reset() {
+    // SAFETY: SYSTEM_RESET takes no arguments and does not return when it works; SMCCC preserves
+    // X4-X17 and the stack otherwise (DEN 0028, 2.6).
+    unsafe {
+        core::arch::asm!("smc #0", inlateout("x0") u64::from(SYSTEM_RESET) => _,
+                         lateout("x1") _, lateout("x2") _, lateout("x3") _, options(nostack))
+    };
+}

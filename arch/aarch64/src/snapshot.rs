@@ -1,5 +1,6 @@
 //! The part of a vCPU's state that lives only in the CPU while its guest runs, captured so a copy
-//! of the partition on another CPU can go on from it (re-protection): the EL1 system registers
+//! of the partition on another CPU can go on from it (re-protection), and into the ledger by a
+//! recovery, which gives it back to the vCPU made again (`El2Vcpu::resume`): the EL1 system registers
 //! the guest owns, its virtual timer, its virtual CPU interface, and its FP/SIMD registers (the
 //! hypervisor never touches those, `lib.rs`, so they are the guest's as it left them).
 //!
@@ -133,6 +134,45 @@ impl El1State {
     /// Gives this CPU's guest the state [`El1State::capture`] took on another CPU; the guest has
     /// not run here yet.
     pub fn restore(&self) {
+        self.restore_system();
+        // SAFETY: V0-V31 are loaded from `self.v`, 512 bytes, FPCR and FPSR from the capture: the
+        // guest's own, as it left them on the CPU it ran on (EL2 does not trap FP/SIMD, and the
+        // hypervisor never uses these registers).
+        unsafe {
+            core::arch::asm!(
+                ".arch_extension fp",
+                "msr fpcr, {1}",
+                "msr fpsr, {2}",
+                "ldp q0, q1, [{0}, #0]",
+                "ldp q2, q3, [{0}, #32]",
+                "ldp q4, q5, [{0}, #64]",
+                "ldp q6, q7, [{0}, #96]",
+                "ldp q8, q9, [{0}, #128]",
+                "ldp q10, q11, [{0}, #160]",
+                "ldp q12, q13, [{0}, #192]",
+                "ldp q14, q15, [{0}, #224]",
+                "ldp q16, q17, [{0}, #256]",
+                "ldp q18, q19, [{0}, #288]",
+                "ldp q20, q21, [{0}, #320]",
+                "ldp q22, q23, [{0}, #352]",
+                "ldp q24, q25, [{0}, #384]",
+                "ldp q26, q27, [{0}, #416]",
+                "ldp q28, q29, [{0}, #448]",
+                "ldp q30, q31, [{0}, #480]",
+                in(reg) self.v.as_ptr(),
+                in(reg) self.fpcr,
+                in(reg) self.fpsr,
+                options(nostack)
+            );
+        }
+    }
+
+    /// Gives this CPU's guest the captured system registers, virtual timer and virtual CPU
+    /// interface, but not the FP/SIMD registers: a recovery on the same CPU never touched those
+    /// (the hypervisor does not use them), and writing V0-V31 would zero the upper bits of SVE's
+    /// Z registers (Arm ARM, "SVE and Advanced SIMD register file"). Drops the guest's cached
+    /// translations and instructions, as the memory holds them now.
+    pub fn restore_system(&self) {
         SCTLR_EL1.set(self.sctlr);
         TTBR0_EL1.set(self.ttbr0);
         TTBR1_EL1.set(self.ttbr1);
@@ -160,10 +200,9 @@ impl El1State {
         for (n, &value) in self.lrs.iter().enumerate().take(lr::count()) {
             lr::write(n, ListRegister::new(value));
         }
-        // SAFETY: these registers only govern the guest this CPU runs, which has not run yet:
-        // its EL1 auxiliary registers, active priorities and FP control, as it left them on the
-        // CPU it ran on; V0-V31 are loaded from `self.v`, 512 bytes (EL2 does not trap FP/SIMD,
-        // and the hypervisor never uses these registers).
+        // SAFETY: these registers only govern the guest this CPU runs, which is not running:
+        // its EL1 auxiliary registers and active priorities, as it left them; then its cached
+        // translations and instructions go, so it sees memory as it is now.
         unsafe {
             write_sysreg!("amair_el1", self.amair);
             write_sysreg!("afsr0_el1", self.afsr0);
@@ -171,33 +210,10 @@ impl El1State {
             write_sysreg!("ich_ap0r0_el2", self.ap0r0);
             write_sysreg!("ich_ap1r0_el2", self.ap1r0);
             core::arch::asm!(
-                ".arch_extension fp",
-                "msr fpcr, {1}",
-                "msr fpsr, {2}",
-                "ldp q0, q1, [{0}, #0]",
-                "ldp q2, q3, [{0}, #32]",
-                "ldp q4, q5, [{0}, #64]",
-                "ldp q6, q7, [{0}, #96]",
-                "ldp q8, q9, [{0}, #128]",
-                "ldp q10, q11, [{0}, #160]",
-                "ldp q12, q13, [{0}, #192]",
-                "ldp q14, q15, [{0}, #224]",
-                "ldp q16, q17, [{0}, #256]",
-                "ldp q18, q19, [{0}, #288]",
-                "ldp q20, q21, [{0}, #320]",
-                "ldp q22, q23, [{0}, #352]",
-                "ldp q24, q25, [{0}, #384]",
-                "ldp q26, q27, [{0}, #416]",
-                "ldp q28, q29, [{0}, #448]",
-                "ldp q30, q31, [{0}, #480]",
-                // The guest's translations and instructions as the copied memory has them.
                 "tlbi vmalls12e1",
                 "ic iallu",
                 "dsb nsh",
                 "isb",
-                in(reg) self.v.as_ptr(),
-                in(reg) self.fpcr,
-                in(reg) self.fpsr,
                 options(nostack)
             );
         }

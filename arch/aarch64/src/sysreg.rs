@@ -1,10 +1,11 @@
 //! The few system registers aarch64-cpu 11.2 lacks or only lets read (crates.md): VPIDR_EL2,
-//! CNTHP_CVAL_EL2, CTR_EL0, and the GICv3 CPU interface's ICC_PMR_EL1, ICC_CTLR_EL1,
-//! ICC_IGRPEN1_EL1, ICC_EOIR1_EL1, ICC_DIR_EL1 and ICC_SGI1R_EL1. Every other register goes through the crate's
-//! typed accessors and named fields; TLBI, DC and IC are inline assembly where they are used.
-//! Reads through [`read_sysreg!`] have no side effects (ICC_IAR1_EL1, which acknowledges, is read
-//! in [`crate::gic::acknowledge`]); writes change how the CPU behaves, so [`write_sysreg!`] must be
-//! used inside an `unsafe` block that says why.
+//! CNTHP_CVAL_EL2, CTR_EL0, and the GICv3 CPU interface's ICC_* registers (priority mask,
+//! control, group enables, acknowledge, end and deactivate, SGI generation, binary points, active
+//! priorities). Every other register goes through the crate's typed accessors and named fields;
+//! TLBI, DC and IC are inline assembly where they are used. Reads through [`read_sysreg!`] have
+//! no side effects (ICC_IAR1_EL1 and ICC_IAR0_EL1, which acknowledge, are read in
+//! [`crate::gic`]); writes change how the CPU behaves, so [`write_sysreg!`] must be used inside
+//! an `unsafe` block that says why.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{MPIDR_EL1, Readable};

@@ -9,6 +9,7 @@ use tandem_core::ticks::Scale;
 use crate::sysreg::{isb, write_sysreg};
 
 static AT_BOOT: AtomicU64 = AtomicU64::new(0);
+static HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per tick and ticks per nanosecond ([`Scale`]), set once by [`init`].
 static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
@@ -21,9 +22,15 @@ pub fn counter() -> u64 {
 pub fn init(board_hz: Option<u64>) -> u64 {
     AT_BOOT.store(counter(), Ordering::Relaxed);
     let hz = board_hz.unwrap_or_else(|| CNTFRQ_EL0.get());
+    HZ.store(hz, Ordering::Relaxed);
     NS_PER_TICK.store(Scale::ns_per_tick(hz).raw(), Ordering::Relaxed);
     TICKS_PER_NS.store(Scale::ticks_per_ns(hz).raw(), Ordering::Relaxed);
     hz
+}
+
+/// The counter at boot and its frequency, for the ledger.
+pub fn base() -> (u64, u64) {
+    (AT_BOOT.load(Ordering::Relaxed), HZ.load(Ordering::Relaxed))
 }
 
 fn scale(factor: &AtomicU64) -> Scale {

@@ -153,8 +153,9 @@ enum Pending {
 }
 
 pub struct El2Vcpu {
-    regs: &'static mut GuestRegs,
-    vgic: &'static mut VirtualGic,
+    /// The vCPU's ledger slot: the world switch keeps the guest's registers there, and the
+    /// virtual GIC and physical-timer models live there, so a recovery finds them.
+    slot: &'static mut VcpuState,
     /// The board's GIC: its PPIs, and the windows the partition sees it at.
     gic: &'static Gic,
     /// The partition's index in the configuration, and this vCPU's in the partition.
@@ -187,8 +188,6 @@ pub struct El2Vcpu {
     /// The stage-2 abort the last exit reported, for the external abort the core may answer it
     /// with.
     abort: Abort,
-    /// The guest's EL1 physical timer (`physical_timer`).
-    ptimer: PhysicalTimer,
 }
 
 /// A guest access that took a stage-2 abort: an instruction fetch or a data access (a write or
@@ -263,15 +262,15 @@ pub unsafe fn configure(root: u64, vmid: u16, index: u64, replicated: bool, pmu:
 }
 
 impl El2Vcpu {
-    /// vCPU `index` of `vcpus`, with its registers and interrupt state in the ledger;
+    /// vCPU `index` of `vcpus`, with its state in its ledger slot `slot` (as a cold boot zeroed
+    /// it, or as a recovery captured it: nothing here resets it);
     /// `replicated` for a copy of a fault-tolerant partition, whose virtual timer's interrupt is
     /// then kept from this CPU; `pmu`, the PMU's overflow interrupt if the vCPU uses the PMU,
     /// which then reaches this CPU (and only then).
     /// `dirty` tracks the partition's writes when asked to (re-protection).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        regs: &'static mut GuestRegs,
-        vgic: &'static mut VirtualGic,
+        slot: &'static mut VcpuState,
         partition: usize,
         index: u64,
         vcpus: u64,
@@ -289,8 +288,7 @@ impl El2Vcpu {
             (None, None) => {}
         }
         Ok(Self {
-            regs,
-            vgic,
+            slot,
             gic,
             partition,
             index,
@@ -306,7 +304,6 @@ impl El2Vcpu {
             sve_reported: false,
             dirty,
             abort: Abort::default(),
-            ptimer: PhysicalTimer::new(),
         })
     }
 
@@ -314,17 +311,19 @@ impl El2Vcpu {
     /// pending interrupts, a clean PMU if it uses the PMU, and the partition's virtual time
     /// (starting now for its first vCPU).
     pub fn reset(&mut self, entry: u64, x0: u64) {
-        *self.regs = GuestRegs::zeroed();
-        self.regs.x[0] = x0;
-        self.regs.pc = entry;
-        self.regs.pstate = PSTATE_EL1H;
+        self.slot.regs = GuestRegs::zeroed();
+        self.slot.regs.x[0] = x0;
+        self.slot.regs.pc = entry;
+        self.slot.regs.pstate = PSTATE_EL1H;
+        self.slot.exit_pstate = PSTATE_EL1H;
+        self.slot.ptimer = PhysicalTimer::new();
         if self.pmu.is_some() {
             // First, so the overflow interrupt's line is down before its forwarded copy is
             // deactivated below: it cannot fire again from what counted before.
             pmu::reset();
         }
         vgic::clear_list_registers(self.lrs, gic::deactivate);
-        for intid in self.vgic.interrupts.take_hardware_pending() {
+        for intid in self.slot.vgic.interrupts.take_hardware_pending() {
             gic::deactivate(intid);
         }
         let windows = GicWindows {
@@ -332,7 +331,7 @@ impl El2Vcpu {
             redistributors: self.gic.redistributors.raw(),
             stride: self.gic.redistributor_stride,
         };
-        *self.vgic = VirtualGic::new(windows, self.index, self.vcpus);
+        self.slot.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
         self.vtimer_forwarded = false;
         self.pmu_forwarded = false;
@@ -360,15 +359,15 @@ impl El2Vcpu {
     /// Copies the paused vCPU's state into `into`: registers, interrupt model, and what the CPU
     /// holds ([`El1State`]).
     pub fn snapshot(&self, into: &mut VcpuState) {
-        into.regs = *self.regs;
-        into.vgic = *self.vgic;
+        into.regs = self.slot.regs;
+        into.vgic = self.slot.vgic;
         into.el1.capture();
     }
 
     /// Gives the vCPU, which has not run yet, the state [`El2Vcpu::snapshot`] took on another CPU.
     pub fn restore(&mut self, from: &VcpuState) {
-        *self.regs = from.regs;
-        *self.vgic = from.vgic;
+        self.slot.regs = from.regs;
+        self.slot.vgic = from.vgic;
         self.deadline_ns = None;
         // The snapshot's list registers may hold it, unless it is never forwarded.
         self.vtimer_forwarded = !self.replicated;
@@ -376,6 +375,35 @@ impl El2Vcpu {
         self.pmu_forwarded = false;
         self.pending = Pending::Step;
         from.el1.restore();
+    }
+
+    /// Goes on from the state a recovery captured into this vCPU's own ledger slot
+    /// (`recovery::capture_vcpu`), on the same CPU: the registers, the virtual GIC's and physical
+    /// timer's models are in the slot already; the EL1 system registers, the virtual timer and
+    /// the virtual CPU interface are written back (FP/SIMD and SVE never left the CPU). The
+    /// forwarded interrupts are then reconciled with the physical GIC (recovery.md 6.5): one
+    /// active there that no list register and no pending copy in the model holds was taken
+    /// when the CPU stopped and would never be deactivated by the guest, so it is deactivated
+    /// here (a level still asserted fires again); one the guest still holds stays active for its
+    /// virtual EOI.
+    pub fn resume(&mut self) {
+        self.slot.el1.restore_system();
+        self.deadline_ns = None;
+        self.pending = Pending::Step;
+        // Either may be forwarded: the next entry withdraws what is no longer asserted.
+        self.vtimer_forwarded = !self.replicated;
+        self.pmu_forwarded = self.pmu.is_some();
+        let forwarded = [
+            (!self.replicated).then_some(self.gic.virtual_timer_intid),
+            self.pmu,
+        ];
+        for intid in forwarded.into_iter().flatten() {
+            let held = vgic::in_list_registers(self.lrs, intid)
+                || self.slot.vgic.interrupts.pending_word(0) & (1 << intid) != 0;
+            if !held && gic::private_active(intid) {
+                gic::deactivate_private(intid);
+            }
+        }
     }
 
     /// The partition's dirty-page tracking (re-protection).
@@ -419,12 +447,12 @@ impl El2Vcpu {
             if intid == self.gic.virtual_timer_intid {
                 // Stays active until the guest deactivates its virtual copy (hardware LR), or
                 // the timer's line drops first ([`El2Vcpu::withdraw_idle_vtimer`]).
-                self.vgic.interrupts.raise(intid, true);
+                self.slot.vgic.interrupts.raise(intid, true);
                 self.vtimer_forwarded = true;
             } else if Some(intid) == self.pmu {
                 // The same for the PMU's overflow interrupt, a level too
                 // ([`El2Vcpu::withdraw_idle_pmu`]).
-                self.vgic.interrupts.raise(intid, true);
+                self.slot.vgic.interrupts.raise(intid, true);
                 self.pmu_forwarded = true;
             } else if intid == self.gic.hyp_timer_intid {
                 // Re-armed before the next entry.
@@ -453,21 +481,20 @@ impl El2Vcpu {
     /// register read) and the guest can go on.
     fn synchronous(&mut self) -> Option<Exit> {
         let esr = ESR_EL2.extract();
-        // The call arguments (X0-X4), copied: the HVC's PC moves while they are read.
-        let x: [u64; 5] = core::array::from_fn(|i| self.regs.x[i]);
+        // The call arguments (X0-X4), copied before the handlers below write registers.
+        let x: [u64; 5] = core::array::from_fn(|i| self.slot.regs.x[i]);
         self.pending = Pending::Step;
         Some(match esr.read_as_enum(ESR_EL2::EC) {
             // HVC and SMC are UNDEFINED at EL0 and never trap from there (Arm ARM C6.2, HVC and
             // SMC; HCR_EL2.TSC traps EL1's SMC only); should one arrive, the guest kernel did
             // not make it, so it is refused as the architecture would.
             Some(ESR_EL2::EC::Value::HVC64 | ESR_EL2::EC::Value::SMC64)
-                if self.regs.pstate & PSTATE_EL_MASK == 0 =>
+                if self.slot.regs.pstate & PSTATE_EL_MASK == 0 =>
             {
-                self.refuse_from_el0(esr.get())
+                Self::refuse_from_el0(esr.get())
             }
             Some(ESR_EL2::EC::Value::HVC64) => {
                 self.pending = Pending::Call;
-                self.rewind_hvc();
                 if psci::is_psci(x[0]) {
                     Exit::Power(psci::decode(x[0] as u32, [x[1], x[2], x[3]]))
                 } else {
@@ -495,14 +522,14 @@ impl El2Vcpu {
                     return Some(Exit::CounterRead);
                 }
                 if let Some(rt) = sgi::decode(esr.read(ESR_EL2::ISS)) {
-                    let value = if rt == 31 { 0 } else { self.regs.x[rt] };
+                    let value = if rt == 31 { 0 } else { self.slot.regs.x[rt] };
                     return Some(Exit::SendSgi(SgiRequest::from_sgi1r(
                         value, self.index, self.vcpus,
                     )));
                 }
                 if let Some(access) = debugregs::decode(esr.read(ESR_EL2::ISS)) {
                     if let Some(rt) = access.into {
-                        self.regs.x[rt] = access.value;
+                        self.slot.regs.x[rt] = access.value;
                     }
                     self.step();
                     return None;
@@ -519,7 +546,7 @@ impl El2Vcpu {
                             sve: self.sve,
                             pmu: self.pmu.is_some(),
                         };
-                        self.regs.x[read.rt] = idregs::guest_value(read, offered);
+                        self.slot.regs.x[read.rt] = idregs::guest_value(read, offered);
                     }
                     self.step();
                     return None;
@@ -561,20 +588,9 @@ impl El2Vcpu {
         })
     }
 
-    /// An HVC trap leaves ELR_EL2 past the instruction (its preferred return address, Arm ARM
-    /// D1.10.3), every other trap at it. Moving it back gives every exit the same shape: the PC
-    /// is the trapping instruction's, the completion steps over it, and an exit that is not
-    /// completed (the guest must try again, `Next::Retry`) executes the HVC again.
-    fn rewind_hvc(&mut self) {
-        self.regs.pc = self.regs.pc.wrapping_sub(4);
-    }
-
-    /// An HVC or SMC from EL0: an undefined-instruction fault at the instruction itself, with
-    /// the core's notice.
-    fn refuse_from_el0(&mut self, esr: u64) -> Exit {
-        if ESR_EL2::EC.read(esr) == ESR_EL2::EC::Value::HVC64 as u64 {
-            self.rewind_hvc();
-        }
+    /// An HVC or SMC from EL0: an undefined-instruction fault at the instruction itself (the
+    /// world switch moved an HVC's PC back to it, `entry`), with the core's notice.
+    fn refuse_from_el0(esr: u64) -> Exit {
         Exit::Forbidden {
             code: ESR_EL2::EC.read(esr) as u32,
         }
@@ -588,7 +604,7 @@ impl El2Vcpu {
             defmt::warn!(
                 "vCPU {=u64}: SVE/SME instruction at PC {=u64:#x} (ESR_EL2.EC {=u32:#x}): SME is not offered to partitions, nor SVE to fault-tolerant ones (CPTR_EL2.TSM, TZ); the guest takes an undefined-instruction fault",
                 self.index,
-                self.regs.pc,
+                self.slot.regs.pc,
                 code
             );
         }
@@ -611,9 +627,9 @@ impl El2Vcpu {
             write: iss.is_set(DABT_ISS::WNR),
             far: FAR_EL2.get(),
         };
-        if self.vgic.decode(gpa.raw()).is_some() {
+        if self.slot.vgic.decode(gpa.raw()).is_some() {
             // The core emulates GICR_ISACTIVER0 from what the list registers hold.
-            self.vgic.set_active(vgic::active_private(self.lrs));
+            self.slot.vgic.set_active(vgic::active_private(self.lrs));
         }
         if !iss.is_set(DABT_ISS::ISV) {
             return Exit::UndecodedAccess { gpa };
@@ -621,7 +637,7 @@ impl El2Vcpu {
         let size = 1u8 << iss.read(DABT_ISS::SAS);
         let reg = iss.read(DABT_ISS::SRT) as usize;
         if iss.is_set(DABT_ISS::WNR) {
-            let value = if reg == 31 { 0 } else { self.regs.x[reg] };
+            let value = if reg == 31 { 0 } else { self.slot.regs.x[reg] };
             Exit::MmioWrite {
                 gpa,
                 size,
@@ -639,7 +655,7 @@ impl El2Vcpu {
     }
 
     fn step(&mut self) {
-        self.regs.pc += 4;
+        self.slot.regs.pc += 4;
     }
 
     /// Delivers an undefined-instruction exception to the guest's EL1 (Arm ARM D1.10.2): ESR_EL1
@@ -668,7 +684,7 @@ impl El2Vcpu {
 
     /// Whether the guest was at EL0 (SPSR_EL2.M says where the exit came from).
     fn guest_el0(&self) -> bool {
-        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.regs.pstate);
+        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.slot.regs.pstate);
         !matches!(
             from.read_as_enum(SPSR_EL2::M),
             Some(SPSR_EL2::M::Value::EL1h | SPSR_EL2::M::Value::EL1t)
@@ -679,17 +695,17 @@ impl El2Vcpu {
     /// every trapped instruction is 32-bit) at its EL1: its own exception registers set as the
     /// architecture would (Arm ARM D1.10.2), resuming at the vector for where it came from.
     fn take_exception(&mut self, esr: u64) {
-        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.regs.pstate);
+        let from = LocalRegisterCopy::<u64, SPSR_EL2::Register>::new(self.slot.regs.pstate);
         let offset = match from.read_as_enum(SPSR_EL2::M) {
             Some(SPSR_EL2::M::Value::EL1h) => 0x200,
             Some(SPSR_EL2::M::Value::EL1t) => 0x000,
             _ => 0x400,
         };
         ESR_EL1.set(esr | ESR_EL1::IL::SET.value);
-        ELR_EL1.set(self.regs.pc);
-        SPSR_EL1.set(self.regs.pstate);
-        self.regs.pc = VBAR_EL1.get() + offset;
-        self.regs.pstate = PSTATE_EL1H;
+        ELR_EL1.set(self.slot.regs.pc);
+        SPSR_EL1.set(self.slot.regs.pstate);
+        self.slot.regs.pc = VBAR_EL1.get() + offset;
+        self.slot.regs.pstate = PSTATE_EL1H;
     }
 
     /// The virtual timer's interrupt is a level that follows the timer condition (Arm ARM
@@ -701,7 +717,8 @@ impl El2Vcpu {
             return;
         }
         let intid = self.gic.virtual_timer_intid;
-        self.vtimer_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
+        self.vtimer_forwarded =
+            vgic::withdraw(&mut self.slot.vgic, self.lrs, intid, gic::deactivate);
     }
 
     /// Emulates a trapped access to the guest's physical timer and steps over it.
@@ -709,15 +726,15 @@ impl El2Vcpu {
         let now = time::counter();
         if access.read {
             if access.rt != 31 {
-                self.regs.x[access.rt] = self.ptimer.read(access.register, now);
+                self.slot.regs.x[access.rt] = self.slot.ptimer.read(access.register, now);
             }
         } else {
             let value = if access.rt == 31 {
                 0
             } else {
-                self.regs.x[access.rt]
+                self.slot.regs.x[access.rt]
             };
-            self.ptimer.write(access.register, value, now);
+            self.slot.ptimer.write(access.register, value, now);
         }
         self.step();
     }
@@ -726,17 +743,17 @@ impl El2Vcpu {
     /// while the timer condition holds unmasked, withdrawn from it once it does not.
     fn follow_ptimer(&mut self) {
         let intid = self.gic.physical_timer_intid;
-        if self.ptimer.asserted(time::counter()) {
+        if self.slot.ptimer.asserted(time::counter()) {
             self.raise_level(intid);
         } else {
-            self.vgic.interrupts.clear_pending(intid);
+            self.slot.vgic.interrupts.clear_pending(intid);
         }
     }
 
     /// Makes `intid` pending unless a list register already holds it pending.
     fn raise_level(&mut self, intid: u32) {
         if !vgic::pending_in_lr(self.lrs, intid) {
-            self.vgic.interrupts.raise(intid, false);
+            self.slot.vgic.interrupts.raise(intid, false);
         }
     }
 
@@ -744,7 +761,8 @@ impl El2Vcpu {
     /// not yet: one that already has is pending in the vGIC, and a deadline in the past would
     /// end every entry at once.
     fn ptimer_deadline(&self) -> Option<u64> {
-        self.ptimer
+        self.slot
+            .ptimer
             .deadline()
             .filter(|&cval| cval > time::counter())
             .map(time::ns_at)
@@ -758,7 +776,7 @@ impl El2Vcpu {
         if !self.pmu_forwarded || pmu::overflow_asserted() {
             return;
         }
-        self.pmu_forwarded = vgic::withdraw(self.vgic, self.lrs, intid, gic::deactivate);
+        self.pmu_forwarded = vgic::withdraw(&mut self.slot.vgic, self.lrs, intid, gic::deactivate);
     }
 
     fn vtimer_firing() -> bool {
@@ -775,14 +793,17 @@ impl Vcpu for El2Vcpu {
         self.withdraw_idle_vtimer();
         self.follow_ptimer();
         self.withdraw_idle_pmu();
-        vgic::flush(self.vgic, self.lrs, gic::deactivate);
+        vgic::flush(&mut self.slot.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
             // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
             // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
-            let kind = unsafe { entry::guest_enter(self.regs) };
+            let kind = unsafe { entry::guest_enter(&mut self.slot.regs) };
+            self.slot.exit_pstate = self.slot.regs.pstate;
             return Ok(match kind {
                 entry::KIND_IRQ => self.interrupts(),
+                // A stale stop request, ended as the world switch let FIQs in again.
+                entry::KIND_FIQ => continue,
                 entry::KIND_SYNC => match self.synchronous() {
                     Some(exit) => exit,
                     None => continue,
@@ -815,22 +836,22 @@ impl Vcpu for El2Vcpu {
                     };
                     let v = if wide { v } else { v & 0xffff_ffff };
                     if reg != 31 {
-                        self.regs.x[reg] = v;
+                        self.slot.regs.x[reg] = v;
                     }
                 }
-                Pending::Call => self.regs.x[0] = v,
+                Pending::Call => self.slot.regs.x[0] = v,
                 Pending::Step | Pending::Counter { .. } => {}
             },
             Completion::Counter { ns } => {
                 if let Pending::Counter { reg } = self.pending
                     && reg != 31
                 {
-                    self.regs.x[reg] = time::ticks_in(ns);
+                    self.slot.regs.x[reg] = time::ticks_in(ns);
                 }
             }
             Completion::Hypercall { status, value } => {
-                self.regs.x[0] = status as u64;
-                self.regs.x[1] = value;
+                self.slot.regs.x[0] = status as u64;
+                self.slot.regs.x[1] = value;
             }
             Completion::Fault(GuestFault::GeneralProtection | GuestFault::InvalidOpcode) => {
                 self.inject_undefined();
@@ -849,15 +870,15 @@ impl Vcpu for El2Vcpu {
     }
 
     fn lower_interrupt(&mut self, vector: u8) {
-        self.vgic.interrupts.clear_pending(vector.into());
+        self.slot.vgic.interrupts.clear_pending(vector.into());
     }
 
     fn interrupt_pending(&self) -> bool {
         // An overflow the hypervisor has not taken yet: its physical interrupt is pending here.
         let overflow = self.pmu.is_some() && !self.pmu_forwarded && pmu::overflow_asserted();
-        vgic::pending(self.vgic, self.lrs)
+        vgic::pending(&self.slot.vgic, self.lrs)
             || (!self.replicated
-                && (Self::vtimer_firing() || self.ptimer.asserted(time::counter())))
+                && (Self::vtimer_firing() || self.slot.ptimer.asserted(time::counter())))
             || overflow
     }
 
@@ -870,19 +891,24 @@ impl Vcpu for El2Vcpu {
     }
 
     fn pc(&self) -> u64 {
-        self.regs.pc
+        self.slot.regs.pc
     }
 
     fn set_pc(&mut self, pc: u64) {
-        self.regs.pc = pc;
+        self.slot.regs.pc = pc;
     }
 
     fn gpr(&self, index: usize) -> Option<u64> {
-        self.regs.x.get(index).copied()
+        self.slot.regs.x.get(index).copied()
     }
 
     fn set_gpr(&mut self, index: usize, value: u64) -> Result<(), NoSuchRegister> {
-        let reg = self.regs.x.get_mut(index).ok_or(NoSuchRegister { index })?;
+        let reg = self
+            .slot
+            .regs
+            .x
+            .get_mut(index)
+            .ok_or(NoSuchRegister { index })?;
         *reg = value;
         Ok(())
     }
@@ -902,6 +928,6 @@ impl Vcpu for El2Vcpu {
     }
 
     fn virtual_gic(&mut self) -> Option<&mut VirtualGic> {
-        Some(&mut *self.vgic)
+        Some(&mut self.slot.vgic)
     }
 }

@@ -28,6 +28,11 @@ fn find(lrs: usize, intid: u32) -> Option<(usize, ListRegister)> {
         .find(|(_, v)| lr::in_use(*v) && v.read(ICH_LR0_EL2::vINTID) == u64::from(intid))
 }
 
+/// Whether a list register holds `intid`, pending or active.
+pub fn in_list_registers(lrs: usize, intid: u32) -> bool {
+    find(lrs, intid).is_some()
+}
+
 /// The SGIs and PPIs the guest has acknowledged and not deactivated (bit n = INTID n), as the
 /// list registers hold them.
 pub fn active_private(lrs: usize) -> u32 {

@@ -206,6 +206,13 @@ pub trait Backend: Sized + Sync + 'static {
         let _ = mask;
     }
 
+    /// One turn of the recovery's owner waiting for the stopped CPUs: a busy wait that must not
+    /// sleep (it has a deadline, and a CPU that never stops sends no event), only hint that it
+    /// spins (aarch64: YIELD, at which QEMU's single-threaded round robin runs the next CPU).
+    fn relax() {
+        core::hint::spin_loop();
+    }
+
     /// Captures the vCPU this CPU runs into its ledger slot `state`, and leaves virtualization;
     /// false if the CPU had no vCPU state to capture.
     fn capture_vcpu(cpu: usize, state: &mut Self::VcpuState) -> bool {

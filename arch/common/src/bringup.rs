@@ -299,6 +299,13 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
     }
 }
 
+/// Records what CPU `cpu`'s vCPU is doing, for a recovery.
+fn set_status(cpu: usize, status: u32) {
+    if let Some(control) = recovery::control() {
+        control.set_status(cpu, status);
+    }
+}
+
 /// The name of the partition CPU `cpu` runs ("" for none).
 pub fn partition_name(system: &System, cpu: usize) -> &str {
     partition_of(system, cpu).map_or("", |(i, _)| system.partitions[i].name.as_str())
@@ -309,10 +316,17 @@ pub fn partition_name(system: &System, cpu: usize) -> &str {
 /// parks again.
 pub fn resume<B: Backend>(shared: &'static Booted<B>, cpu: usize) -> ! {
     let backend = &shared.backend;
-    let running = recovery::control().is_some_and(|c| c.status(cpu) == recovery::control::RUNNING);
-    let Some((index, vcpu_index)) = partition_of(&shared.system, cpu).filter(|_| running) else {
+    let status = recovery::control().map_or(recovery::control::IDLE, |c| c.status(cpu));
+    let Some((index, vcpu_index)) = partition_of(&shared.system, cpu) else {
         B::park()
     };
+    match status {
+        recovery::control::RUNNING => {}
+        // Its vCPU had not started (a secondary waiting for CPU_ON, or one off again): it
+        // waits for its start as at cold boot, nothing of it to resume.
+        recovery::control::IDLE => run_cpu(cpu, shared),
+        _ => B::park(),
+    }
     backend
         .enable_cpu(cpu)
         .unwrap_or_else(|e| fail::<B>("virtualization cannot be enabled again", e));
@@ -362,9 +376,7 @@ pub fn resume<B: Backend>(shared: &'static Booted<B>, cpu: usize) -> ! {
             "partition {=str} stopped: its state did not survive the recovery",
             partition.name.as_str()
         );
-        if let Some(control) = recovery::control() {
-            control.set_status(cpu, recovery::control::STOPPED);
-        }
+        set_status(cpu, recovery::control::STOPPED);
         vcpu_power::set_off(cpu);
         if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
             retire::<B>(&shared.system, index);
@@ -510,9 +522,7 @@ impl<B: Backend> Run<'_, B> {
             }
             ACTIVE[index].fetch_add(1, Ordering::AcqRel);
         }
-        if let Some(control) = recovery::control() {
-            control.set_status(cpu, recovery::control::RUNNING);
-        }
+        set_status(cpu, recovery::control::RUNNING);
         loop {
             if !core::mem::take(&mut restored) {
                 B::reset_vcpu(vcpu, entry, arg)
@@ -571,7 +581,9 @@ impl<B: Backend> Run<'_, B> {
                     vcpu_power::set_off(cpu);
                     siblings::clear_sgis(cpu);
                     ACTIVE[index].fetch_sub(1, Ordering::AcqRel);
+                    set_status(cpu, recovery::control::IDLE);
                     (entry, arg) = vcpu_power::wait_for_start(cpu, B::wait_for_event);
+                    set_status(cpu, recovery::control::RUNNING);
                     ACTIVE[index].fetch_add(1, Ordering::AcqRel);
                     continue;
                 }
@@ -580,9 +592,7 @@ impl<B: Backend> Run<'_, B> {
             // Whatever stopped this vCPU stops its partition: the siblings follow.
             kick::stop_partition::<B>(partition, index, cpu);
             report::stop(label, stop, record, &B::WORDS);
-            if let Some(control) = recovery::control() {
-                control.set_status(cpu, recovery::control::STOPPED);
-            }
+            set_status(cpu, recovery::control::STOPPED);
             vcpu_power::set_off(cpu);
             if ACTIVE[index].fetch_sub(1, Ordering::AcqRel) == 1 {
                 // A copy that went live also ends its failed peers' part of the run: the pair's

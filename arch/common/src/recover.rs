@@ -72,7 +72,7 @@ pub fn recover<B: Backend>(cause: Detected, detail: u64, pc: u64) {
         if B::recovery_now_ns() > deadline {
             escalate::<B>(ResetCause::CpuDidNotStop);
         }
-        core::hint::spin_loop();
+        B::relax();
     }
     B::on_fresh_stack(cpu, own_entry::<B>)
 }
@@ -115,8 +115,11 @@ extern "C" fn follow_entry<B: Backend>(cpu: usize) -> ! {
         capture::<B>(shared, cpu);
         control.arrived.fetch_or(1 << cpu, Ordering::AcqRel);
     }
+    // Waiting as other cross-CPU waits do (aarch64: WFE until the owner's SEV): a bare spin
+    // would keep an emulator running its CPUs round-robin on one thread (QEMU -icount) on this
+    // CPU until its next timer deadline, while the owner has the recovery to do.
     while control.release.load(Ordering::Acquire) == release {
-        core::hint::spin_loop();
+        B::wait_for_event();
     }
     resume_cpu::<B>(shared, cpu)
 }
@@ -160,6 +163,7 @@ extern "C" fn own_entry<B: Backend>(cpu: usize) -> ! {
     c.arrived.store(0, Ordering::Release);
     c.resumed.store(0, Ordering::Release);
     c.release.fetch_add(1, Ordering::AcqRel);
+    B::wake_cpus();
     resume_cpu::<B>(shared, cpu)
 }
 

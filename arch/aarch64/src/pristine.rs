@@ -1,0 +1,95 @@
+//! The pristine copy of the hypervisor's code and read-only data (recovery.md 6.0 rule 3): taken
+//! at cold boot into frames of the hypervisor's own memory (no partition's stage 2 maps them),
+//! with its CRC-32 in the ledger; a microreboot checks the CRC and copies it back over the image.
+//!
+//! The EL2 map (`boot`) has no write protection to lift: RAM is one read-write block mapping,
+//! so the image is written in place. Instructions written through the data side are not seen by
+//! instruction fetches until the data cache is cleaned to the point of unification and the
+//! instruction caches are invalidated (Arm ARM B2, "Synchronization and coherency issues between
+//! data and instruction accesses"): [`sync_instructions`].
+
+use core::sync::atomic::Ordering;
+
+use tandem_hw::frames::{self, OutOfFrames};
+use tandem_hw::recovery::control::Control;
+use tandem_recovery::cause::ResetCause;
+
+use crate::boot;
+use crate::sysreg::{isb, read_sysreg};
+
+/// The image's code and read-only data, `[start, data)`, which the pristine copy holds.
+fn code_range() -> (u64, u64) {
+    (boot::image_range().0, boot::data_start())
+}
+
+/// Cold boot: copies the code and read-only data to fresh frames and records where and their
+/// CRC-32 in the control block; returns the bytes kept.
+pub fn keep(control: &Control) -> Result<u64, OutOfFrames> {
+    let (start, end) = code_range();
+    let len = end - start;
+    let copy = frames::alloc_contiguous(len)?;
+    // SAFETY: `copy` is `len` bytes of fresh frames; the source is the image's own code and
+    // read-only data, identity-mapped and readable.
+    let bytes = unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len as usize);
+        core::slice::from_raw_parts(copy as *const u8, len as usize)
+    };
+    control.pristine[0].store(copy, Ordering::Relaxed);
+    control.pristine[1].store(len, Ordering::Relaxed);
+    control
+        .pristine_hash
+        .store(tandem_recovery::image::hash(bytes), Ordering::Relaxed);
+    Ok(len)
+}
+
+/// Puts the code back: from the pristine copy once its hash checks (`reload`), or only the byte
+/// an injection flipped. Every other CPU is stopped.
+pub fn repair(control: &Control, reload: bool) -> Result<(), ResetCause> {
+    let at = control.repair_at.swap(0, Ordering::AcqRel);
+    if reload {
+        let (copy, len) = (
+            control.pristine[0].load(Ordering::Relaxed),
+            control.pristine[1].load(Ordering::Relaxed),
+        );
+        let (start, end) = code_range();
+        if copy == 0 || len != end - start {
+            return Err(ResetCause::PristineCorrupt);
+        }
+        // SAFETY: `keep` made `len` bytes at `copy`, which stay the hypervisor's.
+        let pristine = unsafe { core::slice::from_raw_parts(copy as *const u8, len as usize) };
+        if tandem_recovery::image::hash(pristine) != control.pristine_hash.load(Ordering::Relaxed) {
+            return Err(ResetCause::PristineCorrupt);
+        }
+        // SAFETY: the image's code range, `len` bytes, writable in the EL2 map; the copy holds
+        // what was there at cold boot, so the code running now (this function) is unchanged by
+        // it, and the other CPUs, stopped, run none of it until released.
+        unsafe {
+            core::ptr::copy_nonoverlapping(pristine.as_ptr(), start as *mut u8, len as usize)
+        };
+        sync_instructions(start, len);
+    } else if at != 0 {
+        let byte = control.repair_byte.load(Ordering::Relaxed) as u8;
+        // SAFETY: `at - 1` is a byte of the image's code an injection flipped.
+        unsafe { ((at - 1) as *mut u8).write_volatile(byte) };
+        sync_instructions(at - 1, 1);
+    }
+    Ok(())
+}
+
+/// Makes `[start, start + len)`, just written as data, what every CPU fetches: DC CVAU over the
+/// range, DSB ISH, IC IALLUIS (every CPU's instruction cache: the stopped CPUs run this code once
+/// released), DSB ISH, ISB; each released CPU's own ISB is `rebuild_cpu`'s.
+fn sync_instructions(start: u64, len: u64) {
+    // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: cleaning a line to the point of unification changes no memory contents.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) addr, options(nostack)) };
+        addr += line;
+    }
+    // SAFETY: completes the cleaning, then invalidates the instruction caches of the inner
+    // shareable domain, which only makes later fetches read memory again.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", options(nostack)) };
+    isb();
+}
