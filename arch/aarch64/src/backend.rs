@@ -112,7 +112,7 @@ impl Backend for VirtBackend {
         if !cmdline.is_empty() {
             defmt::info!("boot command line: \"{=str}\"", cmdline);
         }
-        inject::plan_from(cmdline);
+        tandem_hw::recovery::trigger::plan_from(cmdline);
         Self {
             board: sys.board.clone(),
             cmdline,

@@ -2,9 +2,10 @@
 //! command line's `inject=model:M,...` (`tandem_recovery::inject`): fired once, on the planned
 //! CPU at its planned pass through the exit loop.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
-use tandem_recovery::inject::{Model, Plan};
+use tandem_hw::recovery::trigger;
+use tandem_recovery::inject::Model;
 
 use crate::time;
 
@@ -12,38 +13,11 @@ use crate::time;
 /// takes a translation fault at EL2.
 const UNMAPPED: u64 = 0x10_0000_0000;
 
-/// The plan from the command line, once parsed.
-static PLAN: spin::Once<Option<Plan>> = spin::Once::new();
-static FIRED: AtomicBool = AtomicBool::new(false);
-
-/// Reads the plan from `cmdline`; logs it when one is armed.
-pub fn plan_from(cmdline: &str) {
-    PLAN.call_once(|| match Plan::from_cmdline(cmdline) {
-        Some(Ok(plan)) => {
-            defmt::info!(
-                "fault injection armed: model {=str} seed {=u64} after {=u64} exits then {=u64} instructions",
-                plan.model.name(),
-                plan.seed,
-                plan.exits,
-                plan.steps
-            );
-            Some(plan)
-        }
-        Some(Err(_)) => {
-            defmt::warn!("the boot argument inject= is malformed; nothing is injected");
-            None
-        }
-        None => None,
-    });
-}
-
 /// CPU `cpu`'s `beats`th pass: fires the planned fault if it is due here.
 pub fn inject_at(cpu: usize, beats: u64) {
-    let Some(Some(plan)) = PLAN.get() else { return };
-    let target = plan.cpu.map_or(plan.seed % 2, u64::from) as usize;
-    if cpu != target || beats != plan.exits.max(1) || FIRED.swap(true, Ordering::AcqRel) {
+    let Some(plan) = trigger::due(cpu, beats) else {
         return;
-    }
+    };
     defmt::warn!(
         "injected: {=str} on CPU {=usize} at PC {=u64:#x} ({=u64} ns)",
         plan.model.name(),

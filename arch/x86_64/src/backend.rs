@@ -194,7 +194,7 @@ impl Backend for PcBackend {
         }
         cpu::init_idt();
         cpu::init(0);
-        recovery::plan_from(cmdline);
+        tandem_hw::recovery::trigger::plan_from(cmdline);
         recovery::set_follow(tandem_hw::recover::follower::<Self>());
         let injection = Injection::from_cmdline(cmdline);
         if let Some(injection) = injection {

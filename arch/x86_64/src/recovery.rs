@@ -7,8 +7,9 @@ use tandem_core::config::MAX_CPUS;
 use tandem_core::journal::MAX_GPRS;
 use tandem_hw::frames;
 use tandem_hw::recovery::control::Control;
+use tandem_hw::recovery::trigger;
 use tandem_recovery::cause::ResetCause;
-use tandem_recovery::inject::{Model, Plan};
+use tandem_recovery::inject::Model;
 use x86_64::instructions::port::PortWriteOnly;
 use x86_64::registers::control::{Cr0, Cr0Flags};
 
@@ -235,11 +236,6 @@ pub fn full_reset() -> ! {
     }
 }
 
-/// The plan from the command line, once parsed.
-static PLAN: spin::Once<Option<Plan>> = spin::Once::new();
-static FIRED: AtomicBool = AtomicBool::new(false);
-/// Passes through the exit loop on every CPU, counted for a plan that names no CPU.
-static BEATS: AtomicU64 = AtomicU64::new(0);
 /// Hypervisor instructions still to single-step on each CPU before the fault (register and code
 /// models), and the guest's DR6, which each single-step trap overwrites.
 static STEPS_LEFT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -247,52 +243,16 @@ static GUEST_DR6: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS
 /// Set once any CPU steps, so a VM entry checks nothing more until then.
 static STEPPING: AtomicBool = AtomicBool::new(false);
 
-pub fn plan_from(cmdline: &str) {
-    PLAN.call_once(|| match Plan::from_cmdline(cmdline) {
-        Some(Ok(plan)) => {
-            defmt::info!(
-                "fault injection armed: model {=str} seed {=u64} after {=u64} exits then {=u64} instructions",
-                plan.model.name(),
-                plan.seed,
-                plan.exits,
-                plan.steps
-            );
-            Some(plan)
-        }
-        Some(Err(_)) => {
-            defmt::warn!("the boot argument inject= is malformed; nothing is injected");
-            None
-        }
-        None => None,
-    });
-}
-
-fn plan() -> Option<&'static Plan> {
-    PLAN.get().and_then(Option::as_ref)
-}
-
-/// Whether this is the pass the plan fires at: CPU `cpu`'s `beats`th when the plan names a
-/// CPU, else the machine's Nth pass over all CPUs (the campaigns').
-fn due(plan: &Plan, cpu: usize, beats: u64) -> bool {
-    let n = plan.exits.max(1);
-    let now = match plan.cpu {
-        Some(c) => usize::from(c) == cpu && beats == n,
-        None => BEATS.fetch_add(1, Ordering::Relaxed) + 1 == n,
-    };
-    now && !FIRED.swap(true, Ordering::AcqRel)
-}
-
 /// CPU `cpu`'s `beats`th pass: fires the planned fault if it is due here, or goes on
 /// single-stepping towards it.
 pub fn inject_at(cpu: usize, beats: u64) {
-    let Some(plan) = plan() else { return };
     if STEPS_LEFT[cpu].load(Ordering::Relaxed) != 0 {
         set_trap_flag(true);
         return;
     }
-    if !due(plan, cpu, beats) {
+    let Some(plan) = trigger::due(cpu, beats) else {
         return;
-    }
+    };
     let mut rng = plan.rng();
     let now = crate::time::now_ns();
     if plan.model.steps() {
@@ -409,7 +369,7 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
         return;
     }
     frame.rflags &= !0x100;
-    let Some(plan) = plan() else { return };
+    let Some(plan) = trigger::plan() else { return };
     let mut rng = plan.rng();
     let now = crate::time::now_ns();
     let rip = frame.rip;

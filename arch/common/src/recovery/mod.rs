@@ -10,6 +10,7 @@
 //! configured, a failure stops the machine as before.
 
 pub mod control;
+pub mod trigger;
 pub mod watchdog;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
