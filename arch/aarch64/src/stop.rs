@@ -44,6 +44,20 @@ pub fn stops_over() {
     STOP_PENDING.store(0, Ordering::Release);
 }
 
+/// Runs `f` with stop requests held off (PSTATE.F set), then puts PSTATE.F back as it was.
+pub fn without_stops<R>(f: impl FnOnce() -> R) -> R {
+    let daif: u64;
+    // SAFETY: reads PSTATE's interrupt masks.
+    unsafe { core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack)) };
+    block();
+    let result = f();
+    // DAIF.F is bit 6 (Arm ARM C5.2.2).
+    if daif & (1 << 6) == 0 {
+        allow();
+    }
+    result
+}
+
 /// Lets this CPU take a stop request: PSTATE.F clear.
 pub fn allow() {
     // SAFETY: unmasks FIQs, whose only source is the stop request; the FIQ vector handles it.

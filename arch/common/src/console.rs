@@ -23,6 +23,13 @@ pub trait ConsoleUart:
     fn at(address: u64) -> Self;
     /// Programs the line (baud rate, framing) and enables the transmitter.
     fn init(&mut self);
+    /// Writes `byte` and counts it in `count` (a console journal's progress, in the ledger): a
+    /// recovery's stop request landing between the two would print the byte twice, so a
+    /// backend that can hold its stop requests off for a moment does (aarch64: the FIQ).
+    fn write_counted(&mut self, byte: u8, count: &mut u32) {
+        let Ok(()) = self.write_all(core::slice::from_ref(&byte));
+        *count += 1;
+    }
 }
 
 /// `embedded_io::Read` for a polled UART: waits until `received` says a byte is there, then
@@ -115,10 +122,9 @@ impl<U: ConsoleUart> Console<U> {
             let skip = printed.bytes as usize;
             let mut at = 0;
             open.partition(partition, line, true, |piece| {
-                for byte in piece {
+                for &byte in piece {
                     if at >= skip {
-                        let Ok(()) = uart.write_all(core::slice::from_ref(byte));
-                        printed.bytes += 1;
+                        uart.write_counted(byte, &mut printed.bytes);
                     }
                     at += 1;
                 }
