@@ -96,10 +96,7 @@ impl<B: Backend> Platform for HwPlatform<B> {
 
     /// Checked on every pass through the exit loop: also the watchdog's heartbeat.
     fn partition_stopping(&self) -> bool {
-        self.watch.beat::<B>(
-            self.cpu,
-            self.system.partitions[self.partition].name.as_str(),
-        );
+        self.watch.beat::<B>(self.cpu, self.system, self.partition);
         kick::stopping(self.partition)
     }
 

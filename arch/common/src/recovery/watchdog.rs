@@ -8,7 +8,7 @@
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
 
-use tandem_core::config::MAX_CPUS;
+use tandem_core::config::{MAX_CPUS, System};
 use tandem_recovery::cause::Detected;
 
 use super::control::RUNNING;
@@ -41,11 +41,15 @@ impl Watch {
         self.audit_from.get() != 0
     }
 
-    /// A pass through CPU `cpu`'s exit loop, in partition `name`.
-    pub fn beat<B: Backend>(&self, cpu: usize, name: &str) {
-        if !armed() {
-            return;
+    /// A pass through CPU `cpu`'s exit loop, in partition `partition` of `system`.
+    #[inline(always)]
+    pub fn beat<B: Backend>(&self, cpu: usize, system: &System, partition: usize) {
+        if armed() {
+            self.armed_beat::<B>(cpu, system, partition);
         }
+    }
+
+    fn armed_beat<B: Backend>(&self, cpu: usize, system: &System, partition: usize) {
         let Some(control) = control() else { return };
         let beats = self.beats.get() + 1;
         self.beats.set(beats);
@@ -54,7 +58,7 @@ impl Watch {
         if self.audit_from.get() != 0 && beats > self.audit_from.get() + 1 {
             defmt::info!(
                 "recovery audit: partition {=str} made progress ({=u64} exits since resume)",
-                name,
+                system.partitions[partition].name.as_str(),
                 beats - self.audit_from.get()
             );
             self.audit_from.set(0);

@@ -179,9 +179,20 @@ pub struct VcpuState {
 
 impl VcpuState {
     /// Captures the current VMCS's guest state and the TPR from its virtual-APIC page, for a
-    /// recovery (the events and registers are in the slot already).
+    /// recovery. The registers are in the slot already, and the events as of the last entry;
+    /// an event whose delivery the last exit interrupted is still in the VMCS's IDT-vectoring
+    /// fields (valid until the next entry, SDM Vol. 3C, 28.2.4), so it is taken from there
+    /// rather than written through on every exit.
     pub(super) fn capture_for_recovery(&mut self) -> Result<(), VmFail> {
         self.cpu.capture()?;
+        let info = vmcs::try_read(ro::IDT_VECTORING_INFO)?;
+        if info & EVENT_VALID != 0 {
+            self.events.reinject = [
+                info & !VECTORING_UNDEFINED_BITS,
+                vmcs::try_read(ro::IDT_VECTORING_ERROR)?,
+                vmcs::try_read(ro::EXIT_INSTRUCTION_LEN)?,
+            ];
+        }
         let virtual_apic = vmcs::try_read(ctrl::VIRTUAL_APIC_PAGE)?;
         if virtual_apic != 0 {
             // SAFETY: the VMCS's virtual-APIC page is this vCPU's frame, identity-mapped.
@@ -420,7 +431,8 @@ impl VmxVcpu {
         Ok(())
     }
 
-    /// Writes the pending events through to the ledger slot, where a recovery finds them.
+    /// Writes the pending events through to the ledger slot, where a recovery finds them: at
+    /// each entry (what the guest will see) and on a raised interrupt.
     fn sync_events(&mut self) {
         self.slot.events = self.events();
     }
@@ -875,7 +887,6 @@ impl Vcpu for VmxVcpu {
                 ExitReason::CR_ACCESS if self.refuse_hidden_cr4_bits() => continue,
                 _ => {}
             }
-            self.sync_events();
             let exit = exits::decode(basic, &self.slot.regs, self.proc2);
             self.pending = match exit {
                 Exit::PortRead { size, .. } => Pending::PortRead { size },
