@@ -8,11 +8,12 @@
 //! Why the EL1 physical timer. The EL2 physical timer (CNTHP) is the hypervisor's deadline
 //! timer (`time`, `vcpu`), Group 1, and is re-armed at every entry; the EL1 virtual timer is the
 //! guest's; the EL2 virtual timer (CNTHV, FEAT_VHE) has no interrupt wired to the GIC on QEMU 7.2
-//! `virt` (its PPI 28 output is left unconnected before QEMU 9.0). The EL1 physical timer is
-//! free: CNTHCTL_EL2.EL1PCEN = 0 traps every guest access to it (Arm ARM D19.2.21), and the
-//! guest's physical timer is a model with a virtual interrupt (`physical_timer`). EL2 with
-//! HCR_EL2.E2H = 0 reaches it through CNTP_*_EL0 whatever CNTHCTL_EL2 says, and it counts the
-//! physical count with no offset (Arm ARM D11.2.4). A tick taken from the guest is a FIQ exit
+//! `virt` (the CPU model has the timer, but the board connects its PPI 28 output only in later
+//! releases, "hw/arm/virt: Wire up non-secure EL2 virtual timer IRQ", 2023). The EL1 physical
+//! timer is free: CNTHCTL_EL2.EL1PCEN = 0 traps every guest access to it (Arm ARM D19.2.21),
+//! and the guest's physical timer is a model with a virtual interrupt (`physical_timer`). EL2
+//! with HCR_EL2.E2H = 0 reaches it through CNTP_*_EL0 whatever CNTHCTL_EL2 says, and it counts
+//! the physical count with no offset (Arm ARM D11.2.4). A tick taken from the guest is a FIQ exit
 //! (HCR_EL2.FMO routes physical FIQs to EL2), taken again at EL2 once the world switch has saved
 //! the guest and cleared PSTATE.F (`entry`), and the guest re-entered: it only costs the guest
 //! an exit every period, and the guest's own timers and (virtual) FIQs are left alone.
