@@ -2,8 +2,6 @@
 //! and exit, the generic timer, the GICv3, each partition's stage 2 and device tree, secondary CPUs
 //! started through PSCI CPU_ON, and an EL2 vCPU per CPU.
 
-use core::sync::atomic::Ordering;
-
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
 use tandem_core::journal::MAX_GPRS;
@@ -25,7 +23,7 @@ use crate::vcpu::{self, El2Vcpu};
 use crate::vcpu_state::VcpuState;
 use crate::{
     boot, firmware, gic, guest_load, inject, logger, machine, pmu, pristine, psci, recovery,
-    stage2, stop, sysreg, time,
+    stage2, stop, sysreg, time, watchdog,
 };
 
 /// Why a bring-up step failed.
@@ -153,10 +151,12 @@ impl Backend for VirtBackend {
         Ok(())
     }
 
-    /// With recovery on, lets the recovery's stop request reach this CPU (`stop`).
+    /// With recovery on, lets the recovery's stop request reach this CPU (`stop`) and starts
+    /// its watchdog ticks (`watchdog`), which check nothing until recovery is armed.
     fn enable_cpu(&self, _: usize) -> Result<(), VirtError> {
         if tandem_hw::recovery::journaling() {
             gic::enable_stop()?;
+            watchdog::start_ticks()?;
             stop::allow();
         }
         Ok(())
@@ -305,6 +305,14 @@ impl Backend for VirtBackend {
         time::now_ns()
     }
 
+    fn start_watchdog() {
+        watchdog::start()
+    }
+
+    fn stop_done() {
+        stop::stops_over()
+    }
+
     fn stop_cpus(mask: u32) {
         stop::stop_cpus(mask)
     }
@@ -337,10 +345,8 @@ impl Backend for VirtBackend {
         recovery::roll_back(state, pc, gprs)
     }
 
-    fn rebuild_cpu(cpu: usize) {
-        let owner = tandem_hw::recovery::control()
-            .is_some_and(|c| c.owner.load(Ordering::Acquire) == cpu as u32 + 1);
-        recovery::rebuild_cpu(owner)
+    fn rebuild_cpu(_: usize) {
+        recovery::rebuild_cpu()
     }
 
     fn resume_vcpu(vcpu: &mut El2Vcpu) -> Result<(), VirtError> {

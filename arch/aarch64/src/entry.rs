@@ -10,16 +10,17 @@
 //!
 //! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`
 //! (`fault`) on this CPU's recovery stack, whatever the stack pointer was (ReHype's FixSP,
-//! recovery.md 6.1); a FIQ is the recovery's stop request (`stop`), taken wherever EL2 code runs
-//! with PSTATE.F clear: the world switch clears it once the guest's state is saved.
+//! recovery.md 6.1); a FIQ is the recovery's stop request (`stop`) or the watchdog's tick
+//! (`watchdog`), taken wherever EL2 code runs with PSTATE.F clear: the world switch clears it
+//! once the guest's state is saved.
 
 use core::arch::global_asm;
 
 /// What brought the CPU back from the guest (the vector's index; 2 is FIQ and 3 SError).
 pub const KIND_SYNC: u64 = 0;
 pub const KIND_IRQ: u64 = 1;
-/// A FIQ ended the guest's run: a stop request, taken (or found stale) as soon as PSTATE.F is
-/// clear again.
+/// A FIQ ended the guest's run: a stop request or a watchdog tick, taken (or found stale) as
+/// soon as PSTATE.F is clear again.
 pub const KIND_FIQ: u64 = 2;
 
 /// Bytes of each CPU's recovery stack, where a failure's handler starts: enough for the
@@ -123,8 +124,9 @@ hypervisor_fault_entry:
     b 6b
 
     /* A FIQ at EL2: with a stop pending, the follower path on the recovery stack; otherwise a
-       stale request, ended here before going on where the CPU was (x0 kept in TPIDR_EL2, which
-       the hypervisor uses for nothing else; ERET restores the flags from SPSR_EL2). */
+       stale request, ended here, or the watchdog's tick (`group0_taken`), before going on where
+       the CPU was (x0 kept in TPIDR_EL2, which the hypervisor uses for nothing else; ERET
+       restores the flags from SPSR_EL2). */
 stop_entry:
     msr tpidr_el2, x0
     adrp x0, STOP_PENDING
@@ -133,10 +135,40 @@ stop_entry:
     mrs x0, icc_iar0_el1
     cmp x0, #{spurious}
     b.hs 9f
+    cmp x0, #{stop_sgi}
+    b.ne 5f
     msr icc_eoir0_el1, x0
     msr icc_dir_el1, x0
 9:  mrs x0, tpidr_el2
     eret
+    /* Another Group 0 interrupt, in Rust on the interrupted code's stack (EL2 code always has
+       a valid one; an SP gone bad faults into `hypervisor_fault`, which needs none): the
+       registers a call may clobber are kept below it. ELR_EL2 and SPSR_EL2 need no saving: the
+       handler takes no exception it returns from. */
+5:  sub sp, sp, #160
+    stp x1, x2, [sp, #0]
+    stp x3, x4, [sp, #16]
+    stp x5, x6, [sp, #32]
+    stp x7, x8, [sp, #48]
+    stp x9, x10, [sp, #64]
+    stp x11, x12, [sp, #80]
+    stp x13, x14, [sp, #96]
+    stp x15, x16, [sp, #112]
+    stp x17, x18, [sp, #128]
+    str x30, [sp, #144]
+    bl group0_taken
+    ldp x1, x2, [sp, #0]
+    ldp x3, x4, [sp, #16]
+    ldp x5, x6, [sp, #32]
+    ldp x7, x8, [sp, #48]
+    ldp x9, x10, [sp, #64]
+    ldp x11, x12, [sp, #80]
+    ldp x13, x14, [sp, #96]
+    ldp x15, x16, [sp, #112]
+    ldp x17, x18, [sp, #128]
+    ldr x30, [sp, #144]
+    add sp, sp, #160
+    b 9b
 8:  RECOVERY_SP
     bl stop_taken
     b 6b
@@ -226,6 +258,7 @@ guest_exit:
     recovery_stack = const RECOVERY_STACK_SIZE,
     cpus = const tandem_core::config::MAX_CPUS,
     spurious = const crate::gic::SPURIOUS,
+    stop_sgi = const crate::gic::STOP_SGI,
 );
 
 unsafe extern "C" {

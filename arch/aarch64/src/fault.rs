@@ -1,12 +1,14 @@
 //! What the vector table (`entry`) calls when EL2 itself takes an exception, on this CPU's
 //! recovery stack: a synchronous exception or SError is a failure of the hypervisor, which starts
 //! the recovery when it is armed and is otherwise reported, stopping the machine; a FIQ while a
-//! recovery stops CPUs is its stop request (`stop`), which sends this CPU to the follower path.
+//! recovery stops CPUs is its stop request (`stop`), which sends this CPU to the follower path;
+//! any other FIQ is the watchdog's tick (`watchdog`), which starts the recovery on a CPU it finds
+//! hung.
 
 use tandem_recovery::cause::Detected;
 
 use crate::backend::VirtBackend;
-use crate::{boot, gic, panic, sysreg};
+use crate::{boot, gic, panic, sysreg, watchdog};
 
 /// An exception taken at EL2 (`kind`: the vector's index, 0 synchronous, 3 SError).
 #[unsafe(no_mangle)]
@@ -27,4 +29,27 @@ extern "C" fn stop_taken() -> ! {
         sysreg::cpu_index(),
         tandem_hw::recover::follower::<VirtBackend>(),
     )
+}
+
+/// A Group 0 interrupt other than the stop request, acknowledged by the FIQ vector while no
+/// recovery stops CPUs, on the interrupted code's stack with its caller-saved registers kept:
+/// returns to it unless the watchdog finds this CPU hung. Then the interrupted code is abandoned
+/// (PSTATE.F stays set from the exception, as for a follower) and the recovery starts on this
+/// CPU's own stack reset to its top, as a stopped CPU's follower path does.
+#[unsafe(no_mangle)]
+extern "C" fn group0_taken(intid: u64) {
+    let cpu = sysreg::cpu_index();
+    if watchdog::take(intid as u32, cpu) {
+        boot::on_fresh_stack(cpu, hung_entry)
+    }
+}
+
+/// A CPU the watchdog found hung, on a fresh stack: the recovery, which returns only if it is
+/// not armed (the watchdog checks nothing before, so this is not expected).
+extern "C" fn hung_entry(cpu: usize) -> ! {
+    let at = watchdog::hung_at(cpu);
+    tandem_hw::recover::recover::<VirtBackend>(Detected::Hang, cpu as u64, at);
+    panic::fatal(format_args!(
+        "CPU {cpu} hung in the hypervisor at {at:#x}, with recovery not armed"
+    ))
 }

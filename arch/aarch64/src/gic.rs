@@ -9,7 +9,8 @@
 //! EOImode = 1 splits priority drop (ICC_EOIR1_EL1) from deactivation (ICC_DIR_EL1), so a
 //! forwarded interrupt stays active until the guest deactivates its virtual copy (IHI 0069, 4.4).
 //! All of these are Group 1 (IRQ). With recovery on, one Group 0 SGI (FIQ) stops CPUs for a
-//! recovery (`stop`), and a recovery resets each CPU's interface ([`reset_for_recovery`]).
+//! recovery (`stop`), the EL1 physical timer's PPI, Group 0 too, is the watchdog's tick
+//! (`watchdog`), and a recovery resets each CPU's interface ([`reset_for_recovery`]).
 
 use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
 use spin::Once;
@@ -33,6 +34,11 @@ const PRIORITY: u32 = 0x80;
 /// The stop request's priority: the highest, so it preempts whatever the CPU interface has
 /// active (IHI 0069, 4.8).
 const STOP_PRIORITY: u32 = 0x00;
+/// The watchdog's tick (`watchdog`): above the hypervisor's Group 1 interrupts, so one of them
+/// acknowledged and not yet ended does not hold the tick back (an interrupt is signalled only
+/// above the running priority, IHI 0069, 4.8), and below the stop request, which the
+/// acknowledge then returns first when both are pending.
+const TICK_PRIORITY: u32 = 0x40;
 
 register_bitfields! {u32,
     /// IHI 0069, 12.9.4 (GICD_CTLR, non-secure view with a single security state).
@@ -208,14 +214,31 @@ pub fn enable_stop() -> Result<(), GicError> {
     let gic = facts();
     distributor(gic).ctlr.modify(GICD_CTLR::EnableGrp0::SET);
     let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
-    rd.igroupr0.set(rd.igroupr0.get() & !(1 << STOP_SGI));
-    set_priority(rd, STOP_SGI, STOP_PRIORITY);
-    rd.isenabler0.set(1 << STOP_SGI);
-    // SAFETY: enables Group 0 at this CPU's interface, whose only Group 0 interrupt is the stop
-    // request.
+    enable_group0(rd, STOP_SGI, STOP_PRIORITY);
+    // SAFETY: enables Group 0 at this CPU's interface, whose Group 0 interrupts are the stop
+    // request and the watchdog's tick, both taken by the FIQ vector (`entry`).
     unsafe { write_sysreg!("icc_igrpen0_el1", 1) };
     isb();
     Ok(())
+}
+
+/// Lets the watchdog's tick, the EL1 physical timer's PPI, reach this CPU as a FIQ, as
+/// [`enable_stop`] does the stop request (which also enables Group 0); returns its INTID. The
+/// hypervisor can take that timer for itself: guests never reach it (CNTHCTL_EL2.EL1PCEN = 0
+/// traps their accesses to a model, `physical_timer`, whose interrupt is virtual).
+pub fn enable_tick() -> Result<u32, GicError> {
+    let gic = facts();
+    let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
+    enable_group0(rd, gic.physical_timer_intid, TICK_PRIORITY);
+    Ok(gic.physical_timer_intid)
+}
+
+/// Makes SGI or PPI `intid` a Group 0 interrupt (GICR_IGROUPR0 bit clear) of `priority` and
+/// enables it at redistributor `rd`.
+fn enable_group0(rd: &Redistributor, intid: u32, priority: u32) {
+    rd.igroupr0.set(rd.igroupr0.get() & !(1 << intid));
+    set_priority(rd, intid, priority);
+    rd.isenabler0.set(1 << intid);
 }
 
 /// Sends [`STOP_SGI`] to CPU `cpu`: ICC_SGI0R_EL1, the Group 0 twin of ICC_SGI1R_EL1 (IHI 0069,
@@ -230,19 +253,26 @@ pub fn send_stop(cpu: usize) {
     isb();
 }
 
-/// Acknowledges and ends the Group 0 interrupt this CPU takes as a FIQ (only [`STOP_SGI`]):
-/// ICC_IAR0_EL1, then the priority drop (ICC_EOIR0_EL1) and, EOImode being 1, the deactivation
-/// (ICC_DIR_EL1) (IHI 0069, 4.4 and 12.2.8-12.2.10).
+/// Acknowledges and ends the Group 0 interrupt this CPU takes as a FIQ ([`STOP_SGI`], or a
+/// watchdog tick pending before it, whose timer level brings it back once FIQs are let in):
+/// ICC_IAR0_EL1, then [`end_group0`].
 pub fn take_stop() {
     let intid: u64;
     // SAFETY: acknowledges this CPU's highest-priority Group 0 interrupt, ended just below.
     unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) intid, options(nomem, nostack)) };
     if intid < u64::from(SPURIOUS) {
-        // SAFETY: ends the interrupt just acknowledged.
-        unsafe {
-            write_sysreg!("icc_eoir0_el1", intid);
-            write_sysreg!("icc_dir_el1", intid);
-        }
+        end_group0(intid as u32);
+    }
+}
+
+/// Ends Group 0 interrupt `intid`, which this CPU acknowledged: the priority drop
+/// (ICC_EOIR0_EL1) and, EOImode being 1, the deactivation (ICC_DIR_EL1) (IHI 0069, 4.4 and
+/// 12.2.8-12.2.10).
+pub fn end_group0(intid: u32) {
+    // SAFETY: ends an interrupt this CPU acknowledged and handled itself.
+    unsafe {
+        write_sysreg!("icc_eoir0_el1", u64::from(intid));
+        write_sysreg!("icc_dir_el1", u64::from(intid));
     }
 }
 
@@ -284,6 +314,7 @@ pub fn reset_for_recovery() -> Result<(), GicError> {
         STOP_SGI,
         gic.maintenance_intid,
         gic.hyp_timer_intid,
+        gic.physical_timer_intid,
     ];
     rd.icactiver0.set(own.iter().fold(0u32, |m, &i| m | 1 << i));
     Ok(())

@@ -44,3 +44,4 @@ mod vcpu;
 mod vcpu_state;
 mod vgic;
 mod virtual_time;
+mod watchdog;

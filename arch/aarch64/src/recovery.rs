@@ -48,18 +48,17 @@ pub fn roll_back(state: &mut VcpuState, pc: u64, gprs: &[u64; MAX_GPRS]) {
 /// (recovery.md 6.5, `gic::reset_for_recovery`), then lets stop requests in again. The
 /// translation regime (SCTLR_EL2, TCR_EL2, MAIR_EL2, TTBR0_EL2) is the boot map's, which no
 /// recovery changes; the vCPU's controls (HCR_EL2, VTTBR_EL2, CPTR_EL2, MDCR_EL2, CNTHCTL_EL2...)
-/// are written again when it is made (`vcpu::configure`). `owner`: this CPU ran the recovery, all
-/// others already took their stop request.
-pub fn rebuild_cpu(owner: bool) {
+/// are written again when it is made (`vcpu::configure`). The stop requests ended when every
+/// stopped CPU arrived (`stop::stops_over`), before any CPU is released to come here: a
+/// watchdog tick let in now is a tick, not a stop. The watchdog's timer runs on through the
+/// recovery; a tick left pending comes in with the FIQs.
+pub fn rebuild_cpu() {
     // SAFETY: the hypervisor's own vector table; the ISB also makes this CPU fetch the code the
     // recovery may have reloaded.
     unsafe { write_sysreg!("vbar_el2", entry::vectors()) };
     isb();
     if gic::reset_for_recovery().is_err() {
         defmt::warn!("recovery: no GIC redistributor for this CPU to reset");
-    }
-    if owner {
-        stop::stops_over();
     }
     stop::allow();
 }

@@ -13,8 +13,9 @@
 //! 1): Group 0 is the hypervisor's and is signalled as FIQ (IHI 0069, 4.6.2), which PSTATE.F masks
 //! independently of PSTATE.I. So EL2 keeps PSTATE.I set, as before, and clears PSTATE.F once a
 //! CPU runs partitions with recovery on (`allow`) and at each exit from the guest (`entry`); the
-//! stop request is the only Group 0 interrupt. A CPU spinning with IRQs masked still takes it;
-//! one with every DAIF bit set (the first instructions of an exception handler) does not, and
+//! stop request and the watchdog's tick (`watchdog`) are the only Group 0 interrupts, told apart
+//! by [`STOP_PENDING`] and then the acknowledged INTID. A CPU spinning with IRQs masked still
+//! takes them; one with every DAIF bit set (the first instructions of an exception handler) does not, and
 //! the recovery's owner gives up after `QUIESCE_NS` with a full reset. Where EL3 firmware keeps
 //! Group 0 for itself (SCR_EL3.FIQ = 1 on most hardware), this would need pseudo-NMI or SDEI.
 
@@ -38,8 +39,8 @@ pub fn stop_cpus(mask: u32) {
     }
 }
 
-/// The recovery that sent the stop requests is over (its owner is released): any FIQ from now
-/// on is stale.
+/// Every CPU the recovery stopped has arrived (`Backend::stop_done`, before any is released):
+/// a FIQ from now on is a stale stop request or a watchdog tick, not a stop.
 pub fn stops_over() {
     STOP_PENDING.store(0, Ordering::Release);
 }
@@ -60,7 +61,8 @@ pub fn without_stops<R>(f: impl FnOnce() -> R) -> R {
 
 /// Lets this CPU take a stop request: PSTATE.F clear.
 pub fn allow() {
-    // SAFETY: unmasks FIQs, whose only source is the stop request; the FIQ vector handles it.
+    // SAFETY: unmasks FIQs, whose only sources are the stop request and the watchdog's tick;
+    // the FIQ vector handles both.
     unsafe { core::arch::asm!("msr daifclr, #1", options(nomem, nostack)) };
 }
 

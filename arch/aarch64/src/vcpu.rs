@@ -802,7 +802,8 @@ impl Vcpu for El2Vcpu {
             self.slot.exit_pstate = self.slot.regs.pstate;
             return Ok(match kind {
                 entry::KIND_IRQ => self.interrupts(),
-                // A stale stop request, ended as the world switch let FIQs in again.
+                // A watchdog tick or a stale stop request, handled as the world switch let
+                // FIQs in again.
                 entry::KIND_FIQ => continue,
                 entry::KIND_SYNC => match self.synchronous() {
                     Some(exit) => exit,
