@@ -290,7 +290,10 @@ fn recovery_campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
             ("code", RecoveryMode::Microreboot),
             ("memory", RecoveryMode::Microreset),
         ][..],
-        Arch::Aarch64 => &[("failstop", RecoveryMode::Microreboot)][..],
+        Arch::Aarch64 => &[
+            ("failstop", RecoveryMode::Microreboot),
+            ("hang", RecoveryMode::Microreset),
+        ][..],
     };
     for arch in Arch::ALL {
         for &(model, mode) in models(arch) {
