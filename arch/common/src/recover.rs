@@ -70,6 +70,10 @@ pub fn recover<B: Backend>(cause: Detected, detail: u64, pc: u64) {
     let deadline = now.saturating_add(QUIESCE_NS);
     while control.arrived.load(Ordering::Acquire) & expected != expected {
         if B::recovery_now_ns() > deadline {
+            // The detection is reported before giving up, so the failure is not taken for an
+            // undetected one.
+            B::reset_log();
+            report_detection(control);
             escalate::<B>(ResetCause::CpuDidNotStop);
         }
         B::relax();

@@ -195,6 +195,7 @@ impl Backend for PcBackend {
         cpu::init_idt();
         cpu::init(0);
         tandem_hw::recovery::trigger::plan_from(cmdline);
+        nmi_watchdog::ask_from(cmdline);
         recovery::set_follow(tandem_hw::recover::follower::<Self>());
         let injection = Injection::from_cmdline(cmdline);
         if let Some(injection) = injection {
@@ -374,7 +375,11 @@ impl Backend for PcBackend {
 
     fn start_watchdog() {
         recovery::set_hang(hung_entry);
-        nmi_watchdog::start();
+        // Only when asked: with the ticks on, a CPU under Bochs can miss the recovery's stop
+        // NMI (not understood yet), so by default the heartbeat buddies watch alone.
+        if nmi_watchdog::asked() {
+            nmi_watchdog::start();
+        }
     }
 
     fn stop_done() {

@@ -3,7 +3,9 @@
 //! which no amount of interrupt masking holds back. Each CPU running a vCPU then checks its own
 //! heartbeat in the ledger: three ticks without a beat means this CPU is stuck in the hypervisor
 //! (a masked loop, a lock that never comes free, corrupted code), and it starts the recovery.
-//! This catches what the buddy watchdog cannot: every CPU hung at once.
+//! This catches what the buddy watchdog cannot: every CPU hung at once. It is on only with the
+//! boot option `nmi-watchdog`: with the ticks on, the recovery campaigns saw a CPU miss the
+//! owner's stop NMI (the owner then escalates "a CPU did not stop"), which is not understood yet.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -32,6 +34,20 @@ const PIT_PINS: [u32; 2] = [0, 2];
 /// triggered, unmasked; destination 0xff, every local APIC (82093AA 3.2.4).
 const NMI_DELIVERY: u32 = 0b100 << 8;
 const BROADCAST: u32 = 0xff << 24;
+
+/// Set by the boot option `nmi-watchdog`.
+static ASKED: AtomicU32 = AtomicU32::new(0);
+
+/// Reads the boot option `nmi-watchdog` from `cmdline`.
+pub fn ask_from(cmdline: &str) {
+    if cmdline.split_whitespace().any(|a| a == "nmi-watchdog") {
+        ASKED.store(1, Ordering::Relaxed);
+    }
+}
+
+pub fn asked() -> bool {
+    ASKED.load(Ordering::Relaxed) != 0
+}
 
 /// Non-zero once the watchdog ticks: the NMI stub then asks [`check`] on every NMI.
 #[unsafe(no_mangle)]
