@@ -1,6 +1,7 @@
 //! The pristine copy of the hypervisor's code and read-only data (recovery.md 6.0 rule 3): taken
 //! at cold boot into frames of the hypervisor's own memory (no partition's stage 2 maps them),
-//! with its CRC-32 in the ledger; a microreboot checks the CRC and copies it back over the image.
+//! with its hash in the ledger (`tandem_hw::recovery::pristine`); a microreboot checks it and copies
+//! it back over the image.
 //!
 //! The EL2 map (`boot`) has no write protection to lift: RAM is one read-write block mapping,
 //! so the image is written in place. Instructions written through the data side are not seen by
@@ -10,8 +11,9 @@
 
 use core::sync::atomic::Ordering;
 
-use tandem_hw::frames::{self, OutOfFrames};
+use tandem_hw::frames::OutOfFrames;
 use tandem_hw::recovery::control::Control;
+use tandem_hw::recovery::pristine;
 use tandem_recovery::cause::ResetCause;
 
 use crate::boot;
@@ -22,24 +24,10 @@ fn code_range() -> (u64, u64) {
     (boot::image_range().0, boot::data_start())
 }
 
-/// Cold boot: copies the code and read-only data to fresh frames and records where and their
-/// CRC-32 in the control block; returns the bytes kept.
+/// Cold boot: the pristine copy of the code and read-only data; returns the bytes kept.
 pub fn keep(control: &Control) -> Result<u64, OutOfFrames> {
     let (start, end) = code_range();
-    let len = end - start;
-    let copy = frames::alloc_contiguous(len)?;
-    // SAFETY: `copy` is `len` bytes of fresh frames; the source is the image's own code and
-    // read-only data, identity-mapped and readable.
-    let bytes = unsafe {
-        core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len as usize);
-        core::slice::from_raw_parts(copy as *const u8, len as usize)
-    };
-    control.pristine[0].store(copy, Ordering::Relaxed);
-    control.pristine[1].store(len, Ordering::Relaxed);
-    control
-        .pristine_hash
-        .store(tandem_recovery::image::hash(bytes), Ordering::Relaxed);
-    Ok(len)
+    pristine::keep(control, start, end)
 }
 
 /// Puts the code back: from the pristine copy once its hash checks (`reload`), or only the byte
@@ -47,19 +35,9 @@ pub fn keep(control: &Control) -> Result<u64, OutOfFrames> {
 pub fn repair(control: &Control, reload: bool) -> Result<(), ResetCause> {
     let at = control.repair_at.swap(0, Ordering::AcqRel);
     if reload {
-        let (copy, len) = (
-            control.pristine[0].load(Ordering::Relaxed),
-            control.pristine[1].load(Ordering::Relaxed),
-        );
         let (start, end) = code_range();
-        if copy == 0 || len != end - start {
-            return Err(ResetCause::PristineCorrupt);
-        }
-        // SAFETY: `keep` made `len` bytes at `copy`, which stay the hypervisor's.
-        let pristine = unsafe { core::slice::from_raw_parts(copy as *const u8, len as usize) };
-        if tandem_recovery::image::hash(pristine) != control.pristine_hash.load(Ordering::Relaxed) {
-            return Err(ResetCause::PristineCorrupt);
-        }
+        let pristine = pristine::checked(control, start, end)?;
+        let len = end - start;
         // SAFETY: the image's code range, `len` bytes, writable in the EL2 map; the copy holds
         // what was there at cold boot, so the code running now (this function) is unchanged by
         // it, and the other CPUs, stopped, run none of it until released.

@@ -7,6 +7,7 @@ use tandem_core::config::MAX_CPUS;
 use tandem_core::journal::MAX_GPRS;
 use tandem_hw::frames;
 use tandem_hw::recovery::control::Control;
+use tandem_hw::recovery::pristine;
 use tandem_hw::recovery::trigger;
 use tandem_recovery::cause::ResetCause;
 use tandem_recovery::inject::Model;
@@ -149,24 +150,10 @@ fn code_range() -> (u64, u64) {
     (boot::image_range().0, boot::data_start())
 }
 
-/// Cold boot: copies the code and read-only data to fresh frames and records where and their
-/// hash in the control block.
+/// Cold boot: the pristine copy of the code and read-only data; returns the bytes kept.
 pub fn keep_pristine(control: &Control) -> Result<u64, frames::OutOfFrames> {
     let (start, end) = code_range();
-    let len = end - start;
-    let copy = frames::alloc_contiguous(len)?;
-    // SAFETY: `copy` is `len` bytes of fresh frames; the source is the image's own code and
-    // read-only data, identity-mapped and readable.
-    let bytes = unsafe {
-        core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len as usize);
-        core::slice::from_raw_parts(copy as *const u8, len as usize)
-    };
-    control.pristine[0].store(copy, Ordering::Relaxed);
-    control.pristine[1].store(len, Ordering::Relaxed);
-    control
-        .pristine_hash
-        .store(tandem_recovery::image::hash(bytes), Ordering::Relaxed);
-    Ok(len)
+    pristine::keep(control, start, end)
 }
 
 /// Writes to the image's read-only code with CR0.WP off (SDM Vol. 3A, 5.1.3), on this CPU only,
@@ -185,19 +172,9 @@ fn with_code_writable(f: impl FnOnce()) {
 pub fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
     let at = control.repair_at.swap(0, Ordering::AcqRel);
     if reload {
-        let (copy, len) = (
-            control.pristine[0].load(Ordering::Relaxed),
-            control.pristine[1].load(Ordering::Relaxed),
-        );
         let (start, end) = code_range();
-        if copy == 0 || len != end - start {
-            return Err(ResetCause::PristineCorrupt);
-        }
-        // SAFETY: `keep_pristine` made `len` bytes at `copy`, which stay the hypervisor's.
-        let pristine = unsafe { core::slice::from_raw_parts(copy as *const u8, len as usize) };
-        if tandem_recovery::image::hash(pristine) != control.pristine_hash.load(Ordering::Relaxed) {
-            return Err(ResetCause::PristineCorrupt);
-        }
+        let pristine = pristine::checked(control, start, end)?;
+        let len = end - start;
         // SAFETY: the image's code range, `len` bytes (whole pages), written with WP off; the
         // copy holds what was there at cold boot, so the code running now (this function) is
         // unchanged by it. `rep movsq` because it is one instruction per word where the

@@ -10,6 +10,7 @@
 //! configured, a failure stops the machine as before.
 
 pub mod control;
+pub mod pristine;
 pub mod trigger;
 pub mod watchdog;
 
