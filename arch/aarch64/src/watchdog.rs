@@ -23,21 +23,18 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use aarch64_cpu::registers::{CNTP_CTL_EL0, CNTP_TVAL_EL0, ELR_EL2, Readable, Writeable};
 use tandem_core::config::MAX_CPUS;
 use tandem_hw::recovery::WATCHDOG_NS;
-use tandem_hw::recovery::control::RUNNING;
+use tandem_hw::recovery::watchdog;
 
 use crate::gic::{self, GicError};
 use crate::sysreg::isb;
 use crate::time;
 
 const PERIOD_NS: u64 = WATCHDOG_NS;
-const STRIKES: u32 = 3;
 
 /// The tick's INTID (the EL1 physical timer's PPI), once a CPU started ticking.
 static TICK: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Set when recovery is armed: heartbeats beat from then on, so ticks check them.
 static CHECKING: AtomicBool = AtomicBool::new(false);
-static LAST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static STALE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Where each CPU was when its watchdog found it hung (ELR_EL2), for the recovery's report.
 static HUNG_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
@@ -55,7 +52,7 @@ pub fn start() {
     defmt::info!(
         "FIQ watchdog: the EL1 physical timer every {=u64} ns as a Group 0 interrupt on each partition CPU, {=u32} strikes",
         PERIOD_NS,
-        STRIKES
+        tandem_hw::recovery::STRIKES
     );
 }
 
@@ -99,20 +96,5 @@ pub fn hung_at(cpu: usize) -> u64 {
 /// A tick on CPU `cpu`: whether its own heartbeat stood still for the strike count while it
 /// runs a vCPU and no recovery is under way.
 fn hung(cpu: usize) -> bool {
-    let Some(control) = tandem_hw::recovery::control() else {
-        return false;
-    };
-    if !CHECKING.load(Ordering::Acquire)
-        || control.status(cpu) != RUNNING
-        || tandem_hw::recovery::owner().is_some()
-    {
-        STALE[cpu].store(0, Ordering::Relaxed);
-        return false;
-    }
-    let beat = control.heartbeat[cpu].load(Ordering::Relaxed);
-    if beat != LAST[cpu].swap(beat, Ordering::Relaxed) {
-        STALE[cpu].store(0, Ordering::Relaxed);
-        return false;
-    }
-    STALE[cpu].fetch_add(1, Ordering::Relaxed) + 1 >= STRIKES
+    CHECKING.load(Ordering::Acquire) && watchdog::stale_on_tick(cpu)
 }

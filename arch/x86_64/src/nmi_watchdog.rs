@@ -7,16 +7,14 @@
 //! boot option `nmi-watchdog`: with the ticks on, the recovery campaigns saw a CPU miss the
 //! owner's stop NMI (the owner then escalates "a CPU did not stop"), which is not understood yet.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-use tandem_core::config::MAX_CPUS;
-use tandem_hw::recovery::control::RUNNING;
+use tandem_hw::recovery::watchdog;
 use x86_64::instructions::port::PortWriteOnly;
 
 /// Ticks of the PIT's 1.193182 MHz clock per watchdog period (10 ms).
 const PIT_DIVISOR: u16 = 11_932;
 pub const PERIOD_NS: u64 = 10_000_000;
-const STRIKES: u32 = 3;
 /// PIT ports and the channel 0 rate-generator command (Intel 8254 data sheet): channel 0,
 /// low then high byte, mode 3 (square wave: a rising edge each period), binary.
 const PIT_CHANNEL0: u16 = 0x40;
@@ -53,9 +51,6 @@ pub fn asked() -> bool {
 #[unsafe(no_mangle)]
 static NMI_CHECKS: AtomicU32 = AtomicU32::new(0);
 
-static LAST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static STALE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
-
 fn ioapic_write(register: u32, value: u32) {
     // SAFETY: the I/O APIC's registers, identity-mapped below 4 GiB and used by nothing else (no
     // partition is given interrupts); selecting then writing is the documented access.
@@ -87,24 +82,12 @@ pub fn start() {
     defmt::info!(
         "NMI watchdog: the PIT every {=u64} ns as an NMI to every CPU, {=u32} strikes",
         PERIOD_NS,
-        STRIKES
+        tandem_hw::recovery::STRIKES
     );
 }
 
 /// A watchdog tick on CPU `cpu`: whether this CPU's own heartbeat stood still for the strike
 /// count while it runs a vCPU and no recovery is under way.
 pub fn hung(cpu: usize) -> bool {
-    let Some(control) = tandem_hw::recovery::control() else {
-        return false;
-    };
-    if control.status(cpu) != RUNNING || control.owner.load(Ordering::Acquire) != 0 {
-        STALE[cpu].store(0, Ordering::Relaxed);
-        return false;
-    }
-    let beat = control.heartbeat[cpu].load(Ordering::Relaxed);
-    if beat != LAST[cpu].swap(beat, Ordering::Relaxed) {
-        STALE[cpu].store(0, Ordering::Relaxed);
-        return false;
-    }
-    STALE[cpu].fetch_add(1, Ordering::Relaxed) + 1 >= STRIKES
+    watchdog::stale_on_tick(cpu)
 }

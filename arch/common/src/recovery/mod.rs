@@ -36,7 +36,7 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 /// How long a CPU may go without a heartbeat before its buddy counts a miss; three misses are a
 /// hang (recovery.md 5.4, scaled to the emulators' virtual time).
 pub const WATCHDOG_NS: u64 = 10_000_000;
-pub(crate) const STRIKES: u32 = 3;
+pub const STRIKES: u32 = 3;
 /// How long the owner waits for the other CPUs to stop.
 pub(crate) const QUIESCE_NS: u64 = 50_000_000;
 

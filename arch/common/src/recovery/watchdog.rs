@@ -6,7 +6,7 @@
 //! audits the resumed vCPU: it reports once that it is making progress again.
 
 use core::cell::Cell;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tandem_core::config::{MAX_CPUS, System};
 use tandem_recovery::cause::Detected;
@@ -89,4 +89,26 @@ impl Watch {
             B::detected(Detected::Hang, buddy as u64, 0);
         }
     }
+}
+
+/// The last heartbeat each CPU saw of itself at a watchdog tick, and the ticks it stood still.
+static LAST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static STALE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// A tick no masking holds off (x86's NMI, aarch64's Group 0 FIQ) on CPU `cpu`: whether its own
+/// heartbeat stood still for the strike count while it runs a vCPU and no recovery is under way.
+pub fn stale_on_tick(cpu: usize) -> bool {
+    let Some(control) = control() else {
+        return false;
+    };
+    if control.status(cpu) != RUNNING || super::owner().is_some() {
+        STALE[cpu].store(0, Ordering::Relaxed);
+        return false;
+    }
+    let beat = control.heartbeat[cpu].load(Ordering::Relaxed);
+    if beat != LAST[cpu].swap(beat, Ordering::Relaxed) {
+        STALE[cpu].store(0, Ordering::Relaxed);
+        return false;
+    }
+    STALE[cpu].fetch_add(1, Ordering::Relaxed) + 1 >= STRIKES
 }
