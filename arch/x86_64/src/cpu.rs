@@ -302,6 +302,7 @@ nmi_stub:
     push rbx
     mov rbx, rsp
     lea rdi, [rsp + 80]
+    mov rsi, [rsp + 64]
     and rsp, -16
     call nmi_check
     mov rsp, rbx

@@ -62,9 +62,12 @@ pub fn set_hang(entry: extern "C" fn(usize) -> !) {
 /// watchdog finds it hung. Then its IRET (which ends NMI blocking, the "NMI ack" of recovery.md
 /// 2.3) goes to the follower path or to the start of a recovery, on this CPU's stack reset to
 /// its top, interrupts masked, the CPU index as argument; returns that index. Otherwise returns
-/// `u64::MAX` and the interrupted code goes on.
+/// `u64::MAX` and the interrupted code goes on. `rcx` is the interrupted code's RCX: a CPU
+/// abandoned between a console byte's `out` and its count's `inc` (`serial`'s
+/// `write_counted`) has the count's address there, and the count is completed so the byte is
+/// not printed again.
 #[unsafe(no_mangle)]
-extern "C" fn nmi_check(frame: &mut IretFrame) -> u64 {
+extern "C" fn nmi_check(frame: &mut IretFrame, rcx: u64) -> u64 {
     let cpu = apic::cpu_index();
     let stopping = RECOVERY_PENDING.load(Ordering::Acquire) != 0;
     let target = if stopping && tandem_hw::recovery::owner() == Some(cpu) {
@@ -77,6 +80,11 @@ extern "C" fn nmi_check(frame: &mut IretFrame) -> u64 {
     } else {
         return u64::MAX;
     };
+    if frame.rip == counted_byte_written as *const () as u64 {
+        // SAFETY: at that instruction RCX holds the `&mut u32` `write_counted` was lent, and
+        // the code that held it is abandoned here.
+        unsafe { *(rcx as *mut u32) += 1 };
+    }
     frame.rip = target;
     frame.rsp = stack_top(cpu) - 8;
     frame.rflags = 0x2;
@@ -92,6 +100,8 @@ pub fn stop_done() {
 unsafe extern "C" {
     fn follow_trampoline();
     fn hang_trampoline();
+    /// The `inc` after a console byte's `out` (`serial`).
+    fn counted_byte_written();
 }
 
 core::arch::global_asm!(

@@ -75,7 +75,6 @@ impl Uart {
         }
     }
 
-    /// Waits until every byte has left the transmitter, so a following power-off loses nothing.
     /// Whether a received byte is waiting.
     fn received(&self) -> bool {
         self.line_status() & LSR_DR != 0
@@ -87,6 +86,7 @@ impl Uart {
         unsafe { PortReadOnly::new(self.base + RBR).read() }
     }
 
+    /// Waits until every byte has left the transmitter, so a following power-off loses nothing.
     pub fn drain(&self) {
         while self.line_status() & LSR_TEMT == 0 {
             core::hint::spin_loop();
@@ -106,7 +106,41 @@ impl tandem_hw::console::ConsoleUart for Uart {
     fn init(&mut self) {
         Uart::init(self);
     }
+
+    /// The byte's `out` and the count's `inc` are adjacent instructions (`counted_out`): an
+    /// NMI cannot be held off, so a recovery that stops this CPU between them completes the
+    /// count instead (`recovery::nmi_check`, which finds the count's address in RCX).
+    fn write_counted(&mut self, byte: u8, count: &mut u32) {
+        while self.line_status() & LSR_THRE == 0 {
+            core::hint::spin_loop();
+        }
+        // SAFETY: writes the transmit register of the console UART, which only the hypervisor
+        // drives, and increments `count`, which the caller lends for the call.
+        unsafe { counted_out(u64::from(self.base + THR), u64::from(byte), count) }
+    }
 }
+
+unsafe extern "C" {
+    /// Writes `byte` to I/O port `port`, then increments `*count`.
+    fn counted_out(port: u64, byte: u64, count: *mut u32);
+}
+
+// Assembly rather than inline `asm!`, which cannot export the label between the two
+// instructions that the NMI handler looks for.
+core::arch::global_asm!(
+    r#"
+    .text
+    .global counted_out, counted_byte_written
+counted_out:
+    mov rcx, rdx
+    mov edx, edi
+    mov eax, esi
+    out dx, al
+counted_byte_written:
+    inc dword ptr [rcx]
+    ret
+"#
+);
 
 /// A polled UART cannot fail: it waits for room instead.
 impl embedded_io::ErrorType for Uart {
