@@ -281,22 +281,15 @@ fn campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
 /// was armed and judged and that the fault-free runs saw no detection.
 fn recovery_campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
     const RUNS: u64 = 3;
-    // The register, code and memory models single-step or flip memory in the x86 backend only.
-    let models = |arch| match arch {
-        Arch::X86_64 => &[
-            ("failstop", RecoveryMode::Microreboot),
-            ("hang", RecoveryMode::Microreset),
-            ("register", RecoveryMode::Microreboot),
-            ("code", RecoveryMode::Microreboot),
-            ("memory", RecoveryMode::Microreset),
-        ][..],
-        Arch::Aarch64 => &[
-            ("failstop", RecoveryMode::Microreboot),
-            ("hang", RecoveryMode::Microreset),
-        ][..],
-    };
+    const MODELS: [(&str, RecoveryMode); 5] = [
+        ("failstop", RecoveryMode::Microreboot),
+        ("hang", RecoveryMode::Microreset),
+        ("register", RecoveryMode::Microreboot),
+        ("code", RecoveryMode::Microreboot),
+        ("memory", RecoveryMode::Microreset),
+    ];
     for arch in Arch::ALL {
-        for &(model, mode) in models(arch) {
+        for (model, mode) in MODELS {
             let name = format!("{}/campaign-{model}", arch.name());
             if filter.is_some_and(|f| !name.contains(f)) {
                 continue;

@@ -10,7 +10,7 @@
 //!
 //! An exception taken from EL2 itself is a hypervisor failure and goes to `hypervisor_fault`
 //! (`fault`) on this CPU's recovery stack, whatever the stack pointer was (ReHype's FixSP,
-//! recovery.md 6.1); a FIQ is the recovery's stop request (`stop`) or the watchdog's tick
+//! recovery.md 6.1), except the fault injection's single-steps (`step`), which return; a FIQ is the recovery's stop request (`stop`) or the watchdog's tick
 //! (`watchdog`), taken wherever EL2 code runs with PSTATE.F clear: the world switch clears it
 //! once the guest's state is saved.
 
@@ -98,8 +98,9 @@ el2_vectors:
     FAULT 1
     FAULT 2
     FAULT 3
-    /* Current EL with SP_EL2: a failure of the hypervisor, or the recovery's stop request. */
-    FAULT 0
+    /* Current EL with SP_EL2: a failure of the hypervisor, an injection's single-step, or the
+       recovery's stop request. */
+    VENTRY el2_sync
     FAULT 1
     STOP
     FAULT 3
@@ -113,6 +114,77 @@ el2_vectors:
     FAULT 1
     FAULT 2
     FAULT 3
+
+    /* A synchronous exception at EL2: a software step or the BRK that starts stepping goes to
+       `step_taken` and returns; anything else is a failure. The class is found with x0 kept in
+       TPIDR_EL2 (as `stop_entry` does), touching no stack: a failure may have left SP bad. */
+el2_sync:
+    msr tpidr_el2, x0
+    mrs x0, esr_el2
+    lsr x0, x0, #{ec_shift}
+    cmp x0, #{ec_step}
+    b.eq 1f
+    cmp x0, #{ec_brk}
+    b.ne 2f
+    mrs x0, esr_el2
+    and x0, x0, #0xffff
+    cmp x0, #{brk_step}
+    b.eq 1f
+2:  mov x0, #0
+    b hypervisor_fault_entry
+    /* The interrupted context into a `StepFrame` on its own stack, SP as it was included. */
+1:  mrs x0, tpidr_el2
+    sub sp, sp, #272
+    stp x0, x1, [sp, #0]
+    stp x2, x3, [sp, #16]
+    stp x4, x5, [sp, #32]
+    stp x6, x7, [sp, #48]
+    stp x8, x9, [sp, #64]
+    stp x10, x11, [sp, #80]
+    stp x12, x13, [sp, #96]
+    stp x14, x15, [sp, #112]
+    stp x16, x17, [sp, #128]
+    stp x18, x19, [sp, #144]
+    stp x20, x21, [sp, #160]
+    stp x22, x23, [sp, #176]
+    stp x24, x25, [sp, #192]
+    stp x26, x27, [sp, #208]
+    stp x28, x29, [sp, #224]
+    add x0, sp, #272
+    stp x30, x0, [sp, #240]
+    mrs x0, elr_el2
+    mrs x1, spsr_el2
+    stp x0, x1, [sp, #256]
+    mov x0, sp
+    mrs x1, esr_el2
+    bl step_taken
+    ldp x0, x1, [sp, #256]
+    msr elr_el2, x0
+    msr spsr_el2, x1
+    ldp x2, x3, [sp, #16]
+    ldp x4, x5, [sp, #32]
+    ldp x6, x7, [sp, #48]
+    ldp x8, x9, [sp, #64]
+    ldp x10, x11, [sp, #80]
+    ldp x12, x13, [sp, #96]
+    ldp x14, x15, [sp, #112]
+    ldp x16, x17, [sp, #128]
+    ldp x18, x19, [sp, #144]
+    ldp x20, x21, [sp, #160]
+    ldp x22, x23, [sp, #176]
+    ldp x24, x25, [sp, #192]
+    ldp x26, x27, [sp, #208]
+    ldp x28, x29, [sp, #224]
+    /* The frame's SP (which the register model may have flipped) last: x1 holds it while x0
+       passes through TPIDR_EL2, all read before SP leaves the frame. */
+    ldp x30, x1, [sp, #240]
+    ldr x0, [sp, #0]
+    msr tpidr_el2, x0
+    ldr x0, [sp, #8]
+    mov sp, x1
+    mov x1, x0
+    mrs x0, tpidr_el2
+    eret
 
 hypervisor_fault_entry:
     RECOVERY_SP
@@ -255,6 +327,9 @@ guest_exit:
 "#,
     ec_shift = const 26,
     ec_hvc64 = const 0x16,
+    ec_step = const crate::step::EC_SOFTWARE_STEP_EL2,
+    ec_brk = const crate::step::EC_BRK,
+    brk_step = const crate::step::BRK_STEP,
     recovery_stack = const RECOVERY_STACK_SIZE,
     cpus = const tandem_core::config::MAX_CPUS,
     spurious = const crate::gic::SPURIOUS,

@@ -1,13 +1,15 @@
 //! Faults injected into the hypervisor on purpose (recovery.md 5.3), as planned by the boot
 //! command line's `inject=model:M,...` (`tandem_recovery::inject`): fired once, on the planned
-//! CPU at its planned pass through the exit loop.
+//! CPU at its planned pass through the exit loop, or (register and code models) that many
+//! single-stepped instructions later (`step`).
 
 use core::sync::atomic::Ordering;
 
+use aarch64_cpu::registers::VTTBR_EL2;
 use tandem_hw::recovery::trigger;
-use tandem_recovery::inject::Model;
+use tandem_recovery::inject::{Model, Rng};
 
-use crate::time;
+use crate::{boot, step, time};
 
 /// An address the EL2 map leaves out: it covers the first 4 GiB (`boot`), so a load from 64 GiB
 /// takes a translation fault at EL2.
@@ -15,9 +17,27 @@ const UNMAPPED: u64 = 0x10_0000_0000;
 
 /// CPU `cpu`'s `beats`th pass: fires the planned fault if it is due here.
 pub fn inject_at(cpu: usize, beats: u64) {
+    if step::resume(cpu) {
+        return;
+    }
     let Some(plan) = trigger::due(cpu, beats) else {
         return;
     };
+    if plan.model.steps() {
+        defmt::warn!(
+            "injection: {=str} fault armed on CPU {=usize} in {=u64} instructions ({=u64} ns)",
+            plan.model.name(),
+            cpu,
+            plan.steps,
+            time::now_ns()
+        );
+        step::arm(cpu, plan.steps);
+        return;
+    }
+    if plan.model == Model::Memory {
+        flip_memory(&mut plan.rng(), cpu);
+        return;
+    }
     defmt::warn!(
         "injected: {=str} on CPU {=usize} at PC {=u64:#x} ({=u64} ns)",
         plan.model.name(),
@@ -62,11 +82,48 @@ pub fn inject_at(cpu: usize, beats: u64) {
             }
             panic!("injected failstop after corrupting the pristine image")
         }
-        Model::Register | Model::Code | Model::Memory => {
-            defmt::warn!(
-                "injection model {=str} is not implemented on aarch64",
-                plan.model.name()
-            )
+        Model::Register | Model::Code | Model::Memory => {}
+    }
+}
+
+/// The memory model: one bit of the ledger, the image's data and `.bss`, this CPU's stack, or
+/// the vCPU's stage-2 root table (the nearest thing to x86's VMCS that lives in memory: EL1's
+/// registers live in the CPU).
+fn flip_memory(rng: &mut Rng, cpu: usize) {
+    let bit = rng.below(64) as u32;
+    let (region, at) = match rng.below(4) {
+        0 => {
+            let (base, size) = tandem_hw::recovery::ledger_range();
+            ("ledger", base + rng.below(size / 8) * 8)
         }
+        1 => {
+            let (start, end) = (boot::data_start(), boot::image_range().1);
+            (".data/.bss", start + rng.below((end - start) / 8) * 8)
+        }
+        2 => {
+            let sp: u64;
+            // SAFETY: reads the stack pointer.
+            unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack)) };
+            ("stack", (sp & !7) + rng.below(512) * 8)
+        }
+        _ => {
+            let root = VTTBR_EL2.get_baddr();
+            ("stage-2 root table", root + rng.below(512) * 8)
+        }
+    };
+    defmt::warn!(
+        "injected: memory bit {=u32} of the {=str} at {=u64:#x} on CPU {=usize} at PC {=u64:#x} ({=u64} ns)",
+        bit,
+        region,
+        at,
+        cpu,
+        inject_at as *const () as u64,
+        time::now_ns()
+    );
+    // SAFETY: `at` is an aligned word of the hypervisor's own memory (its ledger, data, `.bss`,
+    // stack or a stage-2 table), writable in the EL2 map: corrupting it is the injected fault.
+    unsafe {
+        let word = at as *mut u64;
+        word.write_volatile(word.read_volatile() ^ (1 << bit));
     }
 }

@@ -37,6 +37,7 @@ mod semihosting;
 mod sgi;
 mod snapshot;
 mod stage2;
+mod step;
 mod stop;
 mod sysreg;
 mod time;

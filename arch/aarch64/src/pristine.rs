@@ -54,6 +54,27 @@ pub fn repair(control: &Control, reload: bool) -> Result<(), ResetCause> {
     Ok(())
 }
 
+/// The code model's fault: flips bit `bit` of the code byte at `at`, keeping the byte for the
+/// repair; false if `at` is not in the image's code.
+pub fn flip_code_bit(at: u64, bit: u32) -> bool {
+    let (start, end) = code_range();
+    if !(start..end).contains(&at) {
+        return false;
+    }
+    // SAFETY: `at` is a byte of the image's code, writable in the EL2 map.
+    let byte = unsafe { (at as *const u8).read_volatile() };
+    if let Some(control) = tandem_hw::recovery::control() {
+        control
+            .repair_byte
+            .store(u32::from(byte), Ordering::Relaxed);
+        control.repair_at.store(at + 1, Ordering::Release);
+    }
+    // SAFETY: as above; the flip is the injected fault, repaired once detected.
+    unsafe { (at as *mut u8).write_volatile(byte ^ (1 << bit)) };
+    sync_instructions(at, 1);
+    true
+}
+
 /// Makes `[start, start + len)`, just written as data, what every CPU fetches: DC CVAU over the
 /// range, DSB ISH, IC IALLUIS (every CPU's instruction cache: the stopped CPUs run this code once
 /// released), DSB ISH, ISB; each released CPU's own ISB is `rebuild_cpu`'s.

@@ -796,6 +796,7 @@ impl Vcpu for El2Vcpu {
         vgic::flush(&mut self.slot.vgic, self.lrs, gic::deactivate);
         self.arm_hyp_timer();
         loop {
+            crate::step::pause();
             // SAFETY: EL2 was configured for this vCPU (`configure`), and `regs` lives in the
             // ledger for the whole run; its PSTATE names EL1h or a state the guest reached itself.
             let kind = unsafe { entry::guest_enter(&mut self.slot.regs) };

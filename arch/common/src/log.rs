@@ -86,6 +86,11 @@ impl LogState {
         self.taken.store(false, Ordering::Release);
     }
 
+    /// Whether some code holds the log: a handler that interrupted it on this CPU must not log.
+    pub fn busy(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
+    }
+
     pub fn acquire(&self, emit: impl Fn(&[u8])) {
         while self
             .taken
@@ -155,6 +160,11 @@ macro_rules! global_logger {
         /// For a recovery: the log's lock and frame, reset (`LogState::reset`).
         pub fn reset_log() {
             LOG_STATE.reset($emit)
+        }
+
+        /// Whether the log is held (`LogState::busy`).
+        pub fn log_busy() -> bool {
+            LOG_STATE.busy()
         }
     };
 }

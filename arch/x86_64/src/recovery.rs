@@ -351,6 +351,12 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
         frame.rflags &= !0x100;
         return;
     }
+    // The fault is reported in the log before it takes effect; with the log held (perhaps by
+    // the code stepped here) that would deadlock this CPU, so the fault waits for the first
+    // step with the log free.
+    if left == 1 && crate::logger::log_busy() {
+        return;
+    }
     STEPS_LEFT[cpu].store(left - 1, Ordering::Relaxed);
     if left > 1 {
         return;
