@@ -26,6 +26,9 @@ pub enum Model {
     /// The pristine image copy corrupted, then a panic: the recovery must refuse the image and
     /// reset the machine in full.
     Pristine,
+    /// A stray write to the pristine image copy (of the byte already there): the copy is mapped
+    /// read-only, so it faults, and the recovery finds the copy intact.
+    PristineWrite,
 }
 
 impl Model {
@@ -39,6 +42,7 @@ impl Model {
             "code" => Self::Code,
             "memory" => Self::Memory,
             "pristine" => Self::Pristine,
+            "write-pristine" => Self::PristineWrite,
             _ => return None,
         })
     }
@@ -53,6 +57,7 @@ impl Model {
             Self::Code => "code",
             Self::Memory => "memory",
             Self::Pristine => "pristine",
+            Self::PristineWrite => "write-pristine",
         }
     }
 

@@ -207,7 +207,7 @@ fn aarch64() -> Result<()> {
     println!(
         "  exit round trip (exiting instruction, exception to EL2, hypervisor, ERET): {result}"
     );
-    Ok(())
+    recovery(Arch::Aarch64, &guests)
 }
 
 fn x86_64() -> Result<()> {
@@ -234,29 +234,30 @@ fn x86_64() -> Result<()> {
     );
     println!("  reset to first guest instruction:        {first:>10} instructions");
     println!("  exit round trip (exiting instruction, VM exit, hypervisor, VM entry): {result}");
-    recovery(&guests)
+    recovery(Arch::X86_64, &guests)
 }
 
-/// Self-recovery on x86_64: the exit round trip with recovery on (each exit journaled, the
-/// watchdog's heartbeat), and the time of one microreboot and one microreset of the recovery
-/// scenarios' machine, step by step (virtual time: 4 instructions per microsecond).
-fn recovery(guests: &guests::Guests) -> Result<()> {
+/// Self-recovery: the exit round trip with recovery on (each exit journaled, the watchdog's
+/// heartbeat), and the time of one microreboot and one microreset of the recovery scenarios'
+/// machine, step by step (virtual time: Bochs 4 instructions per microsecond, QEMU one per ns).
+fn recovery(arch: Arch, guests: &guests::Guests) -> Result<()> {
+    let name = arch.name();
     let run = emulator_run_with(
-        Arch::X86_64,
-        "tests/bench/x86_64.toml",
-        "bench-x86_64-recovery",
+        arch,
+        &format!("tests/bench/{name}.toml"),
+        &format!("bench-{name}-recovery"),
         guests,
         "recovery=microreboot",
     )?;
     println!(
         "  exit round trip with recovery on (exit journal, heartbeat): {}",
-        bench_result(&run, "x86_64 recovery")?
+        bench_result(&run, &format!("{name} recovery"))?
     );
     for mode in ["microreboot", "microreset"] {
         let run = emulator_run_with(
-            Arch::X86_64,
-            "tests/scenarios/x86_64/recovery-panic.toml",
-            &format!("bench-x86_64-{mode}"),
+            arch,
+            &format!("tests/scenarios/{name}/recovery-panic.toml"),
+            &format!("bench-{name}-{mode}"),
             guests,
             &format!("recovery={mode} inject=model:failstop,exits:400,cpu:0"),
         )?;

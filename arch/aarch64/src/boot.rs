@@ -114,6 +114,7 @@ boot_common:
 
     .section .bss.boot, "aw", @nobits
     .balign 4096
+    .global boot_l1
 boot_l1:
     .skip 4096
     .balign 16
@@ -135,7 +136,13 @@ unsafe extern "C" {
     static __data_start: u8;
     static __image_end: u8;
     static boot_stacks: u8;
+    static boot_l1: u8;
     fn secondary_entry();
+}
+
+/// The EL2 map's level-1 table, which every CPU's TTBR0_EL2 names (`el2_map` refines it).
+pub fn l1_table() -> u64 {
+    core::ptr::addr_of!(boot_l1) as u64
 }
 
 /// Where the image's writable data begins: code and read-only data lie before it.

@@ -2,14 +2,11 @@
 //! command line's `inject=model:M,...` (`tandem_recovery::inject`): fired once, on the planned
 //! CPU at its planned pass through the exit loop, or (register and code models) that many
 //! single-stepped instructions later (`step`).
-
-use core::sync::atomic::Ordering;
-
 use aarch64_cpu::registers::VTTBR_EL2;
-use tandem_hw::recovery::trigger;
+use tandem_hw::recovery::{pristine, trigger};
 use tandem_recovery::inject::{Model, Rng};
 
-use crate::{boot, step, time};
+use crate::{boot, el2_map, step, time};
 
 /// An address the EL2 map leaves out: it covers the first 4 GiB (`boot`), so a load from 64 GiB
 /// takes a translation fault at EL2.
@@ -73,14 +70,22 @@ pub fn inject_at(cpu: usize, beats: u64) {
             }
         }
         Model::Pristine => {
-            if let Some(control) = tandem_hw::recovery::control() {
-                let copy = control.pristine[0].load(Ordering::Relaxed);
-                if copy != 0 {
-                    // SAFETY: a byte of the pristine copy, the hypervisor's own frame.
-                    unsafe { (copy as *mut u8).write_volatile(!(copy as *const u8).read()) };
-                }
+            if let Some(copy) = pristine::copy_address() {
+                // SAFETY: a byte of the pristine copy, the hypervisor's own frame, made
+                // writable for the write.
+                el2_map::with_writable(copy, || unsafe {
+                    (copy as *mut u8).write_volatile(!(copy as *const u8).read())
+                });
             }
             panic!("injected failstop after corrupting the pristine image")
+        }
+        Model::PristineWrite => {
+            if let Some(copy) = pristine::copy_address() {
+                // SAFETY: a byte of the pristine copy, written with the value it holds: the
+                // copy is unchanged even where the map lets the write through (the bug this
+                // tests for); mapped read-only, it faults.
+                unsafe { (copy as *mut u8).write_volatile((copy as *const u8).read_volatile()) };
+            }
         }
         Model::Register | Model::Code | Model::Memory => {}
     }

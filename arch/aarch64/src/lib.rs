@@ -16,6 +16,7 @@ mod counter;
 mod debugregs;
 mod dirty;
 mod dt;
+mod el2_map;
 mod entry;
 mod fault;
 mod firmware;

@@ -3,8 +3,8 @@
 //! with its hash in the ledger (`tandem_hw::recovery::pristine`); a microreboot checks it and copies
 //! it back over the image.
 //!
-//! The EL2 map (`boot`) has no write protection to lift: RAM is one read-write block mapping,
-//! so the image is written in place. Instructions written through the data side are not seen by
+//! The copy is mapped read-only (`el2_map`); the image itself lies in a read-write block of the
+//! EL2 map (`boot`), so it is written in place. Instructions written through the data side are not seen by
 //! instruction fetches until the data cache is cleaned to the point of unification and the
 //! instruction caches are invalidated (Arm ARM B2, "Synchronization and coherency issues between
 //! data and instruction accesses"): [`sync_instructions`].
@@ -16,8 +16,8 @@ use tandem_hw::recovery::control::Control;
 use tandem_hw::recovery::pristine;
 use tandem_recovery::cause::ResetCause;
 
-use crate::boot;
 use crate::sysreg::{isb, read_sysreg};
+use crate::{boot, el2_map};
 
 /// The image's code and read-only data, `[start, data)`, which the pristine copy holds.
 fn code_range() -> (u64, u64) {
@@ -27,7 +27,11 @@ fn code_range() -> (u64, u64) {
 /// Cold boot: the pristine copy of the code and read-only data; returns the bytes kept.
 pub fn keep(control: &Control) -> Result<u64, OutOfFrames> {
     let (start, end) = code_range();
-    pristine::keep(control, start, end)
+    let kept = pristine::keep(control, start, end)?;
+    if let Some(copy) = pristine::copy_address() {
+        el2_map::map_read_only(copy, kept)?;
+    }
+    Ok(kept)
 }
 
 /// Puts the code back: from the pristine copy once its hash checks (`reload`), or only the byte

@@ -10,6 +10,7 @@
 
 use core::arch::global_asm;
 
+use tandem_hw::frames;
 use x86_64::registers::model_specific::{Efer, EferFlags};
 
 /// The value `eax` holds when GRUB enters through the multiboot2 header.
@@ -254,6 +255,64 @@ extern "C" fn protect_image() {
         let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
         x86_64::registers::control::Cr3::write_raw(frame, flags);
     }
+}
+
+/// A directory entry that maps a 2 MiB page rather than a table (PS, SDM Vol. 3A, table 5-18).
+const LARGE: u64 = 1 << 7;
+/// The physical-address bits of a paging-structure entry (SDM Vol. 3A, 5.5.5).
+const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+
+/// Maps `[start, start + len)` read-only, 4 KiB at a time (the recovery's pristine image copy,
+/// recovery.md 6.0 rule 3): each 2 MiB page it touches becomes a table of 4 KiB pages with the
+/// same permissions, from a fresh frame, and the range's pages lose their write permission;
+/// CR0.WP makes that hold for the hypervisor too (`protect_cpu`). The bootstrap CPU only,
+/// before the others start, as `protect_image`.
+pub fn map_read_only(start: u64, len: u64) -> Result<(), frames::OutOfFrames> {
+    let pd = core::ptr::addr_of!(boot_pd) as *mut u64;
+    let end = start + len;
+    let mut large = start & !(LARGE_PAGE - 1);
+    while large < end {
+        let index = (large / LARGE_PAGE) as usize;
+        if index >= 4 * 512 {
+            break;
+        }
+        // SAFETY: `index` is one of the boot tables' 4 × 512 directory entries (4 GiB).
+        let entry = unsafe { pd.add(index).read_volatile() };
+        let table = if entry & LARGE != 0 {
+            let table = frames::alloc()?.raw();
+            let flags = entry & !ADDRESS & !LARGE;
+            for i in 0..512 {
+                // SAFETY: `table` is a fresh frame, identity-mapped; nothing walks it yet.
+                unsafe {
+                    (table as *mut u64)
+                        .add(i)
+                        .write_volatile((large + i as u64 * PAGE) | flags)
+                };
+            }
+            // SAFETY: the new table maps the same addresses with the same permissions as the
+            // 2 MiB page it replaces; only this CPU runs, and the CR3 reload below flushes.
+            unsafe { pd.add(index).write_volatile(table | PRESENT | WRITABLE) };
+            table
+        } else {
+            entry & ADDRESS
+        };
+        let (from, to) = (start.max(large), end.min(large + LARGE_PAGE));
+        let mut page = from & !(PAGE - 1);
+        while page < to {
+            // SAFETY: an entry of the 4 KiB table that maps `page`, identity-mapped.
+            unsafe {
+                let pte = (table as *mut u64).add(((page - large) / PAGE) as usize);
+                pte.write_volatile(pte.read_volatile() & !WRITABLE);
+            }
+            page += PAGE;
+        }
+        large += LARGE_PAGE;
+    }
+    let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+    // SAFETY: reloading the same root flushes the translations changed above (no entry is
+    // global, SDM Vol. 3A, 5.10.4.1).
+    unsafe { x86_64::registers::control::Cr3::write_raw(frame, flags) };
+    Ok(())
 }
 
 /// Turns on this CPU's protections for the hypervisor's own memory: CR0.WP, so supervisor

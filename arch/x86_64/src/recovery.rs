@@ -163,12 +163,15 @@ fn code_range() -> (u64, u64) {
 /// Cold boot: the pristine copy of the code and read-only data; returns the bytes kept.
 pub fn keep_pristine(control: &Control) -> Result<u64, frames::OutOfFrames> {
     let (start, end) = code_range();
-    pristine::keep(control, start, end)
+    let kept = pristine::keep(control, start, end)?;
+    boot::map_read_only(control.pristine[0].load(Ordering::Relaxed), kept)?;
+    Ok(kept)
 }
 
-/// Writes to the image's read-only code with CR0.WP off (SDM Vol. 3A, 5.1.3), on this CPU only,
-/// while every other CPU is stopped.
-fn with_code_writable(f: impl FnOnce()) {
+/// Writes to read-only pages (the image's code, the pristine copy) with CR0.WP off (SDM Vol. 3A,
+/// 5.1.3), on this CPU only, while every other CPU is stopped or, for an injection, to mimic a
+/// write the map cannot stop.
+fn with_read_only_writable(f: impl FnOnce()) {
     // SAFETY: clearing WP only lets this CPU write read-only pages; the others are stopped, and
     // WP comes back before anything else runs.
     unsafe { Cr0::update(|c| c.remove(Cr0Flags::WRITE_PROTECT)) };
@@ -189,7 +192,7 @@ pub fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
         // copy holds what was there at cold boot, so the code running now (this function) is
         // unchanged by it. `rep movsq` because it is one instruction per word where the
         // emulators count instructions (DF is clear in the hypervisor).
-        with_code_writable(|| unsafe {
+        with_read_only_writable(|| unsafe {
             core::arch::asm!(
                 "rep movsq",
                 inout("rcx") len / 8 => _,
@@ -201,7 +204,7 @@ pub fn repair_code(control: &Control, reload: bool) -> Result<(), ResetCause> {
     } else if at != 0 {
         let byte = control.repair_byte.load(Ordering::Relaxed) as u8;
         // SAFETY: `at - 1` is a byte of the image's code an injection flipped.
-        with_code_writable(|| unsafe { ((at - 1) as *mut u8).write_volatile(byte) });
+        with_read_only_writable(|| unsafe { ((at - 1) as *mut u8).write_volatile(byte) });
     }
     Ok(())
 }
@@ -283,14 +286,24 @@ pub fn inject_at(cpu: usize, beats: u64) {
         }
         Model::Pristine => {
             injected(what, cpu, at, now);
-            if let Some(control) = tandem_hw::recovery::control() {
-                let copy = control.pristine[0].load(Ordering::Relaxed);
-                if copy != 0 {
-                    // SAFETY: a byte of the pristine copy, the hypervisor's own frame.
-                    unsafe { (copy as *mut u8).write_volatile(!(copy as *const u8).read()) };
-                }
+            if let Some(copy) = pristine::copy_address() {
+                // SAFETY: a byte of the pristine copy, the hypervisor's own frame, mapped
+                // read-only: the model stands for a write the map does not stop (a device's
+                // DMA, a flip in the memory itself).
+                with_read_only_writable(|| unsafe {
+                    (copy as *mut u8).write_volatile(!(copy as *const u8).read())
+                });
             }
             panic!("injected failstop after corrupting the pristine image")
+        }
+        Model::PristineWrite => {
+            injected(what, cpu, at, now);
+            if let Some(copy) = pristine::copy_address() {
+                // SAFETY: a byte of the pristine copy, written with the value it holds: the
+                // copy is unchanged even where the map lets the write through (the bug this
+                // tests for); mapped read-only, it faults.
+                unsafe { (copy as *mut u8).write_volatile((copy as *const u8).read_volatile()) };
+            }
         }
         Model::Register | Model::Code => {}
     }
@@ -412,7 +425,9 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
                 control.repair_at.store(at + 1, Ordering::Release);
             }
             // SAFETY: as above; the flip is the injected fault, repaired once detected.
-            with_code_writable(|| unsafe { (at as *mut u8).write_volatile(byte ^ (1 << bit)) });
+            with_read_only_writable(|| unsafe {
+                (at as *mut u8).write_volatile(byte ^ (1 << bit))
+            });
             defmt::warn!(
                 "injected: code bit {=u32} of the byte at {=u64:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
                 bit,

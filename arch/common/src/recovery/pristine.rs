@@ -30,6 +30,12 @@ pub fn keep(control: &Control, start: u64, end: u64) -> Result<u64, OutOfFrames>
     Ok(len)
 }
 
+/// Where the pristine copy starts, once it was kept (for the injections that aim at it).
+pub fn copy_address() -> Option<u64> {
+    let copy = super::control()?.pristine[0].load(Ordering::Relaxed);
+    (copy != 0).then_some(copy)
+}
+
 /// The pristine copy of `[start, end)`, if it is there and still matches its hash.
 pub fn checked(control: &Control, start: u64, end: u64) -> Result<&'static [u8], ResetCause> {
     let (copy, len) = (
