@@ -13,6 +13,8 @@ static HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per tick and ticks per nanosecond ([`Scale`]), set once by [`init`].
 static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per tick in 32.32 fixed point, for [`recovery_ns`] alone.
+static RECOVERY_NS_Q32: AtomicU64 = AtomicU64::new(0);
 
 pub fn counter() -> u64 {
     CNTPCT_EL0.get()
@@ -25,6 +27,8 @@ pub fn init(board_hz: Option<u64>) -> u64 {
     HZ.store(hz, Ordering::Relaxed);
     NS_PER_TICK.store(Scale::ns_per_tick(hz).raw(), Ordering::Relaxed);
     TICKS_PER_NS.store(Scale::ticks_per_ns(hz).raw(), Ordering::Relaxed);
+    let q32 = (1_000_000_000u128 << 32) / u128::from(hz.max(1));
+    RECOVERY_NS_Q32.store(u64::try_from(q32).unwrap_or(u64::MAX), Ordering::Relaxed);
     hz
 }
 
@@ -40,6 +44,14 @@ fn scale(factor: &AtomicU64) -> Scale {
 /// Nanoseconds since [`init`]; 0 before it.
 pub fn now_ns() -> u64 {
     ticks_to_ns(counter().saturating_sub(AT_BOOT.load(Ordering::Relaxed)))
+}
+
+/// [`now_ns`] for the recovery and its watchdog, by a conversion of its own: a code fault in
+/// the one the exit loop uses (`Scale::apply`) must not hang the code that is to repair it.
+pub fn recovery_ns() -> u64 {
+    let ticks = counter().wrapping_sub(AT_BOOT.load(Ordering::Relaxed));
+    let ns = (u128::from(ticks) * u128::from(RECOVERY_NS_Q32.load(Ordering::Relaxed))) >> 32;
+    u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 /// Saturating (`tandem_core::ticks`): a guest's CNTV_CVAL_EL0 may be anything up to `u64::MAX`.

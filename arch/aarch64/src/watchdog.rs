@@ -33,6 +33,10 @@ const PERIOD_NS: u64 = WATCHDOG_NS;
 
 /// The tick's INTID (the EL1 physical timer's PPI), once a CPU started ticking.
 static TICK: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The period in counter ticks, converted once: the tick's path calls no code the exit loop
+/// shares (a code fault in the time conversion would otherwise hang the detector with the
+/// code it watches).
+static PERIOD_TICKS: AtomicU64 = AtomicU64::new(0);
 /// Set when recovery is armed: heartbeats beat from then on, so ticks check them.
 static CHECKING: AtomicBool = AtomicBool::new(false);
 /// Where each CPU was when its watchdog found it hung (ELR_EL2), for the recovery's report.
@@ -42,6 +46,7 @@ static HUNG_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Group 0, the timer armed for one period.
 pub fn start_ticks() -> Result<(), GicError> {
     TICK.store(gic::enable_tick()?, Ordering::Relaxed);
+    PERIOD_TICKS.store(time::ticks_in(PERIOD_NS), Ordering::Relaxed);
     rearm();
     Ok(())
 }
@@ -60,7 +65,7 @@ pub fn start() {
 /// timer condition is false again, so its level interrupt drops, and the next tick comes a
 /// period later however long this one took.
 fn rearm() {
-    CNTP_TVAL_EL0.set(time::ticks_in(PERIOD_NS));
+    CNTP_TVAL_EL0.set(PERIOD_TICKS.load(Ordering::Relaxed));
     CNTP_CTL_EL0.write(CNTP_CTL_EL0::ENABLE::SET + CNTP_CTL_EL0::IMASK::CLEAR);
     // The write reaches the timer, and so its output, only at a context synchronization event.
     isb();
