@@ -302,7 +302,7 @@ impl Backend for VirtBackend {
     }
 
     fn recovery_now_ns() -> u64 {
-        time::recovery_ns()
+        time::independent_ns()
     }
 
     fn start_watchdog() {

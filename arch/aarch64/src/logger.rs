@@ -51,4 +51,4 @@ pub fn drain() {
     }
 }
 
-tandem_hw::global_logger!(out, crate::time::now_ns);
+tandem_hw::global_logger!(out, crate::time::independent_ns);

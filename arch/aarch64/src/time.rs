@@ -13,7 +13,7 @@ static HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per tick and ticks per nanosecond ([`Scale`]), set once by [`init`].
 static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 static TICKS_PER_NS: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds per tick in 32.32 fixed point, for [`recovery_ns`] alone.
+/// Nanoseconds per tick in 32.32 fixed point, for [`independent_ns`] alone.
 static RECOVERY_NS_Q32: AtomicU64 = AtomicU64::new(0);
 
 pub fn counter() -> u64 {
@@ -46,9 +46,10 @@ pub fn now_ns() -> u64 {
     ticks_to_ns(counter().saturating_sub(AT_BOOT.load(Ordering::Relaxed)))
 }
 
-/// [`now_ns`] for the recovery and its watchdog, by a conversion of its own: a code fault in
-/// the one the exit loop uses (`Scale::apply`) must not hang the code that is to repair it.
-pub fn recovery_ns() -> u64 {
+/// [`now_ns`] by a conversion of its own, for what must work while the exit loop's conversion
+/// (`Scale::apply`) is corrupted by a code fault: the recovery that is to repair it, its
+/// watchdog, and the log's timestamps, which the recovery's reports carry.
+pub fn independent_ns() -> u64 {
     let ticks = counter().wrapping_sub(AT_BOOT.load(Ordering::Relaxed));
     let ns = (u128::from(ticks) * u128::from(RECOVERY_NS_Q32.load(Ordering::Relaxed))) >> 32;
     u64::try_from(ns).unwrap_or(u64::MAX)
