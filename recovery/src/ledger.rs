@@ -10,7 +10,7 @@ use crate::cause::ResetCause;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TNDMLDGR");
 /// Bumped whenever the layout of the header or of any slot type changes.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]

@@ -10,6 +10,8 @@ pub enum Step {
     Quiesced,
     /// Every CPU's vCPU state is in the ledger, VMX / EL2 state cleared.
     Captured,
+    /// The locks reset and the detection written to the log (over a UART, which takes time).
+    Reported,
     /// The pristine image checked and copied back (microreboot), or the code repaired.
     Image,
     /// The ledger validated and re-attached, exits resolved.
@@ -20,9 +22,9 @@ pub enum Step {
     Resumed,
 }
 
-pub const COUNT: usize = 7;
+pub const COUNT: usize = 8;
 const NAMES: [&str; COUNT] = [
-    "detect", "quiesce", "capture", "image", "ledger", "rebuild", "resume",
+    "detect", "quiesce", "capture", "report", "image", "ledger", "rebuild", "resume",
 ];
 
 /// Plain data for the ledger.
@@ -83,6 +85,7 @@ mod tests {
             [
                 ("quiesce", 50),
                 ("capture", 20),
+                ("report", 0),
                 ("image", 0),
                 ("ledger", 130),
                 ("rebuild", 10),

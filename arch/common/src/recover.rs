@@ -143,6 +143,7 @@ extern "C" fn own_entry<B: Backend>(cpu: usize) -> ! {
     B::reset_log();
     crate::console_input::reset_lock();
     report_detection(c);
+    c.timeline.mark(Step::Reported, B::recovery_now_ns());
     if !c.history.record(now, escalation::DEFAULT) {
         escalate::<B>(ResetCause::TooManyRecoveries);
     }

@@ -187,7 +187,7 @@ pub fn resumed<B: Backend>(shared: &Booted<B>) {
     }
     let boots = ledger::boots::<VcpuSlot<B::VcpuState>>(shared.ledger);
     defmt::warn!(
-        "recovery: resumed by {=str} in {=u64} ns: quiesce {=u64} ns, capture {=u64} ns, image {=u64} ns, ledger {=u64} ns, rebuild {=u64} ns, resume {=u64} ns (boots = {=u32}, recoveries = {=u32})",
+        "recovery: resumed by {=str} in {=u64} ns: quiesce {=u64} ns, capture {=u64} ns, report {=u64} ns, image {=u64} ns, ledger {=u64} ns, rebuild {=u64} ns, resume {=u64} ns (boots = {=u32}, recoveries = {=u32})",
         mode().name(),
         c.timeline.total(),
         steps[0],
@@ -196,6 +196,7 @@ pub fn resumed<B: Backend>(shared: &Booted<B>) {
         steps[3],
         steps[4],
         steps[5],
+        steps[6],
         boots,
         c.history.total
     );
