@@ -58,12 +58,17 @@ pub fn repair(control: &Control, reload: bool) -> Result<(), ResetCause> {
     Ok(())
 }
 
-/// The code model's fault: flips bit `bit` of the code byte at `at`, keeping the byte for the
-/// repair; false if `at` is not in the image's code.
-pub fn flip_code_bit(at: u64, bit: u32) -> bool {
+/// Whether `at` is a byte of the image's code and read-only data.
+pub fn is_code(at: u64) -> bool {
     let (start, end) = code_range();
-    if !(start..end).contains(&at) {
-        return false;
+    (start..end).contains(&at)
+}
+
+/// The code model's fault: flips bit `bit` of the code byte at `at`, keeping the byte for the
+/// repair; nothing if `at` is not in the image's code.
+pub fn flip_code_bit(at: u64, bit: u32) {
+    if !is_code(at) {
+        return;
     }
     // SAFETY: `at` is a byte of the image's code, writable in the EL2 map.
     let byte = unsafe { (at as *const u8).read_volatile() };
@@ -76,7 +81,6 @@ pub fn flip_code_bit(at: u64, bit: u32) -> bool {
     // SAFETY: as above; the flip is the injected fault, repaired once detected.
     unsafe { (at as *mut u8).write_volatile(byte ^ (1 << bit)) };
     sync_instructions(at, 1);
-    true
 }
 
 /// Makes `[start, start + len)`, just written as data, what every CPU fetches: DC CVAU over the

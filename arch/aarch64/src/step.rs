@@ -162,7 +162,9 @@ fn corrupt(
             // One bit of the next four instructions.
             let (offset, bit) = (rng.below(16), rng.below(8) as u32);
             let at = pc + offset;
-            if pristine::flip_code_bit(at, bit) {
+            if pristine::is_code(at) {
+                // Reported before the flip: another CPU may run the flipped code at once,
+                // fail, and stop this one before a report made after it.
                 defmt::warn!(
                     "injected: code bit {=u32} of the byte at {=u64:#x} on CPU {=usize} at PC {=u64:#x} ({=u64} ns)",
                     bit,
@@ -171,6 +173,7 @@ fn corrupt(
                     pc,
                     now
                 );
+                pristine::flip_code_bit(at, bit);
             }
         }
         _ => {}

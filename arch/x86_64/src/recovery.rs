@@ -416,6 +416,16 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
             if !(start..end).contains(&at) {
                 return;
             }
+            // Reported before the flip: another CPU may run the flipped code at once, fail,
+            // and stop this one before a report made after it.
+            defmt::warn!(
+                "injected: code bit {=u32} of the byte at {=u64:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
+                bit,
+                at,
+                cpu,
+                rip,
+                now
+            );
             // SAFETY: `at` is a byte of the image's code.
             let byte = unsafe { (at as *const u8).read_volatile() };
             if let Some(control) = tandem_hw::recovery::control() {
@@ -428,14 +438,6 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
             with_read_only_writable(|| unsafe {
                 (at as *mut u8).write_volatile(byte ^ (1 << bit))
             });
-            defmt::warn!(
-                "injected: code bit {=u32} of the byte at {=u64:#x} on CPU {=usize} at RIP {=u64:#x} ({=u64} ns)",
-                bit,
-                at,
-                cpu,
-                rip,
-                now
-            );
         }
         _ => {}
     }
