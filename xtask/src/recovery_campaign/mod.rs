@@ -212,6 +212,9 @@ pub fn measure(c: &Campaign) -> Result<Summary> {
     let tag = out
         .file_name()
         .map_or("report".into(), |n| n.to_string_lossy().to_string());
+    // The commit the image is built from, taken now: commits made while the runs go on are
+    // not in it.
+    let commit = setup::commit();
     let image = build::build(
         &config,
         &guests,
@@ -255,7 +258,7 @@ pub fn measure(c: &Campaign) -> Result<Summary> {
             .problems
             .push(format!("the last golden run did not boot: {e:#}")),
     }
-    let setup = setup::describe(model, c.mode, c.seed, &config, &image, &goldens);
+    let setup = setup::describe(model, c.mode, c.seed, commit, &config, &image, &goldens);
     let summary = report::summarize((model.name(), arch), setup, &goldens, &reports);
     write_reports(&out, &summary, model, &reports)?;
     print_results(c, &summary, &reports, &out);

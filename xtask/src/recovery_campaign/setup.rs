@@ -63,7 +63,8 @@ fn output(program: &str, args: &[&str]) -> String {
     }
 }
 
-fn commit() -> String {
+/// The checked-out commit, `-dirty` with uncommitted changes to tracked files.
+pub fn commit() -> String {
     let head = output("git", &["rev-parse", "HEAD"]);
     let dirty = !output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
     if dirty { format!("{head}-dirty") } else { head }
@@ -100,6 +101,7 @@ pub fn describe(
     model: Model,
     mode: RecoveryMode,
     seed: u64,
+    commit: String,
     config: &Path,
     image: &Image,
     goldens: &GoldenRuns,
@@ -108,7 +110,7 @@ pub fn describe(
     let (lo, hi) = trigger::exit_window(golden.exits);
     let arch = image.config.board.arch;
     Setup {
-        commit: commit(),
+        commit,
         emulator: emulator(arch),
         board: image.config.board.name.clone(),
         config: config
