@@ -2,6 +2,7 @@
 //! command line's `inject=model:M,...` (`tandem_recovery::inject`): fired once, on the planned
 //! CPU at its planned pass through the exit loop, or (register and code models) that many
 //! single-stepped instructions later (`step`).
+
 use aarch64_cpu::registers::VTTBR_EL2;
 use tandem_hw::recovery::{pristine, trigger};
 use tandem_recovery::inject::{Model, Rng};
