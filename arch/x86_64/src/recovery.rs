@@ -164,7 +164,9 @@ fn code_range() -> (u64, u64) {
 pub fn keep_pristine(control: &Control) -> Result<u64, frames::OutOfFrames> {
     let (start, end) = code_range();
     let kept = pristine::keep(control, start, end)?;
-    boot::map_read_only(control.pristine[0].load(Ordering::Relaxed), kept)?;
+    if let Some(copy) = pristine::copy_address() {
+        boot::map_read_only(copy, kept)?;
+    }
     Ok(kept)
 }
 
