@@ -30,6 +30,8 @@ use tandem_hw::frames::OutOfFrames;
 
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1).
 const BLOCKING_STI_MOVSS: u64 = 0b11;
+/// Interruptibility state: blocking by NMI (bit 3; SDM Vol. 3C, 25.4.2, table 25-3).
+const BLOCKING_NMI: u64 = 1 << 3;
 const EVENT_VALID: u64 = 1 << 31;
 const EVENT_HAS_ERROR: u64 = 1 << 11;
 const TYPE_HARDWARE_EXCEPTION: u64 = 3 << 8;
@@ -729,6 +731,7 @@ impl VmxVcpu {
     fn exception(&mut self, reflected: Option<u8>) -> Option<Exit> {
         let (vector, event, debug_trap) = match exits::exception() {
             ExceptionExit::Nmi => {
+                self.clear_nmi_blocking();
                 cpu::forward_nmi();
                 log_guest_nmi();
                 return Some(Exit::ExternalInterrupt {
@@ -811,6 +814,20 @@ impl VmxVcpu {
             self.fault = Some(GuestFault::GeneralProtection);
         }
         mov_to_cr4
+    }
+
+    /// After an NMI exit: the guest is entered again without blocking by NMI. With NMI exiting
+    /// and no virtual NMIs every NMI goes to the hypervisor, so the guest never has one to
+    /// block, and an IRET in VMX non-root operation would not end the blocking then (SDM Vol.
+    /// 3C, 26.3, "IRET"): entered with it set, the CPU would take no NMI again while the guest
+    /// runs, not even a recovery's stop request. Bochs saves the bit set after an NMI exit.
+    /// Cleared before the NMI's handler runs, which may hand this CPU to a recovery that
+    /// captures the guest state as it is.
+    fn clear_nmi_blocking(&mut self) {
+        let blocking = vmcs::read(guest::INTERRUPTIBILITY);
+        if blocking & BLOCKING_NMI != 0 {
+            self.vmwrite(guest::INTERRUPTIBILITY, blocking & !BLOCKING_NMI);
+        }
     }
 
     // On every completed exit: inlined for the reason given at `run`.
