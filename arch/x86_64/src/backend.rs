@@ -375,9 +375,7 @@ impl Backend for PcBackend {
 
     fn start_watchdog() {
         recovery::set_hang(hung_entry);
-        // Only when asked: with the ticks on, a CPU under Bochs can miss the recovery's stop
-        // NMI (not understood yet), so by default the heartbeat buddies watch alone.
-        if nmi_watchdog::asked() {
+        if nmi_watchdog::wanted() {
             nmi_watchdog::start();
         }
     }

@@ -3,9 +3,8 @@
 //! which no amount of interrupt masking holds back. Each CPU running a vCPU then checks its own
 //! heartbeat in the ledger: three ticks without a beat means this CPU is stuck in the hypervisor
 //! (a masked loop, a lock that never comes free, corrupted code), and it starts the recovery.
-//! This catches what the buddy watchdog cannot: every CPU hung at once. It is on only with the
-//! boot option `nmi-watchdog`: with the ticks on, the recovery campaigns saw a CPU miss the
-//! owner's stop NMI (the owner then escalates "a CPU did not stop"), which is not understood yet.
+//! This catches what the buddy watchdog cannot: every CPU hung at once. The boot option
+//! `nmi-watchdog=off` leaves the buddies to watch alone.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,18 +32,19 @@ const PIT_PINS: [u32; 2] = [0, 2];
 const NMI_DELIVERY: u32 = 0b100 << 8;
 const BROADCAST: u32 = 0xff << 24;
 
-/// Set by the boot option `nmi-watchdog`.
-static ASKED: AtomicU32 = AtomicU32::new(0);
+/// Set by the boot option `nmi-watchdog=off`.
+static REFUSED: AtomicU32 = AtomicU32::new(0);
 
-/// Reads the boot option `nmi-watchdog` from `cmdline`.
+/// Reads the boot option `nmi-watchdog=off` from `cmdline`.
 pub fn ask_from(cmdline: &str) {
-    if cmdline.split_whitespace().any(|a| a == "nmi-watchdog") {
-        ASKED.store(1, Ordering::Relaxed);
+    if cmdline.split_whitespace().any(|a| a == "nmi-watchdog=off") {
+        REFUSED.store(1, Ordering::Relaxed);
     }
 }
 
-pub fn asked() -> bool {
-    ASKED.load(Ordering::Relaxed) != 0
+/// Whether the ticks are wanted once recovery is armed.
+pub fn wanted() -> bool {
+    REFUSED.load(Ordering::Relaxed) == 0
 }
 
 /// Non-zero once the watchdog ticks: the NMI stub then asks [`check`] on every NMI.
