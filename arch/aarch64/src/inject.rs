@@ -4,7 +4,7 @@
 //! single-stepped instructions later (`step`).
 
 use aarch64_cpu::registers::VTTBR_EL2;
-use tandem_hw::recovery::{pristine, trigger};
+use tandem_hw::recovery::{pristine, targets, trigger};
 use tandem_recovery::inject::{Model, Rng};
 
 use crate::{boot, el2_map, step, time};
@@ -97,26 +97,15 @@ pub fn inject_at(cpu: usize, beats: u64) {
 /// registers live in the CPU).
 fn flip_memory(rng: &mut Rng, cpu: usize) {
     let bit = rng.below(64) as u32;
-    let (region, at) = match rng.below(4) {
-        0 => {
-            let (base, size) = tandem_hw::recovery::ledger_range();
-            ("ledger", base + rng.below(size / 8) * 8)
-        }
-        1 => {
-            let (start, end) = (boot::data_start(), boot::image_range().1);
-            (".data/.bss", start + rng.below((end - start) / 8) * 8)
-        }
-        2 => {
-            let sp: u64;
-            // SAFETY: reads the stack pointer.
-            unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack)) };
-            ("stack", (sp & !7) + rng.below(512) * 8)
-        }
-        _ => {
-            let root = VTTBR_EL2.get_baddr();
-            ("stage-2 root table", root + rng.below(512) * 8)
-        }
-    };
+    let which = rng.below(4);
+    let sp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack)) };
+    let data = (boot::data_start(), boot::image_range().1);
+    let (region, at) = targets::common_word(rng, which, data, sp).unwrap_or_else(|| {
+        let root = VTTBR_EL2.get_baddr();
+        ("stage-2 root table", root + rng.below(512) * 8)
+    });
     defmt::warn!(
         "injected: memory bit {=u32} of the {=str} at {=u64:#x} on CPU {=usize} at PC {=u64:#x} ({=u64} ns)",
         bit,

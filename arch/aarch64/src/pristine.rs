@@ -72,12 +72,7 @@ pub fn flip_code_bit(at: u64, bit: u32) {
     }
     // SAFETY: `at` is a byte of the image's code, writable in the EL2 map.
     let byte = unsafe { (at as *const u8).read_volatile() };
-    if let Some(control) = tandem_hw::recovery::control() {
-        control
-            .repair_byte
-            .store(u32::from(byte), Ordering::Relaxed);
-        control.repair_at.store(at + 1, Ordering::Release);
-    }
+    pristine::keep_for_repair(at, byte);
     // SAFETY: as above; the flip is the injected fault, repaired once detected.
     unsafe { (at as *mut u8).write_volatile(byte ^ (1 << bit)) };
     sync_instructions(at, 1);

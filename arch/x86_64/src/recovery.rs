@@ -7,8 +7,8 @@ use tandem_core::config::MAX_CPUS;
 use tandem_core::journal::MAX_GPRS;
 use tandem_hw::frames;
 use tandem_hw::recovery::control::Control;
-use tandem_hw::recovery::pristine;
 use tandem_hw::recovery::trigger;
+use tandem_hw::recovery::{pristine, targets};
 use tandem_recovery::cause::ResetCause;
 use tandem_recovery::inject::Model;
 use x86_64::instructions::port::PortWriteOnly;
@@ -430,12 +430,7 @@ extern "C" fn debug_step(frame: &mut cpu::ExceptionFrame) {
             );
             // SAFETY: `at` is a byte of the image's code.
             let byte = unsafe { (at as *const u8).read_volatile() };
-            if let Some(control) = tandem_hw::recovery::control() {
-                control
-                    .repair_byte
-                    .store(u32::from(byte), Ordering::Relaxed);
-                control.repair_at.store(at + 1, Ordering::Release);
-            }
+            pristine::keep_for_repair(at, byte);
             // SAFETY: as above; the flip is the injected fault, repaired once detected.
             with_read_only_writable(|| unsafe {
                 (at as *mut u8).write_volatile(byte ^ (1 << bit))
@@ -455,22 +450,14 @@ const GPR_NAMES: [&str; 15] = [
 /// guest-state field of the current VMCS.
 fn flip_memory(rng: &mut tandem_recovery::inject::Rng, cpu: usize, now: u64) {
     let bit = rng.below(64) as u32;
-    let (region, at) = match rng.below(4) {
-        0 => {
-            let (base, size) = tandem_hw::recovery::ledger_range();
-            ("ledger", base + rng.below(size / 8) * 8)
-        }
-        1 => {
-            let (start, end) = (boot::data_start(), boot::image_range().1);
-            (".data/.bss", start + rng.below((end - start) / 8) * 8)
-        }
-        2 => {
-            let rsp: u64;
-            // SAFETY: reads the stack pointer.
-            unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
-            ("stack", (rsp & !7) + rng.below(512) * 8)
-        }
-        _ => {
+    let which = rng.below(4);
+    let rsp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    let data = (boot::data_start(), boot::image_range().1);
+    let (region, at) = match targets::common_word(rng, which, data, rsp) {
+        Some(target) => target,
+        None => {
             let which = rng.below(64);
             let field = crate::vmx::flip_field(which, bit).unwrap_or(0);
             defmt::warn!(

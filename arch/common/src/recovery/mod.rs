@@ -11,6 +11,7 @@
 
 pub mod control;
 pub mod pristine;
+pub mod targets;
 pub mod trigger;
 pub mod watchdog;
 

@@ -30,6 +30,17 @@ pub fn keep(control: &Control, start: u64, end: u64) -> Result<u64, OutOfFrames>
     Ok(len)
 }
 
+/// Keeps the code byte at `at` as it was before an injection flips it, for the repair
+/// (`Backend::repair_code`).
+pub fn keep_for_repair(at: u64, byte: u8) {
+    if let Some(control) = super::control() {
+        control
+            .repair_byte
+            .store(u32::from(byte), Ordering::Relaxed);
+        control.repair_at.store(at + 1, Ordering::Release);
+    }
+}
+
 /// Where the pristine copy starts, once it was kept (for the injections that aim at it).
 pub fn copy_address() -> Option<u64> {
     let copy = super::control()?.pristine[0].load(Ordering::Relaxed);
