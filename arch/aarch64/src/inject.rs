@@ -22,13 +22,7 @@ pub fn inject_at(cpu: usize, beats: u64) {
         return;
     };
     if plan.model.steps() {
-        defmt::warn!(
-            "injection: {=str} fault armed on CPU {=usize} in {=u64} instructions ({=u64} ns)",
-            plan.model.name(),
-            cpu,
-            plan.steps,
-            time::now_ns()
-        );
+        trigger::report_armed(plan, cpu, time::now_ns());
         step::arm(cpu, plan.steps);
         return;
     }

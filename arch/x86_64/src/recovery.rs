@@ -248,13 +248,7 @@ pub fn inject_at(cpu: usize, beats: u64) {
     let mut rng = plan.rng();
     let now = crate::time::now_ns();
     if plan.model.steps() {
-        defmt::warn!(
-            "injection: {=str} fault armed on CPU {=usize} in {=u64} instructions ({=u64} ns)",
-            plan.model.name(),
-            cpu,
-            plan.steps,
-            now
-        );
+        trigger::report_armed(plan, cpu, now);
         GUEST_DR6[cpu].store(read_dr6(), Ordering::Relaxed);
         STEPS_LEFT[cpu].store(plan.steps + 1, Ordering::Relaxed);
         STEPPING.store(true, Ordering::Relaxed);

@@ -47,3 +47,14 @@ pub fn due(cpu: usize, beats: u64) -> Option<&'static Plan> {
     };
     (now && !FIRED.swap(true, Ordering::AcqRel)).then_some(plan)
 }
+
+/// Logs that `plan`'s stepped fault is armed on CPU `cpu` at `now_ns`.
+pub fn report_armed(plan: &Plan, cpu: usize, now_ns: u64) {
+    defmt::warn!(
+        "injection: {=str} fault armed on CPU {=usize} in {=u64} instructions ({=u64} ns)",
+        plan.model.name(),
+        cpu,
+        plan.steps,
+        now_ns
+    );
+}
