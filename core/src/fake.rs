@@ -321,6 +321,7 @@ pub fn system() -> config::System {
         guest_uart: None,
         images: None,
         instruction_counter: InstructionCounter::None,
+        nic: None,
     };
     let mut a = partition();
     a.name = "a".try_into().unwrap();

@@ -1,12 +1,15 @@
 //! Prints the figures the simulator measures: log volume for an idle 100 Hz guest and an
-//! I/O-heavy one, the log's cost per tick of an idle kernel, and failover time as a function of
-//! the heartbeat period.
+//! I/O-heavy one, the log's cost per tick of an idle kernel, failover time as a function of
+//! the heartbeat period, and the datagram link's throughput and output-rule hold under network
+//! faults.
 //!
 //! `cargo run -p tandem-ft --example figures --release`
 
 use tandem_ft::sim::idle::{IdleKernel, run_idle};
+use tandem_ft::sim::load::saturate;
+use tandem_ft::sim::net::WireFaults;
 use tandem_ft::sim::run;
-use tandem_ft::sim::scenario::{Crash, CrashPoint, LinkKind, Scenario, Who, Workload};
+use tandem_ft::sim::scenario::{Crash, CrashPoint, LinkKind, Partition, Scenario, Who, Workload};
 
 const US: u64 = 1_000;
 const MS: u64 = 1_000_000;
@@ -105,7 +108,287 @@ fn failover(heartbeat: u64, link: LinkKind) {
     );
 }
 
+/// One-way delay of the network in the link figures (ns).
+const LINK_DELAY: u64 = 10 * US;
+/// Length of a link figure's run (ns); rates are per second of it (the drain after it delivers
+/// what was still in flight, but runs for however long that takes).
+const LINK_RUN: u64 = 200 * MS;
+
+/// What the link carried with the I/O-heavy guest: rates per second, wire bytes both ways, and
+/// how long the output rule held outputs.
+struct RunFigures {
+    frames_per_s: f64,
+    records_per_s: f64,
+    outputs: usize,
+    wire_kb: f64,
+    retransmits: u64,
+    fast: u64,
+    release_p50_us: f64,
+    release_p99_us: f64,
+}
+
+/// What the link alone carried under a saturating load, wire bytes both ways.
+struct LoadFigures {
+    frames_per_ms: f64,
+    wire_kb: f64,
+    retransmits: u64,
+    fast: u64,
+}
+
+/// A network fault of the link figures, and what go-back-N, which selective repeat replaced,
+/// gave under it (measured at 58a7c92 with the same runs and counters).
+struct LinkCase {
+    name: &'static str,
+    faults: WireFaults,
+    partition: Option<Partition>,
+    go_back_n: RunFigures,
+    go_back_n_load: LoadFigures,
+}
+
+/// Go-back-N's figures: engine run (frames/s, records/s, outputs, wire KB, retransmits, release
+/// p50 and p99 in us), then saturated (frames/ms, wire KB, retransmits).
+const fn go_back_n(
+    run: (f64, f64, usize, f64, u64, f64, f64),
+    load: (f64, f64, u64),
+) -> (RunFigures, LoadFigures) {
+    (
+        RunFigures {
+            frames_per_s: run.0,
+            records_per_s: run.1,
+            outputs: run.2,
+            wire_kb: run.3,
+            retransmits: run.4,
+            fast: 0,
+            release_p50_us: run.5,
+            release_p99_us: run.6,
+        },
+        LoadFigures {
+            frames_per_ms: load.0,
+            wire_kb: load.1,
+            retransmits: load.2,
+            fast: 0,
+        },
+    )
+}
+
+/// The fault-free wire and one fault at a time.
+fn link_cases() -> [LinkCase; 8] {
+    let wire = WireFaults {
+        delay_min: LINK_DELAY,
+        delay_max: LINK_DELAY,
+        ..WireFaults::default()
+    };
+    let jitter = |us: u64| WireFaults {
+        delay_max: LINK_DELAY + us * US,
+        ..wire
+    };
+    let cut = Partition {
+        mask: 1,
+        from: 50 * MS,
+        until: 70 * MS,
+    };
+    let case = |name, faults, partition, (go_back_n, go_back_n_load)| LinkCase {
+        name,
+        faults,
+        partition,
+        go_back_n,
+        go_back_n_load,
+    };
+    [
+        case(
+            "none",
+            wire,
+            None,
+            go_back_n(
+                (59190.0, 89225.0, 3946, 1116.5, 0, 20.0, 20.0),
+                (1600.0, 24850.0, 0),
+            ),
+        ),
+        case(
+            "loss 1 %",
+            WireFaults { loss: 0.01, ..wire },
+            None,
+            go_back_n(
+                (59190.0, 89240.0, 3946, 1152.3, 530, 20.5, 98.3),
+                (751.4, 15480.2, 48800),
+            ),
+        ),
+        case(
+            "loss 5 %",
+            WireFaults { loss: 0.05, ..wire },
+            None,
+            go_back_n(
+                (59190.0, 89225.0, 3946, 1314.4, 2892, 20.5, 163.8),
+                (228.2, 9585.9, 77376),
+            ),
+        ),
+        case(
+            "duplicate 10 %",
+            WireFaults {
+                duplicate: 0.1,
+                ..wire
+            },
+            None,
+            go_back_n(
+                (59190.0, 89225.0, 3946, 1116.5, 0, 20.0, 20.0),
+                (1600.0, 24850.0, 0),
+            ),
+        ),
+        case(
+            "reorder 10 %",
+            WireFaults {
+                reorder: 0.1,
+                ..wire
+            },
+            None,
+            go_back_n(
+                (59095.0, 89225.0, 3946, 1768.3, 9063, 53.2, 524.3),
+                (92.8, 6112.8, 59264),
+            ),
+        ),
+        case(
+            "jitter 1 us",
+            jitter(1),
+            None,
+            go_back_n(
+                (59190.0, 89225.0, 3946, 1116.2, 0, 22.0, 22.0),
+                (1454.6, 23025.0, 0),
+            ),
+        ),
+        case(
+            "jitter 50 us",
+            jitter(50),
+            None,
+            go_back_n(
+                (59190.0, 89225.0, 3946, 1052.2, 0, 90.1, 120.0),
+                (343.9, 5614.1, 0),
+            ),
+        ),
+        case(
+            "partition 20 ms",
+            wire,
+            Some(cut),
+            go_back_n(
+                (54115.0, 82215.0, 3623, 2078.6, 10529, 20.5, 36.9),
+                (1439.5, 23191.4, 10688),
+            ),
+        ),
+    ]
+}
+
+/// The I/O-heavy guest for [`LINK_RUN`] over the datagram link under `case`'s faults; the
+/// retransmission timeout covers the round trip at the longest delay.
+fn link_run(case: &LinkCase) -> RunFigures {
+    let scenario = Scenario {
+        faults: case.faults,
+        partition: case.partition,
+        retransmit_after: 2 * case.faults.delay_max + 40 * US,
+        ..Scenario::quiet(
+            1,
+            LINK_RUN,
+            Workload {
+                tick: 10 * MS,
+                request_every: 50 * US,
+                request_bytes: 128,
+            },
+            LinkKind::Datagram,
+            10 * MS,
+        )
+    };
+    let o = run(&scenario).unwrap_or_else(|v| panic!("{}: invariant broken: {v:?}", case.name));
+    let secs = LINK_RUN as f64 / 1e9;
+    RunFigures {
+        frames_per_s: o.backup_link.frames_delivered as f64 / secs,
+        records_per_s: o.records_delivered as f64 / secs,
+        outputs: o.outputs_seen,
+        wire_kb: (o.link.wire_bytes + o.backup_link.wire_bytes) as f64 / 1e3,
+        retransmits: o.link.retransmits,
+        fast: o.link.fast_retransmits,
+        release_p50_us: o.release.p50 as f64 / 1e3,
+        release_p99_us: o.release.p99 as f64 / 1e3,
+    }
+}
+
+/// The link alone under a saturating load for the same time and faults ([`saturate`]).
+fn link_load(case: &LinkCase) -> LoadFigures {
+    let partition = case.partition.map(|p| p.from..p.until);
+    let load = saturate(case.faults, partition, LINK_RUN, 1);
+    assert_eq!(load.misdelivered, 0, "{}: frames misdelivered", case.name);
+    LoadFigures {
+        frames_per_ms: load.frames as f64 / (LINK_RUN / MS) as f64,
+        wire_kb: (load.sender.wire_bytes + load.receiver.wire_bytes) as f64 / 1e3,
+        retransmits: load.sender.retransmits,
+        fast: load.sender.fast_retransmits,
+    }
+}
+
+fn print_run(fault: &str, link: &str, f: &RunFigures) {
+    println!(
+        "{fault:<16} {link:<10} {:>9.0} {:>10.0} {:>8} {:>10.1} {:>8} {:>6} {:>9.1} {:>9.1}",
+        f.frames_per_s,
+        f.records_per_s,
+        f.outputs,
+        f.wire_kb,
+        f.retransmits,
+        f.fast,
+        f.release_p50_us,
+        f.release_p99_us,
+    );
+}
+
+fn print_load(fault: &str, link: &str, f: &LoadFigures) {
+    println!(
+        "{fault:<16} {link:<10} {:>9.1} {:>10.1} {:>8} {:>6}",
+        f.frames_per_ms, f.wire_kb, f.retransmits, f.fast,
+    );
+}
+
+fn link_figures() {
+    println!(
+        "Datagram log link under network faults (I/O-heavy guest, 200 ms, 10 us one-way delay,"
+    );
+    println!(
+        "heartbeat 10 ms; rates per second of the run; wire bytes both ways; release = how long"
+    );
+    println!("the output rule held an output; go-back-N as measured before selective repeat)");
+    println!(
+        "{:<16} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9} {:>9}",
+        "fault",
+        "link",
+        "frames/s",
+        "records/s",
+        "outputs",
+        "wire (KB)",
+        "retrans",
+        "fast",
+        "p50 (us)",
+        "p99 (us)"
+    );
+    let cases = link_cases();
+    for case in &cases {
+        print_run(case.name, "go-back-N", &case.go_back_n);
+        print_run("", "selective", &link_run(case));
+    }
+    println!();
+    println!(
+        "The link alone, saturated (64-byte frames, window 32, 200 ms; frames per ms; selective"
+    );
+    println!(
+        "repeat is paced to one datagram a microsecond after a burst of 4, go-back-N was not)"
+    );
+    println!(
+        "{:<16} {:<10} {:>9} {:>10} {:>8} {:>6}",
+        "fault", "link", "frames/ms", "wire (KB)", "retrans", "fast"
+    );
+    for case in &cases {
+        print_load(case.name, "go-back-N", &case.go_back_n_load);
+        print_load("", "selective", &link_load(case));
+    }
+}
+
 fn main() {
+    link_figures();
+    println!();
     println!("Log volume (heartbeat 10 ms; guest exits every 1 us when busy)");
     log_volume(
         "idle",

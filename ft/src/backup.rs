@@ -211,6 +211,11 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.reader.rejects()
     }
 
+    /// The arbiter, for its timers (a witness over the network retries unanswered requests).
+    pub fn arbiter_mut(&mut self) -> &mut A {
+        &mut self.arbiter
+    }
+
     /// The link's counters.
     pub fn link_stats(&self) -> LinkStats {
         self.link.stats()
@@ -424,7 +429,11 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.ensure_replaying()?;
         self.skip_bookkeeping()?;
         let Some((index, record)) = self.take() else {
-            if self.horizon.is_some_and(|h| h.position() >= at.position()) {
+            // The log reaching this exit's count means the primary passed its exit of that count
+            // without the read or output the guest asks for here; with a precise counter a
+            // diverged guest may reach that exit at a later branch than the log's point, so the
+            // count decides, not the position.
+            if self.horizon.is_some_and(|h| h.det_exits >= at.det_exits) {
                 self.diverge(
                     self.consumed,
                     DivergenceKind::Unlogged { actual: class, at },

@@ -26,3 +26,4 @@ pub mod record;
 pub mod reprotect;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod witness;

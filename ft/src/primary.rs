@@ -192,6 +192,12 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         self.link.stats()
     }
 
+    /// The arbiter, for a question of its own (whether the backup went live meanwhile) or its
+    /// timers (a witness over the network retries unanswered requests).
+    pub fn arbiter_mut(&mut self) -> &mut A {
+        &mut self.arbiter
+    }
+
     /// The latest execution point the primary was told about.
     pub fn point(&self) -> ExecPoint {
         self.point
@@ -390,13 +396,17 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         })
     }
 
-    /// Whether every output produced has been released, performed, and its `OutputDone` logged:
-    /// a primary whose guest stopped may stop once it is.
+    /// Whether every output produced has been released, performed, and its `OutputDone` logged,
+    /// and a backup still protecting has acknowledged the whole log: a primary whose guest
+    /// stopped may stop once it is. (A record sent is not yet a record held: over a network the
+    /// last `OutputDone`s would die with the primary's board, and the backup would go live and
+    /// print those outputs again.)
     pub fn settled(&self) -> bool {
         self.held.is_empty()
             && self.done == self.released
             && self.done_logged == self.done
             && (self.batch.is_empty() || !self.logging())
+            && (self.state != PrimaryState::Protected || self.link.acked() >= self.batch.sent())
     }
 
     /// The guest stopped at the exit at `at`: a heartbeat there lets the backup replay up to the

@@ -300,6 +300,26 @@ fn with_a_precise_counter_replay_stops_at_the_horizon_before_the_next_exit() {
 }
 
 #[test]
+fn a_diverged_guest_taking_a_logged_exit_at_another_branch_is_a_divergence() {
+    let word = AtomicU64::new(0);
+    let mut ring = Ring::<16>::default();
+    let (tx, rx) = ring.split();
+    let mut p = Primary::new(tx, SharedWordArbiter::new(&word), PCFG, 0);
+    let mut b = Backup::new(rx, SharedWordArbiter::new(&word), BCFG, 0);
+    // The primary's guest took its third exit, a plain one, at branch 300: a heartbeat there.
+    p.boundary_reached(precise(3, 300)).unwrap();
+    p.poll(PCFG.heartbeat_period, precise(3, 300)).unwrap();
+    b.poll(1).unwrap();
+    // The backup's guest, gone wrong, takes its third exit later, and reads the time there.
+    match b.on_sync_read(precise(3, 340), SyncRead::Time) {
+        Err(BackupError::Diverged(d)) => {
+            assert!(matches!(d.kind, DivergenceKind::Unlogged { .. }), "{d:?}")
+        }
+        other => panic!("not a divergence: {other:?}"),
+    }
+}
+
+#[test]
 fn a_stalled_primary_asks_the_arbiter_and_stops_before_printing_anything_more() {
     let word = AtomicU64::new(0);
     let mut ring = Ring::<16>::default();

@@ -62,9 +62,14 @@ fn check_coverage(outcomes: &[Outcome]) {
     let settled = outcomes.iter().filter(|o| o.settled).count();
     let reprotected = outcomes.iter().filter(|o| o.reprotections > 0).count();
     let cycles = outcomes.iter().filter(|o| o.go_lives >= 2).count();
+    // Re-protected pairs share the network with the pairs before them.
+    let stale = outcomes
+        .iter()
+        .filter(|o| o.link.dropped_stale_epoch + o.backup_link.dropped_stale_epoch > 0)
+        .count();
     let outputs: usize = outcomes.iter().map(|o| o.outputs_seen).sum();
     println!(
-        "{} runs: {failovers} failovers, {divergences} divergences reported, {duplicates} with duplicates at the cut, {survived} with a survivor, {settled} settled by the drain, {reprotected} re-protected, {cycles} with a second failover, {outputs} outputs",
+        "{} runs: {failovers} failovers, {divergences} divergences reported, {duplicates} with duplicates at the cut, {survived} with a survivor, {settled} settled by the drain, {reprotected} re-protected, {cycles} with a second failover, {stale} with datagrams of an earlier epoch dropped, {outputs} outputs",
         outcomes.len()
     );
     assert!(
@@ -85,13 +90,18 @@ fn check_coverage(outcomes: &[Outcome]) {
         "too few crash, go-live, re-protect, crash cycles: {cycles}"
     );
     assert!(
+        stale * 20 > outcomes.len(),
+        "too few runs where an earlier pair's datagrams reached a later one: {stale}"
+    );
+    assert!(
         survived * 100 > outcomes.len() * 95,
         "too few survivors: {survived}"
     );
-    // The rest are datagram runs whose go-back-N link, under heavy loss or reordering, is still
-    // catching up on the guest's backlog when the drain ends.
+    // Every one of the 10,000 seeds settles since the datagram link resends only the frames the
+    // backup lacks (go-back-N, resending whole windows under loss and reordering, left 12 still
+    // catching up on the guest's backlog when the drain ended); the margin is for such a run.
     assert!(
-        settled * 100 > outcomes.len() * 90,
+        settled * 1000 >= outcomes.len() * 998,
         "too few runs settled by the drain: {settled}"
     );
 }

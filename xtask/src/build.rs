@@ -18,6 +18,7 @@ use crate::{Arch, root};
 pub const IMAGES_FILE: &str = "images.bin";
 
 /// A built image and what went into it.
+#[derive(Clone)]
 pub struct Image {
     pub dir: PathBuf,
     pub elf: PathBuf,

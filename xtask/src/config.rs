@@ -187,6 +187,16 @@ pub struct BoardFile {
     /// What counts a guest's progress per instruction, if anything (see
     /// `model::InstructionCounter`).
     instruction_counter: Option<InstructionCounterFile>,
+    /// The network interface the hypervisor owns: `"e1000"` (PCI) or
+    /// `{ virtio-mmio = { base, slots, stride } }`.
+    nic: Option<NicFile>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum NicFile {
+    E1000,
+    VirtioMmio { base: Size, slots: u8, stride: Size },
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -276,6 +286,7 @@ struct ImageSpec {
 #[serde(rename_all = "snake_case")]
 enum FtLinkFile {
     Ring,
+    Ethernet,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, Default)]
@@ -289,8 +300,16 @@ enum FtDeliveryFile {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct FtFile {
+    /// `link = "ring"`: the backup's CPU, and a spare's.
+    #[serde(default)]
     backup_cpus: Vec<u8>,
     link: FtLinkFile,
+    /// `link = "ethernet"`: the boards' NIC addresses, primary first, then the backup, then
+    /// an optional spare; each board gets an image of its own (`Loaded::for_board`).
+    #[serde(default)]
+    boards: Vec<String>,
+    /// `link = "ethernet"`: the witness's address.
+    witness: Option<String>,
     #[serde(default)]
     delivery: FtDeliveryFile,
     #[serde(default = "default_heartbeat_us")]
@@ -335,6 +354,9 @@ pub struct Loaded {
     pub images: Vec<Bundled>,
     /// The images file for the board's image area (empty if no image goes beside).
     pub beside: Vec<u8>,
+    /// The boards of a pair linked over Ethernet, by NIC address (primary, backup, spare);
+    /// empty otherwise. Every board runs the same image.
+    pub ft_boards: Vec<model::Mac>,
 }
 
 /// Where guests are loaded and entered unless the partition says otherwise: 1 MiB on x86_64;
@@ -504,6 +526,20 @@ fn resolve(
             None => model::InstructionCounter::None,
             Some(InstructionCounterFile::MachineWide) => model::InstructionCounter::MachineWide,
         },
+        nic: match b.nic {
+            None => None,
+            Some(NicFile::E1000) => Some(model::Nic::E1000),
+            Some(NicFile::VirtioMmio {
+                base,
+                slots,
+                stride,
+            }) => Some(model::Nic::VirtioMmio {
+                base: HostPhysAddr::new(base.0),
+                slots,
+                stride: u32::try_from(stride.0)
+                    .map_err(|_| error(file, "board.nic.virtio-mmio.stride: larger than 4 GiB"))?,
+            }),
+        },
     };
 
     let mut placement = Placement {
@@ -629,7 +665,7 @@ fn resolve(
             format!("console_input: no partition is named `{name}`"),
         ));
     }
-    add_backups(file, parts, &mut partitions, &mut next_hpa)?;
+    let ft_boards = add_backups(file, parts, &mut partitions, &mut next_hpa)?;
     let system = model::System {
         version: FORMAT_VERSION,
         board: board_model,
@@ -641,6 +677,7 @@ fn resolve(
         system,
         images: placement.images,
         beside: placement.beside.bytes,
+        ft_boards,
     })
 }
 
@@ -827,7 +864,8 @@ fn add_backups(
     parts: &PartitionsFile,
     partitions: &mut heapless::Vec<model::Partition, { model::MAX_PARTITIONS }>,
     next_hpa: &mut u64,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<model::Mac>, ConfigError> {
+    let mut ft_boards = Vec::new();
     let pairs = parts
         .partition
         .iter()
@@ -835,6 +873,20 @@ fn add_backups(
         .filter_map(|(i, p)| Some((i, p.ft.as_ref()?)));
     for (pair, (i, ft)) in pairs.enumerate() {
         let field = |name: &str| format!("partition[{i}].ft.{name}");
+        if let FtLinkFile::Ethernet = ft.link {
+            let (net, boards) = ethernet(file, &parts.partition[i], ft, &field)?;
+            partitions[i].ft = Some(model::Ft {
+                role: model::FtRole::Primary,
+                peer: i as u8,
+                pair: pair as u8,
+                link: model::FtLink::Ethernet(net),
+                heartbeat_us: ft.heartbeat_us,
+                suspect_after: ft.suspect_after,
+                delivery: delivery(ft.delivery),
+            });
+            ft_boards = boards;
+            continue;
+        }
         let refuse = |why: String| Err(error(file, format!("{}: {why}", field("backup_cpus"))));
         let (cpu, spare) = match ft.backup_cpus.as_slice() {
             [] => return refuse("must name the backup's CPU".into()),
@@ -870,15 +922,10 @@ fn add_backups(
             role,
             peer,
             pair: pair as u8,
-            link: match ft.link {
-                FtLinkFile::Ring => model::FtLink::Ring,
-            },
+            link: model::FtLink::Ring,
             heartbeat_us: ft.heartbeat_us,
             suspect_after: ft.suspect_after,
-            delivery: match ft.delivery {
-                FtDeliveryFile::Exit => model::FtDelivery::Exit,
-                FtDeliveryFile::Precise => model::FtDelivery::Precise,
-            },
+            delivery: delivery(ft.delivery),
         };
         let mut copy_on = |cpu: u8, ft: model::Ft| {
             let mut copy = partitions[i].clone();
@@ -907,7 +954,86 @@ fn add_backups(
             })?;
         }
     }
-    Ok(())
+    Ok(ft_boards)
+}
+
+fn delivery(file: FtDeliveryFile) -> model::FtDelivery {
+    match file {
+        FtDeliveryFile::Exit => model::FtDelivery::Exit,
+        FtDeliveryFile::Precise => model::FtDelivery::Precise,
+    }
+}
+
+/// A pair across boards: its addresses from `boards` and `witness` (`backup_cpus` has no
+/// meaning there: each board runs its copy on the partition's own CPUs).
+fn ethernet(
+    file: &Path,
+    partition: &PartitionFile,
+    ft: &FtFile,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(model::FtNet, Vec<model::Mac>), ConfigError> {
+    let refuse = |name: &str, why: &str| Err(error(file, format!("{}: {why}", field(name))));
+    if !ft.backup_cpus.is_empty() {
+        return refuse(
+            "backup_cpus",
+            "a pair linked over Ethernet runs each copy on its own board; name the boards in `boards`",
+        );
+    }
+    let mac = |name: &str, text: &str| {
+        tandem_ft::link::ether::Mac::parse(text)
+            .map(|m| model::Mac(m.0))
+            .ok_or_else(|| {
+                error(
+                    file,
+                    format!(
+                        "{}: `{text}` is not a MAC address (xx:xx:xx:xx:xx:xx)",
+                        field(name)
+                    ),
+                )
+            })
+    };
+    if !(2..=3).contains(&ft.boards.len()) {
+        return refuse(
+            "boards",
+            "names the primary's and the backup's board, and at most one spare's",
+        );
+    }
+    let boards = ft
+        .boards
+        .iter()
+        .enumerate()
+        .map(|(k, text)| mac(&format!("boards[{k}]"), text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(witness) = &ft.witness else {
+        return refuse(
+            "witness",
+            "a pair across boards needs a witness to decide who goes live",
+        );
+    };
+    let witness = mac("witness", witness)?;
+    let mut all = boards.clone();
+    all.push(witness);
+    all.sort_by_key(|m| m.0);
+    if all.windows(2).any(|w| w[0] == w[1]) {
+        return refuse(
+            "boards",
+            "the boards and the witness need different addresses",
+        );
+    }
+    // FNV-1a over what identifies the pair, so every board's image names the same cluster.
+    let mut cluster: u32 = 0x811c_9dc5;
+    let identity = boards.iter().chain([&witness]).flat_map(|m| m.0);
+    for byte in partition.name.bytes().chain(identity) {
+        cluster = (cluster ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    let net = model::FtNet {
+        primary: boards[0],
+        backup: boards[1],
+        spare: boards.get(2).copied(),
+        witness,
+        cluster,
+    };
+    Ok((net, boards))
 }
 
 #[cfg(test)]

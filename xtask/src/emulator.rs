@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tandem_core::config::ImageCarrier;
 use wait_timeout::ChildExt;
 
 use crate::build::{IMAGES_FILE, Image};
+use crate::cluster::hub::PortAddr;
 use crate::config::{ArchName, EmulatorName};
 use crate::{logs, terminal, tools};
 
@@ -86,6 +87,64 @@ fn console_shows(console: &Path, text: &str) -> bool {
 struct Flags {
     done: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
+    /// The emulator's process (or its wrapper's), once started.
+    pid: Arc<AtomicU32>,
+}
+
+/// A handle on a running emulator from outside its run: what a test does to a board (pull its
+/// plug, freeze it). Killing ends the run as if its user had (`Run::ended_by_user`).
+#[derive(Clone, Default)]
+pub struct Control {
+    flags: Flags,
+}
+
+impl Control {
+    /// Kills the emulator (a board losing power): nothing more leaves it.
+    pub fn kill(&self) {
+        self.flags.quit.store(true, Ordering::Release);
+    }
+
+    /// Freezes (`true`) or thaws the emulator (a board that stalls and comes back). Only the
+    /// processes under a wrapper are stopped: `script` around Bochs stops itself when its child
+    /// stops, as job control does, and once continued it continues its child; continuing the
+    /// child first would leave `script` stopped, its child's exit never reaped. So a thaw
+    /// continues the wrapper, then, in case it did not, the rest.
+    pub fn freeze(&self, frozen: bool) {
+        let root = self.flags.pid.load(Ordering::Acquire);
+        if root == 0 {
+            return;
+        }
+        let signal = |pid: u32, signal: Signal| {
+            if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+                let _ = kill_process(pid, signal);
+            }
+        };
+        let under = descendants(root);
+        if frozen {
+            let targets = if under.is_empty() { vec![root] } else { under };
+            targets
+                .into_iter()
+                .for_each(|pid| signal(pid, Signal::STOP));
+        } else {
+            signal(root, Signal::CONT);
+            thread::sleep(Duration::from_millis(50));
+            under.into_iter().for_each(|pid| signal(pid, Signal::CONT));
+        }
+    }
+
+    /// Whether the emulator has ended.
+    pub fn ended(&self) -> bool {
+        self.flags.done.load(Ordering::Acquire)
+    }
+}
+
+/// A board on an emulated network: its NIC's MAC and its port on the hub
+/// ([`crate::cluster::hub`]), and the handle a test drives it with.
+#[derive(Clone)]
+pub struct Networked {
+    pub mac: String,
+    pub port: PortAddr,
+    pub control: Control,
 }
 
 /// Sends `feed` (a script or the terminal) into `to`, the emulator's side of the console line,
@@ -119,7 +178,21 @@ const QEMU_FAILURE: i32 = 35;
 
 /// `com1` is the console line: a file, or, when the run has input for it, a TCP connection to
 /// `console_port` (Bochs's file mode has no input side), which [`ConsoleLine`] serves.
-fn bochsrc(image: &Image, iso: &Path, console_port: Option<u16>) -> String {
+/// The NIC lines of a networked Bochs board: an e1000 on the i440FX's first slot whose frames go
+/// through the hub (Bochs binds `ethdev` and sends to `ethdev + 1`, emulators.md 3.7).
+fn bochs_nic(net: &Networked) -> String {
+    format!(
+        "pci: enabled=1, chipset=i440fx, slot1=e1000\ne1000: enabled=1, mac={}, ethmod=socket, ethdev={}\n",
+        net.mac, net.port.endpoint
+    )
+}
+
+fn bochsrc(
+    image: &Image,
+    iso: &Path,
+    console_port: Option<u16>,
+    net: Option<&Networked>,
+) -> String {
     let board = &image.config.system.board;
     let com1 = match console_port {
         Some(port) => format!("mode=socket-client, dev=127.0.0.1:{port}"),
@@ -138,10 +211,14 @@ com1: enabled=1, {com1}
 com2: enabled=1, mode=file, dev=log.bin
 log: bochs.log
 panic: action=fatal
-clock: sync=none, time0=946684800
+clock: sync={sync}, time0=946684800
 magic_break: enabled=1
-",
+{nic}",
         com1 = com1,
+        // Boards on a network are paced to wall time so their virtual clocks stay comparable
+        // (each one's timeouts judge the other's silence); alone, a run is deterministic.
+        sync = if net.is_some() { "slowdown" } else { "none" },
+        nic = net.map(bochs_nic).unwrap_or_default(),
         megs = board.ram.size >> 20,
         cpus = board.cpus,
         iso = iso.display(),
@@ -195,6 +272,7 @@ fn spawn(
         .stderr(File::create(dir.join("emulator.err"))?)
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
+    flags.pid.store(child.id(), Ordering::Release);
     let feeder = match (feed, child.stdin.take()) {
         (Some(feed), Some(to)) => {
             let flags = flags.clone();
@@ -411,13 +489,33 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
 
 /// [`bochs`] with `feed` arriving on the console line.
 pub fn bochs_fed(image: &Image, iso: &Path, timeout: Duration, feed: Feed) -> Result<Run> {
+    bochs_run(image, iso, timeout, feed, None)
+}
+
+/// [`bochs`] for a board on an emulated network.
+pub fn bochs_networked(
+    image: &Image,
+    iso: &Path,
+    timeout: Duration,
+    net: &Networked,
+) -> Result<Run> {
+    bochs_run(image, iso, timeout, Feed::File, Some(net))
+}
+
+fn bochs_run(
+    image: &Image,
+    iso: &Path,
+    timeout: Duration,
+    feed: Feed,
+    net: Option<&Networked>,
+) -> Result<Run> {
     let dir = &image.dir;
     clean(dir);
-    let flags = Flags::default();
+    let flags = net.map_or_else(Flags::default, |n| n.control.flags.clone());
     let line = ConsoleLine::start(dir, timeout, feed, &flags)?;
     fs::write(
         dir.join("bochsrc"),
-        bochsrc(image, iso, line.as_ref().map(|l| l.port)),
+        bochsrc(image, iso, line.as_ref().map(|l| l.port), net),
     )?;
     // The debugger is compiled into Debian's Bochs: continue at once, and quit at the magic
     // breakpoint the hypervisor executes when every partition has stopped.
@@ -512,6 +610,26 @@ pub fn qemu_aarch64_fed(
     timeout: Duration,
     feed: Feed,
 ) -> Result<Run> {
+    qemu_aarch64_run(image, cmdline, timeout, feed, None)
+}
+
+/// [`qemu_aarch64`] for a board on an emulated network.
+pub fn qemu_aarch64_networked(
+    image: &Image,
+    cmdline: &str,
+    timeout: Duration,
+    net: &Networked,
+) -> Result<Run> {
+    qemu_aarch64_run(image, cmdline, timeout, Feed::File, Some(net))
+}
+
+fn qemu_aarch64_run(
+    image: &Image,
+    cmdline: &str,
+    timeout: Duration,
+    feed: Feed,
+    net: Option<&Networked>,
+) -> Result<Run> {
     tools::require(tools::QEMU_AARCH64)?;
     let dir = &image.dir;
     clean(dir);
@@ -521,7 +639,6 @@ pub fn qemu_aarch64_fed(
         .args(["-display", "none", "-nodefaults", "-no-reboot"])
         .args(["-smp", &board.cpus.to_string()])
         .args(["-m", &format!("{}M", board.ram.size >> 20)])
-        .args(["-icount", "shift=0,sleep=off"])
         .args(["-semihosting-config", "enable=on,target=native"])
         // The PL011 on QEMU's standard input and output: `console.in`, a script or the user's
         // keys (through a pipe) arrive on the machine's console line (QEMU 7.2's file backend
@@ -531,6 +648,24 @@ pub fn qemu_aarch64_fed(
         .arg("-kernel")
         .arg(&image.elf)
         .args(["-append", cmdline]);
+    match net {
+        // Alone, instructions count time exactly and runs repeat. On a network the board's
+        // clock is the host's instead (no instruction counting), so the boards' clocks stay
+        // comparable, and QEMU's I/O thread runs beside the CPUs: under instruction counting
+        // it delivered frames and took transmitted ones only when the CPUs let it.
+        None => cmd.args(["-icount", "shift=0,sleep=off"]),
+        Some(net) => cmd
+            .args(["-accel", "tcg,thread=multi"])
+            // The modern (version 2) transport the driver speaks.
+            .args(["-global", "virtio-mmio.force-legacy=false"])
+            .arg("-netdev")
+            .arg(format!(
+                "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                net.port.endpoint, net.port.hub
+            ))
+            .arg("-device")
+            .arg(format!("virtio-net-device,netdev=net0,mac={}", net.mac)),
+    };
     if let Some(area) = board.images.filter(|a| a.carrier == ImageCarrier::Loader) {
         let file = dir.join(IMAGES_FILE);
         if file.exists() {
@@ -543,7 +678,9 @@ pub fn qemu_aarch64_fed(
             ));
         }
     }
-    run_qemu(cmd, image, timeout, Streams::Console(feed))
+    let flags = net.map_or_else(Flags::default, |n| n.control.flags.clone());
+    let ended = spawn(cmd, &image.dir, timeout, Streams::Console(feed), &flags)?;
+    collect(image, EmulatorName::Qemu, ended, "emulator.err")
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_linux;
 mod build;
+mod cluster;
 mod config;
 mod emulator;
 mod guests;
@@ -20,6 +21,7 @@ mod terminal;
 mod test;
 mod tools;
 mod user_images;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +111,10 @@ enum Command {
         /// on aarch64), e.g. "recovery=microreboot".
         #[arg(long, default_value = "")]
         boot: String,
+        /// Instead: a fault-tolerant partition across two emulated boards and a witness, the
+        /// primary's board losing power halfway (`tests/ft-boards/pair-ARCH.toml`).
+        #[arg(long, conflicts_with_all = ["config", "emulator", "boot", "timeout"])]
+        ft_boards: bool,
     },
     /// Run every host unit test and every integration test; ends with `N passed, N failed`.
     Test {
@@ -129,6 +135,8 @@ enum Command {
     Lint,
     /// Run a fault-injection campaign: `ft-kill` kills a fault-tolerant partition's primary at a
     /// seeded point in each run and checks the output stream against a fault-free run;
+    /// `ft-boards` runs a pair across two emulated boards under a seeded board, link, stall or
+    /// witness fault and judges the stream gathered from both;
     /// `failstop`, `register`, `code`, `memory` and `hang` inject that fault into the hypervisor
     /// itself and judge its recovery (`--mode`) by both partitions' streams.
     Inject {
@@ -151,6 +159,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "microreboot")]
         mode: RecoveryMode,
     },
+    /// Run the witness that decides which side of a pair across boards goes live: it answers
+    /// claims in Ethernet frames (channel 1) sent to `--mac`, and appends each decision to
+    /// `--state` before answering, so a restarted witness names the same winners.
+    Witness {
+        /// The decisions file (created if missing; a corrupt one refuses the start).
+        #[arg(long)]
+        state: PathBuf,
+        /// The witness's MAC address (xx:xx:xx:xx:xx:xx).
+        #[arg(long, value_parser = witness::parse_mac)]
+        mac: tandem_ft::link::ether::Mac,
+        /// `udp:LOCAL_PORT:REMOTE_PORT` (127.0.0.1) or
+        /// `udp:BIND_ADDR:LOCAL_PORT:REMOTE_ADDR:REMOTE_PORT`: binds the local address and
+        /// exchanges raw Ethernet frames, one per datagram, with the remote (a hub's port).
+        #[arg(long, value_parser = witness::parse_attach)]
+        attach: witness::Attach,
+    },
 }
 
 fn main() -> ExitCode {
@@ -164,10 +188,16 @@ fn main() -> ExitCode {
         }
         Command::Qemu {
             arch,
+            ft_boards: true,
+            ..
+        } => cluster::demo::run(arch.unwrap_or(Arch::X86_64)),
+        Command::Qemu {
+            arch,
             emulator,
             config: Some(file),
             timeout,
             boot,
+            ..
         } => live::run_config(
             &file,
             arch,
@@ -181,6 +211,7 @@ fn main() -> ExitCode {
             config: None,
             timeout,
             boot,
+            ..
         } => live::demo(
             arch.unwrap_or(Arch::X86_64),
             emulator,
@@ -218,10 +249,13 @@ fn main() -> ExitCode {
             };
             if c.name == inject::FT_KILL {
                 inject::run(&c)
+            } else if c.name == cluster::campaign::FT_BOARDS {
+                cluster::campaign::run(&c)
             } else {
                 recovery_campaign::run(&c)
             }
         }
+        Command::Witness { state, mac, attach } => witness::run(state, mac, attach).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

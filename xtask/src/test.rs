@@ -13,7 +13,7 @@ use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
 use crate::{
-    Arch, RecoveryMode, guests, inject, linux, recovery_campaign, root, tools, user_images,
+    Arch, RecoveryMode, cluster, guests, inject, linux, recovery_campaign, root, tools, user_images,
 };
 
 /// Scenarios whose names contain this boot Debian's arm64 kernel (`cargo xtask fetch-linux`).
@@ -235,38 +235,46 @@ fn integration(arch: Arch, filter: Option<&str>, tally: &Mutex<Tally>) -> Result
 }
 
 /// A small seeded slice of each fault-injection campaign on each architecture (the full ones
-/// are `cargo xtask inject`).
+/// are `cargo xtask inject`): ft-kill on one board, ft-boards across two.
 fn campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
-    let wanted: Vec<Arch> = Arch::ALL
+    const SLICES: [(&str, u64); 2] = [(inject::FT_KILL, 4), (cluster::campaign::FT_BOARDS, 3)];
+    let wanted: Vec<(Arch, &str, u64)> = SLICES
         .into_iter()
-        .filter(|a| filter.is_none_or(|f| format!("{}/campaign-ft-kill", a.name()).contains(f)))
+        .flat_map(|(name, runs)| Arch::ALL.into_iter().map(move |a| (a, name, runs)))
+        .filter(|(a, name, _)| {
+            filter.is_none_or(|f| format!("{}/campaign-{name}", a.name()).contains(f))
+        })
         .collect();
     if wanted.is_empty() {
         return;
     }
     println!("== campaigns (a seeded slice of each)");
-    for arch in wanted {
-        let name = format!("{}/campaign-ft-kill", arch.name());
+    for (arch, name, runs) in wanted {
+        let test = format!("{}/campaign-{name}", arch.name());
         let campaign = inject::Campaign {
-            name: inject::FT_KILL.into(),
+            name: name.into(),
             arch,
-            runs: 4,
+            runs,
             seed: 1,
-            out: Some(root().join(format!("build/test-campaign-ft-kill-{}", arch.name()))),
+            out: Some(root().join(format!("build/test-campaign-{name}-{}", arch.name()))),
             replay: None,
-            // ft-kill boots without recovery options.
+            // These campaigns boot without recovery options.
             mode: RecoveryMode::Microreboot,
         };
-        let result = inject::run(&campaign);
+        let result = if name == inject::FT_KILL {
+            inject::run(&campaign)
+        } else {
+            cluster::campaign::run(&campaign)
+        };
         let mut t = tally.lock().unwrap();
         match result {
             Ok(true) => {
                 t.passed += 1;
-                println!("test {name} ... ok");
+                println!("test {test} ... ok");
             }
             other => {
                 t.failed += 1;
-                println!("test {name} ... FAILED");
+                println!("test {test} ... FAILED");
                 if let Err(e) = other {
                     println!("    {e:#}");
                 }
@@ -336,6 +344,73 @@ fn recovery_campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
     }
 }
 
+/// The pair-across-boards scenarios on each architecture (`cluster::scenarios`): one image per
+/// architecture, booted on two or three emulated boards joined by the hub, with the witness.
+fn ft_boards(filter: Option<&str>, tally: &Mutex<Tally>) {
+    for arch in Arch::ALL {
+        let name = |s: &str| format!("{}/ft-boards-{s}", arch.name());
+        let list: Vec<_> = cluster::scenarios::all()
+            .into_iter()
+            .filter(|s| filter.is_none_or(|f| name(&s.name).contains(f)))
+            .collect();
+        if list.is_empty() {
+            continue;
+        }
+        println!(
+            "== {} fault tolerance across boards ({} scenarios)",
+            arch.name(),
+            list.len()
+        );
+        let image = cluster::scenarios::image(arch, &format!("test-{}-ft-boards", arch.name()));
+        for s in &list {
+            let result = image
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .and_then(|(image, iso)| {
+                    cluster::scenarios::run_one(arch, image, iso.as_deref(), s)
+                });
+            let mut t = tally.lock().unwrap();
+            match result {
+                Ok((outcome, problems)) if problems.is_empty() => {
+                    t.passed += 1;
+                    println!(
+                        "test {} ... ok ({:.1}s)",
+                        name(&s.name),
+                        outcome.elapsed.as_secs_f64()
+                    );
+                }
+                Ok((outcome, problems)) => {
+                    t.failed += 1;
+                    println!("test {} ... FAILED", name(&s.name));
+                    problems.iter().for_each(|p| println!("    {p}"));
+                    for (i, run) in outcome.boards.iter().enumerate() {
+                        if let Some(run) = run {
+                            println!("    --- board {i}");
+                            run.print("    ");
+                        }
+                    }
+                    println!("    --- witness");
+                    outcome.witness_log.iter().for_each(|l| println!("    {l}"));
+                    println!("    --- network (frames from, to: frames, bytes, dropped by a cut)");
+                    for (from, row) in outcome.traffic.iter().enumerate() {
+                        for (to, t) in row.iter().enumerate().filter(|(_, t)| t.frames + t.cut > 0)
+                        {
+                            println!(
+                                "    {from} -> {to}: {} frames, {} bytes, {} cut",
+                                t.frames, t.bytes, t.cut
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    t.failed += 1;
+                    println!("test {} ... FAILED\n    {e:#}", name(&s.name));
+                }
+            }
+        }
+    }
+}
+
 pub fn run(filter: Option<&str>) -> Result<bool> {
     let mut tally = Tally::default();
     if filter.is_none() {
@@ -345,6 +420,7 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
     for arch in Arch::ALL {
         integration(arch, filter, &tally)?;
     }
+    ft_boards(filter, &tally);
     campaigns(filter, &tally);
     recovery_campaigns(filter, &tally);
     let t = tally.into_inner().unwrap();

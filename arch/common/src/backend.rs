@@ -167,6 +167,14 @@ pub trait Backend: Sized + Sync + 'static {
     /// The hypervisor's boot command line, empty where the board gives none.
     fn cmdline(&self) -> &'static str;
 
+    /// The register window (BAR0, memory) of the first PCI function with one of the given
+    /// (vendor, device) IDs, its memory decoding and bus mastering turned on; `None` where
+    /// there is none or the machine has no PCI.
+    fn pci_bar0(ids: &[(u16, u16)]) -> Option<u64> {
+        let _ = ids;
+        None
+    }
+
     /// Whether this backend recovers from its own failures (the hooks below); without, a
     /// failure stops the machine.
     const RECOVERS: bool = false;

@@ -10,7 +10,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use tandem_core::bundle::Bundle;
-use tandem_core::config::{FtRole, ImageSource, MAX_PARTITIONS, Partition, System};
+use tandem_core::config::{
+    Ft, FtLink, FtNet, FtRole, ImageSource, MAX_PARTITIONS, Partition, System,
+};
 use tandem_core::journal::ExitJournal;
 use tandem_core::platform::Platform;
 use tandem_core::point::ExecPoint;
@@ -24,9 +26,10 @@ use crate::backend::{Backend, BootFiles, Booted};
 use crate::console::Console;
 pub use crate::ledger::VcpuSlot;
 use crate::platform::HwPlatform;
-use crate::replication::{BackupCopy, FtCopy, Injected, PrimaryCopy};
+use crate::replication::ethernet::{self, AcrossBoards};
+use crate::replication::{BackupCopy, FtCopy, Injected, OnBoard, PrimaryCopy};
 use crate::{
-    console_input, frames, images, kick, ledger, recovery, replication, report, reprotect,
+    console_input, frames, images, kick, ledger, net, recovery, replication, report, reprotect,
     siblings, vcpu_power,
 };
 
@@ -142,6 +145,9 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     recovery::setup::<B>(ledger_base, sys, backend.cmdline());
     // SAFETY: the ledger was just formatted with this slot type; only this CPU runs.
     replication::publish(unsafe { ledger::pairs::<VcpuSlot<B::VcpuState>>(ledger_base) });
+    if let Some(nic) = &sys.board.nic {
+        net::start::<B>(nic);
+    }
 
     let mut images = Vec::new();
     let mut boot_args = Vec::new();
@@ -258,44 +264,108 @@ fn run_cpu<B: Backend>(cpu: usize, shared: &'static Booted<B>) -> ! {
         resumed: false,
         platform: &platform,
     };
-    let epoch = replication::FIRST_EPOCH;
-    let mut label = heapless::String::<32>::new();
     match partition.ft {
         None => run.vcpu_loop(&mut vcpu, &mut Solo, partition.name.as_str(), false),
-        Some(ft) => match ft.role {
-            FtRole::Primary => {
-                let injected = Injected::from_cmdline(backend.cmdline());
-                replication::wait_for_backup(&ft, epoch, B::wait_for_event);
-                let copy = PrimaryCopy::new(&ft, epoch, platform.now_ns(), injected, B::die)
-                    .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
-                let mut copy = FtCopy::primary(copy, epoch);
-                run.vcpu_loop(&mut vcpu, &mut copy, partition.name.as_str(), false)
-            }
-            FtRole::Backup => {
-                let injected = Injected::from_cmdline(backend.cmdline());
-                let copy = BackupCopy::new(&ft, epoch, platform.now_ns(), injected)
-                    .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
-                let spare = reprotect::has_spare(&shared.system.partitions, &ft);
-                let mut copy = FtCopy::backup(copy, epoch, spare);
-                let _ = write!(label, "{} (backup)", partition.name);
-                run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), false)
-            }
-            FtRole::Spare => {
-                let _ = write!(label, "{} (spare)", partition.name);
-                match reprotect::wait_as_spare(shared, &ft, &mut vcpu, run.record, &platform) {
-                    Ok(mut copy) => {
-                        // Counted before it replays, so before its primary can end the run.
-                        ENLISTED[index].store(true, Ordering::Release);
-                        RUNNING.fetch_add(1, Ordering::AcqRel);
-                        run.vcpu_loop(&mut vcpu, &mut copy, label.as_str(), true)
-                    }
-                    Err(stop) => {
-                        report::stop(label.as_str(), stop, run.record, &B::WORDS);
-                        B::park()
-                    }
+        Some(
+            ft @ Ft {
+                link: FtLink::Ethernet(net),
+                ..
+            },
+        ) => across_boards(run, &mut vcpu, &ft, &net),
+        Some(ft) => on_board(run, &mut vcpu, &ft),
+    }
+}
+
+/// Runs a copy of a pair on this board, in the role its configuration gives it. Each kind of
+/// copy has a function of its own, so a CPU's stack holds only its own kind (a backup's replay
+/// queue alone is some 40 KiB).
+#[inline(never)]
+fn on_board<B: Backend>(run: Run<'_, B>, vcpu: &mut B::Vcpu, ft: &Ft) -> ! {
+    let shared = run.shared;
+    let backend = &shared.backend;
+    let partition = run.partition;
+    let platform = run.platform;
+    let index = run.index;
+    let epoch = replication::FIRST_EPOCH;
+    let mut label = heapless::String::<32>::new();
+    match ft.role {
+        FtRole::Primary => {
+            let injected = Injected::from_cmdline(backend.cmdline());
+            replication::wait_for_backup(ft, epoch, B::wait_for_event);
+            let copy = PrimaryCopy::new(ft, epoch, platform.now_ns(), injected, B::die)
+                .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two primaries"));
+            let mut copy = FtCopy::primary(copy, epoch);
+            run.vcpu_loop(vcpu, &mut copy, partition.name.as_str(), false)
+        }
+        FtRole::Backup => {
+            let injected = Injected::from_cmdline(backend.cmdline());
+            let copy = BackupCopy::new(ft, epoch, platform.now_ns(), injected)
+                .unwrap_or_else(|| fatal::<B>("a fault-tolerant pair has two backups"));
+            let spare = reprotect::has_spare(&shared.system.partitions, ft);
+            let mut copy = FtCopy::backup(copy, epoch, spare);
+            let _ = write!(label, "{} (backup)", partition.name);
+            run.vcpu_loop(vcpu, &mut copy, label.as_str(), false)
+        }
+        FtRole::Spare => {
+            let _ = write!(label, "{} (spare)", partition.name);
+            match reprotect::wait_as_spare(shared, ft, vcpu, run.record, platform) {
+                Ok(mut copy) => {
+                    // Counted before it replays, so before its primary can end the run.
+                    ENLISTED[index].store(true, Ordering::Release);
+                    RUNNING.fetch_add(1, Ordering::AcqRel);
+                    run.vcpu_loop(vcpu, &mut copy, label.as_str(), true)
+                }
+                Err(stop) => {
+                    report::stop(label.as_str(), stop, run.record, &B::WORDS);
+                    B::park()
                 }
             }
-        },
+        }
+    }
+}
+
+/// Runs this board's copy of a pair across boards, in the role its NIC's address gives it.
+#[inline(never)]
+fn across_boards<B: Backend>(run: Run<'_, B>, vcpu: &mut B::Vcpu, ft: &Ft, net: &FtNet) -> ! {
+    let backend = &run.shared.backend;
+    let name = run.partition.name.as_str();
+    let refused = |why: ethernet::Refused| -> ! {
+        defmt::error!("partition {=str} cannot join its pair: {}", name, why);
+        fatal::<B>("a fault-tolerant partition cannot join its pair across boards")
+    };
+    let role = ethernet::attach(net).unwrap_or_else(|why| refused(why));
+    let epoch = replication::FIRST_EPOCH;
+    let injected = Injected::from_cmdline(backend.cmdline());
+    let platform = run.platform;
+    let now = || platform.now_ns();
+    let idle_until = |ns| platform.idle_until_ns(ns);
+    let mut label = heapless::String::<32>::new();
+    match role {
+        FtRole::Primary => {
+            let copy = ethernet::primary(ft, net, epoch, &now, &idle_until, injected, B::die)
+                .unwrap_or_else(|why| refused(why));
+            run.vcpu_loop(vcpu, &mut FtCopy::primary(copy, epoch), name, false)
+        }
+        FtRole::Backup => {
+            let copy = ethernet::backup(ft, net, epoch, &now, &idle_until, injected)
+                .unwrap_or_else(|why| refused(why));
+            let _ = write!(label, "{} (backup)", name);
+            run.vcpu_loop(
+                vcpu,
+                &mut FtCopy::backup(copy, epoch, false),
+                label.as_str(),
+                false,
+            )
+        }
+        FtRole::Spare => {
+            defmt::error!(
+                "partition {=str}: this board is the pair's spare; re-protection across boards is not built yet",
+                name
+            );
+            report::stop(name, StopReason::ReplicationFailed, run.record, &B::WORDS);
+            retire::<B>(&run.shared.system, run.index);
+            B::park()
+        }
     }
 }
 
@@ -428,7 +498,7 @@ impl<B: Backend> Paused<B> for Solo {
     }
 }
 
-impl<B: Backend> Paused<B> for FtCopy {
+impl<B: Backend> Paused<B> for FtCopy<OnBoard> {
     /// A copy that went live re-protects the partition onto its spare, and runs on either way.
     fn paused(
         &mut self,
@@ -439,6 +509,20 @@ impl<B: Backend> Paused<B> for FtCopy {
         platform: &HwPlatform<B>,
     ) -> bool {
         reprotect::reprotect(shared, index, vcpu, record, self, platform);
+        true
+    }
+}
+
+impl<B: Backend> Paused<B> for FtCopy<AcrossBoards> {
+    /// Never asked: across boards no spare waits on this board (no re-protection yet).
+    fn paused(
+        &mut self,
+        _: &Booted<B>,
+        _: usize,
+        _: &mut B::Vcpu,
+        _: &VcpuRecord,
+        _: &HwPlatform<B>,
+    ) -> bool {
         true
     }
 }

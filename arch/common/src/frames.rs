@@ -48,3 +48,19 @@ pub fn remaining() -> u64 {
         .saturating_sub(NEXT.load(Ordering::Relaxed))
         / PAGE_SIZE
 }
+
+/// Moves `value` into frames of its own for the rest of the run: large state that only some
+/// configurations need (the Ethernet link's windows) stays out of the hypervisor's image, which
+/// must fit below a fixed bound, and off the CPUs' stacks.
+pub fn leak<T>(value: T) -> Result<&'static mut T, OutOfFrames> {
+    const { assert!(core::mem::align_of::<T>() <= PAGE_SIZE as usize) };
+    let at = alloc_contiguous(core::mem::size_of::<T>().max(1) as u64)?;
+    let slot = at as *mut T;
+    // SAFETY: `alloc_contiguous` handed out these frames to no one else, identity-mapped,
+    // page-aligned (so aligned for `T`) and at least `size_of::<T>()` bytes long; the value is
+    // moved in once and never freed, so the reference lives as long as it claims.
+    unsafe {
+        slot.write(value);
+        Ok(&mut *slot)
+    }
+}

@@ -16,6 +16,7 @@ pub mod images;
 pub mod kick;
 pub mod ledger;
 pub mod log;
+pub mod net;
 pub mod platform;
 pub mod recover;
 pub mod recovery;

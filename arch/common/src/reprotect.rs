@@ -18,7 +18,7 @@ use tandem_ft::reprotect::{DirtyTracker, Reprotect, ReprotectAction, ReprotectCo
 use crate::backend::{Backend, Booted};
 use crate::ledger::{self, VcpuSlot};
 use crate::platform::HwPlatform;
-use crate::replication::{self, BackupCopy, FtCopy, Injected, PrimaryCopy, Session};
+use crate::replication::{self, BackupCopy, FtCopy, Injected, OnBoard, PrimaryCopy, Session};
 
 /// Pages copied per step while the guest runs (64 KiB: each step holds the guest at a boundary).
 const CHUNK_PAGES: u64 = 16;
@@ -86,7 +86,7 @@ pub fn reprotect<B: Backend>(
     index: usize,
     vcpu: &mut B::Vcpu,
     record: &VcpuRecord,
-    copy: &mut FtCopy,
+    copy: &mut FtCopy<OnBoard>,
     platform: &HwPlatform<B>,
 ) {
     let partition = &shared.system.partitions[index];
@@ -111,7 +111,7 @@ fn step<B: Backend>(
     ft: &Ft,
     vcpu: &mut B::Vcpu,
     record: &VcpuRecord,
-    copy: &mut FtCopy,
+    copy: &mut FtCopy<OnBoard>,
     platform: &HwPlatform<B>,
 ) -> Result<(), Refused> {
     let spare_index = spare_of(&shared.system.partitions, ft).ok_or(Refused::NoSpare)?;
@@ -241,7 +241,7 @@ pub fn wait_as_spare<B: Backend>(
     vcpu: &mut B::Vcpu,
     record: &mut VcpuRecord,
     platform: &HwPlatform<B>,
-) -> Result<FtCopy, StopReason> {
+) -> Result<FtCopy<OnBoard>, StopReason> {
     let pair = usize::from(ft.pair);
     if pair >= MAX_FT_PAIRS {
         return Err(StopReason::ReplicationFailed);

@@ -351,6 +351,10 @@ impl Backend for PcBackend {
         halt_forever()
     }
 
+    fn pci_bar0(ids: &[(u16, u16)]) -> Option<u64> {
+        crate::pci::bar0(ids)
+    }
+
     fn cmdline(&self) -> &'static str {
         self.cmdline
     }

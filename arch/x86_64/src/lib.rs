@@ -20,6 +20,7 @@ mod logger;
 mod machine;
 mod nmi_watchdog;
 mod panic;
+mod pci;
 mod recovery;
 mod serial;
 mod smp;

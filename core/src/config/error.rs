@@ -152,6 +152,14 @@ pub enum Problem {
     FtSpares {
         pair: u8,
     },
+    /// A copy linked over Ethernet on a board without a NIC.
+    FtNoNic,
+    /// A pair linked over Ethernet names one station twice (boards, witness).
+    FtAddresses,
+    /// More than one partition is linked over Ethernet (the board's one NIC serves one pair).
+    FtEthernetPairs {
+        first: usize,
+    },
     /// Precise delivery asked of a board without a per-CPU instruction counter.
     FtPrecise {
         counter: InstructionCounter,
@@ -293,6 +301,18 @@ impl fmt::Display for Problem {
             Problem::FtSpares { pair } => write!(
                 f,
                 "fault-tolerant pair {pair} has more than one spare copy (one spare is supported)"
+            ),
+            Problem::FtNoNic => write!(
+                f,
+                "the link is Ethernet but the board has no NIC (`nic` in its board file)"
+            ),
+            Problem::FtAddresses => write!(
+                f,
+                "the boards and the witness must have different MAC addresses"
+            ),
+            Problem::FtEthernetPairs { first } => write!(
+                f,
+                "partition[{first}] already uses the board's NIC; one pair per board can be linked over Ethernet"
             ),
             Problem::FtPrecise {
                 counter: InstructionCounter::None,

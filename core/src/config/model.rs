@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_CPUS: usize = 8;
 pub const MAX_REGIONS: usize = 8;
@@ -98,6 +98,26 @@ pub struct Board {
     /// What the CPUs can count a guest's progress with: whether a fault-tolerant partition can
     /// have its interrupts delivered between deterministic exits ([`FtDelivery::Precise`]).
     pub instruction_counter: InstructionCounter,
+    /// The network interface the hypervisor owns (the log link between boards), if any.
+    pub nic: Option<Nic>,
+}
+
+/// An Ethernet MAC address.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+/// A network interface the hypervisor drives itself, polled (no partition sees it).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nic {
+    /// An Intel 8254x (e1000) on PCI bus 0, found by its vendor and device ID.
+    E1000,
+    /// A virtio-net device behind one of `slots` virtio-mmio transports, the first at `base`,
+    /// each `stride` bytes after the one before (QEMU `virt`: 32 at 0x0a000000, 0x200 apart).
+    VirtioMmio {
+        base: HostPhysAddr,
+        slots: u8,
+        stride: u32,
+    },
 }
 
 /// The board's image area: where the images file (every guest image carried beside the
@@ -277,6 +297,47 @@ pub enum FtRole {
 pub enum FtLink {
     /// A shared-memory ring between two CPUs of this board, in the hypervisor's ledger.
     Ring,
+    /// Datagrams over the board's NIC to the other copy on another board; a witness on the
+    /// network arbitrates. Each board's image holds only its own copy.
+    Ethernet(FtNet),
+}
+
+/// The boards of a pair linked over Ethernet, by their NICs' addresses. Every board runs the
+/// same image: its NIC's address picks its copy's role at boot ([`FtNet::role_of`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FtNet {
+    pub primary: Mac,
+    pub backup: Mac,
+    /// The board the copy that goes live re-protects the partition onto.
+    pub spare: Option<Mac>,
+    /// The witness, which decides who goes live when the boards lose sight of each other.
+    pub witness: Mac,
+    /// Names the pair at the witness, which may serve many (a hash of the pair's
+    /// configuration).
+    pub cluster: u32,
+}
+
+impl FtNet {
+    /// The role of the copy on the board whose NIC is `mac`, and its peer's address (a spare's:
+    /// the primary's); `None` if `mac` is none of the pair's boards.
+    pub fn role_of(&self, mac: Mac) -> Option<(FtRole, Mac)> {
+        if mac == self.primary {
+            Some((FtRole::Primary, self.backup))
+        } else if mac == self.backup {
+            Some((FtRole::Backup, self.primary))
+        } else if Some(mac) == self.spare {
+            Some((FtRole::Spare, self.primary))
+        } else {
+            None
+        }
+    }
+
+    /// Every board of the pair, and the witness.
+    pub fn stations(&self) -> impl Iterator<Item = Mac> {
+        [self.primary, self.backup, self.witness]
+            .into_iter()
+            .chain(self.spare)
+    }
 }
 
 /// When a fault-tolerant partition's asynchronous interrupts reach its guest.
@@ -359,6 +420,7 @@ impl Partition {
             Some(Ft {
                 role: FtRole::Backup | FtRole::Spare,
                 peer,
+                link: FtLink::Ring,
                 ..
             }) => peer.into(),
             _ => index as u32,

@@ -314,6 +314,29 @@ fn validate_pmu(b: &Board, i: usize, p: &Partition) -> Result {
     Ok(())
 }
 
+/// A copy whose peer is on another board: the board has a NIC, the three stations differ, and
+/// no other partition uses the NIC.
+fn validate_ethernet(sys: &System, i: usize, net: FtNet) -> Result {
+    let field = |name| Field::partition(i, name);
+    if sys.board.nic.is_none() {
+        return Err(err(field("ft.link"), Problem::FtNoNic));
+    }
+    let distinct = net
+        .stations()
+        .enumerate()
+        .all(|(k, a)| net.stations().skip(k + 1).all(|b| a != b));
+    if !distinct {
+        return Err(err(field("ft"), Problem::FtAddresses));
+    }
+    let first = sys.partitions[..i].iter().position(|q| {
+        q.ft.is_some_and(|theirs| matches!(theirs.link, FtLink::Ethernet(_)))
+    });
+    if let Some(first) = first {
+        return Err(err(field("ft.link"), Problem::FtEthernetPairs { first }));
+    }
+    Ok(())
+}
+
 /// A fault-tolerant copy replays a single vCPU whose every input is logged, and its peer is the
 /// same partition in the other role.
 fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
@@ -324,38 +347,9 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
     if let Some(r) = p.ports.iter().find(|r| r.mode == PortMode::Passthrough) {
         return Err(err(field("ports"), Problem::FtPassthrough { port: r.base }));
     }
-    let peer = usize::from(ft.peer);
-    let same_guest = |q: &Partition| {
-        let layout = |r: &MemoryRegion| (r.gpa, r.size, r.executable);
-        q.name == p.name
-            && q.image == p.image
-            && q.args == p.args
-            && q.ports == p.ports
-            && q.memory.iter().map(layout).eq(p.memory.iter().map(layout))
-    };
-    // The primary and backup name each other; a spare names the primary, and a pair has one.
-    let paired = sys.partitions.get(peer).is_some_and(|q| {
-        q.ft.is_some_and(|theirs| {
-            let roles = match ft.role {
-                FtRole::Spare => theirs.role == FtRole::Primary,
-                _ => theirs.peer as usize == i && theirs.role != ft.role,
-            };
-            roles
-                && theirs.pair == ft.pair
-                && theirs.link == ft.link
-                && theirs.delivery == ft.delivery
-        }) && same_guest(q)
-    });
-    if peer == i || !paired {
-        return Err(err(field("ft"), Problem::FtPeer { peer }));
-    }
-    // The second spare of a pair is the one refused.
-    let earlier_spare = sys.partitions[..i]
-        .iter()
-        .filter_map(|q| q.ft)
-        .any(|theirs| theirs.pair == ft.pair && theirs.role == FtRole::Spare);
-    if ft.role == FtRole::Spare && earlier_spare {
-        return Err(err(field("ft"), Problem::FtSpares { pair: ft.pair }));
+    match ft.link {
+        FtLink::Ethernet(net) => validate_ethernet(sys, i, net)?,
+        FtLink::Ring => validate_ring_peer(sys, i, p, ft)?,
     }
     if usize::from(ft.pair) >= MAX_FT_PAIRS {
         return Err(err(
@@ -387,6 +381,45 @@ fn validate_ft(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
                 max: u8::MAX.into(),
             },
         ));
+    }
+    Ok(())
+}
+
+/// On one board, the primary and backup name each other; a spare names the primary, and a pair
+/// has one.
+fn validate_ring_peer(sys: &System, i: usize, p: &Partition, ft: Ft) -> Result {
+    let field = |name| Field::partition(i, name);
+    let peer = usize::from(ft.peer);
+    let same_guest = |q: &Partition| {
+        let layout = |r: &MemoryRegion| (r.gpa, r.size, r.executable);
+        q.name == p.name
+            && q.image == p.image
+            && q.args == p.args
+            && q.ports == p.ports
+            && q.memory.iter().map(layout).eq(p.memory.iter().map(layout))
+    };
+    let paired = sys.partitions.get(peer).is_some_and(|q| {
+        q.ft.is_some_and(|theirs| {
+            let roles = match ft.role {
+                FtRole::Spare => theirs.role == FtRole::Primary,
+                _ => theirs.peer as usize == i && theirs.role != ft.role,
+            };
+            roles
+                && theirs.pair == ft.pair
+                && theirs.link == ft.link
+                && theirs.delivery == ft.delivery
+        }) && same_guest(q)
+    });
+    if peer == i || !paired {
+        return Err(err(field("ft"), Problem::FtPeer { peer }));
+    }
+    // The second spare of a pair is the one refused.
+    let earlier_spare = sys.partitions[..i]
+        .iter()
+        .filter_map(|q| q.ft)
+        .any(|theirs| theirs.pair == ft.pair && theirs.role == FtRole::Spare);
+    if ft.role == FtRole::Spare && earlier_spare {
+        return Err(err(field("ft"), Problem::FtSpares { pair: ft.pair }));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! about.
 
 pub mod datagram;
+pub mod ether;
 pub mod ring;
 
 /// Why a link refused an operation.
@@ -26,15 +27,26 @@ pub struct LinkStats {
     pub frames_sent: u64,
     /// Bytes of those frames.
     pub bytes_sent: u64,
-    /// Frames sent again after a timeout.
+    /// Frames sent again: after a timeout, or early when acks reported them missing.
     pub retransmits: u64,
+    /// Those of `retransmits` sent early because acks reported the frame missing.
+    pub fast_retransmits: u64,
+    /// Bytes of every datagram this end put on the wire: headers, acks and retransmissions
+    /// included (datagram links only).
+    pub wire_bytes: u64,
+    /// Frames the receiving end handed to the engine, in order.
+    pub frames_delivered: u64,
+    /// Acknowledgements the receiving end sent (datagram links only).
+    pub acks_sent: u64,
     /// Datagrams dropped because their checksum or shape was wrong; on the ring, slots skipped
     /// for an impossible length and impossible head values seen (a producer dying mid-write).
     pub dropped_corrupt: u64,
-    /// Datagrams dropped because they were already delivered.
+    /// Datagrams dropped because their frame was already delivered or held.
     pub dropped_duplicate: u64,
-    /// Datagrams dropped because they arrived ahead of a missing one.
+    /// Datagrams dropped because they arrived beyond the receive window.
     pub dropped_out_of_order: u64,
+    /// Datagrams dropped because they belong to another protection epoch's link.
+    pub dropped_stale_epoch: u64,
 }
 
 /// The primary's end of a log link.

@@ -165,6 +165,7 @@ impl<const SLOTS: usize> LogReceiver for RingConsumer<'_, SLOTS> {
             // SAFETY: as above; `len <= MAX_FRAME` was checked just now.
             unsafe { buf[..len].copy_from_slice(&(&*slot.bytes.get())[..len]) };
             self.ring.tail.store(tail + 1, Ordering::Release);
+            self.stats.frames_delivered += 1;
             return Ok(Some(len));
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod guest;
 pub mod idle;
+pub mod load;
 pub mod net;
 pub mod oracle;
 pub mod rng;

@@ -9,6 +9,8 @@ use super::scenario::{CrashPoint, LinkKind, Scenario, Who};
 use crate::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use crate::backup::{Backup, BackupConfig, BackupError, BackupState, Due, SyncRead};
 use crate::frame::{FrameReader, MAX_RECORDS};
+use crate::latency::Latencies;
+use crate::link::datagram::{DatagramConfig, DatagramReceiver, DatagramSender};
 use crate::link::{LinkError, LinkStats, LogReceiver, LogSender};
 use crate::primary::{Primary, PrimaryConfig, PrimaryError, PrimaryState};
 use crate::record::{Event, InputData, Record};
@@ -75,6 +77,19 @@ pub struct Failover {
     pub live_at: Option<u64>,
 }
 
+/// How long the output rule held the primary's outputs, from production to release (ns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Release {
+    /// Outputs the primary released while protected.
+    pub outputs: u64,
+    /// Median hold (within the histogram's 12.5 %).
+    pub p50: u64,
+    /// 99th percentile hold.
+    pub p99: u64,
+    /// Longest hold.
+    pub max: u64,
+}
+
 /// What a run measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -98,6 +113,12 @@ pub struct Outcome {
     pub log_bytes: u64,
     /// Log link counters, primary side.
     pub link: LinkStats,
+    /// Log link counters, backup side (the last pair's).
+    pub backup_link: LinkStats,
+    /// Records the last pair's backup received: the log's throughput over the link.
+    pub records_delivered: u64,
+    /// The output rule's hold on the outputs of protected primaries.
+    pub release: Release,
     /// Frames the backup's record layer refused.
     pub rejected_frames: u64,
     /// Simulated time covered (ns).
@@ -202,6 +223,10 @@ struct World<S: LogSender, R: LogReceiver> {
     perturbed: bool,
     /// When the backup of the current pair went live.
     live_at: Option<u64>,
+    /// When the current primary produced each output, by engine sequence number.
+    produced_at: Vec<u64>,
+    /// How long the output rule held each output the primary released.
+    release: Latencies,
     log: Rc<RefCell<Vec<Record>>>,
     p_reach: Rc<Cell<bool>>,
     b_reach: Rc<Cell<bool>>,
@@ -247,16 +272,18 @@ pub fn run(sc: &Scenario) -> Result<Outcome, Violation> {
             World::new(sc, links, rng).run()
         }
         LinkKind::Datagram => {
-            let config = crate::link::datagram::DatagramConfig {
-                retransmit_after: sc.retransmit_after,
-            };
+            // One network for every pair, as between two boards: datagrams an earlier pair left
+            // in flight reach the later pair's link, which must drop them by their epoch.
+            let net = Net::new(sc.faults, rng.fork());
             let links = (0..pairs)
-                .map(|_| {
-                    let net = Net::new(sc.faults, rng.fork());
+                .map(|pair| {
+                    // Pair number `pair`, from 0, runs in protection epoch `pair + 1` (see
+                    // `World::new` and `reprotection`).
+                    let config = DatagramConfig::new(pair as u32 + 1, sc.retransmit_after);
                     let (a, b) = super::net::Port::pair(&net);
-                    let tx = crate::link::datagram::DatagramSender::<_, 32>::new(a, config);
-                    let rx = crate::link::datagram::DatagramReceiver::new(b);
-                    (tx, rx, Some(net))
+                    let tx = DatagramSender::<_, 32>::new(a, config);
+                    let rx = DatagramReceiver::<_, 32>::new(b, config);
+                    (tx, rx, Some(net.clone()))
                 })
                 .collect();
             World::new(sc, links, rng).run()
@@ -342,6 +369,8 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             takeovers: Vec::new(),
             perturbed: false,
             live_at: None,
+            produced_at: Vec::new(),
+            release: Latencies::new(),
             log,
             p_reach,
             b_reach,
@@ -631,6 +660,10 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
                 return Ok(());
             }
             let (out_seq, value) = self.p.held[seq as usize];
+            if self.primary.state() == PrimaryState::Protected {
+                self.release
+                    .record(self.now - self.produced_at[seq as usize]);
+            }
             self.seen.push(Seen {
                 out_seq,
                 value,
@@ -696,6 +729,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
                         return Err(self.engine_error(format!("output seq {seq} out of step")));
                     }
                     self.p.held.push(output);
+                    self.produced_at.push(self.now);
                     if self.crash_due(CrashPoint::SentNotAcked(seq)) {
                         self.crash(Who::Primary);
                     }
@@ -942,6 +976,7 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
         node.live = false;
         // Output numbers of the engine restart with the pair.
         node.held.clear();
+        self.produced_at.clear();
         self.p = node;
         self.copy += 1;
         self.reprotections += 1;
@@ -1042,6 +1077,14 @@ impl<S: LogSender, R: LogReceiver> World<S, R> {
             input_records,
             log_bytes: stats.log_bytes,
             link: self.primary.link_stats(),
+            backup_link: self.backup.link_stats(),
+            records_delivered: self.backup.received(),
+            release: Release {
+                outputs: self.release.samples(),
+                p50: self.release.percentile(500),
+                p99: self.release.percentile(990),
+                max: self.release.max(),
+            },
             rejected_frames: self.backup.rejects().total(),
             sim_time: self.now,
             settled,

@@ -1,8 +1,6 @@
 //! The replaying copy: takes inputs from the log, compares its lines, goes live when the primary
 //! fails.
 
-use core::sync::atomic::Ordering;
-
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
 use tandem_core::record::ConsoleIn;
@@ -18,12 +16,12 @@ use tandem_ft::record::Event;
 use super::inject::Injected;
 use super::lag::LagMeter;
 use super::lines::Lines;
-use super::{Consumer, ENDS, digest, ends, timing};
+use super::{ENDS, Links, OnBoard, digest, ends, timing};
 
 /// The replaying copy.
-pub struct BackupCopy {
-    engine: Backup<Consumer, SharedWordArbiter<'static>>,
-    pair: u8,
+pub struct BackupCopy<K: Links> {
+    engine: Backup<K::Receiver, K::Arbiter>,
+    ft: Ft,
     epoch: u32,
     ready: bool,
     /// How often the copy acknowledges while its guest runs without exits.
@@ -36,6 +34,10 @@ pub struct BackupCopy {
     time_reads: u64,
     corrupt_read: Option<u64>,
     live: bool,
+    /// The primary fell silent and the copy asks the arbiter (reported once).
+    suspecting: bool,
+    /// When the stopped guest owed nothing more.
+    settled_at: Option<u64>,
     failed: Option<StopReason>,
     lag: LagMeter,
 }
@@ -45,21 +47,35 @@ pub struct BackupCopy {
 /// nothing it could see).
 const CORRUPTION: u64 = 1 << 20;
 
-impl BackupCopy {
-    /// The backup of pair `ft.pair` in protection epoch `epoch`, starting at `now_ns`, with the
-    /// corruption `injected` asks for; `None` if another CPU took its end.
+impl BackupCopy<OnBoard> {
+    /// The backup of pair `ft.pair` in protection epoch `epoch` on this board, starting at
+    /// `now_ns`, with the corruption `injected` asks for; `None` if another CPU took its end.
     pub fn new(ft: &Ft, epoch: u32, now_ns: u64, injected: Injected) -> Option<Self> {
         let consumer = ends(ft.pair, epoch)?.consumer.lock().take()?;
         let arbiter = SharedWordArbiter::new(ENDS.get(usize::from(ft.pair))?.arbiter.get()?);
+        Some(Self::over(consumer, arbiter, ft, epoch, now_ns, injected))
+    }
+}
+
+impl<K: Links> BackupCopy<K> {
+    /// The backup of `ft`'s pair in `epoch`, replaying from `link` and asking `arbiter`.
+    pub fn over(
+        link: K::Receiver,
+        arbiter: K::Arbiter,
+        ft: &Ft,
+        epoch: u32,
+        now_ns: u64,
+        injected: Injected,
+    ) -> Self {
         let (heartbeat, suspect) = timing(ft);
         let config = BackupConfig {
             epoch,
             suspect_after: suspect,
             ack_period: heartbeat,
         };
-        Some(Self {
-            engine: Backup::new(consumer, arbiter, config, now_ns),
-            pair: ft.pair,
+        Self {
+            engine: Backup::new(link, arbiter, config, now_ns),
+            ft: *ft,
             epoch,
             ready: false,
             heartbeat_ns: heartbeat,
@@ -69,9 +85,11 @@ impl BackupCopy {
             time_reads: 0,
             corrupt_read: injected.corrupt_read,
             live: false,
+            suspecting: false,
+            settled_at: None,
             failed: None,
             lag: LagMeter::new(usize::from(ft.pair)),
-        })
+        }
     }
 
     fn fail(&mut self, error: BackupError) -> Hold {
@@ -96,8 +114,21 @@ impl BackupCopy {
         if let Some(stop) = self.failed {
             return Some(Gate::Stop(stop));
         }
+        K::tick(self.engine.arbiter_mut(), now_ns);
         match self.engine.poll(now_ns) {
-            Ok(BackupState::Stopped) => Some(Gate::Stop(StopReason::Superseded)),
+            Ok(BackupState::Stopped) => {
+                K::report(self.engine.arbiter_mut());
+                Some(Gate::Stop(StopReason::Superseded))
+            }
+            Ok(BackupState::Arbitrating) if !self.suspecting => {
+                self.suspecting = true;
+                defmt::warn!(
+                    "FT backup suspects the primary ({=u64} ns): asking the arbiter",
+                    now_ns
+                );
+                K::report(self.engine.arbiter_mut());
+                None
+            }
             Ok(_) => None,
             Err(e) => {
                 self.fail(e);
@@ -151,7 +182,7 @@ fn report_divergence(index: u64, kind: &DivergenceKind) {
     }
 }
 
-impl Replica for BackupCopy {
+impl<K: Links> Replica for BackupCopy<K> {
     fn logs(&self) -> bool {
         !self.live
     }
@@ -174,9 +205,7 @@ impl Replica for BackupCopy {
         }
         if !self.ready {
             self.ready = true;
-            if let Some(ends) = ends(self.pair, self.epoch) {
-                ends.backup_ready.store(true, Ordering::Release);
-            }
+            K::backup_ready(&self.ft, self.epoch);
         }
         if let Some(gate) = self.state_gate(now_ns) {
             return gate;
@@ -251,12 +280,19 @@ impl Replica for BackupCopy {
         match self.poll(now_ns, at, print) {
             Gate::Stop(stop) => Err(stop),
             _ if self.live => Ok(false),
-            _ => Ok(self.engine.outputs_owed() > 0),
+            _ if self.engine.outputs_owed() > 0 => Ok(true),
+            _ => {
+                // Nothing owed: the copy may go, once its acknowledgements of the last records
+                // had time to reach a primary that waits for them (`K::LINGER`).
+                let done_at = *self.settled_at.get_or_insert(now_ns);
+                Ok(now_ns.saturating_sub(done_at) < K::LINGER.saturating_mul(self.heartbeat_ns))
+            }
         }
     }
 
     fn guest_stopped(&mut self, at: ExecPoint) {
         self.stopped_at = Some(at);
+        K::report(self.engine.arbiter_mut());
         if !self.live {
             self.lag.report();
         }

@@ -7,7 +7,7 @@ use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::reprotect::Reprotect;
 
-use super::{BackupCopy, PrimaryCopy};
+use super::{BackupCopy, Links, PrimaryCopy};
 
 /// A re-protection in progress (`crate::reprotect`): its state machine, when it started, and
 /// when the guest was paused for the last pages and the vCPU state.
@@ -20,14 +20,14 @@ pub struct Session {
 // One per CPU, on its stack (there is no heap to box the larger primary in), and both copies'
 // held or kept lines take about as much room.
 #[allow(clippy::large_enum_variant)]
-enum Role {
-    Primary(PrimaryCopy),
-    Backup(BackupCopy),
+enum Role<K: Links> {
+    Primary(PrimaryCopy<K>),
+    Backup(BackupCopy<K>),
 }
 
 /// A copy of a fault-tolerant partition, as the exit loop's [`Replica`].
-pub struct FtCopy {
-    role: Role,
+pub struct FtCopy<K: Links> {
+    role: Role<K>,
     /// The protection epoch the copy works in.
     epoch: u32,
     /// The copy went live in an earlier epoch or this one: its failed peers' part of the run is
@@ -42,9 +42,9 @@ pub struct FtCopy {
     paused_at: Option<u64>,
 }
 
-impl FtCopy {
+impl<K: Links> FtCopy<K> {
     /// The primary of protection epoch `epoch`.
-    pub fn primary(copy: PrimaryCopy, epoch: u32) -> Self {
+    pub fn primary(copy: PrimaryCopy<K>, epoch: u32) -> Self {
         Self {
             role: Role::Primary(copy),
             epoch,
@@ -57,7 +57,7 @@ impl FtCopy {
 
     /// The backup of protection epoch `epoch`; `spare` if a spare CPU waits to be re-protected
     /// onto once this copy goes live.
-    pub fn backup(copy: BackupCopy, epoch: u32, spare: bool) -> Self {
+    pub fn backup(copy: BackupCopy<K>, epoch: u32, spare: bool) -> Self {
         Self {
             role: Role::Backup(copy),
             epoch,
@@ -84,7 +84,7 @@ impl FtCopy {
     }
 
     /// Re-protection is done: the copy goes on as `primary`, the primary of the next epoch.
-    pub fn protected_by_spare(&mut self, primary: PrimaryCopy) {
+    pub fn protected_by_spare(&mut self, primary: PrimaryCopy<K>) {
         self.took_over = true;
         self.spare_waits = false;
         self.session = None;
@@ -111,7 +111,7 @@ macro_rules! on_role {
     };
 }
 
-impl Replica for FtCopy {
+impl<K: Links> Replica for FtCopy<K> {
     fn logs(&self) -> bool {
         // A live copy that will pause must still see its boundaries.
         self.pausing() || on_role!(&self.role, r => r.logs())

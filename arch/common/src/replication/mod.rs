@@ -9,6 +9,7 @@
 
 mod backup;
 mod copy;
+pub mod ethernet;
 mod inject;
 mod lag;
 mod lines;
@@ -18,7 +19,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tandem_core::config::{Ft, MAX_FT_PAIRS};
 use tandem_core::point::register_hash;
+use tandem_ft::arbiter::{Arbiter, SharedWordArbiter};
 use tandem_ft::link::ring::{Ring, RingConsumer, RingProducer};
+use tandem_ft::link::{LogReceiver, LogSender};
 
 pub use backup::BackupCopy;
 pub use copy::{FtCopy, Session};
@@ -51,6 +54,50 @@ pub struct PairAreas([PairArea; MAX_FT_PAIRS]);
 
 type Producer = RingProducer<'static, RING_SLOTS>;
 type Consumer = RingConsumer<'static, RING_SLOTS>;
+
+/// What a pair's copies carry the log and ask for arbitration over.
+pub trait Links {
+    type Sender: LogSender;
+    type Receiver: LogReceiver;
+    type Arbiter: Arbiter;
+    /// Frames the sender holds in flight: how far the backup may lag before the primary waits.
+    const WINDOW: u64;
+    /// Heartbeat periods a backup whose guest stopped goes on acknowledging before it stops:
+    /// the primary stops only once the backup acknowledged the whole log.
+    const LINGER: u64 = 0;
+
+    /// Gives the arbiter the time before each poll of a copy (a witness over the network
+    /// retries unanswered requests).
+    fn tick(arbiter: &mut Self::Arbiter, now_ns: u64) {
+        let _ = (arbiter, now_ns);
+    }
+
+    /// Logs what the links did so far (when a copy starts suspecting, and when it stops).
+    fn report(arbiter: &Self::Arbiter) {
+        let _ = arbiter;
+    }
+
+    /// The backup of `ft`'s pair in `epoch` has started replaying: the primary may start.
+    fn backup_ready(ft: &Ft, epoch: u32) {
+        let _ = (ft, epoch);
+    }
+}
+
+/// Two CPUs of one board: a ring and an arbiter word in the ledger.
+pub struct OnBoard;
+
+impl Links for OnBoard {
+    type Sender = Producer;
+    type Receiver = Consumer;
+    type Arbiter = SharedWordArbiter<'static>;
+    const WINDOW: u64 = RING_SLOTS as u64;
+
+    fn backup_ready(ft: &Ft, epoch: u32) {
+        if let Some(ends) = ends(ft.pair, epoch) {
+            ends.backup_ready.store(true, Ordering::Release);
+        }
+    }
+}
 
 /// The ends of one epoch's ring, made once at bring-up and taken by the CPU of each copy.
 struct EpochEnds {

@@ -1,12 +1,10 @@
 //! The recording copy: logs inputs, holds lines until the backup has the log up to them.
 
-use core::sync::atomic::AtomicU64;
-
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
 use tandem_core::replica::{Gate, Hold, Replica};
 use tandem_core::report::StopReason;
-use tandem_ft::arbiter::{Arbiter, SharedWordArbiter, Side};
+use tandem_ft::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use tandem_ft::latency::Latencies;
 use tandem_ft::primary::{MAX_HELD_OUTPUTS, Primary, PrimaryConfig, PrimaryError, PrimaryState};
 use tandem_ft::record::{Event, InputData};
@@ -14,19 +12,17 @@ use tandem_ft::record::{Event, InputData};
 use super::inject::{Injected, KillPoint, Stall};
 use super::lag;
 use super::lines::Lines;
-use super::{Producer, RING_SLOTS, digest, ends, timing};
+use super::{Links, OnBoard, digest, ends, timing};
 
 /// The recording copy.
-pub struct PrimaryCopy {
-    engine: Primary<Producer, SharedWordArbiter<'static>>,
+pub struct PrimaryCopy<K: Links> {
+    engine: Primary<K::Sender, K::Arbiter>,
     held: Lines,
     failed: Option<StopReason>,
     /// The latest time the copy polled: when an injected failure kills it.
     last_poll_ns: u64,
     /// How often the copy polls while its guest runs without exits.
     heartbeat_ns: u64,
-    /// The pair's arbiter word, read again before printing an output released before a stall.
-    arbiter: &'static AtomicU64,
     /// The protection epoch this copy logs in.
     epoch: u32,
     injected: Injected,
@@ -41,14 +37,17 @@ pub struct PrimaryCopy {
     hold_total_ns: u64,
     /// The guest stopped: the copy only waits for its last outputs to leave.
     stopping: bool,
+    /// The backup fell silent and the copy asks the arbiter (reported once).
+    suspecting: bool,
     pair: usize,
     /// The boundary the copy last told the lag meter about.
     last_boundary: Option<u64>,
 }
 
-impl PrimaryCopy {
-    /// The primary of pair `ft.pair` in protection epoch `epoch`, starting at `now_ns`; `None`
-    /// if another CPU took its end. `die` stops the CPU when `injected` says it fails.
+impl PrimaryCopy<OnBoard> {
+    /// The primary of pair `ft.pair` in protection epoch `epoch` on this board, starting at
+    /// `now_ns`; `None` if another CPU took its end. `die` stops the CPU when `injected` says it
+    /// fails.
     pub fn new(
         ft: &Ft,
         epoch: u32,
@@ -59,21 +58,37 @@ impl PrimaryCopy {
         let producer = ends(ft.pair, epoch)?.producer.lock().take()?;
         let word = *super::ENDS.get(usize::from(ft.pair))?.arbiter.get()?;
         let arbiter = SharedWordArbiter::new(word);
+        Some(Self::over(
+            producer, arbiter, ft, epoch, now_ns, injected, die,
+        ))
+    }
+}
+
+impl<K: Links> PrimaryCopy<K> {
+    /// The primary of `ft`'s pair in `epoch`, logging into `link` and asking `arbiter`.
+    pub fn over(
+        link: K::Sender,
+        arbiter: K::Arbiter,
+        ft: &Ft,
+        epoch: u32,
+        now_ns: u64,
+        injected: Injected,
+        die: fn() -> !,
+    ) -> Self {
         let (heartbeat, suspect) = timing(ft);
         let config = PrimaryConfig {
             epoch,
             heartbeat_period: heartbeat,
             suspect_after: suspect,
-            max_lag_records: RING_SLOTS as u64 / 2,
+            max_lag_records: K::WINDOW / 2,
             max_lag_time: suspect,
         };
-        Some(Self {
-            engine: Primary::new(producer, arbiter, config, now_ns),
+        Self {
+            engine: Primary::new(link, arbiter, config, now_ns),
             held: Lines::new(),
             failed: None,
             last_poll_ns: now_ns,
             heartbeat_ns: heartbeat,
-            arbiter: word,
             epoch,
             injected,
             stalled_until: None,
@@ -83,9 +98,10 @@ impl PrimaryCopy {
             hold: Latencies::new(),
             hold_total_ns: 0,
             stopping: false,
+            suspecting: false,
             pair: usize::from(ft.pair),
             last_boundary: None,
-        })
+        }
     }
 
     fn kill_if(&self, point: KillPoint) {
@@ -110,12 +126,17 @@ impl PrimaryCopy {
 
     /// Prints every held line the backup now covers, and reports it performed.
     fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
-        if self.unprinted.is_some()
-            && SharedWordArbiter::new(self.arbiter).holder(self.epoch) == Ok(Some(Side::Backup))
-        {
-            // Released before the stall, but the backup went live meanwhile: it prints it.
-            self.failed = Some(StopReason::Superseded);
-            return;
+        if self.unprinted.is_some() {
+            match self.engine.arbiter_mut().holder(self.epoch) {
+                // Released before the stall, but the backup went live meanwhile: it prints it.
+                Ok(Some(Side::Backup)) => {
+                    self.failed = Some(StopReason::Superseded);
+                    return;
+                }
+                // Not known yet (a witness not answering): nothing leaves until it is.
+                Err(ArbiterError::Unreachable) => return,
+                _ => {}
+            }
         }
         let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
         while let Some(seq) = next(self) {
@@ -179,11 +200,20 @@ impl PrimaryCopy {
             self.stalled_until = None;
         }
         self.last_poll_ns = now_ns;
+        K::tick(self.engine.arbiter_mut(), now_ns);
         match self.engine.poll(now_ns, at) {
             Ok(status) => {
                 self.release(now_ns, print);
                 if let Some(stop) = self.failed {
                     return Gate::Stop(stop);
+                }
+                if status.state == PrimaryState::Arbitrating && !self.suspecting {
+                    self.suspecting = true;
+                    defmt::warn!(
+                        "FT primary suspects the backup ({=u64} ns): asking the arbiter",
+                        now_ns
+                    );
+                    K::report(self.engine.arbiter_mut());
                 }
                 match status.state {
                     PrimaryState::Stopped => Gate::Stop(StopReason::Superseded),
@@ -199,7 +229,7 @@ impl PrimaryCopy {
     }
 }
 
-impl Replica for PrimaryCopy {
+impl<K: Links> Replica for PrimaryCopy<K> {
     fn logs(&self) -> bool {
         true
     }
@@ -243,6 +273,7 @@ impl Replica for PrimaryCopy {
             _ if self.engine.settled() => {
                 if self.stopping {
                     self.report_hold_time();
+                    K::report(self.engine.arbiter_mut());
                 }
                 Ok(false)
             }

@@ -6,7 +6,10 @@
 //! instead of a UART write per byte, and reads the time with TIME_NOW before each line, so the
 //! partition exits mostly on hypercalls (the recovery campaigns' hypercall-heavy workload); it
 //! prints `ERROR: time went back` if a read is earlier than the one before (time must survive a
-//! hypervisor recovery), and never the time itself, which differs from run to run.
+//! hypervisor recovery), and never the time itself, which differs from run to run. `pace_us=N`
+//! sleeps N microseconds on the virtual timer after each line: a long, mostly idle stream whose
+//! inputs are timer interrupts (the workload of fault tolerance across boards, whose tests act
+//! on the run while it prints).
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -38,8 +41,9 @@ fn fold(hash: u32, word: u32) -> u32 {
         .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
-pub fn count_lines<R: Runtime>(count: u32) {
+pub fn count_lines<R: Runtime>(count: u32, sleep_ns: fn(u64)) {
     let info = R::partition_info();
+    let pace_ns = info.number::<u64>("pace_us").unwrap_or(0) * 1000;
     let hashed = info.number::<u32>("hashed") == Some(1);
     let dirty_pages: u32 = info.number("dirty").unwrap_or(0);
     let hypercalls = arg(info.args(), "via") == Some("hypercall");
@@ -72,6 +76,9 @@ pub fn count_lines<R: Runtime>(count: u32) {
             line(format_args!("count {i} h={hash:08x}"));
         } else {
             line(format_args!("count {i}"));
+        }
+        if pace_ns > 0 {
+            sleep_ns(pace_ns);
         }
     }
 }

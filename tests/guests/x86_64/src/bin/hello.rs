@@ -51,7 +51,7 @@ fn main() -> u64 {
     if state {
         tandem_guest::state::load(SEED);
     }
-    tandem_guest::common::checks::count_lines::<Guest>(count);
+    tandem_guest::common::checks::count_lines::<Guest>(count, tandem_guest::sleep_ns);
     if state {
         match tandem_guest::state::changed(SEED) {
             None => println!("cpu state kept"),

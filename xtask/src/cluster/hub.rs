@@ -1,0 +1,243 @@
+//! An emulated Ethernet hub joining the boards' NICs and the witness: every frame one port sends
+//! reaches every other port whose link to it is not cut. Each port is a pair of UDP sockets on
+//! the loopback, one raw Ethernet frame per datagram, the way Bochs's `ethmod=socket` (it binds
+//! `ethdev` and sends to `ethdev + 1`) and QEMU's `-netdev dgram` talk; the witness joins the
+//! same way. Cuts are how tests take links down and up again; every frame is also written to a
+//! pcap file for whoever looks into a run.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+/// Where one port's peer and the hub meet: the peer binds `endpoint` and sends to `hub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAddr {
+    pub endpoint: u16,
+    pub hub: u16,
+}
+
+/// Frames and bytes that went from one port to another, and frames a cut dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub frames: u64,
+    pub bytes: u64,
+    pub cut: u64,
+}
+
+struct Shared {
+    /// Unordered pairs of ports whose link is down.
+    cuts: Mutex<HashSet<(usize, usize)>>,
+    /// `traffic[from][to]`.
+    traffic: Mutex<Vec<Vec<Traffic>>>,
+    capture: Mutex<Option<BufWriter<File>>>,
+    stop: AtomicBool,
+}
+
+/// A running hub; stops when dropped.
+pub struct Hub {
+    ports: Vec<PortAddr>,
+    shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+/// How long a port's thread waits for a frame before it looks at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+
+fn pair(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+/// A port whose `endpoint` is free now (the peer binds it later) and whose hub socket is bound.
+fn open_port() -> Result<(PortAddr, UdpSocket)> {
+    for _ in 0..64 {
+        let probe = UdpSocket::bind("127.0.0.1:0")?;
+        let endpoint = probe.local_addr()?.port();
+        let Some(hub) = endpoint.checked_add(1) else {
+            continue;
+        };
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", hub)) {
+            drop(probe);
+            return Ok((PortAddr { endpoint, hub }, socket));
+        }
+    }
+    bail!("no two adjacent free UDP ports on the loopback for the hub")
+}
+
+impl Hub {
+    /// A hub of `ports` ports, capturing every frame into `capture` (pcap).
+    pub fn start(ports: usize, capture: &Path) -> Result<Self> {
+        let opened = (0..ports)
+            .map(|_| open_port())
+            .collect::<Result<Vec<_>>>()?;
+        let shared = Arc::new(Shared {
+            cuts: Mutex::new(HashSet::new()),
+            traffic: Mutex::new(vec![vec![Traffic::default(); ports]; ports]),
+            capture: Mutex::new(Some(pcap(capture)?)),
+            stop: AtomicBool::new(false),
+        });
+        let addrs: Vec<PortAddr> = opened.iter().map(|(a, _)| *a).collect();
+        let senders = opened
+            .iter()
+            .map(|(a, s)| Ok((s.try_clone()?, a.endpoint)))
+            .collect::<Result<Vec<_>>>()?;
+        let senders = Arc::new(senders);
+        let threads = opened
+            .into_iter()
+            .enumerate()
+            .map(|(from, (_, socket))| {
+                let shared = Arc::clone(&shared);
+                let senders = Arc::clone(&senders);
+                thread::spawn(move || forward(from, &socket, &senders, &shared))
+            })
+            .collect();
+        Ok(Self {
+            ports: addrs,
+            shared,
+            threads,
+        })
+    }
+
+    pub fn port(&self, index: usize) -> PortAddr {
+        self.ports[index]
+    }
+
+    /// Takes the link between ports `a` and `b` down (both directions).
+    pub fn cut(&self, a: usize, b: usize) {
+        lock(&self.shared.cuts).insert(pair(a, b));
+    }
+
+    /// Brings every link of the hub back up.
+    pub fn heal(&self) {
+        lock(&self.shared.cuts).clear();
+    }
+
+    /// What went from each port to each other so far: `traffic()[from][to]`.
+    pub fn traffic(&self) -> Vec<Vec<Traffic>> {
+        lock(&self.shared.traffic).clone()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(mut file) = lock(&self.shared.capture).take() {
+            let _ = file.flush();
+        }
+    }
+}
+
+/// A poisoned lock only means a port's thread panicked; the data is still the best there is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn forward(from: usize, socket: &UdpSocket, to: &[(UdpSocket, u16)], shared: &Shared) {
+    let _ = socket.set_read_timeout(Some(POLL));
+    let mut buf = [0u8; 2048];
+    while !shared.stop.load(Ordering::Acquire) {
+        let Ok(len) = socket.recv(&mut buf) else {
+            continue;
+        };
+        let frame = &buf[..len];
+        record(shared, frame);
+        for (index, (sender, endpoint)) in to.iter().enumerate().filter(|(i, _)| *i != from) {
+            let cut = lock(&shared.cuts).contains(&pair(from, index));
+            let mut traffic = lock(&shared.traffic);
+            let t = &mut traffic[from][index];
+            if cut {
+                t.cut += 1;
+                continue;
+            }
+            t.frames += 1;
+            t.bytes += len as u64;
+            drop(traffic);
+            // A peer not started yet, or gone, is a cable with nothing at its end.
+            let _ = sender.send_to(frame, ("127.0.0.1", *endpoint));
+        }
+    }
+}
+
+/// A pcap file (libpcap format, Ethernet link type) for the hub's frames.
+fn pcap(path: &Path) -> Result<BufWriter<File>> {
+    let mut file =
+        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    const MAGIC: u32 = 0xa1b2_c3d4;
+    const ETHERNET: u32 = 1;
+    file.write_all(&MAGIC.to_le_bytes())?;
+    file.write_all(&2u16.to_le_bytes())?;
+    file.write_all(&4u16.to_le_bytes())?;
+    file.write_all(&0i32.to_le_bytes())?;
+    file.write_all(&0u32.to_le_bytes())?;
+    file.write_all(&65535u32.to_le_bytes())?;
+    file.write_all(&ETHERNET.to_le_bytes())?;
+    Ok(file)
+}
+
+fn record(shared: &Shared, frame: &[u8]) {
+    let mut capture = lock(&shared.capture);
+    let Some(file) = capture.as_mut() else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let len = frame.len() as u32;
+    let _ = (|| -> std::io::Result<()> {
+        file.write_all(&(now.as_secs() as u32).to_le_bytes())?;
+        file.write_all(&now.subsec_micros().to_le_bytes())?;
+        file.write_all(&len.to_le_bytes())?;
+        file.write_all(&len.to_le_bytes())?;
+        file.write_all(frame)
+    })();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(addr: PortAddr) -> UdpSocket {
+        let s = UdpSocket::bind(("127.0.0.1", addr.endpoint)).unwrap();
+        s.connect(("127.0.0.1", addr.hub)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn frames_reach_every_other_port_unless_their_link_is_cut() {
+        let dir = std::env::temp_dir().join(format!("tandem-hub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hub = Hub::start(3, &dir.join("hub.pcap")).unwrap();
+        let [a, b, c] = [0, 1, 2].map(|i| peer(hub.port(i)));
+        let mut buf = [0u8; 64];
+        a.send(b"to all").unwrap();
+        assert_eq!(b.recv(&mut buf).unwrap(), 6);
+        assert_eq!(c.recv(&mut buf).unwrap(), 6);
+        hub.cut(0, 1);
+        a.send(b"only c").unwrap();
+        let n = c.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"only c");
+        assert!(b.recv(&mut buf).is_err(), "a cut link carried a frame");
+        hub.heal();
+        b.send(b"back").unwrap();
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"back");
+        let t = hub.traffic();
+        assert_eq!((t[0][1].frames, t[0][1].cut, t[0][2].frames), (1, 1, 2));
+        drop(hub);
+        let capture = std::fs::read(dir.join("hub.pcap")).unwrap();
+        // The header and three records of 16 bytes each around 6 + 6 + 4 bytes of frames.
+        assert_eq!(capture.len(), 24 + 3 * 16 + 16);
+    }
+}

@@ -1,0 +1,287 @@
+//! The pair-across-boards scenarios `cargo xtask test` runs on each architecture: normal
+//! operation, the primary's board killed, every combination of cut links between the boards and
+//! to the witness, a board that stalls and comes back, and the witness restarting. Each is a
+//! [`Plan`] and a judgement of what the boards printed and logged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::oracle::{self, Share};
+use super::run::{self, Action, Link, Outcome, Plan, Step, Trigger};
+use crate::build::{self, Image, Module};
+use crate::{Arch, guests, root};
+
+/// The protected partition's name and how many numbered lines it prints.
+pub const PAIR: &str = "pair";
+pub const COUNT: u64 = 60;
+/// Lines that may repeat at a cut: the outputs in flight when the copy that printed them failed.
+const WINDOW: u64 = 3;
+
+/// The partitions file of the pair across boards on `arch`.
+pub fn config(arch: Arch) -> PathBuf {
+    root().join(format!("tests/ft-boards/pair-{}.toml", arch.name()))
+}
+
+/// The image every board of `arch` boots, and the ISO x86 boards boot it from.
+pub fn image(arch: Arch, name: &str) -> Result<(Image, Option<PathBuf>)> {
+    let guests = guests::build(arch)?;
+    let image = build::build(&config(arch), &guests, name)?;
+    let iso = build::boot_iso(&image, "", Module::AsBuilt)?;
+    Ok((image, iso))
+}
+
+/// What a scenario expects of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The primary runs the partition to its end; the backup never goes live.
+    Protected,
+    /// The backup's board goes live and finishes the partition.
+    Failover,
+    /// Exactly one copy finishes the partition, whichever.
+    OneLive,
+    /// The primary runs the partition to its end alone (its backup failed).
+    PrimaryGoesOn,
+}
+
+/// A named scenario.
+pub struct Scenario {
+    pub name: String,
+    pub plan: Plan,
+    pub expect: Expect,
+}
+
+/// When the plan acts: the primary has printed line `n`.
+pub fn at_line(n: u64) -> Trigger {
+    Trigger::Shows {
+        board: 0,
+        text: format!("[{PAIR}] count {n} "),
+    }
+}
+
+pub fn plan(steps: Vec<Step>) -> Plan {
+    Plan {
+        start: vec![0, 1],
+        steps,
+        timeout: Duration::from_secs(120),
+        echo: false,
+    }
+}
+
+pub fn step(when: Trigger, then: Action) -> Step {
+    Step {
+        when,
+        then,
+        optional: false,
+    }
+}
+
+/// The links cut in combination `mask`: bit 0 the boards' own, bit 1 primary to witness, bit 2
+/// backup to witness.
+pub fn cuts(mask: u8) -> Vec<Link> {
+    [
+        (1, Link::Boards(0, 1)),
+        (2, Link::Witness(0)),
+        (4, Link::Witness(1)),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| mask & bit != 0)
+    .map(|(_, link)| link)
+    .collect()
+}
+
+pub fn cut_name(mask: u8) -> String {
+    if mask == 0 {
+        return "none".into();
+    }
+    let names = ["boards", "primary-witness", "backup-witness"];
+    (0..3)
+        .filter(|b| mask & 1 << b != 0)
+        .map(|b| names[b])
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Every scenario, in the order they run.
+pub fn all() -> Vec<Scenario> {
+    let mut list = vec![
+        Scenario {
+            name: "normal".into(),
+            plan: plan(vec![]),
+            expect: Expect::Protected,
+        },
+        Scenario {
+            name: "backup-boots-late".into(),
+            plan: Plan {
+                start: vec![0],
+                steps: vec![step(
+                    Trigger::After(Duration::from_secs(2)),
+                    Action::Start(1),
+                )],
+                ..plan(vec![])
+            },
+            expect: Expect::Protected,
+        },
+        Scenario {
+            name: "kill-primary".into(),
+            plan: plan(vec![step(at_line(20), Action::Kill(0))]),
+            expect: Expect::Failover,
+        },
+        Scenario {
+            name: "kill-backup".into(),
+            plan: plan(vec![step(at_line(20), Action::Kill(1))]),
+            expect: Expect::PrimaryGoesOn,
+        },
+        Scenario {
+            name: "stall-primary".into(),
+            plan: plan(vec![
+                step(at_line(20), Action::Freeze(0)),
+                step(Trigger::After(Duration::from_secs(2)), Action::Thaw(0)),
+            ]),
+            expect: Expect::Failover,
+        },
+        Scenario {
+            name: "witness-restart".into(),
+            plan: plan(vec![
+                step(at_line(10), Action::RestartWitness),
+                step(at_line(20), Action::Kill(0)),
+            ]),
+            expect: Expect::Failover,
+        },
+    ];
+    // Every combination of the three links, cut while the partition prints and healed later:
+    // a copy that cannot reach the witness waits (prints nothing) until it can.
+    for mask in 0..8u8 {
+        let mut steps: Vec<Step> = cuts(mask)
+            .into_iter()
+            .map(|link| step(at_line(15), Action::Cut(link)))
+            .collect();
+        steps.push(Step {
+            optional: true,
+            ..step(Trigger::After(Duration::from_secs(3)), Action::Heal)
+        });
+        list.push(Scenario {
+            name: format!("cut-{}", cut_name(mask)),
+            plan: plan(steps),
+            expect: if mask & 1 == 0 {
+                Expect::Protected
+            } else {
+                Expect::OneLive
+            },
+        });
+    }
+    list
+}
+
+/// What a run's boards printed and logged, judged.
+pub struct Judged {
+    /// What went wrong; empty if nothing did.
+    pub problems: Vec<String>,
+    /// The output oracle's counts.
+    pub verdict: oracle::Verdict,
+    pub divergences: u64,
+    /// Boards that ran the partition to its end.
+    pub finishers: Vec<usize>,
+}
+
+/// Each board's share of the partition's stream, and how many lines were not the guest's.
+pub fn shares(outcome: &Outcome) -> (Vec<Share>, u64) {
+    let mut changed = 0;
+    let shares = outcome
+        .boards
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map(|r| oracle::share(&r.console, PAIR, &mut changed))
+                .unwrap_or_default()
+        })
+        .collect();
+    (shares, changed)
+}
+
+/// Judges `outcome` for a run expecting `expect`.
+pub fn judge(outcome: &Outcome, expect: Expect) -> Judged {
+    let mut problems = Vec::new();
+    if outcome.steps_missed > 0 {
+        problems.push(format!(
+            "{} planned steps never happened (the first at step {})",
+            outcome.steps_missed,
+            outcome.steps_done + 1
+        ));
+    }
+    let (shares, changed) = shares(outcome);
+    let verdict = oracle::judge(&shares, COUNT, WINDOW);
+    problems.extend(verdict.problems.iter().cloned());
+    if changed > 0 && verdict.changed == 0 {
+        problems.push(format!("{changed} lines are not the guest's"));
+    }
+    let runs = || {
+        outcome
+            .boards
+            .iter()
+            .enumerate()
+            .filter_map(|(b, r)| Some((b, r.as_ref()?)))
+    };
+    let mut divergences = 0;
+    for (board, run) in runs() {
+        let has = |text: &str| run.log.iter().any(|l| l.contains(text));
+        let diverged = run
+            .log
+            .iter()
+            .filter(|l| l.contains("FT divergence"))
+            .count() as u64;
+        if diverged > 0 {
+            problems.push(format!("board {board} logged {diverged} divergences"));
+        }
+        divergences += diverged;
+        if has("ERROR") && has("panicked") {
+            problems.push(format!("board {board}'s hypervisor panicked"));
+        }
+        if !outcome.killed.contains(&board) && !run.success {
+            problems.push(format!(
+                "board {board} did not end normally (status {:?}{})",
+                run.status,
+                if run.timed_out { ", timed out" } else { "" }
+            ));
+        }
+    }
+    if expect == Expect::Protected && !outcome.decisions.is_empty() {
+        problems.push(format!(
+            "the witness was asked to decide: {}",
+            outcome.decisions.join("; ")
+        ));
+    }
+    let done = format!("[{PAIR}] done");
+    let finishers: Vec<usize> = runs()
+        .filter(|(_, r)| r.console.iter().any(|l| l.starts_with(&done)))
+        .map(|(b, _)| b)
+        .collect();
+    let live = runs().any(|(_, r)| r.log.iter().any(|l| l.contains("FT backup goes live")));
+    match (expect, finishers.as_slice(), live) {
+        (Expect::Protected, [0], false) | (Expect::Failover, [1], true) => {}
+        (Expect::PrimaryGoesOn, [0], false) | (Expect::OneLive, [_], _) => {}
+        (_, finishers, live) => problems.push(format!(
+            "expected {expect:?}; boards that finished the partition: {finishers:?}, the backup went live: {live}"
+        )),
+    }
+    Judged {
+        problems,
+        verdict,
+        divergences,
+        finishers,
+    }
+}
+
+/// Runs scenario `s` from `image` in `build/test-ARCH-ft-boards-NAME`.
+pub fn run_one(
+    arch: Arch,
+    image: &Image,
+    iso: Option<&std::path::Path>,
+    s: &Scenario,
+) -> Result<(Outcome, Vec<String>)> {
+    let dir = root().join(format!("build/test-{}-ft-boards-{}", arch.name(), s.name));
+    let outcome = run::run(image, iso, &dir, &s.plan)?;
+    let judged = judge(&outcome, s.expect);
+    Ok((outcome, judged.problems))
+}
