@@ -211,6 +211,12 @@ impl<L: LogReceiver, A: Arbiter> Backup<L, A> {
         self.reader.rejects()
     }
 
+    /// How long the peer had been silent at `now`, as of the last poll: at a suspicion, the
+    /// detection part of a failover.
+    pub fn silent_for(&self, now: u64) -> u64 {
+        self.detector.silent_for(now)
+    }
+
     /// The arbiter, for its timers (a witness over the network retries unanswered requests).
     pub fn arbiter_mut(&mut self) -> &mut A {
         &mut self.arbiter

@@ -192,6 +192,12 @@ impl<L: LogSender, A: Arbiter> Primary<L, A> {
         self.link.stats()
     }
 
+    /// How long the peer had been silent at `now`, as of the last poll: at a suspicion, the
+    /// detection part of a failover.
+    pub fn silent_for(&self, now: u64) -> u64 {
+        self.detector.silent_for(now)
+    }
+
     /// The arbiter, for a question of its own (whether the backup went live meanwhile) or its
     /// timers (a witness over the network retries unanswered requests).
     pub fn arbiter_mut(&mut self) -> &mut A {

@@ -31,6 +31,8 @@ pub enum Section {
     X86_64,
     Aarch64,
     Linux,
+    /// Fault tolerance across two emulated boards, both architectures.
+    FtBoards,
 }
 
 /// Runs every section, or `only` one.
@@ -46,6 +48,11 @@ pub fn run(only: Option<Section>) -> Result<()> {
     }
     if wanted(Section::Linux) {
         bench_linux::run()?;
+    }
+    if wanted(Section::FtBoards) {
+        for arch in Arch::ALL {
+            crate::cluster::bench::run(arch)?;
+        }
     }
     Ok(())
 }

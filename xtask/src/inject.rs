@@ -353,6 +353,38 @@ failover p50 {p50:.2} ms, p99 {p99:.2} ms, max {maxms:.2} ms (virtual time)</p>\
     )
 }
 
+/// Writes a campaign's files into `out`: `runs.jsonl` (one object per run), `report.json` (the
+/// summary) and `report.html`.
+pub(crate) fn write_reports<R: Serialize, S: Serialize>(
+    out: &Path,
+    runs: &[R],
+    summary: &S,
+    html: &str,
+) -> Result<()> {
+    let mut jsonl = String::new();
+    for r in runs {
+        jsonl.push_str(&serde_json::to_string(r)?);
+        jsonl.push('\n');
+    }
+    fs::write(out.join("runs.jsonl"), jsonl)?;
+    fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(summary)?,
+    )?;
+    fs::write(out.join("report.html"), html)?;
+    Ok(())
+}
+
+/// Names a failed run of campaign `c` with the command that reruns it alone.
+pub(crate) fn print_failed(c: &Campaign, seed: u64, what: &str, problems: &[String]) {
+    println!(
+        "run {seed} ({what}) failed: {} (cargo xtask inject --campaign {} --arch {} --replay {seed})",
+        problems.join("; "),
+        c.name,
+        c.arch.name()
+    );
+}
+
 pub(crate) fn progress(done: u64, total: u64, failed: u64) {
     let width = 40;
     let filled = (done * width / total.max(1)) as usize;
@@ -439,27 +471,10 @@ pub fn run(c: &Campaign) -> Result<bool> {
     eprintln!();
     let mut reports = reports.into_inner().unwrap();
     reports.sort_by_key(|r| seeds.iter().position(|&s| s == r.seed));
-    let mut jsonl = String::new();
-    for r in &reports {
-        jsonl.push_str(&serde_json::to_string(r)?);
-        jsonl.push('\n');
-    }
-    fs::write(out.join("runs.jsonl"), jsonl)?;
     let summary = summarize(c, &reports);
-    fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
-    fs::write(out.join("report.html"), html(&summary, &reports))?;
+    write_reports(&out, &reports, &summary, &html(&summary, &reports))?;
     for r in reports.iter().filter(|r| r.outcome != "passed") {
-        println!(
-            "run {} ({}) failed: {} (cargo xtask inject --campaign ft-kill --arch {} --replay {})",
-            r.seed,
-            r.kill,
-            r.problems.join("; "),
-            c.arch.name(),
-            r.seed
-        );
+        print_failed(c, r.seed, &r.kill, &r.problems);
     }
     println!(
         "{}: {} of {} runs passed; lost outputs {}, duplicates outside the cut {}, split brain {}, divergences {}; failover p50 {} ns, p99 {} ns, max {} ns; report in {}",

@@ -13,8 +13,10 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::run::{Action, Outcome, Step, Trigger};
-use super::scenarios::{self, Expect, at_line, cut_name, cuts, plan, step};
-use crate::inject::{Campaign, Percentiles, mix, percentile, progress};
+use super::scenarios::{self, Expect, at_line, cut_name, cuts, number_before, plan, step};
+use crate::inject::{
+    Campaign, Percentiles, mix, percentile, print_failed, progress, write_reports,
+};
 use crate::{root, tools};
 
 /// The campaign's name on the command line.
@@ -113,12 +115,6 @@ struct RunReport {
     /// backup's virtual time.
     failover_ns: Option<u64>,
     problems: Vec<String>,
-}
-
-/// The number in `line` right before `marker`.
-fn number_before(line: &str, marker: &str) -> Option<u64> {
-    let (before, _) = line.split_once(marker)?;
-    before.rsplit([' ', '(']).next()?.parse().ok()
 }
 
 /// The backup's failover time: how long the primary had been silent when it suspected, plus
@@ -326,27 +322,10 @@ pub fn run(c: &Campaign) -> Result<bool> {
         progress(reports.len() as u64, total, failed);
     }
     eprintln!();
-    let mut jsonl = String::new();
-    for r in &reports {
-        jsonl.push_str(&serde_json::to_string(r)?);
-        jsonl.push('\n');
-    }
-    fs::write(out.join("runs.jsonl"), jsonl)?;
     let summary = summarize(c, &reports);
-    fs::write(
-        out.join("report.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
-    fs::write(out.join("report.html"), html(&summary, &reports))?;
+    write_reports(&out, &reports, &summary, &html(&summary, &reports))?;
     for r in reports.iter().filter(|r| r.outcome != "passed") {
-        println!(
-            "run {} ({}) failed: {} (cargo xtask inject --campaign ft-boards --arch {} --replay {})",
-            r.seed,
-            r.fault,
-            r.problems.join("; "),
-            c.arch.name(),
-            r.seed
-        );
+        print_failed(c, r.seed, &r.fault, &r.problems);
     }
     println!(
         "ft-boards: {} of {} runs passed; lost outputs {}, duplicates outside the cut {}, split brain {}, divergences {}; failover p50 {} ns, p99 {} ns, max {} ns; report in {}",

@@ -24,17 +24,34 @@ pub struct PortAddr {
     pub hub: u16,
 }
 
-/// Frames and bytes that went from one port to another, and frames a cut dropped.
+/// Frames and bytes that went from one port to another, frames a cut dropped, and what an
+/// impairment did to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub frames: u64,
     pub bytes: u64,
     pub cut: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+}
+
+/// A bad cable: per mille of frames lost, delivered twice, or delivered with one bit flipped
+/// (past the Ethernet header, so the frame still reaches its station and the receiver's checks
+/// must catch it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Impairment {
+    pub loss: u16,
+    pub duplicate: u16,
+    pub corrupt: u16,
 }
 
 struct Shared {
     /// Unordered pairs of ports whose link is down.
     cuts: Mutex<HashSet<(usize, usize)>>,
+    /// What every link does to the frames it carries, and the generator that decides (xorshift,
+    /// fixed seed: which frames suffer still varies with their timing).
+    impairment: Mutex<(Impairment, u64)>,
     /// `traffic[from][to]`.
     traffic: Mutex<Vec<Vec<Traffic>>>,
     capture: Mutex<Option<BufWriter<File>>>,
@@ -79,6 +96,7 @@ impl Hub {
             .collect::<Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             cuts: Mutex::new(HashSet::new()),
+            impairment: Mutex::new((Impairment::default(), 0x9e37_79b9_7f4a_7c15)),
             traffic: Mutex::new(vec![vec![Traffic::default(); ports]; ports]),
             capture: Mutex::new(Some(pcap(capture)?)),
             stop: AtomicBool::new(false),
@@ -112,6 +130,11 @@ impl Hub {
     /// Takes the link between ports `a` and `b` down (both directions).
     pub fn cut(&self, a: usize, b: usize) {
         lock(&self.shared.cuts).insert(pair(a, b));
+    }
+
+    /// Makes every link impaired as `impairment` says (the default: a good cable).
+    pub fn impair(&self, impairment: Impairment) {
+        lock(&self.shared.impairment).0 = impairment;
     }
 
     /// Brings every link of the hub back up.
@@ -159,13 +182,48 @@ fn forward(from: usize, socket: &UdpSocket, to: &[(UdpSocket, u16)], shared: &Sh
                 t.cut += 1;
                 continue;
             }
-            t.frames += 1;
-            t.bytes += len as u64;
+            let (copies, flip) = fate(shared, len);
+            t.lost += u64::from(copies == 0);
+            t.duplicated += u64::from(copies == 2);
+            t.corrupted += u64::from(flip.is_some() && copies > 0);
+            t.frames += u64::from(copies);
+            t.bytes += len as u64 * u64::from(copies);
             drop(traffic);
-            // A peer not started yet, or gone, is a cable with nothing at its end.
-            let _ = sender.send_to(frame, ("127.0.0.1", *endpoint));
+            let mut out = [0u8; 2048];
+            out[..len].copy_from_slice(frame);
+            if let Some(bit) = flip {
+                out[bit / 8] ^= 1 << (bit % 8);
+            }
+            for _ in 0..copies {
+                // A peer not started yet, or gone, is a cable with nothing at its end.
+                let _ = sender.send_to(&out[..len], ("127.0.0.1", *endpoint));
+            }
         }
     }
+}
+
+/// What the impairment does to a frame of `len` bytes: how many copies arrive (0 to 2), and
+/// which bit of them is flipped, if one is.
+fn fate(shared: &Shared, len: usize) -> (u8, Option<usize>) {
+    let mut guard = lock(&shared.impairment);
+    let (impairment, state) = &mut *guard;
+    let mut roll = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state % 1000) as u16
+    };
+    const HEADER: usize = 14;
+    let copies = match (roll() < impairment.loss, roll() < impairment.duplicate) {
+        (true, _) => 0,
+        (false, true) => 2,
+        (false, false) => 1,
+    };
+    let flip = (roll() < impairment.corrupt && len > HEADER).then(|| {
+        let byte = HEADER + usize::from(roll()) % (len - HEADER);
+        byte * 8 + usize::from(roll()) % 8
+    });
+    (copies, flip)
 }
 
 /// A pcap file (libpcap format, Ethernet link type) for the hub's frames.
@@ -235,9 +293,32 @@ mod tests {
         assert_eq!(&buf[..n], b"back");
         let t = hub.traffic();
         assert_eq!((t[0][1].frames, t[0][1].cut, t[0][2].frames), (1, 1, 2));
+        hub.impair(Impairment {
+            loss: 0,
+            duplicate: 1000,
+            corrupt: 1000,
+        });
+        let frame = [0x5a; 32];
+        b.send(&frame).unwrap();
+        for _ in 0..2 {
+            let n = a.recv(&mut buf).unwrap();
+            let flipped: u32 = buf[..n]
+                .iter()
+                .zip(&frame)
+                .map(|(x, y)| (x ^ y).count_ones())
+                .sum();
+            assert_eq!((n, flipped), (32, 1), "one bit flipped past the header");
+            assert_eq!(buf[..14], frame[..14]);
+        }
+        hub.impair(Impairment {
+            loss: 1000,
+            ..Impairment::default()
+        });
+        b.send(b"gone").unwrap();
+        assert!(a.recv(&mut buf).is_err(), "a lossy link carried a frame");
         drop(hub);
         let capture = std::fs::read(dir.join("hub.pcap")).unwrap();
-        // The header and three records of 16 bytes each around 6 + 6 + 4 bytes of frames.
-        assert_eq!(capture.len(), 24 + 3 * 16 + 16);
+        // The header, and a record of 16 bytes around each frame sent: 6 + 6 + 4 + 32 + 4.
+        assert_eq!(capture.len(), 24 + 5 * 16 + 6 + 6 + 4 + 32 + 4);
     }
 }

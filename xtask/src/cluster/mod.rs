@@ -2,6 +2,7 @@
 //! ([`run`]), the hub that joins them ([`hub`]), and the oracle that judges the partition's
 //! stream gathered from every board ([`oracle`]).
 
+pub mod bench;
 pub mod campaign;
 pub mod demo;
 pub mod hub;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use tandem_core::config::Mac;
 
-use super::hub::{Hub, Traffic};
+use super::hub::{Hub, Impairment, Traffic};
 use crate::build::{IMAGES_FILE, Image};
 use crate::config::ArchName;
 use crate::emulator::{self, Control, Networked, Run};
@@ -42,6 +42,8 @@ pub enum Action {
     Heal,
     /// Stops the witness and starts it again from its state file.
     RestartWitness,
+    /// Makes every link of the network lose, duplicate or corrupt frames.
+    Impair(Impairment),
 }
 
 /// A link of the network.
@@ -308,6 +310,10 @@ fn describe(action: Action) -> String {
         Action::Cut(Link::Witness(a)) => format!("board {a} is cut from the witness"),
         Action::Heal => "every link is back".into(),
         Action::RestartWitness => "the witness restarts".into(),
+        Action::Impair(i) => format!(
+            "every link loses {}, duplicates {} and corrupts {} frames per mille",
+            i.loss, i.duplicate, i.corrupt
+        ),
     }
 }
 
@@ -341,6 +347,7 @@ fn act(
         Action::Cut(Link::Boards(a, b)) => hub.cut(a, b),
         Action::Cut(Link::Witness(a)) => hub.cut(a, boards.len()),
         Action::Heal => hub.heal(),
+        Action::Impair(impairment) => hub.impair(impairment),
         Action::RestartWitness => {
             if let Some(w) = witness.take() {
                 witness_log.extend(w.stop()?);

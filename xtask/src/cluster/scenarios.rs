@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::hub::Impairment;
 use super::oracle::{self, Share};
 use super::run::{self, Action, Link, Outcome, Plan, Step, Trigger};
 use crate::build::{self, Image, Module};
@@ -121,6 +122,18 @@ pub fn all() -> Vec<Scenario> {
                 )],
                 ..plan(vec![])
             },
+            expect: Expect::Protected,
+        },
+        Scenario {
+            name: "lossy-network".into(),
+            plan: plan(vec![step(
+                Trigger::After(Duration::ZERO),
+                Action::Impair(Impairment {
+                    loss: 20,
+                    duplicate: 20,
+                    corrupt: 20,
+                }),
+            )]),
             expect: Expect::Protected,
         },
         Scenario {
@@ -246,6 +259,16 @@ pub fn judge(outcome: &Outcome, expect: Expect) -> Judged {
             ));
         }
     }
+    let corrupted: u64 = outcome.traffic.iter().flatten().map(|t| t.corrupted).sum();
+    let caught: u64 = runs()
+        .flat_map(|(_, r)| r.log.iter().rev().find(|l| l.contains("FT link:")))
+        .filter_map(|l| number_before(l, " corrupt"))
+        .sum();
+    if corrupted >= 10 && caught == 0 {
+        problems.push(format!(
+            "the network corrupted {corrupted} frames and no board counted a corrupt datagram"
+        ));
+    }
     if expect == Expect::Protected && !outcome.decisions.is_empty() {
         problems.push(format!(
             "the witness was asked to decide: {}",
@@ -271,6 +294,12 @@ pub fn judge(outcome: &Outcome, expect: Expect) -> Judged {
         divergences,
         finishers,
     }
+}
+
+/// The number in `line` right before `marker`.
+pub fn number_before(line: &str, marker: &str) -> Option<u64> {
+    let (before, _) = line.split_once(marker)?;
+    before.rsplit([' ', '(']).next()?.parse().ok()
 }
 
 /// Runs scenario `s` from `image` in `build/test-ARCH-ft-boards-NAME`.

@@ -123,7 +123,8 @@ impl<K: Links> BackupCopy<K> {
             Ok(BackupState::Arbitrating) if !self.suspecting => {
                 self.suspecting = true;
                 defmt::warn!(
-                    "FT backup suspects the primary ({=u64} ns): asking the arbiter",
+                    "FT backup suspects the primary after {=u64} ns of silence ({=u64} ns): asking the arbiter",
+                    self.engine.silent_for(now_ns),
                     now_ns
                 );
                 K::report(self.engine.arbiter_mut());

@@ -210,7 +210,8 @@ impl<K: Links> PrimaryCopy<K> {
                 if status.state == PrimaryState::Arbitrating && !self.suspecting {
                     self.suspecting = true;
                     defmt::warn!(
-                        "FT primary suspects the backup ({=u64} ns): asking the arbiter",
+                        "FT primary suspects the backup after {=u64} ns of silence ({=u64} ns): asking the arbiter",
+                        self.engine.silent_for(now_ns),
                         now_ns
                     );
                     K::report(self.engine.arbiter_mut());
