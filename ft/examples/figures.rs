@@ -135,40 +135,11 @@ struct LoadFigures {
     fast: u64,
 }
 
-/// A network fault of the link figures, and what go-back-N, which selective repeat replaced,
-/// gave under it (measured at 58a7c92 with the same runs and counters).
+/// A network fault of the link figures.
 struct LinkCase {
     name: &'static str,
     faults: WireFaults,
     partition: Option<Partition>,
-    go_back_n: RunFigures,
-    go_back_n_load: LoadFigures,
-}
-
-/// Go-back-N's figures: engine run (frames/s, records/s, outputs, wire KB, retransmits, release
-/// p50 and p99 in us), then saturated (frames/ms, wire KB, retransmits).
-const fn go_back_n(
-    run: (f64, f64, usize, f64, u64, f64, f64),
-    load: (f64, f64, u64),
-) -> (RunFigures, LoadFigures) {
-    (
-        RunFigures {
-            frames_per_s: run.0,
-            records_per_s: run.1,
-            outputs: run.2,
-            wire_kb: run.3,
-            retransmits: run.4,
-            fast: 0,
-            release_p50_us: run.5,
-            release_p99_us: run.6,
-        },
-        LoadFigures {
-            frames_per_ms: load.0,
-            wire_kb: load.1,
-            retransmits: load.2,
-            fast: 0,
-        },
-    )
 }
 
 /// The fault-free wire and one fault at a time.
@@ -187,41 +158,15 @@ fn link_cases() -> [LinkCase; 8] {
         from: 50 * MS,
         until: 70 * MS,
     };
-    let case = |name, faults, partition, (go_back_n, go_back_n_load)| LinkCase {
+    let case = |name, faults, partition| LinkCase {
         name,
         faults,
         partition,
-        go_back_n,
-        go_back_n_load,
     };
     [
-        case(
-            "none",
-            wire,
-            None,
-            go_back_n(
-                (59190.0, 89225.0, 3946, 1116.5, 0, 20.0, 20.0),
-                (1600.0, 24850.0, 0),
-            ),
-        ),
-        case(
-            "loss 1 %",
-            WireFaults { loss: 0.01, ..wire },
-            None,
-            go_back_n(
-                (59190.0, 89240.0, 3946, 1152.3, 530, 20.5, 98.3),
-                (751.4, 15480.2, 48800),
-            ),
-        ),
-        case(
-            "loss 5 %",
-            WireFaults { loss: 0.05, ..wire },
-            None,
-            go_back_n(
-                (59190.0, 89225.0, 3946, 1314.4, 2892, 20.5, 163.8),
-                (228.2, 9585.9, 77376),
-            ),
-        ),
+        case("none", wire, None),
+        case("loss 1 %", WireFaults { loss: 0.01, ..wire }, None),
+        case("loss 5 %", WireFaults { loss: 0.05, ..wire }, None),
         case(
             "duplicate 10 %",
             WireFaults {
@@ -229,10 +174,6 @@ fn link_cases() -> [LinkCase; 8] {
                 ..wire
             },
             None,
-            go_back_n(
-                (59190.0, 89225.0, 3946, 1116.5, 0, 20.0, 20.0),
-                (1600.0, 24850.0, 0),
-            ),
         ),
         case(
             "reorder 10 %",
@@ -241,38 +182,10 @@ fn link_cases() -> [LinkCase; 8] {
                 ..wire
             },
             None,
-            go_back_n(
-                (59095.0, 89225.0, 3946, 1768.3, 9063, 53.2, 524.3),
-                (92.8, 6112.8, 59264),
-            ),
         ),
-        case(
-            "jitter 1 us",
-            jitter(1),
-            None,
-            go_back_n(
-                (59190.0, 89225.0, 3946, 1116.2, 0, 22.0, 22.0),
-                (1454.6, 23025.0, 0),
-            ),
-        ),
-        case(
-            "jitter 50 us",
-            jitter(50),
-            None,
-            go_back_n(
-                (59190.0, 89225.0, 3946, 1052.2, 0, 90.1, 120.0),
-                (343.9, 5614.1, 0),
-            ),
-        ),
-        case(
-            "partition 20 ms",
-            wire,
-            Some(cut),
-            go_back_n(
-                (54115.0, 82215.0, 3623, 2078.6, 10529, 20.5, 36.9),
-                (1439.5, 23191.4, 10688),
-            ),
-        ),
+        case("jitter 1 us", jitter(1), None),
+        case("jitter 50 us", jitter(50), None),
+        case("partition 20 ms", wire, Some(cut)),
     ]
 }
 
@@ -350,7 +263,7 @@ fn link_figures() {
     println!(
         "heartbeat 10 ms; rates per second of the run; wire bytes both ways; release = how long"
     );
-    println!("the output rule held an output; go-back-N as measured before selective repeat)");
+    println!("the output rule held an output)");
     println!(
         "{:<16} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9} {:>9}",
         "fault",
@@ -366,23 +279,19 @@ fn link_figures() {
     );
     let cases = link_cases();
     for case in &cases {
-        print_run(case.name, "go-back-N", &case.go_back_n);
-        print_run("", "selective", &link_run(case));
+        print_run(case.name, "selective", &link_run(case));
     }
     println!();
     println!(
         "The link alone, saturated (64-byte frames, window 32, 200 ms; frames per ms; selective"
     );
-    println!(
-        "repeat is paced to one datagram a microsecond after a burst of 4, go-back-N was not)"
-    );
+    println!("repeat is paced to one datagram a microsecond after a burst of 4)");
     println!(
         "{:<16} {:<10} {:>9} {:>10} {:>8} {:>6}",
         "fault", "link", "frames/ms", "wire (KB)", "retrans", "fast"
     );
     for case in &cases {
-        print_load(case.name, "go-back-N", &case.go_back_n_load);
-        print_load("", "selective", &link_load(case));
+        print_load(case.name, "selective", &link_load(case));
     }
 }
 

@@ -980,17 +980,15 @@ fn ethernet(
         );
     }
     let mac = |name: &str, text: &str| {
-        tandem_ft::link::ether::Mac::parse(text)
-            .map(|m| model::Mac(m.0))
-            .ok_or_else(|| {
-                error(
-                    file,
-                    format!(
-                        "{}: `{text}` is not a MAC address (xx:xx:xx:xx:xx:xx)",
-                        field(name)
-                    ),
-                )
-            })
+        model::Mac::parse(text).ok_or_else(|| {
+            error(
+                file,
+                format!(
+                    "{}: `{text}` is not a MAC address (xx:xx:xx:xx:xx:xx)",
+                    field(name)
+                ),
+            )
+        })
     };
     if !(2..=3).contains(&ft.boards.len()) {
         return refuse(

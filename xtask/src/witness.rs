@@ -73,7 +73,7 @@ pub fn parse_mac(text: &str) -> Result<Mac> {
 #[derive(Clone, Debug)]
 pub struct WitnessOptions {
     pub state: PathBuf,
-    pub mac: tandem_core::config::Mac,
+    pub mac: Mac,
     pub endpoint: u16,
     pub hub: u16,
 }
@@ -93,7 +93,7 @@ impl Witness {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, options.endpoint)),
             remote: SocketAddr::from((Ipv4Addr::LOCALHOST, options.hub)),
         };
-        let mac = Mac(options.mac.0);
+        let mac = options.mac;
         let mut server = Server::open(&options.state, mac, attach, Log::Keep(Vec::new()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -631,7 +631,7 @@ mod tests {
         fn start_witness(&self, state: &Path) -> Witness {
             Witness::start(&WitnessOptions {
                 state: state.to_path_buf(),
-                mac: tandem_core::config::Mac(WITNESS.0),
+                mac: WITNESS,
                 endpoint: self.witness.port(),
                 hub: self.socket.local_addr().unwrap().port(),
             })
@@ -752,7 +752,7 @@ mod tests {
         let board = Board::new();
         let e = Witness::start(&WitnessOptions {
             state: state.clone(),
-            mac: tandem_core::config::Mac(WITNESS.0),
+            mac: WITNESS,
             endpoint: board.witness.port(),
             hub: board.socket.local_addr().unwrap().port(),
         })

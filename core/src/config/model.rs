@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 
+pub use super::mac::Mac;
+
 /// Bumped whenever the encoded layout changes; the hypervisor refuses any other version.
 pub const FORMAT_VERSION: u32 = 11;
 pub const MAX_PARTITIONS: usize = 8;
@@ -101,10 +103,6 @@ pub struct Board {
     /// The network interface the hypervisor owns (the log link between boards), if any.
     pub nic: Option<Nic>,
 }
-
-/// An Ethernet MAC address.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Mac(pub [u8; 6]);
 
 /// A network interface the hypervisor drives itself, polled (no partition sees it).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -317,6 +317,18 @@ pub fn run(c: &Campaign) -> Result<bool> {
                 problems: vec![format!("{e:#}")],
             },
         };
+        if report.outcome != "passed" && c.replay.is_none() {
+            // Kept for whoever looks into it: the next run reuses `run`.
+            let kept = image.dir.join(format!("failed-{seed}"));
+            let _ = fs::remove_dir_all(&kept);
+            let _ = fs::rename(&dir, &kept);
+            eprintln!(
+                "\nrun {seed} ({}) failed: {}; its files are in {}",
+                report.fault,
+                report.problems.join("; "),
+                kept.display()
+            );
+        }
         reports.push(report);
         let failed = reports.iter().filter(|r| r.outcome != "passed").count() as u64;
         progress(reports.len() as u64, total, failed);

@@ -41,11 +41,14 @@ pub fn expected_line(i: u32) -> String {
 }
 
 /// Board `console`'s numbered lines of partition `name`; lines that are not the guest's count
-/// as changed.
-pub fn share(console: &[String], name: &str, changed: &mut u64) -> Share {
+/// as changed. On a board that lost power (`cut_short`) the last line may have been cut off
+/// while its UART sent it: a beginning of the guest's line there is an output the other copy
+/// performs again, not a changed one.
+pub fn share(console: &[String], name: &str, changed: &mut u64, cut_short: bool) -> Share {
     let prefix = format!("[{name}] count ");
     let mut numbers = Vec::new();
-    for line in console {
+    let last = console.iter().rposition(|l| l.starts_with(&prefix));
+    for (i, line) in console.iter().enumerate() {
         let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
         };
@@ -53,8 +56,13 @@ pub fn share(console: &[String], name: &str, changed: &mut u64) -> Share {
             .split_whitespace()
             .next()
             .and_then(|n| n.parse::<u32>().ok());
+        let whole = |n: u32| expected_line(n);
         match number {
-            Some(n) if line.ends_with(&expected_line(n)) => numbers.push(u64::from(n)),
+            Some(n) if line.ends_with(&whole(n)) => numbers.push(u64::from(n)),
+            Some(n)
+                if cut_short
+                    && Some(i) == last
+                    && whole(n).starts_with(&line[name.len() + 3..]) => {}
             _ => *changed += 1,
         }
     }
@@ -147,7 +155,21 @@ mod tests {
             format!("[other] {}", expected_line(2)),
         ];
         let mut changed = 0;
-        let s = share(&console, "pair", &mut changed);
+        let s = share(&console, "pair", &mut changed, false);
+        assert_eq!((s.numbers, changed), (vec![1], 1));
+    }
+
+    #[test]
+    fn a_line_cut_off_by_a_power_loss_is_neither_printed_nor_changed() {
+        let whole = format!("[pair] {}", expected_line(2));
+        let console = vec![
+            format!("[pair] {}", expected_line(1)),
+            whole[..whole.len() - 3].to_string(),
+        ];
+        let mut changed = 0;
+        let s = share(&console, "pair", &mut changed, true);
+        assert_eq!((s.numbers, changed), (vec![1], 0));
+        let s = share(&console, "pair", &mut changed, false);
         assert_eq!((s.numbers, changed), (vec![1], 1));
     }
 }

@@ -104,14 +104,6 @@ struct Board {
     thread: Option<thread::JoinHandle<Result<Run>>>,
 }
 
-fn mac_text(mac: Mac) -> String {
-    let m = mac.0;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 /// Board `index`'s copy of `image`, in a folder of its own under `dir`.
 fn board_image(image: &Image, dir: &Path, index: usize) -> Result<Image> {
     let dir = dir.join(format!("board{index}"));
@@ -155,7 +147,7 @@ pub fn run(image: &Image, iso: Option<&Path>, dir: &Path, plan: &Plan) -> Result
             Ok(Board {
                 image: board_image(image, dir, i)?,
                 net: Networked {
-                    mac: mac_text(mac),
+                    mac: mac.text().to_string(),
                     port: hub.port(i),
                     control: Control::default(),
                 },
@@ -173,7 +165,7 @@ pub fn run(image: &Image, iso: Option<&Path>, dir: &Path, plan: &Plan) -> Result
     }
     topology += &format!(
         "witness: {} on UDP {} (hub {})\n",
-        mac_text(WITNESS_MAC),
+        WITNESS_MAC.text(),
         witness_port.endpoint,
         witness_port.hub
     );

@@ -204,9 +204,11 @@ pub fn shares(outcome: &Outcome) -> (Vec<Share>, u64) {
     let shares = outcome
         .boards
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(board, r)| {
+            let cut_short = outcome.killed.contains(&board);
             r.as_ref()
-                .map(|r| oracle::share(&r.console, PAIR, &mut changed))
+                .map(|r| oracle::share(&r.console, PAIR, &mut changed, cut_short))
                 .unwrap_or_default()
         })
         .collect();

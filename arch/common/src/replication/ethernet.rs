@@ -123,7 +123,7 @@ impl Wire {
                 Channel::Log => self.peer,
                 Channel::Witness => self.witness,
             };
-            if !frame.is_for(ether::Mac(self.me.0)) || frame.src.0 != from.0 {
+            if !frame.is_for(self.me) || frame.src != from {
                 self.ignored += 1;
                 continue;
             }
@@ -154,13 +154,7 @@ impl Datagram for Port {
             Channel::Witness => wire.witness,
         };
         let mut frame = [0u8; net::MAX_FRAME];
-        if let Some(n) = ether::encode(
-            ether::Mac(to.0),
-            ether::Mac(wire.me.0),
-            self.channel,
-            bytes,
-            &mut frame,
-        ) {
+        if let Some(n) = ether::encode(to, wire.me, self.channel, bytes, &mut frame) {
             // A full ring drops the frame: the link retransmits, the client asks again.
             let _ = wire.nic.send(&frame[..n]);
         }
