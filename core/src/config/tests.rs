@@ -623,3 +623,21 @@ fn a_kernels_image_device_tree_and_initrd_each_fit_without_overlap() {
         "partition[0].image: does not exist on this board's architecture"
     );
 }
+
+#[test]
+fn a_boards_nic_picks_its_copys_role_and_peer() {
+    let mac = |last| Mac([0xb0, 0xc4, 0x20, 0, 0, last]);
+    let net = FtNet {
+        primary: mac(1),
+        backup: mac(2),
+        spare: Some(mac(3)),
+        witness: mac(0xf),
+        cluster: 7,
+    };
+    assert_eq!(net.role_of(mac(1)), Some((FtRole::Primary, mac(2))));
+    assert_eq!(net.role_of(mac(2)), Some((FtRole::Backup, mac(1))));
+    assert_eq!(net.role_of(mac(3)), Some((FtRole::Spare, mac(1))));
+    // The witness, or any other station, runs no copy: an image flashed to the wrong board.
+    assert_eq!(net.role_of(mac(0xf)), None);
+    assert_eq!(net.role_of(mac(9)), None);
+}
