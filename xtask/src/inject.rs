@@ -246,19 +246,79 @@ pub(crate) struct Percentiles {
     pub(crate) max: u64,
 }
 
+/// What the output oracle found in one run of a fault-tolerance campaign.
+pub(crate) struct Verdict {
+    pub(crate) passed: bool,
+    pub(crate) lost_outputs: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) duplicates_outside_cut: u64,
+    pub(crate) split_brain: bool,
+    pub(crate) divergences: u64,
+    pub(crate) failover_ns: Option<u64>,
+}
+
+/// A fault-tolerance campaign's totals (`report.json`).
 #[derive(Serialize)]
-struct Summary {
-    campaign: String,
-    arch: &'static str,
-    runs: u64,
-    seed: u64,
-    passed: u64,
-    lost_outputs: u64,
-    duplicates: u64,
-    duplicates_outside_cut: u64,
-    split_brain: u64,
-    divergences: u64,
-    failover_ns: Percentiles,
+pub(crate) struct Summary {
+    pub(crate) campaign: String,
+    pub(crate) arch: &'static str,
+    pub(crate) runs: u64,
+    pub(crate) seed: u64,
+    pub(crate) passed: u64,
+    pub(crate) lost_outputs: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) duplicates_outside_cut: u64,
+    pub(crate) split_brain: u64,
+    pub(crate) divergences: u64,
+    pub(crate) failover_ns: Percentiles,
+}
+
+impl Summary {
+    /// The totals of campaign `c` over its runs' verdicts.
+    pub(crate) fn of(c: &Campaign, runs: &[Verdict]) -> Self {
+        let mut failover: Vec<u64> = runs.iter().filter_map(|r| r.failover_ns).collect();
+        failover.sort_unstable();
+        let sum = |f: fn(&Verdict) -> u64| runs.iter().map(f).sum();
+        Summary {
+            campaign: c.name.clone(),
+            arch: c.arch.name(),
+            runs: runs.len() as u64,
+            seed: c.seed,
+            passed: runs.iter().filter(|r| r.passed).count() as u64,
+            lost_outputs: sum(|r| r.lost_outputs),
+            duplicates: sum(|r| r.duplicates),
+            duplicates_outside_cut: sum(|r| r.duplicates_outside_cut),
+            split_brain: runs.iter().filter(|r| r.split_brain).count() as u64,
+            divergences: sum(|r| r.divergences),
+            failover_ns: Percentiles {
+                p50: percentile(&failover, 0.5),
+                p99: percentile(&failover, 0.99),
+                max: failover.last().copied().unwrap_or(0),
+            },
+        }
+    }
+
+    pub(crate) fn all_passed(&self) -> bool {
+        self.passed == self.runs
+    }
+
+    /// The campaign's last line: its totals and where its report is.
+    pub(crate) fn print(&self, out: &Path) {
+        println!(
+            "{}: {} of {} runs passed; lost outputs {}, duplicates outside the cut {}, split brain {}, divergences {}; failover p50 {} ns, p99 {} ns, max {} ns; report in {}",
+            self.campaign,
+            self.passed,
+            self.runs,
+            self.lost_outputs,
+            self.duplicates_outside_cut,
+            self.split_brain,
+            self.divergences,
+            self.failover_ns.p50,
+            self.failover_ns.p99,
+            self.failover_ns.max,
+            out.display()
+        );
+    }
 }
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -270,26 +330,19 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn summarize(c: &Campaign, reports: &[RunReport]) -> Summary {
-    let mut failover: Vec<u64> = reports.iter().filter_map(|r| r.failover_ns).collect();
-    failover.sort_unstable();
-    let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum();
-    Summary {
-        campaign: c.name.clone(),
-        arch: c.arch.name(),
-        runs: reports.len() as u64,
-        seed: c.seed,
-        passed: reports.iter().filter(|r| r.outcome == "passed").count() as u64,
-        lost_outputs: sum(|r| r.lost_outputs),
-        duplicates: sum(|r| r.duplicates),
-        duplicates_outside_cut: sum(|r| r.duplicates_outside_cut),
-        split_brain: reports.iter().filter(|r| r.split_brain).count() as u64,
-        divergences: sum(|r| r.divergences),
-        failover_ns: Percentiles {
-            p50: percentile(&failover, 0.5),
-            p99: percentile(&failover, 0.99),
-            max: failover.last().copied().unwrap_or(0),
-        },
-    }
+    let verdicts: Vec<Verdict> = reports
+        .iter()
+        .map(|r| Verdict {
+            passed: r.outcome == "passed",
+            lost_outputs: r.lost_outputs,
+            duplicates: r.duplicates,
+            duplicates_outside_cut: r.duplicates_outside_cut,
+            split_brain: r.split_brain,
+            divergences: r.divergences,
+            failover_ns: r.failover_ns,
+        })
+        .collect();
+    Summary::of(c, &verdicts)
 }
 
 /// The HTML report: totals, one row per run, and a histogram of failover times, all inline.
@@ -476,21 +529,8 @@ pub fn run(c: &Campaign) -> Result<bool> {
     for r in reports.iter().filter(|r| r.outcome != "passed") {
         print_failed(c, r.seed, &r.kill, &r.problems);
     }
-    println!(
-        "{}: {} of {} runs passed; lost outputs {}, duplicates outside the cut {}, split brain {}, divergences {}; failover p50 {} ns, p99 {} ns, max {} ns; report in {}",
-        summary.campaign,
-        summary.passed,
-        summary.runs,
-        summary.lost_outputs,
-        summary.duplicates_outside_cut,
-        summary.split_brain,
-        summary.divergences,
-        summary.failover_ns.p50,
-        summary.failover_ns.p99,
-        summary.failover_ns.max,
-        out.display()
-    );
-    Ok(summary.passed == summary.runs)
+    summary.print(&out);
+    Ok(summary.all_passed())
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@ use serde::Serialize;
 
 use super::run::{Action, Outcome, Step, Trigger};
 use super::scenarios::{self, Expect, at_line, cut_name, cuts, number_before, plan, step};
-use crate::inject::{
-    Campaign, Percentiles, mix, percentile, print_failed, progress, write_reports,
-};
+use crate::inject::{self, Campaign, Verdict, mix, print_failed, progress, write_reports};
 use crate::{root, tools};
 
 /// The campaign's name on the command line.
@@ -141,26 +139,27 @@ struct MatrixRow {
     split_brain: u64,
 }
 
+/// The campaign's totals, as ft-kill's, and its split-brain matrix.
 #[derive(Serialize)]
 struct Summary {
-    campaign: &'static str,
-    arch: &'static str,
-    runs: u64,
-    seed: u64,
-    passed: u64,
-    lost_outputs: u64,
-    duplicates: u64,
-    duplicates_outside_cut: u64,
-    split_brain: u64,
-    divergences: u64,
-    failover_ns: Percentiles,
+    #[serde(flatten)]
+    totals: inject::Summary,
     split_brain_matrix: Vec<MatrixRow>,
 }
 
 fn summarize(c: &Campaign, reports: &[RunReport]) -> Summary {
-    let mut failover: Vec<u64> = reports.iter().filter_map(|r| r.failover_ns).collect();
-    failover.sort_unstable();
-    let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum();
+    let verdicts: Vec<Verdict> = reports
+        .iter()
+        .map(|r| Verdict {
+            passed: r.outcome == "passed",
+            lost_outputs: r.lost_outputs,
+            duplicates: r.duplicates,
+            duplicates_outside_cut: r.duplicates_outside_cut,
+            split_brain: r.split_brain,
+            divergences: r.divergences,
+            failover_ns: r.failover_ns,
+        })
+        .collect();
     let mut matrix: Vec<MatrixRow> = (1..8u8)
         .map(|mask| MatrixRow {
             cut: cut_name(mask),
@@ -178,26 +177,13 @@ fn summarize(c: &Campaign, reports: &[RunReport]) -> Summary {
         }
     }
     Summary {
-        campaign: FT_BOARDS,
-        arch: c.arch.name(),
-        runs: reports.len() as u64,
-        seed: c.seed,
-        passed: reports.iter().filter(|r| r.outcome == "passed").count() as u64,
-        lost_outputs: sum(|r| r.lost_outputs),
-        duplicates: sum(|r| r.duplicates),
-        duplicates_outside_cut: sum(|r| r.duplicates_outside_cut),
-        split_brain: reports.iter().filter(|r| r.split_brain).count() as u64,
-        divergences: sum(|r| r.divergences),
-        failover_ns: Percentiles {
-            p50: percentile(&failover, 0.5),
-            p99: percentile(&failover, 0.99),
-            max: failover.last().copied().unwrap_or(0),
-        },
+        totals: inject::Summary::of(c, &verdicts),
         split_brain_matrix: matrix,
     }
 }
 
-fn html(s: &Summary, reports: &[RunReport]) -> String {
+fn html(summary: &Summary, reports: &[RunReport]) -> String {
+    let s = &summary.totals;
     let mut rows = String::new();
     for r in reports {
         let _ = writeln!(
@@ -214,7 +200,7 @@ fn html(s: &Summary, reports: &[RunReport]) -> String {
         );
     }
     let mut matrix = String::new();
-    for m in &s.split_brain_matrix {
+    for m in &summary.split_brain_matrix {
         let _ = writeln!(
             matrix,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -339,20 +325,8 @@ pub fn run(c: &Campaign) -> Result<bool> {
     for r in reports.iter().filter(|r| r.outcome != "passed") {
         print_failed(c, r.seed, &r.fault, &r.problems);
     }
-    println!(
-        "ft-boards: {} of {} runs passed; lost outputs {}, duplicates outside the cut {}, split brain {}, divergences {}; failover p50 {} ns, p99 {} ns, max {} ns; report in {}",
-        summary.passed,
-        summary.runs,
-        summary.lost_outputs,
-        summary.duplicates_outside_cut,
-        summary.split_brain,
-        summary.divergences,
-        summary.failover_ns.p50,
-        summary.failover_ns.p99,
-        summary.failover_ns.max,
-        out.display()
-    );
-    Ok(summary.passed == summary.runs)
+    summary.totals.print(&out);
+    Ok(summary.totals.all_passed())
 }
 
 #[cfg(test)]
