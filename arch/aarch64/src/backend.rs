@@ -68,6 +68,7 @@ impl Backend for VirtBackend {
     type Early = u64;
     type Error = VirtError;
     type VcpuState = VcpuState;
+    type Coherent = Coherent;
     type Tables = u64;
     type Vcpu = El2Vcpu;
     type Uart = Pl011;

@@ -70,6 +70,8 @@ pub trait Backend: Sized + Sync + 'static {
     type Clock: Clock;
     /// The console's UART.
     type Uart: ConsoleUart;
+    /// What keeps guest memory coherent around the hypervisor's copies into and out of it.
+    type Coherent: crate::guest_memory::Coherence;
     /// How reports name the program counter, halting and exit codes.
     const WORDS: Vocabulary;
 

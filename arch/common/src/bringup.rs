@@ -342,29 +342,45 @@ fn across_boards<B: Backend>(run: Run<'_, B>, vcpu: &mut B::Vcpu, ft: &Ft, net: 
     let mut label = heapless::String::<32>::new();
     match role {
         FtRole::Primary => {
-            let copy = ethernet::primary(ft, net, epoch, &now, &idle_until, injected, B::die)
-                .unwrap_or_else(|why| refused(why));
+            let copy = ethernet::primary(
+                ft,
+                net,
+                epoch,
+                &now,
+                &idle_until,
+                &mut |_| {},
+                injected,
+                B::die,
+            )
+            .unwrap_or_else(|why| refused(why));
             run.vcpu_loop(vcpu, &mut FtCopy::primary(copy, epoch), name, false)
         }
         FtRole::Backup => {
-            let copy = ethernet::backup(ft, net, epoch, &now, &idle_until, injected)
+            let copy = ethernet::backup(ft, net, epoch, &now, &idle_until, &mut |_| {}, injected)
                 .unwrap_or_else(|why| refused(why));
             let _ = write!(label, "{} (backup)", name);
-            run.vcpu_loop(
-                vcpu,
-                &mut FtCopy::backup(copy, epoch, false),
-                label.as_str(),
-                false,
-            )
+            let mut copy = FtCopy::backup(copy, epoch, net.spare.is_some());
+            run.vcpu_loop(vcpu, &mut copy, label.as_str(), false)
         }
         FtRole::Spare => {
-            defmt::error!(
-                "partition {=str}: this board is the pair's spare; re-protection across boards is not built yet",
-                name
-            );
-            report::stop(name, StopReason::ReplicationFailed, run.record, &B::WORDS);
-            retire::<B>(&run.shared.system, run.index);
-            B::park()
+            let _ = write!(label, "{} (spare)", name);
+            let shared = run.shared;
+            match reprotect::across_boards::wait_as_spare(
+                shared,
+                run.partition,
+                ft,
+                net,
+                vcpu,
+                run.record,
+                platform,
+            ) {
+                Ok(mut copy) => run.vcpu_loop(vcpu, &mut copy, label.as_str(), true),
+                Err(stop) => {
+                    report::stop(label.as_str(), stop, run.record, &B::WORDS);
+                    retire::<B>(&shared.system, run.index);
+                    B::park()
+                }
+            }
         }
     }
 }
@@ -514,15 +530,17 @@ impl<B: Backend> Paused<B> for FtCopy<OnBoard> {
 }
 
 impl<B: Backend> Paused<B> for FtCopy<AcrossBoards> {
-    /// Never asked: across boards no spare waits on this board (no re-protection yet).
+    /// A copy that went live re-protects the partition onto the spare board, and runs on either
+    /// way.
     fn paused(
         &mut self,
-        _: &Booted<B>,
-        _: usize,
-        _: &mut B::Vcpu,
-        _: &VcpuRecord,
-        _: &HwPlatform<B>,
+        shared: &Booted<B>,
+        index: usize,
+        vcpu: &mut B::Vcpu,
+        record: &VcpuRecord,
+        platform: &HwPlatform<B>,
     ) -> bool {
+        reprotect::across_boards::reprotect(shared, index, vcpu, record, self, platform);
         true
     }
 }

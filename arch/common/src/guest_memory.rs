@@ -35,6 +35,60 @@ pub trait Coherence {
     fn after_write(hpa: u64, len: u64);
 }
 
+/// The region page `page` (numbered across `p`'s regions in order) lies in, and its offset there.
+fn page_at(p: &Partition, mut page: u64) -> Option<(&MemoryRegion, u64)> {
+    for region in &p.memory {
+        let pages = region.size / PAGE_SIZE;
+        if page < pages {
+            return Some((region, page * PAGE_SIZE));
+        }
+        page -= pages;
+    }
+    None
+}
+
+/// Copies page `page` of partition `p`, whose vCPU is paused, into `out` (re-protection across
+/// boards); `false` past the partition's end.
+pub fn read_page<C: Coherence>(
+    p: &Partition,
+    page: u64,
+    out: &mut [u8; PAGE_SIZE as usize],
+) -> bool {
+    let Some((region, offset)) = page_at(p, page) else {
+        return false;
+    };
+    C::before_read(region.hpa.raw() + offset, PAGE_SIZE);
+    read(region, offset, out);
+    true
+}
+
+/// Writes `data` into page `page` of partition `p` from `offset` in the page, or zeroes it
+/// when `data` is `None` (a spare, whose vCPU has not run, receiving a re-protection); `false` if
+/// the bytes do not lie inside the page or the page inside the partition.
+pub fn write_page<C: Coherence>(
+    p: &Partition,
+    page: u64,
+    offset: u64,
+    data: Option<&[u8]>,
+) -> bool {
+    let len = data.map_or(PAGE_SIZE, |d| d.len() as u64);
+    let Some((region, start)) = page_at(p, page).filter(|_| offset + len <= PAGE_SIZE) else {
+        return false;
+    };
+    let at = start + offset;
+    match data {
+        Some(data) => write(region, at, data),
+        None => {
+            if let Some(dst) = host(region, at, len as usize) {
+                // SAFETY: as in `read`.
+                unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len as usize) }
+            }
+        }
+    }
+    C::after_write(region.hpa.raw() + at, len);
+    true
+}
+
 /// The partition to copy into has another guest-physical layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
 pub struct LayoutDiffers;

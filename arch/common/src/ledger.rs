@@ -132,6 +132,42 @@ pub unsafe fn handoff<S>(base: u64, pair: usize) -> &'static mut S {
     unsafe { &mut (*ledger).handoffs[pair] }
 }
 
+/// Copies bytes of pair `pair`'s re-protection snapshot, from `offset`, out into `out` or in from
+/// `data`: across boards the snapshot travels as bytes, and the boards run the same image, so
+/// the same layout. Bytes past the snapshot's end are left alone.
+///
+/// # Safety
+/// As for [`handoff`], and no reference to the snapshot is held meanwhile.
+pub unsafe fn handoff_bytes<S>(base: u64, pair: usize, offset: usize, bytes: HandoffBytes<'_>) {
+    let ledger = base as *mut Ledger<S>;
+    let len = match &bytes {
+        HandoffBytes::Out(out) => out.len(),
+        HandoffBytes::In(data) => data.len(),
+    };
+    if offset
+        .checked_add(len)
+        .is_none_or(|end| end > size_of::<S>())
+    {
+        return;
+    }
+    // SAFETY: the caller's contract; the range lies inside the snapshot (checked above). The
+    // ledger is memory the hypervisor formatted with zeros, so every byte of it, padding too,
+    // holds a value; and `S` is plain data valid for any bytes the same image wrote.
+    unsafe {
+        let at = (&raw mut (*ledger).handoffs[pair]).cast::<u8>().add(offset);
+        match bytes {
+            HandoffBytes::Out(out) => core::ptr::copy_nonoverlapping(at, out.as_mut_ptr(), len),
+            HandoffBytes::In(data) => core::ptr::copy_nonoverlapping(data.as_ptr(), at, len),
+        }
+    }
+}
+
+/// Which way [`handoff_bytes`] copies.
+pub enum HandoffBytes<'a> {
+    Out(&'a mut [u8]),
+    In(&'a [u8]),
+}
+
 /// The image leaves no room for the ledger in the hypervisor's memory range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DoesNotFit;

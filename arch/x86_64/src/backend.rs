@@ -47,7 +47,7 @@ pub enum PcError {
 }
 
 /// Caches are coherent with every access on x86, so copies of guest memory need no maintenance.
-struct Coherent;
+pub struct Coherent;
 
 impl Coherence for Coherent {
     fn before_read(_: u64, _: u64) {}
@@ -147,6 +147,7 @@ impl Backend for PcBackend {
     type Early = Early;
     type Error = PcError;
     type VcpuState = VcpuState;
+    type Coherent = Coherent;
     type Tables = PartitionTables;
     type Vcpu = VmxVcpu;
     type Uart = serial::Uart;

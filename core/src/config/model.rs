@@ -317,14 +317,15 @@ pub struct FtNet {
 
 impl FtNet {
     /// The role of the copy on the board whose NIC is `mac`, and its peer's address (a spare's:
-    /// the primary's); `None` if `mac` is none of the pair's boards.
+    /// the backup's); `None` if `mac` is none of the pair's boards.
     pub fn role_of(&self, mac: Mac) -> Option<(FtRole, Mac)> {
         if mac == self.primary {
             Some((FtRole::Primary, self.backup))
         } else if mac == self.backup {
             Some((FtRole::Backup, self.primary))
         } else if Some(mac) == self.spare {
-            Some((FtRole::Spare, self.primary))
+            // The backup is the copy that goes live and re-protects onto the spare.
+            Some((FtRole::Spare, self.backup))
         } else {
             None
         }

@@ -636,7 +636,7 @@ fn a_boards_nic_picks_its_copys_role_and_peer() {
     };
     assert_eq!(net.role_of(mac(1)), Some((FtRole::Primary, mac(2))));
     assert_eq!(net.role_of(mac(2)), Some((FtRole::Backup, mac(1))));
-    assert_eq!(net.role_of(mac(3)), Some((FtRole::Spare, mac(1))));
+    assert_eq!(net.role_of(mac(3)), Some((FtRole::Spare, mac(2))));
     // The witness, or any other station, runs no copy: an image flashed to the wrong board.
     assert_eq!(net.role_of(mac(0xf)), None);
     assert_eq!(net.role_of(mac(9)), None);

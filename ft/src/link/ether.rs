@@ -29,6 +29,9 @@ pub enum Channel {
     Log = 0,
     /// The witness that arbitrates who goes live ([`crate::witness`]).
     Witness = 1,
+    /// A re-protection's memory and vCPU state, to the spare board
+    /// ([`crate::reprotect::transfer`]), over a link of its own.
+    State = 2,
 }
 
 impl Channel {
@@ -36,6 +39,7 @@ impl Channel {
         match code {
             0 => Some(Channel::Log),
             1 => Some(Channel::Witness),
+            2 => Some(Channel::State),
             _ => None,
         }
     }
@@ -178,7 +182,7 @@ mod tests {
         bad[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         assert_eq!(decode(&bad[..n]), None);
         let mut bad = out;
-        bad[14] = 2;
+        bad[14] = 3;
         assert_eq!(decode(&bad[..n]), None);
         let mut bad = out;
         bad[15..17].copy_from_slice(&((n - HEADER + 1) as u16).to_le_bytes());
@@ -228,7 +232,7 @@ mod tests {
 
         #[test]
         fn random_bytes_behind_our_header_never_panic(
-            channel in 0u8..4,
+            channel in 0u8..5,
             len in any::<u16>(),
             tail in proptest::collection::vec(any::<u8>(), 0..1600),
         ) {
@@ -238,7 +242,7 @@ mod tests {
             frame[15..17].copy_from_slice(&len.to_le_bytes());
             frame.extend_from_slice(&tail);
             let fits = usize::from(len) <= tail.len() && usize::from(len) <= MAX_PAYLOAD;
-            prop_assert_eq!(decode(&frame).is_some(), channel < 2 && fits);
+            prop_assert_eq!(decode(&frame).is_some(), channel < 3 && fits);
         }
 
         #[test]

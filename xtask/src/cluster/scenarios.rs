@@ -17,6 +17,9 @@ use crate::{Arch, guests, root};
 /// The protected partition's name and how many numbered lines it prints.
 pub const PAIR: &str = "pair";
 pub const COUNT: u64 = 60;
+/// The line by which the copy that went live has re-protected the partition onto the spare
+/// board, in the re-protection scenarios.
+const REPROTECTED_BY: u64 = 40;
 /// Lines that may repeat at a cut: the outputs in flight when the copy that printed them failed.
 const WINDOW: u64 = 3;
 
@@ -44,6 +47,9 @@ pub enum Expect {
     OneLive,
     /// The primary runs the partition to its end alone (its backup failed).
     PrimaryGoesOn,
+    /// The backup's board goes live, re-protects onto the spare board, fails in turn, and the
+    /// spare finishes the partition.
+    SecondFailover,
 }
 
 /// A named scenario.
@@ -161,6 +167,23 @@ pub fn all() -> Vec<Scenario> {
                 step(at_line(20), Action::Kill(0)),
             ]),
             expect: Expect::Failover,
+        },
+        Scenario {
+            name: "reprotect-then-kill".into(),
+            plan: Plan {
+                start: vec![0, 1, 2],
+                ..plan(vec![
+                    step(at_line(5), Action::Kill(0)),
+                    step(
+                        Trigger::Shows {
+                            board: 1,
+                            text: format!("[{PAIR}] count {REPROTECTED_BY} "),
+                        },
+                        Action::Kill(1),
+                    ),
+                ])
+            },
+            expect: Expect::SecondFailover,
         },
     ];
     // Every combination of the three links, cut while the partition prints and healed later:
@@ -283,8 +306,21 @@ pub fn judge(outcome: &Outcome, expect: Expect) -> Judged {
         .map(|(b, _)| b)
         .collect();
     let live = runs().any(|(_, r)| r.log.iter().any(|l| l.contains("FT backup goes live")));
+    if expect == Expect::SecondFailover {
+        let logged = |board: usize, text: &str| {
+            outcome.boards[board]
+                .as_ref()
+                .is_some_and(|r| r.log.iter().any(|l| l.contains(text)))
+        };
+        if !logged(1, "FT epoch 2 of") || !logged(2, "replays as the backup of epoch 2") {
+            problems.push(
+                "board 1 did not re-protect the partition onto board 2 before it was killed".into(),
+            );
+        }
+    }
     match (expect, finishers.as_slice(), live) {
         (Expect::Protected, [0], false) | (Expect::Failover, [1], true) => {}
+        (Expect::SecondFailover, [2], true) => {}
         (Expect::PrimaryGoesOn, [0], false) | (Expect::OneLive, [_], _) => {}
         (_, finishers, live) => problems.push(format!(
             "expected {expect:?}; boards that finished the partition: {finishers:?}, the backup went live: {live}"

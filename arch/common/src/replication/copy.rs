@@ -9,12 +9,13 @@ use tandem_ft::reprotect::Reprotect;
 
 use super::{BackupCopy, Links, PrimaryCopy};
 
-/// A re-protection in progress (`crate::reprotect`): its state machine, when it started, and
-/// when the guest was paused for the last pages and the vCPU state.
-pub struct Session {
+/// A re-protection in progress (`crate::reprotect`): its state machine, when it started, when
+/// the guest was paused for the last pages and the vCPU state, and what carries them.
+pub struct Session<K: Links> {
     pub machine: Reprotect,
     pub started_ns: u64,
     pub paused_ns: Option<u64>,
+    pub transfer: K::Transfer,
 }
 
 // One per CPU, on its stack (there is no heap to box the larger primary in), and both copies'
@@ -36,7 +37,7 @@ pub struct FtCopy<K: Links> {
     /// A spare waits: once live, the copy pauses at each boundary to re-protect onto it.
     spare_waits: bool,
     /// The re-protection under way.
-    session: Option<Session>,
+    session: Option<Session<K>>,
     /// The boundary (deterministic-exit count) the copy last paused at: the guest runs on from
     /// there to the next before the next step.
     paused_at: Option<u64>,
@@ -74,7 +75,7 @@ impl<K: Links> FtCopy<K> {
     }
 
     /// The re-protection under way, if any.
-    pub fn session(&mut self) -> &mut Option<Session> {
+    pub fn session(&mut self) -> &mut Option<Session<K>> {
         &mut self.session
     }
 

@@ -2,7 +2,9 @@
 //! by a witness ([`tandem_ft::witness`]), both over the board's NIC, which the CPU running this
 //! board's copy polls. Frames are raw Ethernet with Tandem's EtherType
 //! ([`tandem_ft::link::ether`]); a frame counts only if it is addressed to this board and comes
-//! from the station its channel talks to (the log: the other board; arbitration: the witness).
+//! from the station its channel talks to (the log and a re-protection's state: the other board;
+//! arbitration: the witness). After a failover the live copy's peer becomes the spare board
+//! ([`retarget`]), which it re-protects the partition onto over a link of its own ([`transfer`]).
 
 use heapless::{Deque, Vec};
 use tandem_core::config::{Ft, FtNet, FtRole, Mac};
@@ -11,6 +13,7 @@ use tandem_ft::link::datagram::{
 };
 use tandem_ft::link::ether::{self, Channel};
 use tandem_ft::link::{LinkError, LinkStats, LogReceiver, LogSender};
+use tandem_ft::reprotect::transfer::Outgoing;
 use tandem_ft::witness::{ClientConfig, WitnessArbiter};
 
 use super::{BackupCopy, Injected, Links, PrimaryCopy, timing};
@@ -20,9 +23,9 @@ use crate::net::{self, BoardNic, MacFmt, Nic};
 /// Frames in flight between the boards: the send window and the receive window (SACK covers
 /// it).
 const WINDOW: usize = 32;
-/// Datagrams waiting per channel until their reader polls; more are dropped (and retransmitted
-/// by the link, or asked again by the witness client).
-const INBOX: usize = 16;
+/// Datagrams waiting per channel until their reader polls, a window's worth; more are dropped
+/// (and retransmitted by the link, or asked again by the witness client).
+const INBOX: usize = WINDOW;
 /// Frames taken from the NIC per poll, so a flood cannot hold the CPU.
 const DRAIN: usize = 32;
 
@@ -33,6 +36,7 @@ impl Links for AcrossBoards {
     type Sender = Sender;
     type Receiver = Receiver;
     type Arbiter = WitnessArbiter<Port>;
+    type Transfer = Transfer;
     const WINDOW: u64 = WINDOW as u64;
     // An acknowledgement may be lost; the backup repeats them every heartbeat meanwhile.
     const LINGER: u64 = 10;
@@ -91,7 +95,7 @@ struct Wire {
     me: Mac,
     peer: Mac,
     witness: Mac,
-    inbox: [Deque<Payload, INBOX>; 2],
+    inbox: [Deque<Payload, INBOX>; 3],
     /// Frames not for this pair (other EtherTypes, stations, channels) and frames an inbox had
     /// no room for.
     ignored: u64,
@@ -105,6 +109,15 @@ impl Wire {
         match channel {
             Channel::Log => 0,
             Channel::Witness => 1,
+            Channel::State => 2,
+        }
+    }
+
+    /// The station `channel` talks to.
+    fn station(&self, channel: Channel) -> Mac {
+        match channel {
+            Channel::Log | Channel::State => self.peer,
+            Channel::Witness => self.witness,
         }
     }
 
@@ -119,11 +132,7 @@ impl Wire {
                 self.ignored += 1;
                 continue;
             };
-            let from = match frame.channel {
-                Channel::Log => self.peer,
-                Channel::Witness => self.witness,
-            };
-            if !frame.is_for(self.me) || frame.src != from {
+            if !frame.is_for(self.me) || frame.src != self.station(frame.channel) {
                 self.ignored += 1;
                 continue;
             }
@@ -149,10 +158,7 @@ impl Datagram for Port {
         let Some(wire) = guard.as_mut() else {
             return;
         };
-        let to = match self.channel {
-            Channel::Log => wire.peer,
-            Channel::Witness => wire.witness,
-        };
+        let to = wire.station(self.channel);
         let mut frame = [0u8; net::MAX_FRAME];
         if let Some(n) = ether::encode(to, wire.me, self.channel, bytes, &mut frame) {
             // A full ring drops the frame: the link retransmits, the client asks again.
@@ -261,7 +267,7 @@ fn heard_from_peer() -> bool {
 }
 
 /// Why this board's copy cannot join its pair.
-#[derive(Clone, Copy, Debug, defmt::Format)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
 pub enum Refused {
     /// The board's NIC did not come up, or another copy took it.
     NoNic,
@@ -296,13 +302,75 @@ pub fn attach(net: &FtNet) -> Result<FtRole, Refused> {
         me,
         peer,
         witness: net.witness,
-        inbox: [const { Deque::new() }; 2],
+        inbox: [const { Deque::new() }; 3],
         ignored: 0,
         overflowed: 0,
     })
     .map_err(|_| Refused::OutOfFrames)?;
     *WIRE.lock() = Some(wire);
     Ok(role)
+}
+
+/// Makes `peer` the board this one's log and state channels talk to: the spare, once the copy
+/// that went live re-protects onto it. Frames from the failed peer are ignored from now on.
+pub fn retarget(peer: Mac) {
+    if let Some(wire) = WIRE.lock().as_mut() {
+        wire.peer = peer;
+        wire.inbox[Wire::inbox(Channel::Log)].clear();
+    }
+}
+
+/// Pages a re-protection step queues at most: the machine's chunk.
+pub const TRANSFER_QUEUE: usize = 64;
+/// Frames of a re-protection in flight. Fewer than the log's: the transfer is a stream of full
+/// frames, and a receiver that takes them more slowly than they come (Bochs's e1000 takes about
+/// one a millisecond) queues them in front of itself; with a whole log window in that queue
+/// each frame waited past its retransmission timeout, and resends multiplied the queue (186
+/// frames took 2,290 sends).
+const TRANSFER_WINDOW: usize = 8;
+/// Heartbeat periods a frame of the transfer waits for its acknowledgement before it is resent.
+const TRANSFER_RESEND_BEATS: u64 = 8;
+
+/// A re-protection's sending end to the spare board: a link of its own on the state channel, in
+/// the new epoch, and the frames queued for it. Both live in frames of their own.
+pub struct Transfer {
+    pub link: &'static mut DatagramSender<Port, TRANSFER_WINDOW>,
+    pub out: &'static mut Outgoing<TRANSFER_QUEUE>,
+    /// The spare's activity as the link last counted it, and when that changed: a spare that
+    /// stays silent this long with frames unacknowledged has failed.
+    pub heard: (u64, u64),
+}
+
+/// The sending end of a re-protection in `epoch`, starting at `now_ns`.
+pub fn transfer(ft: &Ft, epoch: u32, now_ns: u64) -> Result<Transfer, Refused> {
+    let port = Port {
+        channel: Channel::State,
+    };
+    let link = frames::leak(DatagramSender::new(port, transfer_config(ft, epoch)))
+        .map_err(|_| Refused::OutOfFrames)?;
+    let out = frames::leak(Outgoing::new()).map_err(|_| Refused::OutOfFrames)?;
+    Ok(Transfer {
+        link,
+        out,
+        heard: (0, now_ns),
+    })
+}
+
+/// The spare's receiving end of a re-protection in `epoch`.
+pub fn transfer_receiver(
+    ft: &Ft,
+    epoch: u32,
+) -> Result<&'static mut DatagramReceiver<Port, TRANSFER_WINDOW>, Refused> {
+    let port = Port {
+        channel: Channel::State,
+    };
+    frames::leak(DatagramReceiver::new(port, transfer_config(ft, epoch)))
+        .map_err(|_| Refused::OutOfFrames)
+}
+
+fn transfer_config(ft: &Ft, epoch: u32) -> DatagramConfig {
+    let (heartbeat, _) = timing(ft);
+    DatagramConfig::new(epoch, heartbeat.saturating_mul(TRANSFER_RESEND_BEATS))
 }
 
 fn link_config(ft: &Ft, epoch: u32) -> DatagramConfig {
@@ -366,13 +434,15 @@ fn boot_wait(ft: &Ft) -> u64 {
 }
 
 /// The primary on this board: waits for the backup's first acknowledgement (or gives up after
-/// [`boot_wait`]), then records.
+/// [`boot_wait`]), calling `also` each turn, then records.
+#[allow(clippy::too_many_arguments)]
 pub fn primary(
     ft: &Ft,
     net: &FtNet,
     epoch: u32,
     now: &dyn Fn() -> u64,
     idle_until: &dyn Fn(u64),
+    also: &mut dyn FnMut(u64),
     injected: Injected,
     die: fn() -> !,
 ) -> Result<PrimaryCopy<AcrossBoards>, Refused> {
@@ -387,7 +457,10 @@ pub fn primary(
     let met = wait_for_peer(
         now,
         boot_wait(ft),
-        |t| Sender.poll(t),
+        |t| {
+            also(t);
+            Sender.poll(t);
+        },
         || Sender.peer_activity() > 0,
         idle_until,
     );
@@ -405,13 +478,15 @@ pub fn primary(
 }
 
 /// The backup on this board: acknowledges (its heartbeat) until the primary's first frame (or
-/// gives up after [`boot_wait`]), then replays.
+/// gives up after [`boot_wait`]), calling `also` each turn, then replays.
+#[allow(clippy::too_many_arguments)]
 pub fn backup(
     ft: &Ft,
     net: &FtNet,
     epoch: u32,
     now: &dyn Fn() -> u64,
     idle_until: &dyn Fn(u64),
+    also: &mut dyn FnMut(u64),
     injected: Injected,
 ) -> Result<BackupCopy<AcrossBoards>, Refused> {
     *RECEIVER.lock() = frames::leak(DatagramReceiver::new(
@@ -428,6 +503,7 @@ pub fn backup(
         now,
         boot_wait(ft),
         |t| {
+            also(t);
             if last_ack.is_none_or(|at| t.saturating_sub(at) >= heartbeat) {
                 Receiver.ack(0);
                 last_ack = Some(t);

@@ -60,6 +60,8 @@ pub trait Links {
     type Sender: LogSender;
     type Receiver: LogReceiver;
     type Arbiter: Arbiter;
+    /// What a re-protection sends the spare its copy over (nothing of its own on one board).
+    type Transfer;
     /// Frames the sender holds in flight: how far the backup may lag before the primary waits.
     const WINDOW: u64;
     /// Heartbeat periods a backup whose guest stopped goes on acknowledging before it stops:
@@ -90,6 +92,7 @@ impl Links for OnBoard {
     type Sender = Producer;
     type Receiver = Consumer;
     type Arbiter = SharedWordArbiter<'static>;
+    type Transfer = ();
     const WINDOW: u64 = RING_SLOTS as u64;
 
     fn backup_ready(ft: &Ft, epoch: u32) {
@@ -173,7 +176,7 @@ pub fn publish(areas: &'static mut PairAreas) {
     }
 }
 
-fn timing(ft: &Ft) -> (u64, u64) {
+pub(crate) fn timing(ft: &Ft) -> (u64, u64) {
     let heartbeat = u64::from(ft.heartbeat_us) * 1000;
     (heartbeat, heartbeat * u64::from(ft.suspect_after))
 }

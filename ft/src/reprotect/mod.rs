@@ -2,6 +2,9 @@
 //! runs, pages it dirties meanwhile are copied again in rounds, and a short final pause copies the
 //! last dirty pages and the vCPU and device state. The backend tracks dirty pages (EPT / stage-2)
 //! behind [`DirtyTracker`] and moves the bytes; this state machine decides what to send when.
+//! Across boards, [`transfer`] carries them as frames.
+
+pub mod transfer;
 
 /// Dirty-page tracking the backend provides.
 pub trait DirtyTracker {

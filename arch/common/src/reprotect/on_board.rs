@@ -1,20 +1,13 @@
-//! Re-protection onto a spare CPU: the copy of a fault-tolerant partition that went live copies
-//! itself into the spare while its guest runs, pausing it only for the last pages and the vCPU
-//! state, and goes on as the primary of the next protection epoch once the spare replays as its
-//! backup.
-//!
-//! The copy runs in steps at the guest's deterministic exit boundaries (the copy's replica
-//! pauses the vCPU at each, `FtCopy`), as `tandem_ft::reprotect` orders them: every page once
-//! while the backend tracks which pages the guest writes meanwhile (second-stage write
-//! protection), then rounds of the pages written since, then the pause: the pages still dirty,
-//! the vCPU state and the record into the ledger for the spare.
+//! Re-protection onto a spare CPU of the same board: the pages are copied from one partition's
+//! memory into the other's, and the vCPU state and the record go through the ledger.
 
 use tandem_core::config::{Ft, FtRole, MAX_FT_PAIRS, PAGE_SIZE, Partition};
 use tandem_core::platform::Platform;
 use tandem_core::record::VcpuRecord;
 use tandem_core::report::StopReason;
-use tandem_ft::reprotect::{DirtyTracker, Reprotect, ReprotectAction, ReprotectConfig};
+use tandem_ft::reprotect::{Reprotect, ReprotectAction, ReprotectConfig};
 
+use super::Tracker;
 use crate::backend::{Backend, Booted};
 use crate::ledger::{self, VcpuSlot};
 use crate::platform::HwPlatform;
@@ -48,34 +41,6 @@ fn spare_of(system: &[Partition], ft: &Ft) -> Option<usize> {
 /// Whether `ft`'s pair has a spare copy to re-protect onto.
 pub fn has_spare(system: &[Partition], ft: &Ft) -> bool {
     spare_of(system, ft).is_some()
-}
-
-/// The backend's dirty-page tracking of a vCPU's partition, lent to the state machine for a step.
-struct Tracker<'a, B: Backend> {
-    vcpu: &'a mut B::Vcpu,
-    pages: u64,
-    failed: bool,
-}
-
-impl<B: Backend> DirtyTracker for Tracker<'_, B> {
-    fn page_count(&self) -> u64 {
-        self.pages
-    }
-    fn start_tracking(&mut self) {
-        match B::start_dirty_tracking(self.vcpu) {
-            Ok(pages) => self.pages = pages,
-            Err(e) => {
-                defmt::error!("FT re-protection: dirty-page tracking cannot start: {}", e);
-                self.failed = true;
-            }
-        }
-    }
-    fn take_dirty(&mut self, out: &mut [u64]) -> usize {
-        B::take_dirty(self.vcpu, out)
-    }
-    fn dirty_count(&self) -> u64 {
-        B::dirty_count(self.vcpu)
-    }
 }
 
 /// One step of re-protecting partition `index`, whose copy `copy` went live and paused `vcpu`
@@ -149,6 +114,7 @@ fn step<B: Backend>(
             machine,
             started_ns: platform.now_ns(),
             paused_ns: None,
+            transfer: (),
         });
     }
     let copy_pages = |first, count| {
