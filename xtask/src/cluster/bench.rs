@@ -1,14 +1,17 @@
 //! `cargo xtask bench --only ft-boards`: what the pair across boards costs on the network. Two
 //! workloads (`tests/bench/ARCH-ft-boards-{idle,loaded}.toml`) on two emulated boards; from the
 //! hub's capture, the log's and the acknowledgements' bandwidth and frames; from the primary's
-//! log, the output rule's hold (the latency it adds to each line). The boards run paced to wall
-//! time, so the capture's timestamps are the boards' time too, within the pacing's error.
+//! log, the output rule's hold (the latency it adds to each line); and a second run with the
+//! spare board, whose primary's board is killed at line 5: the re-protection onto the spare, its
+//! time and the guest's pause, from the live copy's and the spare's logs. The boards run paced
+//! to wall time, so the capture's timestamps are the boards' time too, within the pacing's error.
 
 use std::fs;
 
 use anyhow::{Context, Result};
 
-use super::run::{self, Plan};
+use super::run::{self, Action, Outcome, Plan};
+use super::scenarios::{at_line, step};
 use crate::build::{self, Module};
 use crate::{Arch, guests, root};
 
@@ -67,31 +70,16 @@ fn workload(arch: Arch, kind: &str, guests: &guests::Guests) -> Result<()> {
     )?;
     let iso = build::boot_iso(&image, "", Module::AsBuilt)?;
     let dir = image.dir.join("run");
-    let plan = Plan {
-        start: vec![0, 1],
-        steps: vec![],
+    let plan = |start, steps| Plan {
+        start,
+        steps,
         timeout: std::time::Duration::from_secs(300),
         echo: false,
     };
-    let outcome = run::run(&image, iso.as_deref(), &dir, &plan)?;
-    let primary_log = outcome
-        .boards
-        .first()
-        .and_then(Option::as_ref)
-        .context("the primary's board did not run")?;
-    if !outcome.boards.iter().flatten().all(|r| r.success) {
-        anyhow::bail!("a board did not end normally; see {}", dir.display());
-    }
+    let outcome = run::run(&image, iso.as_deref(), &dir, &plan(vec![0, 1], vec![]))?;
     let macs = &image.config.ft_boards;
     let (log, acks) = flows(&fs::read(dir.join("network.pcap"))?, macs[0].0, macs[1].0);
-    let line = |marker: &str| {
-        primary_log
-            .log
-            .iter()
-            .find(|l| l.contains(marker))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let line = |marker: &str| logged(&outcome, 0, marker, &dir);
     println!(
         "  {kind}: log {:.1} kbit/s ({} frames, {:.0} bytes each on the wire), acknowledgements {:.1} kbit/s ({} frames)",
         log.kbit_per_s(),
@@ -100,15 +88,45 @@ fn workload(arch: Arch, kind: &str, guests: &guests::Guests) -> Result<()> {
         acks.kbit_per_s(),
         acks.frames
     );
-    println!(
-        "    {}",
-        line("FT primary log:").trim_start_matches("INFO  ")
-    );
-    println!(
-        "    {}",
-        line("FT output rule:").trim_start_matches("INFO  ")
-    );
+    println!("    {}", line("FT primary log:")?);
+    println!("    {}", line("FT output rule:")?);
+    let dir = image.dir.join("reprotect");
+    let kill = vec![step(at_line(5), Action::Kill(0))];
+    let outcome = run::run(&image, iso.as_deref(), &dir, &plan(vec![0, 1, 2], kill))?;
+    for (board, marker) in [
+        (1, "FT re-protection of pair across boards:"),
+        (2, "FT spare of pair restored"),
+    ] {
+        println!("    {}", logged(&outcome, board, marker, &dir)?);
+    }
     Ok(())
+}
+
+/// The line of board `board`'s log that contains `marker`, from a run in `dir` whose boards all
+/// ended normally (but those it killed).
+fn logged(outcome: &Outcome, board: usize, marker: &str, dir: &std::path::Path) -> Result<String> {
+    let ended = outcome
+        .boards
+        .iter()
+        .enumerate()
+        .all(|(b, r)| outcome.killed.contains(&b) || r.as_ref().is_none_or(|r| r.success));
+    if !ended {
+        anyhow::bail!("a board did not end normally; see {}", dir.display());
+    }
+    let run = outcome.boards[board]
+        .as_ref()
+        .with_context(|| format!("board {board} did not run; see {}", dir.display()))?;
+    let line = run
+        .log
+        .iter()
+        .find(|l| l.contains(marker))
+        .with_context(|| {
+            format!(
+                "board {board} never logged {marker:?}; see {}",
+                dir.display()
+            )
+        })?;
+    Ok(line.trim_start_matches("INFO  ").to_string())
 }
 
 /// The section on `arch`.

@@ -1,5 +1,9 @@
-//! An emulated Ethernet hub joining the boards' NICs and the witness: every frame one port sends
-//! reaches every other port whose link to it is not cut. Each port is a pair of UDP sockets on
+//! An emulated Ethernet switch joining the boards' NICs and the witness: a frame addressed to a
+//! station of the segment reaches that station's port, any other frame (broadcast, unknown)
+//! every other port, unless the link is cut. Forwarding by address is what a real segment's
+//! switch does, and a board that is not running then gets no frames it would have to drop: the
+//! loaded x86 pair's log collapsed into resends (22,442 frames for 805 records) while a hub
+//! flooded every frame to a spare board's port that nobody had bound yet. Each port is a pair of UDP sockets on
 //! the loopback, one raw Ethernet frame per datagram, the way Bochs's `ethmod=socket` (it binds
 //! `ethdev` and sends to `ethdev + 1`) and QEMU's `-netdev dgram` talk; the witness joins the
 //! same way. Cuts are how tests take links down and up again; every frame is also written to a
@@ -16,6 +20,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use tandem_core::config::Mac;
 
 /// Where one port's peer and the hub meet: the peer binds `endpoint` and sends to `hub`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +94,10 @@ fn open_port() -> Result<(PortAddr, UdpSocket)> {
 }
 
 impl Hub {
-    /// A hub of `ports` ports, capturing every frame into `capture` (pcap).
-    pub fn start(ports: usize, capture: &Path) -> Result<Self> {
+    /// A hub with a port for each of `stations`, capturing every frame into `capture` (pcap).
+    pub fn start(stations: &[Mac], capture: &Path) -> Result<Self> {
+        let ports = stations.len();
+        let stations: Arc<Vec<Mac>> = Arc::new(stations.to_vec());
         let opened = (0..ports)
             .map(|_| open_port())
             .collect::<Result<Vec<_>>>()?;
@@ -113,7 +120,8 @@ impl Hub {
             .map(|(from, (_, socket))| {
                 let shared = Arc::clone(&shared);
                 let senders = Arc::clone(&senders);
-                thread::spawn(move || forward(from, &socket, &senders, &shared))
+                let stations = Arc::clone(&stations);
+                thread::spawn(move || forward(from, &socket, &senders, &stations, &shared))
             })
             .collect();
         Ok(Self {
@@ -165,7 +173,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn forward(from: usize, socket: &UdpSocket, to: &[(UdpSocket, u16)], shared: &Shared) {
+fn forward(
+    from: usize,
+    socket: &UdpSocket,
+    to: &[(UdpSocket, u16)],
+    stations: &[Mac],
+    shared: &Shared,
+) {
     let _ = socket.set_read_timeout(Some(POLL));
     let mut buf = [0u8; 2048];
     while !shared.stop.load(Ordering::Acquire) {
@@ -174,7 +188,14 @@ fn forward(from: usize, socket: &UdpSocket, to: &[(UdpSocket, u16)], shared: &Sh
         };
         let frame = &buf[..len];
         record(shared, frame);
-        for (index, (sender, endpoint)) in to.iter().enumerate().filter(|(i, _)| *i != from) {
+        let station = frame
+            .get(..6)
+            .and_then(|dst| stations.iter().position(|m| m.0 == dst));
+        let ports = to
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != from && station.is_none_or(|s| s == *i));
+        for (index, (sender, endpoint)) in ports {
             let cut = lock(&shared.cuts).contains(&pair(from, index));
             let mut traffic = lock(&shared.traffic);
             let t = &mut traffic[from][index];
@@ -273,15 +294,21 @@ mod tests {
     }
 
     #[test]
-    fn frames_reach_every_other_port_unless_their_link_is_cut() {
+    fn frames_reach_their_station_or_every_other_port_unless_their_link_is_cut() {
         let dir = std::env::temp_dir().join(format!("tandem-hub-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let hub = Hub::start(3, &dir.join("hub.pcap")).unwrap();
+        let stations = [1, 2, 3].map(|i| Mac([2, 0, 0, 0, 0, i]));
+        let hub = Hub::start(&stations, &dir.join("hub.pcap")).unwrap();
         let [a, b, c] = [0, 1, 2].map(|i| peer(hub.port(i)));
         let mut buf = [0u8; 64];
         a.send(b"to all").unwrap();
         assert_eq!(b.recv(&mut buf).unwrap(), 6);
         assert_eq!(c.recv(&mut buf).unwrap(), 6);
+        let mut to_c = stations[2].0.to_vec();
+        to_c.extend_from_slice(b"for c");
+        a.send(&to_c).unwrap();
+        assert_eq!(c.recv(&mut buf).unwrap(), to_c.len());
+        assert!(b.recv(&mut buf).is_err(), "b got a frame for c");
         hub.cut(0, 1);
         a.send(b"only c").unwrap();
         let n = c.recv(&mut buf).unwrap();
@@ -292,7 +319,7 @@ mod tests {
         let n = a.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"back");
         let t = hub.traffic();
-        assert_eq!((t[0][1].frames, t[0][1].cut, t[0][2].frames), (1, 1, 2));
+        assert_eq!((t[0][1].frames, t[0][1].cut, t[0][2].frames), (1, 1, 3));
         hub.impair(Impairment {
             loss: 0,
             duplicate: 1000,
@@ -318,7 +345,7 @@ mod tests {
         assert!(a.recv(&mut buf).is_err(), "a lossy link carried a frame");
         drop(hub);
         let capture = std::fs::read(dir.join("hub.pcap")).unwrap();
-        // The header, and a record of 16 bytes around each frame sent: 6 + 6 + 4 + 32 + 4.
-        assert_eq!(capture.len(), 24 + 5 * 16 + 6 + 6 + 4 + 32 + 4);
+        // The header, and a record of 16 bytes around each frame sent: 6 + 11 + 6 + 4 + 32 + 4.
+        assert_eq!(capture.len(), 24 + 6 * 16 + 6 + 11 + 6 + 4 + 32 + 4);
     }
 }

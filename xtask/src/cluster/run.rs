@@ -129,7 +129,8 @@ pub fn run(image: &Image, iso: Option<&Path>, dir: &Path, plan: &Plan) -> Result
         return Err(anyhow!("the configuration has no pair across boards"));
     }
     fs::create_dir_all(dir)?;
-    let hub = Hub::start(macs.len() + 1, &dir.join("network.pcap"))?;
+    let stations: Vec<Mac> = macs.iter().copied().chain([WITNESS_MAC]).collect();
+    let hub = Hub::start(&stations, &dir.join("network.pcap"))?;
     let witness_port = hub.port(macs.len());
     let options = WitnessOptions {
         state: dir.join("witness.state"),

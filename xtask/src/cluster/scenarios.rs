@@ -20,6 +20,9 @@ pub const COUNT: u64 = 60;
 /// The line by which the copy that went live has re-protected the partition onto the spare
 /// board, in the re-protection scenarios.
 const REPROTECTED_BY: u64 = 40;
+/// The line at which the spare board dies: while it is re-protected onto under Bochs, just after
+/// under QEMU, where re-protection takes some 50 ms (either way the live copy goes on alone).
+const SPARE_DIES_AT: u64 = 12;
 /// Lines that may repeat at a cut: the outputs in flight when the copy that printed them failed.
 const WINDOW: u64 = 3;
 
@@ -184,6 +187,23 @@ pub fn all() -> Vec<Scenario> {
                 ])
             },
             expect: Expect::SecondFailover,
+        },
+        Scenario {
+            name: "reprotect-spare-dies".into(),
+            plan: Plan {
+                start: vec![0, 1, 2],
+                ..plan(vec![
+                    step(at_line(5), Action::Kill(0)),
+                    step(
+                        Trigger::Shows {
+                            board: 1,
+                            text: format!("[{PAIR}] count {SPARE_DIES_AT} "),
+                        },
+                        Action::Kill(2),
+                    ),
+                ])
+            },
+            expect: Expect::Failover,
         },
     ];
     // Every combination of the three links, cut while the partition prints and healed later:

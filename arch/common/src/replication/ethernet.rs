@@ -25,7 +25,7 @@ use crate::net::{self, BoardNic, MacFmt, Nic};
 const WINDOW: usize = 32;
 /// Datagrams waiting per channel until their reader polls, a window's worth; more are dropped
 /// (and retransmitted by the link, or asked again by the witness client).
-const INBOX: usize = WINDOW;
+const INBOX: usize = 16;
 /// Frames taken from the NIC per poll, so a flood cannot hold the CPU.
 const DRAIN: usize = 32;
 
