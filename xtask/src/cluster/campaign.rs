@@ -1,7 +1,8 @@
 //! `cargo xtask inject --campaign ft-boards`: the pair across boards under seeded faults, each
 //! run judged by the output oracle across boards (`scenarios::judge`): a board killed (the
 //! primary's or the backup's), a board frozen for a while, a combination of links cut and healed
-//! later, the witness restarted before the primary's board dies. Writes `runs.jsonl`,
+//! later, the witness restarted before the primary's board dies, or the primary's board killed
+//! and then, once the live copy re-protected onto the spare board, the live copy's. Writes `runs.jsonl`,
 //! `report.json` and `report.html` like `ft-kill`, with the split-brain matrix: per combination
 //! of cut links, how many runs ended with no live copy, one, or two.
 
@@ -12,8 +13,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::run::{Action, Outcome, Step, Trigger};
-use super::scenarios::{self, Expect, at_line, cut_name, cuts, number_before, plan, step};
+use super::run::{Action, Outcome, Plan, Step, Trigger};
+use super::scenarios::{
+    self, Expect, PAIR, REPROTECTED_BY, at_line, cut_name, cuts, number_before, plan, step,
+};
 use crate::inject::{self, Campaign, Verdict, mix, print_failed, progress, write_reports};
 use crate::{root, tools};
 
@@ -23,6 +26,8 @@ pub const FT_BOARDS: &str = "ft-boards";
 /// One run's fault, drawn from its seed.
 struct Fault {
     what: String,
+    /// The boards started at once: the pair's two, or the spare as well.
+    start: Vec<usize>,
     steps: Vec<Step>,
     expect: Expect,
     /// The links cut, for the split-brain matrix.
@@ -33,24 +38,28 @@ fn draw(seed: u64) -> Fault {
     let r = mix(seed);
     let line = 5 + (r >> 8) % 45;
     let ms = |bits: u64| Duration::from_millis(100 + bits % 2400);
-    match r % 6 {
+    let pair = vec![0, 1];
+    match r % 7 {
         0 => Fault {
             what: format!("kill the primary's board at line {line}"),
+            start: pair,
             steps: vec![step(at_line(line), Action::Kill(0))],
             expect: Expect::Failover,
             cut: None,
         },
         1 => Fault {
             what: format!("kill the backup's board at line {line}"),
+            start: pair,
             steps: vec![step(at_line(line), Action::Kill(1))],
             expect: Expect::PrimaryGoesOn,
             cut: None,
         },
         2 | 3 => {
-            let board = (r % 6 - 2) as usize;
+            let board = (r % 7 - 2) as usize;
             let held = ms(r >> 20);
             Fault {
                 what: format!("freeze board {board} at line {line} for {held:?}"),
+                start: pair,
                 steps: vec![
                     step(at_line(line), Action::Freeze(board)),
                     step(Trigger::After(held), Action::Thaw(board)),
@@ -72,6 +81,7 @@ fn draw(seed: u64) -> Fault {
             });
             Fault {
                 what: format!("cut {} at line {line} for {held:?}", cut_name(mask)),
+                start: pair,
                 steps,
                 expect: if mask & 1 == 0 {
                     Expect::Protected
@@ -81,10 +91,11 @@ fn draw(seed: u64) -> Fault {
                 cut: Some(mask),
             }
         }
-        _ => Fault {
+        5 => Fault {
             what: format!(
                 "restart the witness at line {line}, kill the primary's board 5 lines later"
             ),
+            start: pair,
             steps: vec![
                 step(at_line(line), Action::RestartWitness),
                 step(at_line(line + 5), Action::Kill(0)),
@@ -92,6 +103,30 @@ fn draw(seed: u64) -> Fault {
             expect: Expect::Failover,
             cut: None,
         },
+        _ => {
+            // Early enough that the live copy has re-protected by the second kill even under
+            // Bochs, where a re-protection takes some 25 lines.
+            let first = 3 + (r >> 8) % 8;
+            let second = REPROTECTED_BY + (r >> 20) % 15;
+            Fault {
+                what: format!(
+                    "kill the primary's board at line {first}, the live copy's at its line {second}"
+                ),
+                start: vec![0, 1, 2],
+                steps: vec![
+                    step(at_line(first), Action::Kill(0)),
+                    step(
+                        Trigger::Shows {
+                            board: 1,
+                            text: format!("[{PAIR}] count {second} "),
+                        },
+                        Action::Kill(1),
+                    ),
+                ],
+                expect: Expect::SecondFailover,
+                cut: None,
+            }
+        }
     }
 }
 
@@ -265,7 +300,11 @@ pub fn run(c: &Campaign) -> Result<bool> {
             Some(seed) => format!("replay-{seed}"),
             None => "run".into(),
         });
-        let result = super::run::run(&image, iso.as_deref(), &dir, &plan(fault.steps));
+        let plan = Plan {
+            start: fault.start,
+            ..plan(fault.steps)
+        };
+        let result = super::run::run(&image, iso.as_deref(), &dir, &plan);
         let report = match result {
             Ok(outcome) => {
                 let judged = scenarios::judge(&outcome, fault.expect);
@@ -352,7 +391,7 @@ mod tests {
                     .join(" ")
             })
             .collect();
-        assert!(kinds.len() >= 5, "{kinds:?}");
+        assert!(kinds.len() >= 6, "{kinds:?}");
         assert!((0..400).any(|s| draw(s).cut == Some(7)));
     }
 }

@@ -19,7 +19,7 @@ pub const PAIR: &str = "pair";
 pub const COUNT: u64 = 60;
 /// The line by which the copy that went live has re-protected the partition onto the spare
 /// board, in the re-protection scenarios.
-const REPROTECTED_BY: u64 = 40;
+pub const REPROTECTED_BY: u64 = 40;
 /// The line at which the spare board dies: while it is re-protected onto under Bochs, just after
 /// under QEMU, where re-protection takes some 50 ms (either way the live copy goes on alone).
 const SPARE_DIES_AT: u64 = 12;
