@@ -356,7 +356,8 @@ fn across_boards<B: Backend>(run: Run<'_, B>, vcpu: &mut B::Vcpu, ft: &Ft, net: 
             run.vcpu_loop(vcpu, &mut FtCopy::primary(copy, epoch), name, false)
         }
         FtRole::Backup => {
-            let copy = ethernet::backup(ft, net, epoch, &now, &idle_until, &mut |_| {}, injected)
+            let meeting = ethernet::Meeting::AtBoot;
+            let copy = ethernet::backup(ft, net, epoch, &now, &idle_until, meeting, injected)
                 .unwrap_or_else(|why| refused(why));
             let _ = write!(label, "{} (backup)", name);
             let mut copy = FtCopy::backup(copy, epoch, net.spare.is_some());

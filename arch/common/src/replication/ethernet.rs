@@ -23,8 +23,8 @@ use crate::net::{self, BoardNic, MacFmt, Nic};
 /// Frames in flight between the boards: the send window and the receive window (SACK covers
 /// it).
 const WINDOW: usize = 32;
-/// Datagrams waiting per channel until their reader polls, a window's worth; more are dropped
-/// (and retransmitted by the link, or asked again by the witness client).
+/// Datagrams waiting per channel until their reader polls; more are dropped (and retransmitted
+/// by the link, or asked again by the witness client).
 const INBOX: usize = 16;
 /// Frames taken from the NIC per poll, so a flood cannot hold the CPU.
 const DRAIN: usize = 32;
@@ -275,6 +275,19 @@ pub enum Refused {
     NotInPair,
     /// No frames left for the link's state.
     OutOfFrames,
+    /// A spare restored from a re-protection never heard from the copy that sent it.
+    NoMeeting,
+}
+
+/// How a backup meets its primary before it replays.
+pub enum Meeting<'a> {
+    /// At boot: boards boot at different speeds, and a backup that waited long enough goes on
+    /// without (its primary is then suspected like any silent one).
+    AtBoot,
+    /// A spare restored from a re-protection, calling the closure each turn (its state link goes
+    /// on answering meanwhile). It never goes on without: the copy that sent it may have given
+    /// up and run on in the epoch before, and a spare that then went live would make two.
+    AsSpare(&'a mut dyn FnMut(u64)),
 }
 
 /// Takes the board's NIC for the pair `net` describes; returns this board's role in it.
@@ -478,7 +491,7 @@ pub fn primary(
 }
 
 /// The backup on this board: acknowledges (its heartbeat) until the primary's first frame (or
-/// gives up after [`boot_wait`]), calling `also` each turn, then replays.
+/// gives up after [`boot_wait`], as `meeting` says), then replays.
 #[allow(clippy::too_many_arguments)]
 pub fn backup(
     ft: &Ft,
@@ -486,7 +499,7 @@ pub fn backup(
     epoch: u32,
     now: &dyn Fn() -> u64,
     idle_until: &dyn Fn(u64),
-    also: &mut dyn FnMut(u64),
+    mut meeting: Meeting<'_>,
     injected: Injected,
 ) -> Result<BackupCopy<AcrossBoards>, Refused> {
     *RECEIVER.lock() = frames::leak(DatagramReceiver::new(
@@ -503,7 +516,9 @@ pub fn backup(
         now,
         boot_wait(ft),
         |t| {
-            also(t);
+            if let Meeting::AsSpare(also) = &mut meeting {
+                also(t);
+            }
             if last_ack.is_none_or(|at| t.saturating_sub(at) >= heartbeat) {
                 Receiver.ack(0);
                 last_ack = Some(t);
@@ -513,6 +528,9 @@ pub fn backup(
         heard_from_peer,
         idle_until,
     );
+    if !met && matches!(meeting, Meeting::AsSpare(_)) {
+        return Err(Refused::NoMeeting);
+    }
     report_meeting(met, "primary");
     let arbiter = witness(net, ft, my_mac(), now());
     Ok(BackupCopy::over(

@@ -24,7 +24,7 @@ use crate::guest_memory;
 use crate::ledger::{self, HandoffBytes, VcpuSlot};
 use crate::net::MacFmt;
 use crate::platform::HwPlatform;
-use crate::replication::ethernet::{self, AcrossBoards, TRANSFER_QUEUE, Transfer};
+use crate::replication::ethernet::{self, AcrossBoards, Meeting, TRANSFER_QUEUE, Transfer};
 use crate::replication::{self, FtCopy, Injected, Session};
 
 /// Pages one step queues while the guest runs: a run of zero pages this long is one frame.
@@ -419,9 +419,14 @@ pub fn wait_as_spare<B: Backend>(
         &|ns| platform.idle_until_ns(ns),
         // A resent frame of the transfer means the live copy missed an acknowledgement: the
         // link answers it as it takes it.
-        &mut |_| while let Ok(Some(_)) = link.recv(&mut frame) {},
+        Meeting::AsSpare(&mut |_| while let Ok(Some(_)) = link.recv(&mut frame) {}),
         injected,
     )
-    .map_err(|_| failed("the log link could not be made"))?;
+    .map_err(|why| match why {
+        ethernet::Refused::NoMeeting => {
+            failed("the copy that sent it never met it as the primary of the new epoch")
+        }
+        _ => failed("the log link could not be made"),
+    })?;
     Ok(FtCopy::backup(backup, epoch, false))
 }
