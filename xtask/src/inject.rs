@@ -246,6 +246,18 @@ pub(crate) struct Percentiles {
     pub(crate) max: u64,
 }
 
+impl Percentiles {
+    /// p50, p99 and max of `values`, nearest rank (zeros when there are none).
+    pub(crate) fn of(mut values: Vec<u64>) -> Self {
+        values.sort_unstable();
+        Percentiles {
+            p50: percentile(&values, 0.5),
+            p99: percentile(&values, 0.99),
+            max: values.last().copied().unwrap_or(0),
+        }
+    }
+}
+
 /// What the output oracle found in one run of a fault-tolerance campaign.
 pub(crate) struct Verdict {
     pub(crate) passed: bool,
@@ -276,8 +288,6 @@ pub(crate) struct Summary {
 impl Summary {
     /// The totals of campaign `c` over its runs' verdicts.
     pub(crate) fn of(c: &Campaign, runs: &[Verdict]) -> Self {
-        let mut failover: Vec<u64> = runs.iter().filter_map(|r| r.failover_ns).collect();
-        failover.sort_unstable();
         let sum = |f: fn(&Verdict) -> u64| runs.iter().map(f).sum();
         Summary {
             campaign: c.name.clone(),
@@ -290,11 +300,7 @@ impl Summary {
             duplicates_outside_cut: sum(|r| r.duplicates_outside_cut),
             split_brain: runs.iter().filter(|r| r.split_brain).count() as u64,
             divergences: sum(|r| r.divergences),
-            failover_ns: Percentiles {
-                p50: percentile(&failover, 0.5),
-                p99: percentile(&failover, 0.99),
-                max: failover.last().copied().unwrap_or(0),
-            },
+            failover_ns: Percentiles::of(runs.iter().filter_map(|r| r.failover_ns).collect()),
         }
     }
 

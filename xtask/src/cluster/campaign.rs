@@ -17,7 +17,9 @@ use super::run::{Action, Outcome, Plan, Step, Trigger};
 use super::scenarios::{
     self, Expect, PAIR, REPROTECTED_BY, at_line, cut_name, cuts, number_before, plan, step,
 };
-use crate::inject::{self, Campaign, Verdict, mix, print_failed, progress, write_reports};
+use crate::inject::{
+    self, Campaign, Percentiles, Verdict, mix, print_failed, progress, write_reports,
+};
 use crate::{root, tools};
 
 /// The campaign's name on the command line.
@@ -147,13 +149,18 @@ struct RunReport {
     /// Detection (the backup's silence before it suspected) plus catch-up and go-live, in the
     /// backup's virtual time.
     failover_ns: Option<u64>,
+    /// The re-protection onto the spare board: its whole time and the guest's pause, in the
+    /// live copy's virtual time; then the spare's failover when the live copy died in turn.
+    reprotect_ns: Option<u64>,
+    reprotect_pause_ns: Option<u64>,
+    second_failover_ns: Option<u64>,
     problems: Vec<String>,
 }
 
-/// The backup's failover time: how long the primary had been silent when it suspected, plus
-/// the time from then to going live.
-fn failover_ns(outcome: &Outcome) -> Option<u64> {
-    let log = &outcome.boards.get(1)?.as_ref()?.log;
+/// A backup's failover time, on board `board`: how long the primary had been silent when it
+/// suspected, plus the time from then to going live.
+fn failover_ns(outcome: &Outcome, board: usize) -> Option<u64> {
+    let log = &outcome.boards.get(board)?.as_ref()?.log;
     let suspect = log
         .iter()
         .find(|l| l.contains("FT backup suspects the primary"))?;
@@ -162,6 +169,22 @@ fn failover_ns(outcome: &Outcome) -> Option<u64> {
     let live = log.iter().find(|l| l.contains("FT backup goes live"))?;
     let live_at = number_before(live, " ns); printing")?;
     Some(silence + live_at.saturating_sub(suspected_at))
+}
+
+/// The re-protection's whole time and the guest's pause, from the live copy's log.
+fn reprotection_ns(outcome: &Outcome) -> (Option<u64>, Option<u64>) {
+    let line = outcome
+        .boards
+        .get(1)
+        .and_then(Option::as_ref)
+        .and_then(|r| {
+            r.log
+                .iter()
+                .find(|l| l.contains("FT re-protection of") && l.contains("across boards:"))
+        });
+    line.map_or((None, None), |l| {
+        (number_before(l, " ns in all"), number_before(l, " ns, "))
+    })
 }
 
 /// A row of the split-brain matrix.
@@ -180,6 +203,46 @@ struct Summary {
     #[serde(flatten)]
     totals: inject::Summary,
     split_brain_matrix: Vec<MatrixRow>,
+    reprotection: Reprotection,
+}
+
+/// The re-protections onto the spare board across the runs that made one.
+#[derive(Serialize)]
+struct Reprotection {
+    runs: u64,
+    time_ns: Percentiles,
+    pause_ns: Percentiles,
+    second_failover_ns: Percentiles,
+}
+
+impl Reprotection {
+    fn of(reports: &[RunReport]) -> Self {
+        let values = |f: fn(&RunReport) -> Option<u64>| reports.iter().filter_map(f).collect();
+        Reprotection {
+            runs: reports.iter().filter(|r| r.reprotect_ns.is_some()).count() as u64,
+            time_ns: Percentiles::of(values(|r| r.reprotect_ns)),
+            pause_ns: Percentiles::of(values(|r| r.reprotect_pause_ns)),
+            second_failover_ns: Percentiles::of(values(|r| r.second_failover_ns)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let ms = |p: &Percentiles| {
+            format!(
+                "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                p.p50 as f64 / 1e6,
+                p.p99 as f64 / 1e6,
+                p.max as f64 / 1e6
+            )
+        };
+        format!(
+            "{} re-protections onto the spare board: time {}; the guest paused {}; the spare's failover {}",
+            self.runs,
+            ms(&self.time_ns),
+            ms(&self.pause_ns),
+            ms(&self.second_failover_ns)
+        )
+    }
 }
 
 fn summarize(c: &Campaign, reports: &[RunReport]) -> Summary {
@@ -214,6 +277,7 @@ fn summarize(c: &Campaign, reports: &[RunReport]) -> Summary {
     Summary {
         totals: inject::Summary::of(c, &verdicts),
         split_brain_matrix: matrix,
+        reprotection: Reprotection::of(reports),
     }
 }
 
@@ -248,6 +312,7 @@ fn html(summary: &Summary, reports: &[RunReport]) -> String {
 <h1>ft-boards on {arch}: {passed} of {runs} runs passed</h1>\
 <p>seed {seed}; lost outputs {lost}; duplicates {dups} ({outside} outside the cut); split brain {split}; divergences {div}; \
 failover p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (the backup's virtual time: detection, catch-up, go-live)</p>\
+<p>{reprotection} (virtual time)</p>\
 <h2>Split-brain matrix</h2><table><tr><th>links cut</th><th>runs</th><th>no live copy</th><th>one live copy</th><th>split brain</th></tr>{matrix}</table>\
 <h2>Runs</h2><table><tr><th>seed</th><th>fault</th><th>outcome</th><th>failover ms</th><th>duplicates</th><th>lost</th><th>problems</th></tr>{rows}</table>",
         arch = s.arch,
@@ -262,6 +327,7 @@ failover p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (the backup's virtual
         p50 = s.failover_ns.p50 as f64 / 1e6,
         p99 = s.failover_ns.p99 as f64 / 1e6,
         max = s.failover_ns.max as f64 / 1e6,
+        reprotection = summary.reprotection.describe(),
     )
 }
 
@@ -308,6 +374,7 @@ pub fn run(c: &Campaign) -> Result<bool> {
         let report = match result {
             Ok(outcome) => {
                 let judged = scenarios::judge(&outcome, fault.expect);
+                let (reprotect_ns, reprotect_pause_ns) = reprotection_ns(&outcome);
                 RunReport {
                     seed,
                     outcome: if judged.problems.is_empty() {
@@ -322,7 +389,12 @@ pub fn run(c: &Campaign) -> Result<bool> {
                     divergences: judged.divergences,
                     live_copies: judged.finishers.len(),
                     cut: fault.cut.map(cut_name),
-                    failover_ns: failover_ns(&outcome),
+                    failover_ns: failover_ns(&outcome, 1),
+                    reprotect_ns,
+                    reprotect_pause_ns,
+                    second_failover_ns: (fault.expect == Expect::SecondFailover)
+                        .then(|| failover_ns(&outcome, 2))
+                        .flatten(),
                     fault: fault.what,
                     problems: judged.problems,
                 }
@@ -339,6 +411,9 @@ pub fn run(c: &Campaign) -> Result<bool> {
                 live_copies: 0,
                 cut: fault.cut.map(cut_name),
                 failover_ns: None,
+                reprotect_ns: None,
+                reprotect_pause_ns: None,
+                second_failover_ns: None,
                 problems: vec![format!("{e:#}")],
             },
         };
@@ -365,6 +440,7 @@ pub fn run(c: &Campaign) -> Result<bool> {
         print_failed(c, r.seed, &r.fault, &r.problems);
     }
     summary.totals.print(&out);
+    println!("{}", summary.reprotection.describe());
     Ok(summary.totals.all_passed())
 }
 

@@ -11,7 +11,6 @@ use super::model::Model;
 use super::outcome::Outcome;
 use super::replay_command;
 use super::report::{Rate, Summary};
-use super::stats::spread;
 use crate::inject::Percentiles;
 
 /// Text for HTML: the log's free text may hold anything.
@@ -402,7 +401,7 @@ fn detection_table(s: &Summary, reports: &[RunReport]) -> String {
             let n = ns.len();
             row(&[
                 vec![esc(cause), n.to_string()],
-                spread_cells(&spread(ns)).to_vec(),
+                spread_cells(&Percentiles::of(ns)).to_vec(),
             ]
             .concat())
         })

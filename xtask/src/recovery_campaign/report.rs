@@ -10,7 +10,7 @@ use super::golden::GoldenRuns;
 use super::judge::RunReport;
 use super::outcome::Outcome;
 use super::setup::Setup;
-use super::stats::{rate, spread, wilson};
+use super::stats::{rate, wilson};
 use crate::inject::Percentiles;
 
 /// Failure causes the report lists, and replay ids shown for each.
@@ -178,9 +178,12 @@ pub fn summarize(
         golden_runs: goldens.runs,
         golden_false_detections: goldens.false_detections,
         golden_problems: goldens.problems.clone(),
-        latency_ns: spread(recovered_runs().filter_map(|r| r.recovery_ns).collect()),
-        steps_ns: steps.into_iter().map(|(k, v)| (k, spread(v))).collect(),
-        detection_latency_ns: spread(
+        latency_ns: Percentiles::of(recovered_runs().filter_map(|r| r.recovery_ns).collect()),
+        steps_ns: steps
+            .into_iter()
+            .map(|(k, v)| (k, Percentiles::of(v)))
+            .collect(),
+        detection_latency_ns: Percentiles::of(
             reports
                 .iter()
                 .filter_map(|r| r.detection_latency_ns)

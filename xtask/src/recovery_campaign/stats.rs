@@ -1,8 +1,6 @@
 //! The campaign's statistics (recovery.md 5.6): rates with 95 % Wilson score intervals, which
-//! stay inside [0, 1] and honest near 100 % where the normal approximation does not, and
-//! latency percentiles.
-
-use crate::inject::{Percentiles, percentile};
+//! stay inside [0, 1] and honest near 100 % where the normal approximation does not
+//! (latency percentiles are `crate::inject::Percentiles`).
 
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.959_964;
@@ -22,19 +20,10 @@ pub fn wilson(k: u64, n: u64) -> Option<[f64; 2]> {
     Some([(centre - half).max(0.0), (centre + half).min(1.0)])
 }
 
-/// p50, p99 and max of `values` (zeros when there are none).
-pub fn spread(mut values: Vec<u64>) -> Percentiles {
-    values.sort_unstable();
-    Percentiles {
-        p50: percentile(&values, 0.5),
-        p99: percentile(&values, 0.99),
-        max: values.last().copied().unwrap_or(0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inject::Percentiles;
 
     fn close(a: [f64; 2], b: [f64; 2]) -> bool {
         (a[0] - b[0]).abs() < 6e-5 && (a[1] - b[1]).abs() < 6e-5
@@ -53,10 +42,10 @@ mod tests {
     }
 
     #[test]
-    fn spread_takes_nearest_rank_percentiles() {
-        let s = spread((1..=100).rev().collect());
+    fn percentiles_take_the_nearest_rank() {
+        let s = Percentiles::of((1..=100).rev().collect());
         assert_eq!((s.p50, s.p99, s.max), (50, 99, 100));
-        let none = spread(Vec::new());
+        let none = Percentiles::of(Vec::new());
         assert_eq!((none.p50, none.p99, none.max), (0, 0, 0));
     }
 }
