@@ -11,7 +11,7 @@ use std::fs;
 use anyhow::{Context, Result};
 
 use super::run::{self, Action, Outcome, Plan};
-use super::scenarios::{at_line, step};
+use super::scenarios::{at_line, spare_first, step};
 use crate::build::{self, Module};
 use crate::{Arch, guests, root};
 
@@ -70,13 +70,13 @@ fn workload(arch: Arch, kind: &str, guests: &guests::Guests) -> Result<()> {
     )?;
     let iso = build::boot_iso(&image, "", Module::AsBuilt)?;
     let dir = image.dir.join("run");
-    let plan = |start, steps| Plan {
-        start,
-        steps,
+    let plan = Plan {
+        start: vec![0, 1],
+        steps: vec![],
         timeout: std::time::Duration::from_secs(300),
         echo: false,
     };
-    let outcome = run::run(&image, iso.as_deref(), &dir, &plan(vec![0, 1], vec![]))?;
+    let outcome = run::run(&image, iso.as_deref(), &dir, &plan)?;
     let macs = &image.config.ft_boards;
     let (log, acks) = flows(&fs::read(dir.join("network.pcap"))?, macs[0].0, macs[1].0);
     let line = |marker: &str| logged(&outcome, 0, marker, &dir);
@@ -91,8 +91,8 @@ fn workload(arch: Arch, kind: &str, guests: &guests::Guests) -> Result<()> {
     println!("    {}", line("FT primary log:")?);
     println!("    {}", line("FT output rule:")?);
     let dir = image.dir.join("reprotect");
-    let kill = vec![step(at_line(5), Action::Kill(0))];
-    let outcome = run::run(&image, iso.as_deref(), &dir, &plan(vec![0, 1, 2], kill))?;
+    let plan = spare_first(vec![step(at_line(5), Action::Kill(0))]);
+    let outcome = run::run(&image, iso.as_deref(), &dir, &plan)?;
     for (board, marker) in [
         (1, "FT re-protection of pair across boards:"),
         (2, "FT spare of pair restored"),

@@ -13,9 +13,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::run::{Action, Outcome, Plan, Step, Trigger};
+use super::run::{Action, Outcome, Step, Trigger};
 use super::scenarios::{
-    self, Expect, PAIR, REPROTECTED_BY, at_line, cut_name, cuts, number_before, plan, step,
+    self, Expect, PAIR, REPROTECTED_BY, at_line, cut_name, cuts, number_before, plan, spare_first,
+    step,
 };
 use crate::inject::{
     self, Campaign, Percentiles, Verdict, mix, print_failed, progress, write_reports,
@@ -28,8 +29,8 @@ pub const FT_BOARDS: &str = "ft-boards";
 /// One run's fault, drawn from its seed.
 struct Fault {
     what: String,
-    /// The boards started at once: the pair's two, or the spare as well.
-    start: Vec<usize>,
+    /// With the spare board running (started first), or the pair's two alone.
+    spare: bool,
     steps: Vec<Step>,
     expect: Expect,
     /// The links cut, for the split-brain matrix.
@@ -40,18 +41,17 @@ fn draw(seed: u64) -> Fault {
     let r = mix(seed);
     let line = 5 + (r >> 8) % 45;
     let ms = |bits: u64| Duration::from_millis(100 + bits % 2400);
-    let pair = vec![0, 1];
     match r % 7 {
         0 => Fault {
             what: format!("kill the primary's board at line {line}"),
-            start: pair,
+            spare: false,
             steps: vec![step(at_line(line), Action::Kill(0))],
             expect: Expect::Failover,
             cut: None,
         },
         1 => Fault {
             what: format!("kill the backup's board at line {line}"),
-            start: pair,
+            spare: false,
             steps: vec![step(at_line(line), Action::Kill(1))],
             expect: Expect::PrimaryGoesOn,
             cut: None,
@@ -61,7 +61,7 @@ fn draw(seed: u64) -> Fault {
             let held = ms(r >> 20);
             Fault {
                 what: format!("freeze board {board} at line {line} for {held:?}"),
-                start: pair,
+                spare: false,
                 steps: vec![
                     step(at_line(line), Action::Freeze(board)),
                     step(Trigger::After(held), Action::Thaw(board)),
@@ -83,7 +83,7 @@ fn draw(seed: u64) -> Fault {
             });
             Fault {
                 what: format!("cut {} at line {line} for {held:?}", cut_name(mask)),
-                start: pair,
+                spare: false,
                 steps,
                 expect: if mask & 1 == 0 {
                     Expect::Protected
@@ -97,7 +97,7 @@ fn draw(seed: u64) -> Fault {
             what: format!(
                 "restart the witness at line {line}, kill the primary's board 5 lines later"
             ),
-            start: pair,
+            spare: false,
             steps: vec![
                 step(at_line(line), Action::RestartWitness),
                 step(at_line(line + 5), Action::Kill(0)),
@@ -114,7 +114,7 @@ fn draw(seed: u64) -> Fault {
                 what: format!(
                     "kill the primary's board at line {first}, the live copy's at its line {second}"
                 ),
-                start: vec![0, 1, 2],
+                spare: true,
                 steps: vec![
                     step(at_line(first), Action::Kill(0)),
                     step(
@@ -366,9 +366,10 @@ pub fn run(c: &Campaign) -> Result<bool> {
             Some(seed) => format!("replay-{seed}"),
             None => "run".into(),
         });
-        let plan = Plan {
-            start: fault.start,
-            ..plan(fault.steps)
+        let plan = if fault.spare {
+            spare_first(fault.steps)
+        } else {
+            plan(fault.steps)
         };
         let result = super::run::run(&image, iso.as_deref(), &dir, &plan);
         let report = match result {

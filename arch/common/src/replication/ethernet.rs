@@ -441,7 +441,7 @@ fn wait_for_peer(
 
 /// How long a copy waits at boot for the other board before it goes on without (and the other
 /// is then suspected like any silent peer): generous, boards boot at different speeds.
-fn boot_wait(ft: &Ft) -> u64 {
+pub fn boot_wait(ft: &Ft) -> u64 {
     let (_, suspect) = timing(ft);
     suspect.saturating_mul(50)
 }

@@ -50,7 +50,8 @@ enum Refused {
     Backend,
     /// A step queued more pages than a step may.
     Queue,
-    /// The spare acknowledged nothing for the detection period.
+    /// The spare acknowledged nothing for the detection period (or, never heard, for as long
+    /// as a board may take to boot).
     SpareSilent,
 }
 
@@ -179,9 +180,16 @@ fn step<B: Backend>(
         };
         let Transfer { link, out, heard } = &mut session.transfer;
         link.poll(now);
+        // A spare never heard from may still be booting (three boards need not boot together):
+        // it gets as long as a board at boot; once heard, the detection period.
+        let limit = if heard.0 == 0 {
+            ethernet::boot_wait(ft)
+        } else {
+            suspect_ns
+        };
         if link.peer_activity() != heard.0 {
             *heard = (link.peer_activity(), now);
-        } else if link.acked() < out.stats().frames && now.saturating_sub(heard.1) > suspect_ns {
+        } else if link.acked() < out.stats().frames && now.saturating_sub(heard.1) > limit {
             return Err(Refused::SpareSilent);
         }
         out.pump(&mut source, |f| link.send(f).is_ok())
