@@ -83,9 +83,39 @@ const MSRS: [u32; 6] = [
     0xc000_0103,
 ];
 
-/// The 512-byte FXSAVE area must be 16-byte aligned (SDM Vol. 1, 10.5.1).
-#[repr(C, align(16))]
-struct FxArea([u64; 64]);
+/// The 512-byte FXSAVE area must be 16-byte aligned (SDM Vol. 1, 10.5.1), wherever the stack
+/// is: a recovery captures on an exception's stack, whose alignment the compiler's layout of an
+/// `align(16)` local cannot count on (an FXSAVE there raised #GP, and the recovery escalated).
+/// So the area is 66 words, and the 64 that start on a 16-byte boundary are used.
+struct FxArea([u64; 66]);
+
+impl FxArea {
+    const fn new() -> Self {
+        FxArea([0; 66])
+    }
+
+    /// Where the aligned 64 words start: word 0 or 1. Valid only while the area stays put.
+    fn skip(&self) -> usize {
+        (self.0.as_ptr() as usize / 8) % 2
+    }
+
+    fn aligned(&mut self) -> &mut [u64] {
+        let skip = self.skip();
+        &mut self.0[skip..skip + 64]
+    }
+}
+
+/// A snapshot value this CPU faults on loading: one from another board, or corrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+pub enum Unfit {
+    Msr(u32),
+    Mxcsr(u32),
+}
+
+/// Whether `address` is canonical for 48-bit linear addresses (SDM Vol. 1, 3.3.7.1).
+fn canonical(address: u64) -> bool {
+    (((address as i64) << 16) >> 16) as u64 == address
+}
 
 /// Plain `#[repr(C)]` data, valid when all-zero.
 #[repr(C)]
@@ -127,7 +157,7 @@ impl CpuState {
             // SAFETY: these MSRs exist wherever VT-x with long mode does; reading has no effect.
             *value = unsafe { Msr::new(msr).read() };
         }
-        let mut fx = FxArea([0; 64]);
+        let mut fx = FxArea::new();
         // SAFETY: reads CR2 and the debug registers at CPL 0 and stores the x87/SSE state into
         // `fx`, 512 aligned bytes; CR0.TS and CR0.EM are clear and CR4.OSFXSR set in VMX root
         // operation (`vmx::enable`), so FXSAVE neither faults nor leaves XMM out.
@@ -140,7 +170,7 @@ impl CpuState {
                 "mov {dr3}, dr3",
                 "mov {dr6}, dr6",
                 "fxsave64 [{fx}]",
-                fx = in(reg) fx.0.as_mut_ptr(),
+                fx = in(reg) fx.aligned().as_mut_ptr(),
                 cr2 = out(reg) self.cr2,
                 dr0 = out(reg) self.dr[0],
                 dr1 = out(reg) self.dr[1],
@@ -150,7 +180,7 @@ impl CpuState {
                 options(nostack)
             );
         }
-        self.fx = fx.0;
+        self.fx.copy_from_slice(fx.aligned());
         Ok(())
     }
 
@@ -164,6 +194,32 @@ impl CpuState {
         Ok(())
     }
 
+    /// Checks the values [`CpuState::restore`] loads into MSRs and the x87/SSE state, which
+    /// fault on a reserved bit; a VMCS field the CPU refuses fails the VM entry instead.
+    pub fn check(&self) -> Result<(), Unfit> {
+        for (&value, &msr) in self.msrs.iter().zip(&MSRS) {
+            let fits = match msr {
+                // IA32_LSTAR, IA32_CSTAR and IA32_KERNEL_GS_BASE hold addresses: WRMSR faults
+                // on a non-canonical one (SDM Vol. 4, 2.1).
+                0xc000_0082 | 0xc000_0083 | 0xc000_0102 => canonical(value),
+                // IA32_FMASK and IA32_TSC_AUX: bits 63:32 are reserved.
+                0xc000_0084 | 0xc000_0103 => value >> 32 == 0,
+                _ => true,
+            };
+            if !fits {
+                return Err(Unfit::Msr(msr));
+            }
+        }
+        // MXCSR, bytes 24-27 of the area: FXRSTOR faults on a bit outside MXCSR_MASK (SDM
+        // Vol. 1, 10.2.3.1); bits 31:16 are reserved on every CPU, and the boards of a pair are
+        // the same model, so the low 16 bits valid where the snapshot was taken are here.
+        let mxcsr = self.fx[3] as u32;
+        if mxcsr >> 16 != 0 {
+            return Err(Unfit::Mxcsr(mxcsr));
+        }
+        Ok(())
+    }
+
     pub fn restore(&self) -> Result<(), VmFail> {
         self.restore_vmcs()?;
         for (&value, &msr) in self.msrs.iter().zip(&MSRS) {
@@ -172,7 +228,8 @@ impl CpuState {
             // value is one a CPU of the same model held, so writing it does not fault.
             unsafe { Msr::new(msr).write(value) };
         }
-        let fx = FxArea(self.fx);
+        let mut fx = FxArea::new();
+        fx.aligned().copy_from_slice(&self.fx);
         // SAFETY: CR2 and the debug registers are the guest's on this CPU (the hypervisor uses
         // neither a page fault address nor breakpoints); FXRSTOR loads 512 aligned bytes an
         // FXSAVE on a CPU of the same model stored (reserved MXCSR bits clear), with CR0.TS and
@@ -186,7 +243,7 @@ impl CpuState {
                 "mov dr3, {dr3}",
                 "mov dr6, {dr6}",
                 "fxrstor64 [{fx}]",
-                fx = in(reg) fx.0.as_ptr(),
+                fx = in(reg) fx.aligned().as_ptr(),
                 cr2 = in(reg) self.cr2,
                 dr0 = in(reg) self.dr[0],
                 dr1 = in(reg) self.dr[1],

@@ -21,7 +21,7 @@ use super::fields::{ProcControls, ProcControls2, VmcsField, ctrl, guest, host, r
 use super::guest_paging::{CodeSegment, FetchStop, GuestMemory};
 use super::reasons::{ExitReason, VmInstructionError};
 use super::regs::GuestRegs;
-use super::snapshot::CpuState;
+use super::snapshot::{CpuState, Unfit};
 use super::vmcs::{self, VmFail};
 use crate::io::rdtsc;
 use crate::{apic, cpu, time};
@@ -250,6 +250,8 @@ pub enum SnapshotError {
     Vmcs(VmFail),
     /// The snapshot names an exception the vCPU cannot raise.
     Fault { vector: u64 },
+    /// The snapshot holds a register value this CPU faults on loading.
+    Unfit(Unfit),
 }
 
 /// VMWRITE while setting the VMCS up: a failure fails the setup.
@@ -464,6 +466,7 @@ impl VmxVcpu {
     /// Gives the vCPU, which has not run yet, the state [`VmxVcpu::snapshot`] took on another
     /// CPU.
     pub fn restore(&mut self, from: &VcpuState) -> Result<(), SnapshotError> {
+        from.cpu.check().map_err(SnapshotError::Unfit)?;
         self.set_events(&from.events)?;
         from.cpu.restore().map_err(SnapshotError::Vmcs)?;
         self.slot.regs = from.regs;
