@@ -16,7 +16,7 @@ use tandem_core::report::StopReason;
 use tandem_ft::frame::MAX_FRAME;
 use tandem_ft::link::{LogReceiver, LogSender};
 use tandem_ft::reprotect::transfer::{Accepted, Incoming, Sink, Source};
-use tandem_ft::reprotect::{Reprotect, ReprotectAction, ReprotectConfig};
+use tandem_ft::reprotect::{ReprotectAction, ReprotectConfig};
 
 use super::Tracker;
 use crate::backend::{Backend, Booted};
@@ -154,10 +154,7 @@ fn step<B: Backend>(
             max_rounds: MAX_ROUNDS,
             new_epoch: epoch,
         };
-        let machine = Reprotect::start(&mut tracker, config);
-        if tracker.failed {
-            return Err(Refused::Backend);
-        }
+        let machine = tracker.start(config).ok_or(Refused::Backend)?;
         *copy.session() = Some(Session {
             machine,
             started_ns: now,

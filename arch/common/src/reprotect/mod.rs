@@ -12,7 +12,7 @@
 pub mod across_boards;
 mod on_board;
 
-use tandem_ft::reprotect::DirtyTracker;
+use tandem_ft::reprotect::{DirtyTracker, Reprotect, ReprotectConfig};
 
 use crate::backend::Backend;
 
@@ -23,6 +23,15 @@ struct Tracker<'a, B: Backend> {
     vcpu: &'a mut B::Vcpu,
     pages: u64,
     failed: bool,
+}
+
+impl<B: Backend> Tracker<'_, B> {
+    /// Starts the re-protection machine, with the backend tracking writes from now on; `None`
+    /// if tracking cannot start.
+    fn start(&mut self, config: ReprotectConfig) -> Option<Reprotect> {
+        let machine = Reprotect::start(self, config);
+        (!self.failed).then_some(machine)
+    }
 }
 
 impl<B: Backend> DirtyTracker for Tracker<'_, B> {

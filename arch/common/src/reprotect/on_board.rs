@@ -5,7 +5,7 @@ use tandem_core::config::{Ft, FtRole, MAX_FT_PAIRS, PAGE_SIZE, Partition};
 use tandem_core::platform::Platform;
 use tandem_core::record::VcpuRecord;
 use tandem_core::report::StopReason;
-use tandem_ft::reprotect::{Reprotect, ReprotectAction, ReprotectConfig};
+use tandem_ft::reprotect::{ReprotectAction, ReprotectConfig};
 
 use super::Tracker;
 use crate::backend::{Backend, Booted};
@@ -106,10 +106,7 @@ fn step<B: Backend>(
             max_rounds: MAX_ROUNDS,
             new_epoch: epoch,
         };
-        let machine = Reprotect::start(&mut tracker, config);
-        if tracker.failed {
-            return Err(Refused::Backend);
-        }
+        let machine = tracker.start(config).ok_or(Refused::Backend)?;
         *copy.session() = Some(Session {
             machine,
             started_ns: platform.now_ns(),
