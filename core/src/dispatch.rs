@@ -11,7 +11,7 @@ use crate::devices::{cpuid, msr, pl011};
 use crate::exit::{Access, Exit, ExitKind, ShutdownCause};
 use crate::hypercall::{self, Call, PartitionInfo, Status};
 use crate::outcome::{Next, Outcome};
-use crate::platform::Platform;
+use crate::platform::{ConsoleOutlet, Platform};
 use crate::power::{self, PowerRequest, PowerStatus};
 use crate::record::VcpuRecord;
 use crate::replica::Replica;
@@ -49,10 +49,13 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
         {
             return;
         }
-        let (platform, name) = (self.platform, &self.partition.name);
-        let mut print = |line: &[u8]| platform.console_line(name, line);
-        let now = || platform.now_ns();
-        self.replica.output(self.exit_at, line, &now, &mut print);
+        let platform = self.platform;
+        let mut out = ConsoleOutlet {
+            platform,
+            partition: &self.partition.name,
+        };
+        self.replica
+            .output(self.exit_at, line, &|| platform.now_ns(), &mut out);
     }
 
     /// Prints the line a UART model completed (what of it was not shown yet,

@@ -3,6 +3,7 @@
 use crate::config::{GuestUart, MemoryRegion};
 use crate::journal::ExitJournal;
 use crate::power::PowerStatus;
+use crate::replica::Outlet;
 use crate::report::Notice;
 
 /// Time, idling, guest memory and console output of the machine.
@@ -25,6 +26,9 @@ pub trait Platform {
     /// unless the line is still open on the console after [`Platform::console_partial`] showed
     /// its first part (then `line` is only what follows that part).
     fn console_line(&self, partition: &str, line: &[u8]);
+    /// Returns once everything printed on the console has left the machine. Where output
+    /// leaves as it is printed (tests), there is nothing to wait for.
+    fn console_drain(&self) {}
     /// Prints the lines a committed exit left in `journal`'s outbox, as [`Platform::console_line`]
     /// does, recording in `journal.printed` how far it got, so a recovery finishes a batch cut
     /// short without printing any of it twice. Where nothing survives a failure (tests), plain
@@ -90,5 +94,21 @@ pub trait Platform {
     fn vcpu_running(&self, partition: u32, vcpu: u32) -> bool {
         let _ = (partition, vcpu);
         false
+    }
+}
+
+/// A partition's console on a platform: where its outputs leave the machine.
+pub struct ConsoleOutlet<'a, P> {
+    pub platform: &'a P,
+    pub partition: &'a str,
+}
+
+impl<P: Platform> Outlet for ConsoleOutlet<'_, P> {
+    fn print(&mut self, line: &[u8]) {
+        self.platform.console_line(self.partition, line);
+    }
+
+    fn drain(&mut self) {
+        self.platform.console_drain();
     }
 }

@@ -37,6 +37,17 @@ pub enum Gate {
     Pause,
 }
 
+/// Where a partition's outputs leave the machine.
+pub trait Outlet {
+    /// Prints `line` of the partition's console.
+    fn print(&mut self, line: &[u8]);
+    /// Returns once everything printed has left the machine (the console UART's transmitter is
+    /// empty): only then is an output performed, which a fault-tolerant primary tells its
+    /// backup. A line still in a transmit FIFO when the board loses power is lost, yet its
+    /// backup would not print it again.
+    fn drain(&mut self);
+}
+
 /// The input or output cannot be taken now: the exit is not completed and the guest executes
 /// the instruction again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +66,11 @@ pub trait Replica {
         None
     }
     /// At a deterministic exit boundary `at` (and while the vCPU idles), at time `now_ns`:
-    /// protocol work, and outputs that may leave now go to `print`.
-    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate;
+    /// protocol work, and outputs that may leave now go to `out`.
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, out: &mut dyn Outlet) -> Gate;
     /// Between boundaries (an exit the guest retries, a stop): protocol work only, outputs that
-    /// may leave go to `print`. Returns whether outputs are still held.
-    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason>;
+    /// may leave go to `out`. Returns whether outputs are still held.
+    fn service(&mut self, now_ns: u64, out: &mut dyn Outlet) -> Result<bool, StopReason>;
     /// Whether this copy took over from its failed peer (a backup that went live): the peer's
     /// part of the run is then over too.
     fn took_over(&self) -> bool {
@@ -77,14 +88,14 @@ pub trait Replica {
     fn input(&mut self, at: ExecPoint, bytes: &[u8]) -> Result<(), Hold>;
     /// Whether `lines` outputs can be taken now; checked before an exit changes anything.
     fn output_ready(&self, lines: usize) -> bool;
-    /// The guest completed console line `line` at the exit at `at`; it goes to `print` when it
+    /// The guest completed console line `line` at the exit at `at`; it goes to `out` when it
     /// may leave. `now_ns` reads the clock, should the replica have to wait.
     fn output(
         &mut self,
         at: ExecPoint,
         line: &[u8],
         now_ns: &dyn Fn() -> u64,
-        print: &mut dyn FnMut(&[u8]),
+        out: &mut dyn Outlet,
     );
 }
 
@@ -99,10 +110,10 @@ impl Replica for Solo {
     fn replays(&self) -> bool {
         false
     }
-    fn poll(&mut self, _: u64, _: ExecPoint, _: &mut dyn FnMut(&[u8])) -> Gate {
+    fn poll(&mut self, _: u64, _: ExecPoint, _: &mut dyn Outlet) -> Gate {
         Gate::Run
     }
-    fn service(&mut self, _: u64, _: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+    fn service(&mut self, _: u64, _: &mut dyn Outlet) -> Result<bool, StopReason> {
         Ok(false)
     }
     fn guest_stopped(&mut self, _: ExecPoint) {}
@@ -118,13 +129,7 @@ impl Replica for Solo {
     fn output_ready(&self, _: usize) -> bool {
         true
     }
-    fn output(
-        &mut self,
-        _: ExecPoint,
-        line: &[u8],
-        _: &dyn Fn() -> u64,
-        print: &mut dyn FnMut(&[u8]),
-    ) {
-        print(line);
+    fn output(&mut self, _: ExecPoint, line: &[u8], _: &dyn Fn() -> u64, out: &mut dyn Outlet) {
+        out.print(line);
     }
 }

@@ -7,7 +7,7 @@ use crate::fake::{FakePlatform, ScriptedVcpu, partition};
 use crate::hypercall::Call;
 use crate::point::ExecPoint;
 use crate::record::VcpuRecord;
-use crate::replica::{Gate, Hold, Replica};
+use crate::replica::{Gate, Hold, Outlet, Replica};
 use crate::report::StopReason;
 use crate::runtime::VcpuRuntime;
 use crate::vcpu::Completion;
@@ -32,10 +32,10 @@ impl Replica for Recorder {
     fn replays(&self) -> bool {
         false
     }
-    fn poll(&mut self, _: u64, _: ExecPoint, _: &mut dyn FnMut(&[u8])) -> Gate {
+    fn poll(&mut self, _: u64, _: ExecPoint, _: &mut dyn Outlet) -> Gate {
         Gate::Run
     }
-    fn service(&mut self, _: u64, _: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+    fn service(&mut self, _: u64, _: &mut dyn Outlet) -> Result<bool, StopReason> {
         Ok(false)
     }
     fn guest_stopped(&mut self, at: ExecPoint) {
@@ -60,13 +60,7 @@ impl Replica for Recorder {
     fn output_ready(&self, _: usize) -> bool {
         !self.full
     }
-    fn output(
-        &mut self,
-        at: ExecPoint,
-        line: &[u8],
-        _: &dyn Fn() -> u64,
-        _: &mut dyn FnMut(&[u8]),
-    ) {
+    fn output(&mut self, at: ExecPoint, line: &[u8], _: &dyn Fn() -> u64, _: &mut dyn Outlet) {
         self.lines.push((at, line.to_vec()));
     }
 }

@@ -10,7 +10,7 @@ use crate::devices::rx::RxFifo;
 use crate::exit::ExitKind;
 use crate::journal::ExitJournal;
 use crate::outcome::Next;
-use crate::platform::Platform;
+use crate::platform::{ConsoleOutlet, Platform};
 use crate::point::ExecPoint;
 use crate::record::{ConsoleIn, VcpuRecord};
 use crate::replica::{Gate, Replica, Solo};
@@ -309,9 +309,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     }
 
     fn service(&mut self) -> Result<bool, StopReason> {
-        let (platform, name) = (self.platform, &self.partition.name);
-        let mut print = |line: &[u8]| platform.console_line(name, line);
-        self.replica.service(platform.now_ns(), &mut print)
+        let mut out = ConsoleOutlet {
+            platform: self.platform,
+            partition: &self.partition.name,
+        };
+        self.replica.service(self.platform.now_ns(), &mut out)
     }
 
     /// The partition stops: outputs it made must still leave (once the backup has the log up to
@@ -333,9 +335,11 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
     fn boundary<V: Vcpu>(&mut self, vcpu: &mut V) -> Result<(), StopReason> {
         let at = self.execution_point(vcpu);
         loop {
-            let (platform, name) = (self.platform, &self.partition.name);
-            let mut print = |line: &[u8]| platform.console_line(name, line);
-            match self.replica.poll(platform.now_ns(), at, &mut print) {
+            let mut out = ConsoleOutlet {
+                platform: self.platform,
+                partition: &self.partition.name,
+            };
+            match self.replica.poll(self.platform.now_ns(), at, &mut out) {
                 Gate::Run => break,
                 Gate::Deliver(vector) => vcpu.raise_interrupt(vector),
                 Gate::Input { len, bytes } => {

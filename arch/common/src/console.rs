@@ -178,6 +178,13 @@ impl<U: ConsoleUart> Console<U> {
         let Ok(()) = uart.write_all(b"\n");
     }
 
+    /// Waits until everything printed has left the UART, holding the console meanwhile so that
+    /// other CPUs' lines cannot keep its transmitter busy.
+    pub fn wait_sent() {
+        let _open = LOCK.lock();
+        let Ok(()) = Self::uart().flush();
+    }
+
     /// Ends a partition's open line, unless another CPU holds the console (a failing one may),
     /// then waits until everything printed has left the UART.
     pub fn drain() {

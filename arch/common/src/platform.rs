@@ -116,6 +116,10 @@ impl<B: Backend> Platform for HwPlatform<B> {
         Console::<B::Uart>::partition_line(partition, line);
     }
 
+    fn console_drain(&self) {
+        Console::<B::Uart>::wait_sent();
+    }
+
     fn console_batch(&self, partition: &str, journal: &mut ExitJournal) {
         Console::<B::Uart>::partition_batch(partition, journal);
     }

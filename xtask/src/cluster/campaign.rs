@@ -227,6 +227,9 @@ impl Reprotection {
     }
 
     fn describe(&self) -> String {
+        if self.runs == 0 {
+            return "no run re-protected onto the spare board".into();
+        }
         let ms = |p: &Percentiles| {
             format!(
                 "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

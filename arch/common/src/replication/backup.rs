@@ -4,7 +4,7 @@
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
 use tandem_core::record::ConsoleIn;
-use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::replica::{Gate, Hold, Outlet, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::arbiter::SharedWordArbiter;
 use tandem_ft::backup::{
@@ -200,7 +200,7 @@ impl<K: Links> Replica for BackupCopy<K> {
         (!self.live).then_some(self.heartbeat_ns)
     }
 
-    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, out: &mut dyn Outlet) -> Gate {
         if self.live {
             return Gate::Run;
         }
@@ -248,7 +248,7 @@ impl<K: Links> Replica for BackupCopy<K> {
                 );
                 for seq in perform_from..perform_to {
                     match self.kept.get(seq) {
-                        Some(line) => print(line),
+                        Some(line) => out.print(line),
                         None => defmt::error!("FT backup lost output {=u64} before go-live", seq),
                     }
                 }
@@ -265,7 +265,7 @@ impl<K: Links> Replica for BackupCopy<K> {
         }
     }
 
-    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+    fn service(&mut self, now_ns: u64, out: &mut dyn Outlet) -> Result<bool, StopReason> {
         if self.live {
             return Ok(false);
         }
@@ -278,7 +278,7 @@ impl<K: Links> Replica for BackupCopy<K> {
         // The guest stopped where the primary's did. Lines the primary may not have printed yet
         // are still owed: wait for their `OutputDone`, or for the primary to fall silent, win
         // the arbiter and print them here.
-        match self.poll(now_ns, at, print) {
+        match self.poll(now_ns, at, out) {
             Gate::Stop(stop) => Err(stop),
             _ if self.live => Ok(false),
             _ if self.engine.outputs_owed() > 0 => Ok(true),
@@ -334,15 +334,9 @@ impl<K: Links> Replica for BackupCopy<K> {
         true
     }
 
-    fn output(
-        &mut self,
-        at: ExecPoint,
-        line: &[u8],
-        _: &dyn Fn() -> u64,
-        print: &mut dyn FnMut(&[u8]),
-    ) {
+    fn output(&mut self, at: ExecPoint, line: &[u8], _: &dyn Fn() -> u64, out: &mut dyn Outlet) {
         if self.live {
-            print(line);
+            out.print(line);
             return;
         }
         match self.engine.on_output(at, digest(line)) {

@@ -3,7 +3,7 @@
 //! partition onto the spare CPU.
 
 use tandem_core::point::ExecPoint;
-use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::replica::{Gate, Hold, Outlet, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::reprotect::Reprotect;
 
@@ -126,8 +126,8 @@ impl<K: Links> Replica for FtCopy<K> {
         on_role!(&self.role, r => r.poll_period_ns())
     }
 
-    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
-        match on_role!(&mut self.role, r => r.poll(now_ns, at, print)) {
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, out: &mut dyn Outlet) -> Gate {
+        match on_role!(&mut self.role, r => r.poll(now_ns, at, out)) {
             Gate::Run if self.pausing() && self.paused_at != Some(at.det_exits) => {
                 self.paused_at = Some(at.det_exits);
                 Gate::Pause
@@ -136,8 +136,8 @@ impl<K: Links> Replica for FtCopy<K> {
         }
     }
 
-    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
-        on_role!(&mut self.role, r => r.service(now_ns, print))
+    fn service(&mut self, now_ns: u64, out: &mut dyn Outlet) -> Result<bool, StopReason> {
+        on_role!(&mut self.role, r => r.service(now_ns, out))
     }
 
     fn took_over(&self) -> bool {
@@ -169,8 +169,8 @@ impl<K: Links> Replica for FtCopy<K> {
         at: ExecPoint,
         line: &[u8],
         now_ns: &dyn Fn() -> u64,
-        print: &mut dyn FnMut(&[u8]),
+        out: &mut dyn Outlet,
     ) {
-        on_role!(&mut self.role, r => r.output(at, line, now_ns, print))
+        on_role!(&mut self.role, r => r.output(at, line, now_ns, out))
     }
 }

@@ -2,7 +2,7 @@
 
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
-use tandem_core::replica::{Gate, Hold, Replica};
+use tandem_core::replica::{Gate, Hold, Outlet, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use tandem_ft::latency::Latencies;
@@ -125,7 +125,7 @@ impl<K: Links> PrimaryCopy<K> {
     }
 
     /// Prints every held line the backup now covers, and reports it performed.
-    fn release(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) {
+    fn release(&mut self, now_ns: u64, out: &mut dyn Outlet) {
         if self.unprinted.is_some() {
             match self.engine.arbiter_mut().holder(self.epoch) {
                 // Released before the stall, but the backup went live meanwhile: it prints it.
@@ -151,7 +151,11 @@ impl<K: Links> PrimaryCopy<K> {
                 return;
             }
             if let Some(line) = self.held.get(seq) {
-                print(line);
+                out.print(line);
+                // Performed once its last byte has left the board, not when it is in the UART's
+                // FIFO: a power cut in between would lose the line's tail, which the backup,
+                // told the line was performed, would not print again.
+                out.drain();
             }
             if let Some(produced) = self.produced_at.pop_front() {
                 let held = now_ns.saturating_sub(produced);
@@ -189,7 +193,7 @@ impl<K: Links> PrimaryCopy<K> {
         self.stalled_until = Some(now_ns.saturating_add(stall.us.saturating_mul(1000)));
     }
 
-    fn step(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+    fn step(&mut self, now_ns: u64, at: ExecPoint, out: &mut dyn Outlet) -> Gate {
         if let Some(stop) = self.failed {
             return Gate::Stop(stop);
         }
@@ -203,7 +207,7 @@ impl<K: Links> PrimaryCopy<K> {
         K::tick(self.engine.arbiter_mut(), now_ns);
         match self.engine.poll(now_ns, at) {
             Ok(status) => {
-                self.release(now_ns, print);
+                self.release(now_ns, out);
                 if let Some(stop) = self.failed {
                     return Gate::Stop(stop);
                 }
@@ -243,7 +247,7 @@ impl<K: Links> Replica for PrimaryCopy<K> {
         Some(self.heartbeat_ns)
     }
 
-    fn poll(&mut self, now_ns: u64, at: ExecPoint, print: &mut dyn FnMut(&[u8])) -> Gate {
+    fn poll(&mut self, now_ns: u64, at: ExecPoint, out: &mut dyn Outlet) -> Gate {
         if self.last_boundary != Some(at.det_exits) {
             self.last_boundary = Some(at.det_exits);
             lag::passed(self.pair, at.det_exits, now_ns);
@@ -264,12 +268,12 @@ impl<K: Links> Replica for PrimaryCopy<K> {
         {
             self.kill_if(KillPoint::Exit(n));
         }
-        self.step(now_ns, at, print)
+        self.step(now_ns, at, out)
     }
 
-    fn service(&mut self, now_ns: u64, print: &mut dyn FnMut(&[u8])) -> Result<bool, StopReason> {
+    fn service(&mut self, now_ns: u64, out: &mut dyn Outlet) -> Result<bool, StopReason> {
         let at = self.engine.point();
-        match self.step(now_ns, at, print) {
+        match self.step(now_ns, at, out) {
             Gate::Stop(stop) => Err(stop),
             _ if self.engine.settled() => {
                 if self.stopping {
@@ -349,7 +353,7 @@ impl<K: Links> Replica for PrimaryCopy<K> {
         at: ExecPoint,
         line: &[u8],
         now_ns: &dyn Fn() -> u64,
-        print: &mut dyn FnMut(&[u8]),
+        out: &mut dyn Outlet,
     ) {
         // `output_ready` left room for the line; the ring may still be full, and the line is
         // already taken from the guest, so wait for the backup (or its failure) rather than
@@ -363,7 +367,7 @@ impl<K: Links> Replica for PrimaryCopy<K> {
                     return;
                 }
                 Err(PrimaryError::Backpressure) => {
-                    if let Gate::Stop(_) = self.step(now_ns(), self.engine.point(), print) {
+                    if let Gate::Stop(_) = self.step(now_ns(), self.engine.point(), out) {
                         return;
                     }
                 }
