@@ -8,6 +8,8 @@ fn main() {
     let link = manifest.join("../../arch/x86_64/link.ld");
     println!("cargo:rustc-link-arg-bins=-T{}", link.display());
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    // A SHA-1 over the image, which `cargo xtask monitor` matches against the log's.
+    println!("cargo:rustc-link-arg-bins=--build-id=sha1");
     println!("cargo:rerun-if-changed={}", link.display());
     println!("cargo:rerun-if-env-changed=TANDEM_BUNDLE");
     match env::var("TANDEM_BUNDLE") {

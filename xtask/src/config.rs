@@ -190,6 +190,25 @@ pub struct BoardFile {
     /// The network interface the hypervisor owns: `"e1000"` (PCI) or
     /// `{ virtio-mmio = { base, slots, stride } }`.
     nic: Option<NicFile>,
+    /// What `cargo xtask flash` writes for this board, if it is real hardware.
+    pub flash: Option<FlashFile>,
+}
+
+impl BoardFile {
+    /// Whether the hypervisor's log leaves on a UART (which a monitor can read), not through
+    /// semihosting (which only an emulator has).
+    pub fn log_is_uart(&self) -> bool {
+        matches!(self.log, UartFile::Uart16550(_) | UartFile::Pl011(_))
+    }
+}
+
+/// The kind of bootable image a board boots from.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlashFile {
+    /// GRUB's hybrid ISO (`grub-mkrescue`): a CD image that is also a disk image with an MBR,
+    /// so the same file boots from a USB stick, a hard disk or an optical drive.
+    GrubHybrid,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]

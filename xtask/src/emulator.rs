@@ -136,7 +136,33 @@ impl Control {
     pub fn ended(&self) -> bool {
         self.flags.done.load(Ordering::Acquire)
     }
+
+    /// Whether the emulator has started (its run's old files are gone by then).
+    fn started(&self) -> bool {
+        self.flags.pid.load(Ordering::Acquire) != 0
+    }
+
+    /// Kills the emulator once its console (`dir/console.out`) shows each of `texts`: a board
+    /// that halts when it is done, as real hardware does, never ends its emulator itself. The
+    /// returned thread ends then, or when the run ends (or is killed) without them.
+    pub fn kill_when_shown(&self, dir: &Path, texts: Vec<String>) -> thread::JoinHandle<()> {
+        let (control, console) = (self.clone(), dir.join("console.out"));
+        thread::spawn(move || {
+            while !control.ended() && !control.flags.quit.load(Ordering::Acquire) {
+                if control.started() && texts.iter().all(|t| console_shows(&console, t)) {
+                    // What the board logs after its last awaited line reaches the log file.
+                    thread::sleep(SETTLE);
+                    control.kill();
+                    return;
+                }
+                thread::sleep(STEP_POLL);
+            }
+        })
+    }
 }
+
+/// How long a board that showed what a test waited for runs on before it is stopped.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// A board on an emulated network: its NIC's MAC and its port on the hub
 /// ([`crate::cluster::hub`]), and the handle a test drives it with.
@@ -489,7 +515,17 @@ pub fn bochs(image: &Image, iso: &Path, timeout: Duration) -> Result<Run> {
 
 /// [`bochs`] with `feed` arriving on the console line.
 pub fn bochs_fed(image: &Image, iso: &Path, timeout: Duration, feed: Feed) -> Result<Run> {
-    bochs_run(image, iso, timeout, feed, None)
+    bochs_run(image, iso, timeout, feed, &Control::default(), None)
+}
+
+/// [`bochs`], ended early through `control` (a test stopping a board that halts when done).
+pub fn bochs_controlled(
+    image: &Image,
+    iso: &Path,
+    timeout: Duration,
+    control: &Control,
+) -> Result<Run> {
+    bochs_run(image, iso, timeout, Feed::File, control, None)
 }
 
 /// [`bochs`] for a board on an emulated network.
@@ -499,7 +535,7 @@ pub fn bochs_networked(
     timeout: Duration,
     net: &Networked,
 ) -> Result<Run> {
-    bochs_run(image, iso, timeout, Feed::File, Some(net))
+    bochs_run(image, iso, timeout, Feed::File, &net.control, Some(net))
 }
 
 fn bochs_run(
@@ -507,11 +543,12 @@ fn bochs_run(
     iso: &Path,
     timeout: Duration,
     feed: Feed,
+    control: &Control,
     net: Option<&Networked>,
 ) -> Result<Run> {
     let dir = &image.dir;
     clean(dir);
-    let flags = net.map_or_else(Flags::default, |n| n.control.flags.clone());
+    let flags = control.flags.clone();
     let line = ConsoleLine::start(dir, timeout, feed, &flags)?;
     fs::write(
         dir.join("bochsrc"),
@@ -556,9 +593,38 @@ pub fn qemu(
     accel: Accel,
     timeout: Duration,
 ) -> Result<Run> {
+    let mut cmd = qemu_x86(image, accel)?;
+    match iso {
+        // The command line is in the ISO's grub.cfg.
+        Some(iso) => cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]),
+        None => cmd
+            .arg("-kernel")
+            .arg(&image.elf)
+            .args(["-append", cmdline]),
+    };
+    run_qemu(cmd, image, timeout, &Control::default())
+}
+
+/// Boots `image` with QEMU from `disk`, a disk image as written to a USB stick, its first
+/// hard disk (unchanged: writes go to a temporary overlay); ended early through `control`.
+pub fn qemu_disk(
+    image: &Image,
+    disk: &Path,
+    accel: Accel,
+    timeout: Duration,
+    control: &Control,
+) -> Result<Run> {
+    let mut cmd = qemu_x86(image, accel)?;
+    let mut drive = std::ffi::OsString::from("format=raw,if=ide,snapshot=on,file=");
+    drive.push(disk);
+    cmd.arg("-drive").arg(drive).args(["-boot", "c"]);
+    run_qemu(cmd, image, timeout, control)
+}
+
+/// QEMU's q35 PC with `image`'s board's CPUs, RAM and serial lines, without a boot device yet.
+fn qemu_x86(image: &Image, accel: Accel) -> Result<Command> {
     tools::require(tools::QEMU_X86)?;
-    let dir = &image.dir;
-    clean(dir);
+    clean(&image.dir);
     let board = &image.config.system.board;
     let mut cmd = Command::new("qemu-system-x86_64");
     let (accel, cpu) = match accel {
@@ -577,20 +643,12 @@ pub fn qemu(
     ])
     .args(["-serial", "file:console.out", "-serial", "file:log.bin"])
     .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    match iso {
-        // The command line is in the ISO's grub.cfg.
-        Some(iso) => cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]),
-        None => cmd
-            .arg("-kernel")
-            .arg(&image.elf)
-            .args(["-append", cmdline]),
-    };
-    run_qemu(cmd, image, timeout, Streams::Messages)
+    Ok(cmd)
 }
 
-/// Runs a QEMU command line for `image` under `timeout` and collects what it produced.
-fn run_qemu(cmd: Command, image: &Image, timeout: Duration, streams: Streams) -> Result<Run> {
-    let ended = spawn(cmd, &image.dir, timeout, streams, &Flags::default())?;
+/// Runs a QEMU x86 command line for `image` under `timeout` and collects what it produced.
+fn run_qemu(cmd: Command, image: &Image, timeout: Duration, control: &Control) -> Result<Run> {
+    let ended = spawn(cmd, &image.dir, timeout, Streams::Messages, &control.flags)?;
     collect(image, EmulatorName::Qemu, ended, "emulator.err")
 }
 

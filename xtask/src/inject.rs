@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::build::{self, Image};
 use crate::emulator::{self, Run};
-use crate::{Arch, RecoveryMode, guests, root, scenario, tools};
+use crate::{Arch, RecoveryMode, guests, root, scenario, terminal, tools};
 
 /// The campaign `run` serves; the others are the recovery campaigns'.
 pub const FT_KILL: &str = "ft-kill";
@@ -445,12 +445,9 @@ pub(crate) fn print_failed(c: &Campaign, seed: u64, what: &str, problems: &[Stri
 }
 
 pub(crate) fn progress(done: u64, total: u64, failed: u64) {
-    let width = 40;
-    let filled = (done * width / total.max(1)) as usize;
     eprint!(
-        "\r[{}{}] {done}/{total} runs, {failed} failed",
-        "#".repeat(filled),
-        " ".repeat(width as usize - filled)
+        "\r{} {done}/{total} runs, {failed} failed",
+        terminal::bar(done, total)
     );
     let _ = std::io::stderr().flush();
 }

@@ -6,6 +6,7 @@ mod build;
 mod cluster;
 mod config;
 mod emulator;
+mod flash;
 mod guests;
 mod image_file;
 mod inject;
@@ -15,6 +16,7 @@ mod live;
 mod logs;
 #[cfg(test)]
 mod modgraph;
+mod monitor;
 mod recovery_campaign;
 mod scenario;
 mod terminal;
@@ -90,6 +92,40 @@ enum Command {
         /// A partitions file to use instead of the board's own `partitions.toml`.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Build a board's bootable image and write it to a file or a whole disk (a USB stick, an
+    /// SD card): refuses a disk in use, and asks before overwriting anything that is not an
+    /// image file.
+    Flash {
+        #[arg(long)]
+        board: String,
+        /// A partitions file to use instead of the board's own `partitions.toml`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The file or block device (e.g. /dev/sdb) to write.
+        #[arg(long)]
+        to: PathBuf,
+        /// Overwrite a disk or a non-image file without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show a board's console and decode its hypervisor's defmt log live, from serial ports,
+    /// with the ELF last flashed for the board (or `--elf`), refused if the log's build id
+    /// differs.
+    Monitor {
+        #[arg(long)]
+        board: String,
+        /// The console's serial port.
+        #[arg(long)]
+        port: PathBuf,
+        /// The serial port of the hypervisor's log, on a board that logs on a UART of its own.
+        #[arg(long)]
+        log_port: Option<PathBuf>,
+        /// The ELF to decode the log with (default: the one `flash` last wrote for the board).
+        #[arg(long)]
+        elf: Option<PathBuf>,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
     },
     /// Run the demo (two partitions side by side), or with `--config` any partitions file,
     /// showing each partition's lines as they come. x86_64: QEMU with KVM where the host has
@@ -186,6 +222,25 @@ fn main() -> ExitCode {
                 true
             })
         }
+        Command::Flash {
+            board,
+            config,
+            to,
+            yes,
+        } => flash::run(&board, config.as_deref(), &to, yes).map(|_| true),
+        Command::Monitor {
+            board,
+            port,
+            log_port,
+            elf,
+            baud,
+        } => monitor::run(monitor::Args {
+            board,
+            port,
+            log_port,
+            elf,
+            baud,
+        }),
         Command::Qemu {
             arch,
             ft_boards: true,

@@ -48,6 +48,9 @@ pub enum Rule {
     Input(Vec<u8>),
     Wait(String),
     EndsInFailure,
+    /// `ends: halted`: the board has no exit device (real hardware halts when it is done), so
+    /// the test stops the emulator once the console shows every `console:` line.
+    Halts,
     QemuTcg,
     Timeout(Duration),
     Images(Module),
@@ -85,6 +88,17 @@ pub fn module(rules: &[Rule]) -> Module {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The console lines the rules expect (`console:`), which a halting board's run waits for.
+pub fn awaited(rules: &[Rule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::Console(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What the rules send on the machine's console line, in steps that each wait for their
@@ -186,6 +200,7 @@ pub fn parse(file: &Path) -> Result<Vec<Rule>> {
             ),
             "wait" => Rule::Wait(arg),
             "ends" if arg == "failure" => Rule::EndsInFailure,
+            "ends" if arg == "halted" => Rule::Halts,
             "qemu" if arg == "tcg" => Rule::QemuTcg,
             "timeout" => Rule::Timeout(Duration::from_secs(arg.parse().with_context(|| {
                 format!("{}:{}: timeout needs whole seconds", file.display(), n + 1)
@@ -246,7 +261,10 @@ fn interleaved(console: &[String], a: &str, b: &str) -> bool {
 pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
     let mut failures = Vec::new();
     let expect_failure = rules.contains(&Rule::EndsInFailure);
-    let ended_as_expected = if expect_failure {
+    let halts = rules.contains(&Rule::Halts);
+    let ended_as_expected = if halts {
+        run.ended_by_user && !run.timed_out
+    } else if expect_failure {
         run.failed_cleanly
     } else {
         run.success
@@ -254,7 +272,9 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
     if !ended_as_expected {
         failures.push(format!(
             "the run did not end {}: status {:?}{}",
-            if expect_failure {
+            if halts {
+                "showing every awaited line"
+            } else if expect_failure {
                 "with the hypervisor's failure signal"
             } else {
                 "normally"
@@ -263,7 +283,11 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             if run.timed_out { " (timed out)" } else { "" }
         ));
     }
-    if !expect_failure && run.console.iter().any(|l| l.contains("[tandem] FATAL")) {
+    let fatal = "[tandem] FATAL";
+    let fatal_expected = rules
+        .iter()
+        .any(|r| matches!(r, Rule::Console(t) if t.contains(fatal)));
+    if !expect_failure && !fatal_expected && run.console.iter().any(|l| l.contains(fatal)) {
         failures.push("the hypervisor reported a failure".into());
     }
     if run.malformed_frames > 0 {
@@ -288,6 +312,7 @@ pub fn check(rules: &[Rule], run: &Run) -> Vec<String> {
             | Rule::Input(_)
             | Rule::Wait(_)
             | Rule::EndsInFailure
+            | Rule::Halts
             | Rule::QemuTcg
             | Rule::Timeout(_)
             | Rule::Images(_) => true,

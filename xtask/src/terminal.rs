@@ -84,3 +84,14 @@ pub fn forward(mut to: impl Write, done: &AtomicBool, quit: &AtomicBool) {
         }
     }
 }
+
+/// A progress bar for the terminal, `[####    ]`, `done` of `total` filled.
+pub fn bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 40;
+    let filled = (done.min(total) * WIDTH / total.max(1)) as usize;
+    format!(
+        "[{}{}]",
+        "#".repeat(filled),
+        " ".repeat(WIDTH as usize - filled)
+    )
+}

@@ -13,7 +13,8 @@ use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
 use crate::{
-    Arch, RecoveryMode, cluster, guests, inject, linux, recovery_campaign, root, tools, user_images,
+    Arch, RecoveryMode, cluster, flash, guests, inject, linux, monitor, recovery_campaign, root,
+    tools, user_images,
 };
 
 /// Scenarios whose names contain this boot Debian's arm64 kernel (`cargo xtask fetch-linux`).
@@ -411,6 +412,70 @@ fn ft_boards(filter: Option<&str>, tally: &Mutex<Tally>) {
     }
 }
 
+/// The monitor decoding a recorded boot's log through a pty ([`monitor::replay::check`]).
+const MONITOR_TEST: &str = "x86_64/monitor-pc";
+
+/// `cargo xtask flash` to a file, then that very file booted as a PC would ([`flash::boot`]),
+/// and the monitor on the log of its boot in Bochs (which then runs even if not selected).
+fn flashed(filter: Option<&str>, tally: &Mutex<Tally>) {
+    let selected = |name: &str| filter.is_none_or(|f| name.contains(f));
+    let monitor = selected(MONITOR_TEST);
+    let tests: Vec<_> = flash::boot::TESTS
+        .iter()
+        .filter(|t| selected(t.name) || (monitor && matches!(t.boot, flash::boot::Boot::BochsCd)))
+        .collect();
+    if tests.is_empty() {
+        return;
+    }
+    println!("== flashed images ({} boots)", tests.len());
+    let to = root().join("build/test-flash/pc-x86_64.img");
+    let flashed = to
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| flash::run("pc-x86_64", None, &to, true));
+    let mut bochs_log = None;
+    for t in tests {
+        let (rules, run) = match scenario::parse(&t.rules_file()) {
+            Ok(rules) => {
+                let run = flashed
+                    .as_ref()
+                    .map_err(|e| anyhow::anyhow!("flashing: {e:#}"))
+                    .and_then(|f| t.run(f, &rules));
+                (rules, run)
+            }
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        if let (flash::boot::Boot::BochsCd, Ok(f)) = (t.boot, &flashed) {
+            bochs_log = std::fs::read(f.image.dir.join("log.bin")).ok();
+        }
+        if selected(t.name) {
+            report(t.name, run, &rules, tally);
+        }
+    }
+    if monitor {
+        let checked = match bochs_log {
+            Some(log) => monitor::replay::check(
+                &monitor::flashed_elf("pc-x86_64"),
+                log,
+                "all partitions stopped",
+            ),
+            None => Err(anyhow::anyhow!("the Bochs boot left no log to monitor")),
+        };
+        let mut t = tally.lock().unwrap();
+        match checked {
+            Ok(()) => {
+                t.passed += 1;
+                println!("test {MONITOR_TEST} ... ok");
+            }
+            Err(e) => {
+                t.failed += 1;
+                println!("test {MONITOR_TEST} ... FAILED\n    {e:#}");
+            }
+        }
+    }
+}
+
 pub fn run(filter: Option<&str>) -> Result<bool> {
     let mut tally = Tally::default();
     if filter.is_none() {
@@ -420,6 +485,7 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
     for arch in Arch::ALL {
         integration(arch, filter, &tally)?;
     }
+    flashed(filter, &tally);
     ft_boards(filter, &tally);
     campaigns(filter, &tally);
     recovery_campaigns(filter, &tally);

@@ -2,8 +2,11 @@
 //! and exit, the generic timer, the GICv3, each partition's stage 2 and device tree, secondary CPUs
 //! started through PSCI CPU_ON, and an EL2 vCPU per CPU.
 
+use core::fmt::Write;
+
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
+use tandem_core::fdt::facts::Disagreement;
 use tandem_core::journal::MAX_GPRS;
 use tandem_hw::backend::{Backend, BootFiles, Booted};
 use tandem_hw::bringup;
@@ -87,11 +90,26 @@ impl Backend for VirtBackend {
     }
 
     fn init(sys: &System, boot_counter: u64) -> Self {
-        if let Uart::Pl011 { base } = sys.board.console {
-            Console::init(base.raw());
-        }
         machine::init(sys.board.exit);
         logger::init(sys.board.log);
+        // Before anything touches the devices the board file names: a wrong address could
+        // abort, or program another device.
+        let facts = firmware::check_board(&sys.board);
+        if let (Uart::Pl011 { base }, false) = (
+            sys.board.console,
+            matches!(facts, Err(Disagreement::Console { .. })),
+        ) {
+            Console::init(base.raw());
+        }
+        if let Err(disagreement) = facts {
+            let mut what = heapless::String::<192>::new();
+            let _ = write!(
+                what,
+                "board `{}` disagrees with the firmware's device tree: {disagreement}",
+                sys.board.name
+            );
+            bringup::fatal::<Self>(&what);
+        }
         let hz = time::init(sys.board.timer_hz);
         defmt::info!(
             "Tandem {=str} on {=str}: EL2, {=u8} CPUs, counter {=u64} Hz, entered at count {=u64}",

@@ -3,15 +3,16 @@
 //! board files keep that gap below the hypervisor's image free.
 
 use tandem_core::config::Board;
+use tandem_core::fdt::facts::{self, Disagreement};
 use tandem_core::fdt::{FdtError, FdtReader};
 
-/// The boot command line, or "" when the machine's tree has none; a tree that is not valid is
-/// reported and read as one without a command line.
-pub fn boot_args(board: &Board) -> &'static str {
+/// The machine's device tree, if the firmware left a valid one; a tree that is not valid is
+/// reported and read as none.
+fn machine_tree(board: &Board) -> Option<FdtReader<'static>> {
     let base = board.ram.base.raw();
     let room = board.hypervisor.base.raw().saturating_sub(base) as usize;
     if room == 0 {
-        return "";
+        return None;
     }
     // SAFETY: [RAM base, hypervisor image) is RAM the boot map covers as Normal memory
     // (`boot.rs`) and that neither the hypervisor nor any partition is given (the board's
@@ -19,15 +20,34 @@ pub fn boot_args(board: &Board) -> &'static str {
     // after the firmware, so the bytes stay as they are for the whole run.
     let gap = unsafe { core::slice::from_raw_parts(base as *const u8, room) };
     match FdtReader::new(gap) {
-        Ok(tree) => tree.property_str("/chosen", "bootargs").unwrap_or(""),
-        Err(FdtError::BadMagic { .. }) => "",
+        Ok(tree) => Some(tree),
+        Err(FdtError::BadMagic { .. }) => None,
         Err(e) => {
             defmt::warn!(
-                "the machine's device tree at {=u64:#x} is not valid ({}): no boot command line",
+                "the machine's device tree at {=u64:#x} is not valid ({}): read as none",
                 base,
                 e
             );
-            ""
+            None
+        }
+    }
+}
+
+/// The boot command line, or "" when the machine's tree has none.
+pub fn boot_args(board: &Board) -> &'static str {
+    machine_tree(board)
+        .and_then(|tree| tree.property_str("/chosen", "bootargs"))
+        .unwrap_or("")
+}
+
+/// Checks the board file against the firmware's device tree, where there is one (a firmware
+/// that passes none leaves the board file as the only description).
+pub fn check_board(board: &Board) -> Result<(), Disagreement> {
+    match machine_tree(board) {
+        Some(tree) => facts::check(&tree, board),
+        None => {
+            defmt::warn!("no device tree from the firmware: the board file is not checked");
+            Ok(())
         }
     }
 }

@@ -29,8 +29,8 @@ use crate::platform::HwPlatform;
 use crate::replication::ethernet::{self, AcrossBoards};
 use crate::replication::{BackupCopy, FtCopy, Injected, OnBoard, PrimaryCopy};
 use crate::{
-    console_input, frames, images, kick, ledger, net, recovery, replication, report, reprotect,
-    siblings, vcpu_power,
+    build_id, console_input, frames, images, kick, ledger, net, recovery, replication, report,
+    reprotect, siblings, vcpu_power,
 };
 
 /// Partitions still running (a spare copy is not one: it waits to be needed, and the run may end
@@ -131,6 +131,8 @@ pub fn primary_main<B: Backend>(bundle: &'static [u8], early: B::Early) -> ! {
     });
     let sys = &bundle.system;
     let backend = B::init(sys, early);
+    // `cargo xtask monitor` checks its ELF against this before it decodes the rest.
+    defmt::info!("build id {=str}", build_id::hex().as_str());
 
     // SAFETY: the validated hypervisor range holds the image, which ends at `image_end`; only
     // this CPU runs.

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bringup;
+pub mod build_id;
 pub mod clock;
 pub mod console;
 pub mod console_input;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::fake::{ft, system};
+use crate::fake::{aarch64_system, ft, system};
 
 fn message(sys: &System) -> String {
     validate(sys)
@@ -185,43 +185,6 @@ fn bundles_round_trip_and_reject_corruption() {
         Bundle::parse(&short),
         Err(BundleError::MissingImage { partition: 1 })
     ));
-}
-
-/// The sample system moved to an aarch64 board shaped like QEMU `virt`.
-fn aarch64_system() -> System {
-    let mut sys = system();
-    let b = &mut sys.board;
-    b.arch = Arch::Aarch64;
-    b.ram.base = HostPhysAddr::new(0x4000_0000);
-    b.hypervisor.base = HostPhysAddr::new(0x4020_0000);
-    b.console = Uart::Pl011 {
-        base: HostPhysAddr::new(0x0900_0000),
-    };
-    b.log = Uart::Semihosting;
-    b.exit = ExitDevice::Semihosting;
-    b.gic = Some(Gic {
-        distributor: HostPhysAddr::new(0x0800_0000),
-        redistributors: HostPhysAddr::new(0x080a_0000),
-        redistributor_stride: 0x2_0000,
-        maintenance_intid: 25,
-        hyp_timer_intid: 26,
-        virtual_timer_intid: 27,
-        physical_timer_intid: 30,
-        secure_timer_intid: 29,
-        pmu_intid: Some(23),
-    });
-    b.guest_uart = Some(GuestUart {
-        base: GuestPhysAddr::new(0x0900_0000),
-        intid: 33,
-    });
-    for (k, p) in sys.partitions.iter_mut().enumerate() {
-        p.ports.clear();
-        p.memory[0].gpa = GuestPhysAddr::new(0x4000_0000);
-        p.memory[0].hpa = HostPhysAddr::new(0x4200_0000 + k as u64 * 0x40_0000);
-        p.image.load = GuestPhysAddr::new(0x4010_0000);
-        p.image.entry = p.image.load;
-    }
-    sys
 }
 
 #[test]

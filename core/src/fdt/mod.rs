@@ -2,9 +2,12 @@
 //! builds each partition's tree, the reader takes what the hypervisor needs from the tree its
 //! firmware hands over.
 
+pub mod facts;
+mod nodes;
 mod read;
 mod write;
 
+pub use nodes::{Node, Nodes};
 pub use read::{FdtError, FdtReader};
 pub use write::{FdtWriter, TooSmall};
 

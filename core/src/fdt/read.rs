@@ -30,7 +30,7 @@ pub struct FdtReader<'a> {
     strings: &'a [u8],
 }
 
-fn word(bytes: &[u8], at: usize) -> Option<u32> {
+pub(super) fn word(bytes: &[u8], at: usize) -> Option<u32> {
     let w = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
 }
@@ -42,7 +42,7 @@ fn block(blob: &[u8], at: u32, len: u32) -> Option<&[u8]> {
 }
 
 /// The NUL-terminated string at `at`, without its NUL.
-fn c_str(bytes: &[u8], at: usize) -> Option<&[u8]> {
+pub(super) fn c_str(bytes: &[u8], at: usize) -> Option<&[u8]> {
     let rest = bytes.get(at..)?;
     Some(&rest[..rest.iter().position(|&b| b == 0)?])
 }
@@ -143,6 +143,14 @@ impl<'a> FdtReader<'a> {
                 _ => return None,
             }
         }
+    }
+
+    pub(super) fn structure(&self) -> &'a [u8] {
+        self.structure
+    }
+
+    pub(super) fn strings(&self) -> &'a [u8] {
+        self.strings
     }
 
     /// A string property, without its terminating NUL; `None` also when it is not UTF-8.
