@@ -102,7 +102,7 @@ impl Backend for VirtBackend {
             Console::init(base.raw());
         }
         if let Err(disagreement) = facts {
-            let mut what = heapless::String::<192>::new();
+            let mut what = heapless::String::<256>::new();
             let _ = write!(
                 what,
                 "board `{}` disagrees with the firmware's device tree: {disagreement}",
