@@ -3,7 +3,7 @@
 use crate::config::{GuestUart, MemoryRegion};
 use crate::journal::ExitJournal;
 use crate::power::PowerStatus;
-use crate::replica::Outlet;
+use crate::replica::{Mark, Outlet};
 use crate::report::Notice;
 
 /// Time, idling, guest memory and console output of the machine.
@@ -26,9 +26,17 @@ pub trait Platform {
     /// unless the line is still open on the console after [`Platform::console_partial`] showed
     /// its first part (then `line` is only what follows that part).
     fn console_line(&self, partition: &str, line: &[u8]);
-    /// Returns once everything printed on the console has left the machine. Where output
-    /// leaves as it is printed (tests), there is nothing to wait for.
-    fn console_drain(&self) {}
+    /// How many bytes the console has taken so far: a line printed before the call ends at or
+    /// before it. Where output leaves as it is printed (tests), positions do not matter.
+    fn console_written(&self) -> u64 {
+        0
+    }
+    /// Whether every byte the console took up to `upto` has left the machine, without waiting.
+    /// Where output leaves as it is printed (tests), it has.
+    fn console_sent(&self, upto: u64) -> bool {
+        let _ = upto;
+        true
+    }
     /// Prints the lines a committed exit left in `journal`'s outbox, as [`Platform::console_line`]
     /// does, recording in `journal.printed` how far it got, so a recovery finishes a batch cut
     /// short without printing any of it twice. Where nothing survives a failure (tests), plain
@@ -104,11 +112,12 @@ pub struct ConsoleOutlet<'a, P> {
 }
 
 impl<P: Platform> Outlet for ConsoleOutlet<'_, P> {
-    fn print(&mut self, line: &[u8]) {
+    fn print(&mut self, line: &[u8]) -> Mark {
         self.platform.console_line(self.partition, line);
+        Mark(self.platform.console_written())
     }
 
-    fn drain(&mut self) {
-        self.platform.console_drain();
+    fn sent(&mut self, mark: Mark) -> bool {
+        self.platform.console_sent(mark.0)
     }
 }

@@ -39,14 +39,18 @@ pub enum Gate {
 
 /// Where a partition's outputs leave the machine.
 pub trait Outlet {
-    /// Prints `line` of the partition's console.
-    fn print(&mut self, line: &[u8]);
-    /// Returns once everything printed has left the machine (the console UART's transmitter is
-    /// empty): only then is an output performed, which a fault-tolerant primary tells its
-    /// backup. A line still in a transmit FIFO when the board loses power is lost, yet its
-    /// backup would not print it again.
-    fn drain(&mut self);
+    /// Prints `line` of the partition's console; where it ends in the console's output.
+    fn print(&mut self, line: &[u8]) -> Mark;
+    /// Whether everything printed up to `mark` has left the machine (the console UART has sent
+    /// it), without waiting: only then is an output performed, which a fault-tolerant primary
+    /// tells its backup. A line still in a transmit FIFO when the board loses power is lost, yet
+    /// its backup would not print it again.
+    fn sent(&mut self, mark: Mark) -> bool;
 }
+
+/// A position in a console's output: how many bytes it had taken when a line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mark(pub u64);
 
 /// The input or output cannot be taken now: the exit is not completed and the guest executes
 /// the instruction again.

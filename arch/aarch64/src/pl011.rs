@@ -81,6 +81,9 @@ impl Pl011 {
 /// QEMU `virt`'s PL011, the console until the configuration names it.
 impl tandem_hw::console::ConsoleUart for Pl011 {
     const DEFAULT: u64 = 0x0900_0000;
+    /// The PL011's transmit FIFO (32 entries from r1p5, 16 before) and its shift register
+    /// (PL011 TRM 2.4.2): the larger, so a position is never taken as sent too early.
+    const HOLDS: u64 = 33;
 
     fn at(address: u64) -> Self {
         Self::new(address)
@@ -88,6 +91,11 @@ impl tandem_hw::console::ConsoleUart for Pl011 {
 
     fn init(&mut self) {
         Pl011::init(self);
+    }
+
+    /// FR.BUSY clear: nothing left in the FIFO or being shifted out (PL011 TRM 3.3.3).
+    fn idle(&mut self) -> bool {
+        !self.regs().fr.is_set(FR::BUSY)
     }
 
     /// The byte and its count in one step no stop request (a FIQ) splits: QEMU takes

@@ -19,10 +19,15 @@ pub trait ConsoleUart:
     /// Where the console is until the configuration names it (x86: an I/O port; aarch64: an MMIO
     /// base). A link-time fact, so that a refused configuration can still be reported.
     const DEFAULT: u64;
+    /// How many bytes the transmitter holds at most (FIFO and shift register): once that many
+    /// more have been written after a byte, the byte has left the line.
+    const HOLDS: u64;
     /// The UART at `address`.
     fn at(address: u64) -> Self;
     /// Programs the line (baud rate, framing) and enables the transmitter.
     fn init(&mut self);
+    /// Whether everything written has left the transmitter, without waiting.
+    fn idle(&mut self) -> bool;
     /// Writes `byte` and counts it in `count` (a console journal's progress, in the ledger): a
     /// recovery's stop request landing between the two would print the byte twice, so a
     /// backend that can hold its stop requests off for a moment does (aarch64: the FIQ).
@@ -55,6 +60,9 @@ pub fn read_polled(
 
 /// Where the console is; 0 until [`Console::init`].
 static ADDRESS: AtomicU64 = AtomicU64::new(0);
+/// How many bytes the console lock's holders have written to the UART since boot: positions in
+/// the console's output, which tell when a line has left ([`Console::sent`]).
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 /// Taken for each line or part of one, with which partition's line is open on the console
 /// (scratch: a microreboot starts with none open). A ticket lock serves CPUs in the order they
 /// asked, so a partition printing as fast as it can delays another's line by at most the one line
@@ -99,7 +107,29 @@ impl<U: ConsoleUart> Console<U> {
         // The UART cannot fail (its error type is Infallible): it waits for room instead.
         open.partition(partition, bytes, ends, |piece| {
             let Ok(()) = uart.write_all(piece);
+            Self::count(piece.len());
         });
+    }
+
+    fn count(bytes: usize) {
+        WRITTEN.fetch_add(bytes as u64, Ordering::Release);
+    }
+
+    /// How many bytes the console has taken: every line printed before the call ends at or
+    /// before this position.
+    pub fn written() -> u64 {
+        WRITTEN.load(Ordering::Acquire)
+    }
+
+    /// Whether every byte up to position `upto` has left the UART, without waiting: the UART
+    /// has taken enough bytes since to have pushed it out, or, with nobody printing, its
+    /// transmitter is empty. Other CPUs printing without pause never keep it from being sent.
+    pub fn sent(upto: u64) -> bool {
+        if Self::written() >= upto.saturating_add(U::HOLDS) {
+            return true;
+        }
+        // Holding the lock, nobody writes: an empty transmitter has sent every position.
+        LOCK.try_lock().is_some_and(|_open| Self::uart().idle())
     }
 
     /// Prints the lines a committed exit left in `journal`'s outbox, byte by byte recording how
@@ -125,6 +155,7 @@ impl<U: ConsoleUart> Console<U> {
                 for &byte in piece {
                     if at >= skip {
                         uart.write_counted(byte, &mut printed.bytes);
+                        Self::count(1);
                     }
                     at += 1;
                 }
@@ -169,6 +200,7 @@ impl<U: ConsoleUart> Console<U> {
     pub fn hypervisor_line(line: core::fmt::Arguments<'_>) {
         let mut open = LOCK.lock();
         let mut uart = Self::uart();
+        let mut uart = Counted(&mut uart);
         open.hypervisor(|piece| {
             let Ok(()) = uart.write_all(piece);
         });
@@ -176,13 +208,6 @@ impl<U: ConsoleUart> Console<U> {
         // A formatting error leaves nothing to report it to; the line still ends.
         let _ = uart.write_fmt(line);
         let Ok(()) = uart.write_all(b"\n");
-    }
-
-    /// Waits until everything printed has left the UART, holding the console meanwhile so that
-    /// other CPUs' lines cannot keep its transmitter busy.
-    pub fn wait_sent() {
-        let _open = LOCK.lock();
-        let Ok(()) = Self::uart().flush();
     }
 
     /// Ends a partition's open line, unless another CPU holds the console (a failing one may),
@@ -194,5 +219,24 @@ impl<U: ConsoleUart> Console<U> {
             });
         }
         let Ok(()) = Self::uart().flush();
+    }
+}
+
+/// A console UART whose writes count in [`WRITTEN`].
+struct Counted<'a, U>(&'a mut U);
+
+impl<U: ConsoleUart> embedded_io::ErrorType for Counted<'_, U> {
+    type Error = Infallible;
+}
+
+impl<U: ConsoleUart> Write for Counted<'_, U> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        let n = self.0.write(buf)?;
+        Console::<U>::count(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        self.0.flush()
     }
 }

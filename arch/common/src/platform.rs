@@ -116,8 +116,12 @@ impl<B: Backend> Platform for HwPlatform<B> {
         Console::<B::Uart>::partition_line(partition, line);
     }
 
-    fn console_drain(&self) {
-        Console::<B::Uart>::wait_sent();
+    fn console_written(&self) -> u64 {
+        Console::<B::Uart>::written()
+    }
+
+    fn console_sent(&self, upto: u64) -> bool {
+        Console::<B::Uart>::sent(upto)
     }
 
     fn console_batch(&self, partition: &str, journal: &mut ExitJournal) {

@@ -97,6 +97,8 @@ impl Uart {
 /// COM1, the console until the board names its own.
 impl tandem_hw::console::ConsoleUart for Uart {
     const DEFAULT: u64 = 0x3f8;
+    /// The 16550's 16-byte transmit FIFO and its shift register (PC16550D data sheet, 8.6).
+    const HOLDS: u64 = 17;
 
     /// `address` is an I/O port (the configuration's 16-bit `port`).
     fn at(address: u64) -> Self {
@@ -105,6 +107,11 @@ impl tandem_hw::console::ConsoleUart for Uart {
 
     fn init(&mut self) {
         Uart::init(self);
+    }
+
+    /// LSR.TEMT: the FIFO and the shift register are both empty.
+    fn idle(&mut self) -> bool {
+        self.line_status() & LSR_TEMT != 0
     }
 
     /// The byte's `out` and the count's `inc` are adjacent instructions (`counted_out`): an

@@ -185,6 +185,38 @@ impl Slot {
     };
 }
 
+/// A smoothed round trip and its mean deviation (RFC 6298, 2): the timeout follows the path's
+/// queueing. A fixed timeout shorter than a loaded path's round trip resends every frame, and
+/// every resend adds an ack to the queue that delayed them: the link collapses into resends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RoundTrip {
+    smoothed: u64,
+    deviation: u64,
+}
+
+impl RoundTrip {
+    fn first(sample: u64) -> Self {
+        Self {
+            smoothed: sample,
+            deviation: sample / 2,
+        }
+    }
+
+    /// With RFC 6298's gains: 1/8 for the mean, 1/4 for the deviation.
+    fn update(self, sample: u64) -> Self {
+        Self {
+            smoothed: (7 * self.smoothed + sample) / 8,
+            deviation: (3 * self.deviation + self.smoothed.abs_diff(sample)) / 4,
+        }
+    }
+
+    /// How long an answer may take before a frame counts as lost.
+    fn timeout(self) -> u64 {
+        self.smoothed
+            .saturating_add(self.deviation.saturating_mul(4))
+    }
+}
+
 /// Why a frame is put on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reason {
@@ -206,9 +238,14 @@ pub struct DatagramSender<T: Datagram, const WINDOW: usize> {
     sent_upto: u64,
     slots: [Slot; WINDOW],
     acked_records: u64,
-    /// Smoothed round trip (ns), once an ack measured one: a frame is resent early at most once
-    /// per round trip.
-    rtt: Option<u64>,
+    /// The round trip (ns), once an ack measured one: a frame is resent early at most once per
+    /// round trip, and no timeout is shorter than the round trip may take.
+    rtt: Option<RoundTrip>,
+    /// Rounds of sending in which a timeout ran out since the last round trip was measured: each
+    /// doubles the timeout of frames sent once until one is (RFC 6298, 5.5 and 5.7). A round trip grown past the timeout is
+    /// learned this way: frames resent are never measured (Karn), so without it no frame would
+    /// ever be measured again.
+    rtt_backoff: u32,
     /// Pacing: datagrams that may leave now, and when the bucket last earned one.
     tokens: u64,
     earned_at: u64,
@@ -231,6 +268,7 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
             slots: [const { Slot::EMPTY }; WINDOW],
             acked_records: 0,
             rtt: None,
+            rtt_backoff: 0,
             tokens: u64::from(config.pace_burst.max(1)),
             earned_at: 0,
             now: 0,
@@ -244,10 +282,27 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
         &mut self.slots[slot_of(seq, WINDOW)]
     }
 
-    /// How long frame `slot` may go unanswered before it is sent again.
+    /// How long frame `slot` may go unanswered before it is sent again: the configured timeout,
+    /// or longer if round trips take longer, doubled for each retransmission, and never beyond
+    /// the longest backoff, so that a healed partition is still noticed in time.
     fn timeout(&self, slot: &Slot) -> u64 {
-        let doublings = slot.backoff.min(self.config.max_backoff).min(32);
-        self.config.retransmit_after.saturating_mul(1 << doublings)
+        let longest = self
+            .config
+            .retransmit_after
+            .saturating_mul(1 << self.config.max_backoff.min(32));
+        let base = self
+            .rtt
+            .map_or(0, RoundTrip::timeout)
+            .max(self.config.retransmit_after);
+        // A frame sent once waits as long as the unmeasured round trip may take; one already
+        // resent cannot be measured anyway, and its own backoff, which an answer ends, paces it.
+        let backoff = if slot.resent {
+            slot.backoff
+        } else {
+            self.rtt_backoff
+        };
+        let doublings = backoff.min(self.config.max_backoff).min(32);
+        base.saturating_mul(1 << doublings).min(longest)
     }
 
     /// Why frame `seq` should leave now, if it should; `silent` as [`Self::silent`] was before
@@ -260,7 +315,9 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
         let since = self.now.saturating_sub(slot.sent_at);
         if slot.held {
             None
-        } else if slot.missing >= FAST_RETRANSMIT_REPORTS && since >= self.rtt.unwrap_or(0) {
+        } else if slot.missing >= FAST_RETRANSMIT_REPORTS
+            && since >= self.rtt.map_or(0, |rtt| rtt.smoothed)
+        {
             Some(Reason::Fast)
         } else if since >= self.timeout(slot) && (seq == self.base || !silent) {
             Some(Reason::Timeout)
@@ -301,14 +358,21 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
     /// first: the receiver delivers in order, so the oldest missing frame holds up all others.
     fn pump(&mut self) {
         let silent = self.silent();
+        let mut timed_out = false;
         for seq in self.base..self.next {
             let Some(why) = self.due(seq, silent) else {
                 continue;
             };
             if !self.take_token() {
-                return;
+                break;
             }
+            timed_out |= why == Reason::Timeout;
             self.transmit(seq, why);
+        }
+        // Once per round, as a single retransmission timer would: frames that time out together
+        // were lost (or delayed) together.
+        if timed_out {
+            self.rtt_backoff = (self.rtt_backoff + 1).min(self.config.max_backoff);
         }
     }
 
@@ -402,7 +466,11 @@ impl<T: Datagram, const WINDOW: usize> DatagramSender<T, WINDOW> {
         // one: the ack then answers that very sending.
         if !newest.resent && !newest.held {
             let sample = self.now.saturating_sub(newest.sent_at);
-            self.rtt = Some(self.rtt.map_or(sample, |rtt| (7 * rtt + sample) / 8));
+            self.rtt = Some(
+                self.rtt
+                    .map_or(RoundTrip::first(sample), |rtt| rtt.update(sample)),
+            );
+            self.rtt_backoff = 0;
         }
         for seq in self.base..delivered {
             *self.slot(seq) = Slot::EMPTY;
@@ -799,6 +867,52 @@ mod tests {
         assert_eq!(resends, 5);
         assert_eq!(tx.stats().fast_retransmits, 5);
         assert_eq!(tx.stats().retransmits, 5, "no timeout ran out");
+    }
+
+    #[test]
+    fn a_round_trip_longer_than_the_timeout_is_learned_and_resends_stop() {
+        // The configured timeout is 10, but acks take 30 to come back (a queue on the path).
+        let (forward, acks, late) = (clean(), clean(), clean());
+        let mut tx = DatagramSender::<_, 8>::new(
+            Port {
+                out: forward.clone(),
+                inp: late.clone(),
+            },
+            config(10),
+        );
+        let mut rx = DatagramReceiver::<_, 8>::new(
+            Port {
+                out: acks.clone(),
+                inp: forward.clone(),
+            },
+            config(10),
+        );
+        let mut in_flight: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+        let (mut delivered, mut resent_by_half) = (0, 0);
+        for now in 0..2_000u64 {
+            if now % 20 == 0 {
+                tx.send(&[(now / 20) as u8]).unwrap();
+            }
+            delivered += take_all(&mut rx).len() as u64;
+            rx.ack(delivered);
+            let sent: Vec<Vec<u8>> = acks.borrow_mut().queue.drain(..).collect();
+            in_flight.extend(sent.into_iter().map(|d| (now, d)));
+            while in_flight.front().is_some_and(|&(at, _)| now - at >= 30) {
+                let (_, d) = in_flight.pop_front().unwrap();
+                late.borrow_mut().queue.push_back(d);
+            }
+            tx.poll(now);
+            if now == 1_000 {
+                resent_by_half = tx.stats().retransmits;
+            }
+        }
+        assert_eq!(delivered, 100);
+        assert!(resent_by_half > 0, "the first frames time out");
+        assert_eq!(
+            tx.stats().retransmits,
+            resent_by_half,
+            "once the round trip is known, nothing is resent"
+        );
     }
 
     #[test]

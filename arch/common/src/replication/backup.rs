@@ -248,7 +248,9 @@ impl<K: Links> Replica for BackupCopy<K> {
                 );
                 for seq in perform_from..perform_to {
                     match self.kept.get(seq) {
-                        Some(line) => out.print(line),
+                        Some(line) => {
+                            out.print(line);
+                        }
                         None => defmt::error!("FT backup lost output {=u64} before go-live", seq),
                     }
                 }

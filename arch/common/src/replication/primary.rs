@@ -2,7 +2,7 @@
 
 use tandem_core::config::Ft;
 use tandem_core::point::ExecPoint;
-use tandem_core::replica::{Gate, Hold, Outlet, Replica};
+use tandem_core::replica::{Gate, Hold, Mark, Outlet, Replica};
 use tandem_core::report::StopReason;
 use tandem_ft::arbiter::{Arbiter, ArbiterError, SharedWordArbiter, Side};
 use tandem_ft::latency::Latencies;
@@ -35,6 +35,12 @@ pub struct PrimaryCopy<K: Links> {
     produced_at: heapless::Deque<u64, MAX_HELD_OUTPUTS>,
     hold: Latencies,
     hold_total_ns: u64,
+    /// Lines printed but not yet reported performed, with where each ends on the console: a
+    /// line is performed once its last byte has left the board, not when it is in the UART's
+    /// FIFO (a power cut in between would lose its tail, which the backup, told the line was
+    /// performed, would not print again). Waiting here instead of at the UART keeps the copy
+    /// polling its link meanwhile.
+    printed: heapless::Deque<(u64, Option<Mark>), MAX_HELD_OUTPUTS>,
     /// The guest stopped: the copy only waits for its last outputs to leave.
     stopping: bool,
     /// The backup fell silent and the copy asks the arbiter (reported once).
@@ -97,6 +103,7 @@ impl<K: Links> PrimaryCopy<K> {
             produced_at: heapless::Deque::new(),
             hold: Latencies::new(),
             hold_total_ns: 0,
+            printed: heapless::Deque::new(),
             stopping: false,
             suspecting: false,
             pair: usize::from(ft.pair),
@@ -124,8 +131,10 @@ impl<K: Links> PrimaryCopy<K> {
         Hold
     }
 
-    /// Prints every held line the backup now covers, and reports it performed.
+    /// Prints every held line the backup now covers, and reports each performed once it has
+    /// left the board.
     fn release(&mut self, now_ns: u64, out: &mut dyn Outlet) {
+        self.report_sent(out);
         if self.unprinted.is_some() {
             match self.engine.arbiter_mut().holder(self.epoch) {
                 // Released before the stall, but the backup went live meanwhile: it prints it.
@@ -139,7 +148,9 @@ impl<K: Links> PrimaryCopy<K> {
             }
         }
         let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
-        while let Some(seq) = next(self) {
+        while !self.printed.is_full()
+            && let Some(seq) = next(self)
+        {
             self.kill_if(KillPoint::Acked(seq));
             if let Some(stall) = self
                 .injected
@@ -150,22 +161,30 @@ impl<K: Links> PrimaryCopy<K> {
                 self.unprinted = Some(seq);
                 return;
             }
-            if let Some(line) = self.held.get(seq) {
-                out.print(line);
-                // Performed once its last byte has left the board, not when it is in the UART's
-                // FIFO: a power cut in between would lose the line's tail, which the backup,
-                // told the line was performed, would not print again.
-                out.drain();
-            }
+            let mark = self.held.get(seq).map(|line| out.print(line));
+            self.held.release_to(seq + 1);
+            // Never full: checked above.
+            let _ = self.printed.push_back((seq, mark));
             if let Some(produced) = self.produced_at.pop_front() {
                 let held = now_ns.saturating_sub(produced);
                 self.hold.record(held);
                 self.hold_total_ns += held;
             }
+        }
+        self.report_sent(out);
+    }
+
+    /// Reports performed, in order, every printed line that has left the board.
+    fn report_sent(&mut self, out: &mut dyn Outlet) {
+        while let Some(&(seq, mark)) = self.printed.front() {
+            if mark.is_some_and(|mark| !out.sent(mark)) {
+                return;
+            }
+            self.printed.pop_front();
             self.kill_if(KillPoint::Printed(seq));
-            self.held.release_to(seq + 1);
             if let Err(e) = self.engine.output_performed(seq) {
                 self.fail(e);
+                return;
             }
         }
     }
