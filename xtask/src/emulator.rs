@@ -688,23 +688,13 @@ fn qemu_aarch64_run(
     feed: Feed,
     net: Option<&Networked>,
 ) -> Result<Run> {
-    tools::require(tools::QEMU_AARCH64)?;
-    let dir = &image.dir;
-    clean(dir);
-    let board = &image.config.system.board;
-    let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"])
-        .args(["-display", "none", "-nodefaults", "-no-reboot"])
-        .args(["-smp", &board.cpus.to_string()])
-        .args(["-m", &format!("{}M", board.ram.size >> 20)])
-        .args(["-semihosting-config", "enable=on,target=native"])
-        // The PL011 on QEMU's standard input and output: `console.in`, a script or the user's
-        // keys (through a pipe) arrive on the machine's console line (QEMU 7.2's file backend
-        // has no input side). signal=off: a Ctrl-C on the line is the guest's.
-        .args(["-chardev", "stdio,id=console,signal=off"])
+    clean(&image.dir);
+    let mut cmd = qemu_aarch64_machine(image)?;
+    // The PL011 on QEMU's standard input and output: `console.in`, a script or the user's keys
+    // (through a pipe) arrive on the machine's console line (QEMU 7.2's file backend has no
+    // input side). signal=off: a Ctrl-C on the line is the guest's.
+    cmd.args(["-no-reboot", "-chardev", "stdio,id=console,signal=off"])
         .args(["-serial", "chardev:console"])
-        .arg("-kernel")
-        .arg(&image.elf)
         .args(["-append", cmdline]);
     match net {
         // Alone, instructions count time exactly and runs repeat. On a network the board's
@@ -712,20 +702,41 @@ fn qemu_aarch64_run(
         // comparable, and QEMU's I/O thread runs beside the CPUs: under instruction counting
         // it delivered frames and took transmitted ones only when the CPUs let it.
         None => cmd.args(["-icount", "shift=0,sleep=off"]),
-        Some(net) => cmd
-            .args(["-accel", "tcg,thread=multi"])
-            // The modern (version 2) transport the driver speaks.
-            .args(["-global", "virtio-mmio.force-legacy=false"])
-            .arg("-netdev")
-            .arg(format!(
-                "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
-                net.port.endpoint, net.port.hub
-            ))
-            .arg("-device")
-            .arg(format!("virtio-net-device,netdev=net0,mac={}", net.mac)),
+        Some(net) => qemu_aarch64_nic(cmd.args(["-accel", "tcg,thread=multi"]), &net.mac, net.port),
     };
+    let flags = net.map_or_else(Flags::default, |n| n.control.flags.clone());
+    let ended = spawn(cmd, &image.dir, timeout, Streams::Console(feed), &flags)?;
+    collect(image, EmulatorName::Qemu, ended, "emulator.err")
+}
+
+/// Gives a QEMU `virt` machine a virtio-net NIC at `mac`, on `port` of the hub.
+pub fn qemu_aarch64_nic<'c>(cmd: &'c mut Command, mac: &str, port: PortAddr) -> &'c mut Command {
+    // The modern (version 2) transport the driver speaks.
+    cmd.args(["-global", "virtio-mmio.force-legacy=false"])
+        .arg("-netdev")
+        .arg(format!(
+            "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+            port.endpoint, port.hub
+        ))
+        .arg("-device")
+        .arg(format!("virtio-net-device,netdev=net0,mac={mac}"))
+}
+
+/// QEMU `virt` at EL2 as `image`'s board is, with the hypervisor and its images file loaded,
+/// and no console, clock or network yet (each caller adds its own).
+pub fn qemu_aarch64_machine(image: &Image) -> Result<Command> {
+    tools::require(tools::QEMU_AARCH64)?;
+    let board = &image.config.system.board;
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"])
+        .args(["-display", "none", "-nodefaults"])
+        .args(["-smp", &board.cpus.to_string()])
+        .args(["-m", &format!("{}M", board.ram.size >> 20)])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(&image.elf);
     if let Some(area) = board.images.filter(|a| a.carrier == ImageCarrier::Loader) {
-        let file = dir.join(IMAGES_FILE);
+        let file = image.dir.join(IMAGES_FILE);
         if file.exists() {
             // The generic loader copies the file into RAM at reset, as a board's boot loader
             // would: the hypervisor finds it in the board's image area and checks each image.
@@ -736,9 +747,7 @@ fn qemu_aarch64_run(
             ));
         }
     }
-    let flags = net.map_or_else(Flags::default, |n| n.control.flags.clone());
-    let ended = spawn(cmd, &image.dir, timeout, Streams::Console(feed), &flags)?;
-    collect(image, EmulatorName::Qemu, ended, "emulator.err")
+    Ok(cmd)
 }
 
 /// Whether this host can run VT-x guests under KVM (nested VMX exposed to us).

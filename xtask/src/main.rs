@@ -8,6 +8,7 @@ mod config;
 mod emulator;
 mod flash;
 mod guests;
+mod hil;
 mod image_file;
 mod inject;
 mod lint;
@@ -127,6 +128,19 @@ enum Command {
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
     },
+    /// Run a hardware-in-the-loop rig's scenarios against its boards (real ones through serial
+    /// ports and GPIO lines, or emulators standing in for them) and write a JUnit XML report.
+    Hil {
+        /// The rig file: its boards' serial ports, power, reset and fault lines, and images.
+        #[arg(long)]
+        rig: PathBuf,
+        /// Run only this scenario (`NAME` or `hil/NAME`).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Where to write the JUnit XML report (default: build/hil/RIG/junit.xml).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Run the demo (two partitions side by side), or with `--config` any partitions file,
     /// showing each partition's lines as they come. x86_64: QEMU with KVM where the host has
     /// nested VT-x, otherwise Bochs. aarch64: QEMU `virt` at EL2.
@@ -241,6 +255,11 @@ fn main() -> ExitCode {
             elf,
             baud,
         }),
+        Command::Hil {
+            rig,
+            scenario,
+            junit,
+        } => hil::run(&rig, scenario.as_deref(), junit.as_deref()),
         Command::Qemu {
             arch,
             ft_boards: true,

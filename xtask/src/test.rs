@@ -13,8 +13,8 @@ use crate::config::{ArchName, EmulatorName};
 use crate::emulator::{self, Accel, Feed, Run};
 use crate::scenario::{self, Rule};
 use crate::{
-    Arch, RecoveryMode, cluster, flash, guests, inject, linux, monitor, recovery_campaign, root,
-    tools, user_images,
+    Arch, RecoveryMode, cluster, flash, guests, hil, inject, linux, monitor, recovery_campaign,
+    root, tools, user_images,
 };
 
 /// Scenarios whose names contain this boot Debian's arm64 kernel (`cargo xtask fetch-linux`).
@@ -476,6 +476,32 @@ fn flashed(filter: Option<&str>, tally: &Mutex<Tally>) {
     }
 }
 
+/// The stand-in rig's scenarios through `cargo xtask hil`'s runner.
+fn hil(filter: Option<&str>, tally: &Mutex<Tally>) {
+    let selected = |name: &str| filter.is_none_or(|f| name.contains(f));
+    let rig = root().join(hil::STAND_IN);
+    let mut announced = false;
+    let ran = hil::run_rig(&rig, &selected, None, |case| {
+        if !announced {
+            println!("== hardware-in-the-loop scenarios on the stand-in rig ({STAND_IN_NOTE})");
+            announced = true;
+        }
+        hil::print(case);
+        let mut t = tally.lock().unwrap();
+        match case.failure {
+            None => t.passed += 1,
+            Some(_) => t.failed += 1,
+        }
+    });
+    if let Err(e) = ran {
+        tally.lock().unwrap().failed += 1;
+        println!("test hil ... FAILED\n    {e:#}");
+    }
+}
+
+/// What the stand-in rig is, for the suite's heading.
+const STAND_IN_NOTE: &str = "QEMU boards: pty serial, kill as power cut, QMP reset";
+
 pub fn run(filter: Option<&str>) -> Result<bool> {
     let mut tally = Tally::default();
     if filter.is_none() {
@@ -486,6 +512,7 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
         integration(arch, filter, &tally)?;
     }
     flashed(filter, &tally);
+    hil(filter, &tally);
     ft_boards(filter, &tally);
     campaigns(filter, &tally);
     recovery_campaigns(filter, &tally);

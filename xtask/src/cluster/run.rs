@@ -121,6 +121,28 @@ fn board_image(image: &Image, dir: &Path, index: usize) -> Result<Image> {
     })
 }
 
+/// A switch joining the stations `boards` and a witness at `witness_mac` (the port after
+/// theirs), which starts with no decisions, its state file and the capture in `dir`; the
+/// witness's options restart it.
+pub fn network(
+    boards: &[Mac],
+    witness_mac: Mac,
+    dir: &Path,
+) -> Result<(Hub, Witness, WitnessOptions)> {
+    let stations: Vec<Mac> = boards.iter().copied().chain([witness_mac]).collect();
+    let hub = Hub::start(&stations, &dir.join("network.pcap"))?;
+    let port = hub.port(boards.len());
+    let options = WitnessOptions {
+        state: dir.join("witness.state"),
+        mac: witness_mac,
+        endpoint: port.endpoint,
+        hub: port.hub,
+    };
+    let _ = fs::remove_file(&options.state);
+    let witness = Witness::start(&options).context("starting the witness")?;
+    Ok((hub, witness, options))
+}
+
 /// Boots `image` on each of its pair's boards (`image.config.ft_boards`) as `plan` says, with a
 /// witness whose state lives in `dir`; `iso` is the GRUB ISO x86 boards boot from.
 pub fn run(image: &Image, iso: Option<&Path>, dir: &Path, plan: &Plan) -> Result<Outcome> {
@@ -129,17 +151,9 @@ pub fn run(image: &Image, iso: Option<&Path>, dir: &Path, plan: &Plan) -> Result
         return Err(anyhow!("the configuration has no pair across boards"));
     }
     fs::create_dir_all(dir)?;
-    let stations: Vec<Mac> = macs.iter().copied().chain([WITNESS_MAC]).collect();
-    let hub = Hub::start(&stations, &dir.join("network.pcap"))?;
+    let (hub, witness, options) = network(macs, WITNESS_MAC, dir)?;
     let witness_port = hub.port(macs.len());
-    let options = WitnessOptions {
-        state: dir.join("witness.state"),
-        mac: WITNESS_MAC,
-        endpoint: witness_port.endpoint,
-        hub: witness_port.hub,
-    };
-    let _ = fs::remove_file(&options.state);
-    let mut witness = Some(Witness::start(&options)?);
+    let mut witness = Some(witness);
     let mut witness_log = Vec::new();
     let mut boards = macs
         .iter()
