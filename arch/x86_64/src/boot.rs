@@ -179,8 +179,8 @@ pub fn data_start() -> u64 {
 /// Where the application processors' start-up trampoline runs (its SIPI vector is this >> 12).
 pub const AP_TRAMPOLINE: u64 = 0x8000;
 /// 4 KiB tables for the first `IMAGE_TABLES` × 2 MiB, which hold the image (`link.ld` asserts it
-/// ends below 4 MiB), so its sections get their own permissions.
-const IMAGE_TABLES: usize = 2;
+/// ends below 8 MiB), so its sections get their own permissions.
+const IMAGE_TABLES: usize = 4;
 const PAGE: u64 = 0x1000;
 const LARGE_PAGE: u64 = 0x20_0000;
 
@@ -196,7 +196,7 @@ fn execute_disable_supported() -> bool {
     core::arch::x86_64::__cpuid(0x8000_0001).edx & CPUID_XD != 0
 }
 
-/// The permissions of the 4 KiB page at `addr` in the first 4 MiB: the image's text (with the
+/// The permissions of the 4 KiB page at `addr` in the first 8 MiB: the image's text (with the
 /// boot code and the PVH note before it) read-only and executable, its rodata read-only, its data
 /// and `.bss` like every other page, writable data; the AP trampoline page writable and
 /// executable (the bootstrap CPU writes it, the others run it).
