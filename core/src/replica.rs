@@ -49,7 +49,7 @@ pub trait Outlet {
 }
 
 /// A position in a console's output: how many bytes it had taken when a line ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark(pub u64);
 
 /// The input or output cannot be taken now: the exit is not completed and the guest executes

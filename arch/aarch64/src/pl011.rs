@@ -81,8 +81,8 @@ impl Pl011 {
 /// QEMU `virt`'s PL011, the console until the configuration names it.
 impl tandem_hw::console::ConsoleUart for Pl011 {
     const DEFAULT: u64 = 0x0900_0000;
-    /// The PL011's transmit FIFO (32 entries from r1p5, 16 before) and its shift register
-    /// (PL011 TRM 2.4.2): the larger, so a position is never taken as sent too early.
+    /// The PL011's transmit FIFO (32 entries from revision r1p5, 16 before; PL011 TRM) and its
+    /// shift register: the larger, so a position is never taken as sent too early.
     const HOLDS: u64 = 33;
 
     fn at(address: u64) -> Self {

@@ -97,7 +97,7 @@ impl Uart {
 /// COM1, the console until the board names its own.
 impl tandem_hw::console::ConsoleUart for Uart {
     const DEFAULT: u64 = 0x3f8;
-    /// The 16550's 16-byte transmit FIFO and its shift register (PC16550D data sheet, 8.6).
+    /// The 16550's 16-byte transmit FIFO and its shift register (PC16550D data sheet, FIFO mode).
     const HOLDS: u64 = 17;
 
     /// `address` is an I/O port (the configuration's 16-bit `port`).
