@@ -103,7 +103,25 @@ pub enum Module {
 /// if the configuration has one, goes with it as a Multiboot2 module named
 /// [`IMAGES_MODULE`], which the hypervisor moves into the board's image area.
 pub fn iso(image: &Image, cmdline: &str) -> Result<PathBuf> {
-    iso_with(image, cmdline, Module::AsBuilt)
+    iso_for(image, cmdline, Module::AsBuilt, Firmware::Bios)
+}
+
+/// GRUB's BIOS platform modules (Debian's `grub-pc-bin`).
+const GRUB_BIOS: &str = "/usr/lib/grub/i386-pc";
+
+/// Which firmware an ISO boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// A PC BIOS (and the emulators' BIOSes): GRUB's `i386-pc` platform only.
+    Bios,
+    /// A PC BIOS or UEFI (without Secure Boot: Debian's unsigned GRUB): `i386-pc` and
+    /// `x86_64-efi`, in one hybrid image.
+    BiosAndUefi,
+}
+
+/// The image `cargo xtask flash` writes for a PC: [`iso`] that boots from BIOS and UEFI alike.
+pub fn pc_image(image: &Image) -> Result<PathBuf> {
+    iso_for(image, "", Module::AsBuilt, Firmware::BiosAndUefi)
 }
 
 /// The ISO an x86_64 board boots from, if it boots from one: always in Bochs; in QEMU only when
@@ -120,7 +138,14 @@ pub fn boot_iso(image: &Image, cmdline: &str, module: Module) -> Result<Option<P
 
 /// [`iso`], carrying the images file as `module` says.
 pub fn iso_with(image: &Image, cmdline: &str, module: Module) -> Result<PathBuf> {
+    iso_for(image, cmdline, module, Firmware::Bios)
+}
+
+fn iso_for(image: &Image, cmdline: &str, module: Module, firmware: Firmware) -> Result<PathBuf> {
     tools::require(tools::GRUB)?;
+    if firmware == Firmware::BiosAndUefi {
+        tools::require(tools::GRUB_EFI)?;
+    }
     let tree = image.dir.join("iso");
     fs::create_dir_all(tree.join("boot/grub"))?;
     fs::copy(&image.elf, tree.join("boot/tandem.elf"))?;
@@ -151,7 +176,14 @@ pub fn iso_with(image: &Image, cmdline: &str, module: Module) -> Result<PathBuf>
         format!("set timeout=0\nset default=0\nmenuentry \"Tandem\" {{\n{entry}  boot\n}}\n"),
     )?;
     let iso = image.dir.join("tandem.iso");
-    let out = Command::new("grub-mkrescue")
+    let mut mkrescue = Command::new("grub-mkrescue");
+    match firmware {
+        // One platform's modules only, whatever else the host has installed.
+        Firmware::Bios => mkrescue.arg(format!("--directory={GRUB_BIOS}")),
+        // Every platform installed: both, which `tools::GRUB_EFI` made sure of.
+        Firmware::BiosAndUefi => &mut mkrescue,
+    };
+    let out = mkrescue
         .arg("-o")
         .arg(&iso)
         .arg(&tree)

@@ -606,15 +606,21 @@ pub fn qemu(
 }
 
 /// Boots `image` with QEMU from `disk`, a disk image as written to a USB stick, its first
-/// hard disk (unchanged: writes go to a temporary overlay); ended early through `control`.
+/// hard disk (unchanged: writes go to a temporary overlay), from its BIOS or, with `uefi`,
+/// from OVMF; ended early through `control`.
 pub fn qemu_disk(
     image: &Image,
     disk: &Path,
     accel: Accel,
+    uefi: bool,
     timeout: Duration,
     control: &Control,
 ) -> Result<Run> {
     let mut cmd = qemu_x86(image, accel)?;
+    if uefi {
+        tools::require(tools::OVMF)?;
+        cmd.args(["-bios", tools::OVMF[0].file]);
+    }
     let mut drive = std::ffi::OsString::from("format=raw,if=ide,snapshot=on,file=");
     drive.push(disk);
     cmd.arg("-drive").arg(drive).args(["-boot", "c"]);

@@ -3,7 +3,9 @@
 use anyhow::{Result, anyhow};
 use defmt_decoder::{DecodeError, Table};
 
-/// The log as text lines (`LEVEL message`), and how many malformed frames were skipped.
+/// The log as text lines (`LEVEL message`), and how many malformed frames were skipped after
+/// its first frame. What comes before that is not the hypervisor's: firmware and boot loaders
+/// may write to the same port first (OVMF writes its console to every serial port).
 pub fn decode(elf: &[u8], bytes: &[u8]) -> Result<(Vec<String>, usize)> {
     let table = Table::parse(elf)
         .map_err(|e| anyhow!("reading defmt data from the ELF: {e}"))?
@@ -12,6 +14,7 @@ pub fn decode(elf: &[u8], bytes: &[u8]) -> Result<(Vec<String>, usize)> {
     decoder.received(bytes);
     let mut lines = Vec::new();
     let mut malformed = 0;
+    let mut skipped = 0;
     loop {
         match decoder.decode() {
             Ok(frame) => {
@@ -23,8 +26,11 @@ pub fn decode(elf: &[u8], bytes: &[u8]) -> Result<(Vec<String>, usize)> {
             }
             Err(DecodeError::UnexpectedEof) => break,
             Err(DecodeError::Malformed) => {
-                malformed += 1;
-                if !table.encoding().can_recover() || malformed > 1000 {
+                if !lines.is_empty() {
+                    malformed += 1;
+                }
+                skipped += 1;
+                if !table.encoding().can_recover() || skipped > 1000 {
                     break;
                 }
             }

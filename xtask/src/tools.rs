@@ -33,6 +33,18 @@ pub const GRUB: &[Need] = &[
     },
 ];
 
+/// GRUB's UEFI platform, for the image `cargo xtask flash` writes for a PC.
+pub const GRUB_EFI: &[Need] = &[Need {
+    file: "/usr/lib/grub/x86_64-efi/multiboot2.mod",
+    package: "grub-efi-amd64-bin",
+}];
+
+/// UEFI firmware for QEMU's PC (OVMF), which boots the flashed PC image as a UEFI PC would.
+pub const OVMF: &[Need] = &[Need {
+    file: "/usr/share/ovmf/OVMF.fd",
+    package: "ovmf",
+}];
+
 /// Bochs and its BIOSes; the GRUB ISO it boots needs [`GRUB`], which building one requires.
 pub const BOCHS: &[Need] = &[
     Need {

@@ -1,5 +1,5 @@
 //! The flashed file booted as a user's machine would boot it: in Bochs from the CD drive, in
-//! QEMU from the first hard disk (a USB stick's path through the BIOS). A board that halts
+//! QEMU from the first hard disk (a USB stick's path through the BIOS, and through UEFI). A board that halts
 //! when it is done never ends its emulator, so the run is stopped once the console shows every
 //! line the test's rules await (`ends: halted`).
 
@@ -21,6 +21,8 @@ pub enum Boot {
     /// QEMU's software-emulated PC, the file as its hard disk: no VT-x, so the hypervisor
     /// must say so and stop.
     QemuDisk,
+    /// The same from UEFI firmware (OVMF) instead of the BIOS.
+    QemuUefiDisk,
 }
 
 /// One boot of the flashed file: its test name and the rules it is judged by.
@@ -30,7 +32,7 @@ pub struct BootTest {
 }
 
 /// Every boot test of the `pc-x86_64` image.
-pub const TESTS: [BootTest; 2] = [
+pub const TESTS: [BootTest; 3] = [
     BootTest {
         name: "x86_64/flash-pc-bochs",
         boot: Boot::BochsCd,
@@ -38,6 +40,10 @@ pub const TESTS: [BootTest; 2] = [
     BootTest {
         name: "x86_64/flash-pc-qemu",
         boot: Boot::QemuDisk,
+    },
+    BootTest {
+        name: "x86_64/flash-pc-uefi",
+        boot: Boot::QemuUefiDisk,
     },
 ];
 
@@ -64,10 +70,11 @@ impl BootTest {
                     &control,
                 )
             }),
-            Boot::QemuDisk => emulator::qemu_disk(
+            Boot::QemuDisk | Boot::QemuUefiDisk => emulator::qemu_disk(
                 &flashed.image,
                 &flashed.to,
                 Accel::Tcg,
+                matches!(self.boot, Boot::QemuUefiDisk),
                 scenario::timeout(rules, QEMU_DISK_TIMEOUT),
                 &control,
             ),

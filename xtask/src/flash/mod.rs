@@ -48,7 +48,7 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
     let target = target::check(to, &target::Host::this())?;
     consent(to, &target, yes)?;
     let file = match kind {
-        FlashFile::GrubHybrid => build::iso(&image, "")?,
+        FlashFile::GrubHybrid => build::pc_image(&image)?,
     };
     let device_bytes = match target::check(to, &target::Host::this())? {
         Target::Disk(disk) => Some(disk.bytes),
@@ -71,7 +71,8 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
 fn board_hint(kind: FlashFile) -> &'static str {
     match kind {
         FlashFile::GrubHybrid => {
-            "boot it on a BIOS PC (USB stick or CD); its console is COM1 at 115200 baud"
+            "boot it on a PC from BIOS or UEFI (Secure Boot off), as a USB stick or CD; its \
+             console is COM1 at 115200 baud"
         }
     }
 }

@@ -28,7 +28,17 @@ pub struct Gate {
     held: Vec<String>,
     /// Said once: the log began without a build id.
     warned: bool,
+    /// A frame has decoded: what did not before is noise, not the log.
+    decoded: bool,
+    /// Frames that did not decode before any did (firmware and boot loaders may write to the
+    /// port first: OVMF writes its console to every serial port), and since.
+    noise: usize,
+    bad: usize,
 }
+
+/// How many frames of noise may come before the log's first: firmware text has no frame
+/// delimiters, so it makes one or two.
+const NOISE_MAX: usize = 64;
 
 /// What the monitor does with a decoded line.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,11 +57,15 @@ impl Gate {
             verified: false,
             held: Vec::new(),
             warned: false,
+            decoded: false,
+            noise: 0,
+            bad: 0,
         }
     }
 
     /// A frame decoded as `message` (the defmt text, without level); `line` is how it is shown.
     pub fn frame(&mut self, message: &str, line: String) -> Result<Show> {
+        self.decoded = true;
         if let Some(id) = message.strip_prefix(PREFIX) {
             if id != self.elf_id {
                 bail!(
@@ -76,10 +90,24 @@ impl Gate {
         Ok(Show::Unchecked(std::mem::take(&mut self.held)))
     }
 
-    /// A frame that does not decode with the ELF: before the build id matched, the sign of a
-    /// wrong ELF (or of bytes cut at the start, which the next frame resolves).
-    pub fn malformed(&mut self, count: usize) -> Result<()> {
-        if !self.verified && count > 1 {
+    /// A frame that does not decode with the ELF: before any did, noise from whatever used the
+    /// port first; after one did and before the build id matched, the sign of a wrong ELF (the
+    /// first may be a frame cut at the start).
+    pub fn malformed(&mut self) -> Result<()> {
+        if !self.decoded {
+            self.noise += 1;
+            if self.noise > NOISE_MAX {
+                bail!(
+                    "nothing on the log port decodes with this ELF (build {}, {} frames): not \
+                     the image the board runs, or not its log port",
+                    self.elf_id,
+                    self.noise
+                );
+            }
+            return Ok(());
+        }
+        self.bad += 1;
+        if !self.verified && self.bad > 1 {
             bail!(
                 "the log does not decode with this ELF (build {}): it is not the image the board \
                  runs; pass the ELF that was flashed (--elf)",
@@ -121,7 +149,7 @@ mod tests {
             Show::Lines(vec!["INFO next".into()])
         );
         assert!(
-            g.malformed(5).is_ok(),
+            (0..5).all(|_| g.malformed().is_ok()),
             "after the match, a bad frame is the line's problem"
         );
     }
@@ -141,10 +169,23 @@ mod tests {
     fn frames_that_do_not_decode_before_the_id_mean_a_wrong_elf() {
         let mut g = Gate::new(&ID);
         assert!(
-            g.malformed(1).is_ok(),
+            (0..3).all(|_| g.malformed().is_ok()),
+            "before any frame decoded: firmware noise"
+        );
+        g.frame("x", "INFO x".into()).unwrap();
+        assert!(
+            g.malformed().is_ok(),
             "the first may be a frame cut at the start"
         );
-        assert!(g.malformed(2).is_err());
+        assert!(g.malformed().is_err());
+    }
+
+    #[test]
+    fn a_port_where_nothing_ever_decodes_is_refused() {
+        let mut g = Gate::new(&ID);
+        assert!((0..NOISE_MAX).all(|_| g.malformed().is_ok()));
+        let e = g.malformed().unwrap_err().to_string();
+        assert!(e.contains("nothing on the log port decodes"), "{e}");
     }
 
     #[test]

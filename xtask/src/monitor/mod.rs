@@ -133,7 +133,6 @@ pub fn watch_log(
         .ok_or_else(|| anyhow!("the ELF carries no defmt data"))?;
     let mut decoder = table.new_stream_decoder();
     let mut buf = [0u8; 1024];
-    let mut malformed = 0;
     loop {
         let n = match port.read(&mut buf) {
             Ok(0) => return Ok(()),
@@ -148,8 +147,7 @@ pub fn watch_log(
                 Ok(frame) => frame,
                 Err(DecodeError::UnexpectedEof) => break,
                 Err(DecodeError::Malformed) => {
-                    malformed += 1;
-                    gate.malformed(malformed)?;
+                    gate.malformed()?;
                     continue;
                 }
             };
