@@ -35,12 +35,13 @@ pub struct PrimaryCopy<K: Links> {
     produced_at: heapless::Deque<u64, MAX_HELD_OUTPUTS>,
     hold: Latencies,
     hold_total_ns: u64,
-    /// Lines printed but not yet reported performed, with where each ends on the console: a
+    /// The line printed but not yet reported performed, with where it ends on the console: a
     /// line is performed once its last byte has left the board, not when it is in the UART's
     /// FIFO (a power cut in between would lose its tail, which the backup, told the line was
     /// performed, would not print again). Waiting here instead of at the UART keeps the copy
-    /// polling its link meanwhile.
-    printed: heapless::Deque<(u64, Option<Mark>), MAX_HELD_OUTPUTS>,
+    /// polling its link meanwhile; the next line is printed only once this one is reported, so a
+    /// takeover prints at most this one line again.
+    printed: Option<(u64, Option<Mark>)>,
     /// The guest stopped: the copy only waits for its last outputs to leave.
     stopping: bool,
     /// The backup fell silent and the copy asks the arbiter (reported once).
@@ -103,7 +104,7 @@ impl<K: Links> PrimaryCopy<K> {
             produced_at: heapless::Deque::new(),
             hold: Latencies::new(),
             hold_total_ns: 0,
-            printed: heapless::Deque::new(),
+            printed: None,
             stopping: false,
             suspecting: false,
             pair: usize::from(ft.pair),
@@ -148,7 +149,7 @@ impl<K: Links> PrimaryCopy<K> {
             }
         }
         let next = |copy: &mut Self| copy.unprinted.take().or_else(|| copy.engine.next_release());
-        while !self.printed.is_full()
+        while self.printed.is_none()
             && let Some(seq) = next(self)
         {
             self.kill_if(KillPoint::Acked(seq));
@@ -163,29 +164,28 @@ impl<K: Links> PrimaryCopy<K> {
             }
             let mark = self.held.get(seq).map(|line| out.print(line));
             self.held.release_to(seq + 1);
-            // Never full: checked above.
-            let _ = self.printed.push_back((seq, mark));
+            self.printed = Some((seq, mark));
             if let Some(produced) = self.produced_at.pop_front() {
                 let held = now_ns.saturating_sub(produced);
                 self.hold.record(held);
                 self.hold_total_ns += held;
             }
+            self.report_sent(out);
         }
-        self.report_sent(out);
     }
 
-    /// Reports performed, in order, every printed line that has left the board.
+    /// Reports the printed line performed once it has left the board.
     fn report_sent(&mut self, out: &mut dyn Outlet) {
-        while let Some(&(seq, mark)) = self.printed.front() {
-            if mark.is_some_and(|mark| !out.sent(mark)) {
-                return;
-            }
-            self.printed.pop_front();
-            self.kill_if(KillPoint::Printed(seq));
-            if let Err(e) = self.engine.output_performed(seq) {
-                self.fail(e);
-                return;
-            }
+        let Some((seq, mark)) = self.printed else {
+            return;
+        };
+        if mark.is_some_and(|mark| !out.sent(mark)) {
+            return;
+        }
+        self.printed = None;
+        self.kill_if(KillPoint::Printed(seq));
+        if let Err(e) = self.engine.output_performed(seq) {
+            self.fail(e);
         }
     }
 
