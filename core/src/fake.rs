@@ -4,7 +4,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::config::{self, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange};
+use crate::config::{
+    self, GicCpu, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange,
+};
 use crate::console_out::ConsoleOut;
 use crate::exit::Exit;
 use crate::platform::Platform;
@@ -355,8 +357,10 @@ pub fn aarch64_system() -> config::System {
     b.exit = ExitDevice::Semihosting;
     b.gic = Some(Gic {
         distributor: HostPhysAddr::new(0x0800_0000),
-        redistributors: HostPhysAddr::new(0x080a_0000),
-        redistributor_stride: 0x2_0000,
+        cpu: GicCpu::V3 {
+            redistributors: HostPhysAddr::new(0x080a_0000),
+            redistributor_stride: 0x2_0000,
+        },
         maintenance_intid: 25,
         hyp_timer_intid: 26,
         virtual_timer_intid: 27,

@@ -131,7 +131,7 @@ pub fn boot_iso(image: &Image, cmdline: &str, module: Module) -> Result<Option<P
     let wanted = match (board.arch, board.emulator) {
         (ArchName::Aarch64, _) => false,
         (ArchName::X86_64, EmulatorName::Bochs) => true,
-        (ArchName::X86_64, EmulatorName::Qemu) => !image.config.beside.is_empty(),
+        (ArchName::X86_64, _) => !image.config.beside.is_empty(),
     };
     wanted.then(|| iso_with(image, cmdline, module)).transpose()
 }

@@ -92,6 +92,8 @@ impl From<ArchName> for crate::Arch {
 pub enum EmulatorName {
     Bochs,
     Qemu,
+    /// Real hardware only: no emulator here models the board (QEMU 7.2 has no Raspberry Pi 4).
+    None,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -139,13 +141,19 @@ enum CarrierFile {
     Multiboot2,
 }
 
-/// An aarch64 board's `[gic]` section.
+/// An aarch64 board's `[gic]` section: a GICv3 (`version = 3`, the default) names its
+/// redistributors, a GICv2 (`version = 2`) its CPU interface, virtual interface control and
+/// virtual CPU interface.
 #[derive(Deserialize, Debug, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 struct GicFile {
+    version: Option<u8>,
     distributor: Size,
-    redistributors: Size,
-    redistributor_stride: Size,
+    redistributors: Option<Size>,
+    redistributor_stride: Option<Size>,
+    cpu_interface: Option<Size>,
+    hyp_interface: Option<Size>,
+    virtual_cpu_interface: Option<Size>,
     maintenance_intid: u32,
     hyp_timer_intid: u32,
     virtual_timer_intid: u32,
@@ -209,6 +217,9 @@ pub enum FlashFile {
     /// GRUB's hybrid ISO (`grub-mkrescue`): a CD image that is also a disk image with an MBR,
     /// so the same file boots from a USB stick, a hard disk or an optical drive.
     GrubHybrid,
+    /// A Raspberry Pi's SD card: an MBR with one FAT32 partition holding the firmware,
+    /// `config.txt` and the hypervisor as `kernel8.img`.
+    RaspberryPiSd,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -394,16 +405,44 @@ fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigErr
     toml::from_str(&text).map_err(|e| error(file, e.to_string().trim_end().to_string()))
 }
 
+/// Board `name`'s file as a table, with what it `extends` beneath it: a board that differs
+/// from another in a few facts (a NIC, more CPUs, another GIC) says only those. Each key it
+/// gives replaces the base's whole (a `[gic]` table is restated whole, so no fact of another GIC
+/// is left behind); `seen` holds the boards already on the chain, which may not repeat.
+fn board_table(name: &str, seen: &mut Vec<String>) -> Result<toml::Table, ConfigError> {
+    let file = board_dir(name).join("board.toml");
+    if !file.exists() {
+        return Err(error(&file, format!("there is no board named `{name}`")));
+    }
+    if seen.iter().any(|s| s == name) {
+        return Err(error(
+            &file,
+            format!("extends: `{name}` extends itself ({})", seen.join(" -> ")),
+        ));
+    }
+    seen.push(name.to_string());
+    let mut table: toml::Table = read_toml(&file)?;
+    let Some(base) = table.remove("extends") else {
+        return Ok(table);
+    };
+    let Some(base) = base.as_str() else {
+        return Err(error(&file, "extends: must be a board's name"));
+    };
+    let mut merged = board_table(base, seen).map_err(|e| error(&file, format!("extends: {e}")))?;
+    merged.extend(table);
+    Ok(merged)
+}
+
 pub fn board_dir(board: &str) -> PathBuf {
     root().join("boards").join(board)
 }
 
 pub fn load_board(name: &str) -> Result<BoardFile, ConfigError> {
     let file = board_dir(name).join("board.toml");
-    if !file.exists() {
-        return Err(error(&file, format!("there is no board named `{name}`")));
-    }
-    let board: BoardFile = read_toml(&file)?;
+    let table = board_table(name, &mut Vec::new())?;
+    let board: BoardFile = table
+        .try_into()
+        .map_err(|e: toml::de::Error| error(&file, e.to_string().trim_end().to_string()))?;
     if board.name != name {
         return Err(error(
             &file,
@@ -423,6 +462,67 @@ fn heapless_string<const N: usize>(
 ) -> Result<heapless::String<N>, ConfigError> {
     s.try_into()
         .map_err(|_| error(file, format!("{field}: `{s}` is longer than {N} bytes")))
+}
+
+/// The per-CPU side of board file `file`'s `[gic]`: the fields of its version, all of them,
+/// and none of the other version's.
+fn gic_cpu(file: &Path, g: &GicFile) -> Result<model::GicCpu, ConfigError> {
+    let need = |name: &str, v: Option<Size>, version: u8| {
+        v.map(|s| s.0).ok_or_else(|| {
+            error(
+                file,
+                format!("board.gic.{name}: missing (a GICv{version} must name it)"),
+            )
+        })
+    };
+    let refuse = |fields: &[(&str, Option<Size>)], version: u8| match fields
+        .iter()
+        .find(|(_, v)| v.is_some())
+    {
+        Some((name, _)) => Err(error(
+            file,
+            format!("board.gic.{name}: not part of a GICv{version} (see `version`)"),
+        )),
+        None => Ok(()),
+    };
+    match g.version.unwrap_or(3) {
+        3 => {
+            refuse(
+                &[
+                    ("cpu_interface", g.cpu_interface),
+                    ("hyp_interface", g.hyp_interface),
+                    ("virtual_cpu_interface", g.virtual_cpu_interface),
+                ],
+                3,
+            )?;
+            Ok(model::GicCpu::V3 {
+                redistributors: HostPhysAddr::new(need("redistributors", g.redistributors, 3)?),
+                redistributor_stride: need("redistributor_stride", g.redistributor_stride, 3)?,
+            })
+        }
+        2 => {
+            refuse(
+                &[
+                    ("redistributors", g.redistributors),
+                    ("redistributor_stride", g.redistributor_stride),
+                ],
+                2,
+            )?;
+            Ok(model::GicCpu::V2 {
+                cpu_interface: HostPhysAddr::new(need("cpu_interface", g.cpu_interface, 2)?),
+                hyp_interface: HostPhysAddr::new(need("hyp_interface", g.hyp_interface, 2)?),
+                virtual_cpu_interface: HostPhysAddr::new(need(
+                    "virtual_cpu_interface",
+                    g.virtual_cpu_interface,
+                    2,
+                )?),
+            })
+        }
+        other => Err(error(
+            file,
+            format!("board.gic.version: {other} is not a GIC version Tandem drives (2 or 3)"),
+        )),
+    }
 }
 
 /// Loads a partitions file, resolves defaults (host addresses, image placement) and validates
@@ -516,17 +616,21 @@ fn resolve(
             ExitFile::Semihosting => model::ExitDevice::Semihosting,
             ExitFile::Halt => model::ExitDevice::Halt,
         },
-        gic: b.gic.map(|g| model::Gic {
-            distributor: HostPhysAddr::new(g.distributor.0),
-            redistributors: HostPhysAddr::new(g.redistributors.0),
-            redistributor_stride: g.redistributor_stride.0,
-            maintenance_intid: g.maintenance_intid,
-            hyp_timer_intid: g.hyp_timer_intid,
-            virtual_timer_intid: g.virtual_timer_intid,
-            physical_timer_intid: g.physical_timer_intid,
-            secure_timer_intid: g.secure_timer_intid,
-            pmu_intid: g.pmu_intid,
-        }),
+        gic: b
+            .gic
+            .map(|g| {
+                Ok::<_, ConfigError>(model::Gic {
+                    distributor: HostPhysAddr::new(g.distributor.0),
+                    cpu: gic_cpu(file, &g)?,
+                    maintenance_intid: g.maintenance_intid,
+                    hyp_timer_intid: g.hyp_timer_intid,
+                    virtual_timer_intid: g.virtual_timer_intid,
+                    physical_timer_intid: g.physical_timer_intid,
+                    secure_timer_intid: g.secure_timer_intid,
+                    pmu_intid: g.pmu_intid,
+                })
+            })
+            .transpose()?,
         guest_uart: b.guest_uart.map(|u| model::GuestUart {
             base: GuestPhysAddr::new(u.base.0),
             intid: u.intid,
@@ -1091,8 +1195,18 @@ mod tests {
 
     #[test]
     fn board_demo_configs_are_valid() {
-        for board in ["bochs-x86_64", "qemu-x86_64", "qemu-virt-aarch64"] {
-            let file = board_dir(board).join("partitions.toml");
+        let boards = std::fs::read_dir(root().join("boards")).unwrap();
+        for board in boards.map(|e| e.unwrap().path()) {
+            // The folders that hold no board file are the hypervisor's crates.
+            if !board.join("board.toml").exists() {
+                continue;
+            }
+            let name = board.file_name().unwrap().to_string_lossy().into_owned();
+            load_board(&name).unwrap_or_else(|e| panic!("{e}"));
+            let file = board.join("partitions.toml");
+            if !file.exists() {
+                continue;
+            }
             let loaded = load(&file, sizes).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(loaded.system.partitions.len(), 2);
             assert_ne!(
@@ -1100,6 +1214,19 @@ mod tests {
                 loaded.system.partitions[1].memory[0].hpa
             );
         }
+    }
+
+    #[test]
+    fn a_board_that_extends_another_replaces_whole_keys() {
+        let twin = load_board("qemu-virt-aarch64-smp3-gicv2").unwrap();
+        assert_eq!(twin.cpus, 3, "its own key");
+        assert_eq!(
+            twin.ram.base.0, 0x4000_0000,
+            "from qemu-virt-aarch64, two boards down"
+        );
+        let gic = twin.gic.unwrap();
+        assert_eq!(gic.version, Some(2));
+        assert!(gic.redistributors.is_none(), "no GICv3 fact is left behind");
     }
 
     #[test]

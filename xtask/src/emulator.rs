@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
-use tandem_core::config::ImageCarrier;
+use tandem_core::config::{GicCpu, ImageCarrier};
 use wait_timeout::ChildExt;
 
 use crate::build::{IMAGES_FILE, Image};
@@ -400,12 +400,12 @@ fn collect(image: &Image, emulator: EmulatorName, ended: Ended, emulator_log: &s
     // semihosting SYS_EXIT status, 0 or 1.
     let (success, failure) = match (image.config.board.arch, emulator) {
         (ArchName::Aarch64, _) | (_, EmulatorName::Bochs) => (0, 1),
-        (ArchName::X86_64, EmulatorName::Qemu) => (QEMU_SUCCESS, QEMU_FAILURE),
+        (ArchName::X86_64, _) => (QEMU_SUCCESS, QEMU_FAILURE),
     };
     let text = fs::read_to_string(dir.join(emulator_log)).unwrap_or_default();
     let status = match emulator {
         EmulatorName::Bochs => bochs_status(status, &text),
-        EmulatorName::Qemu => status,
+        _ => status,
     };
     let tail: Vec<&str> = text.lines().rev().take(15).collect();
     Ok(Run {
@@ -733,8 +733,14 @@ pub fn qemu_aarch64_nic<'c>(cmd: &'c mut Command, mac: &str, port: PortAddr) -> 
 pub fn qemu_aarch64_machine(image: &Image) -> Result<Command> {
     tools::require(tools::QEMU_AARCH64)?;
     let board = &image.config.system.board;
+    let gic_version = match board.gic.map(|g| g.cpu) {
+        Some(GicCpu::V2 { .. }) => 2,
+        _ => 3,
+    };
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max"])
+    cmd.arg("-M")
+        .arg(format!("virt,virtualization=on,gic-version={gic_version}"))
+        .args(["-cpu", "max"])
         .args(["-display", "none", "-nodefaults"])
         .args(["-smp", &board.cpus.to_string()])
         .args(["-m", &format!("{}M", board.ram.size >> 20)])

@@ -121,6 +121,12 @@ pub fn run_config(
         );
     }
     let emulator = match (board.arch, board.emulator, choice) {
+        (_, EmulatorName::None, _) => bail!(
+            "board `{}` is real hardware that no emulator here models: write its image with \
+             `cargo xtask flash --board {} --to PATH`",
+            board.name,
+            board.name
+        ),
         (ArchName::Aarch64, _, _) => EmulatorName::Qemu,
         (_, _, Some(EmulatorChoice::Qemu)) => EmulatorName::Qemu,
         (_, _, Some(EmulatorChoice::Bochs)) => EmulatorName::Bochs,
@@ -142,15 +148,16 @@ pub fn run_config(
     let timeout = timeout.unwrap_or(match emulator {
         _ if interactive => INTERACTIVE_TIMEOUT,
         EmulatorName::Bochs => emulator::BOCHS_TIMEOUT,
-        EmulatorName::Qemu => emulator::QEMU_TIMEOUT,
+        EmulatorName::Qemu | EmulatorName::None => emulator::QEMU_TIMEOUT,
     });
     println!(
         "Running {} on board {} in {} ({}); each partition's lines follow as they come.",
         file.display(),
         board.name,
-        match emulator {
-            EmulatorName::Bochs => "Bochs",
-            EmulatorName::Qemu => "QEMU",
+        if emulator == EmulatorName::Bochs {
+            "Bochs"
+        } else {
+            "QEMU"
         },
         if interactive && timeout == INTERACTIVE_TIMEOUT {
             "until every partition stops or you end it".to_string()
@@ -204,7 +211,7 @@ fn run_following(
             let iso = build::iso(image, boot)?;
             emulator::bochs_fed(image, &iso, timeout, feed())
         }
-        (_, EmulatorName::Qemu) => {
+        _ => {
             // A GRUB ISO when images travel beside the hypervisor (as a Multiboot2 module).
             let iso = build::boot_iso(image, boot, build::Module::AsBuilt)?;
             let accel = if emulator::kvm_has_vmx() {

@@ -130,6 +130,9 @@ impl Prepared {
                     feed(),
                 ),
                 (_, EmulatorName::Bochs, None) => anyhow::bail!("Bochs boots from an ISO"),
+                (_, EmulatorName::None, _) => {
+                    anyhow::bail!("board `{}` has no emulator", board.name)
+                }
                 (_, EmulatorName::Qemu, iso) => {
                     emulator::qemu(&img, iso.as_deref(), &cmdline, accel, qemu_timeout)
                 }

@@ -119,8 +119,12 @@ impl Backend for VirtBackend {
             hz,
             boot_counter
         );
-        if gic::init_distributor(sys.board.gic).is_err() {
-            bringup::fatal::<Self>("the board describes no GIC");
+        match gic::init_distributor(sys.board.gic) {
+            Ok(()) => {}
+            Err(gic::GicError::Version2) => {
+                bringup::fatal::<Self>("the board's GIC is a GICv2, which this build cannot drive")
+            }
+            Err(_) => bringup::fatal::<Self>("the board describes no GIC"),
         }
         if gic::init_cpu().is_err() {
             bringup::fatal::<Self>("no GIC redistributor for the bootstrap CPU");

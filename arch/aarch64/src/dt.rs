@@ -1,14 +1,14 @@
 //! The device tree a partition boots with: exactly what it owns (its memory, its vCPUs with PSCI
-//! over HVC, the emulated GICv3 with one redistributor per vCPU, the generic timer's PPIs, its
+//! over HVC, its GIC (a GICv3 with one redistributor per vCPU, or a GICv2), the generic timer's PPIs, its
 //! PL011, the PMU if it uses the PMU) and its argument string as `/chosen/bootargs`, in the shape
 //! Linux expects of QEMU `virt` (Documentation/devicetree/bindings: arm/psci,
-//! timer/arm,arch_timer, interrupt-controller/arm,gic-v3, serial/pl011, arm/pmu).
+//! timer/arm,arch_timer, interrupt-controller/arm,gic-v3 and arm,gic, serial/pl011, arm/pmu).
 
 use core::fmt::Write;
 
 use heapless::String;
-use tandem_core::config::{Gic, GuestUart, Partition};
-use tandem_core::devices::vgic::DISTRIBUTOR_SIZE;
+use tandem_core::config::{Gic, GicCpu, GuestUart, Partition};
+use tandem_core::devices::vgic::V2_CPU_INTERFACE_SIZE;
 use tandem_core::fdt::{FdtWriter, TooSmall};
 
 const GIC_PHANDLE: u32 = 1;
@@ -123,21 +123,30 @@ pub fn write(
         w.end_node();
     }
 
-    // The emulated GIC is where the machine's is.
-    let (gicd, gicr) = (gic.distributor.raw(), gic.redistributors.raw());
+    // The GIC is where the machine's is: an emulated distributor and, on a GICv3, emulated
+    // redistributors (binding arm,gic-v3.yaml); on a GICv2 the virtual CPU interface in the CPU
+    // interface's place (binding arm,gic.yaml, which QEMU `virt` names arm,cortex-a15-gic).
+    let gicd = gic.distributor.raw();
     w.begin_node(&node_name("intc", gicd));
-    w.prop_str("compatible", "arm,gic-v3");
+    let (compatible, cpu, cpu_size) = match gic.cpu {
+        GicCpu::V3 {
+            redistributors,
+            redistributor_stride,
+        } => (
+            "arm,gic-v3",
+            redistributors.raw(),
+            redistributor_stride * vcpus,
+        ),
+        GicCpu::V2 { cpu_interface, .. } => (
+            "arm,cortex-a15-gic",
+            cpu_interface.raw(),
+            V2_CPU_INTERFACE_SIZE,
+        ),
+    };
+    w.prop_str("compatible", compatible);
     w.prop_cells("#interrupt-cells", &[3]);
     w.prop_empty("interrupt-controller");
-    w.prop_u64s(
-        "reg",
-        &[
-            gicd,
-            DISTRIBUTOR_SIZE,
-            gicr,
-            gic.redistributor_stride * vcpus,
-        ],
-    );
+    w.prop_u64s("reg", &[gicd, gic.distributor_size(), cpu, cpu_size]);
     w.prop_cells("phandle", &[GIC_PHANDLE]);
     w.end_node();
 

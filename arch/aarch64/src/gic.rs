@@ -14,7 +14,7 @@
 
 use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
 use spin::Once;
-use tandem_core::config::Gic;
+use tandem_core::config::{Gic, GicCpu};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
@@ -122,11 +122,16 @@ pub enum GicError {
     NotDescribed,
     /// No redistributor's affinity matches this CPU.
     NoRedistributor,
+    /// The board's GIC is a GICv2, which this build does not drive yet.
+    Version2,
 }
 
 /// Records the board's GIC and enables its distributor; once, on the bootstrap CPU.
 pub fn init_distributor(gic: Option<Gic>) -> Result<(), GicError> {
     let gic = gic.ok_or(GicError::NotDescribed)?;
+    if matches!(gic.cpu, GicCpu::V2 { .. }) {
+        return Err(GicError::Version2);
+    }
     let gic = FACTS.call_once(|| gic);
     distributor(gic)
         .ctlr
@@ -138,7 +143,14 @@ pub fn init_distributor(gic: Option<Gic>) -> Result<(), GicError> {
 fn redistributor(gic: &Gic) -> Option<&'static Redistributor> {
     let mpidr = MPIDR_EL1.get();
     let affinity = (mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24;
-    let mut base = gic.redistributors.raw();
+    let GicCpu::V3 {
+        redistributors,
+        redistributor_stride,
+    } = gic.cpu
+    else {
+        return None;
+    };
+    let mut base = redistributors.raw();
     loop {
         let rd = redistributor_at(base);
         if rd.typer.read(GICR_TYPER::Affinity) == affinity {
@@ -147,7 +159,7 @@ fn redistributor(gic: &Gic) -> Option<&'static Redistributor> {
         if rd.typer.is_set(GICR_TYPER::Last) {
             return None;
         }
-        base += gic.redistributor_stride;
+        base += redistributor_stride;
     }
 }
 

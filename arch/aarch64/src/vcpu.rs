@@ -3,7 +3,7 @@
 
 use aarch64_cpu::registers::*;
 use tandem_core::addr::GuestPhysAddr;
-use tandem_core::config::Gic;
+use tandem_core::config::{Gic, GicCpu};
 use tandem_core::devices::ptimer::PhysicalTimer;
 use tandem_core::devices::sgi::SgiRequest;
 use tandem_core::devices::vgic::{GicWindows, VirtualGic};
@@ -326,10 +326,17 @@ impl El2Vcpu {
         for intid in self.slot.vgic.interrupts.take_hardware_pending() {
             gic::deactivate(intid);
         }
+        let (redistributors, stride) = match self.gic.cpu {
+            GicCpu::V3 {
+                redistributors,
+                redistributor_stride,
+            } => (redistributors.raw(), redistributor_stride),
+            GicCpu::V2 { .. } => (0, 0),
+        };
         let windows = GicWindows {
             distributor: self.gic.distributor.raw(),
-            redistributors: self.gic.redistributors.raw(),
-            stride: self.gic.redistributor_stride,
+            redistributors,
+            stride,
         };
         self.slot.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;

@@ -150,20 +150,20 @@ pub enum InstructionCounter {
     MachineWide,
 }
 
-/// An aarch64 board's GICv3 (Arm IHI 0069), which the hypervisor owns. Like Bao's platform
-/// descriptions, the addresses and interrupt IDs are board data, not code.
+/// An aarch64 board's GIC, a GICv3 (Arm IHI 0069) or a GICv2 with the virtualization
+/// extensions (Arm IHI 0048B), which the hypervisor owns. Like Bao's platform descriptions, the
+/// addresses and interrupt IDs are board data, not code.
 ///
-/// Each partition sees an emulated distributor and redistributors at the same addresses, so its
-/// device tree looks like the machine's.
+/// Each partition sees an emulated distributor at the machine's address and its CPU interface
+/// where the machine has it (GICv3: emulated redistributors and the virtualized system
+/// registers; GICv2: the virtual CPU interface mapped at the GICC address), so its device tree
+/// looks like the machine's.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gic {
-    /// The distributor's 64 KiB frame (GICD).
+    /// The distributor (GICD): a 64 KiB frame on GICv3, 4 KiB on GICv2.
     pub distributor: HostPhysAddr,
-    /// The first CPU's redistributor (GICR: RD_base then SGI_base, 64 KiB each).
-    pub redistributors: HostPhysAddr,
-    /// Distance between consecutive CPUs' redistributors (IHI 0069, 9.1: 128 KiB on GICv3, 256
-    /// KiB with the GICv4 VLPI frames).
-    pub redistributor_stride: u64,
+    /// Where each CPU's interfaces are, which is what tells the versions apart.
+    pub cpu: GicCpu,
     /// The virtual CPU interface's maintenance interrupt (a PPI).
     pub maintenance_intid: u32,
     /// The generic timer's PPIs (Arm ARM D11.2.4): EL2 physical (the hypervisor's own), EL1
@@ -177,6 +177,41 @@ pub struct Gic {
     /// the board has a PMU it may give partitions ([`Partition::pmu`]): forwarded to the guest of
     /// a partition that has the PMU, and named in its device tree.
     pub pmu_intid: Option<u32>,
+}
+
+impl Gic {
+    /// The distributor's size, as a partition sees its emulated copy.
+    pub fn distributor_size(&self) -> u64 {
+        match self.cpu {
+            GicCpu::V3 { .. } => crate::devices::vgic::DISTRIBUTOR_SIZE,
+            GicCpu::V2 { .. } => crate::devices::vgic::V2_FRAME,
+        }
+    }
+}
+
+/// The per-CPU side of a board's GIC.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GicCpu {
+    /// GICv3: one redistributor per CPU; the CPU interface and the virtual CPU interface are
+    /// system registers.
+    V3 {
+        /// The first CPU's redistributor (GICR: RD_base then SGI_base, 64 KiB each).
+        redistributors: HostPhysAddr,
+        /// Distance between consecutive CPUs' redistributors (IHI 0069, 9.1: 128 KiB on GICv3,
+        /// 256 KiB with the GICv4 VLPI frames).
+        redistributor_stride: u64,
+    },
+    /// GICv2 with the virtualization extensions (IHI 0048B, 5.1): memory-mapped frames, each
+    /// banked per CPU at the one address, SGIs and PPIs banked in the distributor.
+    V2 {
+        /// The CPU interface (GICC), 8 KiB.
+        cpu_interface: HostPhysAddr,
+        /// The virtual interface control (GICH), 4 KiB: list registers and the hypervisor's
+        /// controls.
+        hyp_interface: HostPhysAddr,
+        /// The virtual CPU interface (GICV), 8 KiB: what a guest sees as its GICC.
+        virtual_cpu_interface: HostPhysAddr,
+    },
 }
 
 /// A partition's virtual PL011: its register window and the interrupt its device tree names.

@@ -211,6 +211,29 @@ fn aarch64_boards_must_describe_their_gic_and_guest_uart() {
 }
 
 #[test]
+fn gicv2_frames_are_page_aligned_and_outside_ram() {
+    let with = |cpu: u64, hyp: u64| {
+        let mut sys = aarch64_system();
+        let gic = sys.board.gic.as_mut().unwrap();
+        gic.cpu = GicCpu::V2 {
+            cpu_interface: HostPhysAddr::new(cpu),
+            hyp_interface: HostPhysAddr::new(hyp),
+            virtual_cpu_interface: HostPhysAddr::new(0x0804_0000),
+        };
+        validate(&sys).map_err(|e| e.to_string())
+    };
+    assert_eq!(with(0x0801_0000, 0x0803_0000), Ok(()));
+    assert_eq!(
+        with(0x0801_0800, 0x0803_0000),
+        Err("board.gic.cpu_interface: 0x8010800 is not a multiple of 0x1000".into())
+    );
+    assert_eq!(
+        with(0x0801_0000, 0x4000_0000),
+        Err("board.gic.hyp_interface: lies inside the board's RAM".into())
+    );
+}
+
+#[test]
 fn gic_facts_are_checked() {
     let with = |f: fn(&mut Gic)| {
         let mut sys = aarch64_system();
@@ -222,7 +245,12 @@ fn gic_facts_are_checked() {
         "board.gic.distributor: 0x8001000 is not a multiple of 0x10000"
     );
     assert_eq!(
-        with(|g| g.redistributor_stride = 0x1_0000),
+        with(|g| {
+            g.cpu = GicCpu::V3 {
+                redistributors: HostPhysAddr::new(0x080a_0000),
+                redistributor_stride: 0x1_0000,
+            }
+        }),
         "board.gic.redistributor_stride: 0x10000 is outside the allowed range 0x20000..=0x40000"
     );
     assert_eq!(
@@ -234,7 +262,12 @@ fn gic_facts_are_checked() {
         "board.gic.hyp_timer_intid: is the same interrupt as gic.maintenance_intid"
     );
     assert_eq!(
-        with(|g| g.redistributors = HostPhysAddr::new(0x4000_0000)),
+        with(|g| {
+            g.cpu = GicCpu::V3 {
+                redistributors: HostPhysAddr::new(0x4000_0000),
+                redistributor_stride: 0x2_0000,
+            }
+        }),
         "board.gic.redistributors: lies inside the board's RAM"
     );
 }

@@ -7,7 +7,7 @@ use super::pc::{LOW_MEMORY_END, MACHINE_PORTS};
 use crate::addr::GuestPhysAddr;
 use crate::devices::pl011;
 use crate::devices::uart16550::{COM1_BASE, COM1_PORTS};
-use crate::devices::vgic::DISTRIBUTOR_SIZE;
+use crate::devices::vgic::{DISTRIBUTOR_SIZE, V2_CPU_INTERFACE_SIZE, V2_FRAME};
 
 /// Guest-physical addresses must stay below 512 GiB: one top-level EPT / stage-2 entry's reach.
 pub const MAX_GPA: u64 = 1 << 39;
@@ -157,45 +157,72 @@ fn in_range(field: Field, value: u32, range: core::ops::RangeInclusive<u32>) -> 
     }
 }
 
-/// A GICv3's frames are 64 KiB-aligned and outside RAM; a redistributor spans two frames (four
-/// with GICv4's VLPI frames); the hypervisor's interrupts are distinct PPIs (INTIDs 16..=31,
-/// IHI 0069, 2.2.1).
+/// A GIC's frames are aligned to their size (GICv3: 64 KiB, IHI 0069 8.11; GICv2: 4 KiB, IHI
+/// 0048B 4.1.1) and outside RAM; a redistributor spans two frames (four with GICv4's VLPI
+/// frames); the hypervisor's interrupts are distinct PPIs (INTIDs 16..=31, IHI 0069, 2.2.1).
 fn validate_gic(b: &Board, gic: &Gic) -> Result {
-    const FRAME: u64 = 0x1_0000;
-    for (name, base) in [
-        ("gic.distributor", gic.distributor.raw()),
-        ("gic.redistributors", gic.redistributors.raw()),
-    ] {
-        if !base.is_multiple_of(FRAME) {
+    let (frame, frames) = match gic.cpu {
+        GicCpu::V3 {
+            redistributors,
+            redistributor_stride: stride,
+        } => {
+            const FRAME: u64 = 0x1_0000;
+            if !stride.is_multiple_of(FRAME) || !(2 * FRAME..=4 * FRAME).contains(&stride) {
+                return Err(err(
+                    Field::board("gic.redistributor_stride"),
+                    Problem::OutOfRange {
+                        value: stride,
+                        min: 2 * FRAME,
+                        max: 4 * FRAME,
+                    },
+                ));
+            }
+            (
+                FRAME,
+                [
+                    ("gic.distributor", gic.distributor.raw(), DISTRIBUTOR_SIZE),
+                    (
+                        "gic.redistributors",
+                        redistributors.raw(),
+                        stride.saturating_mul(b.cpus.into()),
+                    ),
+                    ("", 0, 0),
+                    ("", 0, 0),
+                ],
+            )
+        }
+        GicCpu::V2 {
+            cpu_interface,
+            hyp_interface,
+            virtual_cpu_interface,
+        } => (
+            V2_FRAME,
+            [
+                ("gic.distributor", gic.distributor.raw(), V2_FRAME),
+                (
+                    "gic.cpu_interface",
+                    cpu_interface.raw(),
+                    V2_CPU_INTERFACE_SIZE,
+                ),
+                ("gic.hyp_interface", hyp_interface.raw(), V2_FRAME),
+                (
+                    "gic.virtual_cpu_interface",
+                    virtual_cpu_interface.raw(),
+                    V2_CPU_INTERFACE_SIZE,
+                ),
+            ],
+        ),
+    };
+    for (name, base, size) in frames.into_iter().filter(|f| f.2 > 0) {
+        if !base.is_multiple_of(frame) {
             return Err(err(
                 Field::board(name),
                 Problem::Misaligned {
                     value: base,
-                    align: FRAME,
+                    align: frame,
                 },
             ));
         }
-    }
-    let stride = gic.redistributor_stride;
-    if !stride.is_multiple_of(FRAME) || !(2 * FRAME..=4 * FRAME).contains(&stride) {
-        return Err(err(
-            Field::board("gic.redistributor_stride"),
-            Problem::OutOfRange {
-                value: stride,
-                min: 2 * FRAME,
-                max: 4 * FRAME,
-            },
-        ));
-    }
-    let frames = [
-        ("gic.distributor", gic.distributor.raw(), DISTRIBUTOR_SIZE),
-        (
-            "gic.redistributors",
-            gic.redistributors.raw(),
-            stride.saturating_mul(b.cpus.into()),
-        ),
-    ];
-    for (name, base, size) in frames {
         let range = PhysRange {
             base: crate::addr::HostPhysAddr::new(base),
             size,
@@ -223,17 +250,28 @@ fn validate_gic(b: &Board, gic: &Gic) -> Result {
 }
 
 /// The guest-physical windows of the devices a partition with `vcpus` vCPUs sees on board `b`:
-/// its PL011 and its emulated GIC (at the machine's own GIC addresses).
+/// its PL011 and its GIC (at the machine's own GIC addresses).
 fn device_windows(b: &Board, vcpus: u64) -> impl Iterator<Item = (&'static str, u64, u64)> {
     let uart = b.guest_uart.map(|u| ("PL011", u.base.raw(), pl011::SIZE));
     let gic = b.gic.map(|g| {
-        [
-            ("GIC distributor", g.distributor.raw(), DISTRIBUTOR_SIZE),
-            (
+        let cpu = match g.cpu {
+            GicCpu::V3 {
+                redistributors,
+                redistributor_stride,
+            } => (
                 "GIC redistributors",
-                g.redistributors.raw(),
-                g.redistributor_stride.saturating_mul(vcpus),
+                redistributors.raw(),
+                redistributor_stride.saturating_mul(vcpus),
             ),
+            GicCpu::V2 { cpu_interface, .. } => (
+                "GIC CPU interface",
+                cpu_interface.raw(),
+                V2_CPU_INTERFACE_SIZE,
+            ),
+        };
+        [
+            ("GIC distributor", g.distributor.raw(), g.distributor_size()),
+            cpu,
         ]
     });
     uart.into_iter().chain(gic.into_iter().flatten())

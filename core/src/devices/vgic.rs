@@ -15,6 +15,11 @@ use super::vintc::VirtualInterrupts;
 /// The distributor's register frame; a redistributor is two of them (RD_base, then SGI_base).
 pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
 const SGI_FRAME: u64 = 0x1_0000;
+/// A GICv2's distributor, virtual interface control and CPU interface pages (IHI 0048B, 4.1.1).
+pub const V2_FRAME: u64 = 0x1000;
+/// A GICv2 CPU interface, and so the virtual CPU interface mapped for a guest in its place: two
+/// pages, the second holding GICC_DIR (IHI 0048B, 4.4).
+pub const V2_CPU_INTERFACE_SIZE: u64 = 0x2000;
 
 // Distributor registers (IHI 0069, 12.9); the redistributor's SGI_base frame repeats the
 // IGROUPR..IPRIORITYR banks for INTIDs 0..32 at the same offsets (12.11).

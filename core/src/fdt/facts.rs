@@ -2,7 +2,7 @@
 //! the hypervisor checks that its board file describes the same one (RAM, CPUs, GIC, console
 //! UART) before it touches any of them, and names the first field that disagrees.
 
-use crate::config::{Board, Uart};
+use crate::config::{Board, GicCpu, Uart};
 
 use super::FdtReader;
 use super::nodes::Node;
@@ -20,9 +20,10 @@ pub enum Disagreement {
     },
     /// `cpus`: the board names more CPUs than the tree has.
     Cpus { board: u8, firmware: usize },
-    /// `gic`: the tree has no GICv3 (it has a GICv2, if `v2` says so).
-    GicVersion { v2: bool },
-    /// `gic.distributor` or `gic.redistributors` (`field`) is not where the tree's GICv3 has it.
+    /// `gic`: the tree's GIC is not the version the board file describes (`board`; `firmware`
+    /// 0 when the tree has no GIC).
+    GicVersion { board: u8, firmware: u8 },
+    /// One of the GIC's frames (`field`) is not where the tree's GIC has it.
     GicFrame {
         field: &'static str,
         board: u64,
@@ -48,10 +49,13 @@ impl core::fmt::Display for Disagreement {
                 f,
                 "cpus: the board file says {board}, the firmware's tree has {firmware}"
             ),
-            Disagreement::GicVersion { v2 } => write!(
+            Disagreement::GicVersion { board, firmware: 0 } => write!(
                 f,
-                "gic: the board file describes a GICv3, the firmware's tree {}",
-                if v2 { "a GICv2" } else { "no GIC" }
+                "gic: the board file describes a GICv{board}, the firmware's tree no GIC"
+            ),
+            Disagreement::GicVersion { board, firmware } => write!(
+                f,
+                "gic: the board file describes a GICv{board}, the firmware's tree a GICv{firmware}"
             ),
             Disagreement::GicFrame {
                 field,
@@ -88,14 +92,53 @@ pub fn check(tree: &FdtReader<'_>, board: &Board) -> Result<(), Disagreement> {
         });
     }
     if let Some(gic) = &board.gic {
-        let Some(node) = tree.nodes().find(|n| n.is_compatible("arm,gic-v3")) else {
-            let v2 = tree
-                .nodes()
-                .any(|n| GIC_V2.iter().any(|c| n.is_compatible(c)));
-            return Err(Disagreement::GicVersion { v2 });
+        let v3 = tree.nodes().find(|n| n.is_compatible("arm,gic-v3"));
+        let v2 = tree
+            .nodes()
+            .find(|n| GIC_V2.iter().any(|c| n.is_compatible(c)));
+        let found = if v3.is_some() {
+            3
+        } else {
+            2 * u8::from(v2.is_some())
         };
-        frame(&node, 0, "gic.distributor", gic.distributor.raw())?;
-        frame(&node, 1, "gic.redistributors", gic.redistributors.raw())?;
+        // The bindings' `reg` order: GICv3 distributor then redistributors
+        // (arm,gic-v3.yaml); GICv2 distributor, CPU interface, virtual interface control and
+        // virtual CPU interface (arm,gic.yaml).
+        match (gic.cpu, v3, v2) {
+            (GicCpu::V3 { redistributors, .. }, Some(node), _) => {
+                frame(&node, 0, "gic.distributor", gic.distributor.raw())?;
+                frame(&node, 1, "gic.redistributors", redistributors.raw())?;
+            }
+            (
+                GicCpu::V2 {
+                    cpu_interface,
+                    hyp_interface,
+                    virtual_cpu_interface,
+                },
+                None,
+                Some(node),
+            ) => {
+                frame(&node, 0, "gic.distributor", gic.distributor.raw())?;
+                frame(&node, 1, "gic.cpu_interface", cpu_interface.raw())?;
+                frame(&node, 2, "gic.hyp_interface", hyp_interface.raw())?;
+                frame(
+                    &node,
+                    3,
+                    "gic.virtual_cpu_interface",
+                    virtual_cpu_interface.raw(),
+                )?;
+            }
+            (cpu, ..) => {
+                let board = match cpu {
+                    GicCpu::V3 { .. } => 3,
+                    GicCpu::V2 { .. } => 2,
+                };
+                return Err(Disagreement::GicVersion {
+                    board,
+                    firmware: found,
+                });
+            }
+        }
     }
     if let Uart::Pl011 { base } = board.console {
         let base = base.raw();
@@ -244,7 +287,10 @@ mod tests {
         );
         let mut b = board();
         if let Some(gic) = &mut b.gic {
-            gic.redistributors = HostPhysAddr::new(0x80b_0000);
+            gic.cpu = GicCpu::V3 {
+                redistributors: HostPhysAddr::new(0x80b_0000),
+                redistributor_stride: 0x2_0000,
+            };
         }
         assert_eq!(
             checked(&b, V3),
@@ -256,7 +302,10 @@ mod tests {
         );
         assert_eq!(
             checked(&board(), "arm,gic-400\0arm,cortex-a15-gic\0"),
-            Err(Disagreement::GicVersion { v2: true })
+            Err(Disagreement::GicVersion {
+                board: 3,
+                firmware: 2
+            })
         );
         let mut b = board();
         b.console = Uart::Pl011 {

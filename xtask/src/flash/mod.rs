@@ -49,6 +49,7 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
     consent(to, &target, yes)?;
     let file = match kind {
         FlashFile::GrubHybrid => build::pc_image(&image)?,
+        FlashFile::RaspberryPiSd => bail!("board `{board}`: SD card images are not written yet"),
     };
     let device_bytes = match target::check(to, &target::Host::this())? {
         Target::Disk(disk) => Some(disk.bytes),
@@ -70,6 +71,7 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
 
 fn board_hint(kind: FlashFile) -> &'static str {
     match kind {
+        FlashFile::RaspberryPiSd => "put the card in a Raspberry Pi 4",
         FlashFile::GrubHybrid => {
             "boot it on a PC from BIOS or UEFI (Secure Boot off), as a USB stick or CD; its \
              console is COM1 at 115200 baud"
