@@ -5,6 +5,7 @@
 use crate::addr::GuestPhysAddr;
 use crate::config::{PortMode, Unbacked};
 use crate::devices::line::{LINE_MAX, LineBuffer};
+use crate::devices::sgi::SgiRequest;
 use crate::devices::uart16550::Uart16550;
 use crate::devices::vgic::VirtualGic;
 use crate::devices::{cpuid, msr, pl011};
@@ -116,9 +117,12 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                     return self.uart_mmio_write(offset, value as u32);
                 }
                 match gic.and_then(|g| Some((g, g.decode(gpa.raw())?))) {
-                    Some((g, access)) => Outcome {
-                        gic: Some(g.write(access, size, value)),
-                        ..Outcome::done(Completion::Done)
+                    Some((g, access)) => match g.sgi_request(access, value) {
+                        Some(request) => self.send_sgi(request),
+                        None => Outcome {
+                            gic: Some(g.write(access, size, value)),
+                            ..Outcome::done(Completion::Done)
+                        },
                     },
                     None => self.unbacked(gpa, Access::Write, pc),
                 }
@@ -126,15 +130,7 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
             Exit::PageFault { gpa, access } => self.unbacked(gpa, access, pc),
             Exit::UndecodedAccess { gpa } => Outcome::stop(StopReason::UndecodedAccess { gpa, pc }),
             Exit::Power(request) => self.power(request, pc),
-            // Only the partition's own vCPUs (the request names no other); a repeated send
-            // leaves the SGI pending, as one send would.
-            Exit::SendSgi(request) => {
-                request
-                    .vcpus()
-                    .filter(|&v| (v as usize) < self.partition.cpus.len())
-                    .for_each(|v| self.platform.send_sgi(v, request.intid));
-                Outcome::done(Completion::Done)
-            }
+            Exit::SendSgi(request) => self.send_sgi(request),
             Exit::Cpuid {
                 leaf,
                 subleaf,
@@ -191,6 +187,16 @@ impl<P: Platform, R: Replica> VcpuRuntime<'_, P, R> {
                 Outcome::nothing()
             }
         }
+    }
+
+    /// Sends the SGIs `request` asks for, to the partition's own vCPUs only (the request names
+    /// no other); a repeated send leaves the SGI pending, as one send would.
+    fn send_sgi(&mut self, request: SgiRequest) -> Outcome {
+        request
+            .vcpus()
+            .filter(|&v| (v as usize) < self.partition.cpus.len())
+            .for_each(|v| self.platform.send_sgi(v, request.intid));
+        Outcome::done(Completion::Done)
     }
 
     /// An access to `gpa`, which neither the partition's memory nor one of its devices backs:

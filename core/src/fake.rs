@@ -4,9 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
-use crate::config::{
-    self, GicCpu, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange,
-};
+use crate::config::{self, GuestUart, Image, ImageSource, MemoryRegion, PortMode, PortRange};
 use crate::console_out::ConsoleOut;
 use crate::exit::Exit;
 use crate::platform::Platform;

@@ -39,7 +39,13 @@ pub fn build_board(board: &str, config: Option<&Path>) -> Result<Image> {
 
 /// Validates `file` and builds its image under `build/<name>`.
 pub fn build(file: &Path, guests: &Guests, name: &str) -> Result<Image> {
-    let loaded = config::load(file, |g| guests.size(g))?;
+    build_on(file, None, guests, name)
+}
+
+/// [`build`], on `board` instead of the one `file` names, if given (the GICv2 twin a scenario
+/// also runs on).
+pub fn build_on(file: &Path, board: Option<&str>, guests: &Guests, name: &str) -> Result<Image> {
+    let loaded = config::load_on(file, board, |g| guests.size(g))?;
     let dir = root().join("build").join(name);
     fs::create_dir_all(&dir)?;
     let encoded = postcard::to_stdvec(&loaded.system).context("encoding the configuration")?;

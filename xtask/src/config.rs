@@ -526,9 +526,17 @@ fn gic_cpu(file: &Path, g: &GicFile) -> Result<model::GicCpu, ConfigError> {
 }
 
 /// Loads a partitions file, resolves defaults (host addresses, image placement) and validates
-/// the result with the same rules the hypervisor applies at boot.
-pub fn load(file: &Path, image_sizes: impl Fn(&str) -> Option<u64>) -> Result<Loaded, ConfigError> {
-    let parts: PartitionsFile = read_toml(file)?;
+/// the result with the same rules the hypervisor applies at boot; with `board`, on that board
+/// instead of the one `file` names.
+pub fn load_on(
+    file: &Path,
+    board: Option<&str>,
+    image_sizes: impl Fn(&str) -> Option<u64>,
+) -> Result<Loaded, ConfigError> {
+    let mut parts: PartitionsFile = read_toml(file)?;
+    if let Some(board) = board {
+        parts.board = board.to_string();
+    }
     let board = load_board(&parts.board).map_err(|e| error(file, format!("board: {e}")))?;
     resolve(file, &parts, board, image_sizes)
 }
@@ -1207,7 +1215,7 @@ mod tests {
             if !file.exists() {
                 continue;
             }
-            let loaded = load(&file, sizes).unwrap_or_else(|e| panic!("{e}"));
+            let loaded = load_on(&file, None, sizes).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(loaded.system.partitions.len(), 2);
             assert_ne!(
                 loaded.system.partitions[0].memory[0].hpa,
@@ -1232,7 +1240,9 @@ mod tests {
     #[test]
     fn a_second_backup_cpu_is_a_spare_copy_in_memory_of_its_own() {
         let file = root().join("tests/scenarios/aarch64/ft-reprotect.toml");
-        let system = load(&file, sizes).unwrap_or_else(|e| panic!("{e}")).system;
+        let system = load_on(&file, None, sizes)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .system;
         let copies: Vec<_> = system
             .partitions
             .iter()
@@ -1271,7 +1281,7 @@ mod tests {
                 .next()
                 .and_then(|l| l.strip_prefix("# expect: "))
                 .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
-            let err = load(&path, sizes)
+            let err = load_on(&path, None, sizes)
                 .expect_err("must be rejected")
                 .to_string();
             let file_name = path.file_name().unwrap().to_str().unwrap();

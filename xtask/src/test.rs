@@ -78,8 +78,9 @@ struct Prepared {
 impl Prepared {
     fn new(s: Scenario, guests: &guests::Guests) -> Self {
         let cmdline = scenario::cmdline(&s.rules);
-        let image = build::build(
+        let image = build::build_on(
             &s.config,
+            s.board.as_deref(),
             guests,
             &format!("test-{}", s.name.replace('/', "-")),
         )
@@ -145,25 +146,46 @@ impl Prepared {
 struct Scenario {
     name: String,
     config: PathBuf,
+    /// The board it runs on instead of the one its file names (its GICv2 twin).
+    board: Option<String>,
     rules: Vec<Rule>,
 }
+
+/// The GICv2 twin of an aarch64 board: the same machine with `gic-version=2`, every scenario's
+/// second run (`aarch64-gicv2/...`). A scenario may expect otherwise there in
+/// `NAME.gicv2.expect` (a board misdeclared on a GICv2 names another field).
+const GICV2_TWIN: &str = "-gicv2";
 
 fn scenarios(arch: Arch, filter: Option<&str>) -> Result<Vec<Scenario>> {
     let dir = root().join("tests/scenarios").join(arch.name());
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-            let name = format!("{}/{stem}", dir.file_name().unwrap().to_string_lossy());
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let mut runs = vec![(format!("{}/{stem}", arch.name()), None, "expect")];
+        if arch == Arch::Aarch64 {
+            let board = crate::config::board_of(&path)?.name + GICV2_TWIN;
+            let twin = format!("{}{GICV2_TWIN}/{stem}", arch.name());
+            runs.push((twin, Some(board), "gicv2.expect"));
+        }
+        for (name, board, expect) in runs {
             if filter.is_some_and(|f| !name.contains(f)) {
                 continue;
             }
-            let rules = scenario::parse(&path.with_extension("expect"))?;
+            let own = path.with_extension(expect);
+            let expect = if own.exists() {
+                own
+            } else {
+                path.with_extension("expect")
+            };
             found.push(Scenario {
                 name,
-                config: path,
-                rules,
+                config: path.clone(),
+                board,
+                rules: scenario::parse(&expect)?,
             });
         }
     }

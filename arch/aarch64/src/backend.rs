@@ -119,12 +119,8 @@ impl Backend for VirtBackend {
             hz,
             boot_counter
         );
-        match gic::init_distributor(sys.board.gic) {
-            Ok(()) => {}
-            Err(gic::GicError::Version2) => {
-                bringup::fatal::<Self>("the board's GIC is a GICv2, which this build cannot drive")
-            }
-            Err(_) => bringup::fatal::<Self>("the board describes no GIC"),
+        if gic::init_distributor(sys.board.gic).is_err() {
+            bringup::fatal::<Self>("the board describes no GIC");
         }
         if gic::init_cpu().is_err() {
             bringup::fatal::<Self>("no GIC redistributor for the bootstrap CPU");
@@ -155,7 +151,7 @@ impl Backend for VirtBackend {
 
     /// The stage-2 root.
     fn prepare_partition(&self, partition: &Partition, _: u32) -> Result<u64, VirtError> {
-        Ok(stage2::build(&partition.memory)?)
+        Ok(stage2::build(&partition.memory, self.board.gic.as_ref())?)
     }
 
     fn booted() -> &'static Once<Booted<Self>> {

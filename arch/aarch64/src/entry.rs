@@ -195,29 +195,21 @@ hypervisor_fault_entry:
 6:  wfe
     b 6b
 
-    /* A FIQ at EL2: with a stop pending, the follower path on the recovery stack; otherwise a
-       stale request, ended here, or the watchdog's tick (`group0_taken`), before going on where
-       the CPU was (x0 kept in TPIDR_EL2, which the hypervisor uses for nothing else; ERET
-       restores the flags from SPSR_EL2). */
+    /* A FIQ at EL2: with a stop pending, the follower path on the recovery stack; otherwise
+       `group0_taken` acknowledges it (a stale stop request, ended there, or the watchdog's
+       tick) before the CPU goes on where it was (x0 kept in TPIDR_EL2, which the hypervisor
+       uses for nothing else; ERET restores the flags from SPSR_EL2). The acknowledge is an
+       access to the GIC, a system register or a memory-mapped one by the GIC's version, so it
+       runs in Rust on the interrupted code's stack (EL2 code always has a valid one; an SP
+       gone bad faults into `hypervisor_fault`, which needs none), with the registers a call
+       may clobber kept below it. ELR_EL2 and SPSR_EL2 need no saving: the handler takes no
+       exception it returns from. */
 stop_entry:
     msr tpidr_el2, x0
     adrp x0, STOP_PENDING
     ldr w0, [x0, :lo12:STOP_PENDING]
     cbnz w0, 8f
-    mrs x0, icc_iar0_el1
-    cmp x0, #{spurious}
-    b.hs 9f
-    cmp x0, #{stop_sgi}
-    b.ne 5f
-    msr icc_eoir0_el1, x0
-    msr icc_dir_el1, x0
-9:  mrs x0, tpidr_el2
-    eret
-    /* Another Group 0 interrupt, in Rust on the interrupted code's stack (EL2 code always has
-       a valid one; an SP gone bad faults into `hypervisor_fault`, which needs none): the
-       registers a call may clobber are kept below it. ELR_EL2 and SPSR_EL2 need no saving: the
-       handler takes no exception it returns from. */
-5:  sub sp, sp, #160
+    sub sp, sp, #160
     stp x1, x2, [sp, #0]
     stp x3, x4, [sp, #16]
     stp x5, x6, [sp, #32]
@@ -240,7 +232,8 @@ stop_entry:
     ldp x17, x18, [sp, #128]
     ldr x30, [sp, #144]
     add sp, sp, #160
-    b 9b
+    mrs x0, tpidr_el2
+    eret
 8:  RECOVERY_SP
     bl stop_taken
     b 6b
@@ -332,8 +325,6 @@ guest_exit:
     brk_step = const crate::step::BRK_STEP,
     recovery_stack = const RECOVERY_STACK_SIZE,
     cpus = const tandem_core::config::MAX_CPUS,
-    spurious = const crate::gic::SPURIOUS,
-    stop_sgi = const crate::gic::STOP_SGI,
 );
 
 unsafe extern "C" {

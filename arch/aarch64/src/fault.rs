@@ -31,15 +31,24 @@ extern "C" fn stop_taken() -> ! {
     )
 }
 
-/// A Group 0 interrupt other than the stop request, acknowledged by the FIQ vector while no
-/// recovery stops CPUs, on the interrupted code's stack with its caller-saved registers kept:
-/// returns to it unless the watchdog finds this CPU hung. Then the interrupted code is abandoned
+/// A FIQ while no recovery stops CPUs, on the interrupted code's stack with its caller-saved
+/// registers kept: acknowledges the Group 0 interrupt and returns to that code, ending a stale
+/// stop request, unless the interrupt is a watchdog tick that finds this CPU hung. Then the interrupted code is abandoned
 /// (PSTATE.F stays set from the exception, as for a follower) and the recovery starts on this
 /// CPU's own stack reset to its top, as a stopped CPU's follower path does.
 #[unsafe(no_mangle)]
-extern "C" fn group0_taken(intid: u64) {
+extern "C" fn group0_taken() {
+    let iar = gic::acknowledge_group0();
+    if iar & 0x3ff >= gic::SPURIOUS {
+        return;
+    }
+    // A stop request whose recovery has ended (STOP_PENDING is clear again).
+    if iar & 0x3ff == gic::STOP_SGI {
+        gic::end_group0(iar);
+        return;
+    }
     let cpu = sysreg::cpu_index();
-    if watchdog::take(intid as u32, cpu) {
+    if watchdog::take(iar, cpu) {
         boot::on_fresh_stack(cpu, hung_entry)
     }
 }

@@ -21,6 +21,7 @@ mod entry;
 mod fault;
 mod firmware;
 mod gic;
+mod gich;
 mod guest_load;
 mod idregs;
 mod inject;

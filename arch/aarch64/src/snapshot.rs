@@ -53,7 +53,8 @@ pub struct El1State {
     cntv_cval: u64,
     cntvoff: u64,
     /// The virtual CPU interface (IHI 0069 12.4): ICH_VMCR_EL2 (the guest's priority mask and
-    /// group enables), ICH_AP0R0_EL2 and ICH_AP1R0_EL2 (active priorities), the list registers.
+    /// group enables), ICH_AP0R0_EL2 and ICH_AP1R0_EL2 (active priorities), the list registers
+    /// (on a GICv2 GICH_VMCR, GICH_APR and 0, the list registers translated: `lr`).
     vmcr: u64,
     ap0r0: u64,
     ap1r0: u64,
@@ -93,9 +94,8 @@ impl El1State {
         self.cntv_ctl = CNTV_CTL_EL0.get();
         self.cntv_cval = CNTV_CVAL_EL0.get();
         self.cntvoff = CNTVOFF_EL2.get();
-        self.vmcr = ICH_VMCR_EL2.get();
-        self.ap0r0 = read_sysreg!("ich_ap0r0_el2");
-        self.ap1r0 = read_sysreg!("ich_ap1r0_el2");
+        self.vmcr = lr::vmcr();
+        (self.ap0r0, self.ap1r0) = lr::active_priorities();
         for (n, slot) in self.lrs.iter_mut().enumerate().take(lr::count()) {
             *slot = lr::read(n).get();
         }
@@ -196,7 +196,8 @@ impl El1State {
         CNTVOFF_EL2.set(self.cntvoff);
         CNTV_CVAL_EL0.set(self.cntv_cval);
         CNTV_CTL_EL0.set(self.cntv_ctl);
-        ICH_VMCR_EL2.set(self.vmcr);
+        lr::set_vmcr(self.vmcr);
+        lr::set_active_priorities((self.ap0r0, self.ap1r0));
         for (n, &value) in self.lrs.iter().enumerate().take(lr::count()) {
             lr::write(n, ListRegister::new(value));
         }
@@ -207,8 +208,6 @@ impl El1State {
             write_sysreg!("amair_el1", self.amair);
             write_sysreg!("afsr0_el1", self.afsr0);
             write_sysreg!("afsr1_el1", self.afsr1);
-            write_sysreg!("ich_ap0r0_el2", self.ap0r0);
-            write_sysreg!("ich_ap1r0_el2", self.ap1r0);
             core::arch::asm!(
                 "tlbi vmalls12e1",
                 "ic iallu",

@@ -6,11 +6,12 @@
 //! 2 MiB blocks where both addresses and the remaining size allow, 4 KiB pages elsewhere.
 
 use aarch64_cpu::registers::VTCR_EL2;
-use tandem_core::addr::HostPhysAddr;
-use tandem_core::config::MemoryRegion;
+use tandem_core::addr::{GuestPhysAddr, HostPhysAddr};
+use tandem_core::config::{Gic, GicCpu, MemoryRegion};
+use tandem_core::devices::vgic::V2_CPU_INTERFACE_SIZE;
 use tandem_core::paging::{Attrs, EntryFormat, MemKind, Perms};
 use tandem_hw::frames::OutOfFrames;
-use tandem_hw::tables;
+use tandem_hw::tables::{self, DeviceWindow};
 
 /// VTCR_EL2 (Arm ARM D19.2.183): T0SZ = 25 (39-bit IPA space), SL0 = 1 (walks start at level
 /// 1), inner/outer write-back, inner shareable, TG0 = 4 KiB, PS = 40 bits, RES1 bit 31.
@@ -115,9 +116,23 @@ impl EntryFormat for Stage2 {
     }
 }
 
-/// Builds the tables for `regions` and returns the level-1 table's address (for VTTBR_EL2).
-pub fn build(regions: &[MemoryRegion]) -> Result<u64, OutOfFrames> {
-    let root = tables::build::<Stage2>(regions)?;
+/// Builds the tables for `regions`, and on a GICv2 board the virtual CPU interface at the CPU
+/// interface's address (the guest's GICC is the hardware's GICV, IHI 0048B 5.1), and returns the
+/// level-1 table's address (for VTTBR_EL2).
+pub fn build(regions: &[MemoryRegion], gic: Option<&Gic>) -> Result<u64, OutOfFrames> {
+    let gicv = gic.and_then(|g| match g.cpu {
+        GicCpu::V2 {
+            cpu_interface,
+            virtual_cpu_interface,
+            ..
+        } => Some(DeviceWindow {
+            gpa: GuestPhysAddr::new(cpu_interface.raw()),
+            hpa: virtual_cpu_interface,
+            size: V2_CPU_INTERFACE_SIZE,
+        }),
+        GicCpu::V3 { .. } => None,
+    });
+    let root = tables::build::<Stage2>(regions, gicv.as_slice())?;
     // The table walker must see every entry before VTTBR_EL2 points at them.
     crate::sysreg::dsb_ish();
     Ok(root.raw())

@@ -326,17 +326,13 @@ impl El2Vcpu {
         for intid in self.slot.vgic.interrupts.take_hardware_pending() {
             gic::deactivate(intid);
         }
-        let (redistributors, stride) = match self.gic.cpu {
+        let distributor = self.gic.distributor.raw();
+        let windows = match self.gic.cpu {
             GicCpu::V3 {
                 redistributors,
                 redistributor_stride,
-            } => (redistributors.raw(), redistributor_stride),
-            GicCpu::V2 { .. } => (0, 0),
-        };
-        let windows = GicWindows {
-            distributor: self.gic.distributor.raw(),
-            redistributors,
-            stride,
+            } => GicWindows::v3(distributor, redistributors.raw(), redistributor_stride),
+            GicCpu::V2 { .. } => GicWindows::v2(distributor),
         };
         self.slot.vgic = VirtualGic::new(windows, self.index, self.vcpus);
         self.deadline_ns = None;
@@ -350,7 +346,7 @@ impl El2Vcpu {
         } else {
             virtual_time::offset(self.partition)
         });
-        ICH_VMCR_EL2.set(0);
+        lr::set_vmcr(0);
         // SAFETY: drops the guest's old translations and instructions before it restarts.
         unsafe {
             core::arch::asm!(
@@ -892,7 +888,7 @@ impl Vcpu for El2Vcpu {
     }
 
     fn accepts_interrupts(&self) -> bool {
-        vgic::group1_enabled()
+        vgic::guest_enabled()
     }
 
     fn set_timer_deadline(&mut self, deadline_ns: Option<u64>) {

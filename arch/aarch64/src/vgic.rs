@@ -9,17 +9,9 @@
 
 use aarch64_cpu::registers::*;
 use tandem_core::devices::vgic::VirtualGic;
-use tock_registers::{LocalRegisterCopy, register_bitfields};
+use tock_registers::LocalRegisterCopy;
 
 use crate::lr::{self, ListRegister};
-
-register_bitfields! {u64,
-    /// ICH_VMCR_EL2 (IHI 0069, 12.4.10), whose fields aarch64-cpu does not name.
-    ICH_VMCR [
-        /// The guest's ICC_IGRPEN1_EL1: virtual Group 1 interrupts enabled.
-        VENG1 OFFSET(1) NUMBITS(1) []
-    ]
-}
 
 /// The list register holding `intid`, if one does.
 fn find(lrs: usize, intid: u32) -> Option<(usize, ListRegister)> {
@@ -161,7 +153,9 @@ pub fn flush(gic: &mut VirtualGic, lrs: usize, mut hardware: impl FnMut(u32)) {
         ICH_HCR_EL2::UIE::CLEAR
     };
     // The virtual interface's controls for the vCPU this CPU runs.
-    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + underflow);
+    lr::set_controls(LocalRegisterCopy::new(
+        (ICH_HCR_EL2::En::SET + underflow).value,
+    ));
 }
 
 /// Turns the underflow maintenance interrupt off until the next [`flush`]. It is
@@ -170,7 +164,7 @@ pub fn flush(gic: &mut VirtualGic, lrs: usize, mut hardware: impl FnMut(u32)) {
 /// or it is taken again at once, forever. The next flush sets UIE again if interrupts still wait
 /// for a free list register.
 pub fn quiesce_underflow() {
-    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+    lr::set_controls(LocalRegisterCopy::new(ICH_HCR_EL2::En::SET.value));
 }
 
 /// Whether a virtual interrupt waits for the guest, in a list register or in the model.
@@ -190,9 +184,9 @@ pub fn pending_in_lr(lrs: usize, intid: u32) -> bool {
     })
 }
 
-/// Whether the guest has enabled Group 1 virtual interrupts (ICH_VMCR_EL2.VENG1).
-pub fn group1_enabled() -> bool {
-    LocalRegisterCopy::<u64, ICH_VMCR::Register>::new(ICH_VMCR_EL2.get()).is_set(ICH_VMCR::VENG1)
+/// Whether the guest has enabled the group its virtual interrupts are.
+pub fn guest_enabled() -> bool {
+    lr::guest_enabled()
 }
 
 /// Empties the list registers, passing the physical INTIDs they were forwarding to `hardware`.

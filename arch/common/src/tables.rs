@@ -2,10 +2,10 @@
 //! entries are read and written in place (frames are identity-mapped). The walking itself is
 //! `tandem_core::paging`, the entry bits the backends' formats (EPT, stage 2).
 
-use tandem_core::addr::HostPhysAddr;
+use tandem_core::addr::{GuestPhysAddr, HostPhysAddr};
 use tandem_core::config::{MemoryRegion, PAGE_SIZE};
 use tandem_core::paging::{
-    Attrs, EntryFormat, NoTableFrame, PageTable, PagingError, Perms, TableMemory,
+    Attrs, EntryFormat, MemKind, NoTableFrame, PageTable, PagingError, Perms, TableMemory,
 };
 
 use crate::frames::{self, OutOfFrames};
@@ -50,10 +50,23 @@ impl TableMemory for FrameTables {
     }
 }
 
+/// A device's register window a partition reaches directly, without a trap: `size` bytes of
+/// the machine at `hpa`, seen at `gpa` (a GICv2's virtual CPU interface).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceWindow {
+    pub gpa: GuestPhysAddr,
+    pub hpa: HostPhysAddr,
+    pub size: u64,
+}
+
 /// Builds the second-stage tables in format `F` that map `regions` (a partition's memory) and
-/// nothing else, and returns the root table's address. Each region is normal memory, readable
-/// and writable, executable if the configuration says so.
-pub fn build<F: EntryFormat>(regions: &[MemoryRegion]) -> Result<HostPhysAddr, OutOfFrames> {
+/// `devices`, and nothing else, and returns the root table's address. Each region is normal
+/// memory, readable and writable, executable if the configuration says so; each device window
+/// Device memory, readable and writable, never executable.
+pub fn build<F: EntryFormat>(
+    regions: &[MemoryRegion],
+    devices: &[DeviceWindow],
+) -> Result<HostPhysAddr, OutOfFrames> {
     const { assert!(8 << F::BITS_PER_LEVEL == PAGE_SIZE && 1 << F::PAGE_SHIFT == PAGE_SIZE) };
     // SAFETY: the memory goes straight into the page table.
     let memory = unsafe { FrameTables::new() };
@@ -63,6 +76,13 @@ pub fn build<F: EntryFormat>(regions: &[MemoryRegion]) -> Result<HostPhysAddr, O
         table
             .map(r.gpa, r.size, r.hpa, Attrs::normal(perms))
             .map_err(refused)?;
+    }
+    for d in devices {
+        let attrs = Attrs {
+            perms: Perms::RW,
+            kind: MemKind::Device,
+        };
+        table.map(d.gpa, d.size, d.hpa, attrs).map_err(refused)?;
     }
     Ok(table.root())
 }

@@ -76,7 +76,7 @@ pub enum ExitDevice {
 /// Facts about the machine the hypervisor runs on.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Board {
-    pub name: String<32>,
+    pub name: String<48>,
     pub arch: Arch,
     pub cpus: u8,
     pub ram: PhysRange,

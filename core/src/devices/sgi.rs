@@ -1,7 +1,9 @@
 //! Software-generated interrupts a guest sends to vCPUs of its own partition: the GICv3
 //! ICC_SGI1R_EL1 register (Arm IHI 0069, 12.2.22), decoded against the affinities Tandem gives a
-//! partition's vCPUs (vCPU n has Aff0 = n, Aff1-3 = 0). The value is the guest's: a target that
-//! names no vCPU of the partition is dropped, so no value can reach another partition's CPU.
+//! partition's vCPUs (vCPU n has Aff0 = n, Aff1-3 = 0), or the GICv2 GICD_SGIR (IHI 0048B,
+//! 4.3.15), whose target list names CPU interfaces (vCPU n's is bit n). The value is the guest's:
+//! a target that names no vCPU of the partition is dropped, so no value can reach another
+//! partition's CPU.
 
 /// The SGI's INTID, bits 27:24.
 const INTID_SHIFT: u32 = 24;
@@ -43,6 +45,24 @@ impl SgiRequest {
         Self { intid, targets }
     }
 
+    /// What a write of `value` to GICD_SGIR by vCPU `me` of a partition of `vcpus` asks:
+    /// SGIINTID in bits 3:0, TargetListFilter in 25:24 (0 the list in CPUTargetList, 23:16; 1
+    /// every CPU interface but the sender's; 2 the sender's; 3 reserved, none).
+    pub fn from_sgir(value: u32, me: u64, vcpus: u64) -> Self {
+        let all = (1u64 << vcpus.min(8)) - 1;
+        let me = 1u64.checked_shl(me as u32).unwrap_or(0);
+        let targets = match (value >> 24) & 0b11 {
+            0 => u64::from((value >> 16) & 0xff) & all,
+            1 => all & !me,
+            2 => me & all,
+            _ => 0,
+        };
+        Self {
+            intid: (value & 0xf) as u8,
+            targets,
+        }
+    }
+
     /// The vCPU indices targeted, lowest first.
     pub fn vcpus(&self) -> impl Iterator<Item = u32> + '_ {
         (0..MAX_TARGETS as u32).filter(|&v| self.targets & (1 << v) != 0)
@@ -55,6 +75,21 @@ mod tests {
 
     fn sgi1r(intid: u64, list: u64, rs: u64, aff1: u64, irm: bool) -> u64 {
         intid << 24 | list | rs << 44 | aff1 << 16 | u64::from(irm) << 40
+    }
+
+    #[test]
+    fn gicv2_sgir_targets_only_the_partitions_vcpus() {
+        let sgir = |filter: u32, list: u32, intid: u32| filter << 24 | list << 16 | intid;
+        let req = SgiRequest::from_sgir(sgir(0, 0b1111_0110, 3), 0, 2);
+        assert_eq!(
+            (req.intid, req.targets),
+            (3, 0b10),
+            "vCPUs 2-7 do not exist"
+        );
+        assert_eq!(SgiRequest::from_sgir(sgir(1, 0, 5), 1, 3).targets, 0b101);
+        assert_eq!(SgiRequest::from_sgir(sgir(2, 0xff, 5), 1, 3).targets, 0b010);
+        assert_eq!(SgiRequest::from_sgir(sgir(3, 0xff, 5), 1, 3).targets, 0);
+        assert_eq!(SgiRequest::from_sgir(sgir(0, 0, 0x1f), 0, 1).intid, 0xf);
     }
 
     #[test]

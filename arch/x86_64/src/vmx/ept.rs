@@ -109,6 +109,6 @@ impl Tracked for Ept {
 
 /// Builds the tables and returns the EPT pointer (root | 4-level walk | write-back).
 pub fn build(regions: &[MemoryRegion]) -> Result<u64, OutOfFrames> {
-    let root = tables::build::<Ept>(regions)?;
+    let root = tables::build::<Ept>(regions, &[])?;
     Ok(root.raw() | EPTP_WALK_4 | EPTP_WB)
 }

@@ -1,15 +1,21 @@
 //! A partition's view of a GICv3 (Arm IHI 0069): an emulated distributor and one redistributor per
 //! vCPU, reached through MMIO exits at the windows the board names, over the vCPU's
-//! [`VirtualInterrupts`]. The backend moves pending interrupts from that model into its virtual
-//! CPU interface (list registers); everything register-level lives here, portable and host-tested.
+//! [`VirtualInterrupts`]; or of a GICv2 (IHI 0048B, `v2`): an emulated distributor, whose SGI and
+//! PPI registers each vCPU sees banked. The backend moves pending interrupts from that model into
+//! its virtual CPU interface (list registers); everything register-level lives here, portable and
+//! host-tested.
 //!
-//! Every interrupt is Group 1 (non-secure) and affinity routing is always on, so SGIs and PPIs live
-//! in the redistributors and the distributor only owns SPIs (IHI 0069, 2.2 and 12.9).
+//! On a GICv3 every interrupt is Group 1 (non-secure) and affinity routing is always on, so SGIs
+//! and PPIs live in the redistributors and the distributor only owns SPIs (IHI 0069, 2.2 and
+//! 12.9).
 //!
 //! Handling an access is split in two, as the exit loop's commit rule asks: [`VirtualGic::read`]
 //! and [`VirtualGic::write`] only compute (a value, or a [`GicWrite`]); [`VirtualGic::apply`]
 //! changes the model, last, together with the completion of the guest's instruction.
 
+mod v2;
+
+use super::sgi::SgiRequest;
 use super::vintc::VirtualInterrupts;
 
 /// The distributor's register frame; a redistributor is two of them (RD_base, then SGI_base).
@@ -60,9 +66,38 @@ const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 #[repr(C)]
 pub struct GicWindows {
     pub distributor: u64,
-    /// vCPU n's redistributor is at `redistributors + n * stride`.
+    /// vCPU n's redistributor is at `redistributors + n * stride`; both 0 on a GICv2, whose CPU
+    /// interface the guest reaches without a trap.
     pub redistributors: u64,
     pub stride: u64,
+    /// The GIC's architecture version, 2 or 3.
+    pub version: u64,
+}
+
+impl GicWindows {
+    /// A GICv3's distributor and redistributors.
+    pub const fn v3(distributor: u64, redistributors: u64, stride: u64) -> Self {
+        Self {
+            distributor,
+            redistributors,
+            stride,
+            version: 3,
+        }
+    }
+
+    /// A GICv2's distributor.
+    pub const fn v2(distributor: u64) -> Self {
+        Self {
+            distributor,
+            redistributors: 0,
+            stride: 0,
+            version: 2,
+        }
+    }
+
+    fn is_v2(&self) -> bool {
+        self.version == 2
+    }
 }
 
 /// The emulated distributor and redistributor registers of one vCPU, and its interrupt model:
@@ -132,9 +167,13 @@ fn size_mask(size: u8) -> u64 {
 impl VirtualGic {
     /// The power-on state of vCPU `vcpu` of `vcpus`: nothing pending or enabled, its
     /// redistributor asleep.
-    pub const fn new(windows: GicWindows, vcpu: u64, vcpus: u64) -> Self {
+    pub fn new(windows: GicWindows, vcpu: u64, vcpus: u64) -> Self {
+        let mut interrupts = VirtualInterrupts::new();
+        if windows.is_v2() {
+            v2::enable_sgis(&mut interrupts);
+        }
         Self {
-            interrupts: VirtualInterrupts::new(),
+            interrupts,
             windows,
             vcpu,
             vcpus,
@@ -165,8 +204,14 @@ impl VirtualGic {
     /// The register `gpa` falls in, if it is one of the partition's GIC windows.
     pub fn decode(&self, gpa: u64) -> Option<GicAccess> {
         let w = &self.windows;
+        let distributor_size = if w.is_v2() {
+            V2_FRAME
+        } else {
+            DISTRIBUTOR_SIZE
+        };
         let (register, offset, word) = match gpa.checked_sub(w.distributor) {
-            Some(off) if off < DISTRIBUTOR_SIZE => (Register::Distributor(off & !3), off, off & !3),
+            Some(off) if off < distributor_size => (Register::Distributor(off & !3), off, off & !3),
+            _ if w.is_v2() => return None,
             _ => {
                 let off = gpa.checked_sub(w.redistributors)?;
                 let vcpu = off.checked_div(w.stride)?;
@@ -210,9 +255,22 @@ impl VirtualGic {
         }
     }
 
+    /// The SGIs a write of `value` at `access` sends, if it is one: a GICv2's GICD_SGIR (on a
+    /// GICv3 SGIs are sent through a system register, `SgiRequest::from_sgi1r`).
+    pub fn sgi_request(&self, access: GicAccess, value: u64) -> Option<SgiRequest> {
+        (self.windows.is_v2() && access.register == Register::Distributor(v2::SGIR))
+            .then(|| SgiRequest::from_sgir(value as u32, self.vcpu, self.vcpus))
+    }
+
     /// Applies a write computed by [`VirtualGic::write`]; other vCPUs' redistributors ignore it.
     pub fn apply(&mut self, write: GicWrite) {
         let value = write.value;
+        if self.windows.is_v2() {
+            if let Register::Distributor(off) = write.register {
+                self.v2_apply(off, value);
+            }
+            return;
+        }
         match write.register {
             Register::Distributor(CTLR) => self.gicd_ctlr = value & CTLR_GRP1,
             Register::Distributor(off) => self.bits_write(off, value, 32..1020),
@@ -221,16 +279,8 @@ impl VirtualGic {
                     let sleep = value & WAKER_PROCESSOR_SLEEP;
                     self.waker = sleep | if sleep != 0 { WAKER_CHILDREN_ASLEEP } else { 0 };
                 }
-                o if o == SGI_FRAME + ISACTIVER => {
-                    self.active |= value;
-                    self.activate |= value;
-                    self.deactivate &= !value;
-                }
-                o if o == SGI_FRAME + ICACTIVER => {
-                    self.active &= !value;
-                    self.deactivate |= value;
-                    self.activate &= !value;
-                }
+                o if o == SGI_FRAME + ISACTIVER => self.activate(value),
+                o if o == SGI_FRAME + ICACTIVER => self.deactivate(value),
                 o if o >= SGI_FRAME => self.bits_write(o - SGI_FRAME, value, 0..32),
                 _ => {}
             },
@@ -238,9 +288,24 @@ impl VirtualGic {
         }
     }
 
+    /// Marks SGIs and PPIs active (`value`'s bits), as GICR_ISACTIVER0 or GICD_ISACTIVER0 asks.
+    fn activate(&mut self, value: u32) {
+        self.active |= value;
+        self.activate |= value;
+        self.deactivate &= !value;
+    }
+
+    /// Deactivates SGIs and PPIs, as GICR_ICACTIVER0 or GICD_ICACTIVER0 asks.
+    fn deactivate(&mut self, value: u32) {
+        self.active &= !value;
+        self.deactivate |= value;
+        self.activate &= !value;
+    }
+
     fn register_value(&self, register: Register) -> u64 {
         let me = self.vcpu;
         match register {
+            Register::Distributor(off) if self.windows.is_v2() => u64::from(self.v2_read(off)),
             Register::Distributor(off) => u64::from(self.dist_read(off)),
             Register::Redistributor { vcpu, offset } => match offset {
                 // Affinity = vCPU index; Processor_Number; Last on the final redistributor.
@@ -318,11 +383,7 @@ impl VirtualGic {
 mod tests {
     use super::*;
 
-    const WINDOWS: GicWindows = GicWindows {
-        distributor: 0x0800_0000,
-        redistributors: 0x080a_0000,
-        stride: 0x2_0000,
-    };
+    const WINDOWS: GicWindows = GicWindows::v3(0x0800_0000, 0x080a_0000, 0x2_0000);
     const GICD: u64 = WINDOWS.distributor;
     const GICR1: u64 = WINDOWS.redistributors + WINDOWS.stride;
 

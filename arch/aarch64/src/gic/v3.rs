@@ -1,44 +1,18 @@
-//! The physical GICv3, owned by the hypervisor (Arm IHI 0069, GICv3/v4 architecture), where the
-//! board's configuration says it is.
+//! A GICv3 (Arm IHI 0069, GICv3/v4 architecture): the distributor with affinity routing, one
+//! redistributor per CPU found by its affinity, the CPU interface's system registers.
 //!
-//! The distributor is enabled with affinity routing; each CPU wakes its redistributor and enables
-//! the private interrupts the hypervisor takes: the EL1 virtual timer, which it forwards to the
-//! guest with a hardware list register, the EL2 physical timer for hypercall timer deadlines, and
-//! the virtual interface's maintenance interrupt (their INTIDs are board data too); a CPU whose
-//! vCPU uses the PMU also takes the PMU's overflow interrupt, forwarded the same way.
-//! EOImode = 1 splits priority drop (ICC_EOIR1_EL1) from deactivation (ICC_DIR_EL1), so a
-//! forwarded interrupt stays active until the guest deactivates its virtual copy (IHI 0069, 4.4).
-//! All of these are Group 1 (IRQ). With recovery on, one Group 0 SGI (FIQ) stops CPUs for a
-//! recovery (`stop`), the EL1 physical timer's PPI, Group 0 too, is the watchdog's tick
-//! (`watchdog`), and a recovery resets each CPU's interface ([`reset_for_recovery`]).
+//! All of the hypervisor's interrupts are Group 1 (IRQ); the stop request and the watchdog's
+//! tick are Group 0, which with a single security state is signalled as FIQ (IHI 0069, 4.6.2).
 
 use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
-use spin::Once;
 use tandem_core::config::{Gic, GicCpu};
+
+use super::{GicError, KICK_SGI, PRIORITY, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY, facts};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
 
 use crate::sysreg::{isb, read_sysreg, write_sysreg};
-
-/// INTIDs 1020-1023 are special: nothing to acknowledge (IHI 0069, 2.2.1).
-pub const SPURIOUS: u32 = 1020;
-/// The SGI one CPU sends another to bring it out of its guest or its idle wait (`kick`); any
-/// SGI would do, the physical GIC is the hypervisor's alone.
-pub const KICK_SGI: u32 = 1;
-/// The Group 0 SGI a recovery stops the other CPUs with (`stop`): signalled as FIQ.
-pub const STOP_SGI: u32 = 2;
-/// The priority of the hypervisor's own interrupts: the middle of the range, below none of the
-/// guest's (they are virtual and never compete at the physical interface).
-const PRIORITY: u32 = 0x80;
-/// The stop request's priority: the highest, so it preempts whatever the CPU interface has
-/// active (IHI 0069, 4.8).
-const STOP_PRIORITY: u32 = 0x00;
-/// The watchdog's tick (`watchdog`): above the hypervisor's Group 1 interrupts, so one of them
-/// acknowledged and not yet ended does not hold the tick back (an interrupt is signalled only
-/// above the running priority, IHI 0069, 4.8), and below the stop request, which the
-/// acknowledge then returns first when both are pending.
-const TICK_PRIORITY: u32 = 0x40;
 
 register_bitfields! {u32,
     /// IHI 0069, 12.9.4 (GICD_CTLR, non-secure view with a single security state).
@@ -95,14 +69,6 @@ register_structs! {
     }
 }
 
-/// The board's GIC, recorded by [`init_distributor`] for every CPU.
-static FACTS: Once<Gic> = Once::new();
-
-/// The board's GIC facts; waits for the bootstrap CPU's [`init_distributor`].
-pub fn facts() -> &'static Gic {
-    FACTS.wait()
-}
-
 fn distributor(gic: &Gic) -> &'static Distributor {
     // SAFETY: the board's distributor frame, mapped as Device memory by the boot map; the
     // hypervisor is its only user.
@@ -115,24 +81,7 @@ fn redistributor_at(base: u64) -> &'static Redistributor {
     unsafe { &*(base as *const Redistributor) }
 }
 
-/// Why the interrupt controller could not be set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
-pub enum GicError {
-    /// The configuration names no GIC (validation refuses that for aarch64 boards).
-    NotDescribed,
-    /// No redistributor's affinity matches this CPU.
-    NoRedistributor,
-    /// The board's GIC is a GICv2, which this build does not drive yet.
-    Version2,
-}
-
-/// Records the board's GIC and enables its distributor; once, on the bootstrap CPU.
-pub fn init_distributor(gic: Option<Gic>) -> Result<(), GicError> {
-    let gic = gic.ok_or(GicError::NotDescribed)?;
-    if matches!(gic.cpu, GicCpu::V2 { .. }) {
-        return Err(GicError::Version2);
-    }
-    let gic = FACTS.call_once(|| gic);
+pub fn init_distributor(gic: &Gic) -> Result<(), GicError> {
     distributor(gic)
         .ctlr
         .write(GICD_CTLR::ARE_NS::SET + GICD_CTLR::EnableGrp1A::SET);
@@ -265,16 +214,12 @@ pub fn send_stop(cpu: usize) {
     isb();
 }
 
-/// Acknowledges and ends the Group 0 interrupt this CPU takes as a FIQ ([`STOP_SGI`], or a
-/// watchdog tick pending before it, whose timer level brings it back once FIQs are let in):
-/// ICC_IAR0_EL1, then [`end_group0`].
-pub fn take_stop() {
+/// Acknowledges this CPU's highest-priority Group 0 interrupt: ICC_IAR0_EL1.
+pub fn acknowledge_group0() -> u32 {
     let intid: u64;
-    // SAFETY: acknowledges this CPU's highest-priority Group 0 interrupt, ended just below.
+    // SAFETY: acknowledges an interrupt, which the caller ends.
     unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) intid, options(nomem, nostack)) };
-    if intid < u64::from(SPURIOUS) {
-        end_group0(intid as u32);
-    }
+    intid as u32
 }
 
 /// Ends Group 0 interrupt `intid`, which this CPU acknowledged: the priority drop

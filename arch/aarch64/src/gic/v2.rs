@@ -1,0 +1,323 @@
+//! A GICv2 with the virtualization extensions (Arm IHI 0048B): the distributor and the CPU
+//! interface are memory-mapped, each CPU seeing its own bank of the SGI and PPI registers and of
+//! the CPU interface at the one address (IHI 0048B, 4.1.1 and 4.3).
+//!
+//! Without the Security Extensions (QEMU `virt` without EL3, GICD_TYPER.SecurityExtn = 0) the
+//! hypervisor owns both groups: its interrupts are Group 1, acknowledged through the aliased
+//! registers GICC_AIAR and GICC_AEOIR, and the stop request and the watchdog's tick are Group 0,
+//! signalled as FIQ (GICC_CTLR.FIQEn) and acknowledged through GICC_IAR (IHI 0048B, 3.8 and
+//! 4.4.1). With them (a GIC-400 the firmware left to the non-secure world, as on a Raspberry
+//! Pi 4) the hypervisor sees only Group 1, through GICC_IAR, and has no FIQ: recovery, which
+//! needs one, is refused there ([`GicError::NoGroup0`]).
+
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use tandem_core::config::{Gic, GicCpu};
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+
+use super::{GicError, KICK_SGI, PRIORITY, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY};
+use crate::boot::MAX_CPUS;
+use crate::sysreg;
+
+register_structs! {
+    /// The distributor registers the hypervisor uses (IHI 0048B, 4.1.2); the first word of
+    /// each bank (INTIDs 0-31, the SGIs and PPIs) is banked per CPU.
+    Distributor {
+        (0x000 => ctlr: ReadWrite<u32>),
+        (0x004 => typer: ReadOnly<u32>),
+        (0x008 => _iidr),
+        (0x080 => igroupr0: ReadWrite<u32>),
+        (0x084 => _igroupr),
+        (0x100 => isenabler0: ReadWrite<u32>),
+        (0x104 => _isenabler),
+        (0x180 => icenabler0: ReadWrite<u32>),
+        (0x184 => _icenabler),
+        (0x300 => isactiver0: ReadWrite<u32>),
+        (0x304 => _isactiver),
+        (0x380 => icactiver0: ReadWrite<u32>),
+        (0x384 => _icactiver),
+        (0x400 => ipriorityr: [ReadWrite<u32>; 8]),
+        (0x420 => _ipriorityr),
+        (0x800 => itargetsr0: ReadOnly<u32>),
+        (0x804 => _itargetsr),
+        (0xf00 => sgir: WriteOnly<u32>),
+        (0xf04 => _sgir),
+        (0xf10 => cpendsgir: [ReadWrite<u32>; 4]),
+        (0xf20 => @END),
+    },
+    /// This CPU's interface (IHI 0048B, 4.1.3).
+    CpuInterface {
+        (0x0000 => ctlr: ReadWrite<u32>),
+        (0x0004 => pmr: ReadWrite<u32>),
+        (0x0008 => bpr: ReadWrite<u32>),
+        (0x000c => iar: ReadOnly<u32>),
+        (0x0010 => eoir: WriteOnly<u32>),
+        (0x0014 => _rpr_hppir_abpr),
+        (0x0020 => aiar: ReadOnly<u32>),
+        (0x0024 => aeoir: WriteOnly<u32>),
+        (0x0028 => _ahppir),
+        (0x00d0 => apr: [ReadWrite<u32>; 4]),
+        (0x00e0 => nsapr: [ReadWrite<u32>; 4]),
+        (0x00f0 => _iidr),
+        (0x1000 => dir: WriteOnly<u32>),
+        (0x1004 => @END),
+    }
+}
+
+/// GICD_TYPER.SecurityExtn (IHI 0048B, 4.3.2).
+const TYPER_SECURITY_EXTN: u32 = 1 << 10;
+/// GICD_CTLR without the Security Extensions: EnableGrp0, EnableGrp1 (4.3.1). In the
+/// non-secure view of a GIC with them, bit 0 enables Group 1 and bit 1 is reserved.
+const GICD_GRP0: u32 = 1 << 0;
+const GICD_GRP1: u32 = 1 << 1;
+/// GICC_CTLR (4.4.1, tables 4-31 and 4-32): EnableGrp0, EnableGrp1, FIQEn (Group 0 as FIQ),
+/// EOImode (bit 9: EOImodeS without the Security Extensions, EOImodeNS in the non-secure view
+/// of a GIC with them) splitting priority drop from deactivation, so a forwarded interrupt
+/// stays active until the guest deactivates its virtual copy (5.2.3).
+const GICC_GRP0: u32 = 1 << 0;
+const GICC_GRP1: u32 = 1 << 1;
+const GICC_FIQ_EN: u32 = 1 << 3;
+const GICC_EOI_MODE: u32 = 1 << 9;
+/// GICD_SGIR (4.3.15): SGIINTID [3:0], NSATT (bit 15: send only if the SGI is Group 1),
+/// CPUTargetList [23:16], TargetListFilter [25:24] = 0 (the list).
+const SGIR_NSATT: u32 = 1 << 15;
+const SGIR_TARGETS_SHIFT: u32 = 16;
+/// GICC_IAR: the interrupt ID, bits 9:0 (4.4.4); the CPUID bits above matter only for SGIs
+/// and are written back as read.
+const IAR_ID: u32 = 0x3ff;
+
+/// The distributor's and the CPU interface's addresses, and whether the GIC has the Security
+/// Extensions, recorded once by [`init_distributor`], before `super` dispatches anything else
+/// here.
+static GICD: AtomicU64 = AtomicU64::new(0);
+static GICC: AtomicU64 = AtomicU64::new(0);
+static SECURE: AtomicBool = AtomicBool::new(false);
+/// The source CPU bits (GICC_IAR 12:10) of the SGI each CPU acknowledged last: ending it needs
+/// them back (4.4.5), callers know the SGI by its ID alone.
+static SGI_SOURCE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Each CPU's interface number, the bit its GICD_ITARGETSR0 reads (4.3.12): what GICD_SGIR's
+/// target list names, which need not be the CPU's index.
+static INTERFACE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+fn this() -> (&'static Distributor, &'static CpuInterface) {
+    // SAFETY: the board's distributor and CPU interface frames, recorded by `init_distributor`
+    // before anything else reaches this module, mapped as Device memory by the boot map; the
+    // hypervisor is their only user (guests reach an emulated distributor and the virtual CPU
+    // interface).
+    unsafe {
+        (
+            &*(GICD.load(Ordering::Relaxed) as *const Distributor),
+            &*(GICC.load(Ordering::Relaxed) as *const CpuInterface),
+        )
+    }
+}
+
+fn secure() -> bool {
+    SECURE.load(Ordering::Relaxed)
+}
+
+pub fn init_distributor(gic: &Gic) -> Result<(), GicError> {
+    let GicCpu::V2 {
+        cpu_interface,
+        hyp_interface,
+        ..
+    } = gic.cpu
+    else {
+        return Err(GicError::NotDescribed);
+    };
+    GICD.store(gic.distributor.raw(), Ordering::Relaxed);
+    GICC.store(cpu_interface.raw(), Ordering::Relaxed);
+    crate::gich::use_frame(hyp_interface.raw());
+    let (d, _) = this();
+    let secure = d.typer.get() & TYPER_SECURITY_EXTN != 0;
+    SECURE.store(secure, Ordering::Relaxed);
+    d.ctlr.set(if secure {
+        GICD_GRP0
+    } else {
+        GICD_GRP0 | GICD_GRP1
+    });
+    Ok(())
+}
+
+pub fn init_cpu() -> Result<(), GicError> {
+    let (d, c) = this();
+    // Byte 0 of the banked GICD_ITARGETSR0 is this CPU's own interface bit (4.3.12).
+    INTERFACE[sysreg::cpu_index()].store(d.itargetsr0.get() as u8, Ordering::Relaxed);
+    let gic = super::facts();
+    enable_private(
+        d,
+        &[
+            KICK_SGI,
+            gic.maintenance_intid,
+            gic.hyp_timer_intid,
+            gic.virtual_timer_intid,
+        ],
+    );
+    c.pmr.set(0xff);
+    c.ctlr.set(if secure() {
+        GICC_GRP0 | GICC_EOI_MODE
+    } else {
+        GICC_GRP1 | GICC_FIQ_EN | GICC_EOI_MODE | (c.ctlr.get() & GICC_GRP0)
+    });
+    Ok(())
+}
+
+/// Makes SGIs and PPIs `intids` Group 1 interrupts of the hypervisor's priority and enables
+/// them in this CPU's bank (GICD_IGROUPR0 is RAZ/WI to a non-secure access, where the firmware
+/// left everything Group 1).
+fn enable_private(d: &Distributor, intids: &[u32]) {
+    let mask = intids.iter().fold(0u32, |m, i| m | 1 << i);
+    if !secure() {
+        d.igroupr0.set(d.igroupr0.get() | mask);
+    }
+    for &intid in intids {
+        set_priority(d, intid, PRIORITY);
+    }
+    d.isenabler0.set(mask);
+}
+
+fn set_priority(d: &Distributor, intid: u32, priority: u32) {
+    let reg = &d.ipriorityr[(intid / 4) as usize];
+    let shift = 8 * (intid % 4);
+    reg.set((reg.get() & !(0xff << shift)) | priority << shift);
+}
+
+/// Group 0 as FIQ: only without the Security Extensions.
+fn enable_group0(d: &Distributor, intid: u32, priority: u32) -> Result<(), GicError> {
+    if secure() {
+        return Err(GicError::NoGroup0);
+    }
+    d.igroupr0.set(d.igroupr0.get() & !(1 << intid));
+    set_priority(d, intid, priority);
+    d.isenabler0.set(1 << intid);
+    Ok(())
+}
+
+pub fn enable_stop() -> Result<(), GicError> {
+    let (d, c) = this();
+    enable_group0(d, STOP_SGI, STOP_PRIORITY)?;
+    c.ctlr.set(c.ctlr.get() | GICC_GRP0);
+    Ok(())
+}
+
+pub fn enable_tick() -> Result<u32, GicError> {
+    let (d, _) = this();
+    let intid = super::facts().physical_timer_intid;
+    enable_group0(d, intid, TICK_PRIORITY)?;
+    Ok(intid)
+}
+
+/// Sends SGI `intid` to CPU `cpu` through GICD_SGIR, `group1` saying which group it is (NSATT).
+fn send(intid: u32, cpu: usize, group1: bool) {
+    let (d, _) = this();
+    let target = u32::from(INTERFACE[cpu].load(Ordering::Relaxed));
+    // SAFETY: the DSB makes the caller's state visible before the SGI can arrive.
+    unsafe { core::arch::asm!("dsb ish", options(nostack)) };
+    d.sgir
+        .set(intid | target << SGIR_TARGETS_SHIFT | if group1 { SGIR_NSATT } else { 0 });
+}
+
+pub fn send_stop(cpu: usize) {
+    send(STOP_SGI, cpu, false);
+}
+
+pub fn send_kick(cpu: usize) {
+    send(KICK_SGI, cpu, true);
+}
+
+/// Acknowledges this CPU's highest-priority Group 0 interrupt (GICC_IAR), as the whole value
+/// [`end_group0`] needs back; [`SPURIOUS`] or above (in its ID bits) if none.
+pub fn acknowledge_group0() -> u32 {
+    this().1.iar.get()
+}
+
+pub fn end_group0(iar: u32) {
+    let (_, c) = this();
+    c.eoir.set(iar);
+    c.dir.set(iar);
+}
+
+/// Acknowledges the highest-priority pending Group 1 interrupt and returns its ID: GICC_AIAR
+/// without the Security Extensions, GICC_IAR in the non-secure view of a GIC with them.
+pub fn acknowledge() -> u32 {
+    let (_, c) = this();
+    let iar = if secure() { c.iar.get() } else { c.aiar.get() };
+    let id = iar & IAR_ID;
+    if id < 16 {
+        SGI_SOURCE[sysreg::cpu_index()].store(iar & !IAR_ID, Ordering::Relaxed);
+    }
+    id
+}
+
+/// The GICC_EOIR / GICC_DIR value ending interrupt `id` on this CPU: an SGI's with the source
+/// [`acknowledge`] read.
+fn with_source(id: u32) -> u32 {
+    if id < 16 {
+        id | SGI_SOURCE[sysreg::cpu_index()].load(Ordering::Relaxed)
+    } else {
+        id
+    }
+}
+
+pub fn end_of_interrupt(id: u32) {
+    let (_, c) = this();
+    if secure() {
+        c.eoir.set(with_source(id));
+    } else {
+        c.aeoir.set(with_source(id));
+    }
+}
+
+pub fn deactivate(id: u32) {
+    this().1.dir.set(with_source(id));
+}
+
+pub fn reset_for_recovery() -> Result<(), GicError> {
+    let (d, c) = this();
+    for apr in c.apr.iter().chain(c.nsapr.iter()) {
+        apr.set(0);
+    }
+    c.bpr.set(0);
+    init_cpu()?;
+    clear_sgi(d, STOP_SGI);
+    let gic = super::facts();
+    let own = [
+        KICK_SGI,
+        STOP_SGI,
+        gic.maintenance_intid,
+        gic.hyp_timer_intid,
+        gic.physical_timer_intid,
+    ];
+    d.icactiver0.set(own.iter().fold(0u32, |m, &i| m | 1 << i));
+    Ok(())
+}
+
+/// Drops SGI `intid` pending on this CPU from every source (GICD_CPENDSGIRn, a byte per SGI,
+/// a bit per source CPU, 4.3.16).
+fn clear_sgi(d: &Distributor, intid: u32) {
+    d.cpendsgir[(intid / 4) as usize].set(0xff << (8 * (intid % 4)));
+}
+
+pub fn clear_kick() {
+    clear_sgi(this().0, KICK_SGI);
+}
+
+pub fn private_active(intid: u32) -> bool {
+    this().0.isactiver0.get() & (1 << intid) != 0
+}
+
+pub fn deactivate_private(intid: u32) {
+    this().0.icactiver0.set(1 << intid);
+}
+
+pub fn enable_ppi(intid: u32) -> Result<(), GicError> {
+    enable_private(this().0, &[intid]);
+    Ok(())
+}
+
+pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
+    this().0.icenabler0.set(1 << intid);
+    Ok(())
+}
