@@ -106,6 +106,10 @@ enum Command {
         /// The file or block device (e.g. /dev/sdb) to write.
         #[arg(long)]
         to: PathBuf,
+        /// A Raspberry Pi's firmware folder (start4.elf, fixup4.dat, bcm2711-rpi-4-b.dtb, and
+        /// overlays/disable-bt.dtbo if there) instead of Debian's.
+        #[arg(long, value_name = "DIR")]
+        firmware: Option<PathBuf>,
         /// Overwrite a disk or a non-image file without asking.
         #[arg(long)]
         yes: bool,
@@ -240,8 +244,9 @@ fn main() -> ExitCode {
             board,
             config,
             to,
+            firmware,
             yes,
-        } => flash::run(&board, config.as_deref(), &to, yes).map(|_| true),
+        } => flash::run(&board, config.as_deref(), &to, firmware.as_deref(), yes).map(|_| true),
         Command::Monitor {
             board,
             port,

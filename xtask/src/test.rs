@@ -458,7 +458,7 @@ fn flashed(filter: Option<&str>, tally: &Mutex<Tally>) {
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .map_err(anyhow::Error::from)
-        .and_then(|()| flash::run("pc-x86_64", None, &to, true));
+        .and_then(|()| flash::run("pc-x86_64", None, &to, None, true));
     let mut bochs_log = None;
     for t in tests {
         let (rules, run) = match scenario::parse(&t.rules_file()) {
@@ -501,6 +501,36 @@ fn flashed(filter: Option<&str>, tally: &Mutex<Tally>) {
     }
 }
 
+/// The Raspberry Pi 4's card image, checked as its firmware would read it.
+const RPI4_SD_TEST: &str = "flash/rpi4-sd";
+
+/// `cargo xtask flash --board rpi4` to a file, with Debian's firmware, and the file's structure
+/// checked ([`flash::rpi_check`]): no emulator here models the board, so nothing boots it.
+fn flashed_rpi4(filter: Option<&str>, tally: &Mutex<Tally>) {
+    if filter.is_some_and(|f| !RPI4_SD_TEST.contains(f)) {
+        return;
+    }
+    println!("== Raspberry Pi 4 SD card image (its structure; no emulator models the board)");
+    let to = root().join("build/test-flash/rpi4.img");
+    let checked = to
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| flash::run("rpi4", None, &to, None, true))
+        .and_then(|flashed| flash::rpi_check::check(&flashed));
+    let mut t = tally.lock().unwrap();
+    match checked {
+        Ok(()) => {
+            t.passed += 1;
+            println!("test {RPI4_SD_TEST} ... ok");
+        }
+        Err(e) => {
+            t.failed += 1;
+            println!("test {RPI4_SD_TEST} ... FAILED\n    {e:#}");
+        }
+    }
+}
+
 /// The stand-in rig's scenarios through `cargo xtask hil`'s runner.
 fn hil(filter: Option<&str>, tally: &Mutex<Tally>) {
     let selected = |name: &str| filter.is_none_or(|f| name.contains(f));
@@ -537,6 +567,7 @@ pub fn run(filter: Option<&str>) -> Result<bool> {
         integration(arch, filter, &tally)?;
     }
     flashed(filter, &tally);
+    flashed_rpi4(filter, &tally);
     hil(filter, &tally);
     ft_boards(filter, &tally);
     campaigns(filter, &tally);

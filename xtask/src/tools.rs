@@ -39,6 +39,23 @@ pub const GRUB_EFI: &[Need] = &[Need {
     package: "grub-efi-amd64-bin",
 }];
 
+/// mtools, which makes and fills the FAT of a Raspberry Pi's SD card image inside the image file
+/// (no root or loop device needed), and reads it back for the tests.
+pub const MTOOLS: &[Need] = &[
+    Need {
+        file: "/usr/bin/mformat",
+        package: "mtools",
+    },
+    Need {
+        file: "/usr/bin/mcopy",
+        package: "mtools",
+    },
+    Need {
+        file: "/usr/bin/mdir",
+        package: "mtools",
+    },
+];
+
 /// UEFI firmware for QEMU's PC (OVMF), which boots the flashed PC image as a UEFI PC would.
 pub const OVMF: &[Need] = &[Need {
     file: "/usr/share/ovmf/OVMF.fd",

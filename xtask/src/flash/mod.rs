@@ -1,7 +1,13 @@
-//! `cargo xtask flash --board B [--config FILE] --to PATH [--yes]`: builds the board's
-//! bootable image and writes it to a file or a whole disk, refusing a disk in use.
+//! `cargo xtask flash --board B [--config FILE] --to PATH [--firmware DIR] [--yes]`: builds the
+//! board's bootable image and writes it to a file or a whole disk, refusing a disk in use.
 
 pub mod boot;
+mod flat;
+mod mbr;
+pub mod rpi_check;
+mod rpi_config;
+mod rpi_firmware;
+mod rpi_sd;
 mod target;
 mod write;
 
@@ -21,9 +27,28 @@ pub struct Flashed {
     pub to: PathBuf,
 }
 
-/// Builds `board`'s image (its own partitions, or `config`'s) and writes it to `to`; `yes`
-/// overwrites a disk or a file that is not an image without asking.
-pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<Flashed> {
+/// Builds `board`'s image (its own partitions, or `config`'s) and writes it to `to`; a Raspberry
+/// Pi's card gets the firmware in `firmware`, or Debian's; `yes` overwrites a disk or a file that
+/// is not an image without asking.
+pub fn run(
+    board: &str,
+    config: Option<&Path>,
+    to: &Path,
+    firmware: Option<&Path>,
+    yes: bool,
+) -> Result<Flashed> {
+    // Refused before the build, which takes a while.
+    let user_firmware = match firmware {
+        Some(dir) if crate::config::load_board(board)?.flash != Some(FlashFile::RaspberryPiSd) => {
+            bail!(
+                "--firmware {}: board `{board}` takes no firmware files (only a Raspberry Pi's \
+                 SD card image does)",
+                dir.display()
+            )
+        }
+        Some(dir) => Some(rpi_firmware::user(dir)?),
+        None => None,
+    };
     let image = build::build_board(board, config)?;
     let built_for = &image.config.board;
     if built_for.name != board {
@@ -49,7 +74,13 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
     consent(to, &target, yes)?;
     let file = match kind {
         FlashFile::GrubHybrid => build::pc_image(&image)?,
-        FlashFile::RaspberryPiSd => bail!("board `{board}`: SD card images are not written yet"),
+        FlashFile::RaspberryPiSd => {
+            let firmware = match user_firmware {
+                Some(firmware) => firmware,
+                None => rpi_firmware::debian()?,
+            };
+            rpi_sd::image(&image, &firmware)?
+        }
     };
     let device_bytes = match target::check(to, &target::Host::this())? {
         Target::Disk(disk) => Some(disk.bytes),
@@ -62,20 +93,28 @@ pub fn run(board: &str, config: Option<&Path>, to: &Path, yes: bool) -> Result<F
         std::fs::create_dir_all(dir)?;
     }
     std::fs::copy(&image.elf, &elf)?;
-    eprintln!("{} is ready to boot: {}", to.display(), board_hint(kind));
+    eprintln!(
+        "{} is ready to boot: {}",
+        to.display(),
+        board_hint(kind, board)
+    );
     Ok(Flashed {
         image,
         to: to.to_path_buf(),
     })
 }
 
-fn board_hint(kind: FlashFile) -> &'static str {
+fn board_hint(kind: FlashFile, board: &str) -> String {
     match kind {
-        FlashFile::RaspberryPiSd => "put the card in a Raspberry Pi 4",
-        FlashFile::GrubHybrid => {
-            "boot it on a PC from BIOS or UEFI (Secure Boot off), as a USB stick or CD; its \
-             console is COM1 at 115200 baud"
-        }
+        FlashFile::RaspberryPiSd => format!(
+            "put the card in a Raspberry Pi 4 (2 GB of RAM or more); wire a 3.3 V USB serial \
+             adapter's RX to GPIO 14 (TX, header pin 8), its TX to GPIO 15 (RX, pin 10) and its \
+             ground to pin 6; the line is 115200 baud, 8N1. Then power the Pi and watch it with \
+             `cargo xtask monitor --board {board} --port /dev/ttyUSB0`"
+        ),
+        FlashFile::GrubHybrid => "boot it on a PC from BIOS or UEFI (Secure Boot off), as a USB \
+                                  stick or CD; its console is COM1 at 115200 baud"
+            .into(),
     }
 }
 
