@@ -3,13 +3,17 @@
 //!
 //! With the MMU off every data access is Device-nGnRnE (Arm ARM D8.2.11): unaligned accesses
 //! fault and exclusives are IMPLEMENTATION DEFINED. So before any Rust code runs, each CPU turns
-//! the EL2 MMU on with one identity map: the first GiB (devices: GIC, PL011) as Device-nGnRnE, the
-//! next three GiB (RAM) as Normal write-back, all as level-1 blocks of a 39-bit address space.
+//! the EL2 MMU on with one identity map: the first GiB (QEMU `virt`'s devices: GIC, PL011) as
+//! Device-nGnRnE, the next two (RAM) as Normal write-back, the fourth (a Raspberry Pi 4's
+//! peripherals, from 0xfc000000) Device-nGnRnE again, all as level-1 blocks of a 39-bit address
+//! space.
 //! Then it takes its own stack and calls `board_main` (bootstrap CPU) or `secondary_main`.
 //!
 //! This map is the one board fact that stays a link-time constant: it must exist before any
 //! Rust code runs, long before the embedded bundle (and the board's memory map in it) is parsed.
-//! It covers QEMU `virt`'s device space (GIC, PL011) and the first 3 GiB of its RAM.
+//! It covers QEMU `virt`'s device space (GIC, PL011) and the first 2 GiB of its RAM, where the
+//! boards put everything the hypervisor uses (validation keeps the hypervisor and its board's
+//! RAM below 3 GiB), and the Raspberry Pi 4's device space.
 
 use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use core::arch::global_asm;
@@ -70,8 +74,12 @@ _start:
     orr x2, x2, x4
     str x2, [x1, x3, lsl #3]
     add x3, x3, #1
-    cmp x3, #4
+    cmp x3, #3
     b.lo 3b
+    ldr x2, ={device}
+    mov x4, #0xc0000000
+    orr x2, x2, x4
+    str x2, [x1, #24]
     mov x19, #0
     b boot_common
 

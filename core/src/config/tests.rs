@@ -211,6 +211,16 @@ fn aarch64_boards_must_describe_their_gic_and_guest_uart() {
 }
 
 #[test]
+fn aarch64_ram_must_lie_where_the_boot_map_has_normal_memory() {
+    let mut sys = aarch64_system();
+    sys.board.ram.size = 0x8020_0000;
+    assert_eq!(
+        message(&sys),
+        "board.ram: 0xc0200000 is outside the allowed range 0x40000000..=0xc0000000"
+    );
+}
+
+#[test]
 fn gicv2_frames_are_page_aligned_and_outside_ram() {
     let with = |cpu: u64, hyp: u64| {
         let mut sys = aarch64_system();

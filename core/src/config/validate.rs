@@ -14,6 +14,8 @@ pub const MAX_GPA: u64 = 1 << 39;
 /// x86_64 guests enter in long mode with boot page tables in these guest-physical pages.
 pub const X86_BOOT_TABLES: core::ops::Range<u64> = 0x1000..0x7000;
 const X86_MAX_VCPUS: usize = 1;
+/// Where an aarch64 board's RAM may lie: what the boot map maps as Normal memory.
+const AARCH64_RAM: core::ops::Range<u64> = 0x4000_0000..0xc000_0000;
 
 type Result<T = ()> = core::result::Result<T, ConfigError>;
 
@@ -129,6 +131,21 @@ fn validate_board(b: &Board) -> Result {
             }
         }
         Arch::Aarch64 => {
+            // The boot map (arch/aarch64 boot.rs) maps RAM as Normal memory from 1 GiB to 3 GiB
+            // only: the first and fourth GiB are Device memory.
+            let outside = [b.ram.base.raw(), b.ram.end()]
+                .into_iter()
+                .find(|a| !(AARCH64_RAM.start..=AARCH64_RAM.end).contains(a));
+            if let Some(value) = outside {
+                return Err(err(
+                    Field::board("ram"),
+                    Problem::OutOfRange {
+                        value,
+                        min: AARCH64_RAM.start,
+                        max: AARCH64_RAM.end,
+                    },
+                ));
+            }
             let gic = b.gic.ok_or(err(Field::board("gic"), Problem::Missing))?;
             validate_gic(b, &gic)?;
             let uart = b
