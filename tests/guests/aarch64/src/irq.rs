@@ -31,7 +31,8 @@ pub fn taken() -> impl Iterator<Item = u32> {
 
 #[unsafe(no_mangle)]
 extern "C" fn guest_irq() {
-    let intid = gic::acknowledge();
+    let ack = gic::acknowledge();
+    let intid = ack.intid;
     match intid {
         gic::VTIMER => {
             // Disabling the timer drops its interrupt line before the end of interrupt.
@@ -63,7 +64,7 @@ extern "C" fn guest_irq() {
         _ => record(intid),
     }
     if intid < 1020 {
-        gic::end(intid);
+        gic::end(ack);
     }
 }
 

@@ -1,7 +1,8 @@
 //! A tiny runtime for aarch64 test guests: entry at EL1 with the device tree in X0, FP enabled,
 //! an identity-mapped MMU, exception vectors, a console on the PL011, the hypercall ABI over HVC,
-//! PSCI (including starting a second vCPU), and timers and other interrupts through the GICv3
-//! virtual CPU interface.
+//! PSCI (including starting a second vCPU), and timers and other interrupts through the GIC's
+//! virtual CPU interface, a GICv3's or a GICv2's. Where the UART and the GIC are, and which GIC
+//! it is, the device tree says (`machine`).
 #![no_std]
 
 pub mod console;
@@ -9,6 +10,7 @@ pub mod cpu;
 pub mod gic;
 pub mod hypercall;
 mod irq;
+pub mod machine;
 mod sleep;
 mod smp;
 mod vectors;
@@ -48,9 +50,10 @@ macro_rules! entry {
     };
 }
 
-/// Called by [`entry!`] before `main`.
+/// Called by [`entry!`] before `main`: finds the machine's devices before anything prints.
 pub fn init(device_tree: u64) {
     DEVICE_TREE.store(device_tree, Ordering::Relaxed);
+    machine::discover();
 }
 
 /// MAIR: attribute 0 Device-nGnRnE, attribute 1 Normal write-back.
@@ -76,7 +79,7 @@ _start:
     b.hs 2f
     str xzr, [x1], #8
     b 1b
-2:  /* Identity map: device GiB 0, RAM GiB 1. */
+2:  /* Identity map: device GiB 0, RAM GiB 1; `machine` maps the tree's other device GiBs. */
     adrp x1, guest_l1
     ldr x2, ={device}
     str x2, [x1]

@@ -17,7 +17,7 @@
 use core::arch::{asm, global_asm};
 
 use tandem_guest::hypercall::{PSCI_AFFINITY_INFO, PSCI_CPU_ON, psci};
-use tandem_guest::{Guest, Runtime, arg, expect_fault, faults_taken, gic, println, ticks};
+use tandem_guest::{Guest, Runtime, arg, console, expect_fault, faults_taken, gic, println, ticks};
 
 tandem_guest::entry!(main);
 
@@ -313,7 +313,7 @@ fn cpu_on() -> u64 {
     let mut failures = 0;
     // Outside RAM (a device window, the top of the address space) and just past its end.
     let end = 0x4000_0000 + Guest::partition_info().memory;
-    for entry in [0x0900_0000, u64::MAX - 3, end, end - 2] {
+    for entry in [console::base(), u64::MAX - 3, end, end - 2] {
         let status = psci(PSCI_CPU_ON, [1, entry, 0]);
         let affinity = psci(PSCI_AFFINITY_INFO, [1, 0, 0]);
         println!("CPU_ON of vCPU 1 at {entry:#x}: {status}, vCPU 1 affinity {affinity}");

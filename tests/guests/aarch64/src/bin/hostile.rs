@@ -55,7 +55,7 @@ fn main() -> u64 {
         match finally {
             "writeback" => {
                 println!("writing the UART with post-index writeback");
-                write_with_writeback(tandem_guest::console::UART, 0x41);
+                write_with_writeback(tandem_guest::console::base(), 0x41);
             }
             "halt" => {
                 println!("halting with interrupts off");

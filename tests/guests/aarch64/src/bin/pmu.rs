@@ -18,7 +18,7 @@ use core::arch::asm;
 use tandem_guest::common::abi::YIELD;
 use tandem_guest::hypercall::{PSCI_SYSTEM_RESET, psci};
 use tandem_guest::{
-    Guest, Runtime, device_tree, expect_fault, faults_taken, gic, overflows, println, taken,
+    Guest, Runtime, expect_fault, faults_taken, gic, machine, overflows, println, taken,
 };
 
 tandem_guest::entry!(main);
@@ -59,17 +59,9 @@ const LOOP: u64 = 10_000;
 /// Cycles from the preset to the cycle counter's overflow.
 const TO_OVERFLOW: u64 = 1_000;
 
-/// Whether the device tree at `dt` holds the string `arm,armv8-pmuv3` (a PMU node's
-/// compatible).
-fn names_pmu(dt: u64) -> bool {
-    const NEEDLE: &[u8] = b"arm,armv8-pmuv3\0";
-    // SAFETY: the device tree lies in the partition's memory, at the address given in X0; its
-    // header's second word is its size, which the hypervisor keeps within 64 KiB.
-    let bytes = unsafe {
-        let size = u32::from_be(core::ptr::read_volatile((dt + 4) as *const u32));
-        core::slice::from_raw_parts(dt as *const u8, (size as usize).min(0x1_0000))
-    };
-    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+/// Whether the device tree has a PMU node (`compatible = "arm,armv8-pmuv3"`).
+fn names_pmu() -> bool {
+    machine::tree().is_some_and(|tree| tree.device("arm,armv8-pmuv3").is_some())
 }
 
 /// Runs `n` iterations of a two-instruction loop.
@@ -87,7 +79,7 @@ fn main() -> u64 {
     let info = Guest::partition_info();
     let pmuver = mrs!("id_aa64dfr0_el1") >> 8 & 0xf;
     let perfmon = mrs!("id_dfr0_el1") >> 24 & 0xf;
-    let node = names_pmu(device_tree());
+    let node = names_pmu();
     println!(
         "boot {}: PMUVer {pmuver}, PerfMon {perfmon}; the device tree names arm,armv8-pmuv3: {node}",
         info.resets + 1

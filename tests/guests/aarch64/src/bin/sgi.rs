@@ -78,7 +78,7 @@ mod heapless_line {
 
 fn second(_: u64) {
     for intid in [3, 5, 6, LAST] {
-        gic::enable_private(1, intid, 0x80);
+        gic::enable_private(intid, 0x80);
     }
     println!("vCPU 1 sleeps in WFI with no timer armed");
     READY.store(true, Ordering::SeqCst);
@@ -111,7 +111,7 @@ fn wait_seen(n: usize) {
 
 fn listen() -> u64 {
     for intid in 0..16 {
-        gic::enable_private(0, intid, 0x80);
+        gic::enable_private(intid, 0x80);
     }
     gic::enable_ppi(gic::VTIMER);
     gic::send_sgi(sgi(2) | 1);

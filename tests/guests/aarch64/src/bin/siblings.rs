@@ -28,7 +28,7 @@ const NOTHING: u64 = 0x1000_0000;
 /// WFI forever, interrupts enabled at the GIC (SGI 3) but masked at the CPU: only a sibling's
 /// SGI could end each wait, and none is taken.
 fn sleep_forever(vcpu: u64) -> ! {
-    gic::enable_private(vcpu, 3, 0x80);
+    gic::enable_private(3, 0x80);
     println!("vCPU {vcpu} sleeps in WFI with no timer");
     BUSY.store(true, Ordering::SeqCst);
     loop {
