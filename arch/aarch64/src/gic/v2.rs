@@ -3,10 +3,11 @@
 //! the CPU interface at the one address (IHI 0048B, 4.1.1 and 4.3).
 //!
 //! Without the Security Extensions (QEMU `virt` without EL3, GICD_TYPER.SecurityExtn = 0) the
-//! hypervisor owns both groups: its interrupts are Group 1, acknowledged through the aliased
-//! registers GICC_AIAR and GICC_AEOIR, and the stop request and the watchdog's tick are Group 0,
-//! signalled as FIQ (GICC_CTLR.FIQEn) and acknowledged through GICC_IAR (IHI 0048B, 3.8 and
-//! 4.4.1). With them (a GIC-400 the firmware left to the non-secure world, as on a Raspberry
+//! hypervisor owns both groups: its interrupts are Group 1, and the stop request and the
+//! watchdog's tick are Group 0, signalled as FIQ (GICC_CTLR.FIQEn). GICC_IAR acknowledges both
+//! (GICC_CTLR.AckCtl, IHI 0048B 4.4.1 and 3.8: QEMU 7.2 has no GICC_AIAR, the Group 1 alias), so
+//! the IRQ path may find a Group 0 interrupt that became pending after the IRQ was signalled;
+//! it hands it back to the FIQ ([`acknowledge`]). With them (a GIC-400 the firmware left to the non-secure world, as on a Raspberry
 //! Pi 4) the hypervisor sees only Group 1, through GICC_IAR, and has no FIQ: recovery, which
 //! needs one, is refused there ([`GicError::NoGroup0`]).
 
@@ -17,7 +18,7 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
-use super::{GicError, KICK_SGI, PRIORITY, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY};
+use super::{GicError, KICK_SGI, PRIORITY, SPURIOUS, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY};
 use crate::boot::MAX_CPUS;
 use crate::sysreg;
 
@@ -54,10 +55,7 @@ register_structs! {
         (0x0008 => bpr: ReadWrite<u32>),
         (0x000c => iar: ReadOnly<u32>),
         (0x0010 => eoir: WriteOnly<u32>),
-        (0x0014 => _rpr_hppir_abpr),
-        (0x0020 => aiar: ReadOnly<u32>),
-        (0x0024 => aeoir: WriteOnly<u32>),
-        (0x0028 => _ahppir),
+        (0x0014 => _rpr_hppir_abpr_aliases),
         (0x00d0 => apr: [ReadWrite<u32>; 4]),
         (0x00e0 => nsapr: [ReadWrite<u32>; 4]),
         (0x00f0 => _iidr),
@@ -78,6 +76,7 @@ const GICD_GRP1: u32 = 1 << 1;
 /// stays active until the guest deactivates its virtual copy (5.2.3).
 const GICC_GRP0: u32 = 1 << 0;
 const GICC_GRP1: u32 = 1 << 1;
+const GICC_ACK_CTL: u32 = 1 << 2;
 const GICC_FIQ_EN: u32 = 1 << 3;
 const GICC_EOI_MODE: u32 = 1 << 9;
 /// GICD_SGIR (4.3.15): SGIINTID [3:0], NSATT (bit 15: send only if the SGI is Group 1),
@@ -159,7 +158,7 @@ pub fn init_cpu() -> Result<(), GicError> {
     c.ctlr.set(if secure() {
         GICC_GRP0 | GICC_EOI_MODE
     } else {
-        GICC_GRP1 | GICC_FIQ_EN | GICC_EOI_MODE | (c.ctlr.get() & GICC_GRP0)
+        GICC_GRP1 | GICC_ACK_CTL | GICC_FIQ_EN | GICC_EOI_MODE | (c.ctlr.get() & GICC_GRP0)
     });
     Ok(())
 }
@@ -211,8 +210,16 @@ pub fn enable_tick() -> Result<u32, GicError> {
 
 /// Sends SGI `intid` to CPU `cpu` through GICD_SGIR, `group1` saying which group it is (NSATT).
 fn send(intid: u32, cpu: usize, group1: bool) {
+    send_to(
+        intid,
+        u32::from(INTERFACE[cpu].load(Ordering::Relaxed)),
+        group1,
+    );
+}
+
+/// Sends SGI `intid` to the CPU interfaces in `target` (a GICD_SGIR target list).
+fn send_to(intid: u32, target: u32, group1: bool) {
     let (d, _) = this();
-    let target = u32::from(INTERFACE[cpu].load(Ordering::Relaxed));
     // SAFETY: the DSB makes the caller's state visible before the SGI can arrive.
     unsafe { core::arch::asm!("dsb ish", options(nostack)) };
     d.sgir
@@ -239,12 +246,23 @@ pub fn end_group0(iar: u32) {
     c.dir.set(iar);
 }
 
-/// Acknowledges the highest-priority pending Group 1 interrupt and returns its ID: GICC_AIAR
-/// without the Security Extensions, GICC_IAR in the non-secure view of a GIC with them.
+/// Acknowledges the highest-priority pending Group 1 interrupt and returns its ID. A Group 0
+/// interrupt found instead (it became pending, at a higher priority, after the IRQ was
+/// signalled) is ended and made pending again for the FIQ it is: the stop request re-sent to
+/// this CPU, the watchdog's tick left to its timer's level, which still holds; the IRQ path then
+/// sees nothing to acknowledge.
 pub fn acknowledge() -> u32 {
-    let (_, c) = this();
-    let iar = if secure() { c.iar.get() } else { c.aiar.get() };
+    let (d, c) = this();
+    let iar = c.iar.get();
     let id = iar & IAR_ID;
+    if !secure() && id < 32 && d.igroupr0.get() & (1 << id) == 0 {
+        c.eoir.set(iar);
+        c.dir.set(iar);
+        if id == STOP_SGI {
+            send_to(STOP_SGI, d.itargetsr0.get() & 0xff, false);
+        }
+        return SPURIOUS;
+    }
     if id < 16 {
         SGI_SOURCE[sysreg::cpu_index()].store(iar & !IAR_ID, Ordering::Relaxed);
     }
@@ -262,12 +280,7 @@ fn with_source(id: u32) -> u32 {
 }
 
 pub fn end_of_interrupt(id: u32) {
-    let (_, c) = this();
-    if secure() {
-        c.eoir.set(with_source(id));
-    } else {
-        c.aeoir.set(with_source(id));
-    }
+    this().1.eoir.set(with_source(id));
 }
 
 pub fn deactivate(id: u32) {
