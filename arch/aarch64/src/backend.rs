@@ -6,6 +6,7 @@ use core::fmt::Write;
 
 use spin::Once;
 use tandem_core::config::{Board, ExitDevice, Partition, System, Uart};
+use tandem_core::fdt::cpus::CpuStart;
 use tandem_core::fdt::facts::Disagreement;
 use tandem_core::journal::MAX_GPRS;
 use tandem_hw::backend::{Backend, BootFiles, Booted};
@@ -159,9 +160,24 @@ impl Backend for VirtBackend {
     }
 
     fn start_cpu(&self, cpu: usize) -> Result<(), VirtError> {
-        match psci::cpu_on(cpu as u64, boot::secondary_entry_point(), cpu as u64) {
-            0 => Ok(()),
-            status => Err(VirtError::CpuOn(status)),
+        match firmware::cpu_start(&self.board, cpu) {
+            CpuStart::Psci => {
+                match psci::cpu_on(cpu as u64, boot::secondary_entry_point(), cpu as u64) {
+                    0 => Ok(()),
+                    status => Err(VirtError::CpuOn(status)),
+                }
+            }
+            CpuStart::SpinTable { release } => {
+                // SAFETY: `release` is the address the firmware's tree names for this core's
+                // spin table, in the first GiB the boot map keeps as Device memory (uncached, so
+                // the core, spinning with its MMU off, reads the write); the event wakes it from
+                // its WFE (Linux Documentation/arch/arm64/booting.rst 5).
+                unsafe {
+                    core::ptr::write_volatile(release as *mut u64, boot::spin_entry_point());
+                    core::arch::asm!("dsb sy", "sev", options(nostack));
+                }
+                Ok(())
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The first instructions, at EL2 with the MMU off (QEMU `-kernel` ELF: X0 = 0, DTB at the base of
-//! RAM). Secondary CPUs come in at `secondary_entry` from PSCI CPU_ON with their index in X0.
+//! RAM). Secondary CPUs come in at `secondary_entry` from PSCI CPU_ON with their index in X0, or
+//! at `spin_entry` from a firmware's spin table.
 //!
 //! With the MMU off every data access is Device-nGnRnE (Arm ARM D8.2.11): unaligned accesses
 //! fault and exclusives are IMPLEMENTATION DEFINED. So before any Rust code runs, each CPU turns
@@ -83,6 +84,13 @@ _start:
     mov x19, #0
     b boot_common
 
+    /* A core released from the firmware's spin table comes with nothing in X0: its index is
+       its MPIDR_EL1.Aff0, as for PSCI (`backend::start_cpu`). */
+    .global spin_entry
+spin_entry:
+    mrs x0, mpidr_el1
+    and x0, x0, #0xff
+
     .global secondary_entry
 secondary_entry:
     msr daifset, #0xf
@@ -146,6 +154,7 @@ unsafe extern "C" {
     static boot_stacks: u8;
     static boot_l1: u8;
     fn secondary_entry();
+    fn spin_entry();
 }
 
 /// The EL2 map's level-1 table, which every CPU's TTBR0_EL2 names (`el2_map` refines it).
@@ -191,4 +200,9 @@ pub fn image_range() -> (u64, u64) {
 /// Where PSCI CPU_ON starts a secondary CPU (physical = virtual: the map is the identity).
 pub fn secondary_entry_point() -> u64 {
     secondary_entry as *const () as u64
+}
+
+/// Where a core released from a spin table starts.
+pub fn spin_entry_point() -> u64 {
+    spin_entry as *const () as u64
 }

@@ -3,6 +3,7 @@
 //! board files keep that gap below the hypervisor's image free.
 
 use tandem_core::config::Board;
+use tandem_core::fdt::cpus::{self, CpuStart};
 use tandem_core::fdt::facts::{self, Disagreement};
 use tandem_core::fdt::{FdtError, FdtReader};
 
@@ -38,6 +39,11 @@ pub fn boot_args(board: &Board) -> &'static str {
     machine_tree(board)
         .and_then(|tree| tree.property_str("/chosen", "bootargs"))
         .unwrap_or("")
+}
+
+/// How the firmware lets CPU `cpu` start: PSCI unless its tree names a spin table.
+pub fn cpu_start(board: &Board, cpu: usize) -> CpuStart {
+    machine_tree(board).map_or(CpuStart::Psci, |tree| cpus::cpu_start(&tree, cpu as u64))
 }
 
 /// Checks the board file against the firmware's device tree, where there is one (a firmware

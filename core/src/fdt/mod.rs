@@ -2,6 +2,7 @@
 //! builds each partition's tree, the reader takes what the hypervisor needs from the tree its
 //! firmware hands over.
 
+pub mod cpus;
 pub mod facts;
 mod nodes;
 mod read;
