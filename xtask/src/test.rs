@@ -373,8 +373,20 @@ fn recovery_campaigns(filter: Option<&str>, tally: &Mutex<Tally>) {
 /// The pair-across-boards scenarios on each architecture (`cluster::scenarios`): one image per
 /// architecture, booted on two or three emulated boards joined by the hub, with the witness.
 fn ft_boards(filter: Option<&str>, tally: &Mutex<Tally>) {
-    for arch in Arch::ALL {
-        let name = |s: &str| format!("{}/ft-boards-{s}", arch.name());
+    // aarch64's pair also runs on its board's GICv2 twin, as the integration scenarios do.
+    let twin = cluster::scenarios::config(Arch::Aarch64);
+    let twin = crate::config::board_of(&twin).map(|b| b.name + GICV2_TWIN);
+    let runs = [
+        (Arch::X86_64, Arch::X86_64.name().to_string(), None),
+        (Arch::Aarch64, Arch::Aarch64.name().to_string(), None),
+        (
+            Arch::Aarch64,
+            format!("{}{GICV2_TWIN}", Arch::Aarch64.name()),
+            Some(twin),
+        ),
+    ];
+    for (arch, label, board) in runs {
+        let name = |s: &str| format!("{label}/ft-boards-{s}");
         let list: Vec<_> = cluster::scenarios::all()
             .into_iter()
             .filter(|s| filter.is_none_or(|f| name(&s.name).contains(f)))
@@ -383,18 +395,21 @@ fn ft_boards(filter: Option<&str>, tally: &Mutex<Tally>) {
             continue;
         }
         println!(
-            "== {} fault tolerance across boards ({} scenarios)",
-            arch.name(),
+            "== {label} fault tolerance across boards ({} scenarios)",
             list.len()
         );
-        let image = cluster::scenarios::image(arch, &format!("test-{}-ft-boards", arch.name()));
+        let image = match &board {
+            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Some(Ok(b)) => {
+                cluster::scenarios::image_on(arch, Some(b), &format!("test-{label}-ft-boards"))
+            }
+            None => cluster::scenarios::image(arch, &format!("test-{label}-ft-boards")),
+        };
         for s in &list {
             let result = image
                 .as_ref()
                 .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .and_then(|(image, iso)| {
-                    cluster::scenarios::run_one(arch, image, iso.as_deref(), s)
-                });
+                .and_then(|(image, iso)| cluster::scenarios::run_one(image, iso.as_deref(), s));
             let mut t = tally.lock().unwrap();
             match result {
                 Ok((outcome, problems)) if problems.is_empty() => {

@@ -33,8 +33,14 @@ pub fn config(arch: Arch) -> PathBuf {
 
 /// The image every board of `arch` boots, and the ISO x86 boards boot it from.
 pub fn image(arch: Arch, name: &str) -> Result<(Image, Option<PathBuf>)> {
+    image_on(arch, None, name)
+}
+
+/// [`image`], on `board` instead of the one the partitions file names, if given (its GICv2
+/// twin).
+pub fn image_on(arch: Arch, board: Option<&str>, name: &str) -> Result<(Image, Option<PathBuf>)> {
     let guests = guests::build(arch)?;
-    let image = build::build(&config(arch), &guests, name)?;
+    let image = build::build_on(&config(arch), board, &guests, name)?;
     let iso = build::boot_iso(&image, "", Module::AsBuilt)?;
     Ok((image, iso))
 }
@@ -371,14 +377,14 @@ pub fn number_before(line: &str, marker: &str) -> Option<u64> {
     before.rsplit([' ', '(']).next()?.parse().ok()
 }
 
-/// Runs scenario `s` from `image` in `build/test-ARCH-ft-boards-NAME`.
+/// Runs scenario `s` from `image` (in `build/IMAGE`) in `build/IMAGE-NAME`.
 pub fn run_one(
-    arch: Arch,
     image: &Image,
     iso: Option<&std::path::Path>,
     s: &Scenario,
 ) -> Result<(Outcome, Vec<String>)> {
-    let dir = root().join(format!("build/test-{}-ft-boards-{}", arch.name(), s.name));
+    let built = image.dir.file_name().unwrap_or_default().to_string_lossy();
+    let dir = image.dir.with_file_name(format!("{built}-{}", s.name));
     let outcome = run::run(image, iso, &dir, &s.plan)?;
     let judged = judge(&outcome, s.expect);
     Ok((outcome, judged.problems))
