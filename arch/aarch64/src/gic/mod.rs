@@ -11,6 +11,7 @@
 //! recovery (`stop`), the EL1 physical timer's PPI, Group 0 too, is the watchdog's tick
 //! (`watchdog`), and a recovery resets each CPU's interface ([`reset_for_recovery`]).
 
+mod bank;
 mod v2;
 mod v3;
 

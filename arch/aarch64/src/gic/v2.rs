@@ -18,29 +18,19 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
+use super::bank::{self, Bank};
 use super::{GicError, KICK_SGI, PRIORITY, SPURIOUS, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY};
 use crate::boot::MAX_CPUS;
 use crate::sysreg;
 
 register_structs! {
-    /// The distributor registers the hypervisor uses (IHI 0048B, 4.1.2); the first word of
-    /// each bank (INTIDs 0-31, the SGIs and PPIs) is banked per CPU.
+    /// The distributor registers the hypervisor uses (IHI 0048B, 4.1.2) besides the first word
+    /// of each bank (INTIDs 0-31, the SGIs and PPIs), which each CPU sees as its own
+    /// ([`Bank`]).
     Distributor {
         (0x000 => ctlr: ReadWrite<u32>),
         (0x004 => typer: ReadOnly<u32>),
-        (0x008 => _iidr),
-        (0x080 => igroupr0: ReadWrite<u32>),
-        (0x084 => _igroupr),
-        (0x100 => isenabler0: ReadWrite<u32>),
-        (0x104 => _isenabler),
-        (0x180 => icenabler0: ReadWrite<u32>),
-        (0x184 => _icenabler),
-        (0x300 => isactiver0: ReadWrite<u32>),
-        (0x304 => _isactiver),
-        (0x380 => icactiver0: ReadWrite<u32>),
-        (0x384 => _icactiver),
-        (0x400 => ipriorityr: [ReadWrite<u32>; 8]),
-        (0x420 => _ipriorityr),
+        (0x008 => _iidr_and_banks),
         (0x800 => itargetsr0: ReadOnly<u32>),
         (0x804 => _itargetsr),
         (0xf00 => sgir: WriteOnly<u32>),
@@ -113,6 +103,19 @@ fn this() -> (&'static Distributor, &'static CpuInterface) {
     }
 }
 
+/// This CPU's SGI and PPI bank, at the start of the distributor.
+fn bank() -> &'static Bank {
+    // SAFETY: as in `this`: the distributor's frame, whose SGI and PPI registers `Bank` lays
+    // out (they do not overlap the registers `Distributor` names).
+    unsafe { &*(GICD.load(Ordering::Relaxed) as *const Bank) }
+}
+
+/// The group to make the hypervisor's Group 1 interrupts: left alone on a GIC with the
+/// Security Extensions, where it cannot be changed from the non-secure side.
+fn group1() -> Option<bool> {
+    (!secure()).then_some(true)
+}
+
 fn secure() -> bool {
     SECURE.load(Ordering::Relaxed)
 }
@@ -145,14 +148,15 @@ pub fn init_cpu() -> Result<(), GicError> {
     // Byte 0 of the banked GICD_ITARGETSR0 is this CPU's own interface bit (4.3.12).
     INTERFACE[sysreg::cpu_index()].store(d.itargetsr0.get() as u8, Ordering::Relaxed);
     let gic = super::facts();
-    enable_private(
-        d,
+    bank().enable(
         &[
             KICK_SGI,
             gic.maintenance_intid,
             gic.hyp_timer_intid,
             gic.virtual_timer_intid,
         ],
+        PRIORITY,
+        group1(),
     );
     c.pmr.set(0xff);
     c.ctlr.set(if secure() {
@@ -163,48 +167,25 @@ pub fn init_cpu() -> Result<(), GicError> {
     Ok(())
 }
 
-/// Makes SGIs and PPIs `intids` Group 1 interrupts of the hypervisor's priority and enables
-/// them in this CPU's bank (GICD_IGROUPR0 is RAZ/WI to a non-secure access, where the firmware
-/// left everything Group 1).
-fn enable_private(d: &Distributor, intids: &[u32]) {
-    let mask = intids.iter().fold(0u32, |m, i| m | 1 << i);
-    if !secure() {
-        d.igroupr0.set(d.igroupr0.get() | mask);
-    }
-    for &intid in intids {
-        set_priority(d, intid, PRIORITY);
-    }
-    d.isenabler0.set(mask);
-}
-
-fn set_priority(d: &Distributor, intid: u32, priority: u32) {
-    let reg = &d.ipriorityr[(intid / 4) as usize];
-    let shift = 8 * (intid % 4);
-    reg.set((reg.get() & !(0xff << shift)) | priority << shift);
-}
-
 /// Group 0 as FIQ: only without the Security Extensions.
-fn enable_group0(d: &Distributor, intid: u32, priority: u32) -> Result<(), GicError> {
+fn enable_group0(intid: u32, priority: u32) -> Result<(), GicError> {
     if secure() {
         return Err(GicError::NoGroup0);
     }
-    d.igroupr0.set(d.igroupr0.get() & !(1 << intid));
-    set_priority(d, intid, priority);
-    d.isenabler0.set(1 << intid);
+    bank().enable(&[intid], priority, Some(false));
     Ok(())
 }
 
 pub fn enable_stop() -> Result<(), GicError> {
-    let (d, c) = this();
-    enable_group0(d, STOP_SGI, STOP_PRIORITY)?;
+    let (_, c) = this();
+    enable_group0(STOP_SGI, STOP_PRIORITY)?;
     c.ctlr.set(c.ctlr.get() | GICC_GRP0);
     Ok(())
 }
 
 pub fn enable_tick() -> Result<u32, GicError> {
-    let (d, _) = this();
     let intid = super::facts().physical_timer_intid;
-    enable_group0(d, intid, TICK_PRIORITY)?;
+    enable_group0(intid, TICK_PRIORITY)?;
     Ok(intid)
 }
 
@@ -255,7 +236,7 @@ pub fn acknowledge() -> u32 {
     let (d, c) = this();
     let iar = c.iar.get();
     let id = iar & IAR_ID;
-    if !secure() && id < 32 && d.igroupr0.get() & (1 << id) == 0 {
+    if !secure() && id < 32 && !bank().group1(id) {
         c.eoir.set(iar);
         c.dir.set(iar);
         if id == STOP_SGI {
@@ -303,7 +284,7 @@ pub fn reset_for_recovery() -> Result<(), GicError> {
         gic.hyp_timer_intid,
         gic.physical_timer_intid,
     ];
-    d.icactiver0.set(own.iter().fold(0u32, |m, &i| m | 1 << i));
+    bank().deactivate(bank::mask(&own));
     Ok(())
 }
 
@@ -318,19 +299,19 @@ pub fn clear_kick() {
 }
 
 pub fn private_active(intid: u32) -> bool {
-    this().0.isactiver0.get() & (1 << intid) != 0
+    bank().active(intid)
 }
 
 pub fn deactivate_private(intid: u32) {
-    this().0.icactiver0.set(1 << intid);
+    bank().deactivate(1 << intid);
 }
 
 pub fn enable_ppi(intid: u32) -> Result<(), GicError> {
-    enable_private(this().0, &[intid]);
+    bank().enable(&[intid], PRIORITY, group1());
     Ok(())
 }
 
 pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
-    this().0.icenabler0.set(1 << intid);
+    bank().disable(intid);
     Ok(())
 }

@@ -6,12 +6,11 @@
 
 use aarch64_cpu::registers::{ICC_SRE_EL2, MPIDR_EL1, ReadWriteable, Readable, Writeable};
 use tandem_core::config::{Gic, GicCpu};
-
-use super::{GicError, KICK_SGI, PRIORITY, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY, facts};
-use tock_registers::register_bitfields;
-use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
 
+use super::bank::{self, Bank};
+use super::{GicError, KICK_SGI, PRIORITY, STOP_PRIORITY, STOP_SGI, TICK_PRIORITY, facts};
 use crate::sysreg::{isb, read_sysreg, write_sysreg};
 
 register_bitfields! {u32,
@@ -52,19 +51,7 @@ register_structs! {
         (0x0010 => _statusr),
         (0x0014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
         (0x0018 => _rd_rest),
-        (0x1_0080 => igroupr0: ReadWrite<u32>),
-        (0x1_0084 => _sgi_reserved0),
-        (0x1_0100 => isenabler0: ReadWrite<u32>),
-        (0x1_0104 => _sgi_reserved1),
-        (0x1_0180 => icenabler0: ReadWrite<u32>),
-        (0x1_0184 => _sgi_reserved2),
-        (0x1_0280 => icpendr0: ReadWrite<u32>),
-        (0x1_0284 => _sgi_reserved3),
-        (0x1_0300 => isactiver0: ReadWrite<u32>),
-        (0x1_0304 => _sgi_reserved4),
-        (0x1_0380 => icactiver0: ReadWrite<u32>),
-        (0x1_0384 => _sgi_reserved5),
-        (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
+        (0x1_0000 => sgi: Bank),
         (0x1_0420 => @END),
     }
 }
@@ -120,14 +107,15 @@ pub fn init_cpu() -> Result<(), GicError> {
     while rd.waker.is_set(GICR_WAKER::ChildrenAsleep) {
         core::hint::spin_loop();
     }
-    enable_private(
-        rd,
+    rd.sgi.enable(
         &[
             KICK_SGI,
             gic.maintenance_intid,
             gic.hyp_timer_intid,
             gic.virtual_timer_intid,
         ],
+        PRIORITY,
+        Some(true),
     );
     // ICC_SRE_EL2: system-register interface (SRE) with IRQ/FIQ bypass disabled (DIB, DFB), and
     // lower ELs allowed to use ICC_SRE_EL1 (Enable) (IHI 0069, 12.2.7).
@@ -149,24 +137,6 @@ pub fn init_cpu() -> Result<(), GicError> {
     Ok(())
 }
 
-/// Makes the SGIs and PPIs `intids` Group 1 interrupts of the hypervisor's priority and enables
-/// them at redistributor `rd` (GICR_IGROUPR0, GICR_IPRIORITYR<n> and GICR_ISENABLER0 in the
-/// SGI_base frame, IHI 0069, 12.11).
-fn enable_private(rd: &Redistributor, intids: &[u32]) {
-    let mask = intids.iter().fold(0u32, |m, i| m | 1 << i);
-    rd.igroupr0.set(rd.igroupr0.get() | mask);
-    for &intid in intids {
-        set_priority(rd, intid, PRIORITY);
-    }
-    rd.isenabler0.set(mask);
-}
-
-fn set_priority(rd: &Redistributor, intid: u32, priority: u32) {
-    let reg = &rd.ipriorityr[(intid / 4) as usize];
-    let shift = 8 * (intid % 4);
-    reg.set((reg.get() & !(0xff << shift)) | priority << shift);
-}
-
 /// Lets [`STOP_SGI`] reach this CPU as a FIQ: a Group 0 interrupt (GICR_IGROUPR0 bit clear) of
 /// the highest priority, Group 0 enabled at the distributor and the CPU interface
 /// (ICC_IGRPEN0_EL1, IHI 0069, 12.2.14). With a single security state Group 0 is signalled as
@@ -175,7 +145,7 @@ pub fn enable_stop() -> Result<(), GicError> {
     let gic = facts();
     distributor(gic).ctlr.modify(GICD_CTLR::EnableGrp0::SET);
     let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
-    enable_group0(rd, STOP_SGI, STOP_PRIORITY);
+    rd.sgi.enable(&[STOP_SGI], STOP_PRIORITY, Some(false));
     // SAFETY: enables Group 0 at this CPU's interface, whose Group 0 interrupts are the stop
     // request and the watchdog's tick, both taken by the FIQ vector (`entry`).
     unsafe { write_sysreg!("icc_igrpen0_el1", 1) };
@@ -190,16 +160,9 @@ pub fn enable_stop() -> Result<(), GicError> {
 pub fn enable_tick() -> Result<u32, GicError> {
     let gic = facts();
     let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
-    enable_group0(rd, gic.physical_timer_intid, TICK_PRIORITY);
+    rd.sgi
+        .enable(&[gic.physical_timer_intid], TICK_PRIORITY, Some(false));
     Ok(gic.physical_timer_intid)
-}
-
-/// Makes SGI or PPI `intid` a Group 0 interrupt (GICR_IGROUPR0 bit clear) of `priority` and
-/// enables it at redistributor `rd`.
-fn enable_group0(rd: &Redistributor, intid: u32, priority: u32) {
-    rd.igroupr0.set(rd.igroupr0.get() & !(1 << intid));
-    set_priority(rd, intid, priority);
-    rd.isenabler0.set(1 << intid);
 }
 
 /// Sends [`STOP_SGI`] to CPU `cpu`: ICC_SGI0R_EL1, the Group 0 twin of ICC_SGI1R_EL1 (IHI 0069,
@@ -265,7 +228,7 @@ pub fn reset_for_recovery() -> Result<(), GicError> {
     }
     init_cpu()?;
     let rd = redistributor(gic).ok_or(GicError::NoRedistributor)?;
-    rd.icpendr0.set(1 << STOP_SGI);
+    rd.sgi.clear_pending(1 << STOP_SGI);
     let own = [
         KICK_SGI,
         STOP_SGI,
@@ -273,20 +236,20 @@ pub fn reset_for_recovery() -> Result<(), GicError> {
         gic.hyp_timer_intid,
         gic.physical_timer_intid,
     ];
-    rd.icactiver0.set(own.iter().fold(0u32, |m, &i| m | 1 << i));
+    rd.sgi.deactivate(bank::mask(&own));
     Ok(())
 }
 
 /// Whether SGI or PPI `intid` is active at this CPU's redistributor (GICR_ISACTIVER0).
 pub fn private_active(intid: u32) -> bool {
-    redistributor(facts()).is_some_and(|rd| rd.isactiver0.get() & (1 << intid) != 0)
+    redistributor(facts()).is_some_and(|rd| rd.sgi.active(intid))
 }
 
 /// Deactivates SGI or PPI `intid` at this CPU's redistributor (GICR_ICACTIVER0), whoever
 /// acknowledged it.
 pub fn deactivate_private(intid: u32) {
     if let Some(rd) = redistributor(facts()) {
-        rd.icactiver0.set(1 << intid);
+        rd.sgi.deactivate(1 << intid);
     }
 }
 
@@ -294,14 +257,14 @@ pub fn deactivate_private(intid: u32) {
 /// interrupt, for a vCPU that uses the PMU).
 pub fn enable_ppi(intid: u32) -> Result<(), GicError> {
     let rd = redistributor(facts()).ok_or(GicError::NoRedistributor)?;
-    enable_private(rd, &[intid]);
+    rd.sgi.enable(&[intid], PRIORITY, Some(true));
     Ok(())
 }
 
 /// Stops PPI `intid` from reaching this CPU (GICR_ICENABLER0, IHI 0069, 12.11.7).
 pub fn disable_ppi(intid: u32) -> Result<(), GicError> {
     let rd = redistributor(facts()).ok_or(GicError::NoRedistributor)?;
-    rd.icenabler0.set(1 << intid);
+    rd.sgi.disable(intid);
     Ok(())
 }
 
@@ -328,7 +291,7 @@ fn sgi_target(intid: u32, cpu: usize) -> u64 {
 /// Drops this CPU's pending [`KICK_SGI`] (GICR_ICPENDR0, IHI 0069, 12.11.15).
 pub fn clear_kick() {
     if let Some(rd) = redistributor(facts()) {
-        rd.icpendr0.set(1 << KICK_SGI);
+        rd.sgi.clear_pending(1 << KICK_SGI);
     }
 }
 
