@@ -40,8 +40,9 @@ impl<P: OutputPin> Line<P> {
 
 /// The line `entry` names, requested as an output, inactive.
 fn request(entry: &GpioEntry, what: String) -> Result<Line<CdevPin>> {
+    // gpio-cdev's error already ends with its cause: as context it would print it twice.
     let mut chip = Chip::new(&entry.chip)
-        .with_context(|| format!("{what}: opening {}", entry.chip.display()))?;
+        .map_err(|e| anyhow!("{what}: opening {}: {e}", entry.chip.display()))?;
     let inactive = u8::from(entry.active_low);
     let handle = chip
         .get_line(entry.line)
