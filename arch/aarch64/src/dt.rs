@@ -1,7 +1,7 @@
 //! The device tree a partition boots with: exactly what it owns (its memory, its vCPUs with PSCI
-//! over HVC, its GIC (a GICv3 with one redistributor per vCPU, or a GICv2), the generic timer's PPIs, its
-//! PL011, the PMU if it uses the PMU) and its argument string as `/chosen/bootargs`, in the shape
-//! Linux expects of QEMU `virt` (Documentation/devicetree/bindings: arm/psci,
+//! over HVC, its GIC (a GICv3 with one redistributor per vCPU, or a GICv2), the generic timer's
+//! PPIs, its PL011, the PMU if it uses the PMU) and its argument string as `/chosen/bootargs`, in
+//! the shape Linux expects of QEMU `virt` (Documentation/devicetree/bindings: arm/psci,
 //! timer/arm,arch_timer, interrupt-controller/arm,gic-v3 and arm,gic, serial/pl011, arm/pmu).
 
 use core::fmt::Write;

@@ -33,9 +33,10 @@ extern "C" fn stop_taken() -> ! {
 
 /// A FIQ while no recovery stops CPUs, on the interrupted code's stack with its caller-saved
 /// registers kept: acknowledges the Group 0 interrupt and returns to that code, ending a stale
-/// stop request, unless the interrupt is a watchdog tick that finds this CPU hung. Then the interrupted code is abandoned
-/// (PSTATE.F stays set from the exception, as for a follower) and the recovery starts on this
-/// CPU's own stack reset to its top, as a stopped CPU's follower path does.
+/// stop request, unless the interrupt is a watchdog tick that finds this CPU hung. Then the
+/// interrupted code is abandoned (PSTATE.F stays set from the exception, as for a follower) and
+/// the recovery starts on this CPU's own stack reset to its top, as a stopped CPU's follower path
+/// does.
 #[unsafe(no_mangle)]
 extern "C" fn group0_taken() {
     let iar = gic::acknowledge_group0();

@@ -7,9 +7,9 @@
 //! watchdog's tick are Group 0, signalled as FIQ (GICC_CTLR.FIQEn). GICC_IAR acknowledges both
 //! (GICC_CTLR.AckCtl, IHI 0048B 4.4.1 and 3.8: QEMU 7.2 has no GICC_AIAR, the Group 1 alias), so
 //! the IRQ path may find a Group 0 interrupt that became pending after the IRQ was signalled;
-//! it hands it back to the FIQ ([`acknowledge`]). With them (a GIC-400 the firmware left to the non-secure world, as on a Raspberry
-//! Pi 4) the hypervisor sees only Group 1, through GICC_IAR, and has no FIQ: recovery, which
-//! needs one, is refused there ([`GicError::NoGroup0`]).
+//! it hands it back to the FIQ ([`acknowledge`]). With them (a GIC-400 the firmware left to the
+//! non-secure world, as on a Raspberry Pi 4) the hypervisor sees only Group 1, through GICC_IAR,
+//! and has no FIQ: recovery, which needs one, is refused there ([`GicError::NoGroup0`]).
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
