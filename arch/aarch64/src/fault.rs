@@ -40,11 +40,11 @@ extern "C" fn stop_taken() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn group0_taken() {
     let iar = gic::acknowledge_group0();
-    if iar & 0x3ff >= gic::SPURIOUS {
+    if gic::id(iar) >= gic::SPURIOUS {
         return;
     }
     // A stop request whose recovery has ended (STOP_PENDING is clear again).
-    if iar & 0x3ff == gic::STOP_SGI {
+    if gic::id(iar) == gic::STOP_SGI {
         gic::end_group0(iar);
         return;
     }

@@ -110,11 +110,17 @@ pub fn end_group0(iar: u32) {
     either!(end_group0(iar))
 }
 
+/// The interrupt ID in an acknowledge's value (its low 10 bits; above them a GICv2 SGI's source
+/// CPU, IHI 0048B 4.4.4).
+pub fn id(iar: u32) -> u32 {
+    iar & 0x3ff
+}
+
 /// Acknowledges and ends the Group 0 interrupt this CPU takes as a FIQ ([`STOP_SGI`], or a
 /// watchdog tick pending before it, whose timer level brings it back once FIQs are let in).
 pub fn take_stop() {
     let iar = acknowledge_group0();
-    if iar & 0x3ff < SPURIOUS {
+    if id(iar) < SPURIOUS {
         end_group0(iar);
     }
 }
